@@ -1,0 +1,246 @@
+//! The retransmit queue for piggybacked rumours.
+//!
+//! Every rumour is sent a limited number of times (`retransmit_mult × ceil(log10(N+1))`),
+//! least-sent first and, among equals, newest first, as memberlist's
+//! `TransmitLimitedQueue` does. A newer rumour about a member replaces the queued one.
+//!
+//! Two classes share each packet: membership news and application broadcasts. When
+//! both are waiting, each is first offered half the packet, then the other takes
+//! whatever is left. Membership churn therefore can never starve application
+//! broadcasts (memberlist #299), and an application flood cannot delay a suspicion.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::id::NodeId;
+use crate::wire::{encoded_len, Rumor};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Member = 0,
+    App = 1,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    rumor: Rumor,
+    class: Class,
+    transmits: u32,
+    size: usize,
+}
+
+/// Rumours waiting to be piggybacked.
+#[derive(Clone, Debug, Default)]
+pub struct RumorQueue {
+    next_id: u64,
+    entries: BTreeMap<u64, Entry>,
+    /// Per class: (transmits so far, newest first) → entry id.
+    order: [BTreeSet<(u32, Reverse<u64>)>; 2],
+    /// The queued membership rumour about each member, for replacement.
+    by_member: BTreeMap<NodeId, u64>,
+    dropped: u64,
+}
+
+impl RumorQueue {
+    /// Most rumours held; beyond this the most-sent ones are dropped.
+    pub const CAPACITY: usize = 8192;
+    /// Entries examined for a packet before giving up on fitting more in.
+    const SCAN: usize = 64;
+
+    pub fn push(&mut self, rumor: Rumor) {
+        let class = match &rumor {
+            Rumor::Member(update) => {
+                if let Some(old) = self.by_member.remove(&update.node()) {
+                    self.remove(old);
+                }
+                Class::Member
+            }
+            Rumor::App(_) => Class::App,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Rumor::Member(update) = &rumor {
+            self.by_member.insert(update.node(), id);
+        }
+        let size = encoded_len(&rumor);
+        self.order[class as usize].insert((0, Reverse(id)));
+        self.entries.insert(
+            id,
+            Entry {
+                rumor,
+                class,
+                transmits: 0,
+                size,
+            },
+        );
+        while self.entries.len() > Self::CAPACITY {
+            self.drop_most_sent();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Rumours dropped for lack of room (a metric).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Takes rumours for one packet of at most `budget` encoded bytes; each taken
+    /// rumour counts one transmission and leaves the queue after `limit` of them.
+    pub fn take(&mut self, budget: usize, limit: u32) -> Vec<Rumor> {
+        let mut out = Vec::new();
+        let mut left = budget;
+        let both = !self.order[0].is_empty() && !self.order[1].is_empty();
+        if both {
+            let half = budget / 2;
+            let used = self.take_class(Class::Member, half, limit, &mut out);
+            left -= used;
+            left -= self.take_class(Class::App, left, limit, &mut out);
+            self.take_class(Class::Member, left, limit, &mut out);
+        } else {
+            let class = if self.order[0].is_empty() {
+                Class::App
+            } else {
+                Class::Member
+            };
+            self.take_class(class, left, limit, &mut out);
+        }
+        out
+    }
+
+    fn take_class(
+        &mut self,
+        class: Class,
+        budget: usize,
+        limit: u32,
+        out: &mut Vec<Rumor>,
+    ) -> usize {
+        let mut used = 0;
+        let mut picked = Vec::new();
+        for &(transmits, Reverse(id)) in self.order[class as usize].iter().take(Self::SCAN) {
+            let size = self.entries[&id].size;
+            if used + size <= budget {
+                used += size;
+                picked.push((transmits, id));
+            }
+        }
+        for (transmits, id) in picked {
+            self.order[class as usize].remove(&(transmits, Reverse(id)));
+            let entry = self.entries.get_mut(&id).expect("ordered entries exist");
+            entry.transmits += 1;
+            out.push(entry.rumor.clone());
+            if entry.transmits >= limit {
+                self.remove(id);
+            } else {
+                self.order[class as usize].insert((entry.transmits, Reverse(id)));
+            }
+        }
+        used
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(entry) = self.entries.remove(&id) {
+            self.order[entry.class as usize].remove(&(entry.transmits, Reverse(id)));
+            if let Rumor::Member(update) = &entry.rumor {
+                if self.by_member.get(&update.node()) == Some(&id) {
+                    self.by_member.remove(&update.node());
+                }
+            }
+        }
+    }
+
+    fn drop_most_sent(&mut self) {
+        let victim = self
+            .order
+            .iter()
+            .filter_map(|o| o.last().copied())
+            .max()
+            .map(|(_, Reverse(id))| id);
+        if let Some(id) = victim {
+            self.remove(id);
+            self.dropped += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Incarnation;
+    use crate::wire::{AppRumor, MemberUpdate};
+
+    fn suspect(node: u64, inc: u64) -> Rumor {
+        Rumor::Member(MemberUpdate::Suspect {
+            node: NodeId(node),
+            incarnation: Incarnation(inc),
+            from: NodeId(99),
+        })
+    }
+
+    fn app(seq: u64, len: usize) -> Rumor {
+        Rumor::App(AppRumor {
+            origin: NodeId(1),
+            seq,
+            payload: vec![7; len],
+        })
+    }
+
+    #[test]
+    fn each_rumor_is_sent_limit_times() {
+        let mut q = RumorQueue::default();
+        q.push(suspect(1, 1));
+        for _ in 0..3 {
+            assert_eq!(q.take(1000, 3).len(), 1);
+        }
+        assert!(q.take(1000, 3).is_empty());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn newer_rumor_about_a_member_replaces_the_queued_one() {
+        let mut q = RumorQueue::default();
+        q.push(suspect(1, 1));
+        q.push(suspect(1, 2));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.take(1000, 3), vec![suspect(1, 2)]);
+    }
+
+    #[test]
+    fn least_sent_go_first() {
+        let mut q = RumorQueue::default();
+        q.push(suspect(1, 1));
+        let one = encoded_len(&suspect(1, 1));
+        assert_eq!(q.take(one, 5), vec![suspect(1, 1)]);
+        q.push(suspect(2, 1));
+        // Budget for one rumour: the fresh one wins over the once-sent one.
+        assert_eq!(q.take(one, 5), vec![suspect(2, 1)]);
+    }
+
+    #[test]
+    fn membership_churn_does_not_starve_app_broadcasts() {
+        let mut q = RumorQueue::default();
+        for n in 0..500 {
+            q.push(suspect(n, 1));
+        }
+        q.push(app(1, 100));
+        let taken = q.take(400, 10);
+        assert!(taken.contains(&app(1, 100)), "{taken:?}");
+        assert!(taken.iter().any(|r| matches!(r, Rumor::Member(_))));
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let mut q = RumorQueue::default();
+        for n in 0..(RumorQueue::CAPACITY as u64 + 10) {
+            q.push(app(n, 1));
+        }
+        assert_eq!(q.len(), RumorQueue::CAPACITY);
+        assert_eq!(q.dropped(), 10);
+    }
+}

@@ -1,0 +1,212 @@
+//! The wire format: a fixed header, then a postcard-encoded [`Message`].
+//!
+//! ```text
+//! offset  size  field
+//! 0       2     magic "AU"
+//! 2       1     protocol version
+//! 3       8     cluster id (little endian)
+//! 11      8     sender node id (little endian)
+//! 19      ..    postcard(Message)
+//! ```
+//!
+//! The header is fixed-size and checked before any of the body is parsed, so a packet
+//! of another protocol, another version or another cluster costs a few comparisons.
+//! Every decode is bounded: the packet size is capped before parsing, postcard never
+//! reads past the buffer, and [`check_limits`] caps element counts and string sizes
+//! afterwards. A packet that fails any check is rejected with a [`DecodeError`] that
+//! names the reason; the node counts it and changes no state.
+
+mod message;
+
+pub use message::*;
+
+use crate::config::MemberMeta;
+use crate::id::{ClusterId, NodeId};
+
+pub const MAGIC: [u8; 2] = *b"AU";
+/// The protocol version this build speaks. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 19;
+/// Largest datagram accepted (QUIC datagrams are smaller than this anyway).
+pub const MAX_DATAGRAM: usize = 64 * 1024;
+/// Largest stream message accepted (a push-pull of a large cluster).
+pub const MAX_STREAM_MESSAGE: usize = 4 * 1024 * 1024;
+/// Most rumours one message may carry.
+pub const MAX_RUMORS: usize = 512;
+/// Most member records one push-pull may carry.
+pub const MAX_MEMBERS: usize = 16 * 1024;
+/// Largest application broadcast payload.
+pub const MAX_APP_PAYLOAD: usize = 1024;
+
+/// How a packet arrived; it decides the size limit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// Unreliable, unordered, at most one packet (QUIC datagram).
+    Datagram,
+    /// Reliable and ordered (a QUIC stream), for large messages.
+    Stream,
+}
+
+impl Channel {
+    pub fn max_len(self) -> usize {
+        match self {
+            Channel::Datagram => MAX_DATAGRAM,
+            Channel::Stream => MAX_STREAM_MESSAGE,
+        }
+    }
+}
+
+/// A decoded packet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    pub cluster: ClusterId,
+    pub sender: NodeId,
+    pub message: Message,
+}
+
+/// Why a packet was dropped. Each reason has its own counter.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
+pub enum DecodeError {
+    #[error("packet larger than the {0} limit")]
+    TooLarge(&'static str),
+    #[error("packet shorter than the header")]
+    Truncated,
+    #[error("not an Aurora packet (bad magic)")]
+    BadMagic,
+    #[error("unsupported protocol version {0}")]
+    UnknownVersion(u8),
+    #[error("packet from another cluster")]
+    WrongCluster,
+    #[error("malformed body")]
+    Malformed,
+    #[error("trailing bytes after the body")]
+    TrailingBytes,
+    #[error("a count or size limit is exceeded")]
+    LimitExceeded,
+}
+
+impl DecodeError {
+    /// Every reason, for metrics that list all counters even when zero.
+    pub const ALL: [DecodeError; 8] = [
+        DecodeError::TooLarge(""),
+        DecodeError::Truncated,
+        DecodeError::BadMagic,
+        DecodeError::UnknownVersion(0),
+        DecodeError::WrongCluster,
+        DecodeError::Malformed,
+        DecodeError::TrailingBytes,
+        DecodeError::LimitExceeded,
+    ];
+
+    /// A stable label, for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge(_) => "too_large",
+            DecodeError::Truncated => "truncated",
+            DecodeError::BadMagic => "bad_magic",
+            DecodeError::UnknownVersion(_) => "unknown_version",
+            DecodeError::WrongCluster => "wrong_cluster",
+            DecodeError::Malformed => "malformed",
+            DecodeError::TrailingBytes => "trailing_bytes",
+            DecodeError::LimitExceeded => "limit_exceeded",
+        }
+    }
+
+    /// Index into a counter array of length `ALL.len()`.
+    pub fn index(&self) -> usize {
+        match self {
+            DecodeError::TooLarge(_) => 0,
+            DecodeError::Truncated => 1,
+            DecodeError::BadMagic => 2,
+            DecodeError::UnknownVersion(_) => 3,
+            DecodeError::WrongCluster => 4,
+            DecodeError::Malformed => 5,
+            DecodeError::TrailingBytes => 6,
+            DecodeError::LimitExceeded => 7,
+        }
+    }
+}
+
+/// Encodes `message` into a packet. Encoding an in-memory message cannot fail except
+/// by exhausting memory, which aborts anyway; the `expect` documents that invariant.
+pub fn encode(cluster: ClusterId, sender: NodeId, message: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.extend_from_slice(&cluster.0.to_le_bytes());
+    out.extend_from_slice(&sender.0.to_le_bytes());
+    postcard::to_extend(message, out).expect("encoding into a Vec cannot fail")
+}
+
+/// Decodes and validates one packet received on `channel` for cluster `cluster`.
+pub fn decode(cluster: ClusterId, channel: Channel, bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    if bytes.len() > channel.max_len() {
+        return Err(DecodeError::TooLarge(match channel {
+            Channel::Datagram => "datagram",
+            Channel::Stream => "stream message",
+        }));
+    }
+    let (header, body) = bytes
+        .split_at_checked(HEADER_LEN)
+        .ok_or(DecodeError::Truncated)?;
+    if header[0..2] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if header[2] != PROTOCOL_VERSION {
+        return Err(DecodeError::UnknownVersion(header[2]));
+    }
+    let field = |range: core::ops::Range<usize>| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[range]);
+        u64::from_le_bytes(b)
+    };
+    let packet_cluster = ClusterId(field(3..11));
+    if packet_cluster != cluster {
+        return Err(DecodeError::WrongCluster);
+    }
+    let sender = NodeId(field(11..19));
+    let (message, rest) =
+        postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    check_limits(&message)?;
+    Ok(Envelope {
+        cluster: packet_cluster,
+        sender,
+        message,
+    })
+}
+
+/// Caps element counts and string sizes of a decoded message.
+pub fn check_limits(message: &Message) -> Result<(), DecodeError> {
+    let meta_ok = |m: &MemberMeta| m.validate().is_ok();
+    let rumors = message.rumors();
+    if rumors.len() > MAX_RUMORS {
+        return Err(DecodeError::LimitExceeded);
+    }
+    for r in rumors {
+        let ok = match r {
+            Rumor::Member(MemberUpdate::Alive { meta, .. }) => meta_ok(meta),
+            Rumor::Member(_) => true,
+            Rumor::App(app) => app.payload.len() <= MAX_APP_PAYLOAD,
+        };
+        if !ok {
+            return Err(DecodeError::LimitExceeded);
+        }
+    }
+    if let Message::PushPull { members, .. } = message {
+        if members.len() > MAX_MEMBERS || !members.iter().all(|m| meta_ok(&m.meta)) {
+            return Err(DecodeError::LimitExceeded);
+        }
+    }
+    Ok(())
+}
+
+/// The encoded size of a value, for filling a packet up to its budget.
+pub fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests;

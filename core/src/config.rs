@@ -43,6 +43,8 @@ pub struct Timing {
     pub tombstone_ttl: Duration,
     /// Upper bound of the Lifeguard local-health multiplier.
     pub awareness_max_multiplier: u32,
+    /// How often a push-pull is tried with a failed member, to heal partitions.
+    pub reconnect_interval: Duration,
     /// How often an unanswered join is retried.
     pub join_retry: Duration,
     /// How long a leaving node keeps gossiping its departure before it stops.
@@ -69,6 +71,7 @@ impl Timing {
             reap_after: Duration::from_secs(30),
             tombstone_ttl: Duration::from_secs(24 * 3600),
             awareness_max_multiplier: 8,
+            reconnect_interval: Duration::from_secs(10),
             join_retry: Duration::from_secs(1),
             leave_propagate: Duration::from_secs(1),
             max_datagram: 1400,
@@ -97,6 +100,7 @@ impl Timing {
             ("push_pull_interval", self.push_pull_interval),
             ("heartbeat_interval", self.heartbeat_interval),
             ("join_retry", self.join_retry),
+            ("reconnect_interval", self.reconnect_interval),
         ];
         for (field, d) in positive {
             if d.as_millis() == 0 {

@@ -59,6 +59,7 @@ enum Timer {
     Heartbeat,
     Suspicion(NodeId),
     Reap,
+    Reconnect,
     JoinRetry,
     LeaveDone,
 }
@@ -66,10 +67,8 @@ enum Timer {
 /// Where this node is in its own lifecycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Asking seeds for the member list.
-    Joining {
-        seeds: Vec<Addr>,
-    },
+    /// Asking the seeds for the member list.
+    Joining,
     Active,
     /// Gossiping its departure until the deadline.
     Leaving,
@@ -85,6 +84,16 @@ struct Probe {
     acked: bool,
     expected_nacks: u32,
     nacks: u32,
+}
+
+/// What is remembered of a reaped member.
+#[derive(Clone, Debug)]
+struct Tombstone {
+    incarnation: Incarnation,
+    addr: Addr,
+    /// Left on purpose (never reconnected to) rather than failed.
+    left: bool,
+    expires: Millis,
 }
 
 /// A probe this node makes on another's behalf (it received a `PingReq`).
@@ -124,8 +133,10 @@ pub struct Membership {
     phase: Phase,
     timing: Timing,
     members: BTreeMap<NodeId, Member>,
-    /// Removed members' last incarnation, and when the memory of it expires.
-    tombstones: BTreeMap<NodeId, (Incarnation, Millis)>,
+    /// Members reaped from `members`, remembered so stale state cannot revive them.
+    tombstones: BTreeMap<NodeId, Tombstone>,
+    /// Where this node joined through; asked again if it ever finds itself alone.
+    seeds: Vec<Addr>,
     suspicions: BTreeMap<NodeId, Suspicion>,
     probe_order: Vec<NodeId>,
     probe_next: usize,
@@ -162,6 +173,7 @@ impl Membership {
             timing,
             members: BTreeMap::new(),
             tombstones: BTreeMap::new(),
+            seeds: Vec::new(),
             suspicions: BTreeMap::new(),
             probe_order: Vec::new(),
             probe_next: 0,
@@ -184,6 +196,7 @@ impl Membership {
             (Timer::PushPull, t.push_pull_interval),
             (Timer::Heartbeat, t.heartbeat_interval),
             (Timer::Reap, reap_period(&t)),
+            (Timer::Reconnect, t.reconnect_interval),
         ] {
             let jitter = m.jitter(period);
             m.timers.set(now + jitter, timer);
@@ -235,7 +248,7 @@ impl Membership {
     }
 
     pub fn is_joining(&self) -> bool {
-        matches!(self.phase, Phase::Joining { .. })
+        self.phase == Phase::Joining
     }
 
     pub fn has_left(&self) -> bool {
@@ -251,11 +264,11 @@ impl Membership {
     /// Starts joining through `seeds` (addresses; their ids are learnt from the
     /// answer). With no seed other than itself the node forms a cluster of one.
     pub(crate) fn join(&mut self, now: Millis, seeds: Vec<Addr>, out: &mut Outbox) {
-        let seeds: Vec<Addr> = seeds.into_iter().filter(|s| *s != self.addr).collect();
-        if seeds.is_empty() || self.phase == Phase::Left {
+        self.seeds = seeds.into_iter().filter(|s| *s != self.addr).collect();
+        if self.seeds.is_empty() || self.phase != Phase::Active {
             return;
         }
-        self.phase = Phase::Joining { seeds };
+        self.phase = Phase::Joining;
         self.send_join(now, out);
     }
 
@@ -358,11 +371,14 @@ impl Membership {
                 members,
             } => {
                 self.observe_heartbeat(now, sender, heartbeat);
+                // Merge before replying: if the peer's list says we are dead, the
+                // reply already carries our refutation, so one exchange heals a
+                // pair that had declared each other dead during a partition.
+                self.merge_remote_state(now, sender, members, out);
                 if kind != PushPullKind::Reply {
                     let reply = self.push_pull_message(PushPullKind::Reply);
                     out.send(from, Channel::Stream, reply);
                 }
-                self.merge_remote_state(now, sender, members, out);
                 if kind == PushPullKind::Reply && self.is_joining() {
                     self.phase = Phase::Active;
                     out.event(Event::Local(LocalChange::Joined));
@@ -425,6 +441,13 @@ impl Membership {
                 self.timers
                     .set(now + reap_period(&self.timing), Timer::Reap);
                 self.reap(now, out);
+            }
+            Timer::Reconnect => {
+                self.timers
+                    .set(now + self.timing.reconnect_interval, Timer::Reconnect);
+                if self.phase == Phase::Active {
+                    self.reconnect(now, out);
+                }
             }
             Timer::JoinRetry => {
                 if self.is_joining() {
@@ -655,12 +678,34 @@ impl Membership {
         }
     }
 
-    fn send_join(&mut self, now: Millis, out: &mut Outbox) {
-        let Phase::Joining { seeds } = &self.phase else {
+    /// Push-pull with one failed member, so two sides of a healed partition that
+    /// declared each other dead find each other again (SWIM alone never probes the
+    /// dead; serf adds the same reconnect loop). A node that is alone asks its seeds.
+    fn reconnect(&mut self, now: Millis, out: &mut Outbox) {
+        if self.active_count() == 0 && !self.seeds.is_empty() {
+            self.phase = Phase::Joining;
+            self.send_join(now, out);
             return;
-        };
+        }
+        let mut failed: Vec<Addr> = self
+            .members
+            .values()
+            .filter(|m| m.liveness == Liveness::Dead)
+            .map(|m| m.addr)
+            .collect();
+        failed.extend(self.tombstones.values().filter(|t| !t.left).map(|t| t.addr));
+        if let Some(&addr) = self.rng.sample(&failed, 1).first() {
+            let msg = self.push_pull_message(PushPullKind::Periodic);
+            out.send(addr, Channel::Stream, msg);
+        }
+    }
+
+    fn send_join(&mut self, now: Millis, out: &mut Outbox) {
+        if self.phase != Phase::Joining {
+            return;
+        }
         let msg = self.push_pull_message(PushPullKind::Join);
-        for &seed in seeds {
+        for &seed in &self.seeds {
             out.send(seed, Channel::Stream, msg.clone());
         }
         self.timers
@@ -804,8 +849,8 @@ impl Membership {
         meta: MemberMeta,
         out: &mut Outbox,
     ) {
-        if let Some(&(dead_at, _)) = self.tombstones.get(&node) {
-            if incarnation <= dead_at {
+        if let Some(t) = self.tombstones.get(&node) {
+            if incarnation <= t.incarnation {
                 self.stats.stale_updates += 1;
                 return;
             }
@@ -1090,15 +1135,20 @@ impl Membership {
             .collect();
         for id in gone {
             if let Some(m) = self.members.remove(&id) {
-                let expires = now + self.timing.tombstone_ttl;
-                self.tombstones.insert(id, (m.incarnation, expires));
+                let tombstone = Tombstone {
+                    incarnation: m.incarnation,
+                    addr: m.addr,
+                    left: m.liveness == Liveness::Left,
+                    expires: now + self.timing.tombstone_ttl,
+                };
+                self.tombstones.insert(id, tombstone);
                 out.event(Event::Member {
                     node: id,
                     change: MemberChange::Reaped,
                 });
             }
         }
-        self.tombstones.retain(|_, (_, expires)| *expires > now);
+        self.tombstones.retain(|_, t| t.expires > now);
         let horizon = now - APP_DEDUP_WINDOW;
         self.app_seen.retain(|_, seen| *seen > horizon);
     }

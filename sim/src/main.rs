@@ -1,0 +1,205 @@
+//! `aurora-sim`: run seeds of the deterministic simulator, or replay one.
+//!
+//! ```text
+//! aurora-sim run --seeds N [--start S] [--nodes K] [--duration SECS] [--threads T]
+//! aurora-sim replay --seed S [--nodes K] [--duration SECS]
+//! aurora-sim scenario NAME [--seed S]      (names: aurora-sim scenario --list)
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aurora_sim::run::{run_seeds, simulate, Figures};
+use aurora_sim::scenario;
+use aurora_sim::SimParams;
+
+const USAGE: &str = "usage:
+  aurora-sim run --seeds N [--start S] [--nodes K] [--duration SECS] [--liveness SECS] [--threads T] [--no-determinism]
+  aurora-sim replay --seed S [--nodes K] [--duration SECS] [--liveness SECS]
+  aurora-sim scenario NAME [--seed S]    (aurora-sim scenario --list)";
+
+/// Parsed command-line options.
+struct Opts {
+    seeds: u64,
+    start: u64,
+    params: SimParams,
+    threads: usize,
+    determinism: bool,
+    rest: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        seeds: 100,
+        start: 0,
+        params: SimParams::default(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        determinism: true,
+        rest: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| -> Result<u64, String> {
+            let v = it.next().ok_or_else(|| format!("{name} needs a value"))?;
+            v.parse::<u64>()
+                .map_err(|_| format!("{name} expects a whole number, got {v:?}"))
+        };
+        match a.as_str() {
+            "--seeds" => o.seeds = value("--seeds")?,
+            "--start" | "--seed" => o.start = value(a)?,
+            "--nodes" => o.params.nodes = value("--nodes")?.max(1) as usize,
+            "--duration" => o.params.safety = Duration::from_secs(value("--duration")?),
+            "--liveness" => o.params.liveness = Duration::from_secs(value("--liveness")?),
+            "--threads" => o.threads = value("--threads")?.max(1) as usize,
+            "--no-determinism" => o.determinism = false,
+            other if other.starts_with("--") && other != "--list" => {
+                return Err(format!("unknown option {other}"))
+            }
+            other => o.rest.push(other.to_string()),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let opts = match parse(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("aurora-sim: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd.as_str() {
+        "run" => run(&opts),
+        "replay" => replay(&opts),
+        "scenario" => run_scenario(&opts),
+        _ => {
+            eprintln!("aurora-sim: unknown command {cmd:?}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The flags that reproduce `opts`' world, for replay commands.
+fn world_flags(p: &SimParams) -> String {
+    format!(
+        "--nodes {} --duration {} --liveness {}",
+        p.nodes,
+        p.safety.as_secs(),
+        p.liveness.as_secs()
+    )
+}
+
+fn run(o: &Opts) -> ExitCode {
+    println!(
+        "running seeds {}..{} ({} nodes, {}s faults + {}s liveness) on {} threads",
+        o.start,
+        o.start + o.seeds,
+        o.params.nodes,
+        o.params.safety.as_secs(),
+        o.params.liveness.as_secs(),
+        o.threads
+    );
+    let (outcomes, secs) = run_seeds(o.start, o.seeds, &o.params, o.threads, o.determinism);
+    let failed: Vec<_> = outcomes.iter().filter(|x| !x.passed()).collect();
+    for f in &failed {
+        for c in &f.failures {
+            println!("seed {} FAILED {}: {}", f.seed, c.check, c.detail);
+        }
+        println!("  profile: {}", f.profile);
+        println!(
+            "  replay: cargo run --release -p aurora-sim -- replay --seed {} {}",
+            f.seed,
+            world_flags(&o.params)
+        );
+    }
+    let fig = Figures::of(&outcomes);
+    let runs = if o.determinism { 2.0 } else { 1.0 };
+    println!(
+        "seeds/s: {:.1} ({:.1} per core; each seed run {}x)",
+        o.seeds as f64 / secs,
+        o.seeds as f64 / secs / o.threads as f64,
+        runs
+    );
+    println!(
+        "detection (crash -> failed at every member): n={} p50 {} ms, p99 {} ms, max {} ms",
+        fig.detections, fig.detection_p50_ms, fig.detection_p99_ms, fig.detection_max_ms
+    );
+    println!(
+        "convergence after faults stop: p50 {} ms, p99 {} ms, max {} ms",
+        fig.convergence_p50_ms, fig.convergence_p99_ms, fig.convergence_max_ms
+    );
+    println!(
+        "false positives: {} (suspicions raised: {})",
+        fig.false_positives, fig.suspicions
+    );
+    println!(
+        "traffic per node: {:.1} msgs/s, {:.0} bytes/s",
+        fig.messages_per_node_s, fig.bytes_per_node_s
+    );
+    println!(
+        "{} passed, {} failed",
+        fig.passed,
+        outcomes.len() - fig.passed
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn replay(o: &Opts) -> ExitCode {
+    let mut params = o.params.clone();
+    params.trace = true;
+    let (mut world, outcome) = simulate(o.start, &params);
+    println!("seed {}: {}", o.start, outcome.profile);
+    for line in world.trace.take_lines() {
+        println!("{line}");
+    }
+    for c in &outcome.failures {
+        println!("FAILED {}: {}", c.check, c.detail);
+    }
+    println!("trace-hash: {:016x}", outcome.trace_hash);
+    if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_scenario(o: &Opts) -> ExitCode {
+    let Some(name) = o.rest.first() else {
+        eprintln!("aurora-sim: scenario needs a name\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    if name == "--list" {
+        for s in scenario::ALL {
+            println!("{:<32} {}", s.name, s.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some(s) = scenario::ALL.iter().find(|s| s.name == name) else {
+        eprintln!("aurora-sim: unknown scenario {name:?} (try --list)");
+        return ExitCode::from(2);
+    };
+    let report = (s.run)(o.start);
+    for line in &report.lines {
+        println!("{line}");
+    }
+    for c in &report.failures {
+        println!("FAILED {}: {}", c.check, c.detail);
+    }
+    let failed = usize::from(!report.failures.is_empty());
+    println!("{} passed, {} failed", 1 - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,251 @@
+//! What the checkers look at: facts recorded while the world runs (crashes, pauses,
+//! who declared whom failed and when, broadcast receipts), and the final verdicts.
+//!
+//! Each check is separate and named, so a failing seed says exactly which property
+//! broke: `convergence`, `detection`, `false-positive`; the runner adds `no-panic`
+//! and `determinism`.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use aurora_core::{MemberChange, Millis, NodeId};
+
+use crate::world::SimNode;
+
+/// A property that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckFailure {
+    pub check: &'static str,
+    pub detail: String,
+}
+
+/// A node that is down is excused for this long after it comes back: stale rumours
+/// about its old incarnation may still be in flight.
+const GRACE: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, Default)]
+pub struct Observations {
+    pub liveness_start: Option<Millis>,
+    pub converged_at: Option<Millis>,
+    /// A partition happened during the run.
+    pub partitioned: bool,
+    /// Per node: until when it is excused (down, paused, leaving); `Millis(u64::MAX)`
+    /// while the disturbance lasts.
+    excused_until: BTreeMap<usize, Millis>,
+    /// Crashed nodes that are still down, and when they crashed.
+    down_since: BTreeMap<usize, Millis>,
+    /// (crashed node, observer) → when the observer declared it failed.
+    detected: BTreeMap<(usize, usize), Millis>,
+    /// Crashes whose detection by every member has been recorded.
+    detection_done: BTreeMap<usize, Millis>,
+    /// Time from crash to "failed" at every live member, one entry per crash.
+    pub detection_ms: Vec<u64>,
+    /// (when, observer, target) of every "failed" about a node that was fine.
+    pub false_positives: Vec<(Millis, NodeId, NodeId)>,
+    pub suspicions: u64,
+    /// Payload → (origin, sent at, receipts).
+    broadcasts: BTreeMap<Vec<u8>, (NodeId, Millis, BTreeMap<NodeId, Millis>)>,
+    pub failures: Vec<CheckFailure>,
+}
+
+impl Observations {
+    pub fn crashed(&mut self, i: usize, at: Millis) {
+        self.excused_until.insert(i, Millis(u64::MAX));
+        self.down_since.insert(i, at);
+        self.detected.retain(|&(t, _), _| t != i);
+        self.detection_done.remove(&i);
+    }
+
+    pub fn restarted(&mut self, i: usize, at: Millis) {
+        self.excused_until.insert(i, at + GRACE);
+        self.down_since.remove(&i);
+    }
+
+    pub fn paused(&mut self, i: usize, _at: Millis, _until: Millis) {
+        self.excused_until.insert(i, Millis(u64::MAX));
+    }
+
+    pub fn resumed(&mut self, i: usize, at: Millis) {
+        self.excused_until.insert(i, at + GRACE);
+    }
+
+    pub fn left(&mut self, i: usize, _at: Millis) {
+        self.excused_until.insert(i, Millis(u64::MAX));
+    }
+
+    fn excused(&self, i: usize, at: Millis) -> bool {
+        self.excused_until.get(&i).is_some_and(|&until| at <= until)
+    }
+
+    pub fn broadcast_sent(&mut self, origin: NodeId, payload: Vec<u8>, at: Millis) {
+        self.broadcasts
+            .insert(payload, (origin, at, BTreeMap::new()));
+    }
+
+    /// Records a receipt by `receiver`.
+    pub fn broadcast_receipt(&mut self, receiver: NodeId, payload: &[u8], at: Millis) {
+        if let Some((_, _, receipts)) = self.broadcasts.get_mut(payload) {
+            receipts.entry(receiver).or_insert(at);
+        }
+    }
+
+    /// Per broadcast: (origin, sent at, receipts).
+    pub fn broadcasts(
+        &self,
+    ) -> impl Iterator<Item = (&NodeId, &Millis, &BTreeMap<NodeId, Millis>)> {
+        self.broadcasts.values().map(|(o, s, r)| (o, s, r))
+    }
+
+    pub fn member_event(
+        &mut self,
+        observer: usize,
+        target: NodeId,
+        change: MemberChange,
+        at: Millis,
+        nodes: &[SimNode],
+    ) {
+        let Some(t) = index_of(target, nodes) else {
+            return;
+        };
+        match change {
+            MemberChange::Suspected => self.suspicions += 1,
+            MemberChange::Failed => {
+                if !self.excused(t, at) && !self.excused(observer, at) {
+                    self.false_positives.push((at, nodes[observer].id, target));
+                }
+            }
+            _ => {}
+        }
+        let gone = matches!(
+            change,
+            MemberChange::Failed | MemberChange::Left | MemberChange::Reaped
+        );
+        if let (true, Some(&crash)) = (gone, self.down_since.get(&t)) {
+            self.detected.entry((t, observer)).or_insert(at);
+            if !self.detection_done.contains_key(&t) && self.all_detected(t, nodes) {
+                self.detection_done.insert(t, at);
+                self.detection_ms.push(at.since(crash).as_millis() as u64);
+            }
+        }
+    }
+
+    /// Every live member other than `t` has declared it failed, or never saw it.
+    fn all_detected(&self, t: usize, nodes: &[SimNode]) -> bool {
+        let target = nodes[t].id;
+        nodes.iter().enumerate().all(|(o, n)| {
+            o == t || !n.is_up() || self.detected.contains_key(&(t, o)) || !sees_active(n, target)
+        })
+    }
+
+    /// The end-of-run verdicts.
+    pub fn finish(&mut self, now: Millis, nodes: &[SimNode]) {
+        if self.converged_at.is_none() {
+            self.failures.push(CheckFailure {
+                check: "convergence",
+                detail: format!("views still differ at {now}: {}", disagreement(nodes)),
+            });
+        } else if !views_agree(nodes) {
+            self.failures.push(CheckFailure {
+                check: "convergence",
+                detail: format!("views diverged again by {now}: {}", disagreement(nodes)),
+            });
+        }
+        for (&t, &crash) in &self.down_since {
+            let target = nodes[t].id;
+            for n in nodes.iter().filter(|n| n.is_up() && sees_active(n, target)) {
+                self.failures.push(CheckFailure {
+                    check: "detection",
+                    detail: format!(
+                        "{} still sees {target} as alive at {now}; it crashed at {crash}",
+                        n.id
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Records the false-positive failures (only for seeds calm enough to demand it).
+    pub fn check_false_positives(&mut self) {
+        if let Some(&(at, observer, target)) = self.false_positives.first() {
+            self.failures.push(CheckFailure {
+                check: "false-positive",
+                detail: format!(
+                    "{observer} declared {target} failed at {at} while it was up ({} in all)",
+                    self.false_positives.len()
+                ),
+            });
+        }
+    }
+}
+
+fn index_of(id: NodeId, nodes: &[SimNode]) -> Option<usize> {
+    let i = (id.0 as usize).checked_sub(1)?;
+    (i < nodes.len() && nodes[i].id == id).then_some(i)
+}
+
+fn sees_active(observer: &SimNode, target: NodeId) -> bool {
+    observer
+        .node
+        .as_ref()
+        .and_then(|n| n.membership().member(target))
+        .is_some_and(|m| m.is_active())
+}
+
+/// Every up node sees exactly the up nodes as alive or suspect.
+pub fn views_agree(nodes: &[SimNode]) -> bool {
+    let live: Vec<NodeId> = nodes.iter().filter(|n| n.is_up()).map(|n| n.id).collect();
+    nodes
+        .iter()
+        .filter(|n| n.is_up())
+        .all(|n| view_matches(n, &live))
+}
+
+fn view_matches(n: &SimNode, live: &[NodeId]) -> bool {
+    let Some(node) = n.node.as_ref() else {
+        return false;
+    };
+    let mut active = 0;
+    for m in node.members().filter(|m| m.is_active()) {
+        if live.binary_search(&m.id).is_err() {
+            return false;
+        }
+        active += 1;
+    }
+    active + 1 == live.len()
+}
+
+/// The first node whose view is wrong, and how.
+fn disagreement(nodes: &[SimNode]) -> String {
+    let live: Vec<NodeId> = nodes.iter().filter(|n| n.is_up()).map(|n| n.id).collect();
+    for n in nodes.iter().filter(|n| n.is_up()) {
+        if !view_matches(n, &live) {
+            let mut seen: Vec<NodeId> = n
+                .node
+                .as_ref()
+                .map(|node| {
+                    node.members()
+                        .filter(|m| m.is_active())
+                        .map(|m| m.id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            seen.push(n.id);
+            seen.sort();
+            return format!(
+                "{} sees {:?}, live are {:?}",
+                n.id,
+                abbreviate(&seen),
+                abbreviate(&live)
+            );
+        }
+    }
+    "none".into()
+}
+
+fn abbreviate(ids: &[NodeId]) -> String {
+    if ids.len() <= 12 {
+        format!("{ids:?}")
+    } else {
+        format!("{:?}… ({} nodes)", &ids[..12], ids.len())
+    }
+}

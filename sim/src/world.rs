@@ -1,0 +1,773 @@
+//! The simulated world: nodes, their clocks and disks, the network, and one queue of
+//! everything that will happen, ordered by (time, insertion order).
+//!
+//! One `World` is one seed. All its randomness comes from that seed: the fault plan,
+//! the network's choices (from the world's own RNG) and each node's protocol choices
+//! (from a per-node seed derived from it). Nothing iterates a hash map, so the same
+//! seed replays the same run, byte for byte.
+
+use core::time::Duration;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use aurora_core::rng::DetRng;
+use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
+use aurora_core::{
+    Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, LocalChange,
+    MemberChange, MemberMeta, Millis, Node, NodeId, Output, Restored, Role, Timing,
+};
+
+use crate::faults::{self, FaultKind, FaultProfile};
+use crate::net::{self, Fate, LinkConditions, PartitionKind, Partitions};
+use crate::observe::Observations;
+use crate::trace::Trace;
+
+/// A deliberately injected protocol bug, applied by the simulator to what nodes send,
+/// to prove the checkers catch real bugs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Refutations keep the old incarnation: a node "refutes" a suspicion without
+    /// overriding it, as if the incarnation rule were ignored.
+    RefuteWithoutIncarnation,
+}
+
+/// Everything a run is made of, besides its seed.
+#[derive(Clone, Debug)]
+pub struct SimParams {
+    /// Nodes at start.
+    pub nodes: usize,
+    /// How many of them are seeds the others join through.
+    pub seed_nodes: usize,
+    /// Nodes start at a random time in `0..start_spread`.
+    pub start_spread: Duration,
+    /// Phase one: every fault of the profile.
+    pub safety: Duration,
+    /// Phase two: faults healed; the survivors must converge.
+    pub liveness: Duration,
+    pub timing: Timing,
+    /// `None`: drawn from the seed.
+    pub profile: Option<FaultProfile>,
+    pub mutation: Option<Mutation>,
+    /// Keep readable trace lines (for replay).
+    pub trace: bool,
+}
+
+impl Default for SimParams {
+    fn default() -> Self {
+        SimParams {
+            nodes: 5,
+            seed_nodes: 3,
+            start_spread: Duration::from_secs(1),
+            safety: Duration::from_secs(60),
+            liveness: Duration::from_secs(90),
+            timing: Timing::lan(),
+            profile: None,
+            mutation: None,
+            trace: false,
+        }
+    }
+}
+
+/// A scripted or drawn change to the world.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Crash(usize),
+    Restart {
+        node: usize,
+        new_addr: bool,
+    },
+    Pause {
+        node: usize,
+        for_ms: u64,
+    },
+    Resume(usize),
+    Slow {
+        node: usize,
+        extra_ms: u64,
+    },
+    Partition(PartitionKind),
+    Heal,
+    /// Start a brand-new node that joins through the seeds.
+    Join,
+    Leave(usize),
+    Broadcast {
+        node: usize,
+        payload: Vec<u8>,
+    },
+    /// Switch the link conditions.
+    Link(LinkConditions),
+    /// Heal everything and start checking for convergence.
+    StartLiveness,
+    /// Sample the nodes' views (liveness phase).
+    Sample,
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Deliver {
+        to: usize,
+        from: Addr,
+        channel: Channel,
+        bytes: Vec<u8>,
+    },
+    Wake(usize),
+    Start(usize),
+    Act(Action),
+    Fault(FaultKind),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Not started yet.
+    Pending,
+    Up,
+    Paused {
+        until: Millis,
+    },
+    Crashed,
+    /// Left gracefully and stopped.
+    Gone,
+}
+
+/// A node's local clock: `local = offset + global · (1 + ppm / 10⁶)`.
+#[derive(Copy, Clone, Debug)]
+struct Clock {
+    offset: u64,
+    ppm: i64,
+}
+
+impl Clock {
+    fn local(&self, global: Millis) -> Millis {
+        let g = global.0 as i128;
+        Millis((self.offset as i128 + g + g * self.ppm as i128 / 1_000_000) as u64)
+    }
+
+    /// The earliest global time at which the local clock reads at least `local`.
+    fn global(&self, local: Millis) -> Millis {
+        let l = local.0 as i128 - self.offset as i128;
+        let g =
+            (l * 1_000_000 + (1_000_000 + self.ppm as i128) - 1) / (1_000_000 + self.ppm as i128);
+        let mut g = g.max(0) as u64;
+        while self.local(Millis(g)) < local {
+            g += 1;
+        }
+        Millis(g)
+    }
+}
+
+/// One simulated host.
+pub struct SimNode {
+    pub id: NodeId,
+    pub addr: Addr,
+    pub status: Status,
+    pub node: Option<Node>,
+    /// What survives a crash.
+    disk: Restored,
+    clock: Clock,
+    /// The global time of the pending wake-up, if any.
+    wake_at: Option<Millis>,
+    /// Messages that arrived while paused.
+    inbox: Vec<(Addr, Channel, Vec<u8>)>,
+    /// Extra latency on everything to and from this node.
+    pub slow_ms: u64,
+    generation: u8,
+    node_seed: u64,
+}
+
+impl SimNode {
+    /// Up and not paused: it answers.
+    pub fn is_up(&self) -> bool {
+        self.status == Status::Up
+    }
+}
+
+pub struct World {
+    pub seed: u64,
+    pub params: SimParams,
+    pub profile: FaultProfile,
+    pub now: Millis,
+    queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
+    /// Event payloads, indexed by the queue's last field (keeps the heap small).
+    slots: Vec<Option<Ev>>,
+    free: Vec<usize>,
+    next_seq: u64,
+    pub nodes: Vec<SimNode>,
+    by_addr: HashMap<Addr, usize>,
+    link: LinkConditions,
+    partitions: Partitions,
+    rng: DetRng,
+    pub trace: Trace,
+    pub obs: Observations,
+    cluster: ClusterId,
+    in_liveness: bool,
+}
+
+/// The simulated address of node `i` in its `generation` (a restart on a new
+/// address bumps it). Loopback-range values: they never reach a socket.
+pub fn sim_addr(i: usize, generation: u8) -> Addr {
+    let ip = Ipv4Addr::new(
+        127,
+        generation.wrapping_add(1),
+        (i >> 8) as u8,
+        (i & 0xff) as u8,
+    );
+    SocketAddr::new(IpAddr::V4(ip), 7946)
+}
+
+impl World {
+    pub fn new(seed: u64, params: SimParams) -> World {
+        let mut rng = DetRng::from_seed(seed);
+        let profile = params
+            .profile
+            .clone()
+            .unwrap_or_else(|| FaultProfile::draw(&mut rng));
+        let mut w = World {
+            seed,
+            link: profile.link.clone(),
+            partitions: Partitions::new(0),
+            profile,
+            now: Millis::ZERO,
+            queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            next_seq: 0,
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            rng,
+            trace: Trace::new(params.trace),
+            obs: Observations::default(),
+            cluster: ClusterId(0xA0A0),
+            in_liveness: false,
+            params,
+        };
+        for _ in 0..w.params.nodes {
+            let i = w.add_node();
+            let spread = w.params.start_spread.as_millis().max(1) as usize;
+            let at = Millis(w.rng.below(spread) as u64);
+            w.push(at, Ev::Start(i));
+        }
+        let plan = faults::schedule(&w.profile, w.params.safety, &mut w.rng);
+        for (t, kind) in plan {
+            w.push(Millis(t), Ev::Fault(kind));
+        }
+        let liveness_at = Millis::ZERO + w.params.safety;
+        w.push(liveness_at, Ev::Act(Action::StartLiveness));
+        w
+    }
+
+    /// Schedules a scripted action.
+    pub fn at(&mut self, t: Duration, action: Action) {
+        self.push(Millis::ZERO + t, Ev::Act(action));
+    }
+
+    /// The end of the run.
+    pub fn end(&self) -> Millis {
+        Millis::ZERO + self.params.safety + self.params.liveness
+    }
+
+    /// Runs both phases to the end.
+    pub fn run(&mut self) {
+        let end = self.end();
+        self.run_until(end);
+        self.obs.finish(self.now, &self.nodes);
+        if self.profile.expects_no_false_positives() {
+            self.obs.check_false_positives();
+        }
+    }
+
+    pub fn run_until(&mut self, end: Millis) {
+        while let Some(&Reverse((at, _, slot))) = self.queue.peek() {
+            if at > end {
+                break;
+            }
+            self.queue.pop();
+            let ev = self.slots[slot].take().expect("queued slots hold an event");
+            self.free.push(slot);
+            self.now = at;
+            self.dispatch(ev);
+        }
+        self.now = end;
+    }
+
+    fn push(&mut self, at: Millis, ev: Ev) {
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Some(ev);
+                s
+            }
+            None => {
+                self.slots.push(Some(ev));
+                self.slots.len() - 1
+            }
+        };
+        self.next_seq += 1;
+        self.queue.push(Reverse((at, self.next_seq, slot)));
+    }
+
+    fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let drift = self.profile.drift_ppm as i64;
+        let ppm = if drift > 0 {
+            self.rng.below(2 * drift as usize + 1) as i64 - drift
+        } else {
+            0
+        };
+        let clock = Clock {
+            offset: self.rng.below(1_000_000) as u64,
+            ppm,
+        };
+        let node_seed = self.rng.next_u64();
+        let addr = sim_addr(i, 0);
+        self.nodes.push(SimNode {
+            id: NodeId(i as u64 + 1),
+            addr,
+            status: Status::Pending,
+            node: None,
+            disk: Restored::default(),
+            clock,
+            wake_at: None,
+            inbox: Vec::new(),
+            slow_ms: 0,
+            generation: 0,
+            node_seed,
+        });
+        self.by_addr.insert(addr, i);
+        self.partitions.grow(self.nodes.len());
+        i
+    }
+
+    fn meta(&self, i: usize) -> MemberMeta {
+        let n = &self.nodes[i];
+        MemberMeta {
+            name: format!("node-{}", i + 1),
+            region: format!("region-{}", i % 2),
+            zone: format!("zone-{}", i % 3),
+            advertise_url: format!("http://{}:8080", n.addr.ip()),
+            sync_addr: SocketAddr::new(n.addr.ip(), 7947),
+            promotion_tier: (i % 16) as u8,
+            capacity: 100,
+            role: Role::Serving,
+            version: "0.1.0".into(),
+            config_fingerprint: 1,
+        }
+    }
+
+    fn seeds(&self) -> Vec<Addr> {
+        (0..self.params.seed_nodes.min(self.nodes.len()))
+            .map(|i| self.nodes[i].addr)
+            .collect()
+    }
+
+    fn boot(&mut self, i: usize) {
+        let identity = Identity {
+            id: self.nodes[i].id,
+            addr: self.nodes[i].addr,
+            meta: self.meta(i),
+        };
+        let config = Config {
+            cluster: self.cluster,
+            timing: self.params.timing.clone(),
+        };
+        // A restarted node draws a fresh seed, as a real process would.
+        let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
+        let local = self.nodes[i].clock.local(self.now);
+        let disk = self.nodes[i].disk.clone();
+        let node = match Node::new(config, identity, seed, disk, local) {
+            Ok(node) => node,
+            Err(e) => panic!("simulator built an invalid node config: {e}"),
+        };
+        self.nodes[i].node = Some(node);
+        self.nodes[i].status = Status::Up;
+        self.nodes[i].wake_at = None;
+        let seeds: Vec<Addr> = self
+            .seeds()
+            .into_iter()
+            .filter(|&a| a != self.nodes[i].addr)
+            .collect();
+        self.with_node(i, |node, now| {
+            // Join errors only when the node has left, which a fresh node has not.
+            let _ = node.handle_command(now, Command::Join { seeds });
+        });
+        let who = self.nodes[i].id.to_string();
+        let addr = self.nodes[i].addr;
+        self.trace
+            .event(self.now, &who, || format!("start at {addr}"));
+    }
+
+    /// Runs `f` on node `i` at its local time, then carries out its outputs.
+    fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Node, Millis)) {
+        let local = self.nodes[i].clock.local(self.now);
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        f(node, local);
+        self.drain(i);
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(out) = self.nodes[i].node.as_mut().and_then(Node::poll_output) else {
+                break;
+            };
+            match out {
+                Output::Transmit(t) => {
+                    let bytes = match self.params.mutation {
+                        Some(m) => mutate(m, self.cluster, self.nodes[i].id, t.channel, t.bytes),
+                        None => t.bytes,
+                    };
+                    self.send(i, t.to, t.channel, bytes);
+                }
+                Output::Persist(batch) => self.nodes[i].disk.apply(&batch),
+                Output::Event(e) => self.on_event(i, e),
+            }
+        }
+        self.reschedule(i);
+    }
+
+    fn reschedule(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        let next = n
+            .node
+            .as_ref()
+            .and_then(Node::poll_timeout)
+            .map(|local| n.clock.global(local).max(self.now));
+        if next.is_some() && next != n.wake_at {
+            self.nodes[i].wake_at = next;
+            if let Some(at) = next {
+                self.push(at, Ev::Wake(i));
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: Addr, channel: Channel, mut bytes: Vec<u8>) {
+        let Some(&dest) = self.by_addr.get(&to) else {
+            return;
+        };
+        if self.nodes[dest].addr != to || !self.partitions.allows(from, dest) {
+            return;
+        }
+        let extra = self.nodes[from].slow_ms + self.nodes[dest].slow_ms;
+        let from_addr = self.nodes[from].addr;
+        match net::fate(&self.link, channel, extra, &mut self.rng) {
+            Fate::Dropped => {}
+            Fate::Delivered { delays, corrupt } => {
+                for (k, &d) in delays.iter().enumerate() {
+                    let mut b = if k + 1 < delays.len() {
+                        bytes.clone()
+                    } else {
+                        std::mem::take(&mut bytes)
+                    };
+                    if corrupt {
+                        net::corrupt(&mut b, &mut self.rng);
+                    }
+                    let at = self.now + Duration::from_millis(d);
+                    self.push(
+                        at,
+                        Ev::Deliver {
+                            to: dest,
+                            from: from_addr,
+                            channel,
+                            bytes: b,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver {
+                to,
+                from,
+                channel,
+                bytes,
+            } => match self.nodes[to].status {
+                Status::Up => {
+                    self.trace.delivery(self.now, to, &bytes);
+                    self.with_node(to, |node, now| match channel {
+                        Channel::Datagram => node.handle_datagram(now, from, &bytes),
+                        Channel::Stream => node.handle_stream(now, from, &bytes),
+                    });
+                }
+                Status::Paused { .. } => self.nodes[to].inbox.push((from, channel, bytes)),
+                _ => {}
+            },
+            Ev::Wake(i) => {
+                if self.nodes[i].wake_at == Some(self.now) && self.nodes[i].is_up() {
+                    self.nodes[i].wake_at = None;
+                    self.with_node(i, |node, now| node.handle_timeout(now));
+                }
+            }
+            Ev::Start(i) => {
+                if self.nodes[i].status == Status::Pending {
+                    self.boot(i);
+                }
+            }
+            Ev::Act(action) => self.act(action),
+            Ev::Fault(kind) => {
+                if let Some(action) = self.resolve(kind) {
+                    self.act(action);
+                }
+            }
+        }
+    }
+
+    /// Turns a drawn fault kind into a concrete action on the current state, or
+    /// nothing if it does not apply (no crashed node to restart, say). At least
+    /// half of the nodes stay up, so the liveness phase has a core to converge.
+    fn resolve(&mut self, kind: FaultKind) -> Option<Action> {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_up())
+            .collect();
+        let keep = self.nodes.len().div_ceil(2).max(2);
+        let pick =
+            |rng: &mut DetRng, from: &[usize]| from.get(rng.below(from.len().max(1))).copied();
+        match kind {
+            FaultKind::Partition(k) => Some(Action::Partition(k)),
+            FaultKind::Heal => Some(Action::Heal),
+            FaultKind::Crash if up.len() > keep => pick(&mut self.rng, &up).map(Action::Crash),
+            FaultKind::Restart => {
+                let crashed: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| self.nodes[i].status == Status::Crashed)
+                    .collect();
+                let node = pick(&mut self.rng, &crashed)?;
+                let new_addr = self.rng.chance(0.3);
+                Some(Action::Restart { node, new_addr })
+            }
+            FaultKind::Pause if up.len() > keep => {
+                let node = pick(&mut self.rng, &up)?;
+                let for_ms = 500 + self.rng.below(8_000) as u64;
+                Some(Action::Pause { node, for_ms })
+            }
+            FaultKind::Slow => {
+                let node = pick(&mut self.rng, &up)?;
+                let extra_ms = 50 + self.rng.below(350) as u64;
+                Some(Action::Slow { node, extra_ms })
+            }
+            FaultKind::Join if self.nodes.len() < self.params.nodes * 2 => Some(Action::Join),
+            FaultKind::Leave if up.len() > keep => {
+                let candidates: Vec<usize> = up
+                    .into_iter()
+                    .filter(|&i| i >= self.params.seed_nodes)
+                    .collect();
+                pick(&mut self.rng, &candidates).map(Action::Leave)
+            }
+            _ => None,
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        if action != Action::Sample {
+            let a = format!("{action:?}");
+            self.trace.event(self.now, "sim", || a);
+        }
+        match action {
+            Action::Crash(i) => {
+                if self.nodes[i].is_up() || matches!(self.nodes[i].status, Status::Paused { .. }) {
+                    self.nodes[i].node = None;
+                    self.nodes[i].status = Status::Crashed;
+                    self.nodes[i].inbox.clear();
+                    self.nodes[i].wake_at = None;
+                    self.obs.crashed(i, self.now);
+                }
+            }
+            Action::Restart { node: i, new_addr } => {
+                if self.nodes[i].status == Status::Crashed {
+                    if new_addr {
+                        self.by_addr.remove(&self.nodes[i].addr);
+                        self.nodes[i].generation = self.nodes[i].generation.wrapping_add(1);
+                        let addr = sim_addr(i, self.nodes[i].generation);
+                        self.nodes[i].addr = addr;
+                        self.by_addr.insert(addr, i);
+                    }
+                    self.obs.restarted(i, self.now);
+                    self.boot(i);
+                }
+            }
+            Action::Pause { node: i, for_ms } => {
+                if self.nodes[i].is_up() {
+                    let until = self.now + Duration::from_millis(for_ms);
+                    self.nodes[i].status = Status::Paused { until };
+                    self.obs.paused(i, self.now, until);
+                    self.push(until, Ev::Act(Action::Resume(i)));
+                }
+            }
+            Action::Resume(i) => self.resume(i),
+            Action::Slow { node, extra_ms } => self.nodes[node].slow_ms = extra_ms,
+            Action::Partition(kind) => {
+                let members: Vec<usize> = (0..self.nodes.len()).collect();
+                self.partitions.split(kind, &members, &mut self.rng);
+                self.obs.partitioned = true;
+            }
+            Action::Heal => self.partitions.heal(),
+            Action::Join => {
+                let i = self.add_node();
+                self.boot(i);
+            }
+            Action::Leave(i) => {
+                if self.nodes[i].is_up() {
+                    self.obs.left(i, self.now);
+                    self.with_node(i, |node, now| {
+                        let _ = node.handle_command(now, Command::Leave);
+                    });
+                }
+            }
+            Action::Broadcast { node, payload } => {
+                let origin = self.nodes[node].id;
+                let key = payload.clone();
+                self.obs.broadcast_sent(origin, key, self.now);
+                self.with_node(node, |n, now| {
+                    let _ = n.handle_command(now, Command::Broadcast(payload));
+                });
+            }
+            Action::Link(link) => self.link = link,
+            Action::StartLiveness => {
+                self.in_liveness = true;
+                self.partitions.heal();
+                self.link.loss = 0.0;
+                self.link.corrupt = 0.0;
+                for i in 0..self.nodes.len() {
+                    self.nodes[i].slow_ms = 0;
+                    if matches!(self.nodes[i].status, Status::Paused { .. }) {
+                        self.resume(i);
+                    }
+                }
+                self.obs.liveness_start = Some(self.now);
+                self.push(self.now, Ev::Act(Action::Sample));
+            }
+            Action::Sample => {
+                if self.obs.converged_at.is_none() {
+                    if crate::observe::views_agree(&self.nodes) {
+                        self.obs.converged_at = Some(self.now);
+                    } else {
+                        let period = if self.nodes.len() > 100 { 500 } else { 100 };
+                        self.push(
+                            self.now + Duration::from_millis(period),
+                            Ev::Act(Action::Sample),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn resume(&mut self, i: usize) {
+        if let Status::Paused { until } = self.nodes[i].status {
+            self.nodes[i].status = Status::Up;
+            self.obs.resumed(i, until.min(self.now));
+            // The node wakes to a backlog: overdue timers, then the queued packets.
+            self.with_node(i, |node, now| node.handle_timeout(now));
+            let inbox = std::mem::take(&mut self.nodes[i].inbox);
+            for (from, channel, bytes) in inbox {
+                self.with_node(i, |node, now| match channel {
+                    Channel::Datagram => node.handle_datagram(now, from, &bytes),
+                    Channel::Stream => node.handle_stream(now, from, &bytes),
+                });
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, e: Event) {
+        let who = self.nodes[i].id.to_string();
+        match &e {
+            Event::Member { node, change } => {
+                self.obs
+                    .member_event(i, *node, *change, self.now, &self.nodes);
+                let (node, change) = (*node, *change);
+                self.trace
+                    .event(self.now, &who, || format!("{change:?} {node}"));
+            }
+            Event::Local(change) => {
+                if *change == LocalChange::Left {
+                    self.nodes[i].status = Status::Gone;
+                    self.nodes[i].node = None;
+                }
+                let change = *change;
+                self.trace
+                    .event(self.now, &who, || format!("self {change:?}"));
+            }
+            Event::Broadcast { payload, .. } => {
+                let receiver = self.nodes[i].id;
+                self.obs.broadcast_receipt(receiver, payload, self.now);
+            }
+        }
+    }
+}
+
+/// Applies an injected bug to an outgoing packet.
+fn mutate(
+    m: Mutation,
+    cluster: ClusterId,
+    sender: NodeId,
+    channel: Channel,
+    bytes: Vec<u8>,
+) -> Vec<u8> {
+    let Ok(mut env) = wire::decode(cluster, channel, &bytes) else {
+        return bytes;
+    };
+    match m {
+        Mutation::RefuteWithoutIncarnation => {
+            let stale = Incarnation(0);
+            match &mut env.message {
+                Message::Ping { rumors, .. }
+                | Message::Ack { rumors, .. }
+                | Message::PingReq { rumors, .. }
+                | Message::Gossip { rumors } => {
+                    for r in rumors.iter_mut() {
+                        if let Rumor::Member(MemberUpdate::Alive {
+                            node, incarnation, ..
+                        }) = r
+                        {
+                            if *node == sender {
+                                *incarnation = stale;
+                            }
+                        }
+                    }
+                }
+                Message::PushPull { members, .. } => {
+                    for r in members.iter_mut().filter(|r| r.node == sender) {
+                        r.incarnation = stale;
+                    }
+                }
+                Message::Nack { .. } => {}
+            }
+        }
+    }
+    wire::encode(cluster, sender, &env.message)
+}
+
+/// Describes a member change for readers of checker failures.
+pub fn describe_change(change: MemberChange) -> &'static str {
+    match change {
+        MemberChange::Joined => "joined",
+        MemberChange::Suspected => "suspected",
+        MemberChange::AliveAgain => "alive again",
+        MemberChange::Failed => "failed",
+        MemberChange::Left => "left",
+        MemberChange::Updated => "updated",
+        MemberChange::Reaped => "reaped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_inverse_is_tight() {
+        for ppm in [-9_999, -1, 0, 1, 5_000, 9_999] {
+            let c = Clock {
+                offset: 12_345,
+                ppm,
+            };
+            for g in [0u64, 1, 999, 1_000_000, 123_456_789] {
+                let l = c.local(Millis(g));
+                let back = c.global(l);
+                assert!(back <= Millis(g), "ppm {ppm} g {g}");
+                assert!(c.local(back) >= l);
+            }
+        }
+    }
+}

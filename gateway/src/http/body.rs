@@ -1,0 +1,206 @@
+//! Response bodies and request-body reading.
+//!
+//! Responses are either a complete buffer or a stream fed by a channel (SSE); both are
+//! boxed into one [`Body`] type so the router can wrap any of them in a
+//! [`TrackedBody`] that records metrics when the body ends. Request bodies are read
+//! with a hard size limit so an oversized upload costs at most `limit` bytes of memory.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::sync::mpsc;
+
+use crate::metrics::{Metrics, RequestLabels};
+use crate::openai::ApiError;
+use crate::state::AppState;
+
+/// The body type every handler answers with.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A response before metrics tracking is attached.
+pub type Response = http::Response<Body>;
+
+/// A body holding all of `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A response with `status` and a JSON body already serialized.
+pub fn json_response(status: StatusCode, json: Vec<u8>) -> Response {
+    let mut response = http::Response::new(full(json));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A 200 response with `value` serialized as JSON (500 if serialization fails, which
+/// for our own types would be a bug).
+pub fn json_ok<T: serde::Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(json) => json_response(StatusCode::OK, json),
+        Err(error) => {
+            tracing::error!(%error, "failed to serialize a response");
+            ApiError::internal().into_response()
+        }
+    }
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes.
+///
+/// A `Content-Length` above the limit is refused before reading anything; a chunked
+/// body is cut off as soon as it crosses the limit.
+pub async fn read_limited<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::body_too_large(limit))
+        }
+        Err(error) => Err(ApiError::bad_request(format!(
+            "Failed to read the request body: {error}"
+        ))),
+    }
+}
+
+/// A streamed body: each message on the channel is one data frame; the body ends when
+/// every sender is dropped. If the client goes away, hyper drops the body, the
+/// receiver goes with it, and the producer's next `send` fails, which stops it.
+#[derive(Debug)]
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl ChannelBody {
+    /// A body and the sender that feeds it; `capacity` frames may be buffered.
+    pub fn channel(capacity: usize) -> (mpsc::Sender<Bytes>, Self) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (tx, Self { rx })
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Marks a response with the catalog model it resolved to, for the metrics label.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelLabel(pub &'static str);
+
+/// Counts a request in [`Metrics`] exactly once: when its body has produced its last
+/// frame, or when the body is dropped unfinished (client gone, server stopped).
+#[derive(Debug)]
+pub struct RequestGuard {
+    state: Arc<AppState>,
+    labels: RequestLabels,
+    started: Instant,
+}
+
+impl RequestGuard {
+    /// Starts tracking; bumps the in-flight gauge.
+    pub fn start(state: Arc<AppState>, route: &'static str, started: Instant) -> Self {
+        state.metrics.request_started();
+        Self {
+            state,
+            labels: RequestLabels {
+                route,
+                model: "",
+                status: 0,
+            },
+            started,
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.metrics()
+            .request_finished(self.labels, self.started.elapsed());
+    }
+}
+
+/// A response body that reports to metrics when it ends.
+#[derive(Debug)]
+pub struct TrackedBody {
+    inner: Body,
+    guard: Option<RequestGuard>,
+}
+
+impl TrackedBody {
+    /// Wraps `response`, labelling it with its status and [`ModelLabel`].
+    pub fn track(response: Response, mut guard: RequestGuard) -> http::Response<TrackedBody> {
+        guard.labels.status = response.status().as_u16();
+        if let Some(ModelLabel(model)) = response.extensions().get::<ModelLabel>() {
+            guard.labels.model = model;
+        }
+        response.map(|inner| TrackedBody {
+            inner,
+            guard: Some(guard),
+        })
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // Finish as soon as the last frame is handed to hyper, before it reaches the
+        // socket, so a client that has read the whole answer sees it counted.
+        match &polled {
+            Poll::Ready(None) => this.guard = None,
+            Poll::Ready(Some(_)) if this.inner.is_end_stream() => this.guard = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

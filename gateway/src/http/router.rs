@@ -1,0 +1,164 @@
+//! Maps method and path to a handler, and wraps every answer for metrics.
+//!
+//! A hand-written `match` instead of a router crate: the route table is small, fixed
+//! and easier to read as code, and it gives each route a `&'static str` pattern for
+//! the metrics label. Unknown paths get 404 and known paths with the wrong method 405
+//! (with `Allow`), both in OpenAI's error shape.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request};
+use hyper::body::Incoming;
+
+use crate::http::body::{RequestGuard, Response, TrackedBody};
+use crate::openai::ApiError;
+use crate::state::AppState;
+use crate::{admin, health, openai};
+
+/// A matched route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `GET /v1/models`
+    Models,
+    /// `GET /v1/models/{id}`; ids contain `/`, so the rest of the path is the id.
+    Model(String),
+    /// `GET /health`
+    Health,
+    /// `GET /health/ready`
+    Ready,
+    /// `GET /metrics`
+    Metrics,
+    /// Anything under `/admin/api/`; the token is checked before the path, so an
+    /// unauthenticated caller cannot tell which admin paths exist.
+    Admin,
+}
+
+impl Route {
+    /// The pattern used as the metrics `route` label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "/v1/chat/completions",
+            Route::Models => "/v1/models",
+            Route::Model(_) => "/v1/models/{id}",
+            Route::Health => "/health",
+            Route::Ready => "/health/ready",
+            Route::Metrics => "/metrics",
+            Route::Admin => "/admin/api",
+        }
+    }
+}
+
+/// Why no route matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No such path.
+    NotFound,
+    /// The path exists but takes only `allow`.
+    MethodNotAllowed {
+        /// Value of the `Allow` header.
+        allow: &'static str,
+    },
+}
+
+/// Matches `method` and `path` (without query) against the route table.
+pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
+    let (route, allow) = match path {
+        "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
+        "/v1/models" => (Route::Models, "GET"),
+        "/health" => (Route::Health, "GET"),
+        "/health/ready" => (Route::Ready, "GET"),
+        "/metrics" => (Route::Metrics, "GET"),
+        _ => {
+            if let Some(id) = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty()) {
+                (Route::Model(id.to_owned()), "GET")
+            } else if path.starts_with("/admin/api/") {
+                // Admin routes check their own methods after authentication.
+                return Ok(Route::Admin);
+            } else {
+                return Err(NoRoute::NotFound);
+            }
+        }
+    };
+    if method.as_str() == allow {
+        Ok(route)
+    } else {
+        Err(NoRoute::MethodNotAllowed { allow })
+    }
+}
+
+/// Serves one request: route, run the handler, attach metrics tracking.
+pub async fn dispatch(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<http::Response<TrackedBody>, Infallible> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let routed = route(&method, &path);
+    let label = routed.as_ref().map_or("unmatched", Route::label);
+    // Counted from here, so the in-flight gauge covers the handler (mock latency,
+    // later the upstream call) as well as the body.
+    let guard = RequestGuard::start(Arc::clone(&state), label, started);
+    let response = match routed {
+        Ok(route) => handle(&state, route, request).await,
+        Err(NoRoute::NotFound) => ApiError::unknown_url(&method, &path).into_response(),
+        Err(NoRoute::MethodNotAllowed { allow }) => {
+            let mut response = ApiError::method_not_allowed(&method, &path, allow).into_response();
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+    };
+    tracing::debug!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        handler_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    Ok(TrackedBody::track(response, guard))
+}
+
+async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Response {
+    match route {
+        Route::ChatCompletions => openai::chat::handle(state, request).await,
+        Route::Models => openai::models::list(),
+        Route::Model(id) => openai::models::get(&id),
+        Route::Health => health::live(),
+        Route::Ready => health::ready(state),
+        Route::Metrics => crate::metrics::endpoint(state),
+        Route::Admin => admin::handle(state, &request),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_methods() {
+        assert_eq!(
+            route(&Method::POST, "/v1/chat/completions"),
+            Ok(Route::ChatCompletions)
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/chat/completions"),
+            Err(NoRoute::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/models/mock/echo"),
+            Ok(Route::Model("mock/echo".into()))
+        );
+        assert_eq!(route(&Method::GET, "/v1/models/"), Err(NoRoute::NotFound));
+        assert_eq!(route(&Method::GET, "/nope"), Err(NoRoute::NotFound));
+        assert_eq!(
+            route(&Method::DELETE, "/admin/api/cluster/status"),
+            Ok(Route::Admin)
+        );
+    }
+}

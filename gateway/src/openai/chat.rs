@@ -1,0 +1,300 @@
+//! `POST /v1/chat/completions`, plain and streamed.
+//!
+//! Validation runs in the order a client can act on: body size (413), JSON syntax,
+//! then the required `model` and `messages` (400 with `param` naming the field), then
+//! field types (400 with the JSON path, e.g. `messages[0].role`), then the model
+//! (404 `model_not_found`). Only then is the provider called.
+//!
+//! Streaming follows OpenAI's event sequence exactly: a first chunk with
+//! `delta.role`, one chunk per text piece, a chunk with an empty delta and the
+//! `finish_reason`, then — only if `stream_options.include_usage` — a chunk with
+//! `choices: []` and `usage`, then `data: [DONE]`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode};
+use serde_json::Value;
+
+use crate::http::body::{json_ok, read_limited, ChannelBody, ModelLabel, Response};
+use crate::openai::types::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
+    ChunkChoice, Delta, Usage,
+};
+use crate::openai::ApiError;
+use crate::provider::mock::{self, Completion, ResolveError};
+use crate::state::{unix_seconds, AppState};
+
+/// Chunks buffered between the producer and the socket: enough to keep the writer
+/// busy, small enough that a slow reader applies back-pressure quickly.
+const STREAM_BUFFER: usize = 16;
+
+/// Serves one chat completion request.
+pub async fn handle<B>(state: &Arc<AppState>, request: Request<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let bytes = match read_limited(&parts.headers, body, state.config.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(error) => return error.into_response(),
+    };
+    let request = match parse(&bytes) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let (model, params) = match mock::resolve(&request.model, state.config.mock) {
+        Ok(found) => found,
+        Err(ResolveError::UnknownModel) => {
+            return ApiError::model_not_found(&request.model).into_response()
+        }
+        Err(ResolveError::BadParam(message)) => {
+            return ApiError::bad_request(message)
+                .with_param("model")
+                .into_response()
+        }
+    };
+    let completion = mock::complete(model, params, &request.messages, request.token_cap());
+    let latency = Duration::from_millis(params.latency_ms);
+    let mut response = if request.is_stream() {
+        stream(
+            state,
+            &request,
+            completion,
+            latency,
+            Duration::from_millis(params.chunk_ms),
+        )
+    } else {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        json_ok(&ChatCompletion {
+            id: state.next_completion_id(),
+            object: "chat.completion",
+            created: unix_seconds(),
+            model: request.model.clone(),
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: completion.text(),
+                    refusal: None,
+                },
+                logprobs: None,
+                finish_reason: completion.finish_reason.as_str(),
+            }],
+            usage: Usage::new(completion.prompt_tokens, completion.completion_tokens),
+        })
+    };
+    response.extensions_mut().insert(ModelLabel(model.id));
+    response
+}
+
+/// Parses and validates the body into a request, or the 400 that explains what is
+/// wrong with it.
+pub fn parse(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::invalid_json("the body is not an object"));
+    };
+    for required in ["model", "messages"] {
+        if object.get(required).is_none_or(Value::is_null) {
+            return Err(ApiError::missing_param(required));
+        }
+    }
+    let request: ChatCompletionRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde reports a missing nested field at its parent's path; name the field.
+        let param = match inner
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            Some(field) if path == "." => field.to_owned(),
+            Some(field) => format!("{path}.{field}"),
+            None => path,
+        };
+        ApiError::bad_request(format!("Invalid value for '{param}': {inner}."))
+            .with_param(param)
+            .with_code("invalid_type")
+    })?;
+    if request.model.is_empty() {
+        return Err(ApiError::bad_request("'model' must not be empty.").with_param("model"));
+    }
+    if request.messages.is_empty() {
+        return Err(
+            ApiError::bad_request("'messages' must contain at least one message.")
+                .with_param("messages"),
+        );
+    }
+    for (param, value) in [
+        ("max_tokens", request.max_tokens),
+        ("max_completion_tokens", request.max_completion_tokens),
+    ] {
+        if value == Some(0) {
+            return Err(
+                ApiError::bad_request(format!("'{param}' must be at least 1.")).with_param(param),
+            );
+        }
+    }
+    Ok(request)
+}
+
+/// Starts a task that writes the SSE events of `completion` into the response body.
+fn stream(
+    state: &AppState,
+    request: &ChatCompletionRequest,
+    completion: Completion,
+    latency: Duration,
+    chunk_gap: Duration,
+) -> Response {
+    let events = sse_events(
+        &state.next_completion_id(),
+        unix_seconds(),
+        &request.model,
+        &completion,
+        request.include_usage(),
+    );
+    let (tx, body) = ChannelBody::channel(STREAM_BUFFER);
+    tokio::spawn(async move {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut first = true;
+        for event in events {
+            if !first && !chunk_gap.is_zero() {
+                tokio::time::sleep(chunk_gap).await;
+            }
+            first = false;
+            if tx.send(event).await.is_err() {
+                // The client went away; stop producing.
+                return;
+            }
+        }
+    });
+    let mut response = http::Response::new(http_body_util::BodyExt::boxed(body));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// The complete event sequence of one streamed answer, each a `data: …\n\n` frame.
+pub fn sse_events(
+    id: &str,
+    created: u64,
+    model: &str,
+    completion: &Completion,
+    include_usage: bool,
+) -> Vec<Bytes> {
+    let usage_null = include_usage.then_some(None);
+    let chunk = |delta: Delta, finish_reason: Option<&'static str>| ChatCompletionChunk {
+        id: id.to_owned(),
+        object: "chat.completion.chunk",
+        created,
+        model: model.to_owned(),
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        }],
+        usage: usage_null,
+    };
+    let mut chunks = Vec::with_capacity(completion.pieces.len() + 3);
+    chunks.push(chunk(
+        Delta {
+            role: Some("assistant"),
+            content: Some(String::new()),
+        },
+        None,
+    ));
+    for piece in &completion.pieces {
+        chunks.push(chunk(
+            Delta {
+                role: None,
+                content: Some(piece.clone()),
+            },
+            None,
+        ));
+    }
+    chunks.push(chunk(
+        Delta::default(),
+        Some(completion.finish_reason.as_str()),
+    ));
+    if include_usage {
+        chunks.push(ChatCompletionChunk {
+            choices: Vec::new(),
+            usage: Some(Some(Usage::new(
+                completion.prompt_tokens,
+                completion.completion_tokens,
+            ))),
+            ..chunk(Delta::default(), None)
+        });
+    }
+    let mut events: Vec<Bytes> = chunks.iter().filter_map(sse_data).collect();
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    events
+}
+
+fn sse_data(chunk: &ChatCompletionChunk) -> Option<Bytes> {
+    match serde_json::to_vec(chunk) {
+        Ok(json) => {
+            let mut frame = Vec::with_capacity(json.len() + 8);
+            frame.extend_from_slice(b"data: ");
+            frame.extend_from_slice(&json);
+            frame.extend_from_slice(b"\n\n");
+            Some(Bytes::from(frame))
+        }
+        Err(error) => {
+            // Cannot happen for these types; never send a half-built event.
+            tracing::error!(%error, "failed to serialize a stream chunk");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param_of(body: &str) -> Option<String> {
+        parse(body.as_bytes()).err().and_then(|e| e.param)
+    }
+
+    #[test]
+    fn params_name_the_field_at_fault() {
+        assert_eq!(param_of(r#"{"messages":[]}"#).as_deref(), Some("model"));
+        assert_eq!(param_of(r#"{"model":"m"}"#).as_deref(), Some("messages"));
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":null}"#).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"content":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param_of(
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"9"}"#
+            )
+            .as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[]}"#).as_deref(),
+            Some("messages")
+        );
+        assert!(parse(b"[1]").is_err());
+        assert!(parse(b"{").is_err());
+    }
+}

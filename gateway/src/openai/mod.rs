@@ -1,0 +1,15 @@
+//! The OpenAI-compatible client API (`/v1`).
+//!
+//! Clients written for OpenAI (its SDKs, LangChain, curl scripts) must work unchanged,
+//! so the wire shapes here follow OpenAI's exactly, errors included:
+//! - [`types`]: request and response bodies, with unknown request fields kept;
+//! - [`errors`]: [`ApiError`], the `{"error":{…}}` body every failure uses;
+//! - [`chat`]: `POST /v1/chat/completions`, plain and streamed (SSE);
+//! - [`models`]: `GET /v1/models` and `GET /v1/models/{id}`.
+
+pub mod chat;
+pub mod errors;
+pub mod models;
+pub mod types;
+
+pub use errors::ApiError;

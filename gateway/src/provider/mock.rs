@@ -1,0 +1,349 @@
+//! The built-in mock provider: deterministic answers with no network and no key.
+//!
+//! Models (listed by `GET /v1/models`):
+//! - `mock/echo` answers with the text of the last user message, verbatim;
+//! - `mock/gpt-4o-mini` and `mock/gpt-4o` answer with exactly `tokens` words: first the
+//!   64-bit FNV-1a digest of the last user message as four 4-hex-digit words, then
+//!   words drawn from a small vocabulary by a generator seeded with that digest. Every
+//!   word is at most four characters, so by the [`tokens`](super::tokens) rule the
+//!   answer is exactly `tokens` completion tokens.
+//!
+//! The same request always gets the same answer, byte for byte, so tests can snapshot
+//! it and benchmarks measure the gateway rather than a backend's mood.
+//!
+//! Per-request knobs ride in the model name as a query string, overriding the server's
+//! defaults (`--mock-latency-ms`, `--mock-chunk-ms`, `--mock-completion-tokens`):
+//! `mock/gpt-4o-mini?latency_ms=50&chunk_ms=5&tokens=100`. `latency_ms` delays the
+//! answer (the first chunk when streaming), `chunk_ms` spaces streamed chunks.
+//! `max_tokens` / `max_completion_tokens` cut the answer short with
+//! `finish_reason: "length"`, as a real model would.
+
+use aurora_core::hash::fnv1a64;
+
+use crate::config::MockDefaults;
+use crate::openai::types::ChatMessage;
+use crate::provider::tokens;
+
+/// What a mock model does with the prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MockKind {
+    /// Repeats the last user message.
+    Echo,
+    /// Digest of the last user message, then seeded filler, `tokens` words long.
+    Digest,
+}
+
+/// One model of the mock catalog.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MockModel {
+    /// Model id clients send, e.g. `mock/echo`.
+    pub id: &'static str,
+    /// Behaviour.
+    pub kind: MockKind,
+}
+
+/// The catalog, in the order `/v1/models` lists it.
+pub const MODELS: &[MockModel] = &[
+    MockModel {
+        id: "mock/echo",
+        kind: MockKind::Echo,
+    },
+    MockModel {
+        id: "mock/gpt-4o-mini",
+        kind: MockKind::Digest,
+    },
+    MockModel {
+        id: "mock/gpt-4o",
+        kind: MockKind::Digest,
+    },
+];
+
+/// `created` of every mock model (2025-01-01T00:00:00Z): fixed, so listings are stable.
+pub const CREATED: u64 = 1_735_689_600;
+
+/// `owned_by` of every mock model.
+pub const OWNED_BY: &str = "aurora-mock";
+
+/// Limits on the per-request knobs, so one request cannot pin a task for hours or
+/// allocate an enormous answer.
+pub const MAX_LATENCY_MS: u64 = 600_000;
+/// See [`MAX_LATENCY_MS`].
+pub const MAX_CHUNK_MS: u64 = 60_000;
+/// See [`MAX_LATENCY_MS`].
+pub const MAX_TOKENS: u32 = 100_000;
+
+/// Effective knobs of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MockParams {
+    /// Delay before the answer / first chunk, ms.
+    pub latency_ms: u64,
+    /// Delay between streamed chunks, ms.
+    pub chunk_ms: u64,
+    /// Answer length of digest models, tokens.
+    pub completion_tokens: u32,
+}
+
+/// Why a model name did not resolve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Not a mock model.
+    #[error("unknown model")]
+    UnknownModel,
+    /// A mock model with a bad `?key=value` knob.
+    #[error("{0}")]
+    BadParam(String),
+}
+
+/// Finds the catalog model for `name` and applies its query-string knobs to `defaults`.
+pub fn resolve(
+    name: &str,
+    defaults: MockDefaults,
+) -> Result<(&'static MockModel, MockParams), ResolveError> {
+    let (base, query) = match name.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (name, None),
+    };
+    let model = MODELS
+        .iter()
+        .find(|m| m.id == base)
+        .ok_or(ResolveError::UnknownModel)?;
+    let mut params = MockParams {
+        latency_ms: defaults.latency_ms,
+        chunk_ms: defaults.chunk_ms,
+        completion_tokens: defaults.completion_tokens,
+    };
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "latency_ms" => params.latency_ms = parse(key, value, 0, MAX_LATENCY_MS)?,
+            "chunk_ms" => params.chunk_ms = parse(key, value, 0, MAX_CHUNK_MS)?,
+            "tokens" => {
+                params.completion_tokens = parse(key, value, 1, u64::from(MAX_TOKENS))? as u32
+            }
+            _ => {
+                return Err(ResolveError::BadParam(format!(
+                    "Unknown mock model option `{key}`; use latency_ms, chunk_ms or tokens."
+                )))
+            }
+        }
+    }
+    Ok((model, params))
+}
+
+fn parse(key: &str, value: &str, min: u64, max: u64) -> Result<u64, ResolveError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| {
+            ResolveError::BadParam(format!(
+                "Mock model option `{key}` must be an integer from {min} to {max}, got `{value}`."
+            ))
+        })
+}
+
+/// Why the answer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The whole answer was produced.
+    Stop,
+    /// Cut short by `max_tokens`.
+    Length,
+}
+
+impl FinishReason {
+    /// OpenAI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// A finished answer, split into the pieces a stream sends one chunk each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// Text pieces; their concatenation is the answer.
+    pub pieces: Vec<String>,
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens in the answer.
+    pub completion_tokens: u32,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+}
+
+impl Completion {
+    /// The whole answer.
+    pub fn text(&self) -> String {
+        self.pieces.concat()
+    }
+}
+
+/// Answers `messages` as `model` would. `max_tokens` caps the answer's length.
+pub fn complete(
+    model: &MockModel,
+    params: MockParams,
+    messages: &[ChatMessage],
+    max_tokens: Option<u32>,
+) -> Completion {
+    let prompt_tokens = messages.iter().map(|m| tokens::count(&m.text())).sum();
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(ChatMessage::text)
+        .unwrap_or_default();
+    let cap = max_tokens.unwrap_or(u32::MAX);
+    let (pieces, completion_tokens, finish_reason) = match model.kind {
+        MockKind::Echo => echo(&last_user, cap),
+        MockKind::Digest => digest_words(&last_user, params.completion_tokens, cap),
+    };
+    Completion {
+        pieces,
+        prompt_tokens,
+        completion_tokens,
+        finish_reason,
+    }
+}
+
+fn echo(text: &str, cap: u32) -> (Vec<String>, u32, FinishReason) {
+    let mut pieces: Vec<String> = Vec::new();
+    let mut used = 0u32;
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let cost = tokens::count(piece);
+        if used + cost > cap {
+            if let Some(last) = pieces.last_mut() {
+                let len = last.trim_end().len();
+                last.truncate(len);
+            }
+            return (pieces, used, FinishReason::Length);
+        }
+        used += cost;
+        pieces.push(piece.to_owned());
+    }
+    (pieces, used, FinishReason::Stop)
+}
+
+const VOCAB: [&str; 16] = [
+    "the", "mock", "says", "ok", "node", "data", "fast", "calm", "blue", "gate", "way", "sun",
+    "tree", "road", "rain", "echo",
+];
+
+fn digest_words(text: &str, wanted: u32, cap: u32) -> (Vec<String>, u32, FinishReason) {
+    let n = wanted.min(cap);
+    let digest = fnv1a64(text.as_bytes());
+    let hex = format!("{digest:016x}");
+    let mut state = digest;
+    let mut pieces = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        let word = if i < 4 {
+            &hex[i * 4..i * 4 + 4]
+        } else {
+            VOCAB[(splitmix64(&mut state) % VOCAB.len() as u64) as usize]
+        };
+        pieces.push(if i == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        });
+    }
+    let reason = if wanted > cap {
+        FinishReason::Length
+    } else {
+        FinishReason::Stop
+    };
+    (pieces, n, reason)
+}
+
+/// SplitMix64: a tiny, well-mixed generator with a fixed definition, so answers never
+/// change with a dependency's version.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(text: &str) -> ChatMessage {
+        serde_json::from_value(serde_json::json!({"role": "user", "content": text})).unwrap()
+    }
+
+    fn params(tokens: u32) -> MockParams {
+        MockParams {
+            latency_ms: 0,
+            chunk_ms: 0,
+            completion_tokens: tokens,
+        }
+    }
+
+    #[test]
+    fn resolve_applies_query_knobs() {
+        let d = MockDefaults::default();
+        let (m, p) = resolve("mock/gpt-4o-mini?latency_ms=5&tokens=3", d).unwrap();
+        assert_eq!(m.id, "mock/gpt-4o-mini");
+        assert_eq!((p.latency_ms, p.chunk_ms, p.completion_tokens), (5, 0, 3));
+        assert_eq!(resolve("mock/nope", d), Err(ResolveError::UnknownModel));
+        assert_eq!(resolve("gpt-4o", d), Err(ResolveError::UnknownModel));
+        assert!(matches!(
+            resolve("mock/echo?tokens=0", d),
+            Err(ResolveError::BadParam(_))
+        ));
+        assert!(matches!(
+            resolve("mock/echo?speed=1", d),
+            Err(ResolveError::BadParam(_))
+        ));
+    }
+
+    #[test]
+    fn digest_answer_is_deterministic_and_exactly_n_tokens() {
+        let model = &MODELS[1];
+        let a = complete(model, params(12), &[user("hi there")], None);
+        let b = complete(model, params(12), &[user("hi there")], None);
+        assert_eq!(a, b);
+        assert_eq!(a.completion_tokens, 12);
+        assert_eq!(tokens::count(&a.text()), 12);
+        assert!(a
+            .text()
+            .starts_with(&format!("{:016x}", fnv1a64(b"hi there"))[..4]));
+        let other = complete(model, params(12), &[user("hi there!")], None);
+        assert_ne!(a.text(), other.text());
+        assert_eq!(a.prompt_tokens, 3);
+    }
+
+    #[test]
+    fn max_tokens_cuts_with_length() {
+        let c = complete(&MODELS[1], params(10), &[user("x")], Some(4));
+        assert_eq!(
+            (c.completion_tokens, c.finish_reason),
+            (4, FinishReason::Length)
+        );
+        let e = complete(&MODELS[0], params(1), &[user("one two three")], Some(2));
+        assert_eq!(e.text(), "one two");
+        assert_eq!(
+            (e.completion_tokens, e.finish_reason),
+            (2, FinishReason::Length)
+        );
+    }
+
+    #[test]
+    fn echo_repeats_the_last_user_message() {
+        let msgs = [user("first"), user("hello  world")];
+        let c = complete(&MODELS[0], params(1), &msgs, None);
+        assert_eq!(c.text(), "hello  world");
+        assert_eq!(
+            (c.completion_tokens, c.finish_reason),
+            (4, FinishReason::Stop)
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! Binding, the accept loop and graceful drain.
+//!
+//! Shutdown happens in three steps so no client sees a reset connection it did not
+//! deserve: (1) readiness flips to 503 at once, and for `shutdown_grace` the listener
+//! still accepts, so a load balancer polling `/health/ready` moves traffic away;
+//! (2) the listener closes and every connection is told to finish its current request
+//! (streams included) and close; (3) after `drain_timeout` whatever is left is dropped.
+//! Either way the server returns normally and the binary exits 0.
+//!
+//! HTTP/1.1 only for now: it is what OpenAI clients speak; h2 can be added with
+//! hyper-util's auto builder when a client needs it.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::admin::token::AdminToken;
+use crate::config::ServerConfig;
+use crate::http::router;
+use crate::state::AppState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding the listen address failed (in use, no permission, bad interface).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// How shutdown went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Every connection finished within the drain timeout.
+    Drained,
+    /// The drain timeout passed; the remaining connections were dropped.
+    TimedOut,
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Binds `config.listen`. Binding before running lets the caller learn the real
+    /// port (for port 0) and fail fast on a busy address.
+    pub async fn bind(config: ServerConfig, admin_token: AdminToken) -> Result<Self, ServerError> {
+        let addr = config.listen;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let state = Arc::new(AppState::new(config.gateway.clone(), admin_token));
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+            config,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state, e.g. to read metrics or readiness in tests.
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` completes, then drains (see the module docs).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> DrainOutcome {
+        let Server {
+            listener,
+            local_addr,
+            state,
+            config,
+        } = self;
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .keep_alive(true);
+        let graceful = GracefulShutdown::new();
+        tracing::info!(addr = %local_addr, "listening");
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => accept(accepted, &builder, &graceful, &state).await,
+                () = &mut shutdown => break,
+            }
+        }
+
+        state.start_draining();
+        tracing::info!(
+            grace_ms = config.shutdown_grace.as_millis() as u64,
+            "shutdown requested: not ready; draining"
+        );
+        if !config.shutdown_grace.is_zero() {
+            let grace = tokio::time::sleep(config.shutdown_grace);
+            tokio::pin!(grace);
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => accept(accepted, &builder, &graceful, &state).await,
+                    () = &mut grace => break,
+                }
+            }
+        }
+        drop(listener);
+
+        let in_flight = state.metrics.in_flight();
+        tracing::info!(
+            in_flight,
+            timeout_ms = config.drain_timeout.as_millis() as u64,
+            "listener closed; waiting for in-flight requests"
+        );
+        match tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await {
+            Ok(()) => {
+                tracing::info!("drained");
+                DrainOutcome::Drained
+            }
+            Err(_) => {
+                tracing::warn!(
+                    in_flight = state.metrics.in_flight(),
+                    "drain timeout passed; dropping remaining connections"
+                );
+                DrainOutcome::TimedOut
+            }
+        }
+    }
+}
+
+async fn accept(
+    accepted: io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    state: &Arc<AppState>,
+) {
+    let (stream, peer) = match accepted {
+        Ok(pair) => pair,
+        Err(error) => {
+            // Usually EMFILE/ENFILE: back off briefly instead of spinning on the error.
+            tracing::warn!(%error, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+    };
+    // Small SSE chunks must leave at once, not wait for Nagle.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "set_nodelay failed");
+    }
+    let state = Arc::clone(state);
+    let service = service_fn(move |request| router::dispatch(Arc::clone(&state), request));
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    });
+}

@@ -107,16 +107,14 @@ impl Node {
         config.validate()?;
         identity.meta.validate()?;
         let mut outbox = Outbox::default();
-        let incarnation = match restored.incarnation {
-            Some(i) => {
-                let next = i.next();
-                outbox.persist(PersistBatch {
-                    items: vec![PersistItem::Incarnation(next)],
-                });
-                next
-            }
-            None => Incarnation(0),
-        };
+        // Persisted even on first start: a restart must always come back above
+        // whatever the cluster remembers of this node.
+        let incarnation = restored
+            .incarnation
+            .map_or(Incarnation(0), Incarnation::next);
+        outbox.persist(PersistBatch {
+            items: vec![PersistItem::Incarnation(incarnation)],
+        });
         let membership = Membership::new(
             identity,
             incarnation,

@@ -353,8 +353,27 @@ impl World {
         }
     }
 
-    fn seeds(&self) -> Vec<Addr> {
-        (0..self.params.seed_nodes.min(self.nodes.len()))
+    /// The addresses a starting node joins through: the first `seed_nodes` nodes
+    /// at cold start; later, that many nodes that are up (as a discovery service
+    /// that tracks live nodes would hand out), so a late joiner is not stranded
+    /// because the original seeds happen to be down.
+    fn seeds(&mut self, joiner: usize) -> Vec<Addr> {
+        let k = self.params.seed_nodes.min(self.nodes.len());
+        let original: Vec<usize> = (0..k).collect();
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| i != joiner && self.nodes[i].is_up())
+            .collect();
+        let cold_start = original
+            .iter()
+            .any(|&i| self.nodes[i].status == Status::Pending);
+        let chosen = if up.is_empty() || cold_start {
+            original
+        } else {
+            self.rng.sample(&up, k)
+        };
+        chosen
+            .into_iter()
+            .filter(|&i| i != joiner)
             .map(|i| self.nodes[i].addr)
             .collect()
     }
@@ -380,11 +399,7 @@ impl World {
         self.nodes[i].node = Some(node);
         self.nodes[i].status = Status::Up;
         self.nodes[i].wake_at = None;
-        let seeds: Vec<Addr> = self
-            .seeds()
-            .into_iter()
-            .filter(|&a| a != self.nodes[i].addr)
-            .collect();
+        let seeds = self.seeds(i);
         self.with_node(i, |node, now| {
             // Join errors only when the node has left, which a fresh node has not.
             let _ = node.handle_command(now, Command::Join { seeds });

@@ -374,9 +374,15 @@ impl Membership {
                 // Merge before replying: if the peer's list says we are dead, the
                 // reply already carries our refutation, so one exchange heals a
                 // pair that had declared each other dead during a partition.
+                let sender_record = members.iter().find(|r| r.node == sender).cloned();
                 self.merge_remote_state(now, sender, members, out);
                 if kind != PushPullKind::Reply {
-                    let reply = self.push_pull_message(PushPullKind::Reply);
+                    let mut reply = self.push_pull_message(PushPullKind::Reply);
+                    if let (Message::PushPull { members, .. }, Some(record)) =
+                        (&mut reply, sender_record)
+                    {
+                        members.extend(self.tombstone_record(record));
+                    }
                     out.send(from, Channel::Stream, reply);
                 }
                 if kind == PushPullKind::Reply && self.is_joining() {
@@ -721,6 +727,18 @@ impl Membership {
             heartbeat: self.heartbeat,
             members,
         }
+    }
+
+    /// A peer we reaped is talking to us with an incarnation we consider stale (it
+    /// restarted without its disk, say). Reaped members are not in our list, so
+    /// tell it explicitly that it is dead: it will refute with a higher incarnation.
+    fn tombstone_record(&self, sender: MemberRecord) -> Option<MemberRecord> {
+        let t = self.tombstones.get(&sender.node)?;
+        Some(MemberRecord {
+            incarnation: t.incarnation,
+            liveness: Liveness::Dead,
+            ..sender
+        })
     }
 
     fn self_record(&self) -> MemberRecord {
@@ -1087,6 +1105,12 @@ impl Membership {
             }
             MemberUpdate::Suspect { incarnation, .. } | MemberUpdate::Dead { incarnation, .. } => {
                 if *incarnation < self.incarnation {
+                    // The accuser missed our refutation (its retransmits ran out,
+                    // or went to dead members): say it again, at the same
+                    // incarnation. It rides on the ack to a buddy-system probe.
+                    if !matches!(self.phase, Phase::Leaving | Phase::Left) {
+                        self.announce();
+                    }
                     return;
                 }
                 *incarnation
@@ -1116,6 +1140,11 @@ impl Membership {
         out.persist(PersistBatch {
             items: vec![PersistItem::Incarnation(self.incarnation)],
         });
+        self.announce();
+    }
+
+    /// Queues an `Alive` rumour for this node at its current incarnation.
+    fn announce(&mut self) {
         self.rumors.push(Rumor::Member(MemberUpdate::Alive {
             node: self.id,
             incarnation: self.incarnation,

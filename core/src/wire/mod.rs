@@ -6,11 +6,15 @@
 //! 2       1     protocol version
 //! 3       8     cluster id (little endian)
 //! 11      8     sender node id (little endian)
-//! 19      ..    postcard(Message)
+//! 19      4     CRC-32 of every other byte of the packet (little endian)
+//! 23      ..    postcard(Message)
 //! ```
 //!
 //! The header is fixed-size and checked before any of the body is parsed, so a packet
 //! of another protocol, another version or another cluster costs a few comparisons.
+//! The checksum is not security (QUIC's AEAD is): it keeps a flipped bit from turning
+//! one valid claim into another ("n1 is dead" into "n3 is dead") on any transport
+//! without integrity of its own, and it is what the simulator's corruption hits.
 //! Every decode is bounded: the packet size is capped before parsing, postcard never
 //! reads past the buffer, and [`check_limits`] caps element counts and string sizes
 //! afterwards. A packet that fails any check is rejected with a [`DecodeError`] that
@@ -26,7 +30,8 @@ use crate::id::{ClusterId, NodeId};
 pub const MAGIC: [u8; 2] = *b"AU";
 /// The protocol version this build speaks. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 19;
+pub const HEADER_LEN: usize = 23;
+const CRC_AT: usize = 19;
 /// Largest datagram accepted (QUIC datagrams are smaller than this anyway).
 pub const MAX_DATAGRAM: usize = 64 * 1024;
 /// Largest stream message accepted (a push-pull of a large cluster).
@@ -77,6 +82,8 @@ pub enum DecodeError {
     UnknownVersion(u8),
     #[error("packet from another cluster")]
     WrongCluster,
+    #[error("checksum mismatch (corrupted in transit)")]
+    Checksum,
     #[error("malformed body")]
     Malformed,
     #[error("trailing bytes after the body")]
@@ -87,12 +94,13 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Every reason, for metrics that list all counters even when zero.
-    pub const ALL: [DecodeError; 8] = [
+    pub const ALL: [DecodeError; 9] = [
         DecodeError::TooLarge(""),
         DecodeError::Truncated,
         DecodeError::BadMagic,
         DecodeError::UnknownVersion(0),
         DecodeError::WrongCluster,
+        DecodeError::Checksum,
         DecodeError::Malformed,
         DecodeError::TrailingBytes,
         DecodeError::LimitExceeded,
@@ -106,6 +114,7 @@ impl DecodeError {
             DecodeError::BadMagic => "bad_magic",
             DecodeError::UnknownVersion(_) => "unknown_version",
             DecodeError::WrongCluster => "wrong_cluster",
+            DecodeError::Checksum => "checksum",
             DecodeError::Malformed => "malformed",
             DecodeError::TrailingBytes => "trailing_bytes",
             DecodeError::LimitExceeded => "limit_exceeded",
@@ -120,9 +129,10 @@ impl DecodeError {
             DecodeError::BadMagic => 2,
             DecodeError::UnknownVersion(_) => 3,
             DecodeError::WrongCluster => 4,
-            DecodeError::Malformed => 5,
-            DecodeError::TrailingBytes => 6,
-            DecodeError::LimitExceeded => 7,
+            DecodeError::Checksum => 5,
+            DecodeError::Malformed => 6,
+            DecodeError::TrailingBytes => 7,
+            DecodeError::LimitExceeded => 8,
         }
     }
 }
@@ -135,7 +145,17 @@ pub fn encode(cluster: ClusterId, sender: NodeId, message: &Message) -> Vec<u8> 
     out.push(PROTOCOL_VERSION);
     out.extend_from_slice(&cluster.0.to_le_bytes());
     out.extend_from_slice(&sender.0.to_le_bytes());
-    postcard::to_extend(message, out).expect("encoding into a Vec cannot fail")
+    out.extend_from_slice(&[0; 4]);
+    let mut out = postcard::to_extend(message, out).expect("encoding into a Vec cannot fail");
+    let crc = checksum(&out);
+    out[CRC_AT..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE) of the packet with its checksum field skipped.
+fn checksum(packet: &[u8]) -> u32 {
+    let crc = crate::hash::crc32_update(!0, &packet[..CRC_AT]);
+    !crate::hash::crc32_update(crc, &packet[HEADER_LEN..])
 }
 
 /// Decodes and validates one packet received on `channel` for cluster `cluster`.
@@ -165,6 +185,11 @@ pub fn decode(cluster: ClusterId, channel: Channel, bytes: &[u8]) -> Result<Enve
         return Err(DecodeError::WrongCluster);
     }
     let sender = NodeId(field(11..19));
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&header[CRC_AT..HEADER_LEN]);
+    if u32::from_le_bytes(crc) != checksum(bytes) {
+        return Err(DecodeError::Checksum);
+    }
     let (message, rest) =
         postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?;
     if !rest.is_empty() {

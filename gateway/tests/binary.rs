@@ -1,0 +1,186 @@
+//! The `aurora` binary as a user runs it: exit codes, the generated admin token, and
+//! graceful exit on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_aurora");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("aurora-bin-{name}-{}-{nanos}", std::process::id()))
+}
+
+#[test]
+fn bad_flag_exits_2_with_a_clear_error() {
+    let out = Command::new(BIN)
+        .arg("--no-such-flag")
+        .output()
+        .expect("run aurora");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "not-an-address"])
+        .output()
+        .expect("run aurora");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}
+
+#[test]
+fn busy_port_exits_1_with_context() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = temp_dir("busy");
+    let out = Command::new(BIN)
+        .args(["--listen", &addr, "--data-dir"])
+        .arg(&dir)
+        .env("AURORA_ADMIN_TOKEN", "t")
+        .output()
+        .expect("run aurora");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A running `aurora serve` whose stderr lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("AURORA_ADMIN_TOKEN")
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn aurora");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until the "listening" log line and returns its address.
+    fn addr(&mut self) -> SocketAddr {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no `listening` line; stderr so far: {:?}", self.seen));
+            self.seen.push(line.clone());
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["fields"]["message"] == "listening" {
+                return v["fields"]["addr"]
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .expect("addr field");
+            }
+        }
+    }
+
+    fn sigterm_and_wait(mut self) -> (Option<i32>, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let status = self.child.wait().expect("wait");
+        self.seen.extend(self.lines.try_iter());
+        // The reader thread may still be flushing the last lines.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen)
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+#[test]
+fn first_start_generates_and_prints_the_token_once_and_sigterm_exits_0() {
+    let dir = temp_dir("token");
+    let mut first = Running::start(&dir);
+    let addr = first.addr();
+    let file = dir.join("admin_token");
+    let token = std::fs::read_to_string(&file)
+        .expect("token file in the data dir")
+        .trim()
+        .to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        first.seen.iter().any(|l| l.contains(&token)),
+        "token printed"
+    );
+
+    let denied = http_get(addr, "/admin/api/cluster/status", None);
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    let allowed = http_get(addr, "/admin/api/cluster/status", Some(&token));
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+    assert!(allowed.ends_with(r#"{"enabled":false}"#), "{allowed}");
+
+    let (code, lines) = first.sigterm_and_wait();
+    assert_eq!(code, Some(0), "graceful exit; stderr: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("drained")), "{lines:?}");
+
+    // Second start: same token from the file, never printed again.
+    let mut second = Running::start(&dir);
+    let addr = second.addr();
+    let allowed = http_get(addr, "/admin/api/cluster/status", Some(&token));
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+    let (code, lines) = second.sigterm_and_wait();
+    assert_eq!(code, Some(0));
+    assert!(
+        !lines.iter().any(|l| l.contains(&token)),
+        "printed only once"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

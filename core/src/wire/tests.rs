@@ -162,6 +162,27 @@ fn gossip(rumors: Vec<Rumor>) -> Message {
     Message::Gossip { rumors }
 }
 
+/// Where the CRC-32 sits in the header (see the layout in `wire/mod.rs`).
+const CRC_FIELD: core::ops::Range<usize> = 19..23;
+
+/// Rewrites the checksum of a hand-made or mutated packet, as a sender that built
+/// those bytes on purpose would, so the checks after the checksum get to see them.
+fn sealed(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() >= HEADER_LEN {
+        let crc = crate::hash::crc32_update(!0, &bytes[..CRC_FIELD.start]);
+        let crc = !crate::hash::crc32_update(crc, &bytes[CRC_FIELD.end..]);
+        bytes[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
+    }
+    bytes
+}
+
+/// A valid header (for `CLUSTER` and `SENDER`) followed by `body`, sealed.
+fn with_body(body: &[u8]) -> Vec<u8> {
+    let mut bytes = packet(&ping())[..HEADER_LEN].to_vec();
+    bytes.extend_from_slice(body);
+    sealed(bytes)
+}
+
 // ---- round trips ---------------------------------------------------------------
 
 #[test]
@@ -188,6 +209,12 @@ fn header_layout_is_magic_version_cluster_sender() {
     assert_eq!(bytes[2], PROTOCOL_VERSION);
     assert_eq!(&bytes[3..11], &0x0102_0304_0506_0708u64.to_le_bytes());
     assert_eq!(&bytes[11..19], &0x1112_1314_1516_1718u64.to_le_bytes());
+    assert_eq!(HEADER_LEN, CRC_FIELD.end);
+    assert_eq!(
+        sealed(bytes.clone()),
+        bytes,
+        "the CRC covers all but itself"
+    );
     assert_eq!(bytes.len(), HEADER_LEN + encoded_len(&ping()));
 }
 
@@ -283,10 +310,41 @@ fn shorter_than_the_header_is_truncated() {
 
 #[test]
 fn header_without_body_is_malformed() {
-    let bytes = packet(&ping());
     assert_eq!(
-        decode_datagram(&bytes[..HEADER_LEN]),
+        decode_datagram(&with_body(&[])),
         Err(DecodeError::Malformed)
+    );
+}
+
+#[test]
+fn any_single_bit_flip_is_rejected() {
+    for message in [ping(), gossip(every_rumor())] {
+        let bytes = packet(&message);
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_stream(&bad).is_err(), "bit {bit} of {message:?}");
+        }
+    }
+}
+
+#[test]
+fn corrupted_body_or_checksum_is_a_checksum_error() {
+    let bytes = packet(&gossip(every_rumor()));
+    let mut body = bytes.clone();
+    *body.last_mut().unwrap() ^= 0x01;
+    assert_eq!(decode_datagram(&body), Err(DecodeError::Checksum));
+    let mut crc = bytes.clone();
+    crc[CRC_FIELD.start] ^= 0x80;
+    assert_eq!(decode_datagram(&crc), Err(DecodeError::Checksum));
+    // The sender id is covered too: nobody's claim can be re-attributed.
+    let mut sender = bytes.clone();
+    sender[11] ^= 0x02;
+    assert_eq!(decode_datagram(&sender), Err(DecodeError::Checksum));
+    // A cut packet fails its checksum before its body is parsed.
+    assert_eq!(
+        decode_datagram(&bytes[..bytes.len() - 1]),
+        Err(DecodeError::Checksum)
     );
 }
 
@@ -322,12 +380,14 @@ fn packet_of_another_cluster_is_rejected() {
     bytes.truncate(HEADER_LEN);
     bytes.push(0xFF);
     assert_eq!(decode_datagram(&bytes), Err(DecodeError::WrongCluster));
+    assert_eq!(
+        decode_datagram(&sealed(bytes)),
+        Err(DecodeError::WrongCluster)
+    );
 }
 
 #[test]
 fn malformed_bodies_are_rejected() {
-    let header = &packet(&ping())[..HEADER_LEN];
-    let with_body = |body: &[u8]| [header, body].concat();
     // Unknown Message variant index.
     assert_eq!(
         decode_datagram(&with_body(&[6])),
@@ -336,7 +396,7 @@ fn malformed_bodies_are_rejected() {
     // A body cut short.
     let bytes = packet(&gossip(every_rumor()));
     assert_eq!(
-        decode_datagram(&bytes[..bytes.len() - 1]),
+        decode_datagram(&sealed(bytes[..bytes.len() - 1].to_vec())),
         Err(DecodeError::Malformed)
     );
     // A vector length far beyond the bytes that follow.
@@ -364,18 +424,24 @@ fn malformed_bodies_are_rejected() {
         .expect("the name is in the packet");
     let mut bad = bytes.clone();
     bad[pos] = 0xFF;
-    assert_eq!(decode_datagram(&bad), Err(DecodeError::Malformed));
+    assert_eq!(decode_datagram(&sealed(bad)), Err(DecodeError::Malformed));
 }
 
 #[test]
 fn trailing_bytes_are_rejected() {
     let mut bytes = packet(&ping());
     bytes.push(0);
-    assert_eq!(decode_datagram(&bytes), Err(DecodeError::TrailingBytes));
+    assert_eq!(
+        decode_datagram(&sealed(bytes)),
+        Err(DecodeError::TrailingBytes)
+    );
     // Two messages in one packet are not one message.
     let mut two = packet(&Message::Nack { seq: 1 });
     two.extend_from_slice(&packet(&Message::Nack { seq: 2 })[HEADER_LEN..]);
-    assert_eq!(decode_datagram(&two), Err(DecodeError::TrailingBytes));
+    assert_eq!(
+        decode_datagram(&sealed(two)),
+        Err(DecodeError::TrailingBytes)
+    );
 }
 
 #[test]
@@ -585,9 +651,7 @@ proptest! {
     fn arbitrary_bodies_behind_a_valid_header_never_panic(
         body in proptest::collection::vec(any::<u8>(), 0..512)
     ) {
-        let mut bytes = packet(&ping())[..HEADER_LEN].to_vec();
-        bytes.extend_from_slice(&body);
-        check_decode(&bytes);
+        check_decode(&with_body(&body));
     }
 
     #[test]
@@ -599,14 +663,16 @@ proptest! {
             mutate(&mut bytes, m);
         }
         check_decode(&bytes);
+        // With its checksum fixed up, the mutated body reaches the parser.
+        check_decode(&sealed(bytes));
     }
 
     #[test]
     fn mutations_of_the_header_are_always_rejected(
         bytes in valid_packet(),
-        bit in 0..(HEADER_LEN - 8) * 8,
+        bit in 0..HEADER_LEN * 8,
     ) {
-        // Any bit flip in magic, version or cluster id drops the packet.
+        // Any bit flip in magic, version, cluster, sender or checksum drops it.
         let mut bytes = bytes;
         bytes[bit / 8] ^= 1 << (bit % 8);
         prop_assert!(decode_stream(&bytes).is_err());

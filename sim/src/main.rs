@@ -192,8 +192,11 @@ fn run_scenario(o: &Opts) -> ExitCode {
     for line in &report.lines {
         println!("{line}");
     }
-    for c in &report.failures {
+    for c in report.failures.iter().take(10) {
         println!("FAILED {}: {}", c.check, c.detail);
+    }
+    if report.failures.len() > 10 {
+        println!("... and {} more failures", report.failures.len() - 10);
     }
     let failed = usize::from(!report.failures.is_empty());
     println!("{} passed, {} failed", 1 - failed, failed);

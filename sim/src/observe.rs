@@ -46,6 +46,8 @@ pub struct Observations {
     /// Payload → (origin, sent at, receipts).
     broadcasts: BTreeMap<Vec<u8>, (NodeId, Millis, BTreeMap<NodeId, Millis>)>,
     pub failures: Vec<CheckFailure>,
+    /// (when, observer, target, change), when `SimParams::record_events` is set.
+    pub events: Vec<(Millis, NodeId, NodeId, MemberChange)>,
 }
 
 impl Observations {

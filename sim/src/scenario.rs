@@ -1,13 +1,35 @@
 //! Named scenarios: the cases that bit other membership systems, each a script
-//! over the simulated world with its own checks.
+//! over the simulated world with checks of its own on top of the standard ones.
+//!
+//! Run one with `aurora-sim scenario NAME [--seed S]`; `sim/tests/scenarios.rs`
+//! runs them all on several seeds.
 
+use core::time::Duration;
+
+use aurora_core::{Liveness, MemberChange, Millis, NodeId};
+
+use crate::faults::FaultProfile;
+use crate::net::LinkConditions;
 use crate::observe::CheckFailure;
+use crate::run::quantile;
+use crate::world::{sim_addr, Action, Mutation, SimParams, World};
 
-/// What a scenario reports.
+/// What a scenario reports: readable lines, and the checks that failed.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub lines: Vec<String>,
     pub failures: Vec<CheckFailure>,
+}
+
+impl Report {
+    fn fail(&mut self, check: &'static str, detail: String) {
+        self.failures.push(CheckFailure { check, detail });
+    }
+
+    /// Takes over the world's standard verdicts (convergence, detection, ...).
+    fn absorb(&mut self, w: &World) {
+        self.failures.extend(w.obs.failures.iter().cloned());
+    }
 }
 
 /// A named scenario.
@@ -17,4 +39,266 @@ pub struct Scenario {
     pub run: fn(u64) -> Report,
 }
 
-pub const ALL: &[Scenario] = &[];
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "removed-member-stays-removed",
+        about: "memberlist #312: a departed or dead member must not come back through a stale push-pull",
+        run: removed_member_stays_removed,
+    },
+    Scenario {
+        name: "restart-new-address",
+        about: "memberlist #157: a node restarting under the same id on a new address rejoins cleanly",
+        run: restart_new_address,
+    },
+    Scenario {
+        name: "broadcasts-not-starved",
+        about: "memberlist #299: application broadcasts spread while 100 nodes join at once",
+        run: broadcasts_not_starved,
+    },
+    Scenario {
+        name: "slow-node-not-dead",
+        about: "Lifeguard: a slow node that still answers is never declared dead",
+        run: slow_node_not_dead,
+    },
+    Scenario {
+        name: "injected-refutation-bug-is-caught",
+        about: "a refutation that ignores incarnations must fail the checkers",
+        run: injected_refutation_bug_is_caught,
+    },
+];
+
+/// A world with a fixed (not drawn) fault profile whose safety phase lasts
+/// `secs`, followed by 30 s of liveness.
+fn world(seed: u64, nodes: usize, secs: u64, link: LinkConditions) -> World {
+    let params = SimParams {
+        nodes,
+        safety: Duration::from_secs(secs),
+        liveness: Duration::from_secs(30),
+        profile: Some(FaultProfile {
+            link,
+            ..FaultProfile::none()
+        }),
+        record_events: true,
+        ..SimParams::default()
+    };
+    World::new(seed, params)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Node `i`'s id in the simulator.
+fn id(i: usize) -> NodeId {
+    NodeId(i as u64 + 1)
+}
+
+fn removed_member_stays_removed(seed: u64) -> Report {
+    let mut w = world(seed, 6, 100, LinkConditions::clean());
+    // n5 freezes with everybody alive in its member list and wakes long after
+    // n4 crashed for good and n6 left: its push-pulls then carry stale "alive"
+    // records for both.
+    w.at(
+        secs(10),
+        Action::Pause {
+            node: 4,
+            for_ms: 80_000,
+        },
+    );
+    w.at(secs(12), Action::Crash(3));
+    w.at(secs(14), Action::Leave(5));
+    w.run();
+    let mut r = Report::default();
+    r.absorb(&w);
+    for gone in [id(3), id(5)] {
+        let removed_at: Vec<(NodeId, Millis)> = w
+            .obs
+            .events
+            .iter()
+            .filter(|e| e.2 == gone && matches!(e.3, MemberChange::Failed | MemberChange::Left))
+            .map(|e| (e.1, e.0))
+            .collect();
+        for &(at, observer, target, change) in &w.obs.events {
+            let revived = target == gone
+                && matches!(change, MemberChange::Joined | MemberChange::AliveAgain)
+                && removed_at.iter().any(|&(o, t)| o == observer && t < at);
+            if revived {
+                r.fail(
+                    "stays-removed",
+                    format!("{observer} brought {gone} back ({change:?}) at {at}"),
+                );
+            }
+        }
+    }
+    r.lines.push(format!(
+        "{} membership events; n4 (crashed) and n6 (left) revived 0 times as required",
+        w.obs.events.len()
+    ));
+    r
+}
+
+fn restart_new_address(seed: u64) -> Report {
+    let mut w = world(seed, 5, 120, LinkConditions::clean());
+    // n4 comes back on a new address before anyone declared it dead; n5 long
+    // after it was declared dead and reaped.
+    w.at(secs(10), Action::Crash(3));
+    w.at(
+        secs(12),
+        Action::Restart {
+            node: 3,
+            new_addr: true,
+        },
+    );
+    w.at(secs(30), Action::Crash(4));
+    w.at(
+        secs(90),
+        Action::Restart {
+            node: 4,
+            new_addr: true,
+        },
+    );
+    w.run();
+    let mut r = Report::default();
+    r.absorb(&w);
+    for (i, target) in [(3, id(3)), (4, id(4))] {
+        let expected = sim_addr(i, 1);
+        for n in w.nodes.iter().filter(|n| n.is_up() && n.id != target) {
+            let seen = n.node.as_ref().and_then(|x| x.membership().member(target));
+            match seen {
+                Some(m) if m.liveness == Liveness::Alive && m.addr == expected => {}
+                other => r.fail(
+                    "rejoin",
+                    format!(
+                        "{} sees {target} as {:?} at {:?}, expected alive at {expected}",
+                        n.id,
+                        other.map(|m| m.liveness),
+                        other.map(|m| m.addr)
+                    ),
+                ),
+            }
+        }
+    }
+    r.lines.push(
+        "n4 (quick restart) and n5 (restart after reaping) both rejoined at their new addresses"
+            .into(),
+    );
+    r
+}
+
+fn broadcasts_not_starved(seed: u64) -> Report {
+    let mut params = SimParams {
+        nodes: 100,
+        start_spread: secs(2),
+        safety: secs(30),
+        liveness: secs(10),
+        profile: Some(FaultProfile::none()),
+        ..SimParams::default()
+    };
+    params.timing.push_pull_interval = secs(30);
+    let mut w = World::new(seed, params);
+    let count = 30;
+    for k in 0..count {
+        let payload = format!("broadcast-{k}").into_bytes();
+        // Every node has started by 2 s; most are still joining.
+        let at = Duration::from_millis(2_000 + 100 * k);
+        w.at(at, Action::Broadcast { node: 0, payload });
+    }
+    w.run();
+    let mut r = Report::default();
+    r.absorb(&w);
+    let mut latencies = Vec::new();
+    for (origin, sent, receipts) in w.obs.broadcasts() {
+        for n in w.nodes.iter().filter(|n| n.is_up() && n.id != *origin) {
+            match receipts.get(&n.id) {
+                Some(at) => latencies.push(at.since(*sent).as_millis() as u64),
+                None => r.fail(
+                    "broadcast-delivery",
+                    format!("{} never got a broadcast sent at {sent}", n.id),
+                ),
+            }
+        }
+    }
+    latencies.sort_unstable();
+    let p99 = quantile(&latencies, 0.99);
+    if p99 > 10_000 {
+        r.fail(
+            "broadcast-latency",
+            format!("p99 delivery {p99} ms > 10 s during the join storm"),
+        );
+    }
+    r.lines.push(format!(
+        "{count} broadcasts during a 100-node join storm: {} deliveries, p50 {} ms, p99 {p99} ms, max {} ms",
+        latencies.len(),
+        quantile(&latencies, 0.5),
+        latencies.last().copied().unwrap_or(0)
+    ));
+    r
+}
+
+fn slow_node_not_dead(seed: u64) -> Report {
+    let mut w = world(seed, 5, 120, LinkConditions::clean());
+    // n3 answers, but 600 ms late each way: every probe of it times out.
+    w.at(
+        secs(5),
+        Action::Slow {
+            node: 2,
+            extra_ms: 600,
+        },
+    );
+    w.run();
+    let mut r = Report::default();
+    r.absorb(&w);
+    let suspected = w
+        .obs
+        .events
+        .iter()
+        .filter(|e| e.2 == id(2) && e.3 == MemberChange::Suspected)
+        .count();
+    for &(at, observer, target, change) in &w.obs.events {
+        if target == id(2) && change == MemberChange::Failed {
+            r.fail(
+                "slow-not-dead",
+                format!("{observer} declared the slow {target} failed at {at}"),
+            );
+        }
+    }
+    r.lines.push(format!(
+        "slow n3 (+600 ms each way) suspected {suspected} times over 120 s, declared failed 0 times"
+    ));
+    r
+}
+
+/// Proves the checkers can fail: with refutations that keep the old incarnation,
+/// a suspected node can never clear its name, so on a lossy network some seed must
+/// trip `false-positive` or `convergence`.
+fn injected_refutation_bug_is_caught(seed: u64) -> Report {
+    let mut r = Report::default();
+    for s in seed..seed + 20 {
+        let mut params = SimParams {
+            profile: Some(FaultProfile {
+                link: LinkConditions {
+                    loss: 0.08,
+                    ..LinkConditions::clean()
+                },
+                ..FaultProfile::none()
+            }),
+            mutation: Some(Mutation::RefuteWithoutIncarnation),
+            ..SimParams::default()
+        };
+        params.nodes = 5;
+        let (_, outcome) = crate::run::simulate(s, &params);
+        if let Some(f) = outcome.failures.first() {
+            r.lines.push(format!(
+                "seed {s}: the injected bug was caught by `{}`: {}",
+                f.check, f.detail
+            ));
+            return r;
+        }
+    }
+    r.fail(
+        "checker-sensitivity",
+        "20 seeds with refutations that ignore incarnations all passed: the checkers are blind"
+            .into(),
+    );
+    r
+}

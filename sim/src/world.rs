@@ -51,6 +51,8 @@ pub struct SimParams {
     pub mutation: Option<Mutation>,
     /// Keep readable trace lines (for replay).
     pub trace: bool,
+    /// Keep every membership event in `obs.events` (for scenario checks).
+    pub record_events: bool,
 }
 
 impl Default for SimParams {
@@ -65,6 +67,7 @@ impl Default for SimParams {
             profile: None,
             mutation: None,
             trace: false,
+            record_events: false,
         }
     }
 }
@@ -690,6 +693,10 @@ impl World {
             Event::Member { node, change } => {
                 self.obs
                     .member_event(i, *node, *change, self.now, &self.nodes);
+                if self.params.record_events {
+                    let observer = self.nodes[i].id;
+                    self.obs.events.push((self.now, observer, *node, *change));
+                }
                 let (node, change) = (*node, *change);
                 self.trace
                     .event(self.now, &who, || format!("{change:?} {node}"));

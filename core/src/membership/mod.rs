@@ -376,14 +376,25 @@ impl Membership {
                 // pair that had declared each other dead during a partition.
                 let sender_record = members.iter().find(|r| r.node == sender).cloned();
                 self.merge_remote_state(now, sender, members, out);
+                let notice = sender_record.and_then(|r| self.tombstone_record(r));
                 if kind != PushPullKind::Reply {
                     let mut reply = self.push_pull_message(PushPullKind::Reply);
-                    if let (Message::PushPull { members, .. }, Some(record)) =
-                        (&mut reply, sender_record)
-                    {
-                        members.extend(self.tombstone_record(record));
+                    if let Message::PushPull { members, .. } = &mut reply {
+                        members.extend(notice);
                     }
                     out.send(from, Channel::Stream, reply);
+                } else if let Some(dead) = notice {
+                    // We asked a member we had reaped (a reconnect) and it answered
+                    // under its old incarnation: tell it, so it refutes.
+                    let rumor = Rumor::Member(MemberUpdate::Dead {
+                        node: dead.node,
+                        incarnation: dead.incarnation,
+                        from: self.id,
+                    });
+                    let gossip = Message::Gossip {
+                        rumors: vec![rumor],
+                    };
+                    out.send(from, Channel::Datagram, gossip);
                 }
                 if kind == PushPullKind::Reply && self.is_joining() {
                     self.phase = Phase::Active;

@@ -151,7 +151,11 @@ impl Clock {
         let l = local.0 as i128 - self.offset as i128;
         let g =
             (l * 1_000_000 + (1_000_000 + self.ppm as i128) - 1) / (1_000_000 + self.ppm as i128);
+        // The guess is within a millisecond or two; settle it exactly.
         let mut g = g.max(0) as u64;
+        while g > 0 && self.local(Millis(g - 1)) >= local {
+            g -= 1;
+        }
         while self.local(Millis(g)) < local {
             g += 1;
         }

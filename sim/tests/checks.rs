@@ -1,0 +1,83 @@
+//! The simulator's own guarantees: determinism, and checkers that can fail.
+
+use core::time::Duration;
+
+use aurora_core::{MemberChange, NodeId};
+use aurora_sim::faults::FaultProfile;
+use aurora_sim::run::{run_seed, simulate};
+use aurora_sim::{Action, SimParams, World};
+
+fn quick() -> SimParams {
+    SimParams {
+        safety: Duration::from_secs(20),
+        liveness: Duration::from_secs(40),
+        ..SimParams::default()
+    }
+}
+
+#[test]
+fn same_seed_same_trace_hash() {
+    for seed in [0, 1, 42] {
+        let a = simulate(seed, &quick()).1.trace_hash;
+        let b = simulate(seed, &quick()).1.trace_hash;
+        assert_eq!(a, b, "seed {seed}");
+    }
+    let a = simulate(1, &quick()).1.trace_hash;
+    let b = simulate(2, &quick()).1.trace_hash;
+    assert_ne!(a, b, "different seeds should take different paths");
+}
+
+#[test]
+fn default_seeds_pass_with_every_check() {
+    for seed in 0..24 {
+        let o = run_seed(seed, &quick(), true);
+        assert!(o.passed(), "seed {seed} ({}): {:?}", o.profile, o.failures);
+    }
+}
+
+/// A crash right before the end leaves no time to detect it: the detection and
+/// convergence checkers must say so rather than pass.
+#[test]
+fn detection_checker_fails_when_a_crash_goes_unnoticed() {
+    let params = SimParams {
+        profile: Some(FaultProfile::none()),
+        safety: Duration::from_secs(10),
+        liveness: Duration::from_secs(2),
+        ..SimParams::default()
+    };
+    let mut w = World::new(7, params);
+    w.at(Duration::from_millis(11_000), Action::Crash(2));
+    w.run();
+    let checks: Vec<&str> = w.obs.failures.iter().map(|f| f.check).collect();
+    assert!(checks.contains(&"detection"), "{checks:?}");
+}
+
+/// A "failed" about a node that was up the whole time is a false positive.
+#[test]
+fn false_positive_checker_flags_a_wrong_death() {
+    let params = SimParams {
+        profile: Some(FaultProfile::none()),
+        safety: Duration::from_secs(10),
+        liveness: Duration::from_secs(5),
+        ..SimParams::default()
+    };
+    let mut w = World::new(3, params);
+    w.run();
+    assert!(w.obs.failures.is_empty(), "{:?}", w.obs.failures);
+    let now = w.now;
+    w.obs
+        .member_event(0, NodeId(2), MemberChange::Failed, now, &w.nodes);
+    w.obs.check_false_positives();
+    assert_eq!(w.obs.failures.len(), 1);
+    assert_eq!(w.obs.failures[0].check, "false-positive");
+}
+
+/// A panic inside a run is reported as the `no-panic` check, not a crash of the
+/// whole run.
+#[test]
+fn invalid_timing_is_a_reported_failure_not_an_abort() {
+    let mut params = quick();
+    params.timing.probe_timeout = params.timing.probe_interval; // rejected by Node::new
+    let o = run_seed(5, &params, false);
+    assert_eq!(o.failures[0].check, "no-panic", "{:?}", o.failures);
+}

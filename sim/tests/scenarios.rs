@@ -1,0 +1,58 @@
+//! Every named scenario passes on several seeds.
+
+use aurora_sim::scenario::ALL;
+
+fn check(name: &str) {
+    let scenario = ALL
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario named {name}"));
+    for seed in 1..=2 {
+        let report = (scenario.run)(seed);
+        assert!(
+            report.failures.is_empty(),
+            "{name} failed on seed {seed}: {:?}\n{:?}",
+            report.failures.iter().take(5).collect::<Vec<_>>(),
+            report.lines
+        );
+    }
+}
+
+#[test]
+fn removed_member_stays_removed() {
+    check("removed-member-stays-removed");
+}
+
+#[test]
+fn restart_new_address() {
+    check("restart-new-address");
+}
+
+#[test]
+fn broadcasts_not_starved() {
+    check("broadcasts-not-starved");
+}
+
+#[test]
+fn slow_node_not_dead() {
+    check("slow-node-not-dead");
+}
+
+#[test]
+fn injected_refutation_bug_is_caught() {
+    check("injected-refutation-bug-is-caught");
+}
+
+#[test]
+fn every_scenario_has_a_test() {
+    let tested = [
+        "removed-member-stays-removed",
+        "restart-new-address",
+        "broadcasts-not-starved",
+        "slow-node-not-dead",
+        "injected-refutation-bug-is-caught",
+    ];
+    for s in ALL {
+        assert!(tested.contains(&s.name), "scenario {} has no test", s.name);
+    }
+}

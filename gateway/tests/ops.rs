@@ -11,6 +11,19 @@ use common::{chat, send, sse_data, TestServer, TOKEN};
 use http::Method;
 use serde_json::json;
 
+/// Waits (bounded) until `n` requests are being served, so shutdown tests do not
+/// depend on how fast a loaded machine schedules the client tasks.
+async fn wait_for_in_flight(server: &TestServer, n: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.state.metrics.in_flight() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests never became in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn health_and_ready_answer_200() {
     let server = TestServer::start().await;
@@ -58,8 +71,7 @@ async fn drain_turns_ready_503_and_lets_in_flight_requests_finish() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(server.state.metrics.in_flight() >= 2);
+    wait_for_in_flight(&server, 2).await;
 
     server.begin_stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -103,7 +115,7 @@ async fn drain_deadline_cuts_requests_that_take_too_long() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_in_flight(&server, 1).await;
     server.begin_stop();
     let started = std::time::Instant::now();
     assert_eq!(server.stop().await, DrainOutcome::TimedOut);

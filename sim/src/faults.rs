@@ -79,6 +79,15 @@ impl FaultProfile {
         }
     }
 
+    /// A drawn profile restricted to what the false-positive check demands:
+    /// loss at most 10 % and no partitions; everything else as drawn.
+    pub fn draw_calm(rng: &mut DetRng) -> FaultProfile {
+        let mut p = FaultProfile::draw(rng);
+        p.link.loss /= 3.0;
+        p.partitions.clear();
+        p
+    }
+
     /// Whether this seed is calm enough that *no* live node may ever be declared
     /// failed: loss at most 10 % and no partitions (crashes, pauses and departures
     /// are excused per node by the checker).

@@ -13,6 +13,7 @@
 //! - [`run`]: running many seeds on all cores, determinism, figures;
 //! - [`scenario`]: named cases that bit other systems.
 
+pub mod bench;
 pub mod faults;
 pub mod net;
 pub mod observe;
@@ -23,4 +24,4 @@ pub mod world;
 
 pub use observe::CheckFailure;
 pub use run::{run_seed, run_seeds, Figures, SeedOutcome};
-pub use world::{Action, Mutation, SimParams, World};
+pub use world::{Action, Mutation, ProfileSpec, SimParams, World};

@@ -4,19 +4,24 @@
 //! aurora-sim run --seeds N [--start S] [--nodes K] [--duration SECS] [--threads T]
 //! aurora-sim replay --seed S [--nodes K] [--duration SECS]
 //! aurora-sim scenario NAME [--seed S]      (names: aurora-sim scenario --list)
+//! aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|all
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use aurora_sim::faults::FaultProfile;
 use aurora_sim::run::{run_seeds, simulate, Figures};
 use aurora_sim::scenario;
-use aurora_sim::SimParams;
+use aurora_sim::{bench, ProfileSpec, SimParams};
 
 const USAGE: &str = "usage:
   aurora-sim run --seeds N [--start S] [--nodes K] [--duration SECS] [--liveness SECS] [--threads T] [--no-determinism]
   aurora-sim replay --seed S [--nodes K] [--duration SECS] [--liveness SECS]
-  aurora-sim scenario NAME [--seed S]    (aurora-sim scenario --list)";
+  aurora-sim scenario NAME [--seed S]    (aurora-sim scenario --list)
+  aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|all [--seeds N] [--nodes K]
+options: --profile drawn|calm|none selects the fault profile of run and replay (default drawn);
+         --crash-at SECS crashes the last node at SECS (as the detection bench does)";
 
 /// Parsed command-line options.
 struct Opts {
@@ -52,6 +57,23 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--liveness" => o.params.liveness = Duration::from_secs(value("--liveness")?),
             "--threads" => o.threads = value("--threads")?.max(1) as usize,
             "--no-determinism" => o.determinism = false,
+            "--crash-at" => {
+                let at = Duration::from_secs(value("--crash-at")?);
+                let last = o.params.nodes.saturating_sub(1);
+                o.params.script.push((at, aurora_sim::Action::Crash(last)));
+            }
+            "--profile" => {
+                o.params.profile = match it.next().map(String::as_str) {
+                    Some("drawn") => ProfileSpec::Drawn,
+                    Some("calm") => ProfileSpec::Calm,
+                    Some("none") => ProfileSpec::Fixed(FaultProfile::none()),
+                    other => {
+                        return Err(format!(
+                            "--profile expects drawn, calm or none, got {other:?}"
+                        ))
+                    }
+                }
+            }
             other if other.starts_with("--") && other != "--list" => {
                 return Err(format!("unknown option {other}"))
             }
@@ -78,6 +100,7 @@ fn main() -> ExitCode {
         "run" => run(&opts),
         "replay" => replay(&opts),
         "scenario" => run_scenario(&opts),
+        "bench" => run_bench(&opts, &args[1..]),
         _ => {
             eprintln!("aurora-sim: unknown command {cmd:?}\n{USAGE}");
             ExitCode::from(2)
@@ -205,4 +228,45 @@ fn run_scenario(o: &Opts) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
+    let Some(name) = o.rest.first() else {
+        eprintln!("aurora-sim: bench needs a name\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let seeds_given = args.iter().any(|a| a == "--seeds");
+    let nodes_given = args.iter().any(|a| a == "--nodes");
+    let seeds = |default: u64| if seeds_given { o.seeds } else { default };
+    let nodes = |default: usize| if nodes_given { o.params.nodes } else { default };
+    let mut lines = Vec::new();
+    let all = name == "all";
+    if all || name == "detection" {
+        lines.extend(bench::detection(seeds(1000), o.threads));
+    }
+    if all || name == "false-positives" {
+        lines.extend(bench::false_positives(seeds(10_000), o.threads));
+    }
+    if all || name == "cold-start" {
+        lines.extend(bench::cold_start(nodes(1000), o.start));
+    }
+    if all || name == "idle-bandwidth" {
+        let sizes: Vec<usize> = if nodes_given {
+            vec![o.params.nodes]
+        } else {
+            vec![10, 100, 1000]
+        };
+        lines.extend(bench::idle_bandwidth(&sizes, o.start));
+    }
+    if all || name == "throughput" {
+        lines.extend(bench::throughput(seeds(1000), o.threads));
+    }
+    if lines.is_empty() {
+        eprintln!("aurora-sim: unknown bench {name:?}\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    ExitCode::SUCCESS
 }

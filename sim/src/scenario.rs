@@ -12,7 +12,7 @@ use crate::faults::FaultProfile;
 use crate::net::LinkConditions;
 use crate::observe::CheckFailure;
 use crate::run::quantile;
-use crate::world::{sim_addr, Action, Mutation, SimParams, World};
+use crate::world::{sim_addr, Action, Mutation, ProfileSpec, SimParams, World};
 
 /// What a scenario reports: readable lines, and the checks that failed.
 #[derive(Clone, Debug, Default)]
@@ -74,7 +74,7 @@ fn world(seed: u64, nodes: usize, secs: u64, link: LinkConditions) -> World {
         nodes,
         safety: Duration::from_secs(secs),
         liveness: Duration::from_secs(30),
-        profile: Some(FaultProfile {
+        profile: ProfileSpec::Fixed(FaultProfile {
             link,
             ..FaultProfile::none()
         }),
@@ -191,7 +191,7 @@ fn broadcasts_not_starved(seed: u64) -> Report {
         start_spread: secs(2),
         safety: secs(30),
         liveness: secs(10),
-        profile: Some(FaultProfile::none()),
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
         ..SimParams::default()
     };
     params.timing.push_pull_interval = secs(30);
@@ -275,7 +275,7 @@ fn injected_refutation_bug_is_caught(seed: u64) -> Report {
     let mut r = Report::default();
     for s in seed..seed + 20 {
         let mut params = SimParams {
-            profile: Some(FaultProfile {
+            profile: ProfileSpec::Fixed(FaultProfile {
                 link: LinkConditions {
                     loss: 0.08,
                     ..LinkConditions::clean()

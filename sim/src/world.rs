@@ -46,8 +46,9 @@ pub struct SimParams {
     /// Phase two: faults healed; the survivors must converge.
     pub liveness: Duration,
     pub timing: Timing,
-    /// `None`: drawn from the seed.
-    pub profile: Option<FaultProfile>,
+    pub profile: ProfileSpec,
+    /// Actions at fixed times, on top of the drawn faults.
+    pub script: Vec<(Duration, Action)>,
     pub mutation: Option<Mutation>,
     /// Keep readable trace lines (for replay).
     pub trace: bool,
@@ -64,12 +65,24 @@ impl Default for SimParams {
             safety: Duration::from_secs(60),
             liveness: Duration::from_secs(90),
             timing: Timing::lan(),
-            profile: None,
+            profile: ProfileSpec::Drawn,
+            script: Vec::new(),
             mutation: None,
             trace: false,
             record_events: false,
         }
     }
+}
+
+/// Where a run's fault profile comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProfileSpec {
+    /// Drawn from the seed, every fault possible (the default).
+    Drawn,
+    /// Drawn from the seed, but with loss ≤ 10 % and no partitions: the seeds on
+    /// which no live node may ever be declared failed.
+    Calm,
+    Fixed(FaultProfile),
 }
 
 /// A scripted or drawn change to the world.
@@ -225,10 +238,11 @@ pub fn sim_addr(i: usize, generation: u8) -> Addr {
 impl World {
     pub fn new(seed: u64, params: SimParams) -> World {
         let mut rng = DetRng::from_seed(seed);
-        let profile = params
-            .profile
-            .clone()
-            .unwrap_or_else(|| FaultProfile::draw(&mut rng));
+        let profile = match &params.profile {
+            ProfileSpec::Drawn => FaultProfile::draw(&mut rng),
+            ProfileSpec::Calm => FaultProfile::draw_calm(&mut rng),
+            ProfileSpec::Fixed(p) => p.clone(),
+        };
         let mut w = World {
             seed,
             link: profile.link.clone(),
@@ -257,6 +271,9 @@ impl World {
         let plan = faults::schedule(&w.profile, w.params.safety, &mut w.rng);
         for (t, kind) in plan {
             w.push(Millis(t), Ev::Fault(kind));
+        }
+        for (t, action) in w.params.script.clone() {
+            w.at(t, action);
         }
         let liveness_at = Millis::ZERO + w.params.safety;
         w.push(liveness_at, Ev::Act(Action::StartLiveness));

@@ -5,7 +5,7 @@ use core::time::Duration;
 use aurora_core::{MemberChange, NodeId};
 use aurora_sim::faults::FaultProfile;
 use aurora_sim::run::{run_seed, simulate};
-use aurora_sim::{Action, SimParams, World};
+use aurora_sim::{Action, ProfileSpec, SimParams, World};
 
 fn quick() -> SimParams {
     SimParams {
@@ -40,7 +40,7 @@ fn default_seeds_pass_with_every_check() {
 #[test]
 fn detection_checker_fails_when_a_crash_goes_unnoticed() {
     let params = SimParams {
-        profile: Some(FaultProfile::none()),
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
         safety: Duration::from_secs(10),
         liveness: Duration::from_secs(2),
         ..SimParams::default()
@@ -56,7 +56,7 @@ fn detection_checker_fails_when_a_crash_goes_unnoticed() {
 #[test]
 fn false_positive_checker_flags_a_wrong_death() {
     let params = SimParams {
-        profile: Some(FaultProfile::none()),
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
         safety: Duration::from_secs(10),
         liveness: Duration::from_secs(5),
         ..SimParams::default()

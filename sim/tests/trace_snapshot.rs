@@ -4,13 +4,13 @@
 use core::time::Duration;
 
 use aurora_sim::faults::FaultProfile;
-use aurora_sim::{Action, SimParams, World};
+use aurora_sim::{Action, ProfileSpec, SimParams, World};
 
 #[test]
 fn three_nodes_one_crash() {
     let params = SimParams {
         nodes: 3,
-        profile: Some(FaultProfile::none()),
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
         safety: Duration::from_secs(12),
         liveness: Duration::from_secs(3),
         trace: true,

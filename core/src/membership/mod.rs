@@ -60,6 +60,8 @@ enum Timer {
     Suspicion(NodeId),
     Reap,
     Reconnect,
+    /// Extra push-pulls right after joining; the argument counts them.
+    CatchUp(u8),
     JoinRetry,
     LeaveDone,
 }
@@ -119,6 +121,12 @@ pub struct MembershipStats {
 const PACKET_OVERHEAD: usize = crate::wire::HEADER_LEN + 48;
 /// Relays nack after this fraction of the probe timeout, as memberlist does.
 const NACK_FRACTION: f64 = 0.8;
+/// A node that just joined got the seed's member list as of that instant; when
+/// many nodes join together (a cold start) the seed knew few of them yet. A few
+/// early push-pulls (after 2, 4 and 8 s) fetch the rest in bulk instead of waiting
+/// up to a full `push_pull_interval` or for a thousand rumours one by one.
+const CATCH_UP_FIRST: Duration = Duration::from_secs(2);
+const CATCH_UP_ROUNDS: u8 = 3;
 /// Application broadcasts are remembered this long for de-duplication.
 const APP_DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
@@ -140,6 +148,10 @@ pub struct Membership {
     suspicions: BTreeMap<NodeId, Suspicion>,
     probe_order: Vec<NodeId>,
     probe_next: usize,
+    /// Suspects others told us about, probed out of turn so that our independent
+    /// confirmation (or the suspect's ack) comes within one probe interval rather
+    /// than whenever the round-robin reaches them.
+    probe_soon: Vec<NodeId>,
     probe: Option<Probe>,
     relays: BTreeMap<Seq, Relay>,
     next_seq: Seq,
@@ -177,6 +189,7 @@ impl Membership {
             suspicions: BTreeMap::new(),
             probe_order: Vec::new(),
             probe_next: 0,
+            probe_soon: Vec::new(),
             probe: None,
             relays: BTreeMap::new(),
             next_seq: 0,
@@ -398,6 +411,7 @@ impl Membership {
                 }
                 if kind == PushPullKind::Reply && self.is_joining() {
                     self.phase = Phase::Active;
+                    self.timers.set(now + CATCH_UP_FIRST, Timer::CatchUp(0));
                     out.event(Event::Local(LocalChange::Joined));
                 }
             }
@@ -466,6 +480,15 @@ impl Membership {
                     self.reconnect(now, out);
                 }
             }
+            Timer::CatchUp(round) => {
+                if self.phase == Phase::Active {
+                    self.push_pull(out);
+                }
+                if round + 1 < CATCH_UP_ROUNDS {
+                    let next = CATCH_UP_FIRST * 2u32.pow(u32::from(round) + 1);
+                    self.timers.set(now + next, Timer::CatchUp(round + 1));
+                }
+            }
             Timer::JoinRetry => {
                 if self.is_joining() {
                     self.send_join(now, out);
@@ -522,6 +545,15 @@ impl Membership {
     /// reshuffled after each full pass, so every member is probed once per pass
     /// (SWIM's bounded detection time) in an order nobody can predict.
     fn next_probe_target(&mut self) -> Option<NodeId> {
+        while let Some(id) = self.probe_soon.pop() {
+            if self
+                .members
+                .get(&id)
+                .is_some_and(|m| m.liveness == Liveness::Suspect)
+            {
+                return Some(id);
+            }
+        }
         for _ in 0..2 {
             while self.probe_next < self.probe_order.len() {
                 let id = self.probe_order[self.probe_next];
@@ -982,6 +1014,9 @@ impl Membership {
         m.liveness = Liveness::Suspect;
         m.incarnation = incarnation;
         m.since = now;
+        if from != self.id && !self.probe_soon.contains(&node) {
+            self.probe_soon.push(node);
+        }
         let t = &self.timing;
         let (min, max) = suspicion::bounds(
             t.suspicion_mult,

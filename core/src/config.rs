@@ -128,10 +128,11 @@ impl Timing {
                 expected: "retransmit_mult and awareness_max_multiplier >= 1",
             });
         }
-        if !(512..=crate::wire::MAX_STREAM_MESSAGE).contains(&self.max_datagram) {
+        // Peers drop datagrams above MAX_DATAGRAM, so a node must never fill one past it.
+        if !(512..=crate::wire::MAX_DATAGRAM).contains(&self.max_datagram) {
             return Err(ConfigError::Invalid {
                 field: "max_datagram",
-                expected: "between 512 and the stream message limit",
+                expected: "between 512 and 65536 bytes",
             });
         }
         Ok(())

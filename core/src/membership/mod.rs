@@ -1224,8 +1224,8 @@ impl Membership {
             }
         }
         self.tombstones.retain(|_, t| t.expires > now);
-        let horizon = now - APP_DEDUP_WINDOW;
-        self.app_seen.retain(|_, seen| *seen > horizon);
+        self.app_seen
+            .retain(|_, seen| now.since(*seen) < APP_DEDUP_WINDOW);
     }
 
     fn next_seq(&mut self) -> Seq {

@@ -29,7 +29,7 @@ use crate::id::{ClusterId, NodeId};
 
 pub const MAGIC: [u8; 2] = *b"AU";
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 23;
 const CRC_AT: usize = 19;
 /// Largest datagram accepted (QUIC datagrams are smaller than this anyway).

@@ -148,9 +148,9 @@ pub struct Membership {
     suspicions: BTreeMap<NodeId, Suspicion>,
     probe_order: Vec<NodeId>,
     probe_next: usize,
-    /// Suspects others told us about, probed out of turn so that our independent
-    /// confirmation (or the suspect's ack) comes within one probe interval rather
-    /// than whenever the round-robin reaches them.
+    /// Fresh suspects, probed out of turn so that confirmations, acks and the
+    /// buddy-system warning come within one probe interval rather than whenever
+    /// the round-robin reaches them.
     probe_soon: Vec<NodeId>,
     probe: Option<Probe>,
     relays: BTreeMap<Seq, Relay>,
@@ -996,10 +996,11 @@ impl Membership {
                 m.incarnation = incarnation;
             }
             // Another accuser: shorten the timer and pass the confirmation on.
+            let grace = now + self.timing.probe_interval;
             let confirmed = self
                 .suspicions
                 .get_mut(&node)
-                .is_some_and(|s| s.confirm(from));
+                .is_some_and(|s| s.confirm(from, grace));
             if confirmed {
                 let deadline = self.suspicions[&node].deadline();
                 self.timers.set(deadline, Timer::Suspicion(node));
@@ -1014,7 +1015,11 @@ impl Membership {
         m.liveness = Liveness::Suspect;
         m.incarnation = incarnation;
         m.since = now;
-        if from != self.id && !self.probe_soon.contains(&node) {
+        // Probe the suspect at the next tick: if someone else accused it, our
+        // probe is an independent confirmation (or its ack clears it); if we did,
+        // the ping carries the suspicion to the suspect itself (the buddy system),
+        // so it can refute even if every gossip copy of the rumour was lost.
+        if !self.probe_soon.contains(&node) {
             self.probe_soon.push(node);
         }
         let t = &self.timing;

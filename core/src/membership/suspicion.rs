@@ -36,6 +36,8 @@ pub struct Suspicion {
     k: u32,
     /// Who has accused the node so far (the first accuser included, but not counted).
     accusers: BTreeSet<NodeId>,
+    /// The timer never fires before this: see [`Suspicion::confirm`].
+    not_before: Millis,
 }
 
 impl Suspicion {
@@ -48,6 +50,7 @@ impl Suspicion {
             max,
             k,
             accusers,
+            not_before: start,
         }
     }
 
@@ -58,11 +61,18 @@ impl Suspicion {
 
     /// Records an accusation; `true` if it is a new, independent one (worth
     /// re-gossiping, as it shortens everybody's timer).
-    pub fn confirm(&mut self, from: NodeId) -> bool {
-        if self.confirmations() >= self.k {
+    ///
+    /// A confirmation that arrives late can shrink the timeout below the time
+    /// already elapsed; Lifeguard would then fire at once, leaving the suspect no
+    /// time to hear of the new accusation and refute it (the simulator found a slow
+    /// node declared dead 70 ms before its refutation arrived). So the timer holds
+    /// until at least `grace`, normally one probe interval after the confirmation.
+    pub fn confirm(&mut self, from: NodeId, grace: Millis) -> bool {
+        if self.confirmations() >= self.k || !self.accusers.insert(from) {
             return false;
         }
-        self.accusers.insert(from)
+        self.not_before = self.not_before.max(grace.min(self.start + self.max));
+        true
     }
 
     pub fn timeout(&self) -> Duration {
@@ -77,7 +87,7 @@ impl Suspicion {
     }
 
     pub fn deadline(&self) -> Millis {
-        self.start + self.timeout()
+        (self.start + self.timeout()).max(self.not_before)
     }
 }
 
@@ -101,24 +111,37 @@ mod tests {
     fn confirmations_shrink_the_timeout_to_the_minimum() {
         let mut s = Suspicion::new(Millis(0), NodeId(1), ms(4000), ms(24000), 2);
         assert_eq!(s.timeout(), ms(24000));
-        assert!(s.confirm(NodeId(2)));
+        assert!(s.confirm(NodeId(2), Millis(0)));
         let one = s.timeout();
         assert!(one < ms(24000) && one > ms(4000), "{one:?}");
         // The same accuser twice is not independent.
-        assert!(!s.confirm(NodeId(2)));
+        assert!(!s.confirm(NodeId(2), Millis(0)));
         assert_eq!(s.timeout(), one);
-        assert!(s.confirm(NodeId(3)));
+        assert!(s.confirm(NodeId(3), Millis(0)));
         assert_eq!(s.timeout(), ms(4000));
         assert_eq!(s.deadline(), Millis(4000));
         // Beyond k, confirmations change nothing and are not re-gossiped.
-        assert!(!s.confirm(NodeId(4)));
+        assert!(!s.confirm(NodeId(4), Millis(0)));
     }
 
     #[test]
     fn first_accuser_is_not_a_confirmation() {
         let mut s = Suspicion::new(Millis(10), NodeId(1), ms(4000), ms(24000), 2);
-        assert!(!s.confirm(NodeId(1)));
+        assert!(!s.confirm(NodeId(1), Millis(0)));
         assert_eq!(s.confirmations(), 0);
+    }
+
+    #[test]
+    fn a_late_confirmation_leaves_the_suspect_time_to_refute() {
+        let mut s = Suspicion::new(Millis(0), NodeId(1), ms(4000), ms(24000), 1);
+        // Confirmed at 10 s: the timeout drops to 4 s, already past.
+        assert!(s.confirm(NodeId(2), Millis(11_000)));
+        assert_eq!(s.timeout(), ms(4000));
+        assert_eq!(s.deadline(), Millis(11_000));
+        // Never beyond the maximum, however late.
+        let mut s = Suspicion::new(Millis(0), NodeId(1), ms(4000), ms(24000), 1);
+        assert!(s.confirm(NodeId(2), Millis(99_000)));
+        assert_eq!(s.deadline(), Millis(24_000));
     }
 
     #[test]

@@ -1,5 +1,30 @@
 //! # aurora-io
 //!
-//! The driver that turns the pure `aurora-core` state machine into a running node:
-//! a tokio task owning the `Node`, QUIC transport and a SQLite store. Not built yet
-//! (see issue 5); the crate exists so the workspace has its final shape.
+//! The driver that turns the pure `aurora-core` state machine into a running node.
+//! One concern per module:
+//!
+//! - [`config`]: the `cluster:` block of `aurora.yaml` plus `CLUSTER_*` variables,
+//!   validated and mapped to the core's `Config`/`Identity`;
+//! - [`store`]: the node's SQLite file (WAL, migrations, refusal of foreign files);
+//! - [`transport`]: QUIC with mutual TLS derived from the cluster secret;
+//! - [`clock`]: tokio time as core milliseconds (virtual under turmoil);
+//! - [`driver`]: the task that owns the `Node` and honours the persistence contract;
+//! - [`view`]: the immutable snapshot other tasks read;
+//! - [`launch`]: start-up in the right order.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod launch;
+pub mod store;
+pub mod transport;
+pub mod view;
+
+pub use config::{ClusterSettings, ConfigError};
+pub use driver::{DriverConfig, DriverError, Handle};
+pub use launch::{launch, LaunchError, Socket};
+pub use store::{Store, StoreError};
+pub use transport::{Inbound, Transport};
+pub use view::{ClusterView, LocalStatus, MemberView};

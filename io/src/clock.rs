@@ -1,0 +1,52 @@
+//! The driver's clock: tokio's monotonic time as core [`Millis`].
+//!
+//! Why tokio's clock and not `std::time::Instant`: under turmoil (and tokio's paused
+//! test clock) tokio time is virtual, so the same driver code runs in simulated time in
+//! tests and in real time in production. The origin is the driver's start; the core only
+//! compares instants, so an arbitrary origin is fine.
+
+use std::time::Duration;
+
+use aurora_core::Millis;
+use tokio::time::Instant;
+
+/// Converts between tokio instants and core milliseconds.
+#[derive(Copy, Clone, Debug)]
+pub struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    /// A clock whose zero is now.
+    pub fn start() -> Clock {
+        Clock {
+            origin: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the origin, rounded down.
+    pub fn now(&self) -> Millis {
+        let ms = Instant::now().duration_since(self.origin).as_millis();
+        Millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    /// The tokio instant of a core deadline. Deadlines are whole milliseconds, so a
+    /// timer firing at this instant reads `now() >= at` and the core sees it as due.
+    pub fn instant(&self, at: Millis) -> Instant {
+        self.origin + Duration::from_millis(at.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn follows_tokio_time() {
+        let clock = Clock::start();
+        assert_eq!(clock.now(), Millis(0));
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(clock.now(), Millis(1500));
+        assert_eq!(clock.instant(Millis(1500)), Instant::now());
+    }
+}

@@ -1,0 +1,449 @@
+//! The driver: one tokio task that owns the [`Node`] and carries out its outputs.
+//!
+//! Why one task: the core is a plain `&mut` state machine; owning it in one task needs no
+//! lock and keeps its inputs in one total order, which is also what the simulator models.
+//!
+//! The loop feeds the node inbound messages, local requests and timeouts, and after every
+//! round drains `poll_output` completely. The persistence contract:
+//!
+//! * every `Persist` batch drained in a round is committed to SQLite (all of them in one
+//!   transaction) **before** any `Transmit` of that round is handed to the transport.
+//!   Committing a batch earlier than strictly required is always safe; sending before the
+//!   commit is never done. If the commit fails the driver stops without sending: it can no
+//!   longer keep its promises, so it must not speak;
+//! * a local command is acknowledged to its caller only after that commit. Commands that
+//!   are queued together are handled in one round, so a burst costs one transaction.
+//!
+//! Reads go through [`Handle::view`]: an immutable [`ClusterView`] swapped into a
+//! `watch` channel after rounds that changed something (and at least every
+//! [`VIEW_REFRESH`] otherwise, for heartbeats), so readers never block the driver.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_core::{
+    Command, CommandError, Config, ConfigError, DecodeError, Event, Identity, LocalChange,
+    MemberChange, Millis, Node, Output, PersistBatch,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::store::{Store, StoreError};
+use crate::transport::{Inbound, Transport};
+use crate::view::{ClusterView, LocalStatus, MemberView, ViewMetrics};
+
+/// Most requests or inbound messages taken in one round, so a flood of one kind cannot
+/// starve the other or the timers.
+const MAX_ROUND: usize = 256;
+/// The view is refreshed at least this often while anything happens.
+pub const VIEW_REFRESH: Duration = Duration::from_millis(250);
+const REQUEST_QUEUE: usize = 1024;
+const EVENT_QUEUE: usize = 1024;
+
+/// Why the driver stopped, or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the core refused the configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("the node refused the command: {0}")]
+    Command(#[from] CommandError),
+    #[error("the driver has stopped")]
+    Stopped,
+    #[error("graceful leave did not finish within {0:?}")]
+    LeaveTimeout(Duration),
+}
+
+/// What the driver is started with.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    pub config: Config,
+    pub identity: Identity,
+    /// Seeds the node's RNG. Production draws it from the OS; tests fix it.
+    pub seed: u64,
+    /// Joined through at start-up (own address excluded). Empty: start alone.
+    pub seeds: Vec<SocketAddr>,
+}
+
+enum Request {
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Leave {
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Stop,
+}
+
+/// The caller's side of a running driver. Dropping it stops the node (without leaving).
+#[derive(Debug)]
+pub struct Handle {
+    requests: mpsc::Sender<Request>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    events: broadcast::Sender<Event>,
+    task: JoinHandle<Result<(), DriverError>>,
+}
+
+impl Handle {
+    /// The latest snapshot. Never waits for the driver.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that is notified of each new snapshot.
+    pub fn watch(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view.clone()
+    }
+
+    /// Events from the core (membership changes, broadcasts). A subscriber that falls
+    /// behind loses the oldest events, never blocks the driver.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Runs a command; returns once everything it made durable is committed.
+    pub async fn command(&self, command: Command) -> Result<(), DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Command { command, reply })
+            .await
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Leaves gracefully: the core gossips its departure, then the driver stops. If that
+    /// takes longer than `deadline` the driver is stopped anyway.
+    pub async fn leave(self, deadline: Duration) -> Result<(), DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Leave { reply })
+            .await
+            .map_err(|_| DriverError::Stopped)?;
+        let outcome = match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(DriverError::Stopped),
+            Err(_) => Err(DriverError::LeaveTimeout(deadline)),
+        };
+        let _ = self.requests.send(Request::Stop).await;
+        let finished = self.join().await;
+        outcome.and(finished)
+    }
+
+    /// Stops without leaving (peers will detect the failure).
+    pub async fn stop(self) -> Result<(), DriverError> {
+        let _ = self.requests.send(Request::Stop).await;
+        self.join().await
+    }
+
+    /// Waits for the driver task to end.
+    pub async fn join(self) -> Result<(), DriverError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(_) => Err(DriverError::Stopped),
+        }
+    }
+
+    /// Whether the driver task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Starts the driver task. `inbound` is the receiving end of the channel given to the
+/// transport.
+pub fn start(
+    cfg: DriverConfig,
+    store: Store,
+    transport: Transport,
+    inbound: mpsc::Receiver<Inbound>,
+) -> Result<Handle, DriverError> {
+    let clock = Clock::start();
+    let restored = store.load()?;
+    let node = Node::new(
+        cfg.config,
+        cfg.identity.clone(),
+        cfg.seed,
+        restored,
+        clock.now(),
+    )?;
+    let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+    let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
+    let (events, _) = broadcast::channel(EVENT_QUEUE);
+    let seeds: Vec<SocketAddr> = cfg
+        .seeds
+        .into_iter()
+        .filter(|s| *s != cfg.identity.addr)
+        .collect();
+    let driver = Driver {
+        node,
+        clock,
+        store,
+        transport,
+        inbound,
+        requests,
+        view: view_tx,
+        events: events.clone(),
+        status: LocalStatus::Joining,
+        leaving: Vec::new(),
+        commits: 0,
+        persisted_batches: 0,
+        last_view: None,
+        dirty: true,
+    };
+    let task = tokio::spawn(driver.run(seeds));
+    Ok(Handle {
+        requests: requests_tx,
+        view,
+        events,
+        task,
+    })
+}
+
+struct Driver {
+    node: Node,
+    clock: Clock,
+    store: Store,
+    transport: Transport,
+    inbound: mpsc::Receiver<Inbound>,
+    requests: mpsc::Receiver<Request>,
+    view: watch::Sender<Arc<ClusterView>>,
+    events: broadcast::Sender<Event>,
+    status: LocalStatus,
+    leaving: Vec<Reply>,
+    commits: u64,
+    persisted_batches: u64,
+    last_view: Option<Millis>,
+    dirty: bool,
+}
+
+/// Where a request's outcome goes.
+type Reply = oneshot::Sender<Result<(), DriverError>>;
+
+/// What a round asks of the loop afterwards.
+#[derive(Default)]
+struct Round {
+    acks: Vec<(Reply, Result<(), DriverError>)>,
+    stop: bool,
+}
+
+impl Driver {
+    async fn run(mut self, seeds: Vec<SocketAddr>) -> Result<(), DriverError> {
+        let result = self.run_inner(seeds).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cluster driver stopped on an error");
+        }
+        self.transport.close().await;
+        self.publish(true);
+        result
+    }
+
+    async fn run_inner(&mut self, seeds: Vec<SocketAddr>) -> Result<(), DriverError> {
+        // The node's first output is the incarnation it starts with: commit it before
+        // the join sends anything.
+        let mut round = Round::default();
+        if seeds.is_empty() {
+            self.status = LocalStatus::Active;
+        } else {
+            let now = self.clock.now();
+            if let Err(e) = self.node.handle_command(now, Command::Join { seeds }) {
+                tracing::warn!(error = %e, "join refused");
+            }
+        }
+        self.flush(&mut round)?;
+        self.publish(true);
+        loop {
+            let mut round = Round::default();
+            let deadline = self.node.poll_timeout().map(|t| self.clock.instant(t));
+            tokio::select! {
+                request = self.requests.recv() => match request {
+                    Some(request) => {
+                        self.handle_request(request, &mut round);
+                        while round.acks.len() < MAX_ROUND && !round.stop {
+                            match self.requests.try_recv() {
+                                Ok(request) => self.handle_request(request, &mut round),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // Every handle is gone: nobody can stop us any other way.
+                    None => round.stop = true,
+                },
+                message = self.inbound.recv() => {
+                    if let Some(message) = message {
+                        self.feed(message);
+                        for _ in 1..MAX_ROUND {
+                            match self.inbound.try_recv() {
+                                Ok(message) => self.feed(message),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => {}
+            }
+            // Timers are checked every round, so a flood of packets cannot starve them.
+            if let Some(due) = self.node.poll_timeout() {
+                let now = self.clock.now();
+                if now >= due {
+                    self.node.handle_timeout(now);
+                }
+            }
+            let flushed = self.flush(&mut round);
+            // Acknowledge only after the commit; on failure every caller hears of it.
+            for (reply, result) in round.acks {
+                let result = match (&flushed, result) {
+                    (Err(_), _) => Err(DriverError::Stopped),
+                    (Ok(()), r) => r,
+                };
+                let _ = reply.send(result);
+            }
+            flushed?;
+            if round.stop || self.status == LocalStatus::Left {
+                return Ok(());
+            }
+            self.publish(false);
+        }
+    }
+
+    fn feed(&mut self, message: Inbound) {
+        let now = self.clock.now();
+        match message.channel {
+            aurora_core::Channel::Datagram => {
+                self.node.handle_datagram(now, message.from, &message.bytes)
+            }
+            aurora_core::Channel::Stream => {
+                self.node.handle_stream(now, message.from, &message.bytes)
+            }
+        }
+    }
+
+    fn handle_request(&mut self, request: Request, round: &mut Round) {
+        let now = self.clock.now();
+        match request {
+            Request::Command { command, reply } => {
+                let result = self.node.handle_command(now, command).map_err(Into::into);
+                round.acks.push((reply, result));
+            }
+            Request::Leave { reply } => match self.node.handle_command(now, Command::Leave) {
+                Ok(()) => self.leaving.push(reply),
+                Err(e) => round.acks.push((reply, Err(e.into()))),
+            },
+            Request::Stop => round.stop = true,
+        }
+    }
+
+    /// Drains every output: commits all persist batches in one transaction, then sends
+    /// and reports in order.
+    fn flush(&mut self, round: &mut Round) -> Result<(), DriverError> {
+        let mut batches: Vec<PersistBatch> = Vec::new();
+        let mut rest = Vec::new();
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Persist(batch) => batches.push(batch),
+                other => rest.push(other),
+            }
+        }
+        if !batches.is_empty() {
+            self.store.apply_all(&batches)?;
+            self.commits += 1;
+            self.persisted_batches += batches.len() as u64;
+        }
+        for output in rest {
+            match output {
+                Output::Transmit(t) => self.transport.send(t.to, t.channel, t.bytes),
+                Output::Event(event) => self.on_event(event, round),
+                Output::Persist(_) => {} // taken out above
+            }
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: Event, round: &mut Round) {
+        self.dirty = true;
+        match &event {
+            Event::Member { node, change } => match change {
+                MemberChange::Failed | MemberChange::Suspected => {
+                    tracing::warn!(member = %node, ?change, "member change")
+                }
+                _ => tracing::info!(member = %node, ?change, "member change"),
+            },
+            Event::Local(change) => {
+                tracing::info!(?change, "local change");
+                match change {
+                    LocalChange::Joined => self.status = LocalStatus::Active,
+                    LocalChange::Left => {
+                        self.status = LocalStatus::Left;
+                        for reply in self.leaving.drain(..) {
+                            round.acks.push((reply, Ok(())));
+                        }
+                    }
+                    LocalChange::Refuted(_) => {}
+                }
+            }
+            Event::Broadcast { .. } => {}
+        }
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Swaps in a new view if something changed or the last one is stale.
+    fn publish(&mut self, force: bool) {
+        let now = self.clock.now();
+        let stale = self
+            .last_view
+            .is_none_or(|at| now.since(at) >= VIEW_REFRESH);
+        if !(force || self.dirty || stale) {
+            return;
+        }
+        self.dirty = false;
+        self.last_view = Some(now);
+        let membership = self.node.membership();
+        let metrics = self.node.metrics();
+        let view = ClusterView {
+            node_id: Some(self.node.id()),
+            node_name: membership.meta().name.clone(),
+            addr: self.transport.local_addr(),
+            incarnation: membership.incarnation(),
+            status: self.status,
+            members: self
+                .node
+                .members()
+                .map(|m| MemberView {
+                    id: m.id,
+                    addr: m.addr,
+                    meta: m.meta.clone(),
+                    liveness: m.liveness,
+                    incarnation: m.incarnation,
+                    heartbeat: m.heartbeat,
+                    last_heartbeat: m.last_heartbeat,
+                })
+                .collect(),
+            metrics: ViewMetrics {
+                packets_in: metrics.packets_in,
+                packets_out: metrics.packets_out,
+                bytes_in: metrics.bytes_in,
+                bytes_out: metrics.bytes_out,
+                decode_dropped: DecodeError::ALL
+                    .iter()
+                    .map(|e| (e.label(), metrics.dropped[e.index()]))
+                    .collect(),
+                transport: self.transport.stats(),
+                commits: self.commits,
+                persisted_batches: self.persisted_batches,
+            },
+            at: now,
+        };
+        self.view.send_replace(Arc::new(view));
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,68 @@
+//! Applies [`super::schema::MIGRATIONS`] in order, each once.
+//!
+//! The version lives in a `schema_version` table (one row) rather than `PRAGMA
+//! user_version` so that it is visible to anyone inspecting the file with ordinary SQL
+//! and updated inside the same transaction as the migration it records.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::schema::MIGRATIONS;
+
+#[derive(Debug)]
+pub(super) enum MigrateError {
+    TooNew { found: i64, supported: i64 },
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(e)
+    }
+}
+
+/// The newest version this build knows.
+pub(super) fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
+/// The version recorded in the file (0 for a fresh file).
+pub(super) fn current_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    Ok(conn
+        .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Brings the file to [`latest`]. Running it again is a no-op.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;",
+    )?;
+    let current = current_version(conn)?;
+    if current > latest() {
+        return Err(MigrateError::TooNew {
+            found: current,
+            supported: latest(),
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "applied storage migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! The node's SQLite file: what the core asked to make durable, read back at start-up.
+//!
+//! Why SQLite: one file per node, crash-safe transactions, and an inspectable format an
+//! operator can open with the `sqlite3` shell. Why these settings:
+//!
+//! * **WAL journal.** Readers (a future admin API or backup) never block the driver's
+//!   commits, and a commit is one sequential append rather than a rewrite of pages.
+//! * **`synchronous=FULL`.** In WAL mode `NORMAL` survives a process crash but may lose
+//!   the last commits on power loss. The core's contract is stronger: an incarnation the
+//!   node announced must still be on disk after *any* crash (else a restarted node could
+//!   reuse it and be ignored by the cluster), and an acknowledged write must never be
+//!   lost. So every commit is fsynced; the driver amortises that by committing a whole
+//!   burst of batches in one transaction.
+//! * **`application_id`.** A magic number in the SQLite header, so pointing the node at
+//!   some other application's database is a start-up error ([`StoreError::Foreign`])
+//!   instead of Aurora quietly creating its tables beside someone else's.
+//! * **Header check before opening.** SQLite happily "opens" any file and fails only on
+//!   the first read; checking the 16-byte header first turns a non-SQLite file into a
+//!   clear [`StoreError::NotSqlite`]. A damaged SQLite file fails `quick_check` and is
+//!   reported as [`StoreError::Corrupt`]. Neither case is ever reset silently.
+//!
+//! [`Store::apply`] commits one [`PersistBatch`] in one transaction; [`Store::apply_all`]
+//! commits several. Each `PersistItem` kind is matched exhaustively, so when the core adds
+//! a kind this crate stops compiling until the new kind has a table and a migration.
+
+mod migrations;
+mod schema;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use aurora_core::{Incarnation, NodeId, PersistBatch, PersistItem, Restored};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction};
+
+pub use schema::APPLICATION_ID;
+
+/// The first 16 bytes of every SQLite 3 database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Why the store could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: not an SQLite database (bad header); refusing to overwrite it")]
+    NotSqlite { path: PathBuf },
+    #[error("{path}: an SQLite database of another application (application_id {found:#x}, expected {expected:#x})")]
+    Foreign {
+        path: PathBuf,
+        found: i32,
+        expected: i32,
+    },
+    #[error("{path}: database is corrupt: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("{path}: schema version {found} is newer than this build supports ({supported}); upgrade Aurora")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path}: the file belongs to node {stored}, but this node is {configured}")]
+    WrongNode {
+        path: PathBuf,
+        stored: NodeId,
+        configured: NodeId,
+    },
+    #[error("{path}: cannot read the file: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: SQLite error: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// An open node database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    node: NodeId,
+}
+
+impl Store {
+    /// Opens (creating if absent) the database at `path` for node `node`, migrating it
+    /// to the current schema. A file that is not Aurora's, or that is another node's, is
+    /// an error: nothing is ever reset.
+    pub fn open(path: impl AsRef<Path>, node: NodeId) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        check_header(&path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| sqlite(&path, e))?;
+        let mut store = Store { conn, path, node };
+        store.check_integrity()?;
+        store.check_application_id()?;
+        store.configure()?;
+        migrations::migrate(&mut store.conn).map_err(|e| match e {
+            migrations::MigrateError::TooNew { found, supported } => StoreError::TooNew {
+                path: store.path.clone(),
+                found,
+                supported,
+            },
+            migrations::MigrateError::Sqlite(e) => sqlite(&store.path, e),
+        })?;
+        store.bind_node()?;
+        Ok(store)
+    }
+
+    /// The file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the core needs back at start-up.
+    pub fn load(&self) -> Result<Restored, StoreError> {
+        let incarnation: Option<i64> = self
+            .conn
+            .query_row("SELECT incarnation FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .flatten();
+        Ok(Restored {
+            incarnation: incarnation.map(|i| Incarnation(from_sql_u64(i))),
+        })
+    }
+
+    /// Commits one batch in one transaction.
+    pub fn apply(&mut self, batch: &PersistBatch) -> Result<(), StoreError> {
+        self.apply_all(std::slice::from_ref(batch))
+    }
+
+    /// Commits several batches in one transaction (one fsync), in order. Either all of
+    /// them are durable afterwards or none is.
+    pub fn apply_all(&mut self, batches: &[PersistBatch]) -> Result<(), StoreError> {
+        if batches.iter().all(|b| b.items.is_empty()) {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(|e| sqlite(&self.path, e))?;
+        for batch in batches {
+            for item in &batch.items {
+                apply_item(&tx, item).map_err(|e| sqlite(&self.path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sqlite(&self.path, e))
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        migrations::current_version(&self.conn).map_err(|e| self.err(e))
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sqlite(&self.path, e)
+    }
+
+    /// `quick_check` reads every page's structure (not every index entry), so a file
+    /// damaged by a bad disk or a stray write is refused at start-up, not found
+    /// half-way through serving.
+    fn check_integrity(&self) -> Result<(), StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let result: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if result != "ok" {
+            return Err(corrupt(result));
+        }
+        Ok(())
+    }
+
+    /// A fresh file has id 0 and no tables; anything else with a foreign id, or with
+    /// id 0 but tables in it, belongs to someone else.
+    fn check_application_id(&self) -> Result<(), StoreError> {
+        let found: i32 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        if found == APPLICATION_ID {
+            return Ok(());
+        }
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        if found != 0 || tables != 0 {
+            return Err(StoreError::Foreign {
+                path: self.path.clone(),
+                found,
+                expected: APPLICATION_ID,
+            });
+        }
+        Ok(())
+    }
+
+    fn configure(&self) -> Result<(), StoreError> {
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("cannot switch to WAL journal (got {mode})"),
+            });
+        }
+        self.conn
+            .execute_batch(&format!(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA application_id = {APPLICATION_ID};"
+            ))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records which node owns the file on first use and refuses another node's file
+    /// later: restoring node A's incarnation into node B would break both.
+    fn bind_node(&mut self) -> Result<(), StoreError> {
+        let stored: Option<i64> = self
+            .conn
+            .query_row("SELECT node_id FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match stored {
+            Some(id) if from_sql_u64(id) != self.node.0 => Err(StoreError::WrongNode {
+                path: self.path.clone(),
+                stored: NodeId(from_sql_u64(id)),
+                configured: self.node,
+            }),
+            Some(_) => Ok(()),
+            None => self
+                .conn
+                .execute(
+                    "INSERT INTO identity (id, node_id, incarnation) VALUES (1, ?1, NULL)",
+                    [to_sql_u64(self.node.0)],
+                )
+                .map(drop)
+                .map_err(|e| self.err(e)),
+        }
+    }
+}
+
+/// Writes one item inside the caller's transaction. New `PersistItem` kinds get an arm
+/// here (and a table in a new migration).
+fn apply_item(tx: &Transaction<'_>, item: &PersistItem) -> rusqlite::Result<()> {
+    match item {
+        PersistItem::Incarnation(i) => {
+            tx.prepare_cached("UPDATE identity SET incarnation = ?1 WHERE id = 1")?
+                .execute([to_sql_u64(i.0)])?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the first bytes of an existing, non-empty file and refuses anything that is
+/// not SQLite. A missing or empty file is fine: SQLite creates a database there.
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    file.by_ref()
+        .take(SQLITE_HEADER.len() as u64)
+        .read_to_end(&mut header)
+        .map_err(io)?;
+    if header.is_empty() || header == SQLITE_HEADER {
+        Ok(())
+    } else {
+        Err(StoreError::NotSqlite {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// SQLite integers are signed 64-bit; ids and counters are `u64`. They are stored
+/// bit-for-bit (two's complement), which round-trips exactly and keeps equality.
+fn to_sql_u64(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+fn from_sql_u64(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}
+
+#[cfg(test)]
+mod tests;

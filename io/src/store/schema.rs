@@ -1,0 +1,22 @@
+//! The schema, as an ordered list of migrations.
+//!
+//! Why a list and not one `CREATE TABLE` script: a node upgraded in place must bring an
+//! old file forward step by step, and a step that has run must never run again. Each
+//! entry is applied once, in its own transaction together with the bump of
+//! `schema_version`, so a crash mid-migration leaves the file at the previous version.
+//! Entries are append-only: never edit one that has shipped; add the next.
+
+/// `PRAGMA application_id` of an Aurora node file: "AUR1" in ASCII.
+pub const APPLICATION_ID: i32 = 0x4155_5231;
+
+/// `(version, SQL)`, in increasing version order, starting at 1.
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    // The node's identity: which node owns this file, and the last incarnation it
+    // announced (NULL until the first `PersistItem::Incarnation`). One row, id = 1.
+    "CREATE TABLE identity (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        node_id     INTEGER NOT NULL,
+        incarnation INTEGER
+    ) STRICT;",
+)];

@@ -1,0 +1,221 @@
+use super::*;
+
+fn node() -> NodeId {
+    NodeId::from_name("n1")
+}
+
+fn batch(i: u64) -> PersistBatch {
+    PersistBatch {
+        items: vec![PersistItem::Incarnation(Incarnation(i))],
+    }
+}
+
+#[test]
+fn fresh_file_loads_empty() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().map_err(|source| StoreError::Io {
+        path: "tempdir".into(),
+        source,
+    })?;
+    let store = Store::open(dir.path().join("node.db"), node())?;
+    assert_eq!(store.load()?, Restored::default());
+    assert_eq!(store.schema_version()?, migrations::latest());
+    Ok(())
+}
+
+#[test]
+fn round_trip_and_restart_keeps_incarnation() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    {
+        let mut store = Store::open(&path, node())?;
+        store.apply(&batch(3))?;
+        store.apply_all(&[batch(4), batch(7)])?;
+        assert_eq!(store.load()?.incarnation, Some(Incarnation(7)));
+    }
+    let store = Store::open(&path, node())?;
+    assert_eq!(store.load()?.incarnation, Some(Incarnation(7)));
+    // The core restarts above it.
+    let mut restored = store.load()?;
+    restored.apply(&batch(8));
+    assert_eq!(restored.incarnation, Some(Incarnation(8)));
+    Ok(())
+}
+
+#[test]
+fn u64_values_round_trip_bit_for_bit() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    let big = NodeId(u64::MAX - 5);
+    let mut store = Store::open(&path, big)?;
+    store.apply(&batch(u64::MAX))?;
+    drop(store);
+    let store = Store::open(&path, big)?;
+    assert_eq!(store.load()?.incarnation, Some(Incarnation(u64::MAX)));
+    Ok(())
+}
+
+#[test]
+fn empty_batches_are_no_ops() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path().join("node.db"), node())?;
+    store.apply_all(&[])?;
+    store.apply(&PersistBatch::default())?;
+    assert_eq!(store.load()?.incarnation, None);
+    Ok(())
+}
+
+#[test]
+fn wal_mode_and_full_sync_are_set() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("node.db"), node())?;
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(|e| store.err(e))?;
+    let sync: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .map_err(|e| store.err(e))?;
+    assert_eq!(mode, "wal");
+    assert_eq!(sync, 2, "FULL");
+    Ok(())
+}
+
+#[test]
+fn non_sqlite_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    let garbage = b"this is definitely not a database, just some text\n".repeat(100);
+    std::fs::write(&path, &garbage).expect("write");
+    let err = Store::open(&path, node()).expect_err("must refuse");
+    assert!(matches!(err, StoreError::NotSqlite { .. }), "{err}");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        garbage,
+        "file untouched"
+    );
+}
+
+#[test]
+fn corrupt_sqlite_file_is_refused() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    {
+        let mut store = Store::open(&path, node())?;
+        store.apply(&batch(1))?;
+        // Fold the WAL into the main file so the damage below hits real pages.
+        store
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+            .map_err(|e| store.err(e))?;
+    }
+    let mut bytes = std::fs::read(&path).expect("read");
+    assert!(bytes.len() > 4096);
+    // Keep the 100-byte header, trash the rest of page 1 and everything after.
+    for b in bytes.iter_mut().skip(100) {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let err = Store::open(&path, node()).expect_err("must refuse");
+    assert!(
+        matches!(err, StoreError::Corrupt { .. } | StoreError::Sqlite { .. }),
+        "{err}"
+    );
+    assert!(!matches!(err, StoreError::NotSqlite { .. }));
+    Ok(())
+}
+
+#[test]
+fn foreign_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Another application's file, with its own application id.
+    let other = dir.path().join("other.db");
+    {
+        let conn = Connection::open(&other).expect("open");
+        conn.execute_batch("PRAGMA application_id = 1234; CREATE TABLE t (x);")
+            .expect("create");
+    }
+    let err = Store::open(&other, node()).expect_err("must refuse");
+    assert!(
+        matches!(err, StoreError::Foreign { found: 1234, .. }),
+        "{err}"
+    );
+    // A plain SQLite file with tables but no application id.
+    let plain = dir.path().join("plain.db");
+    {
+        let conn = Connection::open(&plain).expect("open");
+        conn.execute_batch("CREATE TABLE users (name TEXT);")
+            .expect("create");
+    }
+    let err = Store::open(&plain, node()).expect_err("must refuse");
+    assert!(matches!(err, StoreError::Foreign { found: 0, .. }), "{err}");
+}
+
+#[test]
+fn another_nodes_file_is_refused() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    drop(Store::open(&path, node())?);
+    let err = Store::open(&path, NodeId::from_name("n2")).expect_err("must refuse");
+    assert!(matches!(err, StoreError::WrongNode { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn migrations_are_idempotent() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    let mut store = Store::open(&path, node())?;
+    store.apply(&batch(2))?;
+    migrations::migrate(&mut store.conn).map_err(|_| store.err(rusqlite::Error::InvalidQuery))?;
+    migrations::migrate(&mut store.conn).map_err(|_| store.err(rusqlite::Error::InvalidQuery))?;
+    assert_eq!(store.schema_version()?, migrations::latest());
+    let rows: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
+        .map_err(|e| store.err(e))?;
+    assert_eq!(rows, 1);
+    drop(store);
+    let store = Store::open(&path, node())?;
+    assert_eq!(store.load()?.incarnation, Some(Incarnation(2)));
+    Ok(())
+}
+
+#[test]
+fn newer_schema_is_refused() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    {
+        let store = Store::open(&path, node())?;
+        store
+            .conn
+            .execute("UPDATE schema_version SET version = 999", [])
+            .map_err(|e| store.err(e))?;
+    }
+    let err = Store::open(&path, node()).expect_err("must refuse");
+    assert!(
+        matches!(err, StoreError::TooNew { found: 999, .. }),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Not a benchmark harness, just a guard that batching works: many batches in one
+/// transaction must cost about one commit. Prints the rate for the report.
+#[test]
+fn batched_apply_is_one_transaction() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path().join("node.db"), node())?;
+    let batches: Vec<PersistBatch> = (1..=10_000).map(batch).collect();
+    let start = std::time::Instant::now();
+    store.apply_all(&batches)?;
+    let elapsed = start.elapsed();
+    eprintln!(
+        "applied {} items in one transaction in {:?} ({:.0} items/s)",
+        batches.len(),
+        elapsed,
+        batches.len() as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    assert_eq!(store.load()?.incarnation, Some(Incarnation(10_000)));
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! The quinn endpoint, its connection table, and the tasks that read from peers.
+//!
+//! Policy, and why:
+//! * **One connection per peer address, reused.** Handshakes are expensive and gossip is
+//!   constant; a table maps each peer's gossip address to its live connection.
+//! * **Newest connection wins.** When a peer dials us while we hold a connection to it, the
+//!   new one replaces ours in the table: a peer that dials again has usually restarted,
+//!   and our old connection to its previous process would swallow datagrams until it
+//!   timed out. Both sides dialling at once is harmless: each uses the other's
+//!   connection, and both stay valid.
+//! * **Reconnect with backoff.** A failed dial blocks that address for an exponentially
+//!   growing delay (capped), during which sends to it are dropped and counted. The core
+//!   already treats the network as lossy and retries on its own schedule, so dropping
+//!   is correct; queueing unboundedly for a dead peer would not be.
+//! * **Never block the driver.** [`Transport::send`] only touches the table under a short
+//!   lock and spawns; stream writes and dials happen in their own tasks. Inbound datagrams
+//!   are offered to the driver with `try_send` and dropped (counted) when it is behind;
+//!   inbound stream messages wait for room, which pushes back on the sender through QUIC
+//!   flow control.
+//! * **Bounded streams.** Each uni stream carries exactly one message; reading stops at
+//!   [`MAX_STREAM_MESSAGE`] bytes, and a longer one is dropped and counted.
+//! * **Stateless reset.** The endpoint's reset key is derived from the cluster secret and
+//!   the node's address, so after a restart the node can reset peers' connections to its
+//!   previous process at once instead of leaving them to time out.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aurora_core::wire::MAX_STREAM_MESSAGE;
+use aurora_core::Channel;
+use quinn::{
+    AsyncUdpSocket, ClientConfig, Connection, ConnectionError, Endpoint, EndpointConfig, Runtime,
+    SendDatagramError, ServerConfig, TransportConfig, VarInt,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::tls::{TlsConfig, SERVER_NAME};
+use super::{Inbound, TransportMetrics, TransportStats};
+
+/// Messages held for a peer while its connection is being set up.
+const CONNECT_QUEUE: usize = 64;
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A connection with no traffic for this long is dead. Gossip keeps live ones busy;
+/// keep-alives cover quiet ones.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot create the QUIC endpoint: {0}")]
+    Endpoint(std::io::Error),
+    #[error("invalid transport setting: {0}")]
+    Setting(String),
+}
+
+/// One peer address's state.
+enum Peer {
+    Connected(Connection),
+    Connecting {
+        queue: Vec<(Channel, Vec<u8>)>,
+        failures: u32,
+    },
+    Backoff {
+        until: Instant,
+        failures: u32,
+    },
+}
+
+struct Shared {
+    endpoint: Endpoint,
+    client: ClientConfig,
+    peers: Mutex<HashMap<SocketAddr, Peer>>,
+    inbound: mpsc::Sender<Inbound>,
+    metrics: TransportMetrics,
+}
+
+/// A node's QUIC endpoint. Cloning shares it.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("local_addr", &self.shared.endpoint.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+fn transport_config() -> Result<Arc<TransportConfig>, TransportError> {
+    let mut t = TransportConfig::default();
+    t.max_idle_timeout(Some(
+        IDLE_TIMEOUT
+            .try_into()
+            .map_err(|_| TransportError::Setting("idle timeout".into()))?,
+    ));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(0));
+    t.max_concurrent_uni_streams(VarInt::from_u32(256));
+    Ok(Arc::new(t))
+}
+
+impl Transport {
+    /// Starts an endpoint on `socket`. Inbound messages go to `inbound`; `reset_key`
+    /// (32 bytes, secret) seeds stateless resets (see the module docs).
+    pub fn new(
+        socket: Arc<dyn AsyncUdpSocket>,
+        runtime: Arc<dyn Runtime>,
+        tls: &TlsConfig,
+        reset_key: [u8; 32],
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<Transport, TransportError> {
+        let tc = transport_config()?;
+        let mut server = ServerConfig::with_crypto(tls.server.clone());
+        server.transport_config(tc.clone());
+        let mut client = ClientConfig::new(tls.client.clone());
+        client.transport_config(tc);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_key);
+        let endpoint_config = EndpointConfig::new(Arc::new(key));
+        let endpoint =
+            Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
+                .map_err(TransportError::Endpoint)?;
+        let shared = Arc::new(Shared {
+            endpoint,
+            client,
+            peers: Mutex::new(HashMap::new()),
+            inbound,
+            metrics: TransportMetrics::default(),
+        });
+        tokio::spawn(accept_loop(shared.clone()));
+        Ok(Transport { shared })
+    }
+
+    /// Binds a tokio UDP socket at `addr` (production).
+    pub fn bind(
+        addr: SocketAddr,
+        tls: &TlsConfig,
+        reset_key: [u8; 32],
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<Transport, TransportError> {
+        let socket = std::net::UdpSocket::bind(addr).map_err(TransportError::Endpoint)?;
+        let runtime: Arc<dyn Runtime> = Arc::new(quinn::TokioRuntime);
+        let socket = runtime
+            .wrap_udp_socket(socket)
+            .map_err(TransportError::Endpoint)?;
+        Transport::new(socket, runtime, tls, reset_key, inbound)
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.endpoint.local_addr().ok()
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Sends `bytes` to the peer at `to`. Never blocks: connects in the background if
+    /// needed, and drops (counting) when the peer is backing off or its queue is full.
+    pub fn send(&self, to: SocketAddr, channel: Channel, bytes: Vec<u8>) {
+        let shared = &self.shared;
+        let mut peers = shared.lock_peers();
+        let (failures, queue) = match peers.remove(&to) {
+            Some(Peer::Connected(conn)) => {
+                if conn.close_reason().is_none() {
+                    shared.send_on(&conn, channel, bytes);
+                    peers.insert(to, Peer::Connected(conn));
+                    return;
+                }
+                (0, vec![(channel, bytes)])
+            }
+            Some(Peer::Connecting {
+                mut queue,
+                failures,
+            }) => {
+                if queue.len() < CONNECT_QUEUE {
+                    queue.push((channel, bytes));
+                } else {
+                    TransportMetrics::bump(&shared.metrics.send_dropped);
+                }
+                peers.insert(to, Peer::Connecting { queue, failures });
+                return;
+            }
+            Some(Peer::Backoff { until, failures }) => {
+                if Instant::now() < until {
+                    TransportMetrics::bump(&shared.metrics.send_dropped);
+                    peers.insert(to, Peer::Backoff { until, failures });
+                    return;
+                }
+                (failures, vec![(channel, bytes)])
+            }
+            None => (0, vec![(channel, bytes)]),
+        };
+        peers.insert(to, Peer::Connecting { queue, failures });
+        drop(peers);
+        tokio::spawn(connect(self.shared.clone(), to, failures));
+    }
+
+    /// Closes every connection and the endpoint, waiting (bounded) for peers to be told.
+    pub async fn close(&self) {
+        self.shared
+            .endpoint
+            .close(VarInt::from_u32(0), b"node stopping");
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.shared.endpoint.wait_idle()).await;
+    }
+}
+
+impl Shared {
+    fn lock_peers(&self) -> MutexGuard<'_, HashMap<SocketAddr, Peer>> {
+        // A panic while holding this lock leaves the table consistent (every update is
+        // a single insert), so a poisoned lock is safe to keep using.
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send_on(self: &Arc<Self>, conn: &Connection, channel: Channel, bytes: Vec<u8>) {
+        if channel == Channel::Datagram {
+            let fits = conn
+                .max_datagram_size()
+                .is_some_and(|max| bytes.len() <= max);
+            if fits {
+                match conn.send_datagram(bytes.clone().into()) {
+                    Ok(()) => {
+                        TransportMetrics::bump(&self.metrics.datagrams_sent);
+                        return;
+                    }
+                    Err(SendDatagramError::ConnectionLost(_)) => {
+                        TransportMetrics::bump(&self.metrics.send_dropped);
+                        return;
+                    }
+                    Err(_) => {} // too large after all, or datagrams off: use a stream
+                }
+            }
+            TransportMetrics::bump(&self.metrics.oversize_datagrams);
+        }
+        let conn = conn.clone();
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let mut stream = conn.open_uni().await.ok()?;
+                stream.write_all(&bytes).await.ok()?;
+                stream.finish().ok()
+            }
+            .await;
+            match result {
+                Some(()) => TransportMetrics::bump(&shared.metrics.streams_sent),
+                None => TransportMetrics::bump(&shared.metrics.send_dropped),
+            }
+        });
+    }
+
+    /// Makes `conn` the connection for its remote address, flushes anything queued for
+    /// it, and starts reading from it.
+    fn register(self: &Arc<Self>, conn: Connection) {
+        let addr = conn.remote_address();
+        TransportMetrics::bump(&self.metrics.connections_opened);
+        let mut peers = self.lock_peers();
+        let queued = match peers.insert(addr, Peer::Connected(conn.clone())) {
+            Some(Peer::Connecting { queue, .. }) => queue,
+            _ => Vec::new(),
+        };
+        drop(peers);
+        for (channel, bytes) in queued {
+            self.send_on(&conn, channel, bytes);
+        }
+        tokio::spawn(read_loop(self.clone(), conn));
+    }
+
+    fn count_failure(&self, e: &ConnectionError) {
+        if is_tls_rejection(e) {
+            TransportMetrics::bump(&self.metrics.tls_rejected);
+            tracing::warn!(error = %e, "peer refused: TLS handshake failed (wrong cluster secret?)");
+        }
+    }
+}
+
+/// A handshake that failed on certificates: QUIC carries TLS alerts as the crypto error
+/// codes 0x100-0x1ff, whichever side noticed first.
+fn is_tls_rejection(e: &ConnectionError) -> bool {
+    let crypto = |code: u64| (0x100..0x200).contains(&code);
+    match e {
+        ConnectionError::TransportError(t) => crypto(u64::from(t.code)),
+        ConnectionError::ConnectionClosed(c) => crypto(u64::from(c.error_code)),
+        _ => false,
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_BASE
+        .saturating_mul(1u32 << failures.min(16))
+        .min(BACKOFF_MAX)
+}
+
+async fn connect(shared: Arc<Shared>, to: SocketAddr, failures: u32) {
+    let result = match shared
+        .endpoint
+        .connect_with(shared.client.clone(), to, SERVER_NAME)
+    {
+        Ok(connecting) => connecting.await.map_err(Some),
+        Err(e) => {
+            tracing::debug!(peer = %to, error = %e, "cannot dial");
+            Err(None)
+        }
+    };
+    match result {
+        Ok(conn) => shared.register(conn),
+        Err(e) => {
+            TransportMetrics::bump(&shared.metrics.connect_failures);
+            if let Some(e) = &e {
+                shared.count_failure(e);
+                tracing::debug!(peer = %to, error = %e, "connection failed");
+            }
+            let mut peers = shared.lock_peers();
+            // An inbound connection may have arrived meanwhile; keep it.
+            if let Some(Peer::Connected(_)) = peers.get(&to) {
+                return;
+            }
+            if let Some(Peer::Connecting { queue, .. }) = peers.get(&to) {
+                for _ in queue {
+                    TransportMetrics::bump(&shared.metrics.send_dropped);
+                }
+            }
+            let failures = failures.saturating_add(1);
+            peers.insert(
+                to,
+                Peer::Backoff {
+                    until: Instant::now() + backoff(failures),
+                    failures,
+                },
+            );
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => shared.register(conn),
+                Err(e) => {
+                    shared.count_failure(&e);
+                    tracing::debug!(peer = %remote, error = %e, "inbound handshake failed");
+                }
+            }
+        });
+    }
+}
+
+async fn read_loop(shared: Arc<Shared>, conn: Connection) {
+    let from = conn.remote_address();
+    loop {
+        tokio::select! {
+            datagram = conn.read_datagram() => {
+                let Ok(bytes) = datagram else { break };
+                TransportMetrics::bump(&shared.metrics.datagrams_received);
+                let msg = Inbound { from, channel: Channel::Datagram, bytes: bytes.to_vec() };
+                if shared.inbound.try_send(msg).is_err() {
+                    TransportMetrics::bump(&shared.metrics.receive_dropped);
+                }
+            }
+            stream = conn.accept_uni() => {
+                let Ok(mut stream) = stream else { break };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    match stream.read_to_end(MAX_STREAM_MESSAGE).await {
+                        Ok(bytes) => {
+                            TransportMetrics::bump(&shared.metrics.streams_received);
+                            let msg = Inbound { from, channel: Channel::Stream, bytes };
+                            if shared.inbound.send(msg).await.is_err() {
+                                TransportMetrics::bump(&shared.metrics.receive_dropped);
+                            }
+                        }
+                        Err(quinn::ReadToEndError::TooLong) => {
+                            TransportMetrics::bump(&shared.metrics.stream_too_large);
+                            let _ = stream.stop(VarInt::from_u32(1));
+                        }
+                        Err(_) => TransportMetrics::bump(&shared.metrics.receive_dropped),
+                    }
+                });
+            }
+        }
+    }
+    // Forget the connection unless a newer one has replaced it.
+    let mut peers = shared.lock_peers();
+    if let Some(Peer::Connected(current)) = peers.get(&from) {
+        if current.stable_id() == conn.stable_id() {
+            peers.remove(&from);
+        }
+    }
+}

@@ -1,11 +1,14 @@
 //! Start-up configuration of a gateway server.
 //!
-//! These are plain values, filled in by the binary from its flags (and later from
-//! `aurora.yaml` and the `CLUSTER_*` environment, issue 5). Keeping parsing out of the
+//! These are plain values, filled in by the binary from its flags and the `gateway:`
+//! section of `aurora.yaml` (and later the `CLUSTER_*` environment, issue 5). Keeping parsing out of the
 //! library means tests build a server from a struct literal, with no files or env.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::catalog::Catalog;
+use crate::upstream::policy::UpstreamPolicy;
 
 /// Everything [`crate::Server::bind`] needs.
 #[derive(Clone, Debug)]
@@ -33,6 +36,11 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Defaults for the built-in mock provider's models.
     pub mock: MockDefaults,
+    /// The catalog the server starts with (replaceable at run time through
+    /// [`crate::catalog::CatalogStore::replace`]).
+    pub catalog: Catalog,
+    /// Timeouts, retries and cooldown of upstream calls.
+    pub upstream: UpstreamPolicy,
 }
 
 /// Defaults of the mock provider, overridable per request in the model name
@@ -66,6 +74,8 @@ impl Default for GatewayConfig {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             mock: MockDefaults::default(),
+            catalog: Catalog::builtin(),
+            upstream: UpstreamPolicy::default(),
         }
     }
 }

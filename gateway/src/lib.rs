@@ -3,17 +3,24 @@
 //! The HTTP face of an Aurora node: the OpenAI-compatible client API, the admin API,
 //! health and Prometheus metrics, and (in `main.rs`) the `aurora` binary.
 //!
-//! This is the first slice of issue 6: a single node with the built-in mock provider,
-//! so `aurora serve` answers chat completions with no API key and no config. Nothing here
-//! reads replicated state yet; the crate is laid out so that auth keys, routing, budgets
-//! and the cluster view plug in beside the pieces that exist.
+//! A single node serves the built-in mock provider by default, so `aurora serve`
+//! answers chat completions with no API key and no config; with a catalog (the
+//! `gateway:` section of `aurora.yaml`) it proxies OpenAI-compatible and Anthropic
+//! upstreams with weighted routes, retries, fallbacks and cooldown. Nothing here reads
+//! replicated state yet; the catalog is replaced through the same function the
+//! replicated store will call, and auth keys, budgets and the cluster view plug in
+//! beside the pieces that exist.
 //!
 //! One concern per module:
 //! - [`config`]: the knobs a server is started with (no parsing of files or env here);
+//! - [`catalog`]: providers, models, aliases and routes; YAML loading; the replaceable
+//!   snapshot requests resolve model names against;
+//! - [`upstream`]: calling real providers (OpenAI-compatible, Anthropic): pooling,
+//!   timeouts, retries, weighted balancing, fallbacks, cooldown, stream translation;
 //! - [`server`]: binding, the accept loop and graceful drain;
 //! - [`http`]: routing, body types and request-body limits, shared by every handler;
 //! - [`openai`]: the OpenAI wire shapes, their error format and the `/v1` handlers;
-//! - [`provider`]: model backends; today only the deterministic [`provider::mock`];
+//! - [`provider`]: the built-in deterministic [`provider::mock`];
 //! - [`admin`]: the admin token and the `/admin/api` handlers;
 //! - [`health`]: liveness and readiness;
 //! - [`metrics`]: counters and histograms with a hand-written Prometheus exposition;
@@ -22,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod catalog;
 pub mod config;
 pub mod health;
 pub mod http;
@@ -30,6 +38,7 @@ pub mod openai;
 pub mod provider;
 pub mod server;
 pub mod state;
+pub mod upstream;
 
 pub use admin::token::{AdminToken, TokenError, TokenSource};
 pub use config::{GatewayConfig, MockDefaults, ServerConfig};

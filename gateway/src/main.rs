@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use aurora_gateway::catalog::file::GatewayFile;
 use aurora_gateway::config::{GatewayConfig, MockDefaults, DEFAULT_MAX_BODY_BYTES};
 use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenSource};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -34,6 +35,10 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
+    /// YAML config file; its `gateway:` section holds providers, models, routes and
+    /// upstream settings. Without it: the built-in mock provider only.
+    #[arg(long, value_name = "FILE", env = "AURORA_CONFIG")]
+    config: Option<PathBuf>,
     /// Address for the HTTP API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -109,6 +114,16 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => aurora_gateway::catalog::file::load(path)
+            .with_context(|| format!("loading the config file {}", path.display()))?,
+        None => GatewayFile::default(),
+    };
+    let catalog = if args.config.is_some() {
+        file.catalog
+    } else {
+        aurora_gateway::catalog::Catalog::builtin()
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let env_token = match std::env::var("AURORA_ADMIN_TOKEN") {
@@ -143,6 +158,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 chunk_ms: args.mock_chunk_ms,
                 completion_tokens: args.mock_completion_tokens,
             },
+            catalog,
+            upstream: file.upstream,
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
@@ -157,11 +174,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(config, admin_token)
             .await
             .context("starting the HTTP server")?;
+        let catalog = server.state().catalog.load();
         tracing::info!(
             addr = %server.local_addr(),
             data_dir = %args.data_dir.display(),
             version = env!("CARGO_PKG_VERSION"),
-            "aurora serving (single node, mock provider)"
+            providers = catalog.records().providers.len(),
+            models = catalog.listed().len(),
+            "aurora serving (single node)"
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {

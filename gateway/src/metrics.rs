@@ -1,10 +1,16 @@
 //! Request metrics and their Prometheus text exposition.
 //!
-//! Written by hand rather than with a metrics crate: three metric families do not
-//! justify a registry, and owning the exposition keeps label cardinality under our
-//! control. Every label value is a `&'static str` from a fixed set (route patterns,
-//! catalog model ids, status codes), so a client sending random model names or paths
-//! cannot blow up the series count.
+//! Written by hand rather than with a metrics crate: a handful of metric families do
+//! not justify a registry, and owning the exposition keeps label cardinality under our
+//! control. Every label value comes from a bounded set (route patterns, names in the
+//! catalog, provider names, error kinds, status codes): a request naming an unknown
+//! model is labelled `""`, so a client sending random model names or paths cannot
+//! blow up the series count.
+//!
+//! For requests that reached an upstream, the time spent waiting on it is recorded
+//! (`aurora_upstream_duration_seconds`) and so is the rest, the gateway's own overhead
+//! (`aurora_gateway_overhead_seconds` = total − upstream), which is the number a
+//! gateway is judged by.
 //!
 //! A request is counted when its response body has been fully produced (or dropped,
 //! if the client went away), so streamed completions are timed end to end and the
@@ -13,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implicit.
@@ -22,34 +28,75 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     60.0,
 ];
 
+/// Upper bounds (seconds) of the gateway-overhead buckets: overhead is measured in
+/// microseconds, so these start at 10 µs.
+pub const OVERHEAD_BUCKETS: [f64; 14] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.5,
+];
+
 /// Labels of one finished request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RequestLabels {
     /// Route pattern, e.g. `/v1/chat/completions`, or `unmatched`.
     pub route: &'static str,
-    /// Catalog model id, or `""` when the request did not resolve to a model.
-    pub model: &'static str,
+    /// Catalog name the model resolved to, or `""` when it did not resolve.
+    pub model: Arc<str>,
     /// HTTP status code.
     pub status: u16,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Histogram {
+    bounds: &'static [f64],
     /// Non-cumulative counts per bucket; the last slot is `+Inf`.
-    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    buckets: Vec<u64>,
     sum_seconds: f64,
     count: u64,
 }
 
 impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: vec![0; bounds.len() + 1],
+            sum_seconds: 0.0,
+            count: 0,
+        }
+    }
+
     fn observe(&mut self, seconds: f64) {
-        let slot = LATENCY_BUCKETS
+        let slot = self
+            .bounds
             .iter()
             .position(|&le| seconds <= le)
-            .unwrap_or(LATENCY_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[slot] += 1;
         self.sum_seconds += seconds;
         self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, value: &str) {
+        let value = escape(value);
+        let mut cumulative = 0;
+        for (i, le) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[i];
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{label}=\"{value}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.buckets[self.bounds.len()];
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{label}=\"{value}\"}} {}",
+            self.sum_seconds
+        );
+        let _ = writeln!(out, "{name}_count{{{label}=\"{value}\"}} {}", self.count);
     }
 }
 
@@ -57,6 +104,10 @@ impl Histogram {
 struct Inner {
     requests: BTreeMap<RequestLabels, u64>,
     latency: BTreeMap<&'static str, Histogram>,
+    upstream_latency: BTreeMap<Arc<str>, Histogram>,
+    overhead: BTreeMap<&'static str, Histogram>,
+    upstream_errors: BTreeMap<(Arc<str>, &'static str), u64>,
+    tokens: BTreeMap<(Arc<str>, &'static str), u64>,
 }
 
 /// The gateway's metrics. Cheap to update: one uncontended mutex per finished request
@@ -85,16 +136,55 @@ impl Metrics {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request finished after `elapsed`.
-    pub fn request_finished(&self, labels: RequestLabels, elapsed: Duration) {
+    /// A request finished after `elapsed`; `upstream` is the provider it reached and
+    /// the time spent waiting on it, if it went upstream at all.
+    pub fn request_finished(
+        &self,
+        labels: RequestLabels,
+        elapsed: Duration,
+        upstream: Option<(Arc<str>, Duration)>,
+    ) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut inner = self.lock();
+        let route = labels.route;
         *inner.requests.entry(labels).or_insert(0) += 1;
         inner
             .latency
-            .entry(labels.route)
-            .or_default()
+            .entry(route)
+            .or_insert_with(|| Histogram::new(&LATENCY_BUCKETS))
             .observe(elapsed.as_secs_f64());
+        if let Some((provider, waited)) = upstream {
+            inner
+                .upstream_latency
+                .entry(provider)
+                .or_insert_with(|| Histogram::new(&LATENCY_BUCKETS))
+                .observe(waited.as_secs_f64());
+            inner
+                .overhead
+                .entry(route)
+                .or_insert_with(|| Histogram::new(&OVERHEAD_BUCKETS))
+                .observe(elapsed.saturating_sub(waited).as_secs_f64());
+        }
+    }
+
+    /// One failed upstream attempt of `provider`, by failure kind.
+    pub fn upstream_error(&self, provider: &Arc<str>, kind: &'static str) {
+        *self
+            .lock()
+            .upstream_errors
+            .entry((Arc::clone(provider), kind))
+            .or_insert(0) += 1;
+    }
+
+    /// Tokens of one answer from `model` (a catalog name).
+    pub fn tokens(&self, model: &Arc<str>, prompt: u32, completion: u32) {
+        let mut inner = self.lock();
+        for (direction, n) in [("input", prompt), ("output", completion)] {
+            *inner
+                .tokens
+                .entry((Arc::clone(model), direction))
+                .or_insert(0) += u64::from(n);
+        }
     }
 
     /// Requests currently being served (including streams still being written).
@@ -117,7 +207,7 @@ impl Metrics {
                 out,
                 "aurora_http_requests_total{{route=\"{}\",model=\"{}\",status=\"{}\"}} {n}",
                 escape(l.route),
-                escape(l.model),
+                escape(&l.model),
                 l.status
             );
         }
@@ -127,29 +217,56 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE aurora_http_request_duration_seconds histogram");
         for (route, h) in &inner.latency {
-            let route = escape(route);
-            let mut cumulative = 0;
-            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-                cumulative += h.buckets[i];
-                let _ = writeln!(
-                    out,
-                    "aurora_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            cumulative += h.buckets[LATENCY_BUCKETS.len()];
-            let _ = writeln!(
-                out,
-                "aurora_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}"
+            h.render(
+                &mut out,
+                "aurora_http_request_duration_seconds",
+                "route",
+                route,
             );
-            let _ = writeln!(
-                out,
-                "aurora_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum_seconds
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_upstream_duration_seconds Time a request waited on upstreams (all attempts and retry waits), by the provider that served or last failed it."
+        );
+        let _ = writeln!(out, "# TYPE aurora_upstream_duration_seconds histogram");
+        for (provider, h) in &inner.upstream_latency {
+            h.render(
+                &mut out,
+                "aurora_upstream_duration_seconds",
+                "provider",
+                provider,
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_gateway_overhead_seconds Total request time minus upstream time, for requests that reached an upstream."
+        );
+        let _ = writeln!(out, "# TYPE aurora_gateway_overhead_seconds histogram");
+        for (route, h) in &inner.overhead {
+            h.render(&mut out, "aurora_gateway_overhead_seconds", "route", route);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_upstream_errors_total Failed upstream attempts, by provider and kind (connect, timeout, rate_limited, server_error, auth, client_error, protocol, config, stream)."
+        );
+        let _ = writeln!(out, "# TYPE aurora_upstream_errors_total counter");
+        for ((provider, kind), n) in &inner.upstream_errors {
             let _ = writeln!(
                 out,
-                "aurora_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
+                "aurora_upstream_errors_total{{provider=\"{}\",kind=\"{kind}\"}} {n}",
+                escape(provider)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_tokens_total Tokens of answered requests, by model and direction (input, output)."
+        );
+        let _ = writeln!(out, "# TYPE aurora_tokens_total counter");
+        for ((model, direction), n) in &inner.tokens {
+            let _ = writeln!(
+                out,
+                "aurora_tokens_total{{model=\"{}\",direction=\"{direction}\"}} {n}",
+                escape(model)
             );
         }
         drop(inner);
@@ -173,9 +290,24 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`: the exposition with Prometheus's content type.
+/// `GET /metrics`: the exposition with Prometheus's content type, plus the state of
+/// every upstream target's breaker.
 pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
-    let mut response = http::Response::new(crate::http::body::full(state.metrics.render()));
+    let mut text = state.metrics.render();
+    let _ = writeln!(
+        text,
+        "# HELP aurora_upstream_target_state Cooldown breaker of each upstream target that has failed: 0 closed, 1 open (cooling down), 2 half-open (trial allowed)."
+    );
+    let _ = writeln!(text, "# TYPE aurora_upstream_target_state gauge");
+    for (target, breaker) in state.upstreams.breakers.states(std::time::Instant::now()) {
+        let _ = writeln!(
+            text,
+            "aurora_upstream_target_state{{target=\"{}\"}} {}",
+            escape(&target),
+            breaker.gauge()
+        );
+    }
+    let mut response = http::Response::new(crate::http::body::full(text));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -206,12 +338,12 @@ mod tests {
         let m = Metrics::new();
         let labels = RequestLabels {
             route: "/health",
-            model: "",
+            model: "".into(),
             status: 200,
         };
         for ms in [0, 3, 3, 700, 120_000] {
             m.request_started();
-            m.request_finished(labels, Duration::from_millis(ms));
+            m.request_finished(labels.clone(), Duration::from_millis(ms), None);
         }
         let text = m.render();
         assert!(text
@@ -230,6 +362,36 @@ mod tests {
         ));
         assert!(text.contains("aurora_http_request_duration_seconds_count{route=\"/health\"} 5"));
         assert!(text.contains("aurora_http_requests_in_flight 0"));
+    }
+
+    #[test]
+    fn overhead_is_total_minus_upstream() {
+        let m = Metrics::new();
+        let labels = RequestLabels {
+            route: "/v1/chat/completions",
+            model: "up/m".into(),
+            status: 200,
+        };
+        m.request_started();
+        m.request_finished(
+            labels,
+            Duration::from_micros(10_040),
+            Some(("up".into(), Duration::from_millis(10))),
+        );
+        m.upstream_error(&"up".into(), "timeout");
+        m.tokens(&"up/m".into(), 3, 5);
+        let text = m.render();
+        assert!(text.contains(
+            "aurora_gateway_overhead_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.00005\"} 1"
+        ));
+        assert!(text.contains(
+            "aurora_gateway_overhead_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.000025\"} 0"
+        ));
+        assert!(
+            text.contains("aurora_upstream_duration_seconds_bucket{provider=\"up\",le=\"0.01\"} 1")
+        );
+        assert!(text.contains("aurora_upstream_errors_total{provider=\"up\",kind=\"timeout\"} 1"));
+        assert!(text.contains("aurora_tokens_total{model=\"up/m\",direction=\"output\"} 5"));
     }
 
     #[test]

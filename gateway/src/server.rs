@@ -38,6 +38,9 @@ pub enum ServerError {
         /// The cause.
         source: io::Error,
     },
+    /// The catalog, upstream settings or upstream client are unusable.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// How shutdown went.
@@ -63,10 +66,10 @@ impl Server {
     /// port (for port 0) and fail fast on a busy address.
     pub async fn bind(config: ServerConfig, admin_token: AdminToken) -> Result<Self, ServerError> {
         let addr = config.listen;
+        let state = Arc::new(AppState::new(config.gateway.clone(), admin_token)?);
         let bind_error = |source| ServerError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
-        let state = Arc::new(AppState::new(config.gateway.clone(), admin_token));
         Ok(Self {
             listener,
             local_addr,

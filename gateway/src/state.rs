@@ -1,15 +1,34 @@
 //! What every request handler shares.
 //!
-//! One `Arc<AppState>` per server: configuration, metrics, the readiness flag flipped
-//! by shutdown, the admin token and the id generator. Later the read-only view of the
+//! One `Arc<AppState>` per server: configuration, the replaceable catalog, the
+//! upstream client with its cooldown state, metrics, the readiness flag flipped by
+//! shutdown, the admin token and the id generator. Later the read-only view of the
 //! replicated state (issue 5's driver) joins it here.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admin::token::AdminToken;
+use crate::catalog::store::{process_env, EnvLookup};
+use crate::catalog::{Catalog, CatalogError, CatalogStore};
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use crate::upstream::client::{self, ClientError};
+use crate::upstream::dispatch::Upstreams;
+
+/// Why the shared state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The starting catalog does not validate.
+    #[error("invalid catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    /// The upstream policy does not validate.
+    #[error("invalid upstream settings: {0}")]
+    Policy(CatalogError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
 
 /// Shared, immutable-after-start state plus a few atomics.
 #[derive(Debug)]
@@ -20,20 +39,50 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Token that guards `/admin/api`.
     pub admin_token: AdminToken,
+    /// Providers, models and routes; replaced as a whole.
+    pub catalog: CatalogStore,
+    /// The upstream client, cooldown state and policy.
+    pub upstreams: Upstreams,
     draining: AtomicBool,
     ids: IdGen,
 }
 
 impl AppState {
-    /// Fresh state: ready, no requests counted.
-    pub fn new(config: GatewayConfig, admin_token: AdminToken) -> Self {
-        Self {
+    /// Fresh state: ready, no requests counted; API keys from the process environment.
+    pub fn new(config: GatewayConfig, admin_token: AdminToken) -> Result<Self, StateError> {
+        Self::with_env(config, admin_token, process_env())
+    }
+
+    /// [`AppState::new`] with API-key variables looked up by `env`.
+    pub fn with_env(
+        config: GatewayConfig,
+        admin_token: AdminToken,
+        env: EnvLookup,
+    ) -> Result<Self, StateError> {
+        config
+            .upstream
+            .validate()
+            .map_err(|e| StateError::Policy(e.under("upstream")))?;
+        let catalog = CatalogStore::new(config.catalog.clone(), env)?;
+        let client = client::build(config.upstream.connect_timeout())?;
+        let upstreams = Upstreams::new(client, config.upstream.clone());
+        Ok(Self {
             config,
             metrics: Metrics::new(),
             admin_token,
+            catalog,
+            upstreams,
             draining: AtomicBool::new(false),
             ids: IdGen::new(),
-        }
+        })
+    }
+
+    /// Replaces the catalog (config reload today, the replicated store later); cooldown
+    /// state of targets that no longer exist is dropped. On error nothing changes.
+    pub fn replace_catalog(&self, records: Catalog) -> Result<(), CatalogError> {
+        let snapshot = self.catalog.replace(records)?;
+        self.upstreams.breakers.retain(snapshot.target_ids());
+        Ok(())
     }
 
     /// Whether shutdown has begun; `/health/ready` answers 503 from then on.

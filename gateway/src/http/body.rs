@@ -34,7 +34,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A response with `status` and a JSON body already serialized.
-pub fn json_response(status: StatusCode, json: Vec<u8>) -> Response {
+pub fn json_response(status: StatusCode, json: impl Into<Bytes>) -> Response {
     let mut response = http::Response::new(full(json));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -115,9 +115,14 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// Marks a response with the catalog model it resolved to, for the metrics label.
-#[derive(Clone, Copy, Debug)]
-pub struct ModelLabel(pub &'static str);
+/// Marks a response with the catalog name its model resolved to, for the metrics label.
+#[derive(Clone, Debug)]
+pub struct ModelLabel(pub Arc<str>);
+
+/// Marks a response that went upstream with the clock of its upstream time, so the
+/// metrics can split total time into upstream time and gateway overhead.
+#[derive(Clone, Debug)]
+pub struct UpstreamTiming(pub Arc<crate::upstream::UpstreamClock>);
 
 /// Counts a request in [`Metrics`] exactly once: when its body has produced its last
 /// frame, or when the body is dropped unfinished (client gone, server stopped).
@@ -126,6 +131,7 @@ pub struct RequestGuard {
     state: Arc<AppState>,
     labels: RequestLabels,
     started: Instant,
+    upstream: Option<Arc<crate::upstream::UpstreamClock>>,
 }
 
 impl RequestGuard {
@@ -136,10 +142,11 @@ impl RequestGuard {
             state,
             labels: RequestLabels {
                 route,
-                model: "",
+                model: "".into(),
                 status: 0,
             },
             started,
+            upstream: None,
         }
     }
 
@@ -150,8 +157,17 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.metrics()
-            .request_finished(self.labels, self.started.elapsed());
+        let elapsed = self.started.elapsed();
+        let upstream = self
+            .upstream
+            .as_ref()
+            .and_then(|clock| Some((clock.provider()?, clock.elapsed())));
+        let labels = RequestLabels {
+            route: self.labels.route,
+            model: std::mem::replace(&mut self.labels.model, "".into()),
+            status: self.labels.status,
+        };
+        self.metrics().request_finished(labels, elapsed, upstream);
     }
 }
 
@@ -164,10 +180,13 @@ pub struct TrackedBody {
 
 impl TrackedBody {
     /// Wraps `response`, labelling it with its status and [`ModelLabel`].
-    pub fn track(response: Response, mut guard: RequestGuard) -> http::Response<TrackedBody> {
+    pub fn track(mut response: Response, mut guard: RequestGuard) -> http::Response<TrackedBody> {
         guard.labels.status = response.status().as_u16();
-        if let Some(ModelLabel(model)) = response.extensions().get::<ModelLabel>() {
+        if let Some(ModelLabel(model)) = response.extensions_mut().remove::<ModelLabel>() {
             guard.labels.model = model;
+        }
+        if let Some(UpstreamTiming(clock)) = response.extensions_mut().remove::<UpstreamTiming>() {
+            guard.upstream = Some(clock);
         }
         response.map(|inner| TrackedBody {
             inner,

@@ -127,8 +127,8 @@ pub async fn dispatch(
 async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Response {
     match route {
         Route::ChatCompletions => openai::chat::handle(state, request).await,
-        Route::Models => openai::models::list(),
-        Route::Model(id) => openai::models::get(&id),
+        Route::Models => openai::models::list(state),
+        Route::Model(id) => openai::models::get(state, &id),
         Route::Health => health::live(),
         Route::Ready => health::ready(state),
         Route::Metrics => crate::metrics::endpoint(state),

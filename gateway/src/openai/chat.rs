@@ -3,9 +3,12 @@
 //! Validation runs in the order a client can act on: body size (413), JSON syntax,
 //! then the required `model` and `messages` (400 with `param` naming the field), then
 //! field types (400 with the JSON path, e.g. `messages[0].role`), then the model
-//! (404 `model_not_found`). Only then is the provider called.
+//! (404 `model_not_found`, looked up in the catalog: a `provider/model` name, an alias
+//! or a route). Only then is a provider called: the built-in mock answers here, any
+//! other target goes through [`crate::upstream::dispatch`] (retries, fallbacks,
+//! cooldown) and its answer is forwarded, translated where the protocol differs.
 //!
-//! Streaming follows OpenAI's event sequence exactly: a first chunk with
+//! The mock's streams follow OpenAI's event sequence exactly: a first chunk with
 //! `delta.role`, one chunk per text piece, a chunk with an empty delta and the
 //! `finish_reason`, then — only if `stream_options.include_usage` — a chunk with
 //! `choices: []` and `usage`, then `data: [DONE]`.
@@ -17,14 +20,22 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use serde_json::Value;
 
-use crate::http::body::{json_ok, read_limited, ChannelBody, ModelLabel, Response};
+use crate::catalog::ProviderKind;
+use crate::http::body::{
+    json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
+};
 use crate::openai::types::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
     ChunkChoice, Delta, Usage,
 };
 use crate::openai::ApiError;
-use crate::provider::mock::{self, Completion, ResolveError};
+use crate::provider::mock::{self, Completion, MockModel, MockParams};
 use crate::state::{unix_seconds, AppState};
+use crate::upstream::anthropic::AnthropicStream;
+use crate::upstream::dispatch::Outcome;
+use crate::upstream::openai::OpenAiStream;
+use crate::upstream::stream::{pump, End, Translator};
+use crate::upstream::UpstreamClock;
 
 /// Chunks buffered between the producer and the socket: enough to keep the writer
 /// busy, small enough that a slow reader applies back-pressure quickly.
@@ -45,51 +56,136 @@ where
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
-    let (model, params) = match mock::resolve(&request.model, state.config.mock) {
-        Ok(found) => found,
-        Err(ResolveError::UnknownModel) => {
-            return ApiError::model_not_found(&request.model).into_response()
-        }
-        Err(ResolveError::BadParam(message)) => {
+    // `?key=value` options after the name tune the mock (latency, length).
+    let (name, options) = match request.model.split_once('?') {
+        Some((name, options)) => (name, Some(options)),
+        None => (request.model.as_str(), None),
+    };
+    let snapshot = state.catalog.load();
+    let Some(resolved) = snapshot.resolve(name) else {
+        return ApiError::model_not_found(&request.model).into_response();
+    };
+    let upstream_targets = resolved
+        .targets
+        .iter()
+        .map(|(t, _)| t)
+        .chain(&resolved.fallbacks)
+        .any(|t| t.mock.is_none());
+    if options.is_some() && upstream_targets {
+        return ApiError::bad_request(
+            "Options after `?` in the model name apply to mock models only.",
+        )
+        .with_param("model")
+        .into_response();
+    }
+    let mock_params = match mock::params(options, state.config.mock) {
+        Ok(params) => params,
+        Err(message) => {
             return ApiError::bad_request(message)
                 .with_param("model")
                 .into_response()
         }
     };
+    let label = Arc::clone(&resolved.label);
+    let clock = Arc::new(UpstreamClock::default());
+    let outcome = state
+        .upstreams
+        .dispatch(resolved, &request, &state.metrics, &clock)
+        .await;
+    let mut response = match outcome {
+        Outcome::Mock(target) => match target.mock {
+            Some(model) => serve_mock(state, &request, model, mock_params, &label).await,
+            None => ApiError::internal().into_response(),
+        },
+        Outcome::Plain { body, usage, .. } => {
+            if let Some(usage) = usage {
+                state
+                    .metrics
+                    .tokens(&label, usage.prompt_tokens, usage.completion_tokens);
+            }
+            json_response(StatusCode::OK, body)
+        }
+        Outcome::Stream { body, target, idle } => {
+            let translator = match target.provider.kind {
+                ProviderKind::Anthropic => {
+                    Translator::Anthropic(AnthropicStream::new(request.include_usage()))
+                }
+                _ => Translator::OpenAi(OpenAiStream::new(request.include_usage())),
+            };
+            let (tx, channel) = ChannelBody::channel(STREAM_BUFFER);
+            let state = Arc::clone(state);
+            let label = Arc::clone(&label);
+            let clock = Arc::clone(&clock);
+            tokio::spawn(async move {
+                let (end, usage) = pump(body, translator, &tx, idle, Arc::clone(&clock)).await;
+                if let Some(usage) = usage {
+                    state
+                        .metrics
+                        .tokens(&label, usage.prompt_tokens, usage.completion_tokens);
+                }
+                if end == End::Failed {
+                    state
+                        .metrics
+                        .upstream_error(&target.provider.name, "stream");
+                }
+                // Dropping `tx` (after the metrics above) ends the client's body.
+                drop(tx);
+            });
+            sse_response(channel)
+        }
+        Outcome::Failed(response) => response,
+    };
+    response.extensions_mut().insert(ModelLabel(label));
+    if clock.provider().is_some() {
+        response.extensions_mut().insert(UpstreamTiming(clock));
+    }
+    response
+}
+
+/// Answers from the built-in mock.
+async fn serve_mock(
+    state: &Arc<AppState>,
+    request: &ChatCompletionRequest,
+    model: &MockModel,
+    params: MockParams,
+    label: &Arc<str>,
+) -> Response {
     let completion = mock::complete(model, params, &request.messages, request.token_cap());
+    state.metrics.tokens(
+        label,
+        completion.prompt_tokens,
+        completion.completion_tokens,
+    );
     let latency = Duration::from_millis(params.latency_ms);
-    let mut response = if request.is_stream() {
-        stream(
+    if request.is_stream() {
+        return stream(
             state,
-            &request,
+            request,
             completion,
             latency,
             Duration::from_millis(params.chunk_ms),
-        )
-    } else {
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        json_ok(&ChatCompletion {
-            id: state.next_completion_id(),
-            object: "chat.completion",
-            created: unix_seconds(),
-            model: request.model.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message: AssistantMessage {
-                    role: "assistant",
-                    content: completion.text(),
-                    refusal: None,
-                },
-                logprobs: None,
-                finish_reason: completion.finish_reason.as_str(),
-            }],
-            usage: Usage::new(completion.prompt_tokens, completion.completion_tokens),
-        })
-    };
-    response.extensions_mut().insert(ModelLabel(model.id));
-    response
+        );
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    json_ok(&ChatCompletion {
+        id: state.next_completion_id(),
+        object: "chat.completion",
+        created: unix_seconds(),
+        model: request.model.clone(),
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: completion.text(),
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: completion.finish_reason.as_str(),
+        }],
+        usage: Usage::new(completion.prompt_tokens, completion.completion_tokens),
+    })
 }
 
 /// Parses and validates the body into a request, or the 400 that explains what is
@@ -174,6 +270,11 @@ fn stream(
             }
         }
     });
+    sse_response(body)
+}
+
+/// A 200 `text/event-stream` response fed by `body`.
+fn sse_response(body: ChannelBody) -> Response {
     let mut response = http::Response::new(http_body_util::BodyExt::boxed(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();

@@ -24,6 +24,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Machine-readable code, e.g. `model_not_found`.
     pub code: Option<&'static str>,
+    /// Seconds for a `Retry-After` header (503 while every target cools down).
+    pub retry_after: Option<u64>,
 }
 
 /// OpenAI's type for client errors.
@@ -51,6 +53,7 @@ impl ApiError {
             kind: INVALID_REQUEST,
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -144,6 +147,20 @@ impl ApiError {
         }
     }
 
+    /// A 5xx caused by the upstreams (502/503/504), with type `server_error` as
+    /// OpenAI uses for failures that are not the client's.
+    pub fn server_error(
+        status: StatusCode,
+        message: impl Into<String>,
+        code: &'static str,
+    ) -> Self {
+        Self {
+            kind: "server_error",
+            ..Self::new(status, message)
+        }
+        .with_code(code)
+    }
+
     /// The JSON body, as bytes.
     pub fn to_json(&self) -> Vec<u8> {
         let envelope = Envelope {
@@ -163,6 +180,11 @@ impl ApiError {
     /// The HTTP response.
     pub fn into_response(self) -> Response {
         let mut response = json_response(self.status, self.to_json());
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

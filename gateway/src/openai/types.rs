@@ -222,13 +222,13 @@ pub struct ModelList {
 #[derive(Clone, Debug, Serialize)]
 pub struct Model {
     /// Model id.
-    pub id: &'static str,
+    pub id: String,
     /// Always `model`.
     pub object: &'static str,
     /// Unix seconds.
     pub created: u64,
-    /// Owner.
-    pub owned_by: &'static str,
+    /// Owner: the provider's name (`aurora-mock` for the mock, `aurora` for routes).
+    pub owned_by: String,
 }
 
 #[cfg(test)]

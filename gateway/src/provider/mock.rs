@@ -1,6 +1,7 @@
 //! The built-in mock provider: deterministic answers with no network and no key.
 //!
-//! Models (listed by `GET /v1/models`):
+//! Models (listed by `GET /v1/models` under the mock provider's name, `mock/…` in the
+//! default catalog):
 //! - `mock/echo` answers with the text of the last user message, verbatim;
 //! - `mock/gpt-4o-mini` and `mock/gpt-4o` answer with exactly `tokens` words: first the
 //!   64-bit FNV-1a digest of the last user message as four 4-hex-digit words, then
@@ -33,11 +34,11 @@ pub enum MockKind {
     Digest,
 }
 
-/// One model of the mock catalog.
+/// One built-in model of the mock provider.
 #[derive(Debug, PartialEq, Eq)]
 pub struct MockModel {
-    /// Model id clients send, e.g. `mock/echo`.
-    pub id: &'static str,
+    /// Model name within the provider, e.g. `echo` (clients send `mock/echo`).
+    pub name: &'static str,
     /// Behaviour.
     pub kind: MockKind,
 }
@@ -45,15 +46,15 @@ pub struct MockModel {
 /// The catalog, in the order `/v1/models` lists it.
 pub const MODELS: &[MockModel] = &[
     MockModel {
-        id: "mock/echo",
+        name: "echo",
         kind: MockKind::Echo,
     },
     MockModel {
-        id: "mock/gpt-4o-mini",
+        name: "gpt-4o-mini",
         kind: MockKind::Digest,
     },
     MockModel {
-        id: "mock/gpt-4o",
+        name: "gpt-4o",
         kind: MockKind::Digest,
     },
 ];
@@ -83,30 +84,14 @@ pub struct MockParams {
     pub completion_tokens: u32,
 }
 
-/// Why a model name did not resolve.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
-    /// Not a mock model.
-    #[error("unknown model")]
-    UnknownModel,
-    /// A mock model with a bad `?key=value` knob.
-    #[error("{0}")]
-    BadParam(String),
+/// The built-in model named `name` (without the provider prefix).
+pub fn find(name: &str) -> Option<&'static MockModel> {
+    MODELS.iter().find(|m| m.name == name)
 }
 
-/// Finds the catalog model for `name` and applies its query-string knobs to `defaults`.
-pub fn resolve(
-    name: &str,
-    defaults: MockDefaults,
-) -> Result<(&'static MockModel, MockParams), ResolveError> {
-    let (base, query) = match name.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (name, None),
-    };
-    let model = MODELS
-        .iter()
-        .find(|m| m.id == base)
-        .ok_or(ResolveError::UnknownModel)?;
+/// Applies the `key=value&…` options of a model name (the part after `?`) to
+/// `defaults`; the error says which option is wrong and why.
+pub fn params(query: Option<&str>, defaults: MockDefaults) -> Result<MockParams, String> {
     let mut params = MockParams {
         latency_ms: defaults.latency_ms,
         chunk_ms: defaults.chunk_ms,
@@ -125,24 +110,24 @@ pub fn resolve(
                 params.completion_tokens = parse(key, value, 1, u64::from(MAX_TOKENS))? as u32
             }
             _ => {
-                return Err(ResolveError::BadParam(format!(
+                return Err(format!(
                     "Unknown mock model option `{key}`; use latency_ms, chunk_ms or tokens."
-                )))
+                ))
             }
         }
     }
-    Ok((model, params))
+    Ok(params)
 }
 
-fn parse(key: &str, value: &str, min: u64, max: u64) -> Result<u64, ResolveError> {
+fn parse(key: &str, value: &str, min: u64, max: u64) -> Result<u64, String> {
     value
         .parse::<u64>()
         .ok()
         .filter(|v| (min..=max).contains(v))
         .ok_or_else(|| {
-            ResolveError::BadParam(format!(
+            format!(
                 "Mock model option `{key}` must be an integer from {min} to {max}, got `{value}`."
-            ))
+            )
         })
 }
 
@@ -288,21 +273,15 @@ mod tests {
     }
 
     #[test]
-    fn resolve_applies_query_knobs() {
+    fn params_apply_query_knobs() {
         let d = MockDefaults::default();
-        let (m, p) = resolve("mock/gpt-4o-mini?latency_ms=5&tokens=3", d).unwrap();
-        assert_eq!(m.id, "mock/gpt-4o-mini");
+        let p = super::params(Some("latency_ms=5&tokens=3"), d).unwrap();
         assert_eq!((p.latency_ms, p.chunk_ms, p.completion_tokens), (5, 0, 3));
-        assert_eq!(resolve("mock/nope", d), Err(ResolveError::UnknownModel));
-        assert_eq!(resolve("gpt-4o", d), Err(ResolveError::UnknownModel));
-        assert!(matches!(
-            resolve("mock/echo?tokens=0", d),
-            Err(ResolveError::BadParam(_))
-        ));
-        assert!(matches!(
-            resolve("mock/echo?speed=1", d),
-            Err(ResolveError::BadParam(_))
-        ));
+        assert_eq!(find("gpt-4o-mini").map(|m| m.name), Some("gpt-4o-mini"));
+        assert_eq!(find("mock/gpt-4o"), None);
+        assert!(super::params(Some("tokens=0"), d).is_err());
+        assert!(super::params(Some("speed=1"), d).is_err());
+        assert_eq!(super::params(None, d).map(|p| p.completion_tokens), Ok(16));
     }
 
     #[test]

@@ -1,0 +1,239 @@
+//! Reading the `gateway:` section of `aurora.yaml`.
+//!
+//! The file is optional, and so is every part of the section: with no `providers`
+//! the built-in mock provider is used, with no `upstream` the documented defaults.
+//! Unknown keys are errors (`deny_unknown_fields`), because a misspelt `fallback:`
+//! silently ignored is a production outage waiting for its first upstream failure.
+//! Every error names the key at fault (`gateway.routes[0].targets[1].weight`) and,
+//! for syntax errors, the line and column.
+//!
+//! Top-level sections other than `gateway` belong to the cluster driver (issue 5):
+//! `cluster` is accepted and left to it; anything else is an error.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::catalog::records::{Catalog, CatalogError, Model, Provider, Route};
+use crate::upstream::policy::UpstreamPolicy;
+
+/// What the gateway takes from the file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GatewayFile {
+    /// Retry, timeout and cooldown settings of this node.
+    pub upstream: UpstreamPolicy,
+    /// The initial catalog.
+    pub catalog: Catalog,
+}
+
+/// Why the file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Not readable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid YAML, or a key or value of the wrong shape.
+    #[error("{path}: {key}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The key at fault, e.g. `gateway.providers[0].kind`.
+        key: String,
+        /// What serde said (with line and column).
+        message: String,
+    },
+    /// Well-formed but inconsistent records.
+    #[error("{path}: {error}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field at fault.
+        error: CatalogError,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Root {
+    #[serde(default)]
+    gateway: Option<Section>,
+    /// Reserved for the cluster driver's settings; not read here.
+    #[serde(default)]
+    #[allow(dead_code)]
+    cluster: Option<serde_norway::Value>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    #[serde(default)]
+    upstream: UpstreamPolicy,
+    #[serde(default)]
+    providers: Option<Vec<Provider>>,
+    #[serde(default)]
+    models: Vec<Model>,
+    #[serde(default)]
+    routes: Vec<Route>,
+}
+
+/// Reads and validates `path`.
+pub fn load(path: &Path) -> Result<GatewayFile, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|e| match e {
+        ParseError::Syntax { key, message } => FileError::Parse {
+            path: path.to_owned(),
+            key,
+            message,
+        },
+        ParseError::Invalid(error) => FileError::Invalid {
+            path: path.to_owned(),
+            error,
+        },
+    })
+}
+
+/// [`load`] without the file system.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Syntax or shape; `key` is the path (`.` for the document itself).
+    Syntax {
+        /// Path of the key.
+        key: String,
+        /// Message with line and column.
+        message: String,
+    },
+    /// A record that does not validate.
+    Invalid(CatalogError),
+}
+
+/// Parses the YAML text of a whole config file.
+pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
+    // An empty file (or only comments) means "all defaults"; serde would call it EOF.
+    let empty = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    let root: Root = if empty {
+        Root {
+            gateway: None,
+            cluster: None,
+        }
+    } else {
+        let de = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| ParseError::Syntax {
+            key: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })?
+    };
+    let section = root.gateway.unwrap_or_default();
+    section
+        .upstream
+        .validate()
+        .map_err(|e| ParseError::Invalid(e.under("upstream").under("gateway")))?;
+    let catalog = Catalog {
+        providers: section
+            .providers
+            .unwrap_or_else(|| Catalog::builtin().providers),
+        models: section.models,
+        routes: section.routes,
+    };
+    catalog
+        .validate()
+        .map_err(|e| ParseError::Invalid(e.under("gateway")))?;
+    Ok(GatewayFile {
+        upstream: section.upstream,
+        catalog,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::records::ProviderKind;
+
+    fn key_of(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => "ok".into(),
+            Err(ParseError::Syntax { key, .. }) => key,
+            Err(ParseError::Invalid(e)) => e.path,
+        }
+    }
+
+    #[test]
+    fn empty_and_missing_section_give_the_mock() {
+        for text in [
+            "",
+            "# nothing\n",
+            "cluster:\n  anything: 1\n",
+            "gateway: {}\n",
+        ] {
+            let file = parse(text).expect(text);
+            assert_eq!(file.catalog, Catalog::builtin(), "{text:?}");
+            assert_eq!(file.upstream, UpstreamPolicy::default());
+        }
+    }
+
+    #[test]
+    fn a_full_section_parses() {
+        let file = parse(
+            r#"
+gateway:
+  upstream: {max_retries: 1, cooldown_failures: 2}
+  providers:
+    - {name: oai, kind: openai, api_key_env: OPENAI_API_KEY}
+    - {name: claude, kind: anthropic, base_url: "http://127.0.0.1:9/v1", timeout_ms: 500}
+  models:
+    - {name: oai/gpt-4o-mini, aliases: [fast]}
+    - name: claude/sonnet
+      upstream_model: claude-sonnet-4-5
+  routes:
+    - name: chat
+      targets: [{model: fast, weight: 3}, {model: claude/sonnet}]
+      fallbacks: [oai/gpt-4o-mini]
+"#,
+        )
+        .expect("valid");
+        assert_eq!(file.upstream.max_retries, 1);
+        assert_eq!(file.upstream.cooldown_failures, 2);
+        assert_eq!(file.catalog.providers[1].kind, ProviderKind::Anthropic);
+        assert_eq!(file.catalog.routes[0].targets[1].weight, 1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(key_of("gatway: {}\n"), "gatway");
+        assert_eq!(
+            key_of("gateway:\n  providers:\n    - {name: a, kind: opnai}\n"),
+            "gateway.providers[0].kind"
+        );
+        assert_eq!(
+            key_of("gateway:\n  providers:\n    - {name: a, kind: openai, key: x}\n"),
+            "gateway.providers[0].key"
+        );
+        assert_eq!(
+            key_of("gateway:\n  upstream: {max_retries: -1}\n"),
+            "gateway.upstream.max_retries"
+        );
+        assert_eq!(
+            key_of("gateway:\n  routes:\n    - {name: r, targets: [{model: nope}]}\n"),
+            "gateway.routes[0].targets[0].model"
+        );
+        assert_eq!(
+            key_of("gateway:\n  upstream: {retry_base_ms: 0}\n"),
+            "gateway.upstream.retry_base_ms"
+        );
+        let Err(ParseError::Syntax { message, .. }) =
+            parse("gateway:\n  providers:\n    - {name: a, kind: opnai}\n")
+        else {
+            panic!("syntax error expected");
+        };
+        assert!(message.contains("line 3"), "{message}");
+    }
+}

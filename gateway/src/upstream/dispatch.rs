@@ -1,0 +1,317 @@
+//! One request against its targets: order, cooldown, retries, fallback.
+//!
+//! For each target in weighted order: skip it if its breaker is open; if it is the
+//! built-in mock, hand it back to the caller (the mock cannot fail); otherwise try it
+//! up to `1 + max_retries` times, waiting with backoff between attempts on retryable
+//! failures only. A client error (400, 404, 422, …) ends everything at once and goes
+//! back to the client; any other failure moves on to the next target. When none is
+//! left the client gets 502/503/504 naming the last failure; when every target was
+//! cooling, 503 with `Retry-After`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::catalog::{ProviderKind, Resolved, Target};
+use crate::http::body::Response;
+use crate::metrics::Metrics;
+use crate::openai::types::{ChatCompletionRequest, Usage};
+use crate::upstream::breaker::Breakers;
+use crate::upstream::client::HttpClient;
+use crate::upstream::failure::{self, Failure};
+use crate::upstream::policy::UpstreamPolicy;
+use crate::upstream::{anthropic, balance, openai, retry, UpstreamClock};
+
+/// Largest upstream body read into memory (a plain answer or an error document).
+pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// Everything needed to call upstreams; one per server.
+#[derive(Debug)]
+pub struct Upstreams {
+    /// Pooled client.
+    pub client: HttpClient,
+    /// Cooldown state per target.
+    pub breakers: Breakers,
+    /// Timeouts, retries, cooldown.
+    pub policy: UpstreamPolicy,
+    rng: Mutex<fastrand::Rng>,
+}
+
+/// What became of the request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The chosen target is the built-in mock: the caller answers from it.
+    Mock(Arc<Target>),
+    /// A complete answer in OpenAI's shape.
+    Plain {
+        /// `chat.completion` JSON.
+        body: Bytes,
+        /// Its usage, when reported.
+        usage: Option<Usage>,
+        /// Who answered.
+        target: Arc<Target>,
+    },
+    /// A 200 stream, not yet read.
+    Stream {
+        /// The upstream body.
+        body: Incoming,
+        /// Who answers.
+        target: Arc<Target>,
+        /// Longest wait for the next chunk.
+        idle: Duration,
+    },
+    /// The answer to send as is (a client error or the final upstream error).
+    Failed(Response),
+}
+
+impl Upstreams {
+    /// Upstream machinery with `policy` and an already built client.
+    pub fn new(client: HttpClient, policy: UpstreamPolicy) -> Self {
+        Self {
+            client,
+            breakers: Breakers::new(),
+            policy,
+            rng: Mutex::new(fastrand::Rng::new()),
+        }
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, fastrand::Rng> {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `request` against the targets of `resolved` (see the module docs).
+    pub async fn dispatch(
+        &self,
+        resolved: &Resolved,
+        request: &ChatCompletionRequest,
+        metrics: &Metrics,
+        clock: &UpstreamClock,
+    ) -> Outcome {
+        let order = balance::order(resolved, &mut self.rng());
+        let mut last: Option<Failure> = None;
+        let mut tried = 0usize;
+        for target in &order {
+            if !self.breakers.try_acquire(&target.id, Instant::now()) {
+                tracing::debug!(target_id = %target.id, "skipping a cooling target");
+                continue;
+            }
+            if target.mock.is_some() {
+                self.breakers.record_success(&target.id);
+                return Outcome::Mock(Arc::clone(target));
+            }
+            tried += 1;
+            clock.set_provider(&target.provider.name);
+            match self.try_target(target, request, metrics, clock).await {
+                Ok(outcome) => {
+                    self.breakers.record_success(&target.id);
+                    return outcome;
+                }
+                Err(f) if f.is_client_error() => {
+                    self.breakers.release(&target.id);
+                    let Failure::Status { status, body, .. } = &f else {
+                        return Outcome::Failed(failure::exhausted(&f, tried).into_response());
+                    };
+                    return Outcome::Failed(failure::passthrough(*status, body));
+                }
+                Err(f) => {
+                    tracing::warn!(
+                        target_id = %target.id,
+                        error = %f.describe(),
+                        "upstream target failed; trying the next one"
+                    );
+                    self.breakers.record_failure(
+                        &target.id,
+                        Instant::now(),
+                        self.policy.cooldown_failures,
+                        self.policy.cooldown(),
+                    );
+                    last = Some(f);
+                }
+            }
+        }
+        match last {
+            Some(f) => Outcome::Failed(failure::exhausted(&f, tried).into_response()),
+            None => {
+                let ids: Vec<&str> = order.iter().map(|t| &*t.id).collect();
+                let wait = self.breakers.next_trial_in(&ids, Instant::now());
+                Outcome::Failed(failure::all_cooling(wait).into_response())
+            }
+        }
+    }
+
+    /// Attempts on one target, with retries.
+    async fn try_target(
+        &self,
+        target: &Arc<Target>,
+        request: &ChatCompletionRequest,
+        metrics: &Metrics,
+        clock: &UpstreamClock,
+    ) -> Result<Outcome, Failure> {
+        let provider = &target.provider;
+        let body = match provider.kind {
+            ProviderKind::Anthropic => anthropic::request_body(request, &target.upstream_model)?,
+            _ => openai::request_body(request, &target.upstream_model)?,
+        };
+        let timeout = provider.timeout.unwrap_or(self.policy.request_timeout());
+        let retries = provider.max_retries.unwrap_or(self.policy.max_retries);
+        let max_wait = Duration::from_millis(self.policy.retry_max_ms);
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            let result = self
+                .attempt(target, body.clone(), request.is_stream(), timeout)
+                .await;
+            clock.add(started.elapsed());
+            let failure = match result {
+                Ok(outcome) => return Ok(outcome),
+                Err(f) => f,
+            };
+            metrics.upstream_error(&provider.name, failure.kind());
+            if !failure.retryable() || attempt >= retries {
+                return Err(failure);
+            }
+            let asked = match &failure {
+                Failure::Status { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let wait = match asked {
+                Some(wait) if wait > max_wait => return Err(failure),
+                Some(wait) => wait,
+                None => retry::backoff(
+                    attempt,
+                    Duration::from_millis(self.policy.retry_base_ms),
+                    max_wait,
+                    &mut self.rng(),
+                ),
+            };
+            tracing::debug!(
+                target_id = %target.id,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error = %failure.describe(),
+                "retrying upstream"
+            );
+            let slept = Instant::now();
+            tokio::time::sleep(wait).await;
+            clock.add(slept.elapsed());
+            attempt += 1;
+        }
+    }
+
+    /// One HTTP exchange.
+    async fn attempt(
+        &self,
+        target: &Arc<Target>,
+        body: Bytes,
+        stream: bool,
+        timeout: Duration,
+    ) -> Result<Outcome, Failure> {
+        let provider = &target.provider;
+        let mut builder = Request::post(provider.endpoint.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            );
+        let key = match (&provider.api_key, &provider.api_key_env) {
+            (Some(key), _) => Some(key),
+            (None, Some(var)) => return Err(Failure::MissingKey(var.clone())),
+            (None, None) => None,
+        };
+        match provider.kind {
+            ProviderKind::Anthropic => {
+                builder = builder.header("anthropic-version", anthropic::API_VERSION);
+                if let Some(key) = key {
+                    let mut value = HeaderValue::from_str(key.expose())
+                        .map_err(|_| Failure::MissingKey("(key has invalid characters)".into()))?;
+                    value.set_sensitive(true);
+                    builder = builder.header("x-api-key", value);
+                }
+            }
+            _ => {
+                if let Some(key) = key {
+                    let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                        .map_err(|_| Failure::MissingKey("(key has invalid characters)".into()))?;
+                    value.set_sensitive(true);
+                    builder = builder.header(http::header::AUTHORIZATION, value);
+                }
+            }
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| Failure::Protocol(format!("bad endpoint {:?}: {e}", provider.endpoint)))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(e)) => return Err(Failure::Connect(error_chain(&e))),
+            Ok(Ok(response)) => response,
+        };
+        let (parts, body) = response.into_parts();
+        if !parts.status.is_success() {
+            let retry_after = retry::retry_after(&parts.headers);
+            let body = read_body(body, deadline).await.unwrap_or_default();
+            return Err(Failure::Status {
+                status: parts.status,
+                body,
+                retry_after,
+            });
+        }
+        if stream {
+            if parts.status != StatusCode::OK {
+                return Err(Failure::Protocol(format!(
+                    "stream answered {}",
+                    parts.status
+                )));
+            }
+            return Ok(Outcome::Stream {
+                body,
+                target: Arc::clone(target),
+                idle: timeout,
+            });
+        }
+        let bytes = read_body(body, deadline).await?;
+        let (body, usage) = match provider.kind {
+            ProviderKind::Anthropic => {
+                let (body, usage) = anthropic::translate_plain(&bytes)?;
+                (body, Some(usage))
+            }
+            _ => {
+                let usage = openai::read_plain(&bytes)?;
+                (bytes, usage)
+            }
+        };
+        Ok(Outcome::Plain {
+            body,
+            usage,
+            target: Arc::clone(target),
+        })
+    }
+}
+
+async fn read_body(body: Incoming, deadline: tokio::time::Instant) -> Result<Bytes, Failure> {
+    match tokio::time::timeout_at(deadline, Limited::new(body, MAX_UPSTREAM_BODY).collect()).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Err(e)) => Err(Failure::Protocol(format!("reading the body: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The error and its causes on one line (hyper's top-level message alone is vague).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,193 @@
+//! OpenAI-compatible upstreams: the request goes out nearly as it came in.
+//!
+//! Only two things change on the way out: `model` becomes the target's upstream id,
+//! and a streamed request always asks for `stream_options.include_usage`, so the
+//! gateway learns the token counts it meters and bills. On the way back a plain answer
+//! is forwarded byte for byte (only its `usage` is read), and a stream is forwarded
+//! event by event, except that when the client did not ask for usage the gateway
+//! drops the usage-only chunk and the `"usage": null` the upstream adds to every other
+//! chunk, so the client sees exactly what it would have seen from OpenAI.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::openai::types::{ChatCompletionRequest, StreamOptions, Usage};
+use crate::upstream::failure::Failure;
+use crate::upstream::sse::Event;
+use crate::upstream::stream::{data_frame, Flow};
+
+/// The outgoing body for `request` sent to `upstream_model`.
+pub fn request_body(
+    request: &ChatCompletionRequest,
+    upstream_model: &str,
+) -> Result<Bytes, Failure> {
+    let mut out = request.clone();
+    upstream_model.clone_into(&mut out.model);
+    if out.is_stream() {
+        let options = out
+            .stream_options
+            .get_or_insert_with(StreamOptions::default);
+        options.include_usage = Some(true);
+    }
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
+}
+
+#[derive(Deserialize)]
+struct UsageIn {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl From<UsageIn> for Usage {
+    fn from(u: UsageIn) -> Self {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Usage::new(clamp(u.prompt_tokens), clamp(u.completion_tokens))
+    }
+}
+
+#[derive(Deserialize)]
+struct PlainIn {
+    #[serde(default)]
+    usage: Option<UsageIn>,
+    /// Required, so a body without it is rejected as not a chat completion.
+    #[serde(rename = "choices")]
+    _choices: serde::de::IgnoredAny,
+}
+
+/// Checks a plain answer and reads its usage; the bytes are forwarded unchanged.
+pub fn read_plain(body: &[u8]) -> Result<Option<Usage>, Failure> {
+    let parsed: PlainIn = serde_json::from_slice(body)
+        .map_err(|e| Failure::Protocol(format!("not a chat.completion: {e}")))?;
+    Ok(parsed.usage.map(Usage::from))
+}
+
+/// Stream state: whether the client wants usage, and the usage seen so far.
+#[derive(Debug)]
+pub struct OpenAiStream {
+    client_wants_usage: bool,
+    usage: Option<Usage>,
+}
+
+impl OpenAiStream {
+    /// A translator for one stream.
+    pub fn new(client_wants_usage: bool) -> Self {
+        Self {
+            client_wants_usage,
+            usage: None,
+        }
+    }
+
+    /// Usage reported by the upstream, if any yet.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Handles one upstream event, pushing the frames for the client into `out`.
+    pub fn on_event(&mut self, event: Event, out: &mut Vec<Bytes>) -> Flow {
+        if event.data == "[DONE]" {
+            out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            return Flow::Done;
+        }
+        let Ok(mut chunk) = serde_json::from_str::<Value>(&event.data) else {
+            out.push(data_frame(event.data.as_bytes()));
+            return Flow::Continue;
+        };
+        if chunk.get("error").is_some() {
+            out.push(data_frame(event.data.as_bytes()));
+            return Flow::Error;
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
+            if let Ok(u) = serde_json::from_value::<UsageIn>(usage.clone()) {
+                self.usage = Some(u.into());
+            }
+        }
+        if self.client_wants_usage {
+            out.push(data_frame(event.data.as_bytes()));
+            return Flow::Continue;
+        }
+        let usage_only = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        if usage_only {
+            return Flow::Continue;
+        }
+        if let Some(object) = chunk.as_object_mut() {
+            if object.remove("usage").is_some() {
+                if let Ok(json) = serde_json::to_vec(&chunk) {
+                    out.push(data_frame(&json));
+                    return Flow::Continue;
+                }
+            }
+        }
+        out.push(data_frame(event.data.as_bytes()));
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(data: &str) -> Event {
+        Event {
+            event: String::new(),
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn forced_usage_is_stripped_when_not_asked() {
+        let mut s = OpenAiStream::new(false);
+        let mut out = Vec::new();
+        s.on_event(
+            ev(r#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#),
+            &mut out,
+        );
+        s.on_event(
+            ev(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#),
+            &mut out,
+        );
+        assert_eq!(s.on_event(ev("[DONE]"), &mut out), Flow::Done);
+        let text: Vec<String> = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
+                "data: [DONE]\n\n"
+            ]
+        );
+        assert_eq!(s.usage(), Some(Usage::new(3, 5)));
+    }
+
+    #[test]
+    fn asked_usage_is_forwarded_verbatim() {
+        let mut s = OpenAiStream::new(true);
+        let mut out = Vec::new();
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#;
+        s.on_event(ev(usage), &mut out);
+        assert_eq!(out, [data_frame(usage.as_bytes())]);
+    }
+
+    #[test]
+    fn request_forces_include_usage_and_renames_the_model() {
+        let req: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": "alias", "messages": [{"role": "user", "content": "x"}],
+            "stream": true, "temperature": 0.5
+        }))
+        .expect("request");
+        let body: Value =
+            serde_json::from_slice(&request_body(&req, "gpt-4o").expect("body")).expect("json");
+        assert_eq!(body["model"], "gpt-4o");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["temperature"], 0.5);
+    }
+}

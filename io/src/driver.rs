@@ -178,7 +178,7 @@ pub fn start(
         .into_iter()
         .filter(|s| *s != cfg.identity.addr)
         .collect();
-    let driver = Driver {
+    let mut driver = Driver {
         node,
         clock,
         store,
@@ -194,6 +194,8 @@ pub fn start(
         last_view: None,
         dirty: true,
     };
+    // Readers get a real view (id, address, incarnation) from the first moment.
+    driver.publish(true);
     let task = tokio::spawn(driver.run(seeds));
     Ok(Handle {
         requests: requests_tx,

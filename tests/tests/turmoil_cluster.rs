@@ -27,6 +27,8 @@ const WRONG_SECRET: &str = "a-completely-different-secret-xyz";
 const PORT: u16 = 7946;
 
 type Views = Arc<Mutex<HashMap<String, Arc<ClusterView>>>>;
+/// Names of nodes asked to leave gracefully (read by their host loops).
+type Leaves = Arc<Mutex<Vec<String>>>;
 
 /// How one host's node is configured.
 #[derive(Clone)]
@@ -49,6 +51,7 @@ fn spec(name: &'static str, seeds: &[&'static str]) -> NodeSpec {
 struct Harness<'a> {
     sim: turmoil::Sim<'a>,
     views: Views,
+    leaves: Leaves,
     dir: tempfile::TempDir,
 }
 
@@ -60,6 +63,7 @@ fn harness() -> Harness<'static> {
     Harness {
         sim,
         views: Arc::new(Mutex::new(HashMap::new())),
+        leaves: Arc::new(Mutex::new(Vec::new())),
         dir: tempfile::tempdir().expect("tempdir"),
     }
 }
@@ -73,10 +77,12 @@ impl Harness<'_> {
     /// same SQLite file: that is a restart.
     fn add(&mut self, spec: NodeSpec) {
         let views = self.views.clone();
+        let leaves = self.leaves.clone();
         let db = self.db(spec.name);
         let seed = aurora_core::hash::fnv1a64(spec.name.as_bytes());
         self.sim.host(spec.name, move || {
             let views = views.clone();
+            let leaves = leaves.clone();
             let db = db.clone();
             let spec = spec.clone();
             async move {
@@ -122,6 +128,21 @@ impl Harness<'_> {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(spec.name.to_string(), view);
+                    let asked = leaves
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .any(|n| n == spec.name);
+                    if asked {
+                        let result = handle.leave(Duration::from_secs(5)).await;
+                        let last = watch.borrow().clone();
+                        views
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(spec.name.to_string(), last);
+                        result?;
+                        return Ok(());
+                    }
                     if watch.changed().await.is_err() {
                         break;
                     }
@@ -368,4 +389,36 @@ fn secret_rotation_keeps_old_and_new_nodes_together() {
     h.run_until(Duration::from_secs(20), "full membership", |h| {
         all_converged(h, &names)
     });
+}
+
+#[test]
+fn a_graceful_leave_is_seen_as_left() {
+    let mut h = harness();
+    let names = ["n1", "n2", "n3"];
+    h.add(spec("n1", &[]));
+    h.add(spec("n2", &["n1"]));
+    h.add(spec("n3", &["n1"]));
+    h.run_until(Duration::from_secs(20), "full membership", |h| {
+        all_converged(h, &names)
+    });
+    h.leaves
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push("n3".into());
+    h.run_until(Duration::from_secs(10), "n3 left", |h| {
+        h.view("n3").is_some_and(|v| v.status == LocalStatus::Left)
+            && ["n1", "n2"]
+                .iter()
+                .all(|o| matches!(h.liveness_of(o, "n3"), Some(Liveness::Left) | None))
+    });
+    // Left, not failed: nobody suspects it afterwards either.
+    h.run_for(Duration::from_secs(5));
+    for o in ["n1", "n2"] {
+        assert!(
+            matches!(h.liveness_of(o, "n3"), Some(Liveness::Left) | None),
+            "{:?}",
+            h.summary()
+        );
+        assert!(h.sees_alive(o, &[if o == "n1" { "n2" } else { "n1" }]));
+    }
 }

@@ -89,3 +89,6 @@ impl TransportMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

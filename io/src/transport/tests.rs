@@ -1,0 +1,160 @@
+//! The transport on loopback UDP: both channels, the stream size limit, and refusal of a
+//! peer without the secret.
+
+use std::time::Duration;
+
+use aurora_core::wire::MAX_STREAM_MESSAGE;
+use aurora_core::Channel;
+use tokio::sync::mpsc;
+
+use super::tls::{node_tls, reset_key};
+use super::{Inbound, Transport};
+use crate::config::{Secret, Secrets};
+
+fn secrets(s: &str) -> Secrets {
+    Secrets {
+        current: Secret::new("test", s.as_bytes()).expect("secret"),
+        previous: None,
+    }
+}
+
+fn endpoint(secret: &str, name: &str) -> (Transport, mpsc::Receiver<Inbound>) {
+    let s = secrets(secret);
+    let tls = node_tls(&s, name).expect("tls");
+    let key = reset_key(&s.current, name).expect("key");
+    let (tx, rx) = mpsc::channel(64);
+    let t = Transport::bind("127.0.0.1:0".parse().expect("addr"), &tls, key, tx).expect("bind");
+    (t, rx)
+}
+
+async fn recv(rx: &mut mpsc::Receiver<Inbound>) -> Option<Inbound> {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+const S: &str = "transport-test-secret-0123456789";
+
+#[tokio::test]
+async fn datagrams_and_streams_arrive_from_the_peers_listening_address() {
+    let (a, _a_rx) = endpoint(S, "a");
+    let (b, mut b_rx) = endpoint(S, "b");
+    let a_addr = a.local_addr().expect("a");
+    let b_addr = b.local_addr().expect("b");
+
+    a.send(b_addr, Channel::Datagram, b"hello".to_vec());
+    let got = recv(&mut b_rx).await.expect("datagram");
+    assert_eq!(got.from, a_addr, "replies must go to a's endpoint");
+    assert_eq!(got.channel, Channel::Datagram);
+    assert_eq!(got.bytes, b"hello");
+
+    // Larger than any datagram: a stream, reusing the connection.
+    let big = vec![7u8; 200_000];
+    a.send(b_addr, Channel::Stream, big.clone());
+    let got = recv(&mut b_rx).await.expect("stream");
+    assert_eq!((got.channel, got.bytes.len()), (Channel::Stream, big.len()));
+
+    // An oversize datagram falls back to a stream rather than being lost.
+    a.send(b_addr, Channel::Datagram, vec![1u8; 5000]);
+    let got = recv(&mut b_rx).await.expect("fallback");
+    assert_eq!(got.bytes.len(), 5000);
+    let stats = a.stats();
+    assert_eq!(stats.connections_opened, 1, "{stats:?}");
+    assert_eq!(stats.oversize_datagrams, 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn stream_messages_over_the_limit_are_dropped_and_counted() {
+    let (a, _a_rx) = endpoint(S, "a");
+    let (b, mut b_rx) = endpoint(S, "b");
+    let b_addr = b.local_addr().expect("b");
+    a.send(b_addr, Channel::Stream, vec![0u8; MAX_STREAM_MESSAGE + 1]);
+    a.send(b_addr, Channel::Stream, b"after".to_vec());
+    let got = recv(&mut b_rx)
+        .await
+        .expect("the next message still arrives");
+    assert_eq!(got.bytes, b"after");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.stats().stream_too_large == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.stats().stream_too_large, 1);
+}
+
+#[tokio::test]
+async fn a_peer_without_the_secret_is_refused_and_counted() {
+    let (a, mut a_rx) = endpoint(S, "a");
+    let (intruder, mut i_rx) = endpoint("some-other-secret-9876543210", "x");
+    let a_addr = a.local_addr().expect("a");
+    let i_addr = intruder.local_addr().expect("x");
+    intruder.send(a_addr, Channel::Datagram, b"let me in".to_vec());
+    a.send(i_addr, Channel::Datagram, b"who are you".to_vec());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while (a.stats().tls_rejected == 0 || intruder.stats().tls_rejected == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.stats().tls_rejected >= 1, "{:?}", a.stats());
+    assert!(intruder.stats().tls_rejected >= 1, "{:?}", intruder.stats());
+    assert!(a_rx.try_recv().is_err(), "nothing was delivered");
+    assert!(i_rx.try_recv().is_err(), "nothing was delivered");
+    // The failed dial backs off: an immediate retry is dropped, not re-dialled.
+    let dropped = intruder.stats().send_dropped;
+    intruder.send(a_addr, Channel::Datagram, b"again".to_vec());
+    assert!(intruder.stats().send_dropped > dropped);
+}
+
+#[tokio::test]
+async fn previous_secret_is_still_trusted_during_rotation() {
+    let old = "the-old-cluster-secret-012345678";
+    let new = "the-new-cluster-secret-876543210";
+    let rotated = Secrets {
+        current: Secret::new("t", new.as_bytes()).expect("secret"),
+        previous: Some(Secret::new("t", old.as_bytes()).expect("secret")),
+    };
+    let tls = node_tls(&rotated, "r").expect("tls");
+    let (tx, mut r_rx) = mpsc::channel(8);
+    let r = Transport::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        &tls,
+        reset_key(&rotated.current, "r").expect("key"),
+        tx,
+    )
+    .expect("bind");
+    // An old-secret node dials the rotated one: the rotated node trusts it as a client,
+    // but the old node trusts only the old CA, so the rotated node's certificate
+    // (from the new CA) is refused: this is why rotation is rolled out in two steps.
+    let (old_node, _rx) = endpoint(old, "o");
+    old_node.send(r.local_addr().expect("r"), Channel::Datagram, b"x".to_vec());
+    // A node that already trusts both (step one of the rollout) talks to it fine.
+    let step_one = Secrets {
+        current: Secret::new("t", old.as_bytes()).expect("secret"),
+        previous: Some(Secret::new("t", new.as_bytes()).expect("secret")),
+    };
+    let tls1 = node_tls(&step_one, "s").expect("tls");
+    let (tx1, _rx1) = mpsc::channel(8);
+    let s = Transport::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        &tls1,
+        reset_key(&step_one.current, "s").expect("key"),
+        tx1,
+    )
+    .expect("bind");
+    s.send(
+        r.local_addr().expect("r"),
+        Channel::Datagram,
+        b"hi".to_vec(),
+    );
+    let got = recv(&mut r_rx)
+        .await
+        .expect("delivered across the rotation");
+    assert_eq!(got.bytes, b"hi");
+    assert_eq!(got.from, s.local_addr().expect("s"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while old_node.stats().tls_rejected == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(old_node.stats().tls_rejected >= 1, "{:?}", old_node.stats());
+}

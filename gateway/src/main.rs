@@ -119,11 +119,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("loading the config file {}", path.display()))?,
         None => GatewayFile::default(),
     };
-    let catalog = if args.config.is_some() {
-        file.catalog
-    } else {
-        aurora_gateway::catalog::Catalog::builtin()
-    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let env_token = match std::env::var("AURORA_ADMIN_TOKEN") {
@@ -158,7 +153,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 chunk_ms: args.mock_chunk_ms,
                 completion_tokens: args.mock_completion_tokens,
             },
-            catalog,
+            catalog: file.catalog,
             upstream: file.upstream,
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),

@@ -18,12 +18,22 @@ use crate::catalog::records::{Catalog, CatalogError, Model, Provider, Route};
 use crate::upstream::policy::UpstreamPolicy;
 
 /// What the gateway takes from the file.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GatewayFile {
     /// Retry, timeout and cooldown settings of this node.
     pub upstream: UpstreamPolicy,
     /// The initial catalog.
     pub catalog: Catalog,
+}
+
+impl Default for GatewayFile {
+    /// What a node runs with when there is no file: the mock provider, default policy.
+    fn default() -> Self {
+        Self {
+            upstream: UpstreamPolicy::default(),
+            catalog: Catalog::builtin(),
+        }
+    }
 }
 
 /// Why the file could not be used.

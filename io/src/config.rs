@@ -244,6 +244,9 @@ pub struct ClusterSettings {
     pub bind: SocketAddr,
     /// This node's gossip address as peers see it.
     pub advertise: SocketAddr,
+    /// Announced to peers as `MemberMeta::sync_addr` (the dashboard shows it). Nothing
+    /// binds it yet: push-pull and anti-entropy ride on QUIC streams of the gossip
+    /// endpoint, which already gives them reliability, flow control and mutual TLS.
     pub sync_bind: SocketAddr,
     /// `host:port` strings; resolved at start-up by [`resolve_seeds`].
     pub seed_nodes: Vec<String>,

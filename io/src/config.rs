@@ -267,6 +267,19 @@ pub fn load(yaml: &str, env: &HashMap<String, String>) -> Result<ClusterSettings
     file.overlay_env(env)?.resolve(env)
 }
 
+/// Like [`load`], for a caller that already parsed the document and kept the `cluster:`
+/// block as a raw YAML value (the gateway's `aurora.yaml` reader does).
+pub fn load_value(
+    cluster: Option<serde_norway::Value>,
+    env: &HashMap<String, String>,
+) -> Result<ClusterSettings, ConfigError> {
+    let file: ClusterFile = match cluster {
+        Some(serde_norway::Value::Null) | None => ClusterFile::default(),
+        Some(v) => serde_norway::from_value(v).map_err(|e| ConfigError::Yaml(e.to_string()))?,
+    };
+    file.overlay_env(env)?.resolve(env)
+}
+
 /// Just the `cluster:` block, unvalidated.
 pub fn parse_document(yaml: &str) -> Result<ClusterFile, ConfigError> {
     if yaml.trim().is_empty() {

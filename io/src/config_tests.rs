@@ -352,3 +352,20 @@ fn bad_bind_addr_is_named() {
     );
     assert!(msg.contains("cluster.bind_addr"), "{msg}");
 }
+
+#[test]
+fn a_pre_parsed_cluster_value_loads_the_same() -> Result<(), ConfigError> {
+    let value: serde_norway::Value =
+        serde_norway::from_str("enabled: true\nnode_id: node-1\nbind_addr: 10.0.0.1\n")
+            .expect("yaml");
+    let a = load_value(Some(value), &enabled_env())?;
+    let b = load(MINIMAL, &enabled_env())?;
+    assert_eq!(a, b);
+    assert!(!load_value(None, &HashMap::new())?.enabled);
+    let bad: serde_norway::Value = serde_norway::from_str("bind_prot: 1\n").expect("yaml");
+    let msg = load_value(Some(bad), &HashMap::new())
+        .expect_err("unknown key")
+        .to_string();
+    assert!(msg.contains("bind_prot"), "{msg}");
+    Ok(())
+}

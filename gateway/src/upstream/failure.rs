@@ -46,6 +46,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::Status { status, .. } => match status.as_u16() {
                 429 => "rate_limited",
+                408 => "timeout",
                 401 | 403 => "auth",
                 500..=599 => "server_error",
                 _ => "client_error",
@@ -153,6 +154,7 @@ mod tests {
     #[test]
     fn classification() {
         assert!(status(429).retryable());
+        assert!(status(408).retryable());
         assert!(status(503).retryable());
         assert!(!status(400).retryable() && status(400).is_client_error());
         assert!(!status(401).retryable() && !status(401).is_client_error());

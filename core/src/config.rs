@@ -74,7 +74,9 @@ impl Timing {
             reconnect_interval: Duration::from_secs(10),
             join_retry: Duration::from_secs(1),
             leave_propagate: Duration::from_secs(1),
-            max_datagram: 1400,
+            // QUIC datagrams hold about 1150 bytes at quinn's initial 1200-byte
+            // packets; memberlist's 1400 assumes raw UDP.
+            max_datagram: 1100,
         }
     }
 

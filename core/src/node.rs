@@ -208,6 +208,11 @@ impl Node {
         self.membership.id()
     }
 
+    /// Joining, active, leaving or left.
+    pub fn phase(&self) -> crate::membership::Phase {
+        self.membership.phase()
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -67,8 +67,8 @@ enum Timer {
 }
 
 /// Where this node is in its own lifecycle.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Phase {
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
     /// Asking the seeds for the member list.
     Joining,
     Active,
@@ -258,6 +258,10 @@ impl Membership {
             rumors_dropped: self.rumors.dropped(),
             ..self.stats.clone()
         }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
     }
 
     pub fn is_joining(&self) -> bool {
@@ -456,8 +460,8 @@ impl Membership {
                 self.gossip(now, out);
             }
             Timer::PushPull => {
-                self.timers
-                    .set(now + self.timing.push_pull_interval, Timer::PushPull);
+                let every = push_pull_period(self.timing.push_pull_interval, self.members.len() + 1);
+                self.timers.set(now + every, Timer::PushPull);
                 if self.phase == Phase::Active {
                     self.push_pull(out);
                 }
@@ -1244,6 +1248,18 @@ impl Membership {
     }
 }
 
+/// The push-pull period for a cluster of `n`: a full exchange costs O(n) bytes,
+/// so past 32 members the period grows with log2(n) (memberlist's
+/// `pushPullScale`), keeping idle traffic per node nearly flat as clusters grow.
+fn push_pull_period(base: Duration, n: usize) -> Duration {
+    const THRESHOLD: f64 = 32.0;
+    if n as f64 <= THRESHOLD {
+        return base;
+    }
+    let mult = ((n as f64).log2() - THRESHOLD.log2()).ceil() as u32 + 1;
+    base * mult
+}
+
 /// How often dead members are swept: often enough to reap close to `reap_after`,
 /// rarely enough to cost nothing.
 fn reap_period(t: &Timing) -> Duration {
@@ -1252,3 +1268,18 @@ fn reap_period(t: &Timing) -> Duration {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod period_tests {
+    use super::*;
+
+    #[test]
+    fn push_pull_period_scales_past_32_members() {
+        let base = Duration::from_secs(30);
+        assert_eq!(push_pull_period(base, 5), base);
+        assert_eq!(push_pull_period(base, 32), base);
+        assert_eq!(push_pull_period(base, 33), base * 2);
+        assert_eq!(push_pull_period(base, 100), base * 3);
+        assert_eq!(push_pull_period(base, 1000), base * 6);
+    }
+}

@@ -1,0 +1,3 @@
+//! Replicated control-plane state (in progress).
+
+pub mod records;

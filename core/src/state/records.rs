@@ -1,0 +1,1 @@
+//! Typed records of the replicated collections (being written).

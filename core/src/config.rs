@@ -230,6 +230,7 @@ pub struct Identity {
 pub struct Config {
     pub cluster: ClusterId,
     pub timing: Timing,
+    pub state: crate::state::replica::StateTiming,
 }
 
 impl Config {

@@ -33,5 +33,6 @@ pub use id::{Addr, ClusterId, Incarnation, NodeId};
 pub use membership::{LocalChange, Member, MemberChange, Phase};
 pub use node::{Command, CommandError, Node, NodeMetrics, Output, Transmit};
 pub use persist::{PersistBatch, PersistItem, Restored};
+pub use state::hlc::Hlc;
 pub use time::Millis;
 pub use wire::{Channel, DecodeError, Liveness};

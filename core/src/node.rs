@@ -21,8 +21,12 @@ use crate::membership::{Member, Membership, MembershipStats};
 use crate::outbox::{Effect, Outbox};
 use crate::persist::{PersistBatch, PersistItem, Restored};
 use crate::rng::DetRng;
+use crate::state::hlc::Hlc;
+use crate::state::records::{Collection, Record, RecordError, RecordId};
+use crate::state::replica::Replica;
+use crate::state::store::{Key, Usage, Value};
 use crate::time::Millis;
-use crate::wire::{self, Channel, DecodeError, MAX_APP_PAYLOAD};
+use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
 
 /// A request from the node's own process.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +39,20 @@ pub enum Command {
     UpdateMeta(MemberMeta),
     /// Spread an opaque payload to every member.
     Broadcast(Vec<u8>),
+    /// Create or replace a record. The node answers with the write's timestamp;
+    /// the write is durable once the `Persist` batch that follows is committed.
+    Put { id: RecordId, record: Record },
+    /// Delete a record (a tombstone, replicated like any write).
+    Delete {
+        collection: Collection,
+        id: RecordId,
+    },
+    /// Add to this node's usage of a budget in a period (published in batches).
+    RecordUsage {
+        budget: RecordId,
+        period: u64,
+        usage: Usage,
+    },
 }
 
 /// A command the node refused; the node's state is unchanged.
@@ -46,6 +64,8 @@ pub enum CommandError {
     InvalidMeta(ConfigError),
     #[error("the node has left the cluster")]
     Left,
+    #[error("invalid record: {0}")]
+    InvalidRecord(RecordError),
 }
 
 /// Bytes to send to a peer.
@@ -88,6 +108,7 @@ impl NodeMetrics {
 pub struct Node {
     config: Config,
     membership: Membership,
+    replica: Replica,
     outbox: Outbox,
     metrics: NodeMetrics,
 }
@@ -115,6 +136,15 @@ impl Node {
         outbox.persist(PersistBatch {
             items: vec![PersistItem::Incarnation(incarnation)],
         });
+        let replica = Replica::new(
+            identity.id,
+            config.state.clone(),
+            restored.entries.into_values(),
+            restored.own_seq,
+            // A separate stream, so state traffic does not shift membership's choices.
+            DetRng::from_seed(seed ^ 0x5747_e5ee_d000_0001),
+            now,
+        );
         let membership = Membership::new(
             identity,
             incarnation,
@@ -125,6 +155,7 @@ impl Node {
         Ok(Node {
             config,
             membership,
+            replica,
             outbox,
             metrics: NodeMetrics::default(),
         })
@@ -143,22 +174,82 @@ impl Node {
     fn handle_packet(&mut self, now: Millis, from: Addr, channel: Channel, bytes: &[u8]) {
         self.metrics.packets_in += 1;
         self.metrics.bytes_in += bytes.len() as u64;
-        match wire::decode(self.config.cluster, channel, bytes) {
-            Ok(envelope) => self.membership.handle_message(
-                now,
-                from,
-                envelope.sender,
-                envelope.message,
-                &mut self.outbox,
-            ),
-            Err(e) => self.metrics.dropped[e.index()] += 1,
+        let envelope = match wire::decode(self.config.cluster, channel, bytes) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                self.metrics.dropped[e.index()] += 1;
+                return;
+            }
+        };
+        let (sender, message) = (envelope.sender, envelope.message);
+        match message {
+            Message::SyncRequest { .. }
+            | Message::SyncResponse { .. }
+            | Message::SyncPush { .. } => {
+                if !self.membership.has_left() {
+                    self.replica
+                        .handle_sync(now, from, sender, message, &mut self.outbox);
+                }
+            }
+            _ => self
+                .membership
+                .handle_message(now, from, sender, message, &mut self.outbox),
+        }
+        self.exchange_rumors(now);
+    }
+
+    /// Hands gossiped writes to the replica, and the replica's writes to gossip.
+    fn exchange_rumors(&mut self, now: Millis) {
+        for entry in self.membership.take_state_rumors() {
+            self.replica.handle_rumor(now, entry, &mut self.outbox);
+        }
+        for entry in self.replica.take_rumors() {
+            self.membership.queue_rumor(Rumor::State(entry));
         }
     }
 
-    pub fn handle_command(&mut self, now: Millis, command: Command) -> Result<(), CommandError> {
+    /// Carries out a local command. Writes answer with their timestamp.
+    pub fn handle_command(
+        &mut self,
+        now: Millis,
+        command: Command,
+    ) -> Result<Option<Hlc>, CommandError> {
         if self.membership.has_left() {
             return Err(CommandError::Left);
         }
+        let written = match command {
+            Command::Put { id, record } => {
+                record
+                    .validate_with_id(&id)
+                    .map_err(CommandError::InvalidRecord)?;
+                let key = Key::Record(record.collection(), id);
+                Some(
+                    self.replica
+                        .write(now, key, Some(Value::Record(record)), &mut self.outbox),
+                )
+            }
+            Command::Delete { collection, id } => {
+                let key = Key::Record(collection, id);
+                Some(self.replica.write(now, key, None, &mut self.outbox))
+            }
+            Command::RecordUsage {
+                budget,
+                period,
+                usage,
+            } => {
+                self.replica.record_usage(budget, period, usage);
+                None
+            }
+            other => {
+                self.membership_command(now, other)?;
+                None
+            }
+        };
+        self.exchange_rumors(now);
+        Ok(written.map(|e| e.hlc))
+    }
+
+    fn membership_command(&mut self, now: Millis, command: Command) -> Result<(), CommandError> {
         match command {
             Command::Join { seeds } => self.membership.join(now, seeds, &mut self.outbox),
             Command::Leave => self.membership.leave(now, &mut self.outbox),
@@ -172,16 +263,37 @@ impl Node {
                 }
                 self.membership.broadcast(now, payload);
             }
+            Command::Put { .. } | Command::Delete { .. } | Command::RecordUsage { .. } => {}
         }
         Ok(())
     }
 
+    /// Tells the node the wall-clock time (ms since the Unix epoch) at monotonic
+    /// time `now`. Call it at start, before any write, and whenever the wall clock
+    /// may have been adjusted; timestamps of writes follow it.
+    pub fn set_wall_clock(&mut self, now: Millis, wall_ms: u64) {
+        self.replica.set_wall_clock(now, wall_ms);
+    }
+
     pub fn handle_timeout(&mut self, now: Millis) {
         self.membership.handle_timeout(now, &mut self.outbox);
+        if self.membership.has_left() {
+            return;
+        }
+        let peers = self.membership.alive_addrs();
+        self.replica.handle_timeout(now, &peers, &mut self.outbox);
+        self.exchange_rumors(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.membership.poll_timeout()
+        let membership = self.membership.poll_timeout();
+        if self.membership.has_left() {
+            return membership;
+        }
+        match (membership, self.replica.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -211,6 +323,11 @@ impl Node {
     /// Joining, active, leaving or left.
     pub fn phase(&self) -> crate::membership::Phase {
         self.membership.phase()
+    }
+
+    /// The replicated state.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
     }
 
     pub fn config(&self) -> &Config {

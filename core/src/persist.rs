@@ -6,6 +6,9 @@
 //! always on disk, and after a restart it starts above it.
 
 use crate::id::Incarnation;
+use std::collections::BTreeMap;
+
+use crate::state::store::{Entry, Key};
 
 /// Items to commit together.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -17,6 +20,11 @@ pub struct PersistBatch {
 pub enum PersistItem {
     /// The node's current incarnation.
     Incarnation(Incarnation),
+    /// A replicated write; replaces whatever is stored under its key. (Boxed:
+    /// records are large, incarnations are not.)
+    Entry(Box<Entry>),
+    /// The highest sequence number this node has used for its own writes.
+    OwnSeq(u64),
 }
 
 /// State the driver read back from disk for [`crate::Node::new`].
@@ -24,6 +32,10 @@ pub enum PersistItem {
 pub struct Restored {
     /// The last incarnation this node persisted, if it ever ran before.
     pub incarnation: Option<Incarnation>,
+    /// The latest entry stored under each key.
+    pub entries: BTreeMap<Key, Entry>,
+    /// The highest sequence number this node used for its own writes.
+    pub own_seq: u64,
 }
 
 impl Restored {
@@ -32,7 +44,33 @@ impl Restored {
         for item in &batch.items {
             match item {
                 PersistItem::Incarnation(i) => self.incarnation = Some(*i),
+                PersistItem::Entry(e) => {
+                    self.entries.insert(e.key.clone(), (**e).clone());
+                }
+                PersistItem::OwnSeq(s) => self.own_seq = self.own_seq.max(*s),
             }
         }
     }
+}
+
+/// A stored entry that does not decode: the file was written by an incompatible
+/// build or damaged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stored entry does not decode (written by an incompatible build, or damaged)")]
+pub struct StoredEntryError;
+
+/// The stable byte form of a key, for a storage engine's primary key.
+pub fn encode_key(key: &Key) -> Vec<u8> {
+    postcard::to_allocvec(key).unwrap_or_default()
+}
+
+/// The byte form of an entry, for storage. The format is the wire's (postcard), so
+/// the core owns it and a storage engine never needs to know the record types.
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    postcard::to_allocvec(entry).unwrap_or_default()
+}
+
+/// Decodes what [`encode_entry`] wrote.
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StoredEntryError> {
+    postcard::from_bytes(bytes).map_err(|_| StoredEntryError)
 }

@@ -107,6 +107,7 @@ fuzz_target!(|data: &[u8]| {
     let config = Config {
         cluster: CLUSTER,
         timing: Timing::lan(),
+        state: Default::default(),
     };
     let mut node = Node::new(config, identity, 7, Restored::default(), now).expect("valid");
     let mut checker = Checker {

@@ -30,6 +30,14 @@ impl Clock {
         Millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 
+    /// The wall clock, ms since the Unix epoch, for the core's hybrid logical clock
+    /// (which bounds how far a skewed clock can move replicated timestamps).
+    pub fn wall_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// The tokio instant of a core deadline. Deadlines are whole milliseconds, so a
     /// timer firing at this instant reads `now() >= at` and the core sees it as due.
     pub fn instant(&self, at: Millis) -> Instant {

@@ -631,6 +631,7 @@ impl ClusterSettings {
         let config = Config {
             cluster: ClusterId::from_name(&self.cluster_name),
             timing: self.timing.clone(),
+            state: Default::default(),
         };
         let identity = Identity {
             id: NodeId::from_name(&self.node_id),

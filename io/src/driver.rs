@@ -70,7 +70,8 @@ pub struct DriverConfig {
 
 enum Request {
     Command {
-        command: Command,
+        // Boxed: a command can carry a whole record.
+        command: Box<Command>,
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
     Leave {
@@ -109,7 +110,10 @@ impl Handle {
     pub async fn command(&self, command: Command) -> Result<(), DriverError> {
         let (reply, rx) = oneshot::channel();
         self.requests
-            .send(Request::Command { command, reply })
+            .send(Request::Command {
+                command: Box::new(command),
+                reply,
+            })
             .await
             .map_err(|_| DriverError::Stopped)?;
         rx.await.map_err(|_| DriverError::Stopped)?
@@ -163,13 +167,14 @@ pub fn start(
 ) -> Result<Handle, DriverError> {
     let clock = Clock::start();
     let restored = store.load()?;
-    let node = Node::new(
+    let mut node = Node::new(
         cfg.config,
         cfg.identity.clone(),
         cfg.seed,
         restored,
         clock.now(),
     )?;
+    node.set_wall_clock(clock.now(), clock.wall_ms());
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
     let (events, _) = broadcast::channel(EVENT_QUEUE);
@@ -327,11 +332,15 @@ impl Driver {
         let now = self.clock.now();
         match request {
             Request::Command { command, reply } => {
-                let result = self.node.handle_command(now, command).map_err(Into::into);
+                let result = self
+                    .node
+                    .handle_command(now, *command)
+                    .map(drop)
+                    .map_err(Into::into);
                 round.acks.push((reply, result));
             }
             Request::Leave { reply } => match self.node.handle_command(now, Command::Leave) {
-                Ok(()) => self.leaving.push(reply),
+                Ok(_) => self.leaving.push(reply),
                 Err(e) => round.acks.push((reply, Err(e.into()))),
             },
             Request::Stop => round.stop = true,

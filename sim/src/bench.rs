@@ -106,8 +106,9 @@ pub fn cold_start(nodes: usize, seed: u64) -> Vec<String> {
 
 /// Gossip traffic per node once a cluster of each size has settled.
 pub fn idle_bandwidth(sizes: &[usize], seed: u64) -> Vec<String> {
-    let mut lines =
-        vec!["idle gossip traffic per node (60 s window starting 120 s after convergence):".to_string()];
+    let mut lines = vec![
+        "idle gossip traffic per node (60 s window starting 120 s after convergence):".to_string(),
+    ];
     for &n in sizes {
         let mut w = cold_start_world(n, seed);
         let Some(done) = until_converged(&mut w, Millis(120_000)) else {

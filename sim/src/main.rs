@@ -158,6 +158,10 @@ fn run(o: &Opts) -> ExitCode {
         fig.convergence_p50_ms, fig.convergence_p99_ms, fig.convergence_max_ms
     );
     println!(
+        "state: {} acknowledged writes; digests equal after the workload stopped: p99 {} ms, max {} ms",
+        fig.acked_writes, fig.state_convergence_p99_ms, fig.state_convergence_max_ms
+    );
+    println!(
         "false positives: {} (suspicions raised: {})",
         fig.false_positives, fig.suspicions
     );

@@ -8,6 +8,8 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
+use aurora_core::state::hlc::Hlc;
+use aurora_core::state::store::Key;
 use aurora_core::{MemberChange, Millis, NodeId};
 
 use crate::world::SimNode;
@@ -27,6 +29,10 @@ const GRACE: Duration = Duration::from_secs(60);
 pub struct Observations {
     pub liveness_start: Option<Millis>,
     pub converged_at: Option<Millis>,
+    /// When every up node first had the same state digest after the workload stopped.
+    pub state_converged_at: Option<Millis>,
+    /// Every write a node acknowledged: key, timestamp, live (false = delete).
+    acked: Vec<(Key, Hlc, bool)>,
     /// A partition happened during the run.
     pub partitioned: bool,
     /// Per node: until when it is excused (down, paused, leaving); `Millis(u64::MAX)`
@@ -79,6 +85,70 @@ impl Observations {
         self.excused_until.get(&i).is_some_and(|&until| at <= until)
     }
 
+    pub fn acked(&mut self, key: Key, hlc: Hlc, live: bool) {
+        self.acked.push((key, hlc, live));
+    }
+
+    pub fn acked_writes(&self) -> usize {
+        self.acked.len()
+    }
+
+    /// The replicated-state verdicts: `state-convergence` (every up node has the
+    /// same digest), `durability` (every acknowledged write is on every up node,
+    /// or overwritten by a newer one) and `no-resurrection` (a key whose last
+    /// acknowledged write is a delete is live nowhere).
+    pub fn check_state(&mut self, nodes: &[SimNode]) {
+        let up: Vec<&SimNode> = nodes.iter().filter(|n| n.is_up()).collect();
+        if !digests_agree(nodes) {
+            let digests: Vec<String> = up
+                .iter()
+                .filter_map(|n| {
+                    n.node
+                        .as_ref()
+                        .map(|x| format!("{}={:016x}", n.id, x.replica().store().digest()))
+                })
+                .collect();
+            self.failures.push(CheckFailure {
+                check: "state-convergence",
+                detail: format!("digests differ: {}", digests.join(" ")),
+            });
+        }
+        let mut last: BTreeMap<&Key, (Hlc, bool)> = BTreeMap::new();
+        for (key, hlc, live) in &self.acked {
+            let slot = last.entry(key).or_insert((*hlc, *live));
+            if *hlc > slot.0 {
+                *slot = (*hlc, *live);
+            }
+        }
+        for n in &up {
+            let Some(store) = n.node.as_ref().map(|x| x.replica().store()) else {
+                continue;
+            };
+            for (key, hlc, _) in &self.acked {
+                if store.get(key).is_none_or(|e| e.hlc < *hlc) {
+                    self.failures.push(CheckFailure {
+                        check: "durability",
+                        detail: format!("{} lacks acknowledged write {hlc:?} to {key:?}", n.id),
+                    });
+                    return;
+                }
+            }
+            for (key, (hlc, live)) in &last {
+                let resurrected = !live
+                    && store
+                        .get(key)
+                        .is_some_and(|e| e.value.is_some() && e.hlc < *hlc);
+                if resurrected {
+                    self.failures.push(CheckFailure {
+                        check: "no-resurrection",
+                        detail: format!("{} holds {key:?} deleted at {hlc:?}", n.id),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
     pub fn broadcast_sent(&mut self, origin: NodeId, payload: Vec<u8>, at: Millis) {
         self.broadcasts
             .insert(payload, (origin, at, BTreeMap::new()));
@@ -111,10 +181,8 @@ impl Observations {
         };
         match change {
             MemberChange::Suspected => self.suspicions += 1,
-            MemberChange::Failed => {
-                if !self.excused(t, at) && !self.excused(observer, at) {
-                    self.false_positives.push((at, nodes[observer].id, target));
-                }
+            MemberChange::Failed if !self.excused(t, at) && !self.excused(observer, at) => {
+                self.false_positives.push((at, nodes[observer].id, target));
             }
             _ => {}
         }
@@ -191,6 +259,18 @@ fn sees_active(observer: &SimNode, target: NodeId) -> bool {
         .as_ref()
         .and_then(|n| n.membership().member(target))
         .is_some_and(|m| m.is_active())
+}
+
+/// Every up node holds the same replicated state.
+pub fn digests_agree(nodes: &[SimNode]) -> bool {
+    let mut digests = nodes
+        .iter()
+        .filter(|n| n.is_up())
+        .filter_map(|n| n.node.as_ref().map(|x| x.replica().store().digest()));
+    match digests.next() {
+        Some(first) => digests.all(|d| d == first),
+        None => true,
+    }
 }
 
 /// Every up node sees exactly the up nodes as alive or suspect.

@@ -18,6 +18,9 @@ pub struct SeedOutcome {
     pub detection_ms: Vec<u64>,
     /// From the start of the liveness phase to agreeing views.
     pub convergence_ms: Option<u64>,
+    /// From the end of the workload to equal state digests everywhere.
+    pub state_convergence_ms: Option<u64>,
+    pub acked_writes: usize,
     pub false_positives: usize,
     pub suspicions: u64,
     pub messages_per_node_s: f64,
@@ -54,6 +57,11 @@ pub fn simulate(seed: u64, params: &SimParams) -> (World, SeedOutcome) {
             .converged_at
             .zip(obs.liveness_start)
             .map(|(c, s)| c.since(s).as_millis() as u64),
+        state_convergence_ms: obs.state_converged_at.map(|c| {
+            let quiet = world.end() - crate::world::QUIET_TAIL;
+            c.since(quiet).as_millis() as u64
+        }),
+        acked_writes: obs.acked_writes(),
         false_positives: obs.false_positives.len(),
         suspicions: obs.suspicions,
         messages_per_node_s: per(msgs),
@@ -103,6 +111,8 @@ fn panicked(seed: u64, payload: Box<dyn std::any::Any + Send>) -> SeedOutcome {
         }],
         detection_ms: Vec::new(),
         convergence_ms: None,
+        state_convergence_ms: None,
+        acked_writes: 0,
         false_positives: 0,
         suspicions: 0,
         messages_per_node_s: 0.0,
@@ -157,6 +167,9 @@ pub struct Figures {
     pub convergence_p50_ms: u64,
     pub convergence_p99_ms: u64,
     pub convergence_max_ms: u64,
+    pub state_convergence_p99_ms: u64,
+    pub state_convergence_max_ms: u64,
+    pub acked_writes: usize,
     pub false_positives: usize,
     pub suspicions: u64,
     pub messages_per_node_s: f64,
@@ -181,6 +194,11 @@ impl Figures {
         det.sort_unstable();
         let mut conv: Vec<u64> = outcomes.iter().filter_map(|o| o.convergence_ms).collect();
         conv.sort_unstable();
+        let mut state: Vec<u64> = outcomes
+            .iter()
+            .filter_map(|o| o.state_convergence_ms)
+            .collect();
+        state.sort_unstable();
         let n = outcomes.len().max(1) as f64;
         Figures {
             seeds: outcomes.len(),
@@ -192,6 +210,9 @@ impl Figures {
             convergence_p50_ms: quantile(&conv, 0.50),
             convergence_p99_ms: quantile(&conv, 0.99),
             convergence_max_ms: conv.last().copied().unwrap_or(0),
+            state_convergence_p99_ms: quantile(&state, 0.99),
+            state_convergence_max_ms: state.last().copied().unwrap_or(0),
+            acked_writes: outcomes.iter().map(|o| o.acked_writes).sum(),
             false_positives: outcomes.iter().map(|o| o.false_positives).sum(),
             suspicions: outcomes.iter().map(|o| o.suspicions).sum(),
             messages_per_node_s: outcomes.iter().map(|o| o.messages_per_node_s).sum::<f64>() / n,

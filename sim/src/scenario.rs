@@ -61,6 +61,11 @@ pub const ALL: &[Scenario] = &[
         run: slow_node_not_dead,
     },
     Scenario {
+        name: "injected-tombstone-bug-is-caught",
+        about: "a replica that never ships deletes must fail the state checkers",
+        run: injected_tombstone_bug_is_caught,
+    },
+    Scenario {
         name: "injected-refutation-bug-is-caught",
         about: "a refutation that ignores incarnations must fail the checkers",
         run: injected_refutation_bug_is_caught,
@@ -300,5 +305,36 @@ fn injected_refutation_bug_is_caught(seed: u64) -> Report {
         "20 seeds with refutations that ignore incarnations all passed: the checkers are blind"
             .into(),
     );
+    r
+}
+
+/// Proves the state checkers can fail: a replica that drops tombstones from what
+/// it sends leaves deleted records alive elsewhere.
+fn injected_tombstone_bug_is_caught(seed: u64) -> Report {
+    let mut r = Report::default();
+    let params = SimParams {
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
+        mutation: Some(Mutation::DropTombstones),
+        ..SimParams::default()
+    };
+    let (_, outcome) = crate::run::simulate(seed, &params);
+    match outcome.failures.iter().find(|f| {
+        matches!(
+            f.check,
+            "state-convergence" | "durability" | "no-resurrection"
+        )
+    }) {
+        Some(f) => r.lines.push(format!(
+            "the injected bug was caught by `{}`: {}",
+            f.check, f.detail
+        )),
+        None => r.fail(
+            "checker-sensitivity",
+            format!(
+                "a replica that drops tombstones passed every state check: {:?}",
+                outcome.failures
+            ),
+        ),
+    }
     r
 }

@@ -12,6 +12,9 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use aurora_core::rng::DetRng;
+use aurora_core::state::records::{Collection, Model, Record, RecordId};
+use aurora_core::state::replica::StateTiming;
+use aurora_core::state::store::{Key, Usage};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, LocalChange,
@@ -30,7 +33,51 @@ pub enum Mutation {
     /// Refutations keep the old incarnation: a node "refutes" a suspicion without
     /// overriding it, as if the incarnation rule were ignored.
     RefuteWithoutIncarnation,
+    /// A replica that never ships deletes (tombstones are dropped from its
+    /// rumours and sync deltas), as if merge ignored them.
+    DropTombstones,
 }
+
+/// Random writes during a run: record puts and deletes on a small key space (so
+/// keys are overwritten and deleted concurrently from several nodes) and usage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// Record writes per second, cluster-wide.
+    pub writes_per_sec: f64,
+    /// Distinct record ids written.
+    pub keys: usize,
+    /// Share of record writes that are deletes.
+    pub delete_ratio: f64,
+    /// Usage increments per second, cluster-wide.
+    pub usage_per_sec: f64,
+}
+
+impl Workload {
+    pub fn none() -> Workload {
+        Workload {
+            writes_per_sec: 0.0,
+            keys: 1,
+            delete_ratio: 0.0,
+            usage_per_sec: 0.0,
+        }
+    }
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            writes_per_sec: 2.0,
+            keys: 16,
+            delete_ratio: 0.25,
+            usage_per_sec: 4.0,
+        }
+    }
+}
+
+/// Writes stop this long before the end, so the checks see a quiet cluster.
+pub const QUIET_TAIL: Duration = Duration::from_secs(30);
+/// The simulated wall clock starts here (ms since the Unix epoch, 2027).
+const EPOCH_MS: u64 = 1_800_000_000_000;
 
 /// Everything a run is made of, besides its seed.
 #[derive(Clone, Debug)]
@@ -54,6 +101,8 @@ pub struct SimParams {
     pub trace: bool,
     /// Keep every membership event in `obs.events` (for scenario checks).
     pub record_events: bool,
+    pub state: StateTiming,
+    pub workload: Workload,
 }
 
 impl Default for SimParams {
@@ -70,6 +119,8 @@ impl Default for SimParams {
             mutation: None,
             trace: false,
             record_events: false,
+            state: StateTiming::default(),
+            workload: Workload::default(),
         }
     }
 }
@@ -131,6 +182,10 @@ enum Ev {
     Start(usize),
     Act(Action),
     Fault(FaultKind),
+    /// One random record write, then the next is scheduled.
+    Write,
+    /// One random usage increment, then the next is scheduled.
+    Use,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +248,8 @@ pub struct SimNode {
     pub slow_ms: u64,
     generation: u8,
     node_seed: u64,
+    /// This node's wall clock error, ms.
+    wall_skew: i64,
 }
 
 impl SimNode {
@@ -275,6 +332,12 @@ impl World {
         for (t, action) in w.params.script.clone() {
             w.at(t, action);
         }
+        if w.params.workload.writes_per_sec > 0.0 {
+            w.push(Millis(1_000), Ev::Write);
+        }
+        if w.params.workload.usage_per_sec > 0.0 {
+            w.push(Millis(1_000), Ev::Use);
+        }
         let liveness_at = Millis::ZERO + w.params.safety;
         w.push(liveness_at, Ev::Act(Action::StartLiveness));
         w
@@ -295,6 +358,7 @@ impl World {
         let end = self.end();
         self.run_until(end);
         self.obs.finish(self.now, &self.nodes);
+        self.obs.check_state(&self.nodes);
         if self.profile.expects_no_false_positives() {
             self.obs.check_false_positives();
         }
@@ -342,6 +406,7 @@ impl World {
             ppm,
         };
         let node_seed = self.rng.next_u64();
+        let wall_skew = self.rng.below(1_001) as i64 - 500;
         let addr = sim_addr(i, 0);
         self.nodes.push(SimNode {
             id: NodeId(i as u64 + 1),
@@ -355,6 +420,7 @@ impl World {
             slow_ms: 0,
             generation: 0,
             node_seed,
+            wall_skew,
         });
         self.by_addr.insert(addr, i);
         self.partitions.grow(self.nodes.len());
@@ -411,6 +477,7 @@ impl World {
         let config = Config {
             cluster: self.cluster,
             timing: self.params.timing.clone(),
+            state: self.params.state.clone(),
         };
         // A restarted node draws a fresh seed, as a real process would.
         let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
@@ -420,6 +487,10 @@ impl World {
             Ok(node) => node,
             Err(e) => panic!("simulator built an invalid node config: {e}"),
         };
+        let n = &self.nodes[i];
+        let wall = EPOCH_MS as i64 + (local.0 - n.clock.offset) as i64 + n.wall_skew;
+        let mut node = node;
+        node.set_wall_clock(local, wall.max(0) as u64);
         self.nodes[i].node = Some(node);
         self.nodes[i].status = Status::Up;
         self.nodes[i].wake_at = None;
@@ -445,10 +516,7 @@ impl World {
     }
 
     fn drain(&mut self, i: usize) {
-        loop {
-            let Some(out) = self.nodes[i].node.as_mut().and_then(Node::poll_output) else {
-                break;
-            };
+        while let Some(out) = self.nodes[i].node.as_mut().and_then(Node::poll_output) {
             match out {
                 Output::Transmit(t) => {
                     let bytes = match self.params.mutation {
@@ -545,12 +613,104 @@ impl World {
                 }
             }
             Ev::Act(action) => self.act(action),
+            Ev::Write => {
+                let rate = self.params.workload.writes_per_sec;
+                self.write();
+                self.schedule_workload(Ev::Write, rate);
+            }
+            Ev::Use => {
+                let rate = self.params.workload.usage_per_sec;
+                self.use_budget();
+                self.schedule_workload(Ev::Use, rate);
+            }
             Ev::Fault(kind) => {
                 if let Some(action) = self.resolve(kind) {
                     self.act(action);
                 }
             }
         }
+    }
+
+    fn schedule_workload(&mut self, ev: Ev, per_sec: f64) {
+        let mean = 1000.0 / per_sec;
+        let gap = Duration::from_millis(1 + (2.0 * mean * self.rng.unit()) as u64);
+        if self.now + gap + QUIET_TAIL < self.end() {
+            self.push(self.now + gap, ev);
+        }
+    }
+
+    fn random_up_node(&mut self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_up())
+            .collect();
+        up.get(self.rng.below(up.len().max(1))).copied()
+    }
+
+    /// A put or delete of a random model record at a random up node. What the
+    /// node acknowledges (returns a timestamp for) must survive everything.
+    fn write(&mut self) {
+        let Some(i) = self.random_up_node() else {
+            return;
+        };
+        let k = self.rng.below(self.params.workload.keys.max(1));
+        let Ok(id) = RecordId::new(format!("model-{k}")) else {
+            return;
+        };
+        let delete = self.rng.chance(self.params.workload.delete_ratio);
+        let version = self.rng.next_u64() % 1_000_000;
+        let command = if delete {
+            Command::Delete {
+                collection: Collection::Models,
+                id: id.clone(),
+            }
+        } else {
+            let model = Model {
+                provider_id: RecordId::new("mock").unwrap_or_else(|_| id.clone()),
+                upstream_model: format!("v{version}"),
+                aliases: Vec::new(),
+                context_window: Some(8192),
+                enabled: true,
+            };
+            Command::Put {
+                id: id.clone(),
+                record: Record::Model(model),
+            }
+        };
+        let mut acked = None;
+        self.with_node(i, |node, now| {
+            if let Ok(Some(hlc)) = node.handle_command(now, command) {
+                acked = Some(hlc);
+            }
+        });
+        if let Some(hlc) = acked {
+            let key = Key::Record(Collection::Models, id);
+            self.obs.acked(key, hlc, !delete);
+        }
+    }
+
+    fn use_budget(&mut self) {
+        let Some(i) = self.random_up_node() else {
+            return;
+        };
+        let b = self.rng.below(4);
+        let Ok(budget) = RecordId::new(format!("budget-{b}")) else {
+            return;
+        };
+        let usage = Usage {
+            spend_nanos: 1_500,
+            requests: 1,
+            tokens: 10,
+        };
+        self.with_node(i, |node, now| {
+            let _ = node.handle_command(
+                now,
+                Command::RecordUsage {
+                    budget,
+                    period: 1,
+                    usage,
+                },
+            );
+        });
     }
 
     /// Turns a drawn fault kind into a concrete action on the current state, or
@@ -677,16 +837,23 @@ impl World {
                 self.push(self.now, Ev::Act(Action::Sample));
             }
             Action::Sample => {
-                if self.obs.converged_at.is_none() {
-                    if crate::observe::views_agree(&self.nodes) {
-                        self.obs.converged_at = Some(self.now);
-                    } else {
-                        let period = if self.nodes.len() > 100 { 500 } else { 100 };
-                        self.push(
-                            self.now + Duration::from_millis(period),
-                            Ev::Act(Action::Sample),
-                        );
-                    }
+                if self.obs.converged_at.is_none() && crate::observe::views_agree(&self.nodes) {
+                    self.obs.converged_at = Some(self.now);
+                }
+                // State can only settle once the workload has stopped.
+                let writes_done = self.now + QUIET_TAIL >= self.end();
+                if writes_done
+                    && self.obs.state_converged_at.is_none()
+                    && crate::observe::digests_agree(&self.nodes)
+                {
+                    self.obs.state_converged_at = Some(self.now);
+                }
+                if self.obs.converged_at.is_none() || self.obs.state_converged_at.is_none() {
+                    let period = if self.nodes.len() > 100 { 500 } else { 100 };
+                    self.push(
+                        self.now + Duration::from_millis(period),
+                        Ev::Act(Action::Sample),
+                    );
                 }
             }
         }
@@ -774,9 +941,21 @@ fn mutate(
                         r.incarnation = stale;
                     }
                 }
-                Message::Nack { .. } => {}
+                _ => {}
             }
         }
+        Mutation::DropTombstones => match &mut env.message {
+            Message::Ping { rumors, .. }
+            | Message::Ack { rumors, .. }
+            | Message::PingReq { rumors, .. }
+            | Message::Gossip { rumors } => {
+                rumors.retain(|r| !matches!(r, Rumor::State(e) if e.value.is_none()));
+            }
+            Message::SyncResponse { delta, .. } | Message::SyncPush { delta } => {
+                delta.entries.retain(|e| e.value.is_some());
+            }
+            _ => {}
+        },
     }
     wire::encode(cluster, sender, &env.message)
 }

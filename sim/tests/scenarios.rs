@@ -39,6 +39,11 @@ fn slow_node_not_dead() {
 }
 
 #[test]
+fn injected_tombstone_bug_is_caught() {
+    check("injected-tombstone-bug-is-caught");
+}
+
+#[test]
 fn injected_refutation_bug_is_caught() {
     check("injected-refutation-bug-is-caught");
 }
@@ -51,6 +56,7 @@ fn every_scenario_has_a_test() {
         "broadcasts-not-starved",
         "slow-node-not-dead",
         "injected-refutation-bug-is-caught",
+        "injected-tombstone-bug-is-caught",
     ];
     for s in ALL {
         assert!(tested.contains(&s.name), "scenario {} has no test", s.name);

@@ -162,6 +162,8 @@ pub struct Membership {
     timers: Timers<Timer>,
     rng: DetRng,
     stats: MembershipStats,
+    /// Replicated writes that arrived as rumours, for the node to hand on.
+    state_inbox: Vec<crate::state::store::Entry>,
 }
 
 impl Membership {
@@ -199,6 +201,7 @@ impl Membership {
             timers: Timers::default(),
             rng,
             stats: MembershipStats::default(),
+            state_inbox: Vec::new(),
         };
         // Stagger the periodic timers by a random phase, so nodes started together
         // do not probe and gossip in lock step.
@@ -274,6 +277,25 @@ impl Membership {
 
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.timers.next()
+    }
+
+    /// Addresses of the members currently alive.
+    pub fn alive_addrs(&self) -> Vec<Addr> {
+        self.members
+            .values()
+            .filter(|m| m.liveness == Liveness::Alive)
+            .map(|m| m.addr)
+            .collect()
+    }
+
+    /// Replicated writes received as rumours since the last call.
+    pub(crate) fn take_state_rumors(&mut self) -> Vec<crate::state::store::Entry> {
+        std::mem::take(&mut self.state_inbox)
+    }
+
+    /// Queues a rumour to piggyback on gossip.
+    pub(crate) fn queue_rumor(&mut self, rumor: Rumor) {
+        self.rumors.push(rumor);
     }
 
     // ---- commands --------------------------------------------------------------
@@ -382,6 +404,10 @@ impl Membership {
                 }
             }
             Message::Gossip { rumors } => self.apply_rumors(now, rumors, out),
+            // Replication messages are routed to the replica by the node.
+            Message::SyncRequest { .. }
+            | Message::SyncResponse { .. }
+            | Message::SyncPush { .. } => {}
             Message::PushPull {
                 kind,
                 heartbeat,
@@ -460,7 +486,8 @@ impl Membership {
                 self.gossip(now, out);
             }
             Timer::PushPull => {
-                let every = push_pull_period(self.timing.push_pull_interval, self.members.len() + 1);
+                let every =
+                    push_pull_period(self.timing.push_pull_interval, self.members.len() + 1);
                 self.timers.set(now + every, Timer::PushPull);
                 if self.phase == Phase::Active {
                     self.push_pull(out);
@@ -841,6 +868,7 @@ impl Membership {
             match rumor {
                 Rumor::Member(update) => self.apply_update(now, update, out),
                 Rumor::App(app) => self.apply_app(now, app, out),
+                Rumor::State(entry) => self.state_inbox.push(entry),
             }
         }
     }

@@ -55,7 +55,7 @@ impl RumorQueue {
                 }
                 Class::Member
             }
-            Rumor::App(_) => Class::App,
+            Rumor::App(_) | Rumor::State(_) => Class::App,
         };
         let id = self.next_id;
         self.next_id += 1;

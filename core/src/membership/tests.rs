@@ -180,8 +180,9 @@ fn persisted(effects: &[Effect]) -> Vec<Incarnation> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Persist(batch) => Some(batch.items.iter().map(|item| match item {
-                PersistItem::Incarnation(i) => *i,
+            Effect::Persist(batch) => Some(batch.items.iter().filter_map(|item| match item {
+                PersistItem::Incarnation(i) => Some(*i),
+                PersistItem::Entry(_) | PersistItem::OwnSeq(_) => None,
             })),
             _ => None,
         })
@@ -872,6 +873,7 @@ fn config(timing: Timing) -> Config {
     Config {
         cluster: CLUSTER,
         timing,
+        state: Default::default(),
     }
 }
 
@@ -887,6 +889,7 @@ fn outputs(node: &mut Node) -> Vec<Output> {
 fn restart_starts_above_the_persisted_incarnation_and_persists_it_first() {
     let restored = Restored {
         incarnation: Some(Incarnation(4)),
+        ..Restored::default()
     };
     let mut node = new_node(1, restored, START);
     assert_eq!(node.membership().incarnation(), Incarnation(5));
@@ -1092,7 +1095,7 @@ fn app_rumors(effects: &[Effect]) -> Vec<(NodeId, u64)> {
         .into_iter()
         .filter_map(|r| match r {
             Rumor::App(a) => Some((a.origin, a.seq)),
-            Rumor::Member(_) => None,
+            Rumor::Member(_) | Rumor::State(_) => None,
         })
         .collect()
 }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MemberMeta;
 use crate::id::{Addr, Incarnation, NodeId};
+use crate::state::hlc::Hlc;
+use crate::state::store::{Delta, Entry, VersionVector};
 
 /// Correlates a probe with its ack or nack.
 pub type Seq = u32;
@@ -46,6 +48,22 @@ pub enum Message {
         heartbeat: u64,
         members: Vec<MemberRecord>,
     },
+    /// Anti-entropy, step 1: what I have seen.
+    SyncRequest {
+        newest: Hlc,
+        digest: u64,
+        vv: VersionVector,
+    },
+    /// Step 2: what you lack (a chunk of it if `more`), and what I have seen.
+    SyncResponse {
+        newest: Hlc,
+        digest: u64,
+        vv: VersionVector,
+        delta: Delta,
+        more: bool,
+    },
+    /// Step 3: what you lack, from the requester.
+    SyncPush { delta: Delta },
 }
 
 impl Message {
@@ -56,7 +74,11 @@ impl Message {
             | Message::Ack { rumors, .. }
             | Message::PingReq { rumors, .. }
             | Message::Gossip { rumors } => rumors,
-            Message::Nack { .. } | Message::PushPull { .. } => &[],
+            Message::Nack { .. }
+            | Message::PushPull { .. }
+            | Message::SyncRequest { .. }
+            | Message::SyncResponse { .. }
+            | Message::SyncPush { .. } => &[],
         }
     }
 
@@ -69,6 +91,9 @@ impl Message {
             Message::Nack { .. } => "nack",
             Message::Gossip { .. } => "gossip",
             Message::PushPull { .. } => "push-pull",
+            Message::SyncRequest { .. } => "sync-request",
+            Message::SyncResponse { .. } => "sync-response",
+            Message::SyncPush { .. } => "sync-push",
         }
     }
 }
@@ -91,6 +116,8 @@ pub enum Rumor {
     /// An opaque application broadcast, spread with the same retransmit budget
     /// as membership news but from its own queue, so one never starves the other.
     App(AppRumor),
+    /// A replicated write (small ones only; large ones go by anti-entropy).
+    State(Entry),
 }
 
 /// An application broadcast. `(origin, seq)` identifies it for de-duplication.

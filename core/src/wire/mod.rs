@@ -42,6 +42,11 @@ pub const MAX_RUMORS: usize = 512;
 pub const MAX_MEMBERS: usize = 16 * 1024;
 /// Largest application broadcast payload.
 pub const MAX_APP_PAYLOAD: usize = 1024;
+/// Most entries (or cleared ranges) in one sync message.
+pub const MAX_ENTRIES: usize = 64 * 1024;
+/// Most origins in a version vector, and ranges per origin.
+pub const MAX_ORIGINS: usize = 16 * 1024;
+pub const MAX_RANGES: usize = 4096;
 
 /// How a packet arrived; it decides the size limit.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,15 +220,29 @@ pub fn check_limits(message: &Message) -> Result<(), DecodeError> {
             Rumor::Member(MemberUpdate::Alive { meta, .. }) => meta_ok(meta),
             Rumor::Member(_) => true,
             Rumor::App(app) => app.payload.len() <= MAX_APP_PAYLOAD,
+            Rumor::State(_) => true,
         };
         if !ok {
             return Err(DecodeError::LimitExceeded);
         }
     }
-    if let Message::PushPull { members, .. } = message {
-        if members.len() > MAX_MEMBERS || !members.iter().all(|m| meta_ok(&m.meta)) {
-            return Err(DecodeError::LimitExceeded);
+    let vv_ok = |vv: &crate::state::store::VersionVector| {
+        vv.len() <= MAX_ORIGINS && vv.iter().all(|(_, ranges)| ranges.len() <= MAX_RANGES)
+    };
+    let delta_ok = |d: &crate::state::store::Delta| {
+        d.entries.len() <= MAX_ENTRIES && d.cleared.len() <= MAX_ENTRIES
+    };
+    let ok = match message {
+        Message::PushPull { members, .. } => {
+            members.len() <= MAX_MEMBERS && members.iter().all(|m| meta_ok(&m.meta))
         }
+        Message::SyncRequest { vv, .. } => vv_ok(vv),
+        Message::SyncResponse { vv, delta, .. } => vv_ok(vv) && delta_ok(delta),
+        Message::SyncPush { delta } => delta_ok(delta),
+        _ => true,
+    };
+    if !ok {
+        return Err(DecodeError::LimitExceeded);
     }
     Ok(())
 }

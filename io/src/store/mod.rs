@@ -29,6 +29,7 @@ mod schema;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use aurora_core::persist::{decode_entry, encode_entry, encode_key};
 use aurora_core::{Incarnation, NodeId, PersistBatch, PersistItem, Restored};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction};
 
@@ -124,8 +125,34 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))?
             .flatten();
+        let own_seq: i64 = self
+            .conn
+            .query_row("SELECT own_seq FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0);
+        let mut entries = std::collections::BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entry FROM entries")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?;
+        for bytes in rows {
+            let bytes = bytes.map_err(|e| self.err(e))?;
+            let entry = decode_entry(&bytes).map_err(|_| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: "an entry in table `entries` does not decode".into(),
+            })?;
+            entries.insert(entry.key.clone(), entry);
+        }
         Ok(Restored {
             incarnation: incarnation.map(|i| Incarnation(from_sql_u64(i))),
+            entries,
+            own_seq: from_sql_u64(own_seq),
         })
     }
 
@@ -254,6 +281,22 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem) -> rusqlite::Result<()> 
         PersistItem::Incarnation(i) => {
             tx.prepare_cached("UPDATE identity SET incarnation = ?1 WHERE id = 1")?
                 .execute([to_sql_u64(i.0)])?;
+        }
+        PersistItem::Entry(e) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO entries (key, entry) VALUES (?1, ?2)")?
+                .execute((encode_key(&e.key), encode_entry(e)))?;
+        }
+        PersistItem::OwnSeq(seq) => {
+            // Stored as the raw bits of a u64; compare in Rust, not SQL, to keep
+            // values above i64::MAX ordered correctly.
+            let current: i64 =
+                tx.query_row("SELECT own_seq FROM identity WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?;
+            if *seq > from_sql_u64(current) {
+                tx.prepare_cached("UPDATE identity SET own_seq = ?1 WHERE id = 1")?
+                    .execute([to_sql_u64(*seq)])?;
+            }
         }
     }
     Ok(())

@@ -10,13 +10,26 @@
 pub const APPLICATION_ID: i32 = 0x4155_5231;
 
 /// `(version, SQL)`, in increasing version order, starting at 1.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    // The node's identity: which node owns this file, and the last incarnation it
-    // announced (NULL until the first `PersistItem::Incarnation`). One row, id = 1.
-    "CREATE TABLE identity (
-        id          INTEGER PRIMARY KEY CHECK (id = 1),
-        node_id     INTEGER NOT NULL,
-        incarnation INTEGER
-    ) STRICT;",
-)];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        // The node's identity: which node owns this file, and the last incarnation it
+        // announced (NULL until the first `PersistItem::Incarnation`). One row, id = 1.
+        "CREATE TABLE identity (
+            id          INTEGER PRIMARY KEY CHECK (id = 1),
+            node_id     INTEGER NOT NULL,
+            incarnation INTEGER
+        ) STRICT;",
+    ),
+    (
+        2,
+        // Replicated state: the latest entry under each key (`PersistItem::Entry`),
+        // both in the core's own byte form, and the highest sequence number this
+        // node used for its own writes (`PersistItem::OwnSeq`).
+        "CREATE TABLE entries (
+            key   BLOB PRIMARY KEY,
+            entry BLOB NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        ALTER TABLE identity ADD COLUMN own_seq INTEGER NOT NULL DEFAULT 0;",
+    ),
+];

@@ -219,3 +219,78 @@ fn batched_apply_is_one_transaction() -> Result<(), StoreError> {
     assert_eq!(store.load()?.incarnation, Some(Incarnation(10_000)));
     Ok(())
 }
+
+fn usage_entry(node: u64, seq: u64, requests: u64) -> aurora_core::state::store::Entry {
+    use aurora_core::state::records::RecordId;
+    use aurora_core::state::store::{Entry, Key, Usage, Value};
+    Entry {
+        key: Key::Usage {
+            budget: RecordId::new("team-a").expect("valid id"),
+            period: 7,
+            node: NodeId(node),
+        },
+        value: Some(Value::Usage(Usage {
+            spend_nanos: 10 * requests,
+            requests,
+            tokens: 0,
+        })),
+        hlc: aurora_core::Hlc {
+            wall: 1_000 + seq,
+            logical: 0,
+            node: NodeId(node),
+        },
+        seq,
+    }
+}
+
+#[test]
+fn replicated_entries_and_own_seq_survive_a_restart() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    let first = usage_entry(1, 1, 5);
+    let newer = usage_entry(1, 2, 9);
+    let other = usage_entry(2, 1, 3);
+    {
+        let mut store = Store::open(&path, node())?;
+        store.apply(&PersistBatch {
+            items: vec![
+                PersistItem::Entry(Box::new(first)),
+                PersistItem::OwnSeq(1),
+                PersistItem::Entry(Box::new(other.clone())),
+            ],
+        })?;
+        // A newer write to the same key replaces the row; own_seq never goes back.
+        store.apply(&PersistBatch {
+            items: vec![
+                PersistItem::Entry(Box::new(newer.clone())),
+                PersistItem::OwnSeq(2),
+                PersistItem::OwnSeq(1),
+            ],
+        })?;
+    }
+    let restored = Store::open(&path, node())?.load()?;
+    assert_eq!(restored.own_seq, 2);
+    assert_eq!(restored.entries.len(), 2);
+    assert_eq!(restored.entries.get(&newer.key), Some(&newer));
+    assert_eq!(restored.entries.get(&other.key), Some(&other));
+    Ok(())
+}
+
+#[test]
+fn an_undecodable_entry_is_a_corrupt_file_not_a_reset() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    {
+        let store = Store::open(&path, node())?;
+        store
+            .conn
+            .execute(
+                "INSERT INTO entries (key, entry) VALUES (x'01', x'ffffffff')",
+                [],
+            )
+            .map_err(|e| store.err(e))?;
+    }
+    let store = Store::open(&path, node())?;
+    assert!(matches!(store.load(), Err(StoreError::Corrupt { .. })));
+    Ok(())
+}

@@ -1,0 +1,423 @@
+//! The replication state machine: how writes get everywhere.
+//!
+//! * **Local writes** get the next sequence number of this node and an HLC
+//!   timestamp, are merged, persisted (the driver acknowledges the client after the
+//!   batch commits) and, when small enough for a datagram, spread as rumours on the
+//!   membership gossip, which reaches every node in O(log N) rounds.
+//! * **Anti-entropy** runs every `sync_interval` with one random live member:
+//!   `SyncRequest(version vector)` is answered by `SyncResponse(what you lack, my
+//!   version vector)`, which is answered by `SyncPush(what I lack)`. Each side sends
+//!   only entries the other has not seen, and superseded writes only as ranges of
+//!   numbers, so a sync costs about what is missing. Responses are chunked
+//!   (`sync_chunk_bytes`); a `more` flag asks for the next chunk at once, which is
+//!   also how a new node receives its snapshot, without blocking anything.
+//! * **Usage counters** accumulate locally and are published as this node's
+//!   counter entry at most every `usage_flush`, so a busy gateway writes one entry
+//!   per budget per interval, not one per request.
+//! * **Clock safety**: a remote timestamp too far in the future is refused (the
+//!   entry is dropped and counted), so one bad clock cannot capture every key.
+//! * **Tombstones** are collected after `tombstone_ttl`. A node whose newest known
+//!   write is older than that when it starts has been away too long: it forgets
+//!   what it learnt from others (keeping its own writes) and resyncs from scratch,
+//!   so a delete it missed cannot be undone by its stale copy.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::hlc::{Hlc, HlcClock};
+use super::records::RecordId;
+use super::store::{Delta, Entry, Key, Merge, Store, Usage, Value, VersionVector};
+use crate::id::{Addr, NodeId};
+use crate::outbox::Outbox;
+use crate::persist::{PersistBatch, PersistItem};
+use crate::rng::DetRng;
+use crate::time::Millis;
+use crate::timers::Timers;
+use crate::wire::{encoded_len, Channel, Message};
+
+/// Tunables of replication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateTiming {
+    /// How often anti-entropy runs with one random member.
+    pub sync_interval: Duration,
+    /// Largest entry bytes in one sync message.
+    pub sync_chunk_bytes: usize,
+    /// How far ahead of our wall clock a remote timestamp may be.
+    pub max_clock_skew: Duration,
+    /// Tombstones older than this are collected.
+    pub tombstone_ttl: Duration,
+    /// How often accumulated usage is published.
+    pub usage_flush: Duration,
+    /// Entries up to this size ride on gossip; larger ones only on anti-entropy.
+    pub max_rumor_entry: usize,
+}
+
+impl Default for StateTiming {
+    fn default() -> Self {
+        StateTiming {
+            sync_interval: Duration::from_secs(1),
+            sync_chunk_bytes: 256 * 1024,
+            max_clock_skew: Duration::from_secs(60),
+            tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
+            usage_flush: Duration::from_millis(500),
+            max_rumor_entry: 512,
+        }
+    }
+}
+
+/// How far behind a peer we believe we are, from its last sync message.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncLag {
+    /// Writes the peer had that we had not seen.
+    pub versions: u64,
+    /// How much newer its newest write was than ours, in ms.
+    pub millis: u64,
+    /// When we last heard (our clock).
+    pub at: Millis,
+}
+
+/// Counters for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    pub local_writes: u64,
+    pub applied_from_gossip: u64,
+    pub applied_from_sync: u64,
+    pub duplicates: u64,
+    pub refused_clock_skew: u64,
+    pub invalid_entries: u64,
+    pub sync_rounds: u64,
+    pub sync_entries_sent: u64,
+    pub tombstones_collected: u64,
+    pub resets: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Sync,
+    FlushUsage,
+    Collect,
+}
+
+/// One node's replica of the control-plane state.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    id: NodeId,
+    timing: StateTiming,
+    clock: HlcClock,
+    store: Store,
+    own_seq: u64,
+    /// `wall = mono + wall_offset`, set by the driver.
+    wall_offset: Option<i64>,
+    /// Usage recorded since the last flush, per (budget, period).
+    pending_usage: BTreeMap<(RecordId, u64), Usage>,
+    lag: BTreeMap<NodeId, SyncLag>,
+    timers: Timers<Timer>,
+    rng: DetRng,
+    stats: ReplicaStats,
+    /// Entries to spread on the membership gossip, drained by the node.
+    rumors: Vec<Entry>,
+}
+
+impl Replica {
+    pub(crate) fn new(
+        id: NodeId,
+        timing: StateTiming,
+        restored: impl IntoIterator<Item = Entry>,
+        own_seq: u64,
+        rng: DetRng,
+        now: Millis,
+    ) -> Replica {
+        let mut clock = HlcClock::new(id, timing.max_clock_skew);
+        let mut store = Store::default();
+        let mut own_seq = own_seq;
+        for e in restored {
+            if e.origin() == id {
+                own_seq = own_seq.max(e.seq);
+            }
+            // Restored entries were ours to begin with: adopt their clocks
+            // without the skew check, so our next write orders after them.
+            let _ = clock.observe(e.hlc, e.hlc.wall);
+            store.merge(e);
+        }
+        let mut timers = Timers::default();
+        timers.set(now + timing.sync_interval, Timer::Sync);
+        timers.set(now + timing.usage_flush, Timer::FlushUsage);
+        timers.set(now + Duration::from_secs(60), Timer::Collect);
+        Replica {
+            id,
+            timing,
+            clock,
+            store,
+            own_seq,
+            wall_offset: None,
+            pending_usage: BTreeMap::new(),
+            lag: BTreeMap::new(),
+            timers,
+            rng,
+            stats: ReplicaStats::default(),
+            rumors: Vec::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn stats(&self) -> &ReplicaStats {
+        &self.stats
+    }
+
+    pub fn lag(&self) -> &BTreeMap<NodeId, SyncLag> {
+        &self.lag
+    }
+
+    pub fn own_seq(&self) -> u64 {
+        self.own_seq
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.timers.next()
+    }
+
+    /// The wall clock at monotonic time `now` (ms since the Unix epoch).
+    pub fn wall(&self, now: Millis) -> u64 {
+        (now.0 as i64 + self.wall_offset.unwrap_or(0)).max(0) as u64
+    }
+
+    /// Sets the wall clock. The first reading decides whether this node was away
+    /// longer than the tombstone TTL and must resync from scratch.
+    pub(crate) fn set_wall_clock(&mut self, now: Millis, wall: u64) {
+        let first = self.wall_offset.is_none();
+        self.wall_offset = Some(wall as i64 - now.0 as i64);
+        let horizon = wall.saturating_sub(self.timing.tombstone_ttl.as_millis() as u64);
+        let newest = self.store.newest();
+        if first && !self.store.is_empty() && newest.wall < horizon {
+            self.store.reset_except(self.id);
+            self.stats.resets += 1;
+        }
+    }
+
+    // ---- local writes ----------------------------------------------------------
+
+    /// Writes `value` (or a tombstone) under `key` as a new version.
+    pub(crate) fn write(
+        &mut self,
+        now: Millis,
+        key: Key,
+        value: Option<Value>,
+        out: &mut Outbox,
+    ) -> Entry {
+        self.own_seq += 1;
+        let entry = Entry {
+            key,
+            value,
+            hlc: self.clock.tick(self.wall(now)),
+            seq: self.own_seq,
+        };
+        self.store.merge(entry.clone());
+        self.stats.local_writes += 1;
+        out.persist(PersistBatch {
+            items: vec![
+                PersistItem::Entry(Box::new(entry.clone())),
+                PersistItem::OwnSeq(self.own_seq),
+            ],
+        });
+        self.spread(&entry);
+        entry
+    }
+
+    /// Queues an entry for gossip if it fits comfortably in a datagram; larger
+    /// ones travel by anti-entropy only.
+    fn spread(&mut self, entry: &Entry) {
+        if encoded_len(entry) <= self.timing.max_rumor_entry {
+            self.rumors.push(entry.clone());
+        }
+    }
+
+    /// Entries to gossip, queued since the last call.
+    pub(crate) fn take_rumors(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.rumors)
+    }
+
+    /// Adds to this node's usage of `budget` in `period`; published at the next
+    /// flush.
+    pub(crate) fn record_usage(&mut self, budget: RecordId, period: u64, delta: Usage) {
+        let slot = self.pending_usage.entry((budget, period)).or_default();
+        *slot = slot.saturating_add(delta);
+    }
+
+    /// Cluster-wide usage, including what this node has not published yet.
+    pub fn usage(&self, budget: &RecordId, period: u64) -> Usage {
+        let pending = self
+            .pending_usage
+            .get(&(budget.clone(), period))
+            .copied()
+            .unwrap_or_default();
+        self.store.usage(budget, period).saturating_add(pending)
+    }
+
+    // ---- remote writes ---------------------------------------------------------
+
+    /// Merges a gossiped entry, passing it on when it was new here.
+    pub(crate) fn handle_rumor(&mut self, now: Millis, entry: Entry, out: &mut Outbox) {
+        for e in self.accept(now, vec![entry], out) {
+            self.stats.applied_from_gossip += 1;
+            self.spread(&e);
+        }
+    }
+
+    /// Checks, merges and persists entries from a peer; returns the applied ones.
+    fn accept(&mut self, now: Millis, entries: Vec<Entry>, out: &mut Outbox) -> Vec<Entry> {
+        let wall = self.wall(now);
+        let mut applied = Vec::new();
+        for e in entries {
+            if let (Key::Record(_, id), Some(Value::Record(r))) = (&e.key, &e.value) {
+                if r.validate_with_id(id).is_err() {
+                    self.stats.invalid_entries += 1;
+                    continue;
+                }
+            }
+            if self.clock.observe(e.hlc, wall).is_err() {
+                self.stats.refused_clock_skew += 1;
+                continue;
+            }
+            match self.store.merge(e.clone()) {
+                Merge::Applied => applied.push(e),
+                Merge::Superseded => {}
+                Merge::Duplicate => self.stats.duplicates += 1,
+            }
+        }
+        if !applied.is_empty() {
+            out.persist(PersistBatch {
+                items: applied
+                    .iter()
+                    .map(|e| PersistItem::Entry(Box::new(e.clone())))
+                    .collect(),
+            });
+        }
+        applied
+    }
+
+    fn accept_delta(&mut self, now: Millis, delta: Delta, out: &mut Outbox) {
+        for (origin, range) in &delta.cleared {
+            self.store.clear(*origin, *range);
+        }
+        let applied = self.accept(now, delta.entries, out);
+        self.stats.applied_from_sync += applied.len() as u64;
+    }
+
+    // ---- anti-entropy ----------------------------------------------------------
+
+    pub(crate) fn handle_timeout(&mut self, now: Millis, peers: &[Addr], out: &mut Outbox) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Sync => {
+                    self.timers
+                        .set(now + self.timing.sync_interval, Timer::Sync);
+                    if let Some(&peer) = self.rng.sample(peers, 1).first() {
+                        self.stats.sync_rounds += 1;
+                        out.send(peer, Channel::Stream, self.sync_request());
+                    }
+                }
+                Timer::FlushUsage => {
+                    self.timers
+                        .set(now + self.timing.usage_flush, Timer::FlushUsage);
+                    self.flush_usage(now, out);
+                }
+                Timer::Collect => {
+                    self.timers
+                        .set(now + Duration::from_secs(60), Timer::Collect);
+                    let ttl = self.timing.tombstone_ttl.as_millis() as u64;
+                    let horizon = self.wall(now).saturating_sub(ttl);
+                    self.stats.tombstones_collected +=
+                        self.store.collect_tombstones(horizon) as u64;
+                }
+            }
+        }
+    }
+
+    /// Publishes accumulated usage as new totals of this node's counters.
+    fn flush_usage(&mut self, now: Millis, out: &mut Outbox) {
+        let pending = std::mem::take(&mut self.pending_usage);
+        for ((budget, period), delta) in pending {
+            let key = Key::Usage {
+                budget,
+                period,
+                node: self.id,
+            };
+            let total = match self.store.get(&key).and_then(|e| e.value.as_ref()) {
+                Some(Value::Usage(u)) => u.saturating_add(delta),
+                _ => delta,
+            };
+            self.write(now, key, Some(Value::Usage(total)), out);
+        }
+    }
+
+    fn sync_request(&self) -> Message {
+        Message::SyncRequest {
+            newest: self.store.newest(),
+            digest: self.store.digest(),
+            vv: self.store.version_vector(),
+        }
+    }
+
+    pub(crate) fn handle_sync(
+        &mut self,
+        now: Millis,
+        from: Addr,
+        sender: NodeId,
+        message: Message,
+        out: &mut Outbox,
+    ) {
+        match message {
+            Message::SyncRequest { newest, vv, .. } => {
+                self.note_lag(now, sender, newest, &vv);
+                let (delta, more) = self.store.delta_for(&vv, self.timing.sync_chunk_bytes);
+                self.stats.sync_entries_sent += delta.entries.len() as u64;
+                let reply = Message::SyncResponse {
+                    newest: self.store.newest(),
+                    digest: self.store.digest(),
+                    vv: self.store.version_vector(),
+                    delta,
+                    more,
+                };
+                out.send(from, Channel::Stream, reply);
+            }
+            Message::SyncResponse {
+                newest,
+                vv,
+                delta,
+                more,
+                ..
+            } => {
+                self.note_lag(now, sender, newest, &vv);
+                self.accept_delta(now, delta, out);
+                let (push, _) = self.store.delta_for(&vv, self.timing.sync_chunk_bytes);
+                if !push.is_empty() {
+                    self.stats.sync_entries_sent += push.entries.len() as u64;
+                    out.send(from, Channel::Stream, Message::SyncPush { delta: push });
+                }
+                if more {
+                    out.send(from, Channel::Stream, self.sync_request());
+                }
+            }
+            Message::SyncPush { delta } => self.accept_delta(now, delta, out),
+            _ => {}
+        }
+    }
+
+    fn note_lag(&mut self, now: Millis, peer: NodeId, newest: Hlc, theirs: &VersionVector) {
+        let versions = self.store.behind(theirs);
+        let millis = newest.wall.saturating_sub(self.store.newest().wall);
+        self.lag.insert(
+            peer,
+            SyncLag {
+                versions,
+                millis,
+                at: now,
+            },
+        );
+    }
+}

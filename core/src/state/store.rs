@@ -1,0 +1,423 @@
+//! The replicated store: one last-writer-wins register per key, ordered by HLC.
+//!
+//! Every write is an [`Entry`]: a key, a value or a tombstone, the HLC timestamp of
+//! the write and the origin's sequence number. Merging keeps, per key, the entry
+//! with the highest timestamp; because that is a maximum over a total order, merge
+//! is commutative, associative and idempotent (the property tests check it), so
+//! replicas that have seen the same writes hold the same state, whatever the order.
+//!
+//! Alongside the registers the store keeps, per origin, the set of sequence numbers
+//! it has applied or learnt were superseded ([`SeqSet`]). Anti-entropy compares
+//! these sets: a peer is sent exactly the entries it lacks, and for numbers whose
+//! write has since been overwritten, only the fact that they are "cleared".
+//!
+//! Deletes are tombstones. They are collected after a TTL; a node that was away
+//! longer than that must resync from scratch (see `Replica`), never resurrect.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::hlc::Hlc;
+use super::records::{Collection, Record, RecordId};
+use super::seqset::{SeqRange, SeqSet};
+use crate::hash::Fnv64;
+use crate::id::NodeId;
+
+/// Usage one node has recorded against a budget in one period. Only that node
+/// writes it, and only ever upwards, so the newest entry is also the largest: a
+/// grow-only counter per node, summed across nodes for the cluster total.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Usage {
+    /// Spend in nano-USD.
+    pub spend_nanos: u64,
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+impl Usage {
+    pub fn saturating_add(self, o: Usage) -> Usage {
+        Usage {
+            spend_nanos: self.spend_nanos.saturating_add(o.spend_nanos),
+            requests: self.requests.saturating_add(o.requests),
+            tokens: self.tokens.saturating_add(o.tokens),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Usage::default()
+    }
+}
+
+/// What a register is keyed by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Key {
+    Record(Collection, RecordId),
+    /// One node's usage of one budget in one period.
+    Usage {
+        budget: RecordId,
+        period: u64,
+        node: NodeId,
+    },
+}
+
+/// What a register holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Value {
+    Record(Record),
+    Usage(Usage),
+}
+
+/// One write: the unit that is gossiped, synced and persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub key: Key,
+    /// `None` is a tombstone.
+    pub value: Option<Value>,
+    pub hlc: Hlc,
+    /// The origin's sequence number for this write (the origin is `hlc.node`).
+    pub seq: u64,
+}
+
+impl Entry {
+    pub fn origin(&self) -> NodeId {
+        self.hlc.node
+    }
+}
+
+/// What merging one entry did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// The entry is now the key's value.
+    Applied,
+    /// A newer write to the key was already here; the entry only marks its
+    /// sequence number as seen.
+    Superseded,
+    /// Already seen.
+    Duplicate,
+}
+
+/// A version vector: per origin, the sequence numbers seen.
+pub type VersionVector = Vec<(NodeId, Vec<SeqRange>)>;
+
+/// What a peer lacks: entries, and sequence numbers whose writes were superseded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub entries: Vec<Entry>,
+    pub cleared: Vec<(NodeId, SeqRange)>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.cleared.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    registers: BTreeMap<Key, Entry>,
+    seen: BTreeMap<NodeId, SeqSet>,
+    /// (origin, seq) of every register's current entry.
+    index: BTreeMap<(NodeId, u64), Key>,
+    /// XOR of the fingerprints of all live registers.
+    digest: u64,
+    live: usize,
+    newest: Hlc,
+}
+
+impl Store {
+    /// Merges one entry. The invariant after any sequence of merges: each key holds
+    /// the entry with the highest HLC ever merged for it.
+    pub fn merge(&mut self, entry: Entry) -> Merge {
+        let origin = entry.origin();
+        // A number already seen was applied, superseded or collected before:
+        // merging it again must change nothing (a collected tombstone's key is
+        // gone, so the register alone could not tell).
+        if !self.seen.entry(origin).or_default().insert(entry.seq) {
+            return Merge::Duplicate;
+        }
+        self.newest = self.newest.max(entry.hlc);
+        if self
+            .registers
+            .get(&entry.key)
+            .is_some_and(|cur| cur.hlc >= entry.hlc)
+        {
+            return Merge::Superseded;
+        }
+        if let Some(old) = self.registers.remove(&entry.key) {
+            self.index.remove(&(old.origin(), old.seq));
+            self.unaccount(&old);
+        }
+        self.index.insert((origin, entry.seq), entry.key.clone());
+        self.account(&entry);
+        self.registers.insert(entry.key.clone(), entry);
+        Merge::Applied
+    }
+
+    fn fingerprint(e: &Entry) -> u64 {
+        let mut h = Fnv64::new();
+        h.write(&postcard::to_allocvec(&e.key).unwrap_or_default());
+        h.write_u64(e.hlc.wall);
+        h.write_u64(u64::from(e.hlc.logical));
+        h.write_u64(e.hlc.node.0);
+        h.finish()
+    }
+
+    fn account(&mut self, e: &Entry) {
+        if e.value.is_some() {
+            self.digest ^= Self::fingerprint(e);
+            self.live += 1;
+        }
+    }
+
+    fn unaccount(&mut self, e: &Entry) {
+        if e.value.is_some() {
+            self.digest ^= Self::fingerprint(e);
+            self.live -= 1;
+        }
+    }
+
+    /// Marks sequence numbers as seen without an entry (their writes were
+    /// superseded at the peer that told us).
+    pub fn clear(&mut self, origin: NodeId, range: SeqRange) {
+        self.seen.entry(origin).or_default().insert_range(range);
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Entry> {
+        self.registers.get(key)
+    }
+
+    /// The live record `id` of `collection`.
+    pub fn record(&self, collection: Collection, id: &RecordId) -> Option<&Record> {
+        match self
+            .registers
+            .get(&Key::Record(collection, id.clone()))?
+            .value
+            .as_ref()?
+        {
+            Value::Record(r) => Some(r),
+            Value::Usage(_) => None,
+        }
+    }
+
+    /// Live records of one collection, by id.
+    pub fn records(&self, collection: Collection) -> impl Iterator<Item = (&RecordId, &Record)> {
+        self.registers
+            .iter()
+            .filter_map(move |(k, e)| match (k, &e.value) {
+                (Key::Record(c, id), Some(Value::Record(r))) if *c == collection => Some((id, r)),
+                _ => None,
+            })
+    }
+
+    /// Every register, tombstones included, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.registers.values()
+    }
+
+    /// The cluster-wide usage of `budget` in `period`: the sum of every node's
+    /// counter.
+    pub fn usage(&self, budget: &RecordId, period: u64) -> Usage {
+        let lo = Key::Usage {
+            budget: budget.clone(),
+            period,
+            node: NodeId(0),
+        };
+        let hi = Key::Usage {
+            budget: budget.clone(),
+            period,
+            node: NodeId(u64::MAX),
+        };
+        self.registers
+            .range(lo..=hi)
+            .filter_map(|(_, e)| match e.value {
+                Some(Value::Usage(u)) => Some(u),
+                _ => None,
+            })
+            .fold(Usage::default(), Usage::saturating_add)
+    }
+
+    /// An order-independent hash of the live state: equal on two replicas exactly
+    /// when they hold the same live writes (tombstones do not count, so when each
+    /// replica collects them does not matter).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live
+    }
+
+    pub fn len(&self) -> usize {
+        self.registers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.registers.is_empty()
+    }
+
+    /// The newest timestamp merged.
+    pub fn newest(&self) -> Hlc {
+        self.newest
+    }
+
+    pub fn version_vector(&self) -> VersionVector {
+        self.seen
+            .iter()
+            .map(|(&origin, set)| (origin, set.ranges().collect()))
+            .collect()
+    }
+
+    /// How many writes this store has seen that a peer with `theirs` has not.
+    pub fn ahead_of(&self, theirs: &VersionVector) -> u64 {
+        let theirs: BTreeMap<NodeId, SeqSet> = to_sets(theirs);
+        let empty = SeqSet::new();
+        self.seen
+            .iter()
+            .map(|(o, mine)| {
+                mine.minus(theirs.get(o).unwrap_or(&empty))
+                    .iter()
+                    .map(|r| r.end - r.start + 1)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// How many writes a peer with `theirs` has seen that this store has not.
+    pub fn behind(&self, theirs: &VersionVector) -> u64 {
+        let empty = SeqSet::new();
+        to_sets(theirs)
+            .iter()
+            .map(|(o, set)| {
+                set.minus(self.seen.get(o).unwrap_or(&empty))
+                    .iter()
+                    .map(|r| r.end - r.start + 1)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// What a peer with version vector `theirs` lacks, up to about `budget` bytes
+    /// of entries; `true` in the second place when more remains.
+    pub fn delta_for(&self, theirs: &VersionVector, budget: usize) -> (Delta, bool) {
+        let theirs = to_sets(theirs);
+        let empty = SeqSet::new();
+        let mut delta = Delta::default();
+        let mut used = 0;
+        for (&origin, mine) in &self.seen {
+            for missing in mine.minus(theirs.get(&origin).unwrap_or(&empty)) {
+                // Live entries in the range are sent; the numbers between them
+                // belong to superseded writes, of which the peer only needs to
+                // know that they are done.
+                let mut cursor = missing.start;
+                let live = self
+                    .index
+                    .range((origin, missing.start)..=(origin, missing.end));
+                for (&(_, seq), key) in live {
+                    let entry = &self.registers[key];
+                    let size = crate::wire::encoded_len(entry);
+                    if used + size > budget && !delta.entries.is_empty() {
+                        return (delta, true);
+                    }
+                    if seq > cursor {
+                        let start = cursor;
+                        delta.cleared.push((
+                            origin,
+                            SeqRange {
+                                start,
+                                end: seq - 1,
+                            },
+                        ));
+                    }
+                    used += size;
+                    delta.entries.push(entry.clone());
+                    cursor = seq + 1;
+                }
+                if cursor <= missing.end {
+                    let end = missing.end;
+                    delta
+                        .cleared
+                        .push((origin, SeqRange { start: cursor, end }));
+                }
+            }
+        }
+        (delta, false)
+    }
+
+    /// Merges a delta; returns the entries that were applied (to re-gossip and
+    /// persist).
+    pub fn merge_delta(&mut self, delta: Delta) -> Vec<Entry> {
+        for (origin, range) in delta.cleared {
+            self.clear(origin, range);
+        }
+        delta
+            .entries
+            .into_iter()
+            .filter(|e| self.merge(e.clone()) == Merge::Applied)
+            .collect()
+    }
+
+    /// Drops tombstones written before `horizon_wall` (wall-clock ms). Their
+    /// sequence numbers stay seen, so the delete is never asked for again.
+    pub fn collect_tombstones(&mut self, horizon_wall: u64) -> usize {
+        let dead: Vec<Key> = self
+            .registers
+            .iter()
+            .filter(|(_, e)| e.value.is_none() && e.hlc.wall < horizon_wall)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &dead {
+            if let Some(e) = self.registers.remove(key) {
+                self.index.remove(&(e.origin(), e.seq));
+            }
+        }
+        dead.len()
+    }
+
+    /// Drops usage counters of periods before `period` for `budget`-agnostic
+    /// compaction: old periods no longer count against any budget.
+    pub fn compact_usage(&mut self, keep: impl Fn(&RecordId, u64) -> bool) -> usize {
+        let old: Vec<Key> = self
+            .registers
+            .keys()
+            .filter(|k| matches!(k, Key::Usage { budget, period, .. } if !keep(budget, *period)))
+            .cloned()
+            .collect();
+        for key in &old {
+            if let Some(e) = self.registers.remove(key) {
+                self.index.remove(&(e.origin(), e.seq));
+                self.unaccount(&e);
+            }
+        }
+        old.len()
+    }
+
+    /// Forgets everything learnt from other origins (a resync from scratch),
+    /// keeping this node's own writes so nothing it acknowledged is lost.
+    pub fn reset_except(&mut self, own: NodeId) {
+        let mine: Vec<Entry> = self
+            .registers
+            .values()
+            .filter(|e| e.origin() == own)
+            .cloned()
+            .collect();
+        let own_seen = self.seen.remove(&own);
+        *self = Store::default();
+        for e in mine {
+            self.merge(e);
+        }
+        // Keep the record of our superseded numbers too, so peers never re-send them.
+        for r in own_seen.iter().flat_map(SeqSet::ranges) {
+            self.clear(own, r);
+        }
+    }
+}
+
+fn to_sets(vv: &VersionVector) -> BTreeMap<NodeId, SeqSet> {
+    vv.iter()
+        .map(|(o, ranges)| (*o, SeqSet::from_ranges(ranges)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! Merge laws and anti-entropy deltas.
+
+use super::*;
+use proptest::prelude::*;
+
+fn budget(n: u8) -> RecordId {
+    RecordId::new(format!("b{n}")).expect("valid id")
+}
+
+fn key(b: u8, node: u64) -> Key {
+    Key::Usage {
+        budget: budget(b),
+        period: 1,
+        node: NodeId(node),
+    }
+}
+
+fn entry(b: u8, origin: u64, wall: u64, seq: u64, value: Option<u64>) -> Entry {
+    Entry {
+        key: key(b, origin),
+        value: value.map(|v| {
+            Value::Usage(Usage {
+                spend_nanos: v,
+                requests: v,
+                tokens: v,
+            })
+        }),
+        // A real origin never issues the same timestamp twice.
+        hlc: Hlc {
+            wall,
+            logical: seq as u32,
+            node: NodeId(origin),
+        },
+        seq,
+    }
+}
+
+/// Arbitrary writes: a few keys, a few origins, arbitrary times, some deletes.
+/// Each (origin, seq) names exactly one write, as in a real cluster.
+fn writes() -> impl Strategy<Value = Vec<Entry>> {
+    proptest::collection::vec(
+        (0u8..3, 1u64..4, 0u64..50, proptest::option::of(0u64..9)),
+        0..40,
+    )
+    .prop_map(|ws| {
+        ws.into_iter()
+            .enumerate()
+            .map(|(i, (b, o, wall, v))| entry(b, o, wall, i as u64 + 1, v))
+            .collect()
+    })
+}
+
+fn merged(entries: &[Entry]) -> Store {
+    let mut s = Store::default();
+    for e in entries {
+        s.merge(e.clone());
+    }
+    s
+}
+
+fn state(s: &Store) -> (Vec<Entry>, u64, VersionVector) {
+    (
+        s.entries().cloned().collect(),
+        s.digest(),
+        s.version_vector(),
+    )
+}
+
+proptest! {
+    #[test]
+    fn merge_is_commutative(ws in writes(), seed in any::<u64>()) {
+        let mut shuffled = ws.clone();
+        crate::rng::DetRng::from_seed(seed).shuffle(&mut shuffled);
+        prop_assert_eq!(state(&merged(&ws)), state(&merged(&shuffled)));
+    }
+
+    #[test]
+    fn merge_is_idempotent(ws in writes()) {
+        let twice: Vec<Entry> = ws.iter().chain(ws.iter()).cloned().collect();
+        prop_assert_eq!(state(&merged(&ws)), state(&merged(&twice)));
+    }
+
+    #[test]
+    fn merge_is_associative(ws in writes(), cut in any::<proptest::sample::Index>()) {
+        let (a, b) = ws.split_at(cut.index(ws.len() + 1));
+        // (A ∪ B) merged at once equals A merged, then B's delta merged.
+        let all: Vec<Entry> = a.iter().chain(b.iter()).cloned().collect();
+        let mut left = merged(a);
+        let right = merged(b);
+        let (delta, more) = right.delta_for(&left.version_vector(), usize::MAX);
+        prop_assert!(!more);
+        left.merge_delta(delta);
+        let whole = merged(&all);
+        prop_assert_eq!(left.digest(), whole.digest());
+        prop_assert_eq!(left.entries().cloned().collect::<Vec<_>>(), whole.entries().cloned().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_delta_brings_a_peer_level_and_sends_only_what_it_lacks(ws in writes(), cut in any::<proptest::sample::Index>()) {
+        let (a, b) = ws.split_at(cut.index(ws.len() + 1));
+        let mut x = merged(a);
+        let y = merged(b);
+        let lacking = y.ahead_of(&x.version_vector());
+        let (delta, _) = y.delta_for(&x.version_vector(), usize::MAX);
+        let sent = delta.entries.len() as u64
+            + delta.cleared.iter().map(|(_, r)| r.end - r.start + 1).sum::<u64>();
+        prop_assert_eq!(sent, lacking);
+        x.merge_delta(delta);
+        prop_assert_eq!(x.ahead_of(&y.version_vector()) + y.ahead_of(&x.version_vector()),
+                        x.ahead_of(&y.version_vector()));
+        prop_assert_eq!(y.ahead_of(&x.version_vector()), 0);
+    }
+}
+
+#[test]
+fn the_newest_write_wins_and_an_older_one_is_superseded() {
+    let mut s = Store::default();
+    assert_eq!(s.merge(entry(0, 1, 10, 1, Some(1))), Merge::Applied);
+    assert_eq!(s.merge(entry(0, 1, 20, 2, Some(2))), Merge::Applied);
+    assert_eq!(s.merge(entry(0, 1, 15, 3, Some(3))), Merge::Superseded);
+    assert_eq!(s.merge(entry(0, 1, 20, 2, Some(2))), Merge::Duplicate);
+    assert_eq!(s.get(&key(0, 1)).map(|e| e.seq), Some(2));
+}
+
+#[test]
+fn a_tombstone_hides_the_value_and_leaves_the_digest() {
+    let mut s = Store::default();
+    s.merge(entry(0, 1, 10, 1, Some(1)));
+    let with = s.digest();
+    assert_eq!(s.live_count(), 1);
+    s.merge(entry(0, 1, 11, 2, None));
+    assert_eq!(s.live_count(), 0);
+    assert_eq!(s.digest(), 0);
+    assert_ne!(with, 0);
+    // A late copy of the deleted write never brings it back.
+    assert_eq!(s.merge(entry(0, 1, 10, 1, Some(1))), Merge::Duplicate);
+    assert_eq!(s.live_count(), 0);
+}
+
+#[test]
+fn collected_tombstones_stay_deleted_for_peers_that_saw_them() {
+    let mut s = Store::default();
+    s.merge(entry(0, 1, 10, 1, Some(1)));
+    s.merge(entry(0, 1, 11, 2, None));
+    assert_eq!(s.collect_tombstones(100), 1);
+    assert!(s.is_empty());
+    // The old write's number is still seen: a peer replaying it is a duplicate.
+    assert_eq!(s.merge(entry(0, 1, 10, 1, Some(1))), Merge::Duplicate);
+}
+
+#[test]
+fn superseded_numbers_travel_as_cleared_ranges() {
+    let mut a = Store::default();
+    for seq in 1..=10 {
+        a.merge(entry(0, 1, seq, seq, Some(seq)));
+    }
+    let (delta, more) = a.delta_for(&Vec::new(), usize::MAX);
+    assert!(!more);
+    assert_eq!(delta.entries.len(), 1);
+    assert_eq!(
+        delta.cleared,
+        vec![(NodeId(1), SeqRange { start: 1, end: 9 })]
+    );
+    let mut b = Store::default();
+    b.merge_delta(delta);
+    assert_eq!(b.digest(), a.digest());
+    assert_eq!(a.ahead_of(&b.version_vector()), 0);
+}
+
+#[test]
+fn deltas_are_chunked_by_size() {
+    let mut a = Store::default();
+    for b in 0..3u8 {
+        for o in 1..=30u64 {
+            a.merge(entry(b, o, o, u64::from(b) + 1, Some(o)));
+        }
+    }
+    let mut b = Store::default();
+    let mut rounds = 0;
+    loop {
+        let (delta, more) = a.delta_for(&b.version_vector(), 400);
+        assert!(!delta.is_empty());
+        b.merge_delta(delta);
+        rounds += 1;
+        if !more {
+            break;
+        }
+    }
+    assert!(rounds > 1);
+    assert_eq!(b.digest(), a.digest());
+}
+
+#[test]
+fn usage_sums_every_nodes_counter() {
+    let mut s = Store::default();
+    s.merge(entry(0, 1, 1, 1, Some(5)));
+    s.merge(entry(0, 2, 1, 1, Some(7)));
+    s.merge(entry(1, 2, 1, 2, Some(100)));
+    assert_eq!(s.usage(&budget(0), 1).requests, 12);
+    assert_eq!(s.usage(&budget(1), 1).requests, 100);
+    assert_eq!(s.usage(&budget(0), 2).requests, 0);
+}
+
+#[test]
+fn a_reset_keeps_only_own_writes() {
+    let mut s = Store::default();
+    s.merge(entry(0, 1, 1, 1, Some(5)));
+    s.merge(entry(0, 2, 1, 1, Some(7)));
+    s.reset_except(NodeId(1));
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.version_vector().len(), 1);
+}

@@ -476,6 +476,44 @@ mod tests {
     }
 
     #[test]
+    fn streamed_tool_use_becomes_tool_call_deltas() {
+        let mut s = AnthropicStream::new(false);
+        let mut out = Vec::new();
+        let ev = |v: Value| Event {
+            event: String::new(),
+            data: v.to_string(),
+        };
+        for v in [
+            json!({"type": "message_start", "message": {"id": "m", "model": "c", "usage": {"input_tokens": 4}}}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"a\":"}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "1}"}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 6}}),
+        ] {
+            assert_eq!(s.on_event(ev(v), &mut out), Flow::Continue);
+        }
+        assert_eq!(
+            s.on_event(ev(json!({"type": "message_stop"})), &mut out),
+            Flow::Done
+        );
+        let chunks: Vec<Value> = out
+            .iter()
+            .filter_map(|b| std::str::from_utf8(b).ok()?.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect();
+        let delta = |i: usize| &chunks[i]["choices"][0]["delta"];
+        assert_eq!(delta(1)["tool_calls"][0]["id"], "t1");
+        assert_eq!(delta(1)["tool_calls"][0]["function"]["name"], "f");
+        let args: String = (2..4)
+            .filter_map(|i| delta(i)["tool_calls"][0]["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(args, "{\"a\":1}");
+        assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+        assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+        assert_eq!(s.usage(), Some(Usage::new(4, 6)));
+    }
+
+    #[test]
     fn usage_counts_cached_input_as_prompt() {
         let (u, cached) = usage_of(&json!({"input_tokens": 10, "cache_read_input_tokens": 100,
             "cache_creation_input_tokens": 5, "output_tokens": 7}));

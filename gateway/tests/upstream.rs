@@ -583,3 +583,50 @@ async fn mock_options_are_refused_for_upstream_models() {
     assert_eq!(a.hits(), 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn after_the_cooldown_one_trial_request_closes_the_breaker() {
+    let a = FakeUpstream::start(vec![
+        server_error(),
+        Reply::Json(200, completion("a again")),
+    ])
+    .await;
+    let b = FakeUpstream::start(vec![Reply::Json(200, completion("from b"))]).await;
+    let server = gateway(
+        a_then_b(&a, &b),
+        UpstreamPolicy {
+            max_retries: 0,
+            cooldown_failures: 1,
+            cooldown_ms: 300,
+            ..policy()
+        },
+    )
+    .await;
+    let content = |r: &common::Reply| r.json()["choices"][0]["message"]["content"].clone();
+    assert_eq!(
+        content(&server.post_json(CHAT, &chat("r", "1")).await),
+        "from b"
+    );
+    assert_eq!(
+        content(&server.post_json(CHAT, &chat("r", "2")).await),
+        "from b"
+    );
+    assert_eq!(a.hits(), 1, "skipped while cooling");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("aurora_upstream_target_state{target=\"a/m\"} 2"),
+        "half-open: {metrics}"
+    );
+    assert_eq!(
+        content(&server.post_json(CHAT, &chat("r", "3")).await),
+        "a again"
+    );
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("aurora_upstream_target_state{target=\"a/m\"} 0"),
+        "closed: {metrics}"
+    );
+    assert_eq!((a.hits(), b.hits()), (2, 2));
+    server.stop().await;
+}

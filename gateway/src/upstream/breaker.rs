@@ -46,6 +46,21 @@ struct Entry {
     trial_in_flight: bool,
 }
 
+/// Permission to try a target; frees a half-open trial slot when dropped (recording
+/// success or failure first is what decides the breaker's next state).
+#[must_use = "dropping the claim at once frees the trial slot"]
+#[derive(Debug)]
+pub struct Claim<'a> {
+    breakers: &'a Breakers,
+    id: &'a str,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.breakers.release(self.id);
+    }
+}
+
 /// Breakers of every target, keyed by target id (`provider/model`).
 #[derive(Debug)]
 pub struct Breakers {
@@ -78,20 +93,23 @@ impl Breakers {
             .map_or(State::Closed, |e| entry_state(e, now))
     }
 
-    /// Whether a request may go to `id` now. In half-open state this claims the single
-    /// trial, so call it only for a target about to be tried.
-    pub fn try_acquire(&self, id: &str, now: Instant) -> bool {
+    /// Whether a request may go to `id` now: `Some` if so. In half-open state this
+    /// claims the single trial, so call it only for a target about to be tried; the
+    /// returned [`Claim`] frees the trial when dropped, so a request abandoned midway
+    /// (client gone) cannot leave the target stuck with a trial that never ends.
+    pub fn try_acquire<'a>(&'a self, id: &'a str, now: Instant) -> Option<Claim<'a>> {
+        let claim = Claim { breakers: self, id };
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(id) else {
-            return true;
+            return Some(claim);
         };
         match entry_state(entry, now) {
-            State::Closed => true,
-            State::Open => false,
-            State::HalfOpen if entry.trial_in_flight => false,
+            State::Closed => Some(claim),
+            State::Open => None,
+            State::HalfOpen if entry.trial_in_flight => None,
             State::HalfOpen => {
                 entry.trial_in_flight = true;
-                true
+                Some(claim)
             }
         }
     }
@@ -202,26 +220,48 @@ mod tests {
         let cool = Duration::from_secs(10);
         b.record_failure(&id, t0, 2, cool);
         assert_eq!(b.state(&id, t0), State::Closed);
-        assert!(b.try_acquire(&id, t0));
+        assert!(b.try_acquire(&id, t0).is_some());
         b.record_failure(&id, t0, 2, cool);
         assert_eq!(b.state(&id, t0), State::Open);
-        assert!(!b.try_acquire(&id, t0 + Duration::from_secs(9)));
+        assert!(b.try_acquire(&id, t0 + Duration::from_secs(9)).is_none());
         assert_eq!(
             b.next_trial_in(&[&id], t0 + Duration::from_secs(4)),
             Some(Duration::from_secs(6))
         );
         let later = t0 + Duration::from_secs(11);
         assert_eq!(b.state(&id, later), State::HalfOpen);
-        assert!(b.try_acquire(&id, later), "one trial");
-        assert!(!b.try_acquire(&id, later), "only one");
+        let trial = b.try_acquire(&id, later);
+        assert!(trial.is_some(), "one trial");
+        assert!(b.try_acquire(&id, later).is_none(), "only one");
         // The trial fails: open again at once, no threshold.
         b.record_failure(&id, later, 2, cool);
+        drop(trial);
         assert_eq!(b.state(&id, later), State::Open);
         let much_later = later + Duration::from_secs(11);
-        assert!(b.try_acquire(&id, much_later));
+        let trial = b.try_acquire(&id, much_later);
+        assert!(trial.is_some());
         b.record_success(&id);
+        drop(trial);
         assert_eq!(b.state(&id, much_later), State::Closed);
-        assert!(b.try_acquire(&id, much_later));
+        assert!(b.try_acquire(&id, much_later).is_some());
+    }
+
+    #[test]
+    fn an_abandoned_trial_frees_its_slot() {
+        let b = Breakers::new();
+        let id: Arc<str> = "p/m".into();
+        let t0 = Instant::now();
+        b.record_failure(&id, t0, 1, Duration::from_secs(1));
+        let later = t0 + Duration::from_secs(2);
+        let trial = b.try_acquire(&id, later);
+        assert!(trial.is_some());
+        assert!(b.is_cooling(&id, later), "trial in flight");
+        drop(trial); // the request was dropped before it finished
+        assert!(!b.is_cooling(&id, later));
+        assert!(
+            b.try_acquire(&id, later).is_some(),
+            "a new trial is allowed"
+        );
     }
 
     #[test]

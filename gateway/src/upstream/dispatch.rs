@@ -95,10 +95,10 @@ impl Upstreams {
         let mut last: Option<Failure> = None;
         let mut tried = 0usize;
         for target in &order {
-            if !self.breakers.try_acquire(&target.id, Instant::now()) {
+            let Some(_claim) = self.breakers.try_acquire(&target.id, Instant::now()) else {
                 tracing::debug!(target_id = %target.id, "skipping a cooling target");
                 continue;
-            }
+            };
             if target.mock.is_some() {
                 self.breakers.record_success(&target.id);
                 return Outcome::Mock(Arc::clone(target));
@@ -111,7 +111,6 @@ impl Upstreams {
                     return outcome;
                 }
                 Err(f) if f.is_client_error() => {
-                    self.breakers.release(&target.id);
                     let Failure::Status { status, body, .. } = &f else {
                         return Outcome::Failed(failure::exhausted(&f, tried).into_response());
                     };

@@ -23,6 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::admin::token::AdminToken;
+use crate::catalog::store::{process_env, EnvLookup};
 use crate::config::ServerConfig;
 use crate::http::router;
 use crate::state::AppState;
@@ -65,8 +66,22 @@ impl Server {
     /// Binds `config.listen`. Binding before running lets the caller learn the real
     /// port (for port 0) and fail fast on a busy address.
     pub async fn bind(config: ServerConfig, admin_token: AdminToken) -> Result<Self, ServerError> {
+        Self::bind_with_env(config, admin_token, process_env()).await
+    }
+
+    /// [`Server::bind`] with upstream API-key variables looked up by `env` instead of
+    /// the process environment (tests: no `set_var` racing other threads).
+    pub async fn bind_with_env(
+        config: ServerConfig,
+        admin_token: AdminToken,
+        env: EnvLookup,
+    ) -> Result<Self, ServerError> {
         let addr = config.listen;
-        let state = Arc::new(AppState::new(config.gateway.clone(), admin_token)?);
+        let state = Arc::new(AppState::with_env(
+            config.gateway.clone(),
+            admin_token,
+            env,
+        )?);
         let bind_error = |source| ServerError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;

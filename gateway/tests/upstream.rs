@@ -66,11 +66,20 @@ fn a_then_b(a: &FakeUpstream, b: &FakeUpstream) -> Catalog {
     }
 }
 
+/// API-key variables the test servers see (never the process environment).
+const ENV: &[(&str, &str)] = &[
+    ("AURORA_TEST_UPSTREAM_KEY_1", "sk-test-123"),
+    ("AURORA_TEST_ANTHROPIC_KEY", "sk-ant-test"),
+];
+
 async fn gateway(catalog: Catalog, policy: UpstreamPolicy) -> TestServer {
-    TestServer::start_with(move |c| {
-        c.gateway.catalog = catalog;
-        c.gateway.upstream = policy;
-    })
+    TestServer::start_with_env(
+        move |c| {
+            c.gateway.catalog = catalog;
+            c.gateway.upstream = policy;
+        },
+        ENV,
+    )
     .await
 }
 
@@ -248,7 +257,6 @@ async fn every_target_failing_is_502_and_refused_connections_are_retried() {
 
 #[tokio::test]
 async fn the_api_key_comes_from_the_named_variable() {
-    std::env::set_var("AURORA_TEST_UPSTREAM_KEY_1", "sk-test-123");
     let a = FakeUpstream::start(vec![Reply::Json(200, completion("ok"))]).await;
     let mut catalog = a_then_b(&a, &a);
     catalog.providers[0].api_key_env = Some("AURORA_TEST_UPSTREAM_KEY_1".into());
@@ -336,7 +344,6 @@ async fn an_upstream_break_mid_stream_becomes_an_sse_error_line() {
 }
 
 fn anthropic_catalog(fake: &FakeUpstream) -> Catalog {
-    std::env::set_var("AURORA_TEST_ANTHROPIC_KEY", "sk-ant-test");
     let mut p = provider("claude", ProviderKind::Anthropic, fake);
     p.api_key_env = Some("AURORA_TEST_ANTHROPIC_KEY".into());
     Catalog {

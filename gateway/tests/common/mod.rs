@@ -39,9 +39,24 @@ impl TestServer {
 
     /// Starts a server after `tweak` adjusts its config.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_with_env(tweak, &[]).await
+    }
+
+    /// Starts a server whose upstream API-key variables are `env` (name, value) pairs
+    /// instead of the process environment.
+    pub async fn start_with_env(
+        tweak: impl FnOnce(&mut ServerConfig),
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         tweak(&mut config);
-        let server = Server::bind(config, AdminToken::new(TOKEN))
+        let vars: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let lookup: aurora_gateway::catalog::store::EnvLookup =
+            Arc::new(move |name: &str| vars.get(name).cloned());
+        let server = Server::bind_with_env(config, AdminToken::new(TOKEN), lookup)
             .await
             .expect("bind 127.0.0.1:0");
         let addr = server.local_addr();

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod event;
+pub mod failover;
 pub mod hash;
 pub mod id;
 pub mod membership;

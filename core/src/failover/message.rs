@@ -1,0 +1,85 @@
+//! The lease protocol's messages and its fencing token.
+//!
+//! `LeaseMessage` is postcard-encoded inside the node's wire envelope, so its
+//! variants are append-only: postcard encodes the variant index, and a reordered or
+//! removed variant would be misread by an older peer.
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+use crate::id::NodeId;
+
+/// A fencing token. Each leadership (one node holding the lease without a gap in
+/// its renewals) has its own epoch, and a later leadership always has a higher
+/// one: a voter never grants an epoch lower than or equal to one it granted to
+/// another node. Downstream systems that see an action stamped with epoch `e` can
+/// refuse anything stamped lower.
+#[derive(
+    Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug,
+)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    pub const ZERO: Epoch = Epoch(0);
+
+    /// The epoch after `self`.
+    pub fn next(self) -> Epoch {
+        Epoch(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+/// One message of the lease protocol. Every variant carries an epoch, so any
+/// message teaches its receiver how far the cluster has got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseMessage {
+    /// "Promise me the lease for `epoch`." Sent to every voter each round; a
+    /// holder's renewals keep their epoch and set `holding`. `voters` is the size
+    /// of the voter set the sender counts its majority over: a voter that knows
+    /// more voters refuses, so a node with a partial view (just restarted, say)
+    /// cannot win with a majority of too small a set. `round` identifies the
+    /// request; its high 32 bits are the sender's session (see
+    /// [`super::Failover::with_session`]).
+    Request {
+        epoch: Epoch,
+        round: u64,
+        voters: u32,
+        holding: bool,
+    },
+    /// "I promise not to grant another node a lease until my promise, started when
+    /// I received round `round`, runs out."
+    Grant { epoch: Epoch, round: u64 },
+    /// "No." `epoch` is the highest epoch the voter knows; `voters` its voter
+    /// count; `retry_after_ms` when asking again may succeed (the rest of its
+    /// promise to another node, for instance).
+    Reject {
+        epoch: Epoch,
+        round: u64,
+        voters: u32,
+        retry_after_ms: u32,
+    },
+    /// The holder of `epoch` has stopped holding it and asks voters to release
+    /// their promise at once and to prefer `to` for the next epoch.
+    Handover { epoch: Epoch, to: NodeId },
+    /// The sender gives up `epoch` (it abandoned a campaign or resigned): voters
+    /// may release their promise to it at once.
+    Release { epoch: Epoch },
+}
+
+impl LeaseMessage {
+    /// The epoch the message carries.
+    pub fn epoch(&self) -> Epoch {
+        match *self {
+            LeaseMessage::Request { epoch, .. }
+            | LeaseMessage::Grant { epoch, .. }
+            | LeaseMessage::Reject { epoch, .. }
+            | LeaseMessage::Handover { epoch, .. }
+            | LeaseMessage::Release { epoch } => epoch,
+        }
+    }
+}

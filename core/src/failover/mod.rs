@@ -1,0 +1,668 @@
+//! Failover: who leads, proven by a majority lease with a fencing epoch.
+//!
+//! A pure state machine in the quinn-proto style, driven by the node:
+//!
+//! ```text
+//! fo.handle_members(now, &live)          // membership changed, and on every tick
+//! fo.handle_message(now, from, msg)      // a LeaseMessage from a peer
+//! fo.handle_timeout(now)                 // poll_timeout passed
+//! fo.poll_timeout()  -> Option<Millis>
+//! fo.poll_transmit() -> Option<(NodeId, LeaseMessage)>
+//! fo.poll_event()    -> Option<FailoverEvent>
+//! fo.status(), fo.switchover(now, to), fo.holds_lease_at(now)
+//! ```
+//!
+//! # Protocol
+//!
+//! * **Ranking** ([`rank`]). Among live voting members with this node's config
+//!   fingerprint, the leader should be the lowest promotion tier, then the highest
+//!   capacity, then the lowest node id. Witnesses vote but never lead. A node whose
+//!   lease ran out unrenewed (or that handed it over) is *lapsed* and is not ranked
+//!   until it asks again; a member that became live less than `hold_down` ago is
+//!   ranked only if every candidate is that new.
+//! * **Campaign.** A node that sees no binding promise to another node and ranks
+//!   itself best sends `Request { epoch: highest seen + 1 }` to every voter (and
+//!   votes for itself). A voter ([`voter`]) grants unless it is in its quiet
+//!   period, has an unexpired promise to another node, has granted that epoch or a
+//!   higher one, knows more voters than the candidate counts, or would itself pick
+//!   another candidate. Rejections say when to retry (the rest of the promise).
+//! * **Lease** ([`lease`]). With grants for one round from a majority of the
+//!   voters, the candidate holds the lease until `sent_at + lease × (1 − max_drift)
+//!   − margin`, on its own clock, from when it *sent* the round. It renews every
+//!   `renew_every` with the same epoch; a holder that cannot gather a majority
+//!   simply reaches the end of its lease and steps down.
+//! * **Epochs** only grow: a new leadership asks for one above every epoch it has
+//!   seen, a voter never grants an epoch at or below one it granted, and every
+//!   message carries its epoch.
+//! * **Handover.** [`Failover::switchover`] (or the leader itself, once a
+//!   better-ranked node has been live for `hold_down`) drops the lease first, then
+//!   sends `Handover { epoch, to }`: voters release their promise to it and grant
+//!   only `to` for one promise length; `to` campaigns at once.
+//!
+//! # Safety: never two holders at one instant
+//!
+//! Let real time be `t`, and let every clock run at a rate within
+//! `[1 − d, 1 + d]` of real time (`d = max_drift`). Node A holds a lease from a
+//! round it sent at real `s`; its lease ends when its clock has advanced by
+//! `lease·(1 − d) − m`, which takes at most `(lease·(1 − d) − m)/(1 − d) < lease`
+//! of real time. Each voter V that granted the round received it at `r ≥ s` and
+//! promised for `lease·(1 + d)` on its clock, which takes at least `lease` of real
+//! time. So A's lease ends strictly before any of its voters' promises. Another
+//! node B can only hold a lease granted by a majority; two majorities of the same
+//! voter set share a voter V, and V grants B only after its promise to A expired
+//! (or after A released it, which A does only after dropping its lease). Hence B's
+//! lease starts after A's ended. The margin `m` absorbs millisecond rounding.
+//! The premises the node must uphold:
+//!
+//! 1. all voters count the same voter set (the set is sticky, a request carries
+//!    the sender's voter count and a voter that knows more refuses, and
+//!    `expected_voters` fixes it at bootstrap);
+//! 2. a voter that restarts has forgotten its promises, so it grants nothing for
+//!    one promise length after [`Failover::new`] (the quiet period);
+//! 3. a grant is counted only for the round it answers, within one session (pass
+//!    the node's incarnation to [`Failover::with_session`] so a restarted node never
+//!    reuses a round id).
+//!
+//! Two voters and no witness: a majority is both, so the survivor of a crash cannot
+//! lead. [`FailoverStatus::can_fail_over`] says so instead of splitting the brain.
+
+pub mod config;
+pub mod lease;
+pub mod message;
+pub mod rank;
+pub mod status;
+pub mod voter;
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod tests;
+
+pub use config::{FailoverConfig, FailoverMode};
+pub use message::{Epoch, LeaseMessage};
+pub use rank::{best_candidate, Candidate};
+pub use status::{FailoverEvent, FailoverStatus, SwitchoverError};
+
+use core::time::Duration;
+use std::collections::VecDeque;
+
+use crate::config::{ConfigError, Role};
+use crate::id::NodeId;
+use crate::time::Millis;
+
+use lease::Lease;
+use rank::View;
+use voter::{Ballot, Decision, Voter};
+
+/// Subtracted from the holder's lease so millisecond rounding of the two clocks
+/// can never make it reach a voter's promise.
+pub const SAFETY_MARGIN: Duration = Duration::from_millis(10);
+/// The shortest wait before a rejected campaign asks again.
+const MIN_RETRY: Duration = Duration::from_millis(20);
+
+/// `d × factor`, rounded up to whole milliseconds (for promises: never too short).
+fn scale_up(d: Duration, factor: f64) -> Duration {
+    Duration::from_millis((d.as_millis() as f64 * factor).ceil().max(0.0) as u64)
+}
+
+/// `d × factor`, rounded down (for the holder's lease: never too long).
+fn scale_down(d: Duration, factor: f64) -> Duration {
+    Duration::from_millis((d.as_millis() as f64 * factor).floor().max(0.0) as u64)
+}
+
+/// Who this node believes leads, learnt from a holder's renewals.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Hint {
+    node: NodeId,
+    epoch: Epoch,
+    until: Millis,
+}
+
+/// One node's failover state machine.
+#[derive(Clone, Debug)]
+pub struct Failover {
+    id: NodeId,
+    config: FailoverConfig,
+    /// The latest `now` handed in.
+    now: Millis,
+    view: View,
+    voter: Voter,
+    lease: Lease,
+    /// The highest epoch in any message, grant or campaign seen.
+    seen: Epoch,
+    /// The highest epoch of a leadership this node knows of (status).
+    leader_epoch: Epoch,
+    hint: Option<Hint>,
+    /// After resigning, this node does not campaign before this instant.
+    stand_aside_until: Millis,
+    transmits: VecDeque<(NodeId, LeaseMessage)>,
+    events: VecDeque<FailoverEvent>,
+    reported: (Option<NodeId>, Epoch),
+}
+
+impl Failover {
+    /// A node that just started. It knows no members yet (feed them with
+    /// [`Failover::handle_members`], this node included) and grants nothing for one
+    /// promise length, since it may have forgotten promises made before a restart.
+    pub fn new(id: NodeId, config: FailoverConfig, now: Millis) -> Result<Failover, ConfigError> {
+        config.validate()?;
+        let promise_len = scale_up(config.lease, 1.0 + config.max_drift);
+        let mut fo = Failover {
+            id,
+            now,
+            view: View::new(id),
+            voter: Voter::new(now + promise_len),
+            lease: Lease::new(0),
+            seen: Epoch::ZERO,
+            leader_epoch: Epoch::ZERO,
+            hint: None,
+            stand_aside_until: now,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            reported: (None, Epoch::ZERO),
+            config,
+        };
+        fo.report();
+        Ok(fo)
+    }
+
+    /// Sets the session stamped into round ids. Pass a number that grows with every
+    /// process start (the node's incarnation), so a grant addressed to a previous
+    /// life of this node can never be counted.
+    pub fn with_session(mut self, session: u64) -> Failover {
+        self.lease = Lease::new(session & 0xffff_ffff);
+        self
+    }
+
+    /// Raises the epoch floor to one read back from disk: this node will neither
+    /// grant nor ask for an epoch at or below it.
+    pub fn restore_epoch(&mut self, epoch: Epoch) {
+        self.voter.floor = self.voter.floor.max(epoch);
+        self.seen = self.seen.max(epoch);
+    }
+
+    // ---- inputs ----------------------------------------------------------------
+
+    /// The live members, this node included, as membership sees them now. Call it
+    /// when membership changes and on every tick. Members missing from `live` stay
+    /// voters (they count towards the majority) until [`Failover::forget`].
+    pub fn handle_members(&mut self, now: Millis, live: &[Candidate]) {
+        self.advance(now);
+        for node in self.view.update(now, live) {
+            self.events.push_back(FailoverEvent::ConfigDrift { node });
+        }
+        self.drive(now);
+    }
+
+    /// A lease message from `from`.
+    pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: LeaseMessage) {
+        self.advance(now);
+        if !self.config.mode.elects() || from == self.id {
+            return;
+        }
+        self.tick(now);
+        self.seen = self.seen.max(msg.epoch());
+        match msg {
+            LeaseMessage::Request {
+                epoch,
+                round,
+                voters,
+                holding,
+            } => self.on_request(now, from, epoch, round, voters, holding),
+            LeaseMessage::Grant { epoch, round } => self.on_grant(now, from, epoch, round),
+            LeaseMessage::Reject { retry_after_ms, .. } => {
+                // A campaign asks again when the voter says it may succeed; a holder
+                // keeps its own rhythm.
+                if self.lease.epoch.is_some() && !self.lease.holding(now) {
+                    let wait = Duration::from_millis(u64::from(retry_after_ms)).max(MIN_RETRY);
+                    self.lease.next_send = self.lease.next_send.min(now + wait);
+                }
+            }
+            LeaseMessage::Handover { epoch, to } => {
+                self.release_from(now, from, epoch);
+                let until = now + self.promise_len();
+                self.voter.prefer = Some((to, until));
+            }
+            LeaseMessage::Release { epoch } => self.release_from(now, from, epoch),
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.advance(now);
+        self.drive(now);
+    }
+
+    /// Hands the lease to `to`: this node stops holding at once, then tells every
+    /// voter, which releases its promise and grants only `to` for one promise
+    /// length. `to` campaigns as soon as it hears, so the cluster is without a
+    /// leader for about one round trip.
+    pub fn switchover(&mut self, now: Millis, to: NodeId) -> Result<(), SwitchoverError> {
+        self.advance(now);
+        if !self.config.mode.elects() {
+            return Err(SwitchoverError::SingleNode);
+        }
+        if !self.lease.holding(now) {
+            return Err(SwitchoverError::NotLeader);
+        }
+        if to == self.id {
+            return Err(SwitchoverError::AlreadyLeader(to));
+        }
+        if self.view.eligible(to).is_none() {
+            return Err(SwitchoverError::NotEligible(to));
+        }
+        self.hand_over(now, to);
+        self.drive(now);
+        Ok(())
+    }
+
+    /// Gives the lease up (before a graceful leave): voters release their promise at
+    /// once and this node does not campaign again for `hold_down`.
+    pub fn resign(&mut self, now: Millis) {
+        self.advance(now);
+        let Some(epoch) = self.lease.epoch else {
+            return;
+        };
+        let was_holding = self.lease.holding(now);
+        self.lease.clear();
+        self.stand_aside_until = now + self.config.hold_down;
+        if was_holding {
+            self.step_down("resigned".into());
+        }
+        self.voter.release(now, self.id, epoch, &mut self.view);
+        self.broadcast(LeaseMessage::Release { epoch });
+        self.drive(now);
+    }
+
+    /// Removes a member that left on purpose from the voter set, so the majority is
+    /// taken over the members that remain. Never call it for a member that merely
+    /// failed: that would shrink the majority a partitioned minority needs.
+    pub fn forget(&mut self, now: Millis, node: NodeId) {
+        self.advance(now);
+        self.view.forget(node);
+        self.drive(now);
+    }
+
+    // ---- outputs ---------------------------------------------------------------
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        if !self.config.mode.elects() {
+            return None;
+        }
+        let now = self.now;
+        let mut deadlines = vec![self.voter.quiet_until, self.stand_aside_until];
+        if self.lease.epoch.is_some() {
+            deadlines.push(self.lease.next_send);
+        }
+        deadlines.extend(self.lease.until);
+        deadlines.extend(self.voter.promise.map(|p| p.until));
+        deadlines.extend(self.voter.prefer.map(|(_, u)| u));
+        deadlines.extend(self.hint.map(|h| h.until));
+        deadlines.extend(self.view.hold_down_ends(now, self.config.hold_down));
+        deadlines.into_iter().filter(|&t| t > now).min()
+    }
+
+    /// The next message to send, and to whom; the node maps the id to an address.
+    pub fn poll_transmit(&mut self) -> Option<(NodeId, LeaseMessage)> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<FailoverEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- read access -----------------------------------------------------------
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn config(&self) -> &FailoverConfig {
+        &self.config
+    }
+
+    /// Whether this node holds the lease at `now` on its own clock (always, in
+    /// `single_node`). Checkers compare this across nodes at one real instant.
+    pub fn holds_lease_at(&self, now: Millis) -> bool {
+        !self.config.mode.elects() || self.lease.holding(now)
+    }
+
+    /// The epoch of this node's lease, while it holds one: the fencing token to
+    /// stamp on singleton work.
+    pub fn lease_epoch(&self) -> Option<Epoch> {
+        self.lease.epoch.filter(|_| self.lease.holding(self.now))
+    }
+
+    pub fn status(&self) -> FailoverStatus {
+        let now = self.now;
+        let mode = self.config.mode;
+        let own_serves = self.view.own().is_none_or(|c| c.role == Role::Serving);
+        if !mode.elects() {
+            return FailoverStatus {
+                mode,
+                leader: Some(self.id),
+                epoch: self.leader_epoch,
+                this_node_holds_lease: true,
+                lease_until: None,
+                serving: own_serves,
+                can_fail_over: false,
+                reason: Some("single_node mode: every node serves on its own".into()),
+                drift: self.view.drift(),
+            };
+        }
+        let holds = self.lease.holding(now);
+        let (can_fail_over, reason) = match self.fail_over_blocker() {
+            None => (true, None),
+            Some(r) => (false, Some(r)),
+        };
+        FailoverStatus {
+            mode,
+            leader: self.leader(),
+            epoch: self.leader_epoch,
+            this_node_holds_lease: holds,
+            lease_until: self.lease.until.filter(|_| holds),
+            serving: match mode {
+                FailoverMode::ActivePassive => holds,
+                _ => own_serves,
+            },
+            can_fail_over,
+            reason,
+            drift: self.view.drift(),
+        }
+    }
+
+    /// The leader this node knows of right now.
+    pub fn leader(&self) -> Option<NodeId> {
+        if !self.config.mode.elects() || self.lease.holding(self.now) {
+            return Some(self.id);
+        }
+        self.hint
+            .filter(|h| self.now < h.until && h.node != self.id)
+            .map(|h| h.node)
+    }
+
+    // ---- internals -------------------------------------------------------------
+
+    fn advance(&mut self, now: Millis) {
+        self.now = self.now.max(now);
+    }
+
+    fn promise_len(&self) -> Duration {
+        scale_up(self.config.lease, 1.0 + self.config.max_drift)
+    }
+
+    fn usable_lease(&self) -> Duration {
+        scale_down(self.config.lease, 1.0 - self.config.max_drift).saturating_sub(SAFETY_MARGIN)
+    }
+
+    /// The number of voters majorities are taken over: every voter known (live or
+    /// not), at least `expected_voters`, and at least two unless the operator
+    /// expects exactly one, so a node that restarted alone and knows nobody yet
+    /// cannot elect itself.
+    fn voter_base(&self) -> u32 {
+        let known = self.view.voter_count() as u32;
+        let floor = if self.config.expected_voters == 0 {
+            2
+        } else {
+            self.config.expected_voters
+        };
+        known.max(floor)
+    }
+
+    fn quorum(&self) -> usize {
+        self.voter_base() as usize / 2 + 1
+    }
+
+    /// Why losing the leader now would leave the cluster without one.
+    fn fail_over_blocker(&self) -> Option<String> {
+        let base = self.voter_base();
+        let known = self.view.voter_count() as u32;
+        if known == 2 && base == 2 {
+            return Some("two voting members: add a witness to fail over safely".into());
+        }
+        if known <= 1 {
+            return Some("one voting member: there is nothing to fail over to".into());
+        }
+        let serving = self
+            .view
+            .live_voters()
+            .filter(|k| k.cand.can_lead())
+            .count();
+        if serving < 2 {
+            return Some("fewer than two live serving members: none to fail over to".into());
+        }
+        let live = self.view.live_voters().count();
+        let q = self.quorum();
+        if live <= q {
+            return Some(format!(
+                "{live} of {base} voting members are live: losing one more leaves no majority of {q}"
+            ));
+        }
+        None
+    }
+
+    /// Bookkeeping that depends only on time: lapses and hint expiry.
+    fn tick(&mut self, now: Millis) {
+        self.voter.expire(now, self.id, &mut self.view);
+        if let Some(h) = self.hint {
+            if now >= h.until {
+                self.hint = None;
+                self.view.mark_lapsed(h.node);
+            }
+        }
+    }
+
+    /// Everything that follows from the state at `now`: step down, hand over,
+    /// campaign, send the round that is due, report.
+    fn drive(&mut self, now: Millis) {
+        if self.config.mode.elects() {
+            self.tick(now);
+            if let Some(until) = self.lease.until {
+                if now >= until {
+                    self.lease.clear();
+                    self.step_down("lease ran out: no majority renewed it".into());
+                }
+            }
+            if self.lease.holding(now) {
+                if let Some(to) = self.better_settled(now) {
+                    self.hand_over(now, to);
+                }
+            }
+            if self.lease.epoch.is_some() && !self.lease.holding(now) && !self.should_campaign(now)
+            {
+                self.lease.clear();
+            }
+            if self.lease.epoch.is_none() && self.should_campaign(now) {
+                let epoch = self
+                    .seen
+                    .max(self.leader_epoch)
+                    .max(self.voter.floor)
+                    .next();
+                self.lease.campaign(now, epoch);
+            }
+            // Twice at most: a round whose own vote wins the lease (a single
+            // expected voter) is followed at once by the announcing round.
+            for _ in 0..2 {
+                if self.lease.epoch.is_some() && self.lease.next_send <= now {
+                    self.send_round(now);
+                }
+            }
+        }
+        self.report();
+    }
+
+    /// Whether this node should ask for the lease now.
+    fn should_campaign(&self, now: Millis) -> bool {
+        let Some(own) = self.view.own() else {
+            return false;
+        };
+        if !own.can_lead() || now < self.voter.quiet_until || now < self.stand_aside_until {
+            return false;
+        }
+        if self.voter.binding(now).is_some_and(|p| p.to != self.id) {
+            return false;
+        }
+        if self.leader().is_some_and(|l| l != self.id) {
+            return false;
+        }
+        match self.voter.preferred(now) {
+            Some(to) => to == self.id,
+            None => self.view.best(now, self.config.hold_down).map(|c| c.id) == Some(self.id),
+        }
+    }
+
+    /// A live, settled (past hold-down), not lapsed member that outranks this node.
+    fn better_settled(&self, now: Millis) -> Option<NodeId> {
+        let own = self.view.own()?;
+        self.view
+            .live_voters()
+            .filter(|k| {
+                k.cand.can_lead()
+                    && !k.lapsed
+                    && now.since(k.live_since) >= self.config.hold_down
+                    && k.cand.outranks(own)
+            })
+            .min_by_key(|k| k.cand.rank_key())
+            .map(|k| k.cand.id)
+    }
+
+    fn send_round(&mut self, now: Millis) {
+        let holding = self.lease.holding(now);
+        let Some(mut epoch) = self.lease.epoch else {
+            return;
+        };
+        if !holding && self.seen >= epoch {
+            epoch = self.seen.next();
+            self.lease.bump(epoch);
+        }
+        self.seen = self.seen.max(epoch);
+        let voters = self.voter_base();
+        let quorum = self.quorum();
+        let round = self.lease.open_round(now, quorum, self.config.lease);
+        self.lease.next_send = now + self.config.renew_every;
+        let msg = LeaseMessage::Request {
+            epoch,
+            round,
+            voters,
+            holding,
+        };
+        self.broadcast(msg);
+        // This node's own vote, under the same rules as anyone's.
+        if self.vote(now, self.id, epoch, voters) == Decision::Grant {
+            self.on_grant(now, self.id, epoch, round);
+        }
+    }
+
+    fn vote(&mut self, now: Millis, from: NodeId, epoch: Epoch, their_voters: u32) -> Decision {
+        let ballot = Ballot {
+            view: &self.view,
+            promise_len: self.promise_len(),
+            hold_down: self.config.hold_down,
+            renew_every: self.config.renew_every,
+            voters: self.voter_base(),
+        };
+        self.voter.decide(now, from, epoch, their_voters, &ballot)
+    }
+
+    /// Sends `msg` to every other known voter.
+    fn broadcast(&mut self, msg: LeaseMessage) {
+        let to: Vec<NodeId> = self
+            .view
+            .voters()
+            .map(|k| k.cand.id)
+            .filter(|&n| n != self.id)
+            .collect();
+        for n in to {
+            self.transmits.push_back((n, msg.clone()));
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        epoch: Epoch,
+        round: u64,
+        voters: u32,
+        holding: bool,
+    ) {
+        self.view.heard_request(now, from);
+        if holding && self.hint.is_none_or(|h| epoch >= h.epoch) {
+            self.hint = Some(Hint {
+                node: from,
+                epoch,
+                until: now + self.promise_len(),
+            });
+            self.leader_epoch = self.leader_epoch.max(epoch);
+        }
+        let decision = self.vote(now, from, epoch, voters);
+        let reply = match decision {
+            Decision::Grant => LeaseMessage::Grant { epoch, round },
+            Decision::Reject { retry_after } => LeaseMessage::Reject {
+                epoch: self.seen.max(self.voter.granted_epoch()),
+                round,
+                voters: self.voter_base(),
+                retry_after_ms: u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX),
+            },
+        };
+        self.transmits.push_back((from, reply));
+    }
+
+    fn on_grant(&mut self, now: Millis, from: NodeId, epoch: Epoch, round: u64) {
+        if from != self.id && !self.view.is_voter(from) {
+            return;
+        }
+        let was_holding = self.lease.holding(now);
+        let quorum = self.quorum();
+        let usable = self.usable_lease();
+        if self.lease.grant(from, epoch, round, quorum, usable)
+            && !was_holding
+            && self.lease.holding(now)
+        {
+            self.leader_epoch = self.leader_epoch.max(epoch);
+            self.hint = None;
+            self.events.push_back(FailoverEvent::BecameLeader { epoch });
+            // Announce at once: the next round carries `holding`, so standbys learn
+            // the leader now rather than one renewal later.
+            self.lease.next_send = now;
+        }
+    }
+
+    fn release_from(&mut self, now: Millis, from: NodeId, epoch: Epoch) {
+        self.voter.release(now, from, epoch, &mut self.view);
+        if self
+            .hint
+            .is_some_and(|h| h.node == from && h.epoch <= epoch)
+        {
+            self.hint = None;
+        }
+    }
+
+    fn hand_over(&mut self, now: Millis, to: NodeId) {
+        let Some(epoch) = self.lease.epoch else {
+            return;
+        };
+        // Stop holding before anyone is told: voters release on receipt.
+        self.lease.clear();
+        self.step_down(format!("handed over to {to}"));
+        self.voter.release(now, self.id, epoch, &mut self.view);
+        self.voter.prefer = Some((to, now + self.promise_len()));
+        self.broadcast(LeaseMessage::Handover { epoch, to });
+    }
+
+    fn step_down(&mut self, reason: String) {
+        self.events.push_back(FailoverEvent::SteppedDown { reason });
+    }
+
+    /// Emits `LeaderChanged` when the leader or epoch this node reports changed.
+    fn report(&mut self) {
+        let current = (self.leader(), self.leader_epoch);
+        if current != self.reported {
+            self.reported = current;
+            self.events.push_back(FailoverEvent::LeaderChanged {
+                leader: current.0,
+                epoch: current.1,
+            });
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Who may lead, in what order, and who counts as a voter.
+//!
+//! The order is Aurora/RDS promotion tiers: the lowest tier, then the highest
+//! capacity, then the lowest node id, so every node that sees the same members
+//! picks the same leader. Witnesses vote but never lead. A member whose config
+//! fingerprint differs from this node's takes no part at all (it is reported as
+//! drift): its lease timing or mode may differ, and the safety argument needs every
+//! voter to run the same arithmetic.
+//!
+//! The voter set is sticky: a voter that stops being live is still counted in the
+//! majority. Counting only live members would let a node cut off from everyone
+//! see a "majority" of one; a lost voter leaves the set only through
+//! [`super::Failover::forget`] (a planned removal).
+
+use core::cmp::Reverse;
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Role;
+use crate::id::{Addr, NodeId};
+use crate::time::Millis;
+
+/// What the node tells failover about a live member (itself included).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub id: NodeId,
+    pub addr: Addr,
+    /// Promotion tier, 0 (preferred) to 15.
+    pub tier: u8,
+    pub capacity: u32,
+    pub role: Role,
+    /// Hash of the settings that must agree across the cluster.
+    pub fingerprint: u64,
+}
+
+/// The key candidates are sorted by; lower leads.
+pub type RankKey = (u8, Reverse<u32>, NodeId);
+
+impl Candidate {
+    /// Whether this member may ever lead (witnesses may not).
+    pub fn can_lead(&self) -> bool {
+        self.role == Role::Serving
+    }
+
+    pub fn rank_key(&self) -> RankKey {
+        (self.tier, Reverse(self.capacity), self.id)
+    }
+
+    /// Whether `self` should lead rather than `other`.
+    pub fn outranks(&self, other: &Candidate) -> bool {
+        self.rank_key() < other.rank_key()
+    }
+}
+
+/// The leader among `candidates` as this module ranks them: the best-ranked
+/// member that may lead and has `fingerprint`. Liveness, lapses and hold-down are
+/// left to the caller; this is the bare order, for tests and dashboards.
+pub fn best_candidate(candidates: &[Candidate], fingerprint: u64) -> Option<&Candidate> {
+    candidates
+        .iter()
+        .filter(|c| c.can_lead() && c.fingerprint == fingerprint)
+        .min_by_key(|c| c.rank_key())
+}
+
+/// What this node remembers of a member.
+#[derive(Clone, Debug)]
+pub(crate) struct Known {
+    pub cand: Candidate,
+    pub live: bool,
+    /// When it last became live (or came back from a lapse), for hold-down.
+    pub live_since: Millis,
+    /// It held or was granted a lease that ran out without renewal, or handed its
+    /// lease over: it is not ranked again until it asks for a lease itself.
+    pub lapsed: bool,
+}
+
+/// This node's view of the members, as fed by the node.
+#[derive(Clone, Debug)]
+pub(crate) struct View {
+    me: NodeId,
+    /// Every member ever fed, live or not, with its last known details.
+    known: BTreeMap<NodeId, Known>,
+}
+
+impl View {
+    pub fn new(me: NodeId) -> View {
+        View {
+            me,
+            known: BTreeMap::new(),
+        }
+    }
+
+    /// This node's own candidate, once the node has fed it.
+    pub fn own(&self) -> Option<&Candidate> {
+        self.known.get(&self.me).map(|k| &k.cand)
+    }
+
+    fn reference(&self) -> Option<u64> {
+        self.own().map(|c| c.fingerprint)
+    }
+
+    /// Replaces the live set. Returns the nodes that newly show config drift.
+    pub fn update(&mut self, now: Millis, live: &[Candidate]) -> Vec<NodeId> {
+        let before = self.drift();
+        let was_live: BTreeSet<NodeId> = self
+            .known
+            .values()
+            .filter(|k| k.live)
+            .map(|k| k.cand.id)
+            .collect();
+        for k in self.known.values_mut() {
+            k.live = false;
+        }
+        for c in live {
+            let k = self.known.entry(c.id).or_insert_with(|| Known {
+                cand: c.clone(),
+                live: false,
+                live_since: now,
+                lapsed: false,
+            });
+            if !was_live.contains(&c.id) {
+                // Newly live, or back after being gone: its hold-down starts now.
+                k.live_since = now;
+            }
+            k.cand = c.clone();
+            k.live = true;
+        }
+        let after = self.drift();
+        after.into_iter().filter(|n| !before.contains(n)).collect()
+    }
+
+    /// Live members whose fingerprint differs from this node's.
+    pub fn drift(&self) -> Vec<NodeId> {
+        let Some(fp) = self.reference() else {
+            return Vec::new();
+        };
+        self.known
+            .values()
+            .filter(|k| k.live && k.cand.fingerprint != fp)
+            .map(|k| k.cand.id)
+            .collect()
+    }
+
+    /// Voters: every member ever fed with this node's fingerprint, live or not.
+    pub fn voters(&self) -> impl Iterator<Item = &Known> {
+        let fp = self.reference();
+        self.known
+            .values()
+            .filter(move |k| Some(k.cand.fingerprint) == fp)
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.get_voter(id).is_some()
+    }
+
+    pub fn get_voter(&self, id: NodeId) -> Option<&Known> {
+        let fp = self.reference()?;
+        self.known.get(&id).filter(|k| k.cand.fingerprint == fp)
+    }
+
+    pub fn voter_count(&self) -> usize {
+        self.voters().count()
+    }
+
+    pub fn live_voters(&self) -> impl Iterator<Item = &Known> {
+        self.voters().filter(|k| k.live)
+    }
+
+    /// A live voter that may lead.
+    pub fn eligible(&self, id: NodeId) -> Option<&Known> {
+        self.get_voter(id)
+            .filter(|k| k.live && k.cand.can_lead() && !k.lapsed)
+    }
+
+    /// The node that should lead now, in this view: the best-ranked live voter
+    /// that may lead and has not lapsed, skipping those still in hold-down unless
+    /// every candidate is (as at a cold start, when all joined together).
+    pub fn best(&self, now: Millis, hold_down: Duration) -> Option<&Candidate> {
+        let eligible = || {
+            self.voters()
+                .filter(|k| k.live && k.cand.can_lead() && !k.lapsed)
+        };
+        let settled = eligible()
+            .filter(|k| now.since(k.live_since) >= hold_down)
+            .min_by_key(|k| k.cand.rank_key());
+        settled
+            .or_else(|| eligible().min_by_key(|k| k.cand.rank_key()))
+            .map(|k| &k.cand)
+    }
+
+    /// `id` let a lease run out (or handed it over): rank it no more until it asks
+    /// for a lease again.
+    pub fn mark_lapsed(&mut self, id: NodeId) {
+        if id == self.me {
+            return;
+        }
+        if let Some(k) = self.known.get_mut(&id) {
+            k.lapsed = true;
+        }
+    }
+
+    /// `id` asked for a lease: it is back, and a lapsed node starts a fresh
+    /// hold-down, so a node that crashes and restarts is not handed the lease at once.
+    pub fn heard_request(&mut self, now: Millis, id: NodeId) {
+        if let Some(k) = self.known.get_mut(&id) {
+            if k.lapsed {
+                k.lapsed = false;
+                k.live_since = now;
+            }
+        }
+    }
+
+    /// Removes `id` from the voter set (it left on purpose).
+    pub fn forget(&mut self, id: NodeId) {
+        if id != self.me {
+            self.known.remove(&id);
+        }
+    }
+
+    /// Instants after `now` at which a member leaves hold-down.
+    pub fn hold_down_ends(
+        &self,
+        now: Millis,
+        hold_down: Duration,
+    ) -> impl Iterator<Item = Millis> + '_ {
+        self.voters()
+            .filter(|k| k.live)
+            .map(move |k| k.live_since + hold_down)
+            .filter(move |&t| t > now)
+    }
+}

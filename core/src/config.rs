@@ -25,6 +25,10 @@ pub struct Timing {
     pub suspicion_max_timeout_mult: u32,
     /// Each rumour is retransmitted `retransmit_mult × ceil(log10(N + 1))` times.
     pub retransmit_mult: u32,
+    /// The same for application broadcasts and replicated writes. Lower than for
+    /// membership: a missed write is repaired by anti-entropy within a sync
+    /// interval, so fewer copies buy less duplicate traffic.
+    pub data_retransmit_mult: u32,
     /// How many members receive each gossip round.
     pub gossip_nodes: usize,
     /// How often a gossip round runs.
@@ -63,6 +67,7 @@ impl Timing {
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
             retransmit_mult: 4,
+            data_retransmit_mult: 3,
             gossip_nodes: 3,
             gossip_interval: Duration::from_millis(200),
             gossip_to_the_dead: Duration::from_secs(30),
@@ -124,10 +129,13 @@ impl Timing {
                 expected: "suspicion_mult >= 2 and suspicion_max_timeout_mult >= 1",
             });
         }
-        if self.retransmit_mult == 0 || self.awareness_max_multiplier == 0 {
+        if self.retransmit_mult == 0
+            || self.data_retransmit_mult == 0
+            || self.awareness_max_multiplier == 0
+        {
             return Err(ConfigError::Invalid {
                 field: "retransmit_mult",
-                expected: "retransmit_mult and awareness_max_multiplier >= 1",
+                expected: "retransmit_mult, data_retransmit_mult and awareness_max_multiplier >= 1",
             });
         }
         // Peers drop datagrams above MAX_DATAGRAM, so a node must never fill one past it.

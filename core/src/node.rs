@@ -280,8 +280,10 @@ impl Node {
         if self.membership.has_left() {
             return;
         }
-        let peers = self.membership.alive_addrs();
-        self.replica.handle_timeout(now, &peers, &mut self.outbox);
+        let alive = self.membership.alive_addrs();
+        let failed = self.membership.failed_addrs();
+        self.replica
+            .handle_timeout(now, &alive, &failed, &mut self.outbox);
         self.exchange_rumors(now);
     }
 

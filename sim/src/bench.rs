@@ -10,8 +10,10 @@ use aurora_core::Millis;
 
 use crate::faults::FaultProfile;
 use crate::net::LinkConditions;
-use crate::run::{run_seeds, Figures};
-use crate::world::{Action, ProfileSpec, SimParams, World};
+use aurora_core::Command;
+
+use crate::run::{quantile, run_seeds, Figures};
+use crate::world::{Action, ProfileSpec, SimParams, Workload, World};
 
 /// Time from a crash to "failed" at every member: 5 nodes, 5 % loss, default timing.
 pub fn detection(seeds: u64, threads: usize) -> Vec<String> {
@@ -159,5 +161,305 @@ pub fn throughput(seeds: u64, threads: usize) -> Vec<String> {
         seeds as f64 / secs / threads as f64,
         f.passed,
         f.seeds
+    )]
+}
+
+// ---- replicated state -----------------------------------------------------------
+
+fn total_receptions(w: &World) -> u64 {
+    w.nodes
+        .iter()
+        .filter_map(|n| n.node.as_ref())
+        .map(|n| {
+            let s = n.replica().stats();
+            s.applied_from_gossip + s.applied_from_sync + s.duplicates
+        })
+        .sum()
+}
+
+fn quiet_world(nodes: usize, seed: u64, link: LinkConditions) -> World {
+    let params = SimParams {
+        nodes,
+        start_spread: Duration::from_secs(2),
+        safety: Duration::from_secs(2),
+        liveness: Duration::from_secs(3600),
+        profile: ProfileSpec::Fixed(FaultProfile {
+            link,
+            ..FaultProfile::none()
+        }),
+        workload: Workload::none(),
+        track_writes: true,
+        ..SimParams::default()
+    };
+    World::new(seed, params)
+}
+
+/// A write's trip to every node: `writes` writes from random nodes, one every
+/// 200 ms, on a settled cluster with 1 % loss and 10 ms links.
+pub fn write_propagation(nodes: usize, writes: usize, seed: u64) -> Vec<String> {
+    let link = LinkConditions {
+        loss: 0.01,
+        delay_ms: 10,
+        jitter_ms: 5,
+        ..LinkConditions::clean()
+    };
+    let mut w = quiet_world(nodes, seed, link);
+    let Some(done) = until_converged(&mut w, Millis(120_000)) else {
+        return vec![format!(
+            "write propagation, N={nodes}: membership never converged"
+        )];
+    };
+    // Let the join traffic die down.
+    let mut t = done + Duration::from_secs(30);
+    w.run_until(t);
+    let before = total_receptions(&w);
+    let mut rng = aurora_core::rng::DetRng::from_seed(seed);
+    let mut sent = Vec::new();
+    for k in 0..writes {
+        w.run_until(t);
+        let node = rng.below(nodes);
+        let (id, record) = crate::world::sample_model(k, 1);
+        if let Some(hlc) = w.command(node, Command::Put { id, record }) {
+            sent.push((hlc, t));
+        }
+        t = t + Duration::from_millis(200);
+    }
+    w.run_until(t + Duration::from_secs(10));
+    let copies = (total_receptions(&w) - before) as f64 / (nodes as f64 * sent.len().max(1) as f64);
+    let mut reach: Vec<u64> = Vec::new();
+    let mut incomplete = 0;
+    for (hlc, at) in &sent {
+        match w.obs.receipts.get(hlc) {
+            Some(r) if r.len() == nodes => {
+                let last = r.values().max().copied().unwrap_or(*at);
+                reach.push(last.since(*at).as_millis() as u64);
+            }
+            _ => incomplete += 1,
+        }
+    }
+    reach.sort_unstable();
+    vec![format!(
+        "write propagation, N={nodes}, 1% loss, 10 ms links, {} writes: every node has it after p50 {} ms, p99 {} ms, max {} ms; {incomplete} incomplete after 10 s; {copies:.1} copies received per node per write",
+        sent.len(),
+        quantile(&reach, 0.5),
+        quantile(&reach, 0.99),
+        reach.last().copied().unwrap_or(0)
+    )]
+}
+
+/// A 60 s partition with writes on both sides, then healed: how long until every
+/// node holds the same state?
+pub fn partition_heal(seed: u64) -> Vec<String> {
+    let nodes = 10;
+    let mut w = quiet_world(
+        nodes,
+        seed,
+        LinkConditions {
+            delay_ms: 10,
+            jitter_ms: 5,
+            ..LinkConditions::clean()
+        },
+    );
+    let split = Millis(10_000);
+    let heal = Millis(70_000);
+    w.run_until(split);
+    w.at(
+        Duration::from_millis(split.0),
+        Action::SplitOff((0..nodes / 2).collect()),
+    );
+    w.at(Duration::from_millis(heal.0), Action::Heal);
+    let mut rng = aurora_core::rng::DetRng::from_seed(seed);
+    let mut t = split + Duration::from_millis(500);
+    let mut k = 0;
+    while t < heal {
+        w.run_until(t);
+        let (id, record) = crate::world::sample_model(k % 50, k as u64);
+        w.command(rng.below(nodes), Command::Put { id, record });
+        k += 1;
+        t = t + Duration::from_millis(500);
+    }
+    w.run_until(heal);
+    let diverged = !crate::observe::digests_agree(&w.nodes);
+    let mut at = heal;
+    while !crate::observe::digests_agree(&w.nodes) && at < heal + Duration::from_secs(120) {
+        at = at + Duration::from_millis(100);
+        w.run_until(at);
+    }
+    vec![format!(
+        "partition heal, 10 nodes split 5/5 for 60 s with {k} writes on both sides (diverged: {diverged}): digests agree {} ms after the heal (goal <= 5000 ms)",
+        at.since(heal).as_millis()
+    )]
+}
+
+/// Anti-entropy cost against what is actually missing, on the real messages.
+pub fn anti_entropy_bytes() -> Vec<String> {
+    use aurora_core::state::store::{Entry, Key, Store, Value};
+    use aurora_core::wire::{encode, encoded_len, Message};
+    use aurora_core::{ClusterId, NodeId};
+    let n = 10_000;
+    let entries: Vec<Entry> = (0..n)
+        .map(|k| {
+            let (id, record) = crate::world::sample_model(k, 1);
+            Entry {
+                key: Key::Record(aurora_core::state::records::Collection::Models, id),
+                value: Some(Value::Record(record)),
+                hlc: aurora_core::Hlc {
+                    wall: 1_000 + k as u64,
+                    logical: 0,
+                    node: NodeId(1 + (k % 3) as u64),
+                },
+                seq: 1 + (k / 3) as u64,
+            }
+        })
+        .collect();
+    let mut lines = vec![format!(
+        "anti-entropy bytes on the wire vs bytes missing ({n} records):"
+    )];
+    for (label, keep) in [
+        (
+            "missing the newest 10% (a node that was down)",
+            Box::new(|k: usize| k < n * 9 / 10) as Box<dyn Fn(usize) -> bool>,
+        ),
+        (
+            "missing every 10th (scattered loss)",
+            Box::new(|k: usize| !k.is_multiple_of(10)),
+        ),
+        ("missing 1 record", Box::new(|k: usize| k != n / 2)),
+    ] {
+        let mut full = Store::default();
+        let mut partial = Store::default();
+        for (k, e) in entries.iter().enumerate() {
+            full.merge(e.clone());
+            if keep(k) {
+                partial.merge(e.clone());
+            }
+        }
+        let missing: usize = entries
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !keep(*k))
+            .map(|(_, e)| encoded_len(e))
+            .sum();
+        let cluster = ClusterId(1);
+        let request = Message::SyncRequest {
+            newest: partial.newest(),
+            digest: partial.digest(),
+            vv: partial.version_vector(),
+        };
+        let (delta, _) = full.delta_for(&partial.version_vector(), usize::MAX);
+        let response = Message::SyncResponse {
+            newest: full.newest(),
+            digest: full.digest(),
+            vv: full.version_vector(),
+            delta,
+            more: false,
+        };
+        let wire = encode(cluster, NodeId(9), &request).len()
+            + encode(cluster, NodeId(1), &response).len();
+        lines.push(format!(
+            "  {label}: {wire} bytes sent for {missing} bytes missing = {:.2}x (goal <= 2x)",
+            wire as f64 / missing.max(1) as f64
+        ));
+    }
+    lines
+}
+
+/// Store::merge throughput, median of 5 runs over 1,000,000 entries (wall clock).
+pub fn merge_throughput() -> Vec<String> {
+    use aurora_core::state::records::RecordId;
+    use aurora_core::state::store::{Entry, Key, Store, Usage, Value};
+    use aurora_core::NodeId;
+    let n = 1_000_000usize;
+    let budgets: Vec<RecordId> = (0..1000)
+        .filter_map(|b| RecordId::new(format!("budget-{b}")).ok())
+        .collect();
+    let mut rng = aurora_core::rng::DetRng::from_seed(1);
+    // Each origin numbers its own writes 1, 2, 3, ... as a real node does.
+    let mut next_seq = [0u64; 51];
+    let entries: Vec<Entry> = (0..n)
+        .map(|k| {
+            let origin = 1 + rng.below(50) as u64;
+            next_seq[origin as usize] += 1;
+            Entry {
+                key: Key::Usage {
+                    budget: budgets[rng.below(budgets.len())].clone(),
+                    period: rng.below(4) as u64,
+                    node: NodeId(origin),
+                },
+                value: Some(Value::Usage(Usage {
+                    spend_nanos: k as u64,
+                    requests: k as u64,
+                    tokens: 0,
+                })),
+                hlc: aurora_core::Hlc {
+                    wall: rng.below(1_000_000) as u64,
+                    logical: 0,
+                    node: NodeId(origin),
+                },
+                seq: next_seq[origin as usize],
+            }
+        })
+        .collect();
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let batch = entries.clone();
+        let began = std::time::Instant::now();
+        let mut store = Store::default();
+        for e in batch {
+            store.merge(e);
+        }
+        rates.push(n as f64 / began.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    vec![format!(
+        "store merge throughput, 1,000,000 entries into 200,000 keys, one core: median {:.2} M entries/s (runs: {}) (goal >= 1 M/s)",
+        rates[2] / 1e6,
+        rates.iter().map(|r| format!("{:.2}", r / 1e6)).collect::<Vec<_>>().join(", ")
+    )]
+}
+
+/// A node joining a cluster that holds 20,000 records (several MB): membership
+/// first, state in chunks after.
+pub fn snapshot_join(seed: u64) -> Vec<String> {
+    let params = SimParams {
+        nodes: 4,
+        safety: Duration::from_secs(2),
+        liveness: Duration::from_secs(600),
+        profile: ProfileSpec::Fixed(FaultProfile {
+            link: LinkConditions {
+                delay_ms: 10,
+                jitter_ms: 5,
+                ..LinkConditions::clean()
+            },
+            ..FaultProfile::none()
+        }),
+        workload: Workload::none(),
+        preload_records: 20_000,
+        record_events: true,
+        ..SimParams::default()
+    };
+    let bytes: usize = 20_000 * 110;
+    let mut w = World::new(seed, params);
+    let join_at = Millis(10_000);
+    w.at(Duration::from_millis(join_at.0), Action::Join);
+    w.run_until(join_at);
+    let mut at = join_at;
+    let mut member_at = None;
+    while !(crate::observe::digests_agree(&w.nodes) && w.nodes.len() == 5)
+        && at < join_at + Duration::from_secs(120)
+    {
+        at = at + Duration::from_millis(50);
+        w.run_until(at);
+        if member_at.is_none() && crate::observe::views_agree(&w.nodes) && w.nodes.len() == 5 {
+            member_at = Some(at);
+        }
+    }
+    let chunk = w.params.state.sync_chunk_bytes;
+    vec![format!(
+        "join with 20,000 records (~{} KB) in state: full member list after {} ms, full state after {} ms, in chunks of <= {} KB",
+        bytes / 1024,
+        member_at.map_or(-1, |m| m.since(join_at).as_millis() as i64),
+        at.since(join_at).as_millis(),
+        chunk / 1024
     )]
 }

@@ -19,7 +19,8 @@ const USAGE: &str = "usage:
   aurora-sim run --seeds N [--start S] [--nodes K] [--duration SECS] [--liveness SECS] [--threads T] [--no-determinism]
   aurora-sim replay --seed S [--nodes K] [--duration SECS] [--liveness SECS]
   aurora-sim scenario NAME [--seed S]    (aurora-sim scenario --list)
-  aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|all [--seeds N] [--nodes K]
+  aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|
+                   write-propagation|partition-heal|anti-entropy|merge|snapshot|all [--seeds N] [--nodes K]
 options: --profile drawn|calm|none selects the fault profile of run and replay (default drawn);
          --crash-at SECS crashes the last node at SECS (as the detection bench does)";
 
@@ -264,6 +265,28 @@ fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
     }
     if all || name == "throughput" {
         lines.extend(bench::throughput(seeds(1000), o.threads));
+    }
+    if all || name == "write-propagation" {
+        let sizes: Vec<usize> = if nodes_given {
+            vec![o.params.nodes]
+        } else {
+            vec![100, 1000]
+        };
+        for n in sizes {
+            lines.extend(bench::write_propagation(n, 50, o.start));
+        }
+    }
+    if all || name == "partition-heal" {
+        lines.extend(bench::partition_heal(o.start));
+    }
+    if all || name == "anti-entropy" {
+        lines.extend(bench::anti_entropy_bytes());
+    }
+    if all || name == "merge" {
+        lines.extend(bench::merge_throughput());
+    }
+    if all || name == "snapshot" {
+        lines.extend(bench::snapshot_join(o.start));
     }
     if lines.is_empty() {
         eprintln!("aurora-sim: unknown bench {name:?}\n{USAGE}");

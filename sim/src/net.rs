@@ -110,6 +110,15 @@ impl Partitions {
         };
     }
 
+    /// Cuts `side` off from everyone else, both ways.
+    pub fn split_off(&mut self, side: &[usize]) {
+        self.heal();
+        for &i in side {
+            self.group[i] = 1;
+        }
+        self.blocked = vec![(0, 1), (1, 0)];
+    }
+
     pub fn allows(&self, from: usize, to: usize) -> bool {
         if self.blocked.is_empty() {
             return true;

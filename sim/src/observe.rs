@@ -33,6 +33,8 @@ pub struct Observations {
     pub state_converged_at: Option<Millis>,
     /// Every write a node acknowledged: key, timestamp, live (false = delete).
     acked: Vec<(Key, Hlc, bool)>,
+    /// Per write (by timestamp): when each node persisted it (`track_writes`).
+    pub receipts: BTreeMap<Hlc, BTreeMap<usize, Millis>>,
     /// A partition happened during the run.
     pub partitioned: bool,
     /// Per node: until when it is excused (down, paused, leaving); `Millis(u64::MAX)`
@@ -87,6 +89,19 @@ impl Observations {
 
     pub fn acked(&mut self, key: Key, hlc: Hlc, live: bool) {
         self.acked.push((key, hlc, live));
+    }
+
+    /// Notes the entries in a node's persist batch.
+    pub fn persisted(&mut self, node: usize, batch: &aurora_core::PersistBatch, at: Millis) {
+        for item in &batch.items {
+            if let aurora_core::PersistItem::Entry(e) = item {
+                self.receipts
+                    .entry(e.hlc)
+                    .or_default()
+                    .entry(node)
+                    .or_insert(at);
+            }
+        }
     }
 
     pub fn acked_writes(&self) -> usize {

@@ -103,6 +103,10 @@ pub struct SimParams {
     pub record_events: bool,
     pub state: StateTiming,
     pub workload: Workload,
+    /// Record when each node persists each entry (for propagation figures).
+    pub track_writes: bool,
+    /// Records every initial node starts with (as if written long ago by n1).
+    pub preload_records: usize,
 }
 
 impl Default for SimParams {
@@ -121,6 +125,8 @@ impl Default for SimParams {
             record_events: false,
             state: StateTiming::default(),
             workload: Workload::default(),
+            track_writes: false,
+            preload_records: 0,
         }
     }
 }
@@ -154,6 +160,8 @@ pub enum Action {
         extra_ms: u64,
     },
     Partition(PartitionKind),
+    /// These nodes on one side, everyone else on the other.
+    SplitOff(Vec<usize>),
     Heal,
     /// Start a brand-new node that joins through the seeds.
     Join,
@@ -319,8 +327,12 @@ impl World {
             in_liveness: false,
             params,
         };
+        let preload = preloaded(w.params.preload_records);
         for _ in 0..w.params.nodes {
             let i = w.add_node();
+            for e in &preload {
+                w.nodes[i].disk.entries.insert(e.key.clone(), e.clone());
+            }
             let spread = w.params.start_spread.as_millis().max(1) as usize;
             let at = Millis(w.rng.below(spread) as u64);
             w.push(at, Ev::Start(i));
@@ -341,6 +353,15 @@ impl World {
         let liveness_at = Millis::ZERO + w.params.safety;
         w.push(liveness_at, Ev::Act(Action::StartLiveness));
         w
+    }
+
+    /// Carries out a command at node `i` now (a scripted write, say).
+    pub fn command(&mut self, i: usize, command: Command) -> Option<aurora_core::Hlc> {
+        let mut written = None;
+        self.with_node(i, |node, now| {
+            written = node.handle_command(now, command).ok().flatten();
+        });
+        written
     }
 
     /// Schedules a scripted action.
@@ -525,7 +546,12 @@ impl World {
                     };
                     self.send(i, t.to, t.channel, bytes);
                 }
-                Output::Persist(batch) => self.nodes[i].disk.apply(&batch),
+                Output::Persist(batch) => {
+                    if self.params.track_writes {
+                        self.obs.persisted(i, &batch, self.now);
+                    }
+                    self.nodes[i].disk.apply(&batch);
+                }
                 Output::Event(e) => self.on_event(i, e),
             }
         }
@@ -664,16 +690,10 @@ impl World {
                 id: id.clone(),
             }
         } else {
-            let model = Model {
-                provider_id: RecordId::new("mock").unwrap_or_else(|_| id.clone()),
-                upstream_model: format!("v{version}"),
-                aliases: Vec::new(),
-                context_window: Some(8192),
-                enabled: true,
-            };
+            let (_, record) = sample_model(k, version);
             Command::Put {
                 id: id.clone(),
-                record: Record::Model(model),
+                record,
             }
         };
         let mut acked = None;
@@ -798,6 +818,10 @@ impl World {
             Action::Partition(kind) => {
                 let members: Vec<usize> = (0..self.nodes.len()).collect();
                 self.partitions.split(kind, &members, &mut self.rng);
+                self.obs.partitioned = true;
+            }
+            Action::SplitOff(side) => {
+                self.partitions.split_off(&side);
                 self.obs.partitioned = true;
             }
             Action::Heal => self.partitions.heal(),
@@ -992,4 +1016,43 @@ mod tests {
             }
         }
     }
+}
+
+/// A model record whose id is `model-{k}`.
+pub fn sample_model(k: usize, version: u64) -> (RecordId, Record) {
+    let id = RecordId::new(format!("model-{k}")).unwrap_or_else(|_| unreachable_id());
+    let model = Model {
+        provider_id: RecordId::new("mock").unwrap_or_else(|_| unreachable_id()),
+        upstream_model: format!("upstream-model-v{version}"),
+        aliases: Vec::new(),
+        context_window: Some(128_000),
+        enabled: true,
+    };
+    (id, Record::Model(model))
+}
+
+fn unreachable_id() -> RecordId {
+    // Only reached if the id alphabet stopped accepting "model-0"; keep the sim
+    // going with an id that is valid by construction.
+    RecordId::new("x").expect("a one-letter id is valid")
+}
+
+/// `n` records as n1 wrote them long ago, identical on every node that has them.
+fn preloaded(n: usize) -> Vec<aurora_core::state::store::Entry> {
+    use aurora_core::state::store::{Entry, Value};
+    (0..n)
+        .map(|k| {
+            let (id, record) = sample_model(k, 0);
+            Entry {
+                key: Key::Record(Collection::Models, id),
+                value: Some(Value::Record(record)),
+                hlc: aurora_core::Hlc {
+                    wall: EPOCH_MS - 1_000,
+                    logical: k as u32,
+                    node: NodeId(1),
+                },
+                seq: k as u64 + 1,
+            }
+        })
+        .collect()
 }

@@ -333,6 +333,15 @@ impl Failover {
         self.lease.epoch.filter(|_| self.lease.holding(self.now))
     }
 
+    /// The epoch to persist (whenever it grows) and hand back to
+    /// [`Failover::restore_epoch`] after a restart, so a restarted voter never
+    /// grants an epoch again that it granted in a previous life.
+    pub fn durable_epoch(&self) -> Epoch {
+        self.seen
+            .max(self.leader_epoch)
+            .max(self.voter.granted_epoch())
+    }
+
     pub fn status(&self) -> FailoverStatus {
         let now = self.now;
         let mode = self.config.mode;

@@ -288,6 +288,15 @@ impl Membership {
             .collect()
     }
 
+    /// Addresses of members declared dead (not departed) and not yet reaped.
+    pub fn failed_addrs(&self) -> Vec<Addr> {
+        self.members
+            .values()
+            .filter(|m| m.liveness == Liveness::Dead)
+            .map(|m| m.addr)
+            .collect()
+    }
+
     /// Replicated writes received as rumours since the last call.
     pub(crate) fn take_state_rumors(&mut self) -> Vec<crate::state::store::Entry> {
         std::mem::take(&mut self.state_inbox)
@@ -741,8 +750,12 @@ impl Membership {
             .max_datagram
             .saturating_sub(PACKET_OVERHEAD + used);
         let n = self.members.len() + 1;
-        let limit = self.timing.retransmit_mult * (n as f64 + 1.0).log10().ceil().max(1.0) as u32;
-        self.rumors.take(budget, limit)
+        let scale = (n as f64 + 1.0).log10().ceil().max(1.0) as u32;
+        let limits = rumors::Limits {
+            member: self.timing.retransmit_mult * scale,
+            data: self.timing.data_retransmit_mult * scale,
+        };
+        self.rumors.take(budget, limits)
     }
 
     fn push_pull(&mut self, out: &mut Outbox) {

@@ -29,6 +29,23 @@ struct Entry {
     size: usize,
 }
 
+/// How many times each class of rumour is sent.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub member: u32,
+    pub data: u32,
+}
+
+impl Limits {
+    /// The same limit for both classes.
+    pub fn both(limit: u32) -> Limits {
+        Limits {
+            member: limit,
+            data: limit,
+        }
+    }
+}
+
 /// Rumours waiting to be piggybacked.
 #[derive(Clone, Debug, Default)]
 pub struct RumorQueue {
@@ -93,23 +110,22 @@ impl RumorQueue {
 
     /// Takes rumours for one packet of at most `budget` encoded bytes; each taken
     /// rumour counts one transmission and leaves the queue after `limit` of them.
-    pub fn take(&mut self, budget: usize, limit: u32) -> Vec<Rumor> {
+    ///
+    /// `limits` are the retransmit limits of membership and data rumours.
+    pub fn take(&mut self, budget: usize, limits: Limits) -> Vec<Rumor> {
         let mut out = Vec::new();
         let mut left = budget;
         let both = !self.order[0].is_empty() && !self.order[1].is_empty();
         if both {
             let half = budget / 2;
-            let used = self.take_class(Class::Member, half, limit, &mut out);
+            let used = self.take_class(Class::Member, half, limits.member, &mut out);
             left -= used;
-            left -= self.take_class(Class::App, left, limit, &mut out);
-            self.take_class(Class::Member, left, limit, &mut out);
+            left -= self.take_class(Class::App, left, limits.data, &mut out);
+            self.take_class(Class::Member, left, limits.member, &mut out);
+        } else if self.order[0].is_empty() {
+            self.take_class(Class::App, left, limits.data, &mut out);
         } else {
-            let class = if self.order[0].is_empty() {
-                Class::App
-            } else {
-                Class::Member
-            };
-            self.take_class(class, left, limit, &mut out);
+            self.take_class(Class::Member, left, limits.member, &mut out);
         }
         out
     }
@@ -196,9 +212,9 @@ mod tests {
         let mut q = RumorQueue::default();
         q.push(suspect(1, 1));
         for _ in 0..3 {
-            assert_eq!(q.take(1000, 3).len(), 1);
+            assert_eq!(q.take(1000, Limits::both(3)).len(), 1);
         }
-        assert!(q.take(1000, 3).is_empty());
+        assert!(q.take(1000, Limits::both(3)).is_empty());
         assert!(q.is_empty());
     }
 
@@ -208,7 +224,7 @@ mod tests {
         q.push(suspect(1, 1));
         q.push(suspect(1, 2));
         assert_eq!(q.len(), 1);
-        assert_eq!(q.take(1000, 3), vec![suspect(1, 2)]);
+        assert_eq!(q.take(1000, Limits::both(3)), vec![suspect(1, 2)]);
     }
 
     #[test]
@@ -216,10 +232,10 @@ mod tests {
         let mut q = RumorQueue::default();
         q.push(suspect(1, 1));
         let one = encoded_len(&suspect(1, 1));
-        assert_eq!(q.take(one, 5), vec![suspect(1, 1)]);
+        assert_eq!(q.take(one, Limits::both(5)), vec![suspect(1, 1)]);
         q.push(suspect(2, 1));
         // Budget for one rumour: the fresh one wins over the once-sent one.
-        assert_eq!(q.take(one, 5), vec![suspect(2, 1)]);
+        assert_eq!(q.take(one, Limits::both(5)), vec![suspect(2, 1)]);
     }
 
     #[test]
@@ -229,7 +245,7 @@ mod tests {
             q.push(suspect(n, 1));
         }
         q.push(app(1, 100));
-        let taken = q.take(400, 10);
+        let taken = q.take(400, Limits::both(10));
         assert!(taken.contains(&app(1, 100)), "{taken:?}");
         assert!(taken.iter().any(|r| matches!(r, Rumor::Member(_))));
     }

@@ -310,13 +310,28 @@ impl Replica {
 
     // ---- anti-entropy ----------------------------------------------------------
 
-    pub(crate) fn handle_timeout(&mut self, now: Millis, peers: &[Addr], out: &mut Outbox) {
+    /// `alive` are the members to sync with; `failed` are members declared dead,
+    /// tried once in a while: when a partition heals, state then converges without
+    /// waiting for membership to notice (which takes a reconnect round).
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Millis,
+        alive: &[Addr],
+        failed: &[Addr],
+        out: &mut Outbox,
+    ) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Sync => {
                     self.timers
                         .set(now + self.timing.sync_interval, Timer::Sync);
-                    if let Some(&peer) = self.rng.sample(peers, 1).first() {
+                    let pool = if !failed.is_empty() && (alive.is_empty() || self.rng.chance(0.25))
+                    {
+                        failed
+                    } else {
+                        alive
+                    };
+                    if let Some(&peer) = self.rng.sample(pool, 1).first() {
                         self.stats.sync_rounds += 1;
                         out.send(peer, Channel::Stream, self.sync_request());
                     }

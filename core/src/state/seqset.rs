@@ -46,6 +46,16 @@ impl SeqSet {
 
     /// Adds `seq`; `true` if it was not there.
     pub fn insert(&mut self, seq: u64) -> bool {
+        // The common case by far: the next number of an origin we are level with.
+        if let Some((&start, end)) = self.ranges.iter_mut().next_back() {
+            if seq == end.saturating_add(1) {
+                *end = seq;
+                return true;
+            }
+            if (start..=*end).contains(&seq) {
+                return false;
+            }
+        }
         if self.contains(seq) {
             return false;
         }

@@ -117,8 +117,6 @@ impl Delta {
 pub struct Store {
     registers: BTreeMap<Key, Entry>,
     seen: BTreeMap<NodeId, SeqSet>,
-    /// (origin, seq) of every register's current entry.
-    index: BTreeMap<(NodeId, u64), Key>,
     /// XOR of the fingerprints of all live registers.
     digest: u64,
     live: usize,
@@ -137,37 +135,56 @@ impl Store {
             return Merge::Duplicate;
         }
         self.newest = self.newest.max(entry.hlc);
-        if self
-            .registers
-            .get(&entry.key)
-            .is_some_and(|cur| cur.hlc >= entry.hlc)
-        {
-            return Merge::Superseded;
+        let added = entry.value.is_some().then(|| Self::fingerprint(&entry));
+        let removed = match self.registers.get_mut(&entry.key) {
+            Some(cur) if cur.hlc >= entry.hlc => return Merge::Superseded,
+            Some(cur) => {
+                let old = cur.value.is_some().then(|| Self::fingerprint(cur));
+                *cur = entry;
+                old
+            }
+            None => {
+                self.registers.insert(entry.key.clone(), entry);
+                None
+            }
+        };
+        for (fp, live) in [(removed, -1isize), (added, 1)] {
+            if let Some(fp) = fp {
+                self.digest ^= fp;
+                self.live = self.live.saturating_add_signed(live);
+            }
         }
-        if let Some(old) = self.registers.remove(&entry.key) {
-            self.index.remove(&(old.origin(), old.seq));
-            self.unaccount(&old);
-        }
-        self.index.insert((origin, entry.seq), entry.key.clone());
-        self.account(&entry);
-        self.registers.insert(entry.key.clone(), entry);
         Merge::Applied
     }
 
+    /// A hash of (key, timestamp): the timestamp names the write, so the value
+    /// need not be hashed. Length prefixes keep different keys apart.
     fn fingerprint(e: &Entry) -> u64 {
         let mut h = Fnv64::new();
-        h.write(&postcard::to_allocvec(&e.key).unwrap_or_default());
+        let mut text = |s: &str| {
+            h.write_u64(s.len() as u64);
+            h.write(s.as_bytes());
+        };
+        match &e.key {
+            Key::Record(collection, id) => {
+                text(collection.name());
+                text(id.as_str());
+            }
+            Key::Usage {
+                budget,
+                period,
+                node,
+            } => {
+                text("usage");
+                text(budget.as_str());
+                h.write_u64(*period);
+                h.write_u64(node.0);
+            }
+        }
         h.write_u64(e.hlc.wall);
         h.write_u64(u64::from(e.hlc.logical));
         h.write_u64(e.hlc.node.0);
         h.finish()
-    }
-
-    fn account(&mut self, e: &Entry) {
-        if e.value.is_some() {
-            self.digest ^= Self::fingerprint(e);
-            self.live += 1;
-        }
     }
 
     fn unaccount(&mut self, e: &Entry) {
@@ -302,19 +319,37 @@ impl Store {
     pub fn delta_for(&self, theirs: &VersionVector, budget: usize) -> (Delta, bool) {
         let theirs = to_sets(theirs);
         let empty = SeqSet::new();
+        let missing: BTreeMap<NodeId, Vec<SeqRange>> = self
+            .seen
+            .iter()
+            .map(|(&o, mine)| (o, mine.minus(theirs.get(&o).unwrap_or(&empty))))
+            .filter(|(_, m)| !m.is_empty())
+            .collect();
         let mut delta = Delta::default();
+        if missing.is_empty() {
+            return (delta, false);
+        }
+        // The live entries the peer lacks, in (origin, seq) order. A scan of the
+        // registers rather than an index: it runs only when a peer lacks
+        // something, and saves an index update on every merge.
+        let mut live: Vec<&Entry> = self
+            .registers
+            .values()
+            .filter(|e| missing.get(&e.origin()).is_some_and(|rs| covers(rs, e.seq)))
+            .collect();
+        live.sort_by_key(|e| (e.origin(), e.seq));
+        let mut live = live.into_iter().peekable();
         let mut used = 0;
-        for (&origin, mine) in &self.seen {
-            for missing in mine.minus(theirs.get(&origin).unwrap_or(&empty)) {
+        for (&origin, ranges) in &missing {
+            for &missing in ranges {
                 // Live entries in the range are sent; the numbers between them
                 // belong to superseded writes, of which the peer only needs to
                 // know that they are done.
                 let mut cursor = missing.start;
-                let live = self
-                    .index
-                    .range((origin, missing.start)..=(origin, missing.end));
-                for (&(_, seq), key) in live {
-                    let entry = &self.registers[key];
+                while let Some(entry) =
+                    live.next_if(|e| e.origin() == origin && e.seq <= missing.end)
+                {
+                    let seq = entry.seq;
                     let size = crate::wire::encoded_len(entry);
                     if used + size > budget && !delta.entries.is_empty() {
                         return (delta, true);
@@ -367,9 +402,7 @@ impl Store {
             .map(|(k, _)| k.clone())
             .collect();
         for key in &dead {
-            if let Some(e) = self.registers.remove(key) {
-                self.index.remove(&(e.origin(), e.seq));
-            }
+            self.registers.remove(key);
         }
         dead.len()
     }
@@ -385,7 +418,6 @@ impl Store {
             .collect();
         for key in &old {
             if let Some(e) = self.registers.remove(key) {
-                self.index.remove(&(e.origin(), e.seq));
                 self.unaccount(&e);
             }
         }
@@ -411,6 +443,12 @@ impl Store {
             self.clear(own, r);
         }
     }
+}
+
+/// Whether sorted, disjoint `ranges` contain `seq`.
+fn covers(ranges: &[SeqRange], seq: u64) -> bool {
+    let i = ranges.partition_point(|r| r.end < seq);
+    ranges.get(i).is_some_and(|r| r.start <= seq)
 }
 
 fn to_sets(vv: &VersionVector) -> BTreeMap<NodeId, SeqSet> {

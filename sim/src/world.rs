@@ -997,27 +997,6 @@ pub fn describe_change(change: MemberChange) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clock_inverse_is_tight() {
-        for ppm in [-9_999, -1, 0, 1, 5_000, 9_999] {
-            let c = Clock {
-                offset: 12_345,
-                ppm,
-            };
-            for g in [0u64, 1, 999, 1_000_000, 123_456_789] {
-                let l = c.local(Millis(g));
-                let back = c.global(l);
-                assert!(back <= Millis(g), "ppm {ppm} g {g}");
-                assert!(c.local(back) >= l);
-            }
-        }
-    }
-}
-
 /// A model record whose id is `model-{k}`.
 pub fn sample_model(k: usize, version: u64) -> (RecordId, Record) {
     let id = RecordId::new(format!("model-{k}")).unwrap_or_else(|_| unreachable_id());
@@ -1055,4 +1034,25 @@ fn preloaded(n: usize) -> Vec<aurora_core::state::store::Entry> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_inverse_is_tight() {
+        for ppm in [-9_999, -1, 0, 1, 5_000, 9_999] {
+            let c = Clock {
+                offset: 12_345,
+                ppm,
+            };
+            for g in [0u64, 1, 999, 1_000_000, 123_456_789] {
+                let l = c.local(Millis(g));
+                let back = c.global(l);
+                assert!(back <= Millis(g), "ppm {ppm} g {g}");
+                assert!(c.local(back) >= l);
+            }
+        }
+    }
 }

@@ -178,6 +178,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             models = catalog.listed().len(),
             "aurora serving (single node)"
         );
+        // Registered before serving, so a SIGHUP can never hit the default action
+        // (terminate) once the node is reachable.
+        #[cfg(unix)]
+        if let Some(path) = args.config.clone() {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(hangups) => {
+                    tokio::spawn(reload_on_sighup(hangups, path, server.state()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGHUP; config reload disabled")
+                }
+            }
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -199,6 +213,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("bye");
         Ok(())
     })
+}
+
+/// On SIGHUP, reads the config file again and replaces the catalog (providers, models,
+/// routes; API-key variables are read again too) through the same function the
+/// replicated store will use. A file that does not validate is logged and ignored: the
+/// running catalog stays. `upstream:` settings need a restart.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    path: PathBuf,
+    state: std::sync::Arc<aurora_gateway::state::AppState>,
+) {
+    while hangups.recv().await.is_some() {
+        match aurora_gateway::catalog::file::load(&path) {
+            Err(error) => {
+                tracing::error!(%error, "config reload failed; keeping the running catalog")
+            }
+            Ok(file) => {
+                if file.upstream != state.config.upstream {
+                    tracing::warn!("`gateway.upstream` changed; it takes effect after a restart");
+                }
+                match state.replace_catalog(file.catalog) {
+                    Ok(()) => tracing::info!(path = %path.display(), "config reloaded"),
+                    Err(error) => {
+                        tracing::error!(%error, "config reload failed; keeping the running catalog")
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

@@ -62,10 +62,15 @@ struct Running {
 
 impl Running {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env_remove("AURORA_ADMIN_TOKEN")
             .env_remove("RUST_LOG")
             .stderr(Stdio::piped())
@@ -223,5 +228,64 @@ fn a_bad_config_file_exits_1_naming_the_key() {
         .expect("run aurora");
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/aurora.yaml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sighup_reloads_the_catalog_and_keeps_it_when_the_file_is_bad() {
+    let dir = temp_dir("reload");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("aurora.yaml");
+    let yaml = |alias: &str| {
+        format!(
+            "gateway:\n  providers:\n    - {{name: mock, kind: mock}}\n  models:\n    - {{name: mock/echo, aliases: [{alias}]}}\n"
+        )
+    };
+    std::fs::write(&config, yaml("first")).expect("write config");
+    let mut running = Running::start_with(&dir, &["--config".as_ref(), config.as_os_str()]);
+    let addr = running.addr();
+    let models = || http_get(addr, "/v1/models", None);
+    assert!(models().contains("\"first\""));
+
+    let hup = |running: &Running| {
+        let pid = running.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("run kill")
+            .success());
+    };
+    let wait_for = |running: &mut Running, needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = running.lines.recv_timeout(Duration::from_millis(100)) {
+                running.seen.push(line.clone());
+                if line.contains(needle) {
+                    return;
+                }
+            }
+        }
+        panic!("no {needle:?} in {:?}", running.seen);
+    };
+    std::fs::write(&config, yaml("second")).expect("rewrite config");
+    hup(&running);
+    wait_for(&mut running, "config reloaded");
+    let listed = models();
+    assert!(
+        listed.contains("\"second\"") && !listed.contains("\"first\""),
+        "{listed}"
+    );
+
+    std::fs::write(
+        &config,
+        "gateway:\n  routes:\n    - {name: r, targets: []}\n",
+    )
+    .expect("write");
+    hup(&running);
+    wait_for(&mut running, "config reload failed");
+    assert!(models().contains("\"second\""), "the running catalog stays");
+
+    let (code, _) = running.sigterm_and_wait();
+    assert_eq!(code, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -236,7 +236,11 @@ impl World {
             if !self.connected(i, j) || self.rng.chance(self.net.drop) {
                 continue;
             }
-            let copies = if self.rng.chance(self.net.duplicate) { 2 } else { 1 };
+            let copies = if self.rng.chance(self.net.duplicate) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 let delay = if self.rng.chance(self.net.slow) {
                     self.net.delay_min + self.rng.below(self.net.slow_max.max(1) as usize) as Real
@@ -366,6 +370,7 @@ impl World {
         let live = self.live_for(i);
         fo.handle_members(now, &live);
         self.nodes[i].fo = Some(fo);
+        self.status_epochs[i] = Epoch::ZERO;
         self.note(format!("{id} RESTART"));
         self.after_call(i);
     }
@@ -432,10 +437,12 @@ pub fn show(msg: &LeaseMessage) -> String {
             epoch,
             round,
             retry_after_ms,
+            starting,
             ..
         } => format!(
-            "Reject r{} (knows {epoch}, retry in {retry_after_ms} ms)",
-            round & 0xffff_ffff
+            "Reject r{} (knows {epoch}, retry in {retry_after_ms} ms{})",
+            round & 0xffff_ffff,
+            if *starting { ", starting" } else { "" }
         ),
         LeaseMessage::Handover { epoch, to } => format!("Handover {epoch} to {to}"),
         LeaseMessage::Release { epoch } => format!("Release {epoch}"),

@@ -56,12 +56,15 @@ pub enum LeaseMessage {
     Grant { epoch: Epoch, round: u64 },
     /// "No." `epoch` is the highest epoch the voter knows; `voters` its voter
     /// count; `retry_after_ms` when asking again may succeed (the rest of its
-    /// promise to another node, for instance).
+    /// promise to another node, for instance). `starting`: the voter is in its
+    /// quiet period after a (re)start, which tells the leader that a member its
+    /// membership never saw go has in fact restarted (its hold-down starts over).
     Reject {
         epoch: Epoch,
         round: u64,
         voters: u32,
         retry_after_ms: u32,
+        starting: bool,
     },
     /// The holder of `epoch` has stopped holding it and asks voters to release
     /// their promise at once and to prefer `to` for the next epoch.

@@ -135,6 +135,8 @@ pub struct Failover {
     hint: Option<Hint>,
     /// After resigning, this node does not campaign before this instant.
     stand_aside_until: Millis,
+    /// When this node's current leadership began.
+    led_since: Millis,
     transmits: VecDeque<(NodeId, LeaseMessage)>,
     events: VecDeque<FailoverEvent>,
     reported: (Option<NodeId>, Epoch),
@@ -157,6 +159,7 @@ impl Failover {
             leader_epoch: Epoch::ZERO,
             hint: None,
             stand_aside_until: now,
+            led_since: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             reported: (None, Epoch::ZERO),
@@ -202,6 +205,9 @@ impl Failover {
         }
         self.tick(now);
         self.seen = self.seen.max(msg.epoch());
+        let asks = matches!(msg, LeaseMessage::Request { .. });
+        let started = matches!(msg, LeaseMessage::Reject { starting: true, .. });
+        self.view.heard_from(now, from, asks, started);
         match msg {
             LeaseMessage::Request {
                 epoch,
@@ -291,6 +297,9 @@ impl Failover {
         }
         let now = self.now;
         let mut deadlines = vec![self.voter.quiet_until, self.stand_aside_until];
+        if self.lease.holding(now) {
+            deadlines.push(self.led_since + self.config.hold_down);
+        }
         if self.lease.epoch.is_some() {
             deadlines.push(self.lease.next_send);
         }
@@ -456,7 +465,7 @@ impl Failover {
         if let Some(h) = self.hint {
             if now >= h.until {
                 self.hint = None;
-                self.view.mark_lapsed(h.node);
+                self.view.mark_lapsed(h.node, rank::Lapse::Expired);
             }
         }
     }
@@ -520,15 +529,19 @@ impl Failover {
         }
     }
 
-    /// A live, settled (past hold-down), not lapsed member that outranks this node.
+    /// A live, not lapsed member that outranks this leader and has been live for
+    /// `hold_down`, counted from when it came back or from when this leadership
+    /// began, whichever is later: so no leadership is cut short before
+    /// `hold_down`, which rules out flapping, and a node lapsed in this view (the
+    /// one that handed over to us) is not handed the lease back.
     fn better_settled(&self, now: Millis) -> Option<NodeId> {
         let own = self.view.own()?;
         self.view
             .live_voters()
             .filter(|k| {
                 k.cand.can_lead()
-                    && !k.lapsed
-                    && now.since(k.live_since) >= self.config.hold_down
+                    && k.lapsed.is_none()
+                    && now.since(k.live_since.max(self.led_since)) >= self.config.hold_down
                     && k.cand.outranks(own)
             })
             .min_by_key(|k| k.cand.rank_key())
@@ -595,7 +608,6 @@ impl Failover {
         voters: u32,
         holding: bool,
     ) {
-        self.view.heard_request(now, from);
         if holding && self.hint.is_none_or(|h| epoch >= h.epoch) {
             self.hint = Some(Hint {
                 node: from,
@@ -612,6 +624,7 @@ impl Failover {
                 round,
                 voters: self.voter_base(),
                 retry_after_ms: u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX),
+                starting: now < self.voter.quiet_until,
             },
         };
         self.transmits.push_back((from, reply));
@@ -630,6 +643,7 @@ impl Failover {
         {
             self.leader_epoch = self.leader_epoch.max(epoch);
             self.hint = None;
+            self.led_since = now;
             self.events.push_back(FailoverEvent::BecameLeader { epoch });
             // Announce at once: the next round carries `holding`, so standbys learn
             // the leader now rather than one renewal later.

@@ -71,9 +71,19 @@ pub(crate) struct Known {
     pub live: bool,
     /// When it last became live (or came back from a lapse), for hold-down.
     pub live_since: Millis,
-    /// It held or was granted a lease that ran out without renewal, or handed its
-    /// lease over: it is not ranked again until it asks for a lease itself.
-    pub lapsed: bool,
+    /// Why it is not ranked for now, if it is not.
+    pub lapsed: Option<Lapse>,
+}
+
+/// Why a member is left out of the ranking.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Lapse {
+    /// A lease promised to it ran out unrenewed: it crashed or was cut off. It is
+    /// ranked again (after a fresh hold-down) once it is heard from at all.
+    Expired,
+    /// It handed its lease over or resigned: it is ranked again only once it asks
+    /// for a lease itself, so a planned switchover is not undone.
+    Released,
 }
 
 /// This node's view of the members, as fed by the node.
@@ -118,11 +128,12 @@ impl View {
                 cand: c.clone(),
                 live: false,
                 live_since: now,
-                lapsed: false,
+                lapsed: None,
             });
             if !was_live.contains(&c.id) {
                 // Newly live, or back after being gone: its hold-down starts now.
                 k.live_since = now;
+                k.lapsed = None;
             }
             k.cand = c.clone();
             k.live = true;
@@ -171,7 +182,7 @@ impl View {
     /// A live voter that may lead.
     pub fn eligible(&self, id: NodeId) -> Option<&Known> {
         self.get_voter(id)
-            .filter(|k| k.live && k.cand.can_lead() && !k.lapsed)
+            .filter(|k| k.live && k.cand.can_lead() && k.lapsed.is_none())
     }
 
     /// The node that should lead now, in this view: the best-ranked live voter
@@ -180,7 +191,7 @@ impl View {
     pub fn best(&self, now: Millis, hold_down: Duration) -> Option<&Candidate> {
         let eligible = || {
             self.voters()
-                .filter(|k| k.live && k.cand.can_lead() && !k.lapsed)
+                .filter(|k| k.live && k.cand.can_lead() && k.lapsed.is_none())
         };
         let settled = eligible()
             .filter(|k| now.since(k.live_since) >= hold_down)
@@ -192,21 +203,32 @@ impl View {
 
     /// `id` let a lease run out (or handed it over): rank it no more until it asks
     /// for a lease again.
-    pub fn mark_lapsed(&mut self, id: NodeId) {
+    pub fn mark_lapsed(&mut self, id: NodeId, why: Lapse) {
         if id == self.me {
             return;
         }
         if let Some(k) = self.known.get_mut(&id) {
-            k.lapsed = true;
+            // A release is the stronger statement; an expiry does not weaken it.
+            if k.lapsed != Some(Lapse::Released) {
+                k.lapsed = Some(why);
+            }
         }
     }
 
-    /// `id` asked for a lease: it is back, and a lapsed node starts a fresh
-    /// hold-down, so a node that crashes and restarts is not handed the lease at once.
-    pub fn heard_request(&mut self, now: Millis, id: NodeId) {
+    /// A message from `id`. A member lapsed by expiry is back, and starts a fresh
+    /// hold-down (so a node that crashes and restarts is not handed the lease at
+    /// once); one that released its lease is back only if the message asks for a
+    /// lease. A member that says it just started is back whatever its state.
+    pub fn heard_from(&mut self, now: Millis, id: NodeId, asks: bool, started: bool) {
         if let Some(k) = self.known.get_mut(&id) {
-            if k.lapsed {
-                k.lapsed = false;
+            let back = started
+                || match k.lapsed {
+                    None => false,
+                    Some(Lapse::Expired) => true,
+                    Some(Lapse::Released) => asks,
+                };
+            if back {
+                k.lapsed = None;
                 k.live_since = now;
             }
         }

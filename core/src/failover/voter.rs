@@ -19,7 +19,7 @@ use crate::id::NodeId;
 use crate::time::Millis;
 
 use super::message::Epoch;
-use super::rank::View;
+use super::rank::{Lapse, View};
 
 /// A grant and how long it binds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl Voter {
             let key = (p.to, p.epoch);
             if now >= p.until && p.to != me && self.lapse_noted != Some(key) {
                 self.lapse_noted = Some(key);
-                view.mark_lapsed(p.to);
+                view.mark_lapsed(p.to, Lapse::Expired);
             }
         }
     }
@@ -193,6 +193,6 @@ impl Voter {
         }
         self.released = Some((from, epoch));
         self.lapse_noted = self.promise.map(|p| (p.to, p.epoch));
-        view.mark_lapsed(from);
+        view.mark_lapsed(from, Lapse::Released);
     }
 }

@@ -61,6 +61,11 @@ pub const ALL: &[Scenario] = &[
         run: slow_node_not_dead,
     },
     Scenario {
+        name: "tombstone-gc-no-resurrection",
+        about: "a node away longer than the tombstone TTL resyncs from scratch; a deleted record never comes back",
+        run: tombstone_gc_no_resurrection,
+    },
+    Scenario {
         name: "injected-tombstone-bug-is-caught",
         about: "a replica that never ships deletes must fail the state checkers",
         run: injected_tombstone_bug_is_caught,
@@ -336,5 +341,83 @@ fn injected_tombstone_bug_is_caught(seed: u64) -> Report {
             ),
         ),
     }
+    r
+}
+
+fn tombstone_gc_no_resurrection(seed: u64) -> Report {
+    use aurora_core::state::records::Collection;
+    use aurora_core::state::store::Key;
+    use aurora_core::Command;
+    let mut params = SimParams {
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
+        workload: crate::world::Workload::none(),
+        safety: secs(150),
+        liveness: secs(30),
+        ..SimParams::default()
+    };
+    params.state.tombstone_ttl = secs(20);
+    let mut w = World::new(seed, params);
+    let (id, record) = crate::world::sample_model(7, 1);
+    let key = Key::Record(Collection::Models, id.clone());
+    w.run_until(Millis(5_000));
+    w.command(
+        0,
+        Command::Put {
+            id: id.clone(),
+            record,
+        },
+    );
+    // n5 has the record on disk when it goes down.
+    w.at(secs(8), Action::Crash(4));
+    w.run_until(Millis(10_000));
+    let deleted = w.command(
+        1,
+        Command::Delete {
+            collection: Collection::Models,
+            id,
+        },
+    );
+    // Long after the others collected the tombstone, n5 comes back with its stale copy.
+    w.at(
+        secs(100),
+        Action::Restart {
+            node: 4,
+            new_addr: false,
+        },
+    );
+    w.run();
+    let mut r = Report::default();
+    r.absorb(&w);
+    let collected = w.nodes[..4]
+        .iter()
+        .filter_map(|n| n.node.as_ref())
+        .map(|n| n.replica().stats().tombstones_collected)
+        .sum::<u64>();
+    for n in w.nodes.iter().filter(|n| n.is_up()) {
+        let live = n
+            .node
+            .as_ref()
+            .and_then(|x| x.replica().store().get(&key))
+            .is_some_and(|e| e.value.is_some());
+        if live {
+            r.fail(
+                "no-resurrection",
+                format!("{} holds the record deleted at {deleted:?}", n.id),
+            );
+        }
+    }
+    let resets = w.nodes[4]
+        .node
+        .as_ref()
+        .map_or(0, |n| n.replica().stats().resets);
+    if resets != 1 {
+        r.fail(
+            "resync",
+            format!("n5 came back after the TTL but reset {resets} times (expected 1)"),
+        );
+    }
+    r.lines.push(format!(
+        "tombstones collected on the others: {collected}; n5 resynced from scratch {resets} time(s); the record stayed deleted"
+    ));
     r
 }

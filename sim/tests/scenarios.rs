@@ -39,6 +39,11 @@ fn slow_node_not_dead() {
 }
 
 #[test]
+fn tombstone_gc_no_resurrection() {
+    check("tombstone-gc-no-resurrection");
+}
+
+#[test]
 fn injected_tombstone_bug_is_caught() {
     check("injected-tombstone-bug-is-caught");
 }
@@ -57,6 +62,7 @@ fn every_scenario_has_a_test() {
         "slow-node-not-dead",
         "injected-refutation-bug-is-caught",
         "injected-tombstone-bug-is-caught",
+        "tombstone-gc-no-resurrection",
     ];
     for s in ALL {
         assert!(tested.contains(&s.name), "scenario {} has no test", s.name);

@@ -144,7 +144,7 @@ impl Replica {
         let mut timers = Timers::default();
         timers.set(now + timing.sync_interval, Timer::Sync);
         timers.set(now + timing.usage_flush, Timer::FlushUsage);
-        timers.set(now + Duration::from_secs(60), Timer::Collect);
+        timers.set(now + collect_period(&timing), Timer::Collect);
         Replica {
             id,
             timing,
@@ -343,7 +343,7 @@ impl Replica {
                 }
                 Timer::Collect => {
                     self.timers
-                        .set(now + Duration::from_secs(60), Timer::Collect);
+                        .set(now + collect_period(&self.timing), Timer::Collect);
                     let ttl = self.timing.tombstone_ttl.as_millis() as u64;
                     let horizon = self.wall(now).saturating_sub(ttl);
                     self.stats.tombstones_collected +=
@@ -435,4 +435,9 @@ impl Replica {
             },
         );
     }
+}
+
+/// How often tombstones are swept: a minute, or more often for a short TTL.
+fn collect_period(t: &StateTiming) -> Duration {
+    (t.tombstone_ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }

@@ -96,6 +96,10 @@ pub struct World {
     /// Highest status epoch reported by each node's current life.
     status_epochs: Vec<Epoch>,
     pub steps: u64,
+    /// Runs every node with [`Failover::break_majority`] (for the checker's own test).
+    pub broken: bool,
+    /// Safety violations seen in a broken run (a correct run panics on the first).
+    pub violations: u64,
 }
 
 /// Node `i` is `NodeId(i + 1)` at port `7001 + i`.
@@ -152,6 +156,8 @@ impl World {
             acquisitions: Vec::new(),
             status_epochs: vec![Epoch::ZERO; n],
             steps: 0,
+            broken: false,
+            violations: 0,
         };
         w.push(0, Ev::Members);
         for i in 0..n {
@@ -218,7 +224,7 @@ impl World {
         self.status_epochs[i] = status_epoch;
         for e in events {
             if let FailoverEvent::BecameLeader { epoch } = e {
-                if let Some(&(_, _, last)) = self.acquisitions.last() {
+                if let Some(&(_, _, last)) = self.acquisitions.last().filter(|_| !self.broken) {
                     assert!(
                         epoch > last,
                         "{from} acquired {epoch} after {last} was held"
@@ -232,10 +238,11 @@ impl World {
             let Some(j) = self.nodes.iter().position(|n| n.cand.id == to) else {
                 continue;
             };
-            self.note(format!("{from} -> {to}  {}", show(&msg)));
             if !self.connected(i, j) || self.rng.chance(self.net.drop) {
+                self.note(format!("{from} -> {to}  {}  (lost)", show(&msg)));
                 continue;
             }
+            self.note(format!("{from} -> {to}  {}", show(&msg)));
             let copies = if self.rng.chance(self.net.duplicate) {
                 2
             } else {
@@ -335,8 +342,12 @@ impl World {
             .collect()
     }
 
-    fn check_safety(&self) {
+    fn check_safety(&mut self) {
         let h = self.holders();
+        if self.broken {
+            self.violations += u64::from(h.len() > 1);
+            return;
+        }
         assert!(
             h.len() <= 1,
             "SAFETY: nodes {:?} hold a lease at real {} us",
@@ -367,12 +378,23 @@ impl World {
             .unwrap()
             .with_session(session);
         fo.restore_epoch(durable);
+        fo.break_majority = self.broken;
         let live = self.live_for(i);
         fo.handle_members(now, &live);
         self.nodes[i].fo = Some(fo);
         self.status_epochs[i] = Epoch::ZERO;
         self.note(format!("{id} RESTART"));
         self.after_call(i);
+    }
+
+    /// Switches every node to the broken variant.
+    pub fn break_majority(&mut self) {
+        self.broken = true;
+        for n in &mut self.nodes {
+            if let Some(fo) = n.fo.as_mut() {
+                fo.break_majority = true;
+            }
+        }
     }
 
     /// Puts node `i` in partition group `g` (nodes talk only within a group).

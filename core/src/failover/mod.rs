@@ -128,7 +128,8 @@ pub struct Failover {
     view: View,
     voter: Voter,
     lease: Lease,
-    /// The highest epoch in any message, grant or campaign seen.
+    /// The highest epoch in any message from another node (this node's own
+    /// campaigns are not counted, so a retried campaign keeps its epoch).
     seen: Epoch,
     /// The highest epoch of a leadership this node knows of (status).
     leader_epoch: Epoch,
@@ -140,6 +141,10 @@ pub struct Failover {
     transmits: VecDeque<(NodeId, LeaseMessage)>,
     events: VecDeque<FailoverEvent>,
     reported: (Option<NodeId>, Epoch),
+    /// A deliberately broken variant (a lease from one grant), to show that the
+    /// harness's safety checker catches it.
+    #[cfg(test)]
+    pub(crate) break_majority: bool,
 }
 
 impl Failover {
@@ -163,6 +168,8 @@ impl Failover {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             reported: (None, Epoch::ZERO),
+            #[cfg(test)]
+            break_majority: false,
             config,
         };
         fo.report();
@@ -428,6 +435,10 @@ impl Failover {
     }
 
     fn quorum(&self) -> usize {
+        #[cfg(test)]
+        if self.break_majority {
+            return 1;
+        }
         self.voter_base() as usize / 2 + 1
     }
 
@@ -557,10 +568,10 @@ impl Failover {
             epoch = self.seen.next();
             self.lease.bump(epoch);
         }
-        self.seen = self.seen.max(epoch);
         let voters = self.voter_base();
         let quorum = self.quorum();
         let round = self.lease.open_round(now, quorum, self.config.lease);
+        debug_assert!(quorum >= 1);
         self.lease.next_send = now + self.config.renew_every;
         let msg = LeaseMessage::Request {
             epoch,

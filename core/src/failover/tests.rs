@@ -545,7 +545,7 @@ fn active_passive_standbys_name_the_leader_active_active_all_serve() {
 
 /// One random schedule: 3–5 nodes (maybe a witness), drifting clocks, lossy
 /// network, crashes, restarts and partitions; safety checked at every step.
-fn chaos(seed: u64) -> World {
+fn chaos(seed: u64, broken: bool) -> World {
     let mut rng = DetRng::from_seed(seed ^ 0xfa11_0e55);
     let size = 3 + rng.below(3);
     let cands: Vec<Candidate> = (0..size)
@@ -571,6 +571,12 @@ fn chaos(seed: u64) -> World {
         detect: (2 + rng.below(6) as Real) * SEC,
     };
     let mut w = World::new(seed, cands, rates, config, net);
+    if std::env::var("FO_TRACE").is_ok_and(|v| v == seed.to_string()) {
+        w.trace = Some(String::new());
+    }
+    if broken {
+        w.break_majority();
+    }
     let horizon = 90 * SEC;
     while w.now < horizon {
         let step = (1 + rng.below(8) as Real) * SEC;
@@ -595,6 +601,9 @@ fn chaos(seed: u64) -> World {
     }
     // Liveness once faults stop: everyone up and connected, a majority can talk.
     w.heal();
+    w.net.drop = 0.0;
+    w.net.slow = 0.0;
+    w.net.duplicate = 0.0;
     for i in 0..size {
         w.restart(i);
     }
@@ -607,7 +616,7 @@ fn chaos(seed: u64) -> World {
 fn safety_holds_across_seeded_fault_schedules() {
     let mut steps = 0;
     for seed in 0..300 {
-        let w = chaos(seed);
+        let w = chaos(seed, false);
         steps += w.steps;
         let serving_voters = w
             .nodes
@@ -615,6 +624,13 @@ fn safety_holds_across_seeded_fault_schedules() {
             .filter(|n| n.cand.role == Role::Serving)
             .count();
         if serving_voters > 0 {
+            if let Some(t) = &w.trace {
+                let lines: Vec<&str> = t.lines().collect();
+                println!("{}", lines[lines.len().saturating_sub(150)..].join("\n"));
+                for (i, n) in w.nodes.iter().enumerate() {
+                    println!("{i} {:?} {:?}", n.cand, w.fo(i).status());
+                }
+            }
             assert_eq!(
                 w.holders().len(),
                 1,
@@ -706,4 +722,15 @@ fn traced_failover_snapshot() {
     w.crash(0);
     w.run_until(9 * SEC);
     insta::assert_snapshot!(w.trace.take().unwrap());
+}
+
+#[test]
+fn the_checker_catches_a_lease_without_a_majority() {
+    let caught = (0..20)
+        .filter(|&seed| chaos(seed, true).violations > 0)
+        .count();
+    assert!(
+        caught >= 10,
+        "the broken variant slipped through: {caught} of 20 caught"
+    );
 }

@@ -22,11 +22,11 @@
 //!   ranked only if every candidate is that new.
 //! * **Campaign.** A node that sees no binding promise to another node and ranks
 //!   itself best sends `Request { epoch: highest seen + 1 }` to every voter (and
-//!   votes for itself). A voter ([`voter`]) grants unless it is in its quiet
+//!   votes for itself). A voter (`voter.rs`) grants unless it is in its quiet
 //!   period, has an unexpired promise to another node, has granted that epoch or a
 //!   higher one, knows more voters than the candidate counts, or would itself pick
 //!   another candidate. Rejections say when to retry (the rest of the promise).
-//! * **Lease** ([`lease`]). With grants for one round from a majority of the
+//! * **Lease** (`lease.rs`). With grants for one round from a majority of the
 //!   voters, the candidate holds the lease until `sent_at + lease × (1 − max_drift)
 //!   − margin`, on its own clock, from when it *sent* the round. It renews every
 //!   `renew_every` with the same epoch; a holder that cannot gather a majority
@@ -37,7 +37,12 @@
 //! * **Handover.** [`Failover::switchover`] (or the leader itself, once a
 //!   better-ranked node has been live for `hold_down`) drops the lease first, then
 //!   sends `Handover { epoch, to }`: voters release their promise to it and grant
-//!   only `to` for one promise length; `to` campaigns at once.
+//!   only `to` for one promise length; `to` campaigns at once. The node that
+//!   handed over stays out of the ranking until it asks for a lease again, so the
+//!   switchover sticks; a switchover to a node that another live, better-ranked
+//!   node outranks lasts `hold_down`, after which the leader hands over to it
+//!   (change promotion tiers to make such a choice permanent). No leadership is
+//!   cut short by an automatic handover before it has lasted `hold_down`.
 //!
 //! # Safety: never two holders at one instant
 //!
@@ -67,11 +72,11 @@
 //! lead. [`FailoverStatus::can_fail_over`] says so instead of splitting the brain.
 
 pub mod config;
-pub mod lease;
+mod lease;
 pub mod message;
 pub mod rank;
 pub mod status;
-pub mod voter;
+mod voter;
 
 #[cfg(test)]
 mod harness;

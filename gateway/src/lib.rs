@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod health;
 pub mod http;

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::admin::token::AdminToken;
 use crate::catalog::store::{process_env, EnvLookup};
 use crate::catalog::{Catalog, CatalogError, CatalogStore};
+use crate::cluster::StateView;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::upstream::client::{self, ClientError};
@@ -43,6 +44,9 @@ pub struct AppState {
     pub catalog: CatalogStore,
     /// The upstream client, cooldown state and policy.
     pub upstreams: Upstreams,
+    /// The replicated state (auth keys, budgets, usage...). Detached (in-memory, no
+    /// node) unless the server was started with a node; `aurora serve` always is.
+    pub state_view: StateView,
     draining: AtomicBool,
     ids: IdGen,
 }
@@ -72,6 +76,7 @@ impl AppState {
             admin_token,
             catalog,
             upstreams,
+            state_view: StateView::detached(),
             draining: AtomicBool::new(false),
             ids: IdGen::new(),
         })

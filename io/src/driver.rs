@@ -17,6 +17,11 @@
 //! Reads go through [`Handle::view`]: an immutable [`ClusterView`] swapped into a
 //! `watch` channel after rounds that changed something (and at least every
 //! [`VIEW_REFRESH`] otherwise, for heartbeats), so readers never block the driver.
+//!
+//! The replicated store has its own channel, [`Handle::state`]: a [`StateSnapshot`] of
+//! persistent maps updated from the keys each round persisted, published right after
+//! the commit and *before* the round's writes are acknowledged, so a client that got
+//! its acknowledgement reads its own write from the snapshot.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +29,7 @@ use std::time::Duration;
 
 use aurora_core::{
     Command, CommandError, Config, ConfigError, DecodeError, Event, Identity, LocalChange,
-    MemberChange, Millis, Node, Output, PersistBatch,
+    MemberChange, Millis, Node, Output, PersistBatch, PersistItem,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -32,7 +37,9 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::store::{Store, StoreError};
 use crate::transport::{Inbound, Transport};
-use crate::view::{ClusterView, LocalStatus, MemberView, ViewMetrics};
+use crate::view::{
+    ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot, ViewMetrics,
+};
 
 /// Most requests or inbound messages taken in one round, so a flood of one kind cannot
 /// starve the other or the timers.
@@ -85,6 +92,7 @@ enum Request {
 pub struct Handle {
     requests: mpsc::Sender<Request>,
     view: watch::Receiver<Arc<ClusterView>>,
+    state: watch::Receiver<Arc<StateSnapshot>>,
     events: broadcast::Sender<Event>,
     task: JoinHandle<Result<(), DriverError>>,
 }
@@ -100,6 +108,23 @@ impl Handle {
         self.view.clone()
     }
 
+    /// The latest snapshot of the replicated store. Never waits for the driver.
+    pub fn state(&self) -> Arc<StateSnapshot> {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver notified after each round that changed the replicated store.
+    pub fn watch_state(&self) -> watch::Receiver<Arc<StateSnapshot>> {
+        self.state.clone()
+    }
+
+    /// A cloneable sender of commands, for tasks that must not own the handle.
+    pub fn commander(&self) -> Commander {
+        Commander {
+            requests: self.requests.clone(),
+        }
+    }
+
     /// Events from the core (membership changes, broadcasts). A subscriber that falls
     /// behind loses the oldest events, never blocks the driver.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -108,15 +133,7 @@ impl Handle {
 
     /// Runs a command; returns once everything it made durable is committed.
     pub async fn command(&self, command: Command) -> Result<(), DriverError> {
-        let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Command {
-                command: Box::new(command),
-                reply,
-            })
-            .await
-            .map_err(|_| DriverError::Stopped)?;
-        rx.await.map_err(|_| DriverError::Stopped)?
+        send_command(&self.requests, command).await
     }
 
     /// Leaves gracefully: the core gossips its departure, then the driver stops. If that
@@ -157,6 +174,35 @@ impl Handle {
     }
 }
 
+/// Sends commands to a running driver; cheap to clone. It cannot stop the driver.
+#[derive(Clone, Debug)]
+pub struct Commander {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Commander {
+    /// Runs a command; returns once everything it made durable is committed (and the
+    /// state snapshot that contains it is published).
+    pub async fn command(&self, command: Command) -> Result<(), DriverError> {
+        send_command(&self.requests, command).await
+    }
+}
+
+async fn send_command(
+    requests: &mpsc::Sender<Request>,
+    command: Command,
+) -> Result<(), DriverError> {
+    let (reply, rx) = oneshot::channel();
+    requests
+        .send(Request::Command {
+            command: Box::new(command),
+            reply,
+        })
+        .await
+        .map_err(|_| DriverError::Stopped)?;
+    rx.await.map_err(|_| DriverError::Stopped)?
+}
+
 /// Starts the driver task. `inbound` is the receiving end of the channel given to the
 /// transport.
 pub fn start(
@@ -177,6 +223,15 @@ pub fn start(
     node.set_wall_clock(clock.now(), clock.wall_ms());
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
+    let built = std::time::Instant::now();
+    let mut snapshot = StateSnapshot::build(node.replica().store(), node.id());
+    snapshot.wall_ms = node.replica().wall(clock.now());
+    tracing::info!(
+        records = snapshot.live_records(),
+        build_ms = built.elapsed().as_millis() as u64,
+        "state snapshot built"
+    );
+    let (state_tx, state) = watch::channel(Arc::new(snapshot.clone()));
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let seeds: Vec<SocketAddr> = cfg
         .seeds
@@ -198,6 +253,9 @@ pub fn start(
         persisted_batches: 0,
         last_view: None,
         dirty: true,
+        snapshot,
+        state: state_tx,
+        counters: ReplicaCounters::default(),
     };
     // Readers get a real view (id, address, incarnation) from the first moment.
     driver.publish(true);
@@ -205,6 +263,7 @@ pub fn start(
     Ok(Handle {
         requests: requests_tx,
         view,
+        state,
         events,
         task,
     })
@@ -225,6 +284,10 @@ struct Driver {
     persisted_batches: u64,
     last_view: Option<Millis>,
     dirty: bool,
+    /// The working copy of the published state snapshot.
+    snapshot: StateSnapshot,
+    state: watch::Sender<Arc<StateSnapshot>>,
+    counters: ReplicaCounters,
 }
 
 /// Where a request's outcome goes.
@@ -359,9 +422,13 @@ impl Driver {
             }
         }
         if !batches.is_empty() {
+            let started = std::time::Instant::now();
             self.store.apply_all(&batches)?;
+            self.counters
+                .observe_commit(started.elapsed().as_micros() as u64);
             self.commits += 1;
             self.persisted_batches += batches.len() as u64;
+            self.publish_state(&batches);
         }
         for output in rest {
             match output {
@@ -399,6 +466,35 @@ impl Driver {
         }
         // No subscriber is fine.
         let _ = self.events.send(event);
+    }
+
+    /// Updates the state snapshot from the keys the batches persisted and publishes it.
+    /// Runs after the commit and before any acknowledgement of the round.
+    fn publish_state(&mut self, batches: &[PersistBatch]) {
+        let started = std::time::Instant::now();
+        let store = self.node.replica().store();
+        let own = self.node.id();
+        let mut changed = false;
+        for batch in batches {
+            for item in &batch.items {
+                if let PersistItem::Entry(entry) = item {
+                    self.snapshot.apply_key(store, own, &entry.key);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return;
+        }
+        self.snapshot.version += 1;
+        self.snapshot.digest = store.digest();
+        self.snapshot.wall_ms = self.node.replica().wall(self.clock.now());
+        self.state.send_replace(Arc::new(self.snapshot.clone()));
+        self.dirty = true;
+        let micros = started.elapsed().as_micros() as u64;
+        self.counters.publishes += 1;
+        self.counters.publish_micros_total += micros;
+        self.counters.publish_micros_max = self.counters.publish_micros_max.max(micros);
     }
 
     /// Swaps in a new view if something changed or the last one is stale.
@@ -447,6 +543,17 @@ impl Driver {
                 persisted_batches: self.persisted_batches,
             },
             at: now,
+            lag: self.node.replica().lag().clone(),
+            replica: {
+                let stats = self.node.replica().stats();
+                ReplicaCounters {
+                    local_writes: stats.local_writes,
+                    applied_from_gossip: stats.applied_from_gossip,
+                    applied_from_sync: stats.applied_from_sync,
+                    live_records: self.snapshot.live_records() as u64,
+                    ..self.counters.clone()
+                }
+            },
         };
         self.view.send_replace(Arc::new(view));
     }

@@ -23,8 +23,8 @@ pub mod transport;
 pub mod view;
 
 pub use config::{ClusterSettings, ConfigError};
-pub use driver::{DriverConfig, DriverError, Handle};
+pub use driver::{Commander, DriverConfig, DriverError, Handle};
 pub use launch::{launch, LaunchError, Socket};
 pub use store::{Store, StoreError};
 pub use transport::{Inbound, Transport};
-pub use view::{ClusterView, LocalStatus, MemberView};
+pub use view::{ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot};

@@ -7,6 +7,11 @@
 
 use std::net::SocketAddr;
 
+use std::collections::BTreeMap;
+
+use aurora_core::state::records::{Collection, Record, RecordId};
+use aurora_core::state::replica::SyncLag;
+use aurora_core::state::store::{Key, Store, Usage, Value};
 use aurora_core::{Incarnation, Liveness, MemberMeta, Millis, NodeId};
 
 use crate::transport::TransportStats;
@@ -64,6 +69,43 @@ pub struct ClusterView {
     pub metrics: ViewMetrics,
     /// The driver's clock when this view was taken.
     pub at: Millis,
+    /// How far behind each peer this node believed itself at its last sync with it.
+    pub lag: BTreeMap<NodeId, SyncLag>,
+    /// Replication counters.
+    pub replica: ReplicaCounters,
+}
+
+/// Replication counters worth showing on /metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaCounters {
+    pub local_writes: u64,
+    pub applied_from_gossip: u64,
+    pub applied_from_sync: u64,
+    pub live_records: u64,
+    /// Total SQLite commit time, microseconds, and the slowest commit so far.
+    pub commit_micros_total: u64,
+    pub commit_micros_max: u64,
+    /// Commits by latency bucket (upper bounds in [`COMMIT_BUCKETS_US`]; last: +Inf).
+    pub commit_buckets: [u64; COMMIT_BUCKETS_US.len() + 1],
+    /// Time spent updating the state snapshot, microseconds, total and max.
+    pub publish_micros_total: u64,
+    pub publish_micros_max: u64,
+    pub publishes: u64,
+}
+
+/// Upper bounds (µs) of the SQLite commit latency histogram.
+pub const COMMIT_BUCKETS_US: [u64; 8] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000];
+
+impl ReplicaCounters {
+    pub(crate) fn observe_commit(&mut self, micros: u64) {
+        self.commit_micros_total += micros;
+        self.commit_micros_max = self.commit_micros_max.max(micros);
+        let i = COMMIT_BUCKETS_US
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(COMMIT_BUCKETS_US.len());
+        self.commit_buckets[i] += 1;
+    }
 }
 
 impl ClusterView {
@@ -76,5 +118,119 @@ impl ClusterView {
 
     pub fn member(&self, id: NodeId) -> Option<&MemberView> {
         self.members.iter().find(|m| m.id == id)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The replicated store, for readers
+// ---------------------------------------------------------------------------------
+
+/// Usage counters keyed by (budget, period).
+pub type UsageMap = imbl::OrdMap<(RecordId, u64), Usage>;
+
+/// An immutable copy of the replicated store's live records and usage counters.
+///
+/// Why persistent maps (`imbl`): a clone is O(1) and an update O(log n) with
+/// structural sharing, so the driver publishes a new snapshot after every round that
+/// changed the store, at a cost proportional to the *changes* (not to the store's
+/// size) and without ever blocking on a reader. A reader holds an `Arc` of the
+/// snapshot it looked at, and that snapshot never changes under it.
+#[derive(Clone, Debug, Default)]
+pub struct StateSnapshot {
+    /// Live records of each collection, indexed by `Collection as usize`.
+    pub records: [imbl::OrdMap<RecordId, Record>; 8],
+    /// Cluster-wide published usage (every node's counter summed, this node's
+    /// included as far as it has been flushed into the store).
+    pub usage: UsageMap,
+    /// This node's own published counters (already inside `usage`).
+    pub own_usage: UsageMap,
+    /// Bumped by every publish that changed something.
+    pub version: u64,
+    /// The store's order-independent digest of live state.
+    pub digest: u64,
+    /// Wall-clock time of the node when the snapshot was taken (Unix ms).
+    pub wall_ms: u64,
+}
+
+impl StateSnapshot {
+    /// Builds a snapshot of the whole store (start-up; O(n log n)).
+    pub fn build(store: &Store, own: NodeId) -> StateSnapshot {
+        let mut snapshot = StateSnapshot::default();
+        for entry in store.entries() {
+            snapshot.apply_key(store, own, &entry.key);
+        }
+        snapshot.digest = store.digest();
+        snapshot
+    }
+
+    /// Refreshes one key from the store's current value.
+    pub fn apply_key(&mut self, store: &Store, own: NodeId, key: &Key) {
+        match key {
+            Key::Record(collection, id) => {
+                let map = &mut self.records[*collection as usize];
+                match store.record(*collection, id) {
+                    Some(record) => {
+                        map.insert(id.clone(), record.clone());
+                    }
+                    None => {
+                        map.remove(id);
+                    }
+                }
+            }
+            Key::Usage {
+                budget,
+                period,
+                node,
+            } => {
+                let slot = (budget.clone(), *period);
+                let total = store.usage(budget, *period);
+                if total.is_zero() {
+                    self.usage.remove(&slot);
+                } else {
+                    self.usage.insert(slot.clone(), total);
+                }
+                if *node == own {
+                    match store.get(key).and_then(|e| e.value.as_ref()) {
+                        Some(Value::Usage(u)) => {
+                            self.own_usage.insert(slot, *u);
+                        }
+                        _ => {
+                            self.own_usage.remove(&slot);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The live record `id` of `collection`.
+    pub fn record(&self, collection: Collection, id: &str) -> Option<&Record> {
+        self.records[collection as usize].get(id)
+    }
+
+    /// Live records of one collection, in id order.
+    pub fn records(&self, collection: Collection) -> impl Iterator<Item = (&RecordId, &Record)> {
+        self.records[collection as usize].iter()
+    }
+
+    /// Live records of all collections.
+    pub fn live_records(&self) -> usize {
+        self.records.iter().map(imbl::OrdMap::len).sum()
+    }
+
+    /// Published cluster-wide usage of `budget` in `period`.
+    pub fn usage(&self, budget: &RecordId, period: u64) -> Usage {
+        self.usage
+            .get(&(budget.clone(), period))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// This node's published usage of `budget` in `period`.
+    pub fn own_usage(&self, budget: &RecordId, period: u64) -> Usage {
+        self.own_usage
+            .get(&(budget.clone(), period))
+            .copied()
+            .unwrap_or_default()
     }
 }

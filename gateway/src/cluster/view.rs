@@ -1,0 +1,278 @@
+//! [`StateView`]: how request handlers read the replicated state and record usage.
+//!
+//! Why a handle around a `watch` of immutable snapshots: the io driver owns the core
+//! `Node` in one task and must never wait for a request handler, and a handler must
+//! never wait for the driver (which may be inside an fsync). The driver publishes an
+//! [`StateSnapshot`] (persistent maps: O(1) to clone, O(log n) to update) after every
+//! round that changed the store and *before* it acknowledges that round's writes, so a
+//! read after an acknowledged write sees it. Reads here cost one `Arc` clone plus a
+//! map lookup; no lock is shared with the driver.
+//!
+//! Usage is the one value that must also include what this node has recorded but not
+//! yet published (the core batches usage into the store every `usage_flush`, 500 ms by
+//! default). The view keeps its own running total of what this process recorded, on
+//! top of the node's own counter at start-up; since only this node writes its own
+//! counter, that total is always at least the published one, and
+//! `usage = (cluster total − own published) + own running total` counts every
+//! request exactly once.
+//!
+//! A *detached* view ([`StateView::detached`]) has no driver: writes go straight into
+//! an in-memory snapshot. Unit tests and tools use it; `aurora serve` never does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aurora_core::state::records::{Collection, Record, RecordId};
+use aurora_core::state::store::{Key, Usage};
+use aurora_core::Command;
+use aurora_io::{Commander, DriverError, StateSnapshot};
+use tokio::sync::watch;
+
+/// A write the node did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The record breaks a rule (the core validates again before writing).
+    #[error("invalid record: {0}")]
+    Invalid(#[from] aurora_core::state::records::RecordError),
+    /// The driver stopped or refused the command (storage failure, node left).
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// Cheap-to-clone read (and write) access to the replicated state.
+#[derive(Clone, Debug)]
+pub struct StateView {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: watch::Receiver<Arc<StateSnapshot>>,
+    backend: Backend,
+    /// This node's own usage at start-up (published counters), per (budget, period).
+    base: Arc<StateSnapshot>,
+    /// Usage recorded through this view since start-up.
+    local: Mutex<HashMap<(RecordId, u64), Usage>>,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Driver(Commander),
+    /// No driver: writes update this sender's snapshot directly.
+    Detached(watch::Sender<Arc<StateSnapshot>>),
+}
+
+impl StateView {
+    /// A view backed by a running driver (from `Handle::watch_state` and
+    /// `Handle::commander`).
+    pub fn new(state: watch::Receiver<Arc<StateSnapshot>>, commander: Commander) -> StateView {
+        let base = state.borrow().clone();
+        StateView {
+            inner: Arc::new(Inner {
+                state,
+                backend: Backend::Driver(commander),
+                base,
+                local: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// A view without a driver: an empty in-memory store, written directly. For tests
+    /// and for code paths that run before (or without) a node.
+    pub fn detached() -> StateView {
+        let (tx, rx) = watch::channel(Arc::new(StateSnapshot::default()));
+        StateView {
+            inner: Arc::new(Inner {
+                state: rx,
+                backend: Backend::Detached(tx),
+                base: Arc::new(StateSnapshot::default()),
+                local: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Whether writes go to a real node (false for [`StateView::detached`]).
+    pub fn is_replicated(&self) -> bool {
+        matches!(self.inner.backend, Backend::Driver(_))
+    }
+
+    /// The current snapshot; hold it to read several values consistently.
+    pub fn snapshot(&self) -> Arc<StateSnapshot> {
+        self.inner.state.borrow().clone()
+    }
+
+    /// A receiver notified whenever the replicated store changed.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<StateSnapshot>> {
+        self.inner.state.clone()
+    }
+
+    /// The live record `id` of `collection`.
+    pub fn record(&self, collection: Collection, id: &str) -> Option<Record> {
+        self.snapshot().record(collection, id).cloned()
+    }
+
+    /// Every live record of `collection`, in id order.
+    pub fn records(&self, collection: Collection) -> Vec<(RecordId, Record)> {
+        self.snapshot()
+            .records(collection)
+            .map(|(id, r)| (id.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Cluster-wide usage of `budget` in `period` (see [`aurora_core::state::records::BudgetPeriod::index`]):
+    /// every node's published counter plus what this node recorded and has not
+    /// published yet.
+    pub fn usage(&self, budget: &RecordId, period: u64) -> Usage {
+        let snapshot = self.snapshot();
+        let published_own = snapshot.own_usage(budget, period);
+        let others = sub(snapshot.usage(budget, period), published_own);
+        let key = (budget.clone(), period);
+        let recorded = self
+            .inner
+            .local
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied()
+            .unwrap_or_default();
+        let running = self
+            .inner
+            .base
+            .own_usage(budget, period)
+            .saturating_add(recorded);
+        others.saturating_add(max(running, published_own))
+    }
+
+    /// Wall-clock time in Unix milliseconds (the clock budget periods and key expiry
+    /// are judged by).
+    pub fn wall_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Adds to this node's usage of `budget` in `period`. Visible to [`StateView::usage`]
+    /// on this node at once; published to the cluster with the node's next usage flush.
+    pub async fn record_usage(
+        &self,
+        budget: RecordId,
+        period: u64,
+        usage: Usage,
+    ) -> Result<(), WriteError> {
+        {
+            let mut local = self
+                .inner
+                .local
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let slot = local.entry((budget.clone(), period)).or_default();
+            *slot = slot.saturating_add(usage);
+        }
+        match &self.inner.backend {
+            Backend::Driver(commander) => {
+                commander
+                    .command(Command::RecordUsage {
+                        budget,
+                        period,
+                        usage,
+                    })
+                    .await?;
+            }
+            Backend::Detached(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces record `id`; returns once it is committed to this node's
+    /// SQLite file (and visible in [`StateView::snapshot`]).
+    pub async fn put(&self, id: RecordId, record: Record) -> Result<(), WriteError> {
+        record.validate_with_id(&id)?;
+        match &self.inner.backend {
+            Backend::Driver(commander) => {
+                commander.command(Command::Put { id, record }).await?;
+            }
+            Backend::Detached(tx) => tx.send_modify(|snapshot| {
+                let s = Arc::make_mut(snapshot);
+                s.records[record.collection() as usize].insert(id, record);
+                s.version += 1;
+            }),
+        }
+        Ok(())
+    }
+
+    /// Deletes record `id` of `collection` (a replicated tombstone); returns once it is
+    /// committed.
+    pub async fn delete(&self, collection: Collection, id: RecordId) -> Result<(), WriteError> {
+        match &self.inner.backend {
+            Backend::Driver(commander) => {
+                commander
+                    .command(Command::Delete { collection, id })
+                    .await?;
+            }
+            Backend::Detached(tx) => tx.send_modify(|snapshot| {
+                let s = Arc::make_mut(snapshot);
+                s.records[collection as usize].remove(&id);
+                s.version += 1;
+            }),
+        }
+        Ok(())
+    }
+}
+
+/// The store key of a record, for callers that speak in keys.
+pub fn record_key(collection: Collection, id: RecordId) -> Key {
+    Key::Record(collection, id)
+}
+
+fn sub(a: Usage, b: Usage) -> Usage {
+    Usage {
+        spend_nanos: a.spend_nanos.saturating_sub(b.spend_nanos),
+        requests: a.requests.saturating_sub(b.requests),
+        tokens: a.tokens.saturating_sub(b.tokens),
+    }
+}
+
+fn max(a: Usage, b: Usage) -> Usage {
+    Usage {
+        spend_nanos: a.spend_nanos.max(b.spend_nanos),
+        requests: a.requests.max(b.requests),
+        tokens: a.tokens.max(b.tokens),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurora_core::state::records::{Budget, BudgetPeriod};
+
+    fn budget() -> Record {
+        Record::Budget(Budget {
+            name: "team".into(),
+            limit: None,
+            max_requests: Some(10),
+            period: BudgetPeriod::Total,
+        })
+    }
+
+    #[tokio::test]
+    async fn detached_view_reads_its_writes_and_counts_usage() {
+        let view = StateView::detached();
+        let id = RecordId::new("team").expect("id");
+        view.put(id.clone(), budget()).await.expect("put");
+        assert_eq!(view.record(Collection::Budgets, "team"), Some(budget()));
+        assert_eq!(view.records(Collection::Budgets).len(), 1);
+        let one = Usage {
+            spend_nanos: 5,
+            requests: 1,
+            tokens: 7,
+        };
+        view.record_usage(id.clone(), 0, one).await.expect("usage");
+        view.record_usage(id.clone(), 0, one).await.expect("usage");
+        assert_eq!(view.usage(&id, 0).requests, 2);
+        assert_eq!(view.usage(&id, 1), Usage::default());
+        view.delete(Collection::Budgets, id).await.expect("delete");
+        assert!(view.record(Collection::Budgets, "team").is_none());
+    }
+}

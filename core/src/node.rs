@@ -280,10 +280,13 @@ impl Node {
         if self.membership.has_left() {
             return;
         }
-        let alive = self.membership.alive_addrs();
-        let failed = self.membership.failed_addrs();
-        self.replica
-            .handle_timeout(now, &alive, &failed, &mut self.outbox);
+        // The peer lists cost O(members): build them only when a replica timer is due.
+        if self.replica.poll_timeout().is_some_and(|t| t <= now) {
+            let alive = self.membership.alive_addrs();
+            let failed = self.membership.failed_addrs();
+            self.replica
+                .handle_timeout(now, &alive, &failed, &mut self.outbox);
+        }
         self.exchange_rumors(now);
     }
 

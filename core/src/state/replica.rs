@@ -389,6 +389,12 @@ impl Replica {
         match message {
             Message::SyncRequest { newest, vv, .. } => {
                 self.note_lag(now, sender, newest, &vv);
+                // Both have seen exactly the same writes: nothing to send either way.
+                // (Equal digests would not do: they ignore tombstones, and a missing
+                // tombstone is what lets a late copy of a deleted write back in.)
+                if vv == self.store.version_vector() {
+                    return;
+                }
                 let (delta, more) = self.store.delta_for(&vv, self.timing.sync_chunk_bytes);
                 self.stats.sync_entries_sent += delta.entries.len() as u64;
                 let reply = Message::SyncResponse {

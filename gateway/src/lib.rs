@@ -24,6 +24,8 @@
 //! - [`admin`]: the admin token and the `/admin/api` handlers;
 //! - [`health`]: liveness and readiness;
 //! - [`metrics`]: counters and histograms with a hand-written Prometheus exposition;
+//! - [`policy`]: auth keys, guardrails, rate limits, budgets and cost of chat requests;
+//! - [`usage`]: the per-request usage log in its own SQLite file, and its admin queries;
 //! - [`state`]: what every request handler shares.
 
 #![forbid(unsafe_code)]
@@ -36,10 +38,12 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod openai;
+pub mod policy;
 pub mod provider;
 pub mod server;
 pub mod state;
 pub mod upstream;
+pub mod usage;
 
 pub use admin::token::{AdminToken, TokenError, TokenSource};
 pub use config::{GatewayConfig, MockDefaults, ServerConfig};

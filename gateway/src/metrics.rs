@@ -108,7 +108,18 @@ struct Inner {
     overhead: BTreeMap<&'static str, Histogram>,
     upstream_errors: BTreeMap<(Arc<str>, &'static str), u64>,
     tokens: BTreeMap<(Arc<str>, &'static str), u64>,
+    /// Chat requests by auth key id and status; at most [`MAX_KEY_LABELS`] key ids.
+    key_requests: BTreeMap<(Arc<str>, u16), u64>,
+    key_labels: std::collections::BTreeSet<Arc<str>>,
+    /// Requests refused by the policy layer, by status and reason.
+    rejections: BTreeMap<(u16, &'static str), u64>,
+    /// Spend in nano-USD by model.
+    cost_nanos: BTreeMap<Arc<str>, u64>,
 }
+
+/// Most distinct key ids used as a label; later keys are counted under `_other`, so a
+/// deployment with many keys cannot blow up the series count.
+pub const MAX_KEY_LABELS: usize = 1_000;
 
 /// The gateway's metrics. Cheap to update: one uncontended mutex per finished request
 /// (fine at the rates of this slice; sharded counters can replace it without changing
@@ -185,6 +196,32 @@ impl Metrics {
                 .entry((Arc::clone(model), direction))
                 .or_insert(0) += u64::from(n);
         }
+    }
+
+    /// One chat request of auth key `key` finished with `status`.
+    pub fn key_request(&self, key: &Arc<str>, status: u16) {
+        let mut inner = self.lock();
+        let label = if inner.key_labels.contains(key) {
+            Arc::clone(key)
+        } else if inner.key_labels.len() < MAX_KEY_LABELS {
+            inner.key_labels.insert(Arc::clone(key));
+            Arc::clone(key)
+        } else {
+            Arc::from("_other")
+        };
+        *inner.key_requests.entry((label, status)).or_insert(0) += 1;
+    }
+
+    /// A request refused by the policy layer (401, 402, 403, 429, guardrails).
+    pub fn policy_rejection(&self, status: u16, reason: &'static str) {
+        *self.lock().rejections.entry((status, reason)).or_insert(0) += 1;
+    }
+
+    /// Spend of one request on `model`, in nano-USD.
+    pub fn cost(&self, model: &Arc<str>, nanos: u64) {
+        let mut inner = self.lock();
+        let slot = inner.cost_nanos.entry(Arc::clone(model)).or_insert(0);
+        *slot = slot.saturating_add(nanos);
     }
 
     /// Requests currently being served (including streams still being written).
@@ -269,6 +306,41 @@ impl Metrics {
                 escape(model)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_key_requests_total Chat requests by auth key id (at most 1000 ids, then `_other`) and status."
+        );
+        let _ = writeln!(out, "# TYPE aurora_key_requests_total counter");
+        for ((key, status), n) in &inner.key_requests {
+            let _ = writeln!(
+                out,
+                "aurora_key_requests_total{{key=\"{}\",status=\"{status}\"}} {n}",
+                escape(key)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_policy_rejections_total Requests refused before going upstream, by status and reason (missing_key, unknown_key, key_disabled, key_expired, model_not_allowed, guardrail_denied, guardrail_input_too_large, budget_exceeded, rpm_limit, tpm_limit)."
+        );
+        let _ = writeln!(out, "# TYPE aurora_policy_rejections_total counter");
+        for ((status, reason), n) in &inner.rejections {
+            let _ = writeln!(
+                out,
+                "aurora_policy_rejections_total{{status=\"{status}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_cost_nanousd_total Spend of answered requests in nano-USD (10^-9 USD, exact), by model."
+        );
+        let _ = writeln!(out, "# TYPE aurora_cost_nanousd_total counter");
+        for (model, n) in &inner.cost_nanos {
+            let _ = writeln!(
+                out,
+                "aurora_cost_nanousd_total{{model=\"{}\"}} {n}",
+                escape(model)
+            );
+        }
         drop(inner);
         let _ = writeln!(
             out,
@@ -306,6 +378,9 @@ pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
             escape(&target),
             breaker.gauge()
         );
+    }
+    if let Some(log) = state.policy.usage_log() {
+        crate::usage::render_metrics(&log, &mut text);
     }
     let mut response = http::Response::new(crate::http::body::full(text));
     response.headers_mut().insert(
@@ -392,6 +467,24 @@ mod tests {
         );
         assert!(text.contains("aurora_upstream_errors_total{provider=\"up\",kind=\"timeout\"} 1"));
         assert!(text.contains("aurora_tokens_total{model=\"up/m\",direction=\"output\"} 5"));
+    }
+
+    #[test]
+    fn key_labels_are_capped() {
+        let m = Metrics::new();
+        for i in 0..MAX_KEY_LABELS + 5 {
+            m.key_request(&Arc::from(format!("k{i}")), 200);
+        }
+        m.key_request(&Arc::from("k0"), 200);
+        m.policy_rejection(401, "unknown_key");
+        m.cost(&"m".into(), 1_500);
+        m.cost(&"m".into(), 500);
+        let text = m.render();
+        assert!(text.contains("aurora_key_requests_total{key=\"k0\",status=\"200\"} 2"));
+        assert!(text.contains("aurora_key_requests_total{key=\"_other\",status=\"200\"} 5"));
+        assert!(text
+            .contains("aurora_policy_rejections_total{status=\"401\",reason=\"unknown_key\"} 1"));
+        assert!(text.contains("aurora_cost_nanousd_total{model=\"m\"} 2000"));
     }
 
     #[test]

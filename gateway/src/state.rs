@@ -47,6 +47,9 @@ pub struct AppState {
     /// The replicated state (auth keys, budgets, usage...). Detached (in-memory, no
     /// node) unless the server was started with a node; `aurora serve` always is.
     pub state_view: StateView,
+    /// Auth-key index, rate-limit buckets, budget reservations and the usage log of
+    /// this server (see `crate::policy`).
+    pub policy: crate::policy::Policy,
     draining: AtomicBool,
     ids: IdGen,
 }
@@ -77,6 +80,7 @@ impl AppState {
             catalog,
             upstreams,
             state_view: StateView::detached(),
+            policy: crate::policy::Policy::new(),
             draining: AtomicBool::new(false),
             ids: IdGen::new(),
         })

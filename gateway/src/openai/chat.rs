@@ -1,12 +1,18 @@
 //! `POST /v1/chat/completions`, plain and streamed.
 //!
-//! Validation runs in the order a client can act on: body size (413), JSON syntax,
+//! Authentication runs first, from the headers alone ([`crate::policy`]: 401/403), so
+//! an unauthenticated client costs no body read. Validation then runs in the order a
+//! client can act on: body size (413), JSON syntax,
 //! then the required `model` and `messages` (400 with `param` naming the field), then
 //! field types (400 with the JSON path, e.g. `messages[0].role`), then the model
 //! (404 `model_not_found`, looked up in the catalog: a `provider/model` name, an alias
-//! or a route). Only then is a provider called: the built-in mock answers here, any
+//! or a route), then the key's model list, guardrails, budget and rate limits
+//! (403/400/413/402/429, [`crate::policy::Policy::admit`]; redaction rewrites the
+//! request here). Only then is a provider called: the built-in mock answers here, any
 //! other target goes through [`crate::upstream::dispatch`] (retries, fallbacks,
 //! cooldown) and its answer is forwarded, translated where the protocol differs.
+//! When the answer is complete (for streams: when the stream ends) the request is
+//! settled: priced, charged to its budget and written to the usage log.
 //!
 //! The mock's streams follow OpenAI's event sequence exactly: a first chunk with
 //! `delta.role`, one chunk per text piece, a chunk with an empty delta and the
@@ -14,13 +20,13 @@
 //! `choices: []` and `usage`, then `data: [DONE]`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use serde_json::Value;
 
-use crate::catalog::ProviderKind;
+use crate::catalog::{ProviderKind, Target};
 use crate::http::body::{
     json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
 };
@@ -29,6 +35,7 @@ use crate::openai::types::{
     ChunkChoice, Delta, Usage,
 };
 use crate::openai::ApiError;
+use crate::policy::{cached_tokens_in, Rejection, Settled, Ticket, TokenUsage};
 use crate::provider::mock::{self, Completion, MockModel, MockParams};
 use crate::state::{unix_seconds, AppState};
 use crate::upstream::anthropic::AnthropicStream;
@@ -47,12 +54,17 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let started = Instant::now();
     let (parts, body) = request.into_parts();
+    let caller = match state.policy.authenticate(&state.state_view, &parts.headers) {
+        Ok(caller) => caller,
+        Err(rejection) => return refuse(state, &rejection, None, "", started),
+    };
     let bytes = match read_limited(&parts.headers, body, state.config.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
-    let request = match parse(&bytes) {
+    let mut request = match parse(&bytes) {
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
@@ -87,6 +99,18 @@ where
         }
     };
     let label = Arc::clone(&resolved.label);
+    let name = name.to_owned();
+    let ticket = match state
+        .policy
+        .admit(&state.state_view, &caller, &mut request, &name)
+    {
+        Ok(ticket) => ticket,
+        Err(rejection) => {
+            let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
+            response.extensions_mut().insert(ModelLabel(label));
+            return response;
+        }
+    };
     let clock = Arc::new(UpstreamClock::default());
     let outcome = state
         .upstreams
@@ -94,15 +118,27 @@ where
         .await;
     let mut response = match outcome {
         Outcome::Mock(target) => match target.mock {
-            Some(model) => serve_mock(state, &request, model, mock_params, &label).await,
+            Some(model) => {
+                serve_mock(state, &request, model, mock_params, &label, ticket, &target).await
+            }
             None => ApiError::internal().into_response(),
         },
-        Outcome::Plain { body, usage, .. } => {
+        Outcome::Plain {
+            body,
+            usage,
+            target,
+        } => {
             if let Some(usage) = usage {
                 state
                     .metrics
                     .tokens(&label, usage.prompt_tokens, usage.completion_tokens);
             }
+            let tokens = usage.map(|u| TokenUsage {
+                prompt: u64::from(u.prompt_tokens),
+                completion: u64::from(u.completion_tokens),
+                cached: cached_tokens_in(&body),
+            });
+            settle(state, ticket, 200, tokens, Some(&target));
             json_response(StatusCode::OK, body)
         }
         Outcome::Stream { body, target, idle } => {
@@ -128,18 +164,80 @@ where
                         .metrics
                         .upstream_error(&target.provider.name, "stream");
                 }
+                // Cached tokens of streams are not reported by the stream translators
+                // yet; they are billed at the input price (never less than due).
+                let status = match end {
+                    End::Done => 200,
+                    End::Failed => 502,
+                    End::ClientGone => 499,
+                };
+                settle(
+                    &state,
+                    ticket,
+                    status,
+                    usage.map(TokenUsage::from),
+                    Some(&target),
+                );
                 // Dropping `tx` (after the metrics above) ends the client's body.
                 drop(tx);
             });
             sse_response(channel)
         }
-        Outcome::Failed(response) => response,
+        Outcome::Failed(response) => {
+            settle(state, ticket, response.status().as_u16(), None, None);
+            response
+        }
     };
     response.extensions_mut().insert(ModelLabel(label));
     if clock.provider().is_some() {
         response.extensions_mut().insert(UpstreamTiming(clock));
     }
     response
+}
+
+/// A refusal by the policy layer: counted, logged, answered.
+fn refuse(
+    state: &AppState,
+    rejection: &Rejection,
+    key_id: Option<&Arc<str>>,
+    model: &str,
+    started: Instant,
+) -> Response {
+    state
+        .policy
+        .rejected(&state.metrics, rejection, key_id, model, started);
+    rejection.error.clone().into_response()
+}
+
+/// Prices, charges and logs a finished request.
+fn settle(
+    state: &AppState,
+    ticket: Ticket,
+    status: u16,
+    usage: Option<TokenUsage>,
+    target: Option<&Arc<Target>>,
+) {
+    ticket.settle(
+        &state.state_view,
+        &state.policy,
+        &state.metrics,
+        Settled {
+            status,
+            usage,
+            target: target.map(|t| Arc::clone(&t.id)),
+            provider: target.map(|t| Arc::clone(&t.provider.name)),
+        },
+    );
+}
+
+impl From<Usage> for TokenUsage {
+    fn from(u: Usage) -> Self {
+        TokenUsage {
+            prompt: u64::from(u.prompt_tokens),
+            completion: u64::from(u.completion_tokens),
+            cached: 0,
+        }
+    }
 }
 
 /// Answers from the built-in mock.
@@ -149,6 +247,8 @@ async fn serve_mock(
     model: &MockModel,
     params: MockParams,
     label: &Arc<str>,
+    ticket: Ticket,
+    target: &Arc<Target>,
 ) -> Response {
     let completion = mock::complete(model, params, &request.messages, request.token_cap());
     state.metrics.tokens(
@@ -157,18 +257,28 @@ async fn serve_mock(
         completion.completion_tokens,
     );
     let latency = Duration::from_millis(params.latency_ms);
+    let usage = TokenUsage {
+        prompt: u64::from(completion.prompt_tokens),
+        completion: u64::from(completion.completion_tokens),
+        cached: 0,
+    };
     if request.is_stream() {
+        let shared = Arc::clone(state);
+        let target = Arc::clone(target);
+        let finish = move |status: u16| settle(&shared, ticket, status, Some(usage), Some(&target));
         return stream(
             state,
             request,
             completion,
             latency,
             Duration::from_millis(params.chunk_ms),
+            finish,
         );
     }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    settle(state, ticket, 200, Some(usage), Some(target));
     json_ok(&ChatCompletion {
         id: state.next_completion_id(),
         object: "chat.completion",
@@ -245,6 +355,7 @@ fn stream(
     completion: Completion,
     latency: Duration,
     chunk_gap: Duration,
+    finish: impl FnOnce(u16) + Send + 'static,
 ) -> Response {
     let events = sse_events(
         &state.next_completion_id(),
@@ -266,9 +377,11 @@ fn stream(
             first = false;
             if tx.send(event).await.is_err() {
                 // The client went away; stop producing.
+                finish(499);
                 return;
             }
         }
+        finish(200);
     });
     sse_response(body)
 }

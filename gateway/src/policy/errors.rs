@@ -1,0 +1,163 @@
+//! The policy layer's refusals, in OpenAI's error shape, with a bounded reason label
+//! for metrics.
+
+use http::StatusCode;
+
+use super::Rejection;
+use crate::openai::errors::INVALID_REQUEST;
+use crate::openai::ApiError;
+
+fn error(status: StatusCode, kind: &'static str, code: &'static str, message: String) -> ApiError {
+    ApiError {
+        status,
+        message,
+        kind,
+        param: None,
+        code: Some(code),
+        retry_after: None,
+    }
+}
+
+/// 401: keys exist and none was sent.
+pub fn missing_key() -> Rejection {
+    Rejection {
+        reason: "missing_key",
+        error: error(
+            StatusCode::UNAUTHORIZED,
+            INVALID_REQUEST,
+            "invalid_api_key",
+            "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
+        ),
+    }
+}
+
+/// 401: the key matches no auth key. The message does not echo the key.
+pub fn unknown_key() -> Rejection {
+    Rejection {
+        reason: "unknown_key",
+        error: error(
+            StatusCode::UNAUTHORIZED,
+            INVALID_REQUEST,
+            "invalid_api_key",
+            "Incorrect API key provided.".into(),
+        ),
+    }
+}
+
+/// 403: the key is disabled.
+pub fn key_disabled(id: &str) -> Rejection {
+    Rejection {
+        reason: "key_disabled",
+        error: error(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            "api_key_disabled",
+            format!("The API key `{id}` is disabled."),
+        ),
+    }
+}
+
+/// 403: the key has expired.
+pub fn key_expired(id: &str) -> Rejection {
+    Rejection {
+        reason: "key_expired",
+        error: error(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            "api_key_expired",
+            format!("The API key `{id}` has expired."),
+        ),
+    }
+}
+
+/// 403: the key (or a guardrail, when `guardrail` is set) does not allow the model.
+pub fn model_not_allowed(model: &str, guardrail: Option<&str>) -> Rejection {
+    let message = match guardrail {
+        Some(g) => format!("Blocked by guardrail `{g}`: the model `{model}` is not allowed."),
+        None => format!("This API key is not allowed to use the model `{model}`."),
+    };
+    Rejection {
+        reason: "model_not_allowed",
+        error: ApiError {
+            param: Some("model".into()),
+            ..error(
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                "model_not_allowed",
+                message,
+            )
+        },
+    }
+}
+
+/// 400: a deny-pattern guardrail matched `param`. The pattern itself is not echoed.
+pub fn denied_pattern(guardrail: &str, param: String) -> Rejection {
+    Rejection {
+        reason: "guardrail_denied",
+        error: ApiError {
+            param: Some(param),
+            ..error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "guardrail_denied",
+                format!("Blocked by guardrail `{guardrail}`: the input contains a denied pattern."),
+            )
+        },
+    }
+}
+
+/// 413: a max-input guardrail refused the input size.
+pub fn input_too_large(guardrail: &str, chars: usize, max: u32) -> Rejection {
+    Rejection {
+        reason: "guardrail_input_too_large",
+        error: ApiError {
+            param: Some("messages".into()),
+            ..error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                "input_too_large",
+                format!("Blocked by guardrail `{guardrail}`: the input is {chars} characters long, more than the limit of {max}."),
+            )
+        },
+    }
+}
+
+/// 429: a per-key rate limit.
+pub fn rate_limited(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rejection {
+    let (kind, what, reason) = if tokens {
+        ("tokens", "tokens per minute", "tpm_limit")
+    } else {
+        ("requests", "requests per minute", "rpm_limit")
+    };
+    Rejection {
+        reason,
+        error: ApiError {
+            retry_after: Some(retry_after),
+            ..error(
+                StatusCode::TOO_MANY_REQUESTS,
+                kind,
+                "rate_limit_exceeded",
+                format!("Rate limit reached for API key `{id}`: {limit} {what} on this node. Please try again in {retry_after}s."),
+            )
+        },
+    }
+}
+
+/// 402: the budget's spend or request limit for the period is reached.
+pub fn budget_exceeded(budget: &str, what: &str, resets_in_s: Option<u64>) -> Rejection {
+    let when = match resets_in_s {
+        Some(s) => format!(" It resets in {s}s."),
+        None => " It does not reset.".into(),
+    };
+    Rejection {
+        reason: "budget_exceeded",
+        // No Retry-After: SDKs would sleep and retry for hours; the reset time is in
+        // the message for a human.
+        error: error(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_quota",
+            format!("Budget `{budget}` exceeded: {what}.{when}"),
+        ),
+    }
+}

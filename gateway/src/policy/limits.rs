@@ -1,0 +1,235 @@
+//! Per-key rate limits: requests per minute and tokens per minute, as token buckets
+//! local to this node.
+//!
+//! Each key with an `rpm_limit` has a bucket of that many requests that refills
+//! continuously at `rpm / 60` per second (so a key may burst its whole minute, then
+//! runs at the steady rate); likewise `tpm_limit` in tokens. A request takes one
+//! request token on admission; its tokens are only known when the answer ends, so the
+//! token bucket is debited then and may go negative — a key over its token budget is
+//! refused until the bucket is positive again. `Retry-After` says when that will be.
+//!
+//! # Accuracy across nodes
+//!
+//! The buckets live in this node's memory and are not replicated: behind a load
+//! balancer spreading a key's traffic over N nodes, the key can get up to N × its
+//! limit (each node grants the full rate), and N × the burst. That is the same
+//! weakness as LiteLLM's per-instance limits, accepted here on purpose for rpm/tpm:
+//! a minute-scale limit must answer in microseconds, and the replicated counters
+//! converge in about a second (500 ms flush + gossip), which is too coarse to shape
+//! traffic within a minute yet costs a counter entry per key per minute per node.
+//! Operators who need a cluster-wide ceiling on a key use a budget (`max_requests`
+//! per hour/day, spend limits), which is enforced from the cluster-wide counters; or
+//! divide the rpm limit by the node count. Budgets' accuracy is in
+//! docs/benchmarks-gateway.md.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Why a request was refused, and when to come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limited {
+    /// `true` for the token limit, `false` for the request limit.
+    pub tokens: bool,
+    /// The limit that was hit, per minute.
+    pub limit: u32,
+    /// Whole seconds until a retry can succeed (at least 1).
+    pub retry_after: u64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Tokens available; may be negative for the token bucket (debt).
+    level: f64,
+    limit: u32,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn new(limit: u32, now: Instant) -> Self {
+        Self {
+            level: f64::from(limit),
+            limit,
+            updated: now,
+        }
+    }
+
+    fn rate_per_sec(&self) -> f64 {
+        f64::from(self.limit) / 60.0
+    }
+
+    /// Refills up to the limit; a changed limit takes effect at once.
+    fn refill(&mut self, limit: u32, now: Instant) {
+        if limit != self.limit {
+            self.limit = limit;
+            self.level = self.level.min(f64::from(limit));
+        }
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.level = (self.level + elapsed * self.rate_per_sec()).min(f64::from(limit));
+        self.updated = now;
+    }
+
+    /// Seconds until the level reaches `needed`.
+    fn wait_for(&self, needed: f64) -> u64 {
+        let missing = (needed - self.level).max(0.0);
+        let secs = (missing / self.rate_per_sec()).ceil();
+        // At least 1 s (Retry-After is in whole seconds) and at most a minute.
+        (secs as u64).clamp(1, 60)
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyBuckets {
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+}
+
+/// The buckets of every key seen, by key id.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    keys: Mutex<HashMap<Arc<str>, KeyBuckets>>,
+}
+
+impl RateLimiter {
+    /// No buckets yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, KeyBuckets>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits one request of `key` or says which limit refused it. Nothing is taken
+    /// when the request is refused.
+    pub fn admit(
+        &self,
+        key: &Arc<str>,
+        rpm: Option<u32>,
+        tpm: Option<u32>,
+        now: Instant,
+    ) -> Result<(), Limited> {
+        if rpm.is_none() && tpm.is_none() {
+            return Ok(());
+        }
+        let mut keys = self.lock();
+        let buckets = keys.entry(Arc::clone(key)).or_default();
+        if let Some(limit) = tpm {
+            let bucket = buckets
+                .tokens
+                .get_or_insert_with(|| Bucket::new(limit, now));
+            bucket.refill(limit, now);
+            if bucket.level <= 0.0 {
+                return Err(Limited {
+                    tokens: true,
+                    limit,
+                    retry_after: bucket.wait_for(f64::MIN_POSITIVE),
+                });
+            }
+        } else {
+            buckets.tokens = None;
+        }
+        if let Some(limit) = rpm {
+            let bucket = buckets
+                .requests
+                .get_or_insert_with(|| Bucket::new(limit, now));
+            bucket.refill(limit, now);
+            if bucket.level < 1.0 {
+                return Err(Limited {
+                    tokens: false,
+                    limit,
+                    retry_after: bucket.wait_for(1.0),
+                });
+            }
+            bucket.level -= 1.0;
+        } else {
+            buckets.requests = None;
+        }
+        Ok(())
+    }
+
+    /// Debits `tokens` used by a finished request of `key` (no-op without a tpm bucket).
+    pub fn consume_tokens(&self, key: &str, tokens: u64, now: Instant) {
+        let mut keys = self.lock();
+        if let Some(bucket) = keys.get_mut(key).and_then(|b| b.tokens.as_mut()) {
+            let limit = bucket.limit;
+            bucket.refill(limit, now);
+            bucket.level -= tokens as f64;
+        }
+    }
+
+    /// Drops the buckets of keys for which `keep` is false (deleted keys).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.lock().retain(|k, _| keep(k));
+    }
+
+    /// Keys with buckets.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no key has buckets.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rpm_bursts_then_refills_at_the_steady_rate() {
+        let l = RateLimiter::new();
+        let k: Arc<str> = "k".into();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(l.admit(&k, Some(3), None, t0), Ok(()));
+        }
+        let refused = l.admit(&k, Some(3), None, t0).unwrap_err();
+        assert_eq!((refused.tokens, refused.limit), (false, 3));
+        // 3 per minute = one every 20 s.
+        assert_eq!(refused.retry_after, 20);
+        assert!(l
+            .admit(&k, Some(3), None, t0 + Duration::from_secs(19))
+            .is_err());
+        assert_eq!(
+            l.admit(&k, Some(3), None, t0 + Duration::from_secs(21)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn tpm_goes_into_debt_and_blocks_until_repaid() {
+        let l = RateLimiter::new();
+        let k: Arc<str> = "k".into();
+        let t0 = Instant::now();
+        assert_eq!(l.admit(&k, None, Some(600), t0), Ok(()));
+        l.consume_tokens("k", 900, t0);
+        let refused = l.admit(&k, None, Some(600), t0).unwrap_err();
+        assert!(refused.tokens);
+        // 300 tokens of debt at 10 per second.
+        assert_eq!(refused.retry_after, 30);
+        assert_eq!(
+            l.admit(&k, None, Some(600), t0 + Duration::from_secs(31)),
+            Ok(())
+        );
+        // Keys are independent; keys without limits have no buckets.
+        assert_eq!(l.admit(&"other".into(), None, Some(600), t0), Ok(()));
+        assert_eq!(l.admit(&"free".into(), None, None, t0), Ok(()));
+        assert_eq!(l.len(), 2);
+        l.retain(|k| k == "k");
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn lowering_a_limit_applies_at_once() {
+        let l = RateLimiter::new();
+        let k: Arc<str> = "k".into();
+        let t0 = Instant::now();
+        assert_eq!(l.admit(&k, Some(100), None, t0), Ok(()));
+        assert_eq!(l.admit(&k, Some(1), None, t0), Ok(()));
+        assert!(l.admit(&k, Some(1), None, t0).is_err());
+    }
+}

@@ -1,0 +1,545 @@
+//! What a chat request must pass before it goes upstream, and what it costs after.
+//!
+//! In the order a client can act on:
+//! 1. **Auth** ([`auth`]): `Authorization: Bearer` or `x-api-key`, hashed and looked up
+//!    among the replicated auth keys — 401 `invalid_api_key` when missing or unknown,
+//!    403 `api_key_disabled` / `api_key_expired`. While the `auth_keys` collection is
+//!    empty the gateway is open (a fresh single node with the mock provider answers
+//!    without any key); **once one key exists, every request needs a valid key**.
+//! 2. **Model**: a key with `allowed_models` refuses other public names — 403
+//!    `model_not_allowed`.
+//! 3. **Guardrails** ([`guardrails`]): the key's workflow, or, for anonymous requests
+//!    and keys without one, the workflow with id `default` if it exists (the "global"
+//!    guardrails) — 400 `guardrail_denied`, 413 `input_too_large`, 403
+//!    `model_not_allowed`; redaction rewrites the request.
+//! 4. **Budget**: the key's budget, from the cluster-wide usage of the current period
+//!    plus the requests this node has in flight on it — 402 `insufficient_quota` once
+//!    spend or requests reached the limit.
+//! 5. **Rate limits** ([`limits`]): per key, per node — 429 `rate_limit_exceeded` with
+//!    `Retry-After`. Last, so a request refused for another reason costs no quota.
+//!
+//! After the answer ([`Ticket::settle`]): the cost from the usage and the pricing
+//! record of the model that served it (exact nano-USD arithmetic of
+//! [`Pricing::cost`]), the key's budget charged through
+//! [`PolicyData::record_usage`] (successful answers only: a failed upstream call costs
+//! the client nothing), the token bucket debited, metrics, and one row in the usage
+//! log ([`crate::usage`]). Refused requests get a usage-log row and a metric too.
+
+pub mod auth;
+pub mod data;
+pub mod errors;
+pub mod guardrails;
+pub mod limits;
+pub mod redact;
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use aurora_core::state::records::{
+    AuthKey, Budget, Collection, Money, Pricing, Record, RecordId, Workflow,
+};
+use aurora_core::state::store::Usage;
+
+use crate::metrics::Metrics;
+use crate::openai::types::ChatCompletionRequest;
+use crate::openai::ApiError;
+use crate::usage::{UsageLog, UsageRow};
+use auth::{KeyIndex, Lookup};
+use data::PolicyData;
+use limits::RateLimiter;
+
+/// The workflow applied to anonymous requests and to keys without a workflow.
+pub const DEFAULT_WORKFLOW: &str = "default";
+
+/// A refusal: the answer for the client and a bounded reason label for metrics.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {error}")]
+pub struct Rejection {
+    /// The OpenAI-shaped error.
+    pub error: ApiError,
+    /// `missing_key`, `unknown_key`, `key_disabled`, `budget_exceeded`, …
+    pub reason: &'static str,
+}
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// No auth key exists: the gateway is open.
+    Anonymous,
+    /// A valid, enabled, unexpired key.
+    Key {
+        /// The key's record id (a bounded metrics label).
+        id: Arc<str>,
+        /// The key record.
+        key: Box<AuthKey>,
+    },
+}
+
+impl Caller {
+    /// The key id, if any.
+    pub fn key_id(&self) -> Option<&Arc<str>> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Key { id, .. } => Some(id),
+        }
+    }
+}
+
+/// Token counts of a finished request, OpenAI's convention: `prompt` includes
+/// `cached` (`prompt_tokens_details.cached_tokens`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Prompt tokens, cached ones included.
+    pub prompt: u64,
+    /// Completion tokens.
+    pub completion: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cached: u64,
+}
+
+impl TokenUsage {
+    /// Prompt + completion.
+    pub fn total(&self) -> u64 {
+        self.prompt.saturating_add(self.completion)
+    }
+
+    /// The cost at `pricing`: uncached input, cached input (at its own rate, or the
+    /// input rate when none is set) and output, summed exactly and rounded once.
+    pub fn cost(&self, pricing: &Pricing) -> Money {
+        let cached = self.cached.min(self.prompt);
+        pricing.cost(self.prompt - cached, cached, self.completion)
+    }
+}
+
+/// `usage.prompt_tokens_details.cached_tokens` of a plain chat completion body, 0 when
+/// absent. A substring test first, so bodies without it (most) are not parsed twice.
+pub fn cached_tokens_in(body: &[u8]) -> u64 {
+    const NEEDLE: &[u8] = b"\"cached_tokens\"";
+    if !body.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+        return 0;
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        usage: Option<UsageIn>,
+    }
+    #[derive(serde::Deserialize)]
+    struct UsageIn {
+        prompt_tokens_details: Option<Details>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Details {
+        cached_tokens: Option<u64>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .ok()
+        .and_then(|b| b.usage?.prompt_tokens_details?.cached_tokens)
+        .unwrap_or(0)
+}
+
+/// Requests admitted on this node and not yet settled, per (budget, period).
+type Reservations = Arc<Mutex<HashMap<(RecordId, u64), u64>>>;
+
+fn lock(r: &Reservations) -> MutexGuard<'_, HashMap<(RecordId, u64), u64>> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds one request against a budget until the request is settled (or dropped), so
+/// concurrent requests on this node see each other before their usage is recorded.
+#[derive(Debug)]
+struct Reservation {
+    map: Reservations,
+    key: (RecordId, u64),
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut map = lock(&self.map);
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The policy state of one server: the key index, rate-limit buckets, budget
+/// reservations and the usage log.
+#[derive(Debug, Default)]
+pub struct Policy {
+    keys: KeyIndex,
+    limiter: RateLimiter,
+    reservations: Reservations,
+    usage_log: ArcSwapOption<UsageLog>,
+}
+
+/// An admitted request: settle it once the answer is known.
+#[derive(Debug)]
+pub struct Ticket {
+    key_id: Option<Arc<str>>,
+    budget: Option<(RecordId, u64)>,
+    _reservation: Option<Reservation>,
+    model: String,
+    started: Instant,
+}
+
+/// How an admitted request ended.
+#[derive(Clone, Debug, Default)]
+pub struct Settled {
+    /// HTTP status (for a stream that failed after it began, 502; a client that went
+    /// away, 499).
+    pub status: u16,
+    /// Token counts, when the answer reported them.
+    pub usage: Option<TokenUsage>,
+    /// The catalog name of the model that served it (its pricing record id).
+    pub target: Option<Arc<str>>,
+    /// The provider that served it.
+    pub provider: Option<Arc<str>>,
+}
+
+impl Policy {
+    /// Empty state, no usage log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts writing one row per request to `log` (replacing any previous log).
+    pub fn attach_usage_log(&self, log: UsageLog) {
+        self.usage_log.store(Some(Arc::new(log)));
+    }
+
+    /// The usage log, if one is attached.
+    pub fn usage_log(&self) -> Option<Arc<UsageLog>> {
+        self.usage_log.load_full()
+    }
+
+    /// Step 1: who is calling (see the module docs).
+    pub fn authenticate(
+        &self,
+        data: &dyn PolicyData,
+        headers: &http::HeaderMap,
+    ) -> Result<Caller, Rejection> {
+        let secret = auth::presented_secret(headers);
+        let (lookup, rebuilt) = self.keys.lookup(data, secret, Instant::now());
+        if rebuilt && !self.limiter.is_empty() {
+            self.limiter
+                .retain(|id| data.record(Collection::AuthKeys, id).is_some());
+        }
+        match lookup {
+            Lookup::NoKeysExist => Ok(Caller::Anonymous),
+            Lookup::Missing => Err(errors::missing_key()),
+            Lookup::Unknown => Err(errors::unknown_key()),
+            Lookup::Found(id, key) => {
+                if key.disabled {
+                    return Err(errors::key_disabled(id.as_str()));
+                }
+                if key.is_expired(data.wall_ms()) {
+                    return Err(errors::key_expired(id.as_str()));
+                }
+                Ok(Caller::Key {
+                    id: Arc::from(id.as_str()),
+                    key,
+                })
+            }
+        }
+    }
+
+    /// Steps 2–5 for a request to the public model name `model`; may rewrite
+    /// `request` (redaction).
+    pub fn admit(
+        &self,
+        data: &dyn PolicyData,
+        caller: &Caller,
+        request: &mut ChatCompletionRequest,
+        model: &str,
+    ) -> Result<Ticket, Rejection> {
+        let key = match caller {
+            Caller::Anonymous => None,
+            Caller::Key { id, key } => Some((id, key)),
+        };
+        if let Some((_, key)) = key {
+            if !key.allows_model(model) {
+                return Err(errors::model_not_allowed(model, None));
+            }
+        }
+        let workflow_id = key
+            .and_then(|(_, k)| k.workflow_id.as_ref())
+            .map_or(DEFAULT_WORKFLOW, RecordId::as_str);
+        if let Some(workflow) = workflow(data, workflow_id) {
+            guardrails::apply(data, &workflow, request, model)?;
+        }
+        let mut budget_slot = None;
+        if let Some(budget_id) = key.and_then(|(_, k)| k.budget_id.as_ref()) {
+            if let Some(Record::Budget(budget)) =
+                data.record(Collection::Budgets, budget_id.as_str())
+            {
+                let wall = data.wall_ms();
+                let period = budget.period.index(wall);
+                let in_flight = lock(&self.reservations)
+                    .get(&(budget_id.clone(), period))
+                    .copied()
+                    .unwrap_or(0);
+                check_budget(
+                    budget_id,
+                    &budget,
+                    data.usage(budget_id, period),
+                    in_flight,
+                    period,
+                    wall,
+                )?;
+                budget_slot = Some((budget_id.clone(), period));
+            }
+        }
+        if let Some((id, k)) = key {
+            if let Err(limited) = self
+                .limiter
+                .admit(id, k.rpm_limit, k.tpm_limit, Instant::now())
+            {
+                return Err(errors::rate_limited(
+                    id,
+                    limited.tokens,
+                    limited.limit,
+                    limited.retry_after,
+                ));
+            }
+        }
+        let reservation = budget_slot.clone().map(|slot| {
+            *lock(&self.reservations).entry(slot.clone()).or_insert(0) += 1;
+            Reservation {
+                map: Arc::clone(&self.reservations),
+                key: slot,
+            }
+        });
+        Ok(Ticket {
+            key_id: key.map(|(id, _)| Arc::clone(id)),
+            budget: budget_slot,
+            _reservation: reservation,
+            model: model.to_owned(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Counts a refused request (metrics and a usage-log row).
+    pub fn rejected(
+        &self,
+        metrics: &Metrics,
+        rejection: &Rejection,
+        key_id: Option<&Arc<str>>,
+        model: &str,
+        started: Instant,
+    ) {
+        let status = rejection.error.status.as_u16();
+        metrics.policy_rejection(status, rejection.reason);
+        if let Some(id) = key_id {
+            metrics.key_request(id, status);
+        }
+        if let Some(log) = self.usage_log() {
+            log.record(UsageRow {
+                time_ms: system_wall_ms(),
+                key_id: key_id.map(|k| k.to_string()),
+                model: model.to_owned(),
+                status,
+                latency_ms: started.elapsed().as_millis() as u64,
+                ..UsageRow::default()
+            });
+        }
+    }
+}
+
+impl Ticket {
+    /// The key id, if the caller had one.
+    pub fn key_id(&self) -> Option<&Arc<str>> {
+        self.key_id.as_ref()
+    }
+
+    /// Prices, charges and logs the finished request (see the module docs). Returns
+    /// its cost.
+    pub fn settle(
+        self,
+        data: &dyn PolicyData,
+        policy: &Policy,
+        metrics: &Metrics,
+        outcome: Settled,
+    ) -> Money {
+        let usage = outcome.usage.unwrap_or_default();
+        let pricing = outcome
+            .target
+            .as_deref()
+            .into_iter()
+            .chain(std::iter::once(self.model.as_str()))
+            .find_map(|id| match data.record(Collection::Pricing, id) {
+                Some(Record::Pricing(p)) => Some(p),
+                _ => None,
+            });
+        let cost = pricing.map_or(Money::ZERO, |p| usage.cost(&p));
+        let success = (200..300).contains(&outcome.status);
+        if success {
+            if let Some((budget, period)) = &self.budget {
+                data.record_usage(
+                    budget,
+                    *period,
+                    Usage {
+                        spend_nanos: cost.nanos(),
+                        requests: 1,
+                        tokens: usage.total(),
+                    },
+                );
+            }
+        }
+        if let Some(id) = &self.key_id {
+            policy
+                .limiter
+                .consume_tokens(id, usage.total(), Instant::now());
+            metrics.key_request(id, outcome.status);
+        }
+        let label = outcome
+            .target
+            .clone()
+            .unwrap_or_else(|| Arc::from(self.model.as_str()));
+        if !cost.is_zero() {
+            metrics.cost(&label, cost.nanos());
+        }
+        if let Some(log) = policy.usage_log() {
+            log.record(UsageRow {
+                time_ms: system_wall_ms(),
+                key_id: self.key_id.as_ref().map(|k| k.to_string()),
+                model: label.to_string(),
+                provider: outcome.provider.as_ref().map(|p| p.to_string()),
+                prompt_tokens: usage.prompt,
+                completion_tokens: usage.completion,
+                cached_tokens: usage.cached,
+                cost_nanos: cost.nanos(),
+                status: outcome.status,
+                latency_ms: self.started.elapsed().as_millis() as u64,
+                node: None,
+            });
+        }
+        // The reservation is released here, after the usage is visible.
+        drop(self);
+        cost
+    }
+}
+
+/// The workflow record `id`, if it exists.
+fn workflow(data: &dyn PolicyData, id: &str) -> Option<Workflow> {
+    match data.record(Collection::Workflows, id) {
+        Some(Record::Workflow(w)) => Some(w),
+        _ => None,
+    }
+}
+
+/// 402 when `used` plus `in_flight` requests reached a limit of `budget`.
+fn check_budget(
+    id: &RecordId,
+    budget: &Budget,
+    used: Usage,
+    in_flight: u64,
+    period: u64,
+    wall: u64,
+) -> Result<(), Rejection> {
+    let resets_in = budget
+        .period
+        .start_ms(period.saturating_add(1))
+        .filter(|_| budget.period != aurora_core::state::records::BudgetPeriod::Total)
+        .map(|start| start.saturating_sub(wall).div_ceil(1000));
+    if let Some(limit) = budget.limit {
+        if used.spend_nanos >= limit.nanos() {
+            return Err(errors::budget_exceeded(
+                id.as_str(),
+                &format!(
+                    "spent {} of {} USD this period",
+                    Money::from_nanos(used.spend_nanos),
+                    limit
+                ),
+                resets_in,
+            ));
+        }
+    }
+    if let Some(max) = budget.max_requests {
+        if used.requests.saturating_add(in_flight) >= max {
+            return Err(errors::budget_exceeded(
+                id.as_str(),
+                &format!("{max} requests allowed this period"),
+                resets_in,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Wall-clock Unix milliseconds (0 before 1970).
+pub fn system_wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurora_core::state::records::BudgetPeriod;
+
+    #[test]
+    fn cost_bills_cached_tokens_at_their_rate() {
+        let pricing = Pricing {
+            input_per_million: Money::from_decimal_str("2.5").unwrap(),
+            output_per_million: Money::from_decimal_str("10").unwrap(),
+            cached_input_per_million: Some(Money::from_decimal_str("1.25").unwrap()),
+        };
+        let u = TokenUsage {
+            prompt: 1000,
+            completion: 100,
+            cached: 400,
+        };
+        // 600 × 2.5 + 400 × 1.25 + 100 × 10 per million = 0.0015 + 0.0005 + 0.001.
+        assert_eq!(u.cost(&pricing), Money::from_decimal_str("0.003").unwrap());
+        // Cached tokens beyond the prompt (a confused upstream) are capped.
+        let odd = TokenUsage { cached: 5000, ..u };
+        assert_eq!(
+            odd.cost(&pricing),
+            Money::from_decimal_str("0.00225").unwrap()
+        );
+    }
+
+    #[test]
+    fn cached_tokens_are_read_only_when_present() {
+        assert_eq!(cached_tokens_in(br#"{"usage":{"prompt_tokens":9}}"#), 0);
+        assert_eq!(
+            cached_tokens_in(
+                br#"{"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":4}}}"#
+            ),
+            4
+        );
+        assert_eq!(cached_tokens_in(br#"{"cached_tokens": "#), 0);
+    }
+
+    #[test]
+    fn budget_limits_count_in_flight_requests() {
+        let id = RecordId::new("b").unwrap();
+        let budget = Budget {
+            name: "b".into(),
+            limit: Some(Money::from_decimal_str("1").unwrap()),
+            max_requests: Some(10),
+            period: BudgetPeriod::Hourly,
+        };
+        let used = |spend, requests| Usage {
+            spend_nanos: spend,
+            requests,
+            tokens: 0,
+        };
+        assert!(check_budget(&id, &budget, used(0, 9), 0, 0, 0).is_ok());
+        assert!(check_budget(&id, &budget, used(0, 9), 1, 0, 0).is_err());
+        assert!(check_budget(&id, &budget, used(999_999_999, 0), 0, 0, 0).is_ok());
+        let err = check_budget(&id, &budget, used(1_000_000_000, 0), 0, 0, 1_000).unwrap_err();
+        assert_eq!(err.error.status, http::StatusCode::PAYMENT_REQUIRED);
+        assert!(
+            err.error.message.contains("resets in 3599s"),
+            "{}",
+            err.error.message
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Admin queries over the usage log:
+//!
+//! - `GET /admin/api/usage?since=&until=&key=&model=&limit=` — rows, newest first;
+//!   `since`/`until` in Unix milliseconds (`[since, until)`), `limit` 1–1000
+//!   (default 100).
+//! - `GET /admin/api/usage/summary?group_by=key|model&since=&until=` — totals per key
+//!   or model, largest cost first.
+//!
+//! Costs are reported both as exact nano-USD integers and as decimal USD strings (the
+//! same representation as the pricing records). The handlers run the (indexed,
+//! row-capped) SQLite query inline: a few milliseconds on a large log, acceptable for
+//! an operator endpoint.
+//!
+//! Authentication is the admin API's: [`handle`] is meant to be called from the admin
+//! dispatcher after the admin token was checked. [`routes`] lists the paths it serves.
+
+use std::time::Duration;
+
+use aurora_core::state::records::Money;
+use http::{Method, StatusCode};
+use serde::Serialize;
+
+use super::{Filter, GroupBy, SummaryRow, UsageRow, MAX_LIMIT};
+use crate::http::body::{json_ok, Response};
+use crate::openai::ApiError;
+use crate::state::AppState;
+
+/// Paths served by [`handle`], for the admin dispatcher to mount.
+pub fn routes() -> &'static [&'static str] {
+    &["/admin/api/usage", "/admin/api/usage/summary"]
+}
+
+/// Serves `method path?query` if it is a usage path (`None` otherwise). The caller has
+/// already checked the admin token.
+pub fn handle(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Response> {
+    if !routes().contains(&path) {
+        return None;
+    }
+    if method != Method::GET {
+        let mut response = ApiError::method_not_allowed(method, path, "GET").into_response();
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+        return Some(response);
+    }
+    Some(match serve(state, path, query.unwrap_or("")) {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    })
+}
+
+#[derive(Serialize)]
+struct RowOut<'a> {
+    #[serde(flatten)]
+    row: &'a UsageRow,
+    cost_usd: String,
+}
+
+#[derive(Serialize)]
+struct SummaryOut<'a> {
+    #[serde(flatten)]
+    row: &'a SummaryRow,
+    cost_usd: String,
+}
+
+#[derive(Serialize)]
+struct List<T> {
+    object: &'static str,
+    data: Vec<T>,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    object: &'static str,
+    group_by: &'static str,
+    data: Vec<SummaryOut<'a>>,
+}
+
+fn serve(state: &AppState, path: &str, query: &str) -> Result<Response, ApiError> {
+    let Some(log) = state.policy.usage_log() else {
+        return Err(ApiError::server_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The usage log is not enabled on this node.",
+            "usage_log_disabled",
+        ));
+    };
+    let params = Params::parse(query)?;
+    // Make the requests just answered visible (bounded wait).
+    log.flush(Duration::from_millis(500));
+    let since_ms = params.number("since")?.unwrap_or(0);
+    let until_ms = params.number("until")?.unwrap_or(i64::MAX as u64);
+    let internal = |e: super::UsageLogError| {
+        tracing::error!(error = %e, "usage log query failed");
+        ApiError::internal()
+    };
+    if path.ends_with("/summary") {
+        let group_by = match params.get("group_by") {
+            None | Some("key") => GroupBy::Key,
+            Some("model") => GroupBy::Model,
+            Some(_) => {
+                return Err(
+                    ApiError::bad_request("'group_by' must be `key` or `model`.")
+                        .with_param("group_by"),
+                )
+            }
+        };
+        let rows = log
+            .summary(group_by, since_ms, until_ms)
+            .map_err(internal)?;
+        return Ok(json_ok(&Summary {
+            object: "usage.summary",
+            group_by: match group_by {
+                GroupBy::Key => "key",
+                GroupBy::Model => "model",
+            },
+            data: rows
+                .iter()
+                .map(|row| SummaryOut {
+                    row,
+                    cost_usd: Money::from_nanos(row.cost_nanos).to_string(),
+                })
+                .collect(),
+        }));
+    }
+    let limit = match params.number("limit")? {
+        None => 100,
+        Some(n) if (1..=u64::from(MAX_LIMIT)).contains(&n) => n as u32,
+        Some(_) => {
+            return Err(
+                ApiError::bad_request(format!("'limit' must be 1 to {MAX_LIMIT}."))
+                    .with_param("limit"),
+            )
+        }
+    };
+    let filter = Filter {
+        since_ms,
+        until_ms,
+        key: params.get("key").map(str::to_owned),
+        model: params.get("model").map(str::to_owned),
+        limit,
+    };
+    let rows = log.query(&filter).map_err(internal)?;
+    Ok(json_ok(&List {
+        object: "list",
+        data: rows
+            .iter()
+            .map(|row| RowOut {
+                row,
+                cost_usd: Money::from_nanos(row.cost_nanos).to_string(),
+            })
+            .collect(),
+    }))
+}
+
+/// Decoded query parameters (the last occurrence of a name wins).
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut out = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = percent_decode(k)
+                .ok_or_else(|| ApiError::bad_request("Malformed query string."))?;
+            let v = percent_decode(v).ok_or_else(|| {
+                ApiError::bad_request(format!("Malformed value of '{k}'.")).with_param(k.clone())
+            })?;
+            out.push((k, v));
+        }
+        Ok(Self(out))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn number(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "'{name}' must be a non-negative integer (Unix milliseconds for since/until)."
+                    ))
+                    .with_param(name)
+                })
+            })
+            .transpose()
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; the
+/// result must be UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode() {
+        assert_eq!(percent_decode("a%2Fb+c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%FF"), None);
+        let p = Params::parse("key=team%3Aa&limit=5&limit=7&model=").unwrap();
+        assert_eq!(p.get("key"), Some("team:a"));
+        assert_eq!(p.number("limit").unwrap(), Some(7));
+        assert_eq!(p.get("model"), None);
+        assert!(Params::parse("since=-1").unwrap().number("since").is_err());
+    }
+}

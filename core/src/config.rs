@@ -25,9 +25,9 @@ pub struct Timing {
     pub suspicion_max_timeout_mult: u32,
     /// Each rumour is retransmitted `retransmit_mult × ceil(log10(N + 1))` times.
     pub retransmit_mult: u32,
-    /// The same for application broadcasts and replicated writes. Lower than for
-    /// membership: a missed write is repaired by anti-entropy within a sync
-    /// interval, so fewer copies buy less duplicate traffic.
+    /// The same for replicated writes. Lower than for membership: a missed write
+    /// is repaired by anti-entropy within a sync interval, so fewer copies buy
+    /// less duplicate traffic (application broadcasts keep `retransmit_mult`).
     pub data_retransmit_mult: u32,
     /// How many members receive each gossip round.
     pub gossip_nodes: usize,
@@ -67,7 +67,7 @@ impl Timing {
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
             retransmit_mult: 4,
-            data_retransmit_mult: 3,
+            data_retransmit_mult: 2,
             gossip_nodes: 3,
             gossip_interval: Duration::from_millis(200),
             gossip_to_the_dead: Duration::from_secs(30),

@@ -272,7 +272,7 @@ impl Node {
     /// time `now`. Call it at start, before any write, and whenever the wall clock
     /// may have been adjusted; timestamps of writes follow it.
     pub fn set_wall_clock(&mut self, now: Millis, wall_ms: u64) {
-        self.replica.set_wall_clock(now, wall_ms);
+        self.replica.set_wall_clock(now, wall_ms, &mut self.outbox);
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {

@@ -25,6 +25,9 @@ pub enum PersistItem {
     Entry(Box<Entry>),
     /// The highest sequence number this node has used for its own writes.
     OwnSeq(u64),
+    /// Drop whatever is stored under this key (a collected tombstone, or state
+    /// forgotten by a resync from scratch).
+    Remove(Box<Key>),
 }
 
 /// State the driver read back from disk for [`crate::Node::new`].
@@ -48,6 +51,9 @@ impl Restored {
                     self.entries.insert(e.key.clone(), (**e).clone());
                 }
                 PersistItem::OwnSeq(s) => self.own_seq = self.own_seq.max(*s),
+                PersistItem::Remove(key) => {
+                    self.entries.remove(key.as_ref());
+                }
             }
         }
     }

@@ -15,11 +15,9 @@
 //! - `replica().store().digest()` equals the digest of a fresh store that merged
 //!   `store().entries()`;
 //! - a node rebuilt from what it persisted holds the same live state (digest) as
-//!   before the restart. Known core bug: after a reset (a node away longer than
-//!   the tombstone TTL forgets other origins' writes in memory only) storage still
-//!   holds the forgotten writes and a later restart brings them back. Until that
-//!   is fixed this check is skipped once a reset happened, unless
-//!   `AURORA_FUZZ_STRICT=1` is set (see `regressions/node_messages/`).
+//!   before the restart — also after a reset (a node away longer than the
+//!   tombstone TTL forgets other origins' writes, in storage too: this target
+//!   found that it once forgot them in memory only; see `regressions/`).
 //!
 //! The two peers (members A and B) keep their own stores: they write with their
 //! own clocks (sometimes far ahead of ours), answer and send sync messages built
@@ -29,7 +27,6 @@
 #![no_main]
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use aurora_core::state::hlc::{Hlc, HlcClock};
 use aurora_core::state::records::{Collection, Model, Record};
@@ -49,12 +46,6 @@ use libfuzzer_sys::fuzz_target;
 /// The wall clock at the start, ms since the Unix epoch (November 2023).
 const START_WALL: i64 = 1_700_000_000_000;
 const SEED: u64 = 7;
-
-/// `AURORA_FUZZ_STRICT=1`: also check what known core bugs break (see the top).
-fn strict() -> bool {
-    static STRICT: OnceLock<bool> = OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("AURORA_FUZZ_STRICT").is_some_and(|v| v == "1"))
-}
 
 fn meta(name: &str) -> MemberMeta {
     MemberMeta {
@@ -179,7 +170,7 @@ impl Checker {
                                 }
                                 self.persisted_entries.insert(id, *e);
                             }
-                            PersistItem::OwnSeq(_) => {}
+                            PersistItem::OwnSeq(_) | PersistItem::Remove(_) => {}
                         }
                     }
                 }
@@ -315,8 +306,6 @@ struct Harness {
     wall_offset: i64,
     checker: Checker,
     peers: [Peer; 2],
-    /// A node of this run reset its state (see the known bug at the top).
-    reset_seen: bool,
 }
 
 impl Harness {
@@ -505,16 +494,13 @@ impl Harness {
         let before = self.node.replica().store().digest();
         self.node = start(self.checker.image.clone(), self.now);
         self.checker.left = false;
-        if strict() || !self.reset_seen {
-            assert_eq!(
-                self.node.replica().store().digest(),
-                before,
-                "the persisted state does not rebuild the live state"
-            );
-        }
+        assert_eq!(
+            self.node.replica().store().digest(),
+            before,
+            "the persisted state does not rebuild the live state"
+        );
         // A driver tells a new node the wall clock before anything else.
         self.node.set_wall_clock(self.now, self.wall());
-        self.reset_seen |= self.node.replica().stats().resets > 0;
     }
 }
 
@@ -534,7 +520,6 @@ fuzz_target!(|data: &[u8]| {
             last_own: None,
         },
         peers: [Peer::new(MEMBER_A), Peer::new(MEMBER_B)],
-        reset_seen: false,
     };
     h.node.set_wall_clock(h.now, h.wall());
     h.drain();

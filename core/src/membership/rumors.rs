@@ -29,7 +29,9 @@ struct Entry {
     size: usize,
 }
 
-/// How many times each class of rumour is sent.
+/// How many times each kind of rumour is sent: membership news and application
+/// broadcasts get the full epidemic budget (nothing else repairs them); replicated
+/// writes get less, because anti-entropy repairs what gossip misses.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub member: u32,
@@ -118,14 +120,14 @@ impl RumorQueue {
         let both = !self.order[0].is_empty() && !self.order[1].is_empty();
         if both {
             let half = budget / 2;
-            let used = self.take_class(Class::Member, half, limits.member, &mut out);
+            let used = self.take_class(Class::Member, half, limits, &mut out);
             left -= used;
-            left -= self.take_class(Class::App, left, limits.data, &mut out);
-            self.take_class(Class::Member, left, limits.member, &mut out);
+            left -= self.take_class(Class::App, left, limits, &mut out);
+            self.take_class(Class::Member, left, limits, &mut out);
         } else if self.order[0].is_empty() {
-            self.take_class(Class::App, left, limits.data, &mut out);
+            self.take_class(Class::App, left, limits, &mut out);
         } else {
-            self.take_class(Class::Member, left, limits.member, &mut out);
+            self.take_class(Class::Member, left, limits, &mut out);
         }
         out
     }
@@ -134,7 +136,7 @@ impl RumorQueue {
         &mut self,
         class: Class,
         budget: usize,
-        limit: u32,
+        limits: Limits,
         out: &mut Vec<Rumor>,
     ) -> usize {
         let mut used = 0;
@@ -151,6 +153,10 @@ impl RumorQueue {
             let entry = self.entries.get_mut(&id).expect("ordered entries exist");
             entry.transmits += 1;
             out.push(entry.rumor.clone());
+            let limit = match entry.rumor {
+                Rumor::State(_) => limits.data,
+                Rumor::Member(_) | Rumor::App(_) => limits.member,
+            };
             if entry.transmits >= limit {
                 self.remove(id);
             } else {

@@ -182,7 +182,7 @@ fn persisted(effects: &[Effect]) -> Vec<Incarnation> {
         .filter_map(|e| match e {
             Effect::Persist(batch) => Some(batch.items.iter().filter_map(|item| match item {
                 PersistItem::Incarnation(i) => Some(*i),
-                PersistItem::Entry(_) | PersistItem::OwnSeq(_) => None,
+                PersistItem::Entry(_) | PersistItem::OwnSeq(_) | PersistItem::Remove(_) => None,
             })),
             _ => None,
         })

@@ -188,13 +188,16 @@ impl Replica {
 
     /// Sets the wall clock. The first reading decides whether this node was away
     /// longer than the tombstone TTL and must resync from scratch.
-    pub(crate) fn set_wall_clock(&mut self, now: Millis, wall: u64) {
+    pub(crate) fn set_wall_clock(&mut self, now: Millis, wall: u64, out: &mut Outbox) {
         let first = self.wall_offset.is_none();
         self.wall_offset = Some(wall as i64 - now.0 as i64);
         let horizon = wall.saturating_sub(self.timing.tombstone_ttl.as_millis() as u64);
         let newest = self.store.newest();
         if first && !self.store.is_empty() && newest.wall < horizon {
-            self.store.reset_except(self.id);
+            // Storage forgets too: otherwise the next restart would bring back
+            // writes whose deletes the cluster has collected meanwhile.
+            let forgotten = self.store.reset_except(self.id);
+            forget(forgotten, out);
             self.stats.resets += 1;
         }
     }
@@ -346,8 +349,9 @@ impl Replica {
                         .set(now + collect_period(&self.timing), Timer::Collect);
                     let ttl = self.timing.tombstone_ttl.as_millis() as u64;
                     let horizon = self.wall(now).saturating_sub(ttl);
-                    self.stats.tombstones_collected +=
-                        self.store.collect_tombstones(horizon) as u64;
+                    let collected = self.store.collect_tombstones(horizon);
+                    self.stats.tombstones_collected += collected.len() as u64;
+                    forget(collected, out);
                 }
             }
         }
@@ -446,4 +450,16 @@ impl Replica {
 /// How often tombstones are swept: a minute, or more often for a short TTL.
 fn collect_period(t: &StateTiming) -> Duration {
     (t.tombstone_ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Asks storage to drop `keys`.
+fn forget(keys: Vec<Key>, out: &mut Outbox) {
+    if !keys.is_empty() {
+        out.persist(PersistBatch {
+            items: keys
+                .into_iter()
+                .map(|k| PersistItem::Remove(Box::new(k)))
+                .collect(),
+        });
+    }
 }

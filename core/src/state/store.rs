@@ -392,9 +392,10 @@ impl Store {
             .collect()
     }
 
-    /// Drops tombstones written before `horizon_wall` (wall-clock ms). Their
-    /// sequence numbers stay seen, so the delete is never asked for again.
-    pub fn collect_tombstones(&mut self, horizon_wall: u64) -> usize {
+    /// Drops tombstones written before `horizon_wall` (wall-clock ms) and returns
+    /// their keys. Their sequence numbers stay seen, so the delete is never asked
+    /// for again.
+    pub fn collect_tombstones(&mut self, horizon_wall: u64) -> Vec<Key> {
         let dead: Vec<Key> = self
             .registers
             .iter()
@@ -404,12 +405,12 @@ impl Store {
         for key in &dead {
             self.registers.remove(key);
         }
-        dead.len()
+        dead
     }
 
-    /// Drops usage counters of periods before `period` for `budget`-agnostic
-    /// compaction: old periods no longer count against any budget.
-    pub fn compact_usage(&mut self, keep: impl Fn(&RecordId, u64) -> bool) -> usize {
+    /// Drops the usage counters `keep` rejects (old periods no longer count
+    /// against any budget) and returns their keys.
+    pub fn compact_usage(&mut self, keep: impl Fn(&RecordId, u64) -> bool) -> Vec<Key> {
         let old: Vec<Key> = self
             .registers
             .keys()
@@ -421,18 +422,17 @@ impl Store {
                 self.unaccount(&e);
             }
         }
-        old.len()
+        old
     }
 
     /// Forgets everything learnt from other origins (a resync from scratch),
-    /// keeping this node's own writes so nothing it acknowledged is lost.
-    pub fn reset_except(&mut self, own: NodeId) {
-        let mine: Vec<Entry> = self
-            .registers
-            .values()
-            .filter(|e| e.origin() == own)
-            .cloned()
-            .collect();
+    /// keeping this node's own writes so nothing it acknowledged is lost. Returns
+    /// the keys forgotten, for storage to drop too.
+    pub fn reset_except(&mut self, own: NodeId) -> Vec<Key> {
+        let (mine, theirs): (Vec<&Entry>, Vec<&Entry>) =
+            self.registers.values().partition(|e| e.origin() == own);
+        let forgotten: Vec<Key> = theirs.into_iter().map(|e| e.key.clone()).collect();
+        let mine: Vec<Entry> = mine.into_iter().cloned().collect();
         let own_seen = self.seen.remove(&own);
         *self = Store::default();
         for e in mine {
@@ -442,6 +442,7 @@ impl Store {
         for r in own_seen.iter().flat_map(SeqSet::ranges) {
             self.clear(own, r);
         }
+        forgotten
     }
 }
 

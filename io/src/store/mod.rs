@@ -286,6 +286,10 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem) -> rusqlite::Result<()> 
             tx.prepare_cached("INSERT OR REPLACE INTO entries (key, entry) VALUES (?1, ?2)")?
                 .execute((encode_key(&e.key), encode_entry(e)))?;
         }
+        PersistItem::Remove(key) => {
+            tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
+                .execute([encode_key(key)])?;
+        }
         PersistItem::OwnSeq(seq) => {
             // Stored as the raw bits of a u64; compare in Rust, not SQL, to keep
             // values above i64::MAX ordered correctly.

@@ -142,7 +142,7 @@ fn collected_tombstones_stay_deleted_for_peers_that_saw_them() {
     let mut s = Store::default();
     s.merge(entry(0, 1, 10, 1, Some(1)));
     s.merge(entry(0, 1, 11, 2, None));
-    assert_eq!(s.collect_tombstones(100), 1);
+    assert_eq!(s.collect_tombstones(100), vec![key(0, 1)]);
     assert!(s.is_empty());
     // The old write's number is still seen: a peer replaying it is a duplicate.
     assert_eq!(s.merge(entry(0, 1, 10, 1, Some(1))), Merge::Duplicate);
@@ -206,7 +206,7 @@ fn a_reset_keeps_only_own_writes() {
     let mut s = Store::default();
     s.merge(entry(0, 1, 1, 1, Some(5)));
     s.merge(entry(0, 2, 1, 1, Some(7)));
-    s.reset_except(NodeId(1));
+    assert_eq!(s.reset_except(NodeId(1)), vec![key(0, 2)]);
     assert_eq!(s.len(), 1);
     assert_eq!(s.version_vector().len(), 1);
 }

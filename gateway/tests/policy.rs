@@ -1,0 +1,660 @@
+//! The policy layer over real HTTP on loopback: auth keys (401/403), model lists,
+//! guardrails (400/413, redaction seen by a fake upstream), rate limits (429 with
+//! Retry-After), budgets (402), cost of plain and streamed answers charged to the
+//! budget, and the usage log with its admin queries. Records go into the server's
+//! (detached) replicated-state view, exactly where the admin API puts them.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_core::state::records::{
+    AuthKey, Budget, BudgetPeriod, Guardrail, GuardrailKind, Money, Pricing, Record, RecordId,
+    RoutingPolicy, Workflow,
+};
+use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind};
+use aurora_gateway::policy::auth;
+use aurora_gateway::state::AppState;
+use aurora_gateway::usage::UsageLog;
+use bytes::Bytes;
+use common::fake::{FakeUpstream, Reply as Scripted};
+use common::{chat, send, sse_data, Reply, TestServer};
+use http::Method;
+use serde_json::{json, Value};
+
+const CHAT: &str = "/v1/chat/completions";
+const MOCK: &str = "mock/gpt-4o-mini";
+
+fn id(s: &str) -> RecordId {
+    RecordId::new(s).expect("id")
+}
+
+fn key(secret: &str) -> AuthKey {
+    AuthKey {
+        name: "test key".into(),
+        secret_hash: auth::to_hex(&auth::digest(secret)),
+        key_prefix: "sk-aur".into(),
+        allowed_models: vec![],
+        budget_id: None,
+        workflow_id: None,
+        rpm_limit: None,
+        tpm_limit: None,
+        expires_at_ms: None,
+        disabled: false,
+        metadata: Default::default(),
+    }
+}
+
+async fn put(state: &AppState, name: &str, record: Record) {
+    state
+        .state_view
+        .put(id(name), record)
+        .await
+        .expect("record accepted");
+}
+
+async fn call(server: &TestServer, headers: &[(&str, &str)], body: &Value) -> Reply {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    send(
+        server.addr,
+        Method::POST,
+        CHAT,
+        &all,
+        Bytes::from(body.to_string()),
+    )
+    .await
+}
+
+async fn bearer(server: &TestServer, secret: &str, body: &Value) -> Reply {
+    let value = format!("Bearer {secret}");
+    call(server, &[("authorization", value.as_str())], body).await
+}
+
+fn usage_log(state: &AppState, dir: &tempfile::TempDir) -> Arc<UsageLog> {
+    let log = UsageLog::open(&dir.path().join("usage.db"), "node-test").expect("usage log");
+    state.policy.attach_usage_log(log);
+    state.policy.usage_log().expect("attached")
+}
+
+#[tokio::test]
+async fn open_without_keys_then_every_request_needs_one() {
+    let server = TestServer::start().await;
+    // First run: no key exists, no credentials needed (and any are ignored).
+    server.post_json(CHAT, &chat(MOCK, "hi")).await.json();
+    assert_eq!(
+        bearer(&server, "whatever", &chat(MOCK, "hi")).await.status,
+        200
+    );
+
+    put(
+        &server.state,
+        "alice",
+        Record::AuthKey(key("sk-alice-secret")),
+    )
+    .await;
+    let missing = server.post_json(CHAT, &chat(MOCK, "hi")).await;
+    missing.assert_error(401, None, Some("invalid_api_key"));
+    assert_eq!(missing.header("www-authenticate"), "Bearer");
+    insta::assert_json_snapshot!("error_401_missing_key", missing.json());
+    let unknown = bearer(&server, "sk-wrong", &chat(MOCK, "hi")).await;
+    unknown.assert_error(401, None, Some("invalid_api_key"));
+    assert!(
+        !unknown.text().contains("sk-wrong"),
+        "the key is never echoed"
+    );
+    insta::assert_json_snapshot!("error_401_unknown_key", unknown.json());
+
+    assert_eq!(
+        bearer(&server, "sk-alice-secret", &chat(MOCK, "hi"))
+            .await
+            .status,
+        200
+    );
+    let via_header = call(
+        &server,
+        &[("x-api-key", "sk-alice-secret")],
+        &chat(MOCK, "hi"),
+    )
+    .await;
+    assert_eq!(via_header.status, 200, "{}", via_header.text());
+
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("aurora_policy_rejections_total{status=\"401\",reason=\"missing_key\"} 1")
+    );
+    assert!(
+        metrics.contains("aurora_policy_rejections_total{status=\"401\",reason=\"unknown_key\"} 1")
+    );
+    assert!(metrics.contains("aurora_key_requests_total{key=\"alice\",status=\"200\"} 2"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_expired_and_model_not_allowed_are_403() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    put(
+        s,
+        "off",
+        Record::AuthKey(AuthKey {
+            disabled: true,
+            ..key("sk-off")
+        }),
+    )
+    .await;
+    put(
+        s,
+        "old",
+        Record::AuthKey(AuthKey {
+            expires_at_ms: Some(1_000),
+            ..key("sk-old")
+        }),
+    )
+    .await;
+    put(
+        s,
+        "narrow",
+        Record::AuthKey(AuthKey {
+            allowed_models: vec!["mock/echo".into()],
+            ..key("sk-narrow")
+        }),
+    )
+    .await;
+    let disabled = bearer(&server, "sk-off", &chat(MOCK, "hi")).await;
+    disabled.assert_error(403, None, Some("api_key_disabled"));
+    insta::assert_json_snapshot!("error_403_disabled", disabled.json());
+    let expired = bearer(&server, "sk-old", &chat(MOCK, "hi")).await;
+    expired.assert_error(403, None, Some("api_key_expired"));
+    insta::assert_json_snapshot!("error_403_expired", expired.json());
+    let model = bearer(&server, "sk-narrow", &chat(MOCK, "hi")).await;
+    model.assert_error(403, Some("model"), Some("model_not_allowed"));
+    insta::assert_json_snapshot!("error_403_model_not_allowed", model.json());
+    assert_eq!(
+        bearer(&server, "sk-narrow", &chat("mock/echo", "hi"))
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rpm_limit_answers_429_with_retry_after() {
+    let server = TestServer::start().await;
+    put(
+        &server.state,
+        "k",
+        Record::AuthKey(AuthKey {
+            rpm_limit: Some(2),
+            ..key("sk-rl")
+        }),
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            bearer(&server, "sk-rl", &chat(MOCK, "hi")).await.status,
+            200
+        );
+    }
+    let limited = bearer(&server, "sk-rl", &chat(MOCK, "hi")).await;
+    limited.assert_error(429, None, Some("rate_limit_exceeded"));
+    // 2 per minute refill one every 30 s.
+    assert_eq!(limited.header("retry-after"), "30");
+    insta::assert_json_snapshot!("error_429_rpm", limited.json());
+
+    // Tokens per minute: the first answer's tokens put the key in debt.
+    put(
+        &server.state,
+        "t",
+        Record::AuthKey(AuthKey {
+            tpm_limit: Some(10),
+            ..key("sk-tpm")
+        }),
+    )
+    .await;
+    assert_eq!(
+        bearer(&server, "sk-tpm", &chat(MOCK, "hi")).await.status,
+        200
+    );
+    let tokens = bearer(&server, "sk-tpm", &chat(MOCK, "hi")).await;
+    tokens.assert_error(429, None, Some("rate_limit_exceeded"));
+    assert_eq!(tokens.json()["error"]["type"], "tokens");
+    assert!(tokens
+        .header("retry-after")
+        .parse::<u64>()
+        .is_ok_and(|s| s >= 1));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn budget_request_and_spend_limits_answer_402() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    put(
+        s,
+        "three",
+        Record::Budget(Budget {
+            name: "three requests".into(),
+            limit: None,
+            max_requests: Some(3),
+            period: BudgetPeriod::Daily,
+        }),
+    )
+    .await;
+    put(
+        s,
+        "k",
+        Record::AuthKey(AuthKey {
+            budget_id: Some(id("three")),
+            ..key("sk-b")
+        }),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(bearer(&server, "sk-b", &chat(MOCK, "hi")).await.status, 200);
+    }
+    let over = bearer(&server, "sk-b", &chat(MOCK, "hi")).await;
+    over.assert_error(402, None, Some("insufficient_quota"));
+    assert_eq!(over.header("retry-after"), "");
+    insta::assert_json_snapshot!("error_402_budget", over.json(), {".error.message" => "[message with reset time]"});
+
+    // Spend: the mock model priced at 1 USD per million output tokens; a budget of
+    // one nano-USD is spent by the first answer.
+    put(
+        s,
+        MOCK,
+        Record::Pricing(Pricing {
+            input_per_million: Money::ZERO,
+            output_per_million: Money::from_usd(1).expect("usd"),
+            cached_input_per_million: None,
+        }),
+    )
+    .await;
+    put(
+        s,
+        "tiny",
+        Record::Budget(Budget {
+            name: "tiny".into(),
+            limit: Some(Money::from_nanos(1)),
+            max_requests: None,
+            period: BudgetPeriod::Total,
+        }),
+    )
+    .await;
+    put(
+        s,
+        "spender",
+        Record::AuthKey(AuthKey {
+            budget_id: Some(id("tiny")),
+            ..key("sk-s")
+        }),
+    )
+    .await;
+    assert_eq!(bearer(&server, "sk-s", &chat(MOCK, "hi")).await.status, 200);
+    let spent = s.state_view.usage(&id("tiny"), 0);
+    // 16 completion tokens × 1 USD / 10⁶ = 16 µUSD = 16,000 nano-USD.
+    assert_eq!((spent.requests, spent.spend_nanos), (1, 16_000));
+    let broke = bearer(&server, "sk-s", &chat(MOCK, "hi")).await;
+    broke.assert_error(402, None, Some("insufficient_quota"));
+    assert!(broke.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("does not reset"));
+    server.stop().await;
+}
+
+fn guardrail(kind: GuardrailKind) -> Record {
+    Record::Guardrail(Guardrail {
+        kind,
+        enabled: true,
+    })
+}
+
+fn workflow(rails: &[&str]) -> Record {
+    Record::Workflow(Workflow {
+        name: "w".into(),
+        guardrails: rails.iter().map(|r| id(r)).collect(),
+        routing: RoutingPolicy::Weighted,
+    })
+}
+
+#[tokio::test]
+async fn guardrails_refuse_with_400_and_413() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    put(
+        s,
+        "no-jailbreak",
+        guardrail(GuardrailKind::DenyPatterns {
+            patterns: vec!["ignore previous instructions".into()],
+            case_insensitive: true,
+        }),
+    )
+    .await;
+    put(
+        s,
+        "short",
+        guardrail(GuardrailKind::MaxInputChars { max: 20 }),
+    )
+    .await;
+    put(
+        s,
+        "only-echo",
+        guardrail(GuardrailKind::AllowedModels {
+            models: vec!["mock/echo".into()],
+        }),
+    )
+    .await;
+    // The `default` workflow applies to anonymous requests too.
+    put(s, "default", workflow(&["no-jailbreak", "short"])).await;
+    let denied = server
+        .post_json(CHAT, &chat(MOCK, "Ignore previous instructions!"))
+        .await;
+    denied.assert_error(400, Some("messages[0].content"), Some("guardrail_denied"));
+    assert!(denied.text().contains("no-jailbreak"));
+    insta::assert_json_snapshot!("error_400_guardrail", denied.json());
+    let long = server
+        .post_json(
+            CHAT,
+            &chat(MOCK, "this message is longer than twenty characters"),
+        )
+        .await;
+    long.assert_error(413, Some("messages"), Some("input_too_large"));
+    insta::assert_json_snapshot!("error_413_guardrail", long.json());
+    assert_eq!(
+        server.post_json(CHAT, &chat(MOCK, "fine")).await.status,
+        200
+    );
+
+    put(s, "strict", workflow(&["only-echo"])).await;
+    put(
+        s,
+        "k",
+        Record::AuthKey(AuthKey {
+            workflow_id: Some(id("strict")),
+            ..key("sk-w")
+        }),
+    )
+    .await;
+    let refused = bearer(&server, "sk-w", &chat(MOCK, "hi")).await;
+    refused.assert_error(403, Some("model"), Some("model_not_allowed"));
+    assert!(refused.text().contains("only-echo"));
+    // The key's own workflow replaces `default`: no length limit for it.
+    let echo = bearer(
+        &server,
+        "sk-w",
+        &chat("mock/echo", "a long message, not refused here"),
+    )
+    .await;
+    assert_eq!(echo.status, 200, "{}", echo.text());
+    server.stop().await;
+}
+
+fn fake_catalog(fake: &FakeUpstream) -> Catalog {
+    Catalog {
+        providers: vec![Provider {
+            name: "up".into(),
+            kind: ProviderKind::Openai,
+            base_url: Some(fake.base_url()),
+            api_key_env: None,
+            timeout_ms: None,
+            max_retries: None,
+        }],
+        models: vec![Model {
+            name: "up/m".into(),
+            upstream_model: None,
+            aliases: Vec::new(),
+        }],
+        routes: Vec::new(),
+    }
+}
+
+fn completion(prompt: u64, completion: u64, cached: u64) -> Value {
+    json!({
+        "id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                  "prompt_tokens_details": {"cached_tokens": cached}}
+    })
+}
+
+fn stream_frames() -> Vec<String> {
+    vec![
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":null}],\"usage\":null}\n\n".into(),
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":2000,\"completion_tokens\":500,\"total_tokens\":2500}}\n\n".into(),
+        "data: [DONE]\n\n".into(),
+    ]
+}
+
+#[tokio::test]
+async fn redaction_reaches_the_upstream_and_cost_is_charged_plain_and_streamed() {
+    let fake = FakeUpstream::start(vec![
+        Scripted::Json(200, completion(1_000, 100, 400)),
+        Scripted::Sse(stream_frames()),
+    ])
+    .await;
+    let catalog = fake_catalog(&fake);
+    let server = TestServer::start_with(move |c| c.gateway.catalog = catalog).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = usage_log(&server.state, &dir);
+    let s = &server.state;
+    put(
+        s,
+        "pii",
+        guardrail(GuardrailKind::Redact {
+            emails: true,
+            phone_numbers: true,
+            secrets: true,
+        }),
+    )
+    .await;
+    put(s, "pii-only", workflow(&["pii"])).await;
+    put(
+        s,
+        "up/m",
+        Record::Pricing(Pricing {
+            input_per_million: Money::from_decimal_str("2.5").expect("price"),
+            output_per_million: Money::from_decimal_str("10").expect("price"),
+            cached_input_per_million: Some(Money::from_decimal_str("1.25").expect("price")),
+        }),
+    )
+    .await;
+    put(
+        s,
+        "team",
+        Record::Budget(Budget {
+            name: "team".into(),
+            limit: Some(Money::from_usd(100).expect("usd")),
+            max_requests: None,
+            period: BudgetPeriod::Monthly,
+        }),
+    )
+    .await;
+    put(
+        s,
+        "bob",
+        Record::AuthKey(AuthKey {
+            budget_id: Some(id("team")),
+            workflow_id: Some(id("pii-only")),
+            ..key("sk-bob")
+        }),
+    )
+    .await;
+
+    let body = json!({"model": "up/m", "messages": [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "Mail jane.doe@example.com or call +1 415 555 2671; my key is sk-proj-abcdefghijklmnop1234."}
+    ]});
+    let plain = bearer(&server, "sk-bob", &body).await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    let seen = fake.seen();
+    assert_eq!(
+        seen[0].body["messages"][1]["content"],
+        "Mail [REDACTED_EMAIL] or call [REDACTED_PHONE]; my key is [REDACTED_SECRET]."
+    );
+    assert_eq!(seen[0].body["messages"][0]["content"], "You are helpful.");
+    let period = BudgetPeriod::Monthly.index(s.state_view.wall_ms());
+    // 600 × 2.5 + 400 × 1.25 + 100 × 10 per million = 0.003 USD.
+    let after_plain = s.state_view.usage(&id("team"), period);
+    assert_eq!(
+        (
+            after_plain.requests,
+            after_plain.spend_nanos,
+            after_plain.tokens
+        ),
+        (1, 3_000_000, 1_100)
+    );
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let reply = bearer(&server, "sk-bob", &streamed).await;
+    assert_eq!(reply.status, 200);
+    let events = sse_data(&reply.text());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(
+        events.iter().all(|e| !e.contains("\"usage\"")),
+        "usage stripped: client did not ask"
+    );
+    assert_eq!(
+        fake.seen()[1].body["messages"][1]["content"],
+        "Mail [REDACTED_EMAIL] or call [REDACTED_PHONE]; my key is [REDACTED_SECRET]."
+    );
+    // The stream is settled when it ends, just after the client saw [DONE].
+    let expected = 3_000_000 + 2_000 * 2_500 + 500 * 10_000;
+    let mut total = s.state_view.usage(&id("team"), period);
+    for _ in 0..100 {
+        if total.requests == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        total = s.state_view.usage(&id("team"), period);
+    }
+    assert_eq!((total.requests, total.spend_nanos), (2, expected));
+
+    // The usage log has both rows, with the costs and the node name.
+    assert!(log.flush(Duration::from_secs(5)));
+    let rows = log.query(&Default::default()).expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].cost_nanos, 3_000_000);
+    assert_eq!(
+        (
+            rows[1].prompt_tokens,
+            rows[1].completion_tokens,
+            rows[1].cached_tokens
+        ),
+        (1_000, 100, 400)
+    );
+    assert_eq!(rows[0].cost_nanos, 10_000_000);
+    assert!(rows.iter().all(|r| r.key_id.as_deref() == Some("bob")
+        && r.model == "up/m"
+        && r.provider.as_deref() == Some("up")
+        && r.node.as_deref() == Some("node-test")
+        && r.status == 200));
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("aurora_cost_nanousd_total{model=\"up/m\"} 13000000"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("aurora_usage_log_rows_total{result=\"written\"} 2"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn usage_log_rows_and_summary_through_the_admin_handlers() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _log = usage_log(&server.state, &dir);
+    let s = &server.state;
+    put(s, "alice", Record::AuthKey(key("sk-a"))).await;
+    put(s, "bob", Record::AuthKey(key("sk-b"))).await;
+    put(
+        s,
+        MOCK,
+        Record::Pricing(Pricing {
+            input_per_million: Money::from_usd(1).expect("usd"),
+            output_per_million: Money::from_usd(2).expect("usd"),
+            cached_input_per_million: None,
+        }),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            bearer(&server, "sk-a", &chat(MOCK, "hello there"))
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        bearer(&server, "sk-b", &chat("mock/echo", "hi"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        bearer(&server, "sk-nope", &chat(MOCK, "hi")).await.status,
+        401
+    );
+
+    let admin = |path: &str, query: Option<&str>| {
+        let response =
+            aurora_gateway::usage::admin::handle(s, &Method::GET, path, query).expect("usage path");
+        let status = response.status();
+        (status, response)
+    };
+    let body = |response: aurora_gateway::http::body::Response| async move {
+        use http_body_util::BodyExt;
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        serde_json::from_slice::<Value>(&bytes).expect("json")
+    };
+    let (status, rows) = admin("/admin/api/usage", Some("key=alice&limit=2"));
+    assert_eq!(status, 200);
+    let rows = body(rows).await;
+    assert_eq!(rows["object"], "list");
+    assert_eq!(rows["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(rows["data"][0]["key_id"], "alice");
+    assert_eq!(rows["data"][0]["model"], MOCK);
+    assert_eq!(rows["data"][0]["node"], "node-test");
+    let cost = rows["data"][0]["cost_nanos"].as_u64().expect("cost");
+    assert!(cost > 0);
+    insta::assert_json_snapshot!("usage_row", rows["data"][0], {
+        ".time_ms" => "[time]", ".latency_ms" => "[latency]"
+    });
+
+    let (_, summary) = admin("/admin/api/usage/summary", Some("group_by=key"));
+    let summary = body(summary).await;
+    let group = |name: Value| {
+        summary["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|g| g["group"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(group(json!("alice"))["requests"], 3);
+    assert_eq!(group(json!("alice"))["cost_nanos"].as_u64(), Some(3 * cost));
+    assert_eq!(group(json!("bob"))["requests"], 1);
+    assert_eq!(
+        group(Value::Null)["requests"],
+        1,
+        "the 401 is logged without a key"
+    );
+    assert_eq!(group(Value::Null)["errors"], 1);
+    let (_, by_model) = admin("/admin/api/usage/summary", Some("group_by=model"));
+    let by_model = body(by_model).await;
+    assert_eq!(by_model["group_by"], "model");
+    let (status, bad) = admin("/admin/api/usage/summary", Some("group_by=day"));
+    assert_eq!(status, 400);
+    assert_eq!(body(bad).await["error"]["param"], "group_by");
+    let (status, _) = admin("/admin/api/usage", Some("limit=0"));
+    assert_eq!(status, 400);
+    assert!(
+        aurora_gateway::usage::admin::handle(s, &Method::GET, "/admin/api/keys", None).is_none()
+    );
+    server.stop().await;
+}

@@ -13,8 +13,9 @@
 //!    guardrails) — 400 `guardrail_denied`, 413 `input_too_large`, 403
 //!    `model_not_allowed`; redaction rewrites the request.
 //! 4. **Budget**: the key's budget, from the cluster-wide usage of the current period
-//!    plus the requests this node has in flight on it — 402 `insufficient_quota` once
-//!    spend or requests reached the limit.
+//!    plus the requests this node has in flight on it, plus the other nodes' usage
+//!    predicted to be in transit ([`pacing`]) — 402 `insufficient_quota` once spend or
+//!    requests reached the limit.
 //! 5. **Rate limits** ([`limits`]): per key, per node — 429 `rate_limit_exceeded` with
 //!    `Retry-After`. Last, so a request refused for another reason costs no quota.
 //!
@@ -30,6 +31,7 @@ pub mod data;
 pub mod errors;
 pub mod guardrails;
 pub mod limits;
+pub mod pacing;
 pub mod redact;
 pub mod view;
 
@@ -173,6 +175,10 @@ pub struct Policy {
     keys: KeyIndex,
     limiter: RateLimiter,
     reservations: Reservations,
+    pacer: pacing::Pacer,
+    /// Whether budgets add the predicted in-transit usage of other nodes (on by
+    /// default; off only to measure what it buys).
+    no_pacing: bool,
     usage_log: ArcSwapOption<UsageLog>,
 }
 
@@ -204,6 +210,15 @@ impl Policy {
     /// Empty state, no usage log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Like [`Policy::new`] but budgets are checked against the counters as seen,
+    /// without predicting other nodes' unpublished usage ([`pacing`]). For comparison.
+    pub fn without_pacing() -> Self {
+        Self {
+            no_pacing: true,
+            ..Self::default()
+        }
     }
 
     /// Starts writing one row per request to `log` (replacing any previous log).
@@ -282,14 +297,13 @@ impl Policy {
                     .get(&(budget_id.clone(), period))
                     .copied()
                     .unwrap_or(0);
-                check_budget(
-                    budget_id,
-                    &budget,
-                    data.usage(budget_id, period),
-                    in_flight,
-                    period,
-                    wall,
-                )?;
+                let seen = data.usage(budget_id, period);
+                let used = if self.no_pacing {
+                    seen
+                } else {
+                    seen.saturating_add(self.pacer.in_transit(budget_id, period, seen, wall))
+                };
+                check_budget(budget_id, &budget, used, in_flight, period, wall)?;
                 budget_slot = Some((budget_id.clone(), period));
             }
         }
@@ -378,15 +392,13 @@ impl Ticket {
         let success = (200..300).contains(&outcome.status);
         if success {
             if let Some((budget, period)) = &self.budget {
-                data.record_usage(
-                    budget,
-                    *period,
-                    Usage {
-                        spend_nanos: cost.nanos(),
-                        requests: 1,
-                        tokens: usage.total(),
-                    },
-                );
+                let charged = Usage {
+                    spend_nanos: cost.nanos(),
+                    requests: 1,
+                    tokens: usage.total(),
+                };
+                policy.pacer.recorded(budget, *period, charged);
+                data.record_usage(budget, *period, charged);
             }
         }
         if let Some(id) = &self.key_id {

@@ -511,7 +511,7 @@ mod tests {
         assert!(log.flush(Duration::from_secs(10)));
         assert_eq!(log.stats().written.load(Ordering::Relaxed), 2_501);
         let batches = log.stats().batches.load(Ordering::Relaxed);
-        assert!(batches >= 3 && batches < 2_501, "{batches} batches");
+        assert!((3..2_501).contains(&batches), "{batches} batches");
         let newest = log
             .query(&Filter {
                 limit: 2,

@@ -3,17 +3,27 @@
 //!
 //! Everything that touches the process environment lives here (argv, env vars,
 //! stderr, signals, exit codes), so the library stays testable in-process. Bad flags
-//! exit 2 (clap's convention); a failure to start exits 1 with the error chain.
+//! and bad configuration (an unknown key, a bad value, a missing cluster secret) exit
+//! 2 with a message naming the key (clap's convention for usage errors); any other
+//! failure to start exits 1 with the error chain.
+//!
+//! Configuration precedence, lowest first: the YAML file (`--config`), the `CLUSTER_*`
+//! environment variables, the `--cluster-*` flags. The flags are applied by setting
+//! the variable of the same meaning, so one validator names the key at fault.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use aurora_gateway::catalog::file::GatewayFile;
+use aurora_gateway::catalog::store::process_env;
+use aurora_gateway::cluster::Node;
 use aurora_gateway::config::{GatewayConfig, MockDefaults, DEFAULT_MAX_BODY_BYTES};
 use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenSource};
+use aurora_io::config::ClusterSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Aurora: a clustered LLM/API gateway node.
@@ -30,7 +40,85 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: the OpenAI-compatible API, admin API, health and metrics (default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate FILE (with the CLUSTER_* variables of this environment) without
+    /// starting anything: exit 0 when it would start, 2 with the key at fault if not.
+    Check {
+        /// The YAML file.
+        file: PathBuf,
+    },
+}
+
+/// `--cluster-*` flags: each overrides the `CLUSTER_*` variable of the same name.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Join a cluster (true) or run a single node (false). Overrides CLUSTER_ENABLED.
+    #[arg(long, value_name = "BOOL")]
+    cluster_enabled: Option<String>,
+    /// Stable unique node id. Overrides CLUSTER_NODE_ID.
+    #[arg(long, value_name = "ID")]
+    cluster_node_id: Option<String>,
+    /// Display name. Overrides CLUSTER_NODE_NAME.
+    #[arg(long, value_name = "NAME")]
+    cluster_node_name: Option<String>,
+    /// Overrides CLUSTER_REGION.
+    #[arg(long, value_name = "REGION")]
+    cluster_region: Option<String>,
+    /// Overrides CLUSTER_ZONE.
+    #[arg(long, value_name = "ZONE")]
+    cluster_zone: Option<String>,
+    /// Gossip (QUIC) address. Overrides CLUSTER_BIND_ADDR.
+    #[arg(long, value_name = "IP")]
+    cluster_bind_addr: Option<String>,
+    /// Gossip (QUIC) UDP port. Overrides CLUSTER_BIND_PORT.
+    #[arg(long, value_name = "PORT")]
+    cluster_bind_port: Option<String>,
+    /// Overrides CLUSTER_SYNC_BIND_ADDR.
+    #[arg(long, value_name = "IP")]
+    cluster_sync_bind_addr: Option<String>,
+    /// Overrides CLUSTER_SYNC_BIND_PORT.
+    #[arg(long, value_name = "PORT")]
+    cluster_sync_bind_port: Option<String>,
+    /// Comma-separated host:port list. Overrides CLUSTER_SEED_NODES.
+    #[arg(long, value_name = "LIST")]
+    cluster_seed_nodes: Option<String>,
+    /// This node's HTTP URL as clients reach it. Overrides CLUSTER_ADVERTISE_URL.
+    #[arg(long, value_name = "URL")]
+    cluster_advertise_url: Option<String>,
+    /// Overrides CLUSTER_FAILOVER_MODE.
+    #[arg(long, value_name = "MODE")]
+    cluster_failover_mode: Option<String>,
+}
+
+impl ClusterArgs {
+    fn overlay(&self, env: &mut HashMap<String, String>) {
+        let pairs = [
+            ("CLUSTER_ENABLED", &self.cluster_enabled),
+            ("CLUSTER_NODE_ID", &self.cluster_node_id),
+            ("CLUSTER_NODE_NAME", &self.cluster_node_name),
+            ("CLUSTER_REGION", &self.cluster_region),
+            ("CLUSTER_ZONE", &self.cluster_zone),
+            ("CLUSTER_BIND_ADDR", &self.cluster_bind_addr),
+            ("CLUSTER_BIND_PORT", &self.cluster_bind_port),
+            ("CLUSTER_SYNC_BIND_ADDR", &self.cluster_sync_bind_addr),
+            ("CLUSTER_SYNC_BIND_PORT", &self.cluster_sync_bind_port),
+            ("CLUSTER_SEED_NODES", &self.cluster_seed_nodes),
+            ("CLUSTER_ADVERTISE_URL", &self.cluster_advertise_url),
+            ("CLUSTER_FAILOVER_MODE", &self.cluster_failover_mode),
+        ];
+        for (name, value) in pairs {
+            if let Some(v) = value {
+                env.insert(name.to_owned(), v.clone());
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -42,8 +130,8 @@ struct ServeArgs {
     /// Address for the HTTP API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory for this node's files (created if missing). Holds the generated admin
-    /// token today; the SQLite store later.
+    /// Directory for this node's files (created if missing): the SQLite store
+    /// (`node.db`) and the generated admin token.
     #[arg(long, value_name = "DIR", default_value = "./data")]
     data_dir: PathBuf,
     /// Log format on stderr. Filter with RUST_LOG (default: info).
@@ -71,6 +159,11 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     mock_completion_tokens: u32,
+    /// After the drain: seconds to announce departure to the cluster before exiting.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    leave_timeout_secs: u64,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -81,21 +174,99 @@ enum LogFormat {
     Json,
 }
 
+/// Why the process stops without serving.
+enum Failure {
+    /// Bad configuration: exit 2.
+    Config(anyhow::Error),
+    /// Anything else: exit 1.
+    Start(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Start(e)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => *args,
+        Some(Command::Config(ConfigCommand::Check { file })) => return config_check(&file),
         None => cli.serve,
     };
     init_logging(args.log_format);
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err(Failure::Config(error)) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Start(error)) => {
             tracing::error!("{error:#}");
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `aurora config check FILE`.
+fn config_check(file: &Path) -> ExitCode {
+    match load_config(Some(file), &cluster_env(None)) {
+        Ok((gateway, cluster)) => {
+            println!(
+                "{}: ok (clustering {}, {} providers, {} models, {} routes)",
+                file.display(),
+                if cluster.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                gateway.catalog.providers.len(),
+                gateway.catalog.models.len(),
+                gateway.catalog.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The `CLUSTER_*` variables of the process (non-UTF-8 values are skipped: the
+/// validator then reports the setting as absent), overlaid by the flags.
+fn cluster_env(flags: Option<&ClusterArgs>) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("CLUSTER_"))
+        .collect();
+    if let Some(flags) = flags {
+        flags.overlay(&mut env);
+    }
+    env
+}
+
+/// Reads and validates the whole configuration: the `gateway:` section and the
+/// `cluster:` section with `env` over it.
+fn load_config(
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<(GatewayFile, ClusterSettings)> {
+    let (file, text) = match path {
+        Some(path) => {
+            let file = aurora_gateway::catalog::file::load(path)
+                .with_context(|| format!("loading the config file {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            (file, text)
+        }
+        None => (GatewayFile::default(), String::new()),
+    };
+    let cluster = aurora_io::config::load(&text, env).context("the cluster configuration")?;
+    Ok((file, cluster))
 }
 
 fn init_logging(format: LogFormat) {
@@ -113,19 +284,18 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => aurora_gateway::catalog::file::load(path)
-            .with_context(|| format!("loading the config file {}", path.display()))?,
-        None => GatewayFile::default(),
-    };
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let (file, cluster) = load_config(args.config.as_deref(), &cluster_env(Some(&args.cluster)))
+        .map_err(Failure::Config)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let env_token = match std::env::var("AURORA_ADMIN_TOKEN") {
         Ok(value) => Some(value),
         Err(std::env::VarError::NotPresent) => None,
         Err(std::env::VarError::NotUnicode(_)) => {
-            anyhow::bail!("AURORA_ADMIN_TOKEN is not valid UTF-8")
+            return Err(Failure::Config(anyhow::anyhow!(
+                "AURORA_ADMIN_TOKEN is not valid UTF-8"
+            )))
         }
     };
     let (admin_token, source) = AdminToken::load_or_create(env_token, &args.data_dir)
@@ -165,10 +335,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    let leave_timeout = Duration::from_secs(args.leave_timeout_secs);
     runtime.block_on(async move {
-        let server = Server::bind(config, admin_token)
+        // The node first: its SQLite file is checked (and a foreign or corrupt one
+        // refused) before anything listens.
+        let node = Node::start(&cluster, &args.data_dir)
             .await
-            .context("starting the HTTP server")?;
+            .context("starting the cluster node")?;
+        let server = Server::bind_with(
+            config,
+            admin_token,
+            process_env(),
+            Some((node.state_view.clone(), node.info.clone())),
+        )
+        .await
+        .context("starting the HTTP server")?;
         let catalog = server.state().catalog.load();
         tracing::info!(
             addr = %server.local_addr(),
@@ -176,7 +357,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             providers = catalog.records().providers.len(),
             models = catalog.listed().len(),
-            "aurora serving (single node)"
+            cluster = cluster.enabled,
+            node_id = %cluster.node_id,
+            records = node.state_view.snapshot().live_records(),
+            "aurora serving"
         );
         // Registered before serving, so a SIGHUP can never hit the default action
         // (terminate) once the node is reachable.
@@ -210,9 +394,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if outcome == DrainOutcome::TimedOut {
             tracing::warn!("some requests were cut off by the drain timeout");
         }
+        match node.shutdown(leave_timeout).await {
+            Ok(()) => tracing::info!("left the cluster"),
+            Err(error) => tracing::warn!(%error, "leaving the cluster did not complete"),
+        }
         tracing::info!("bye");
-        Ok(())
-    })
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
 }
 
 /// On SIGHUP, reads the config file again and replaces the catalog (providers, models,
@@ -234,7 +423,7 @@ async fn reload_on_sighup(
                 if file.upstream != state.config.upstream {
                     tracing::warn!("`gateway.upstream` changed; it takes effect after a restart");
                 }
-                match state.replace_catalog(file.catalog) {
+                match state.replace_base_catalog(file.catalog) {
                     Ok(()) => tracing::info!(path = %path.display(), "config reloaded"),
                     Err(error) => {
                         tracing::error!(%error, "config reload failed; keeping the running catalog")

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::token::AdminToken;
 use crate::catalog::store::{process_env, EnvLookup};
+use crate::cluster::{ClusterInfo, StateView};
 use crate::config::ServerConfig;
 use crate::http::router;
 use crate::state::AppState;
@@ -76,12 +77,24 @@ impl Server {
         admin_token: AdminToken,
         env: EnvLookup,
     ) -> Result<Self, ServerError> {
+        Self::bind_with(config, admin_token, env, None).await
+    }
+
+    /// [`Server::bind_with_env`] connected to a running node: its state view and
+    /// cluster info (`aurora serve` always passes one; tests may pass `None` for a
+    /// detached, in-memory state).
+    pub async fn bind_with(
+        config: ServerConfig,
+        admin_token: AdminToken,
+        env: EnvLookup,
+        node: Option<(StateView, ClusterInfo)>,
+    ) -> Result<Self, ServerError> {
         let addr = config.listen;
-        let state = Arc::new(AppState::with_env(
-            config.gateway.clone(),
-            admin_token,
-            env,
-        )?);
+        let mut state = AppState::with_env(config.gateway.clone(), admin_token, env)?;
+        if let Some((view, info)) = node {
+            state = state.attach(view, info);
+        }
+        let state = Arc::new(state);
         let bind_error = |source| ServerError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
@@ -118,6 +131,8 @@ impl Server {
             .keep_alive(true);
         let graceful = GracefulShutdown::new();
         tracing::info!(addr = %local_addr, "listening");
+        // The catalog follows the replicated providers, models and routes.
+        let catalog_sync = tokio::spawn(crate::cluster::catalog::sync(Arc::clone(&state)));
 
         tokio::pin!(shutdown);
         loop {
@@ -150,6 +165,7 @@ impl Server {
             timeout_ms = config.drain_timeout.as_millis() as u64,
             "listener closed; waiting for in-flight requests"
         );
+        catalog_sync.abort();
         match tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await {
             Ok(()) => {
                 tracing::info!("drained");

@@ -6,12 +6,15 @@
 //! replicated state (issue 5's driver) joins it here.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admin::token::AdminToken;
 use crate::catalog::store::{process_env, EnvLookup};
 use crate::catalog::{Catalog, CatalogError, CatalogStore};
-use crate::cluster::StateView;
+use crate::cluster::{ClusterInfo, StateView};
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::upstream::client::{self, ClientError};
@@ -47,9 +50,14 @@ pub struct AppState {
     /// The replicated state (auth keys, budgets, usage...). Detached (in-memory, no
     /// node) unless the server was started with a node; `aurora serve` always is.
     pub state_view: StateView,
+    /// Cluster status and members for the admin API and /metrics.
+    pub cluster: ClusterInfo,
     /// Auth-key index, rate-limit buckets, budget reservations and the usage log of
     /// this server (see `crate::policy`).
     pub policy: crate::policy::Policy,
+    /// The catalog from the config file (or the built-in mock); the replicated
+    /// providers, models and routes are laid over it (see `cluster::catalog`).
+    base_catalog: ArcSwap<Catalog>,
     draining: AtomicBool,
     ids: IdGen,
 }
@@ -71,6 +79,7 @@ impl AppState {
             .validate()
             .map_err(|e| StateError::Policy(e.under("upstream")))?;
         let catalog = CatalogStore::new(config.catalog.clone(), env)?;
+        let base_catalog = ArcSwap::from_pointee(config.catalog.clone());
         let client = client::build(config.upstream.connect_timeout())?;
         let upstreams = Upstreams::new(client, config.upstream.clone());
         Ok(Self {
@@ -80,10 +89,34 @@ impl AppState {
             catalog,
             upstreams,
             state_view: StateView::detached(),
+            cluster: ClusterInfo::detached(),
             policy: crate::policy::Policy::new(),
+            base_catalog,
             draining: AtomicBool::new(false),
             ids: IdGen::new(),
         })
+    }
+
+    /// Connects the state to a running node (before it is shared).
+    pub fn attach(mut self, state_view: StateView, cluster: ClusterInfo) -> Self {
+        self.state_view = state_view;
+        self.cluster = cluster;
+        self
+    }
+
+    /// The catalog of the config file that replicated records are laid over.
+    pub fn base_catalog(&self) -> Arc<Catalog> {
+        self.base_catalog.load_full()
+    }
+
+    /// Replaces the base catalog (SIGHUP reload) and rebuilds the running catalog with
+    /// the replicated records over it. On error nothing changes.
+    pub fn replace_base_catalog(&self, records: Catalog) -> Result<(), CatalogError> {
+        records.validate()?;
+        let merged = crate::cluster::catalog::merge(&records, &self.state_view.snapshot());
+        self.replace_catalog(merged)?;
+        self.base_catalog.store(Arc::new(records));
+        Ok(())
     }
 
     /// Replaces the catalog (config reload today, the replicated store later); cooldown

@@ -191,7 +191,7 @@ fn first_start_generates_and_prints_the_token_once_and_sigterm_exits_0() {
 }
 
 #[test]
-fn a_bad_config_file_exits_1_naming_the_key() {
+fn a_bad_config_file_exits_2_naming_the_key() {
     let dir = temp_dir("badconfig");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let config = dir.join("aurora.yaml");
@@ -207,13 +207,13 @@ fn a_bad_config_file_exits_1_naming_the_key() {
             .expect("run aurora")
     };
     let out = run("gateway:\n  providers:\n    - {name: up, kind: openai, base_url: \"http://127.0.0.1:1/v1\", timeout: 5}\n");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("gateway.providers[0].timeout"), "{stderr}");
     assert!(stderr.contains("aurora.yaml"), "{stderr}");
 
     let out = run("gateway:\n  routes:\n    - {name: r, targets: [{model: mock/nope}]}\n");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("gateway.routes[0].targets[0].model"),
@@ -226,7 +226,7 @@ fn a_bad_config_file_exits_1_naming_the_key() {
         .env("AURORA_ADMIN_TOKEN", "t")
         .output()
         .expect("run aurora");
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/aurora.yaml"));
     let _ = std::fs::remove_dir_all(&dir);
 }

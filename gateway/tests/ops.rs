@@ -200,7 +200,7 @@ async fn admin_status_needs_the_token() {
     let reply = send(
         server.addr,
         Method::GET,
-        "/admin/api/keys",
+        "/admin/api/nope",
         &auth,
         Bytes::new(),
     )

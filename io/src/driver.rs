@@ -232,6 +232,7 @@ pub fn start(
         "state snapshot built"
     );
     let (state_tx, state) = watch::channel(Arc::new(snapshot.clone()));
+    let live_count = node.replica().store().live_count();
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let seeds: Vec<SocketAddr> = cfg
         .seeds
@@ -255,6 +256,7 @@ pub fn start(
         dirty: true,
         snapshot,
         state: state_tx,
+        live_count,
         counters: ReplicaCounters::default(),
     };
     // Readers get a real view (id, address, incarnation) from the first moment.
@@ -287,6 +289,8 @@ struct Driver {
     /// The working copy of the published state snapshot.
     snapshot: StateSnapshot,
     state: watch::Sender<Arc<StateSnapshot>>,
+    /// The store's live register count at the last publish.
+    live_count: usize,
     counters: ReplicaCounters,
 }
 
@@ -475,14 +479,30 @@ impl Driver {
         let store = self.node.replica().store();
         let own = self.node.id();
         let mut changed = false;
+        let mut other = false;
         for batch in batches {
             for item in &batch.items {
-                if let PersistItem::Entry(entry) = item {
-                    self.snapshot.apply_key(store, own, &entry.key);
-                    changed = true;
+                #[allow(unreachable_patterns)]
+                match item {
+                    PersistItem::Entry(entry) => {
+                        self.snapshot.apply_key(store, own, &entry.key);
+                        changed = true;
+                    }
+                    PersistItem::OwnSeq(_) | PersistItem::Incarnation(_) => {}
+                    // Removals (collected tombstones, a resync from scratch): only a
+                    // change of the live count can matter to readers, and then the
+                    // snapshot is rebuilt whole (rare: a resync after a long absence).
+                    _ => other = true,
                 }
             }
         }
+        if other && store.live_count() != self.live_count {
+            let version = self.snapshot.version;
+            self.snapshot = StateSnapshot::build(store, own);
+            self.snapshot.version = version;
+            changed = true;
+        }
+        self.live_count = store.live_count();
         if !changed {
             return;
         }

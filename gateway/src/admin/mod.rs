@@ -1,42 +1,107 @@
 //! The admin API under `/admin/api/`, behind the admin token.
 //!
-//! Only `GET /admin/api/cluster/status` exists yet and it answers
-//! `{"enabled": false}`: clustering is not wired into the gateway. The collections'
-//! CRUD (keys, providers, models, …) arrives with the replicated store (issue 6, item 8).
+//! - `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes` ([`crate::cluster::status`]);
+//! - for each replicated collection (`keys` is `auth_keys`; `providers`, `models`,
+//!   `routes`, `guardrails`, `workflows`, `pricing`, `budgets`): `GET` list, `POST`
+//!   create, `GET`/`PUT`/`DELETE` `/{id}` ([`records`]); `POST /admin/api/keys`
+//!   generates the key's secret and answers it once ([`keys`]).
+//!
 //! Authentication runs before path matching, so without the token every admin path
-//! looks the same (401).
+//! looks the same (401). Every write goes through the node's driver and is answered
+//! only after the driver committed it to SQLite.
 
+pub mod keys;
+pub mod records;
 pub mod token;
 
-use http::{Method, Request};
-use serde::Serialize;
+use std::sync::Arc;
 
-use crate::http::body::{json_ok, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode};
+
+use crate::http::body::{json_ok, read_limited, Response};
+use crate::openai::errors::INVALID_REQUEST;
 use crate::openai::ApiError;
 use crate::state::AppState;
 
-#[derive(Serialize)]
-struct ClusterStatus {
-    enabled: bool,
-}
-
 /// Serves any request under `/admin/api/`.
-pub fn handle<B>(state: &AppState, request: &Request<B>) -> Response {
+pub async fn handle<B>(state: &Arc<AppState>, request: Request<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     if !authorized(state, request.headers()) {
         return ApiError::admin_unauthorized().into_response();
     }
-    match (request.method(), request.uri().path()) {
-        (&Method::GET, "/admin/api/cluster/status") => json_ok(&ClusterStatus { enabled: false }),
-        (_, "/admin/api/cluster/status") => {
-            let mut response =
-                ApiError::method_not_allowed(request.method(), "/admin/api/cluster/status", "GET")
-                    .into_response();
-            response
-                .headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
-            response
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let rest = path.strip_prefix("/admin/api/").unwrap_or_default();
+    match rest {
+        "cluster/status" => only_get(&method, &path, || {
+            json_ok(&crate::cluster::status::status(&state.cluster))
+        }),
+        "cluster/nodes" => only_get(&method, &path, || {
+            json_ok(&List {
+                object: "list",
+                data: crate::cluster::status::nodes(&state.cluster),
+            })
+        }),
+        _ => {
+            let (name, id) = match rest.split_once('/') {
+                Some((name, id)) => (name, Some(id)),
+                None => (rest, None),
+            };
+            let Some(collection) = records::collection(name) else {
+                return ApiError::unknown_url(&method, &path).into_response();
+            };
+            let body = if method == Method::POST || method == Method::PUT {
+                match read_limited(&parts.headers, body, state.config.max_body_bytes).await {
+                    Ok(bytes) => bytes,
+                    Err(error) => return error.into_response(),
+                }
+            } else {
+                Bytes::new()
+            };
+            let result = match id {
+                None | Some("") => records::on_collection(state, collection, &method, &body).await,
+                Some(id) => records::on_record(state, collection, id, &method, &body).await,
+            };
+            match result {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            }
         }
-        (method, path) => ApiError::unknown_url(method, path).into_response(),
+    }
+}
+
+/// `{"object": "list", "data": [...]}`, the list shape of OpenAI's API.
+#[derive(serde::Serialize)]
+pub struct List<T: serde::Serialize> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+}
+
+fn only_get(method: &Method, path: &str, ok: impl FnOnce() -> Response) -> Response {
+    if method == Method::GET {
+        return ok();
+    }
+    let mut response = ApiError::method_not_allowed(method, path, "GET").into_response();
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
+    response
+}
+
+/// An admin error in OpenAI's shape.
+pub fn error(status: StatusCode, message: impl Into<String>, code: &'static str) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+        kind: INVALID_REQUEST,
+        param: None,
+        code: Some(code),
+        retry_after: None,
     }
 }
 

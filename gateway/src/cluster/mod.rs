@@ -1,6 +1,178 @@
-//! The gateway's side of the cluster: the read view of the replicated state
-//! ([`view::StateView`]) handed to request handlers.
+//! The gateway's side of the node: starting the io driver, reading the replicated
+//! state ([`view::StateView`]), rebuilding the catalog from it ([`catalog`]), and the
+//! cluster's status, node list and metrics ([`status`]).
+//!
+//! Every `aurora serve` runs a core node through the io driver with its SQLite file in
+//! `<data-dir>/node.db`, clustered or not, so that the admin API, budgets and usage go
+//! through one code path and a single node keeps its records across restarts.
+//!
+//! Single-node mode (clustering disabled) binds the QUIC endpoint on `127.0.0.1:0`
+//! with a random per-process secret instead of making the transport optional. Why: the
+//! driver, its persistence contract and its tests stay exactly those of a clustered
+//! node (no second code path to get wrong), while nothing is reachable from outside
+//! the machine and no peer could ever authenticate (the secret is never written
+//! down). With no seeds and no members the core sends nothing, so the socket is idle.
 
+pub mod catalog;
+pub mod status;
 pub mod view;
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_io::config::{ClusterSettings, Secret, Secrets};
+use aurora_io::{ClusterView, DriverError, Handle, LaunchError};
+use tokio::sync::watch;
+
 pub use view::{StateView, WriteError};
+
+/// The node id a single node uses when `cluster.node_id` is not set. The SQLite file
+/// remembers it; enabling clustering on the same data directory later needs
+/// `node_id: local` or a fresh directory (the store refuses a file of another node).
+pub const SINGLE_NODE_ID: &str = "local";
+
+/// The SQLite file inside the data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("node.db")
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("cannot draw a random single-node secret from the OS: {0}")]
+    Random(String),
+}
+
+/// What the admin API and metrics know about the cluster. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ClusterInfo {
+    /// `cluster.enabled`.
+    pub enabled: bool,
+    /// `cluster.failover_mode` (`single_node` when clustering is disabled).
+    pub mode: &'static str,
+    /// This node's settings fingerprint, compared with the members' for drift warnings.
+    pub fingerprint: u64,
+    /// The software version this node announces.
+    pub version: String,
+    view: watch::Receiver<Arc<ClusterView>>,
+}
+
+impl ClusterInfo {
+    /// No node at all (tests with a detached state view).
+    pub fn detached() -> ClusterInfo {
+        let (_tx, view) = watch::channel(Arc::new(ClusterView::default()));
+        ClusterInfo {
+            enabled: false,
+            mode: "single_node",
+            fingerprint: 0,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            view,
+        }
+    }
+
+    /// The driver's latest membership view. Never waits for the driver.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.borrow().clone()
+    }
+}
+
+/// A running node: the driver handle plus what the gateway shares of it.
+#[derive(Debug)]
+pub struct Node {
+    handle: Handle,
+    /// Status, members and counters for the admin API and /metrics.
+    pub info: ClusterInfo,
+    /// Read (and write) access to the replicated store.
+    pub state_view: StateView,
+}
+
+impl Node {
+    /// Starts the node: clustered when `settings.enabled`, otherwise a single node on
+    /// loopback (see the module docs). `data_dir` must exist.
+    pub async fn start(settings: &ClusterSettings, data_dir: &Path) -> Result<Node, StartError> {
+        let version = env!("CARGO_PKG_VERSION");
+        let run = if settings.enabled {
+            settings.clone()
+        } else {
+            single_node_settings(settings)?
+        };
+        let handle = aurora_io::launch(
+            &run,
+            &db_path(data_dir),
+            aurora_io::Socket::Bind,
+            None,
+            version,
+        )
+        .await?;
+        let info = ClusterInfo {
+            enabled: settings.enabled,
+            mode: if settings.enabled {
+                settings.failover_mode.as_str()
+            } else {
+                "single_node"
+            },
+            fingerprint: run.config_fingerprint(),
+            version: version.to_owned(),
+            view: handle.watch(),
+        };
+        let state_view = StateView::new(handle.watch_state(), handle.commander());
+        Ok(Node {
+            handle,
+            info,
+            state_view,
+        })
+    }
+
+    /// Leaves the cluster gracefully (peers learn at once instead of detecting a
+    /// failure) and stops the driver; after `deadline` it stops anyway. A single node
+    /// just stops.
+    pub async fn shutdown(self, deadline: Duration) -> Result<(), DriverError> {
+        if self.info.enabled {
+            self.handle.leave(deadline).await
+        } else {
+            self.handle.stop().await
+        }
+    }
+
+    /// The driver handle (tests).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+fn single_node_settings(settings: &ClusterSettings) -> Result<ClusterSettings, StartError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| StartError::Random(e.to_string()))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = Secret::new("single-node secret", hex.as_bytes())
+        .map_err(|e| StartError::Random(e.to_string()))?;
+    let loopback = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0);
+    let node_id = if settings.node_id.is_empty() {
+        SINGLE_NODE_ID.to_owned()
+    } else {
+        settings.node_id.clone()
+    };
+    let node_name = if settings.node_name.is_empty() {
+        node_id.clone()
+    } else {
+        settings.node_name.clone()
+    };
+    Ok(ClusterSettings {
+        enabled: true,
+        node_id,
+        node_name,
+        bind: loopback,
+        advertise: loopback,
+        sync_bind: loopback,
+        seed_nodes: Vec::new(),
+        secrets: Some(Secrets {
+            current: secret,
+            previous: None,
+        }),
+        ..settings.clone()
+    })
+}

@@ -131,9 +131,21 @@ async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>)
         Route::Model(id) => openai::models::get(state, &id),
         Route::Health => health::live(),
         Route::Ready => health::ready(state),
-        Route::Metrics => crate::metrics::endpoint(state),
-        Route::Admin => admin::handle(state, &request),
+        Route::Metrics => metrics(state).await,
+        Route::Admin => admin::handle(state, request).await,
     }
+}
+
+/// `/metrics`: the gateway's series followed by the cluster's.
+async fn metrics(state: &Arc<AppState>) -> Response {
+    let response = crate::metrics::endpoint(state);
+    let (parts, body) = response.into_parts();
+    let mut text = match http_body_util::BodyExt::collect(body).await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        Err(never) => match never {},
+    };
+    crate::cluster::status::render_metrics(&state.cluster, &mut text);
+    http::Response::from_parts(parts, crate::http::body::full(text))
 }
 
 #[cfg(test)]

@@ -1,0 +1,306 @@
+//! CRUD of the replicated collections.
+//!
+//! Bodies are the record's own JSON shape (as `aurora_core::state::records` defines
+//! it) plus an optional `id`; answers are the same shape with `id` filled in. Shape
+//! errors and validation errors are 400 with `param` naming the field (`targets[0].weight`,
+//! `kind.deny_patterns.patterns`), an unknown id is 404 and creating an id that exists
+//! is 409. A write is answered only after this node's driver committed it to SQLite;
+//! it then spreads to the other nodes by gossip and anti-entropy.
+//!
+//! The 409 check reads this node's replica: two nodes creating the same id at the same
+//! moment both succeed and the later write (by hybrid logical clock) wins everywhere —
+//! the register is last-writer-wins by design.
+
+use std::sync::Arc;
+
+use aurora_core::state::records::{Collection, Record, RecordError, RecordId};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{error, keys, List};
+use crate::cluster::WriteError;
+use crate::http::body::{json_ok, json_response, Response};
+use crate::openai::ApiError;
+use crate::state::AppState;
+
+/// The collection served at `/admin/api/{name}` (`keys` is `auth_keys`).
+pub fn collection(name: &str) -> Option<Collection> {
+    match name {
+        "keys" => Some(Collection::AuthKeys),
+        "auth_keys" => None,
+        other => other.parse().ok(),
+    }
+}
+
+/// The path segment of a collection.
+pub fn path_name(collection: Collection) -> &'static str {
+    match collection {
+        Collection::AuthKeys => "keys",
+        other => other.name(),
+    }
+}
+
+/// `GET` (list) and `POST` (create) on `/admin/api/{collection}`.
+pub async fn on_collection(
+    state: &Arc<AppState>,
+    collection: Collection,
+    method: &Method,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    match *method {
+        Method::GET => {
+            let snapshot = state.state_view.snapshot();
+            let data: Vec<Value> = snapshot
+                .records(collection)
+                .map(|(id, r)| record_json(id, r))
+                .collect();
+            Ok(json_ok(&List {
+                object: "list",
+                data,
+            }))
+        }
+        Method::POST if collection == Collection::AuthKeys => keys::create(state, body).await,
+        Method::POST => {
+            let mut object = json_object(body)?;
+            let id = match object.remove("id") {
+                Some(Value::String(s)) => parse_id(&s)?,
+                Some(Value::Null) | None => generated_id(collection)?,
+                Some(_) => return Err(field_error("id", "must be a string")),
+            };
+            let record = parse_record(collection, Value::Object(object))?;
+            check(&record, &id)?;
+            if state.state_view.record(collection, id.as_str()).is_some() {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "{} `{id}` already exists; use PUT to replace it",
+                        collection.name()
+                    ),
+                    "already_exists",
+                ));
+            }
+            write(state, id.clone(), record.clone()).await?;
+            Ok(with_status(StatusCode::CREATED, &record_json(&id, &record)))
+        }
+        _ => Err(not_allowed(method, collection, "GET, POST")),
+    }
+}
+
+/// `GET`, `PUT` and `DELETE` on `/admin/api/{collection}/{id}`.
+pub async fn on_record(
+    state: &Arc<AppState>,
+    collection: Collection,
+    id: &str,
+    method: &Method,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no {} with id `{id}`", collection.name()),
+            "not_found",
+        )
+    };
+    // An id that breaks the rules cannot exist.
+    let id = RecordId::new(id).map_err(|_| not_found())?;
+    let current = state.state_view.record(collection, id.as_str());
+    match *method {
+        Method::GET => {
+            let record = current.ok_or_else(not_found)?;
+            Ok(json_ok(&record_json(&id, &record)))
+        }
+        Method::PUT => {
+            let current = current.ok_or_else(not_found)?;
+            let record = if collection == Collection::AuthKeys {
+                keys::updated(&current, body)?
+            } else {
+                let mut object = json_object(body)?;
+                match object.remove("id") {
+                    Some(Value::String(s)) if s != id.as_str() => {
+                        return Err(field_error(
+                            "id",
+                            "differs from the id in the path (ids cannot be renamed)",
+                        ))
+                    }
+                    _ => {}
+                }
+                parse_record(collection, Value::Object(object))?
+            };
+            check(&record, &id)?;
+            write(state, id.clone(), record.clone()).await?;
+            Ok(json_ok(&record_json(&id, &record)))
+        }
+        Method::DELETE => {
+            current.ok_or_else(not_found)?;
+            state
+                .state_view
+                .delete(collection, id.clone())
+                .await
+                .map_err(write_error)?;
+            Ok(json_ok(&Deleted {
+                id: id.as_str(),
+                object: path_name(collection),
+                deleted: true,
+            }))
+        }
+        _ => Err(not_allowed(method, collection, "GET, PUT, DELETE")),
+    }
+}
+
+#[derive(Serialize)]
+struct Deleted<'a> {
+    id: &'a str,
+    object: &'static str,
+    deleted: bool,
+}
+
+/// Writes through the driver; answers once committed.
+pub async fn write(state: &AppState, id: RecordId, record: Record) -> Result<(), ApiError> {
+    state.state_view.put(id, record).await.map_err(write_error)
+}
+
+fn write_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Invalid(e) => record_error(&e),
+        WriteError::Driver(e) => {
+            tracing::error!(error = %e, "admin write failed");
+            ApiError::server_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the node could not commit the write: {e}"),
+                "node_unavailable",
+            )
+        }
+    }
+}
+
+/// Full validation, including the rules that involve the id.
+pub fn check(record: &Record, id: &RecordId) -> Result<(), ApiError> {
+    record.validate_with_id(id).map_err(|e| record_error(&e))
+}
+
+fn record_error(e: &RecordError) -> ApiError {
+    field_error(e.field(), e.reason())
+}
+
+/// A 400 naming `field`.
+pub fn field_error(field: &str, reason: &str) -> ApiError {
+    ApiError {
+        param: Some(field.to_owned()),
+        ..error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid `{field}`: {reason}"),
+            "invalid_field",
+        )
+    }
+}
+
+/// The body as a JSON object.
+pub fn json_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid_json("not an object")),
+        Err(e) => Err(ApiError::invalid_json(e)),
+    }
+}
+
+/// Deserializes `value` as `T`; a shape error names the field.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        // A missing or unknown field at the top is reported on the object itself;
+        // name the field instead.
+        let field = if path == "." {
+            message
+                .split('`')
+                .nth(1)
+                .map(str::to_owned)
+                .unwrap_or_else(|| ".".to_owned())
+        } else {
+            path
+        };
+        ApiError {
+            param: Some(field.clone()),
+            ..error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid `{field}`: {message}"),
+                "invalid_field",
+            )
+        }
+    })
+}
+
+fn parse_id(s: &str) -> Result<RecordId, ApiError> {
+    RecordId::new(s).map_err(|e| record_error(&e))
+}
+
+/// A fresh id: the collection's singular name and 16 random hex digits.
+pub fn generated_id(collection: Collection) -> Result<RecordId, ApiError> {
+    let stem = match collection {
+        Collection::AuthKeys => "key",
+        Collection::Providers => "provider",
+        Collection::Models => "model",
+        Collection::Routes => "route",
+        Collection::Guardrails => "guardrail",
+        Collection::Workflows => "workflow",
+        Collection::Pricing => "pricing",
+        Collection::Budgets => "budget",
+    };
+    let n = getrandom::u64().map_err(|e| {
+        tracing::error!(error = %e, "OS random source failed");
+        ApiError::internal()
+    })?;
+    RecordId::new(format!("{stem}-{n:016x}")).map_err(|_| ApiError::internal())
+}
+
+/// The typed record of `collection` from its JSON shape.
+pub fn parse_record(collection: Collection, value: Value) -> Result<Record, ApiError> {
+    Ok(match collection {
+        Collection::AuthKeys => Record::AuthKey(from_value(value)?),
+        Collection::Providers => Record::Provider(from_value(value)?),
+        Collection::Models => Record::Model(from_value(value)?),
+        Collection::Routes => Record::Route(from_value(value)?),
+        Collection::Guardrails => Record::Guardrail(from_value(value)?),
+        Collection::Workflows => Record::Workflow(from_value(value)?),
+        Collection::Pricing => Record::Pricing(from_value(value)?),
+        Collection::Budgets => Record::Budget(from_value(value)?),
+    })
+}
+
+/// The record's JSON shape with `id` added.
+pub fn record_json(id: &RecordId, record: &Record) -> Value {
+    let value = match record {
+        Record::AuthKey(r) => serde_json::to_value(r),
+        Record::Provider(r) => serde_json::to_value(r),
+        Record::Model(r) => serde_json::to_value(r),
+        Record::Route(r) => serde_json::to_value(r),
+        Record::Guardrail(r) => serde_json::to_value(r),
+        Record::Workflow(r) => serde_json::to_value(r),
+        Record::Pricing(r) => serde_json::to_value(r),
+        Record::Budget(r) => serde_json::to_value(r),
+    };
+    match value {
+        Ok(Value::Object(mut map)) => {
+            map.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
+            Value::Object(map)
+        }
+        Ok(other) => other,
+        Err(_) => Value::Null,
+    }
+}
+
+/// A JSON answer with `status`.
+pub fn with_status(status: StatusCode, value: &Value) -> Response {
+    json_response(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn not_allowed(method: &Method, collection: Collection, allow: &'static str) -> ApiError {
+    ApiError::method_not_allowed(
+        method,
+        &format!("/admin/api/{}", path_name(collection)),
+        allow,
+    )
+}

@@ -1,0 +1,352 @@
+//! `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes` and the cluster
+//! part of `/metrics`, all read from the driver's latest [`ClusterView`] (never from
+//! the driver itself).
+
+use std::fmt::Write as _;
+
+use aurora_core::{Liveness, NodeId};
+use aurora_io::view::COMMIT_BUCKETS_US;
+use aurora_io::{ClusterView, LocalStatus};
+use serde::Serialize;
+
+use super::ClusterInfo;
+
+/// The status document. With clustering off only `enabled: false` is serialized.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub enabled: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub details: Option<StatusDetails>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusDetails {
+    /// `cluster.failover_mode`.
+    pub mode: &'static str,
+    /// Members alive, this node included.
+    pub node_count: usize,
+    /// The leader's id; `null` until the failover module is wired in.
+    pub leader: Option<String>,
+    /// The fencing epoch of the current leadership; 0 until failover is wired in.
+    pub epoch: u64,
+    pub this_node: ThisNode,
+    /// Members whose settings fingerprint or software version differ from this
+    /// node's: a rolling upgrade in progress, or a configuration mistake.
+    pub drift_warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ThisNode {
+    pub id: String,
+    pub name: String,
+    /// `joining`, `active` or `left`.
+    pub status: &'static str,
+    pub gossip_addr: Option<String>,
+    pub incarnation: u64,
+}
+
+/// One row of `/admin/api/cluster/nodes`.
+#[derive(Debug, Serialize)]
+pub struct NodeRow {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub zone: String,
+    pub advertise_url: String,
+    pub sync_addr: String,
+    /// `alive`, `suspect`, `dead` or `left` (this node: `alive`, `joining`, `left`).
+    pub state: &'static str,
+    pub incarnation: u64,
+    /// Since its heartbeat last went up, on this node's clock; `null` if never seen.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    pub is_leader: bool,
+    pub is_self: bool,
+    pub sync_lag: Lag,
+}
+
+/// How far behind that peer this node was at its last sync with it.
+#[derive(Debug, Default, Serialize)]
+pub struct Lag {
+    pub versions: u64,
+    pub millis: u64,
+}
+
+fn liveness(l: Liveness) -> &'static str {
+    match l {
+        Liveness::Alive => "alive",
+        Liveness::Suspect => "suspect",
+        Liveness::Dead => "dead",
+        Liveness::Left => "left",
+    }
+}
+
+fn local_status(s: LocalStatus) -> &'static str {
+    match s {
+        LocalStatus::Joining => "joining",
+        LocalStatus::Active => "active",
+        LocalStatus::Left => "left",
+    }
+}
+
+fn node_id(id: Option<NodeId>) -> String {
+    id.map(|i| i.to_string()).unwrap_or_default()
+}
+
+/// The status document.
+pub fn status(info: &ClusterInfo) -> Status {
+    if !info.enabled {
+        return Status {
+            enabled: false,
+            details: None,
+        };
+    }
+    let view = info.view();
+    let mut drift = Vec::new();
+    for m in view.alive() {
+        if m.meta.config_fingerprint != info.fingerprint {
+            drift.push(format!(
+                "{} ({}): cluster settings differ from this node's (fingerprint {:016x} vs {:016x})",
+                m.meta.name, m.id, m.meta.config_fingerprint, info.fingerprint
+            ));
+        }
+        if m.meta.version != info.version {
+            drift.push(format!(
+                "{} ({}): version {} differs from this node's {}",
+                m.meta.name, m.id, m.meta.version, info.version
+            ));
+        }
+    }
+    Status {
+        enabled: true,
+        details: Some(StatusDetails {
+            mode: info.mode,
+            node_count: 1 + view.alive().count(),
+            leader: None,
+            epoch: 0,
+            this_node: ThisNode {
+                id: node_id(view.node_id),
+                name: view.node_name.clone(),
+                status: local_status(view.status),
+                gossip_addr: view.addr.map(|a| a.to_string()),
+                incarnation: view.incarnation.0,
+            },
+            drift_warnings: drift,
+        }),
+    }
+}
+
+/// Every member this node knows, itself first.
+pub fn nodes(info: &ClusterInfo) -> Vec<NodeRow> {
+    let view = info.view();
+    let mut rows = Vec::with_capacity(view.members.len() + 1);
+    rows.push(self_row(&view, info));
+    for m in &view.members {
+        let lag = view.lag.get(&m.id).map_or_else(Lag::default, |l| Lag {
+            versions: l.versions,
+            millis: l.millis,
+        });
+        rows.push(NodeRow {
+            id: m.id.to_string(),
+            name: m.meta.name.clone(),
+            region: m.meta.region.clone(),
+            zone: m.meta.zone.clone(),
+            advertise_url: m.meta.advertise_url.clone(),
+            sync_addr: m.meta.sync_addr.to_string(),
+            state: liveness(m.liveness),
+            incarnation: m.incarnation.0,
+            last_heartbeat_ms_ago: m
+                .last_heartbeat
+                .map(|at| view.at.since(at).as_millis() as u64),
+            is_leader: false,
+            is_self: false,
+            sync_lag: lag,
+        });
+    }
+    rows
+}
+
+fn self_row(view: &ClusterView, _info: &ClusterInfo) -> NodeRow {
+    NodeRow {
+        id: node_id(view.node_id),
+        name: view.node_name.clone(),
+        region: String::new(),
+        zone: String::new(),
+        advertise_url: String::new(),
+        sync_addr: String::new(),
+        state: match view.status {
+            LocalStatus::Active => "alive",
+            other => local_status(other),
+        },
+        incarnation: view.incarnation.0,
+        last_heartbeat_ms_ago: Some(0),
+        is_leader: false,
+        is_self: true,
+        sync_lag: Lag::default(),
+    }
+}
+
+/// The cluster's Prometheus series, appended to `/metrics`.
+pub fn render_metrics(info: &ClusterInfo, text: &mut String) {
+    let view = info.view();
+    header(
+        text,
+        "aurora_cluster_members",
+        "Members this node knows (itself included), by state.",
+        "gauge",
+    );
+    let mut counts = [0usize; 4];
+    for m in &view.members {
+        counts[m.liveness as usize] += 1;
+    }
+    counts[0] += usize::from(view.status == LocalStatus::Active);
+    for (i, state) in ["alive", "suspect", "dead", "left"].iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "aurora_cluster_members{{state=\"{state}\"}} {}",
+            counts[i]
+        );
+    }
+    let m = &view.metrics;
+    counter(
+        text,
+        "aurora_gossip_messages_sent_total",
+        "Cluster messages sent (gossip datagrams and sync streams).",
+        m.packets_out,
+    );
+    counter(
+        text,
+        "aurora_gossip_messages_received_total",
+        "Cluster messages received.",
+        m.packets_in,
+    );
+    counter(
+        text,
+        "aurora_gossip_bytes_sent_total",
+        "Cluster message bytes sent (before QUIC framing).",
+        m.bytes_out,
+    );
+    counter(
+        text,
+        "aurora_gossip_bytes_received_total",
+        "Cluster message bytes received.",
+        m.bytes_in,
+    );
+    counter(
+        text,
+        "aurora_cluster_tls_rejected_total",
+        "QUIC handshakes refused: the peer does not hold the cluster secret.",
+        m.transport.tls_rejected,
+    );
+    counter(
+        text,
+        "aurora_cluster_connect_failures_total",
+        "Outgoing QUIC connections that failed.",
+        m.transport.connect_failures,
+    );
+    header(
+        text,
+        "aurora_cluster_dropped_total",
+        "Inbound cluster messages dropped, by reason.",
+        "counter",
+    );
+    for (reason, n) in &m.decode_dropped {
+        let _ = writeln!(
+            text,
+            "aurora_cluster_dropped_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    header(
+        text,
+        "aurora_sync_lag_versions",
+        "Writes a peer had that this node lacked at the last sync with it.",
+        "gauge",
+    );
+    for (id, lag) in &view.lag {
+        let _ = writeln!(
+            text,
+            "aurora_sync_lag_versions{{peer=\"{id}\"}} {}",
+            lag.versions
+        );
+    }
+    header(
+        text,
+        "aurora_sync_lag_milliseconds",
+        "How much newer a peer's newest write was than this node's at the last sync.",
+        "gauge",
+    );
+    for (id, lag) in &view.lag {
+        let _ = writeln!(
+            text,
+            "aurora_sync_lag_milliseconds{{peer=\"{id}\"}} {}",
+            lag.millis
+        );
+    }
+    let r = &view.replica;
+    header(
+        text,
+        "aurora_sqlite_commit_seconds",
+        "Latency of the node's SQLite commits (one per driver round that persisted something).",
+        "histogram",
+    );
+    let mut cumulative = 0u64;
+    for (i, bound) in COMMIT_BUCKETS_US.iter().enumerate() {
+        cumulative += r.commit_buckets[i];
+        let _ = writeln!(
+            text,
+            "aurora_sqlite_commit_seconds_bucket{{le=\"{}\"}} {cumulative}",
+            *bound as f64 / 1e6
+        );
+    }
+    cumulative += r.commit_buckets[COMMIT_BUCKETS_US.len()];
+    let _ = writeln!(
+        text,
+        "aurora_sqlite_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(
+        text,
+        "aurora_sqlite_commit_seconds_sum {}",
+        r.commit_micros_total as f64 / 1e6
+    );
+    let _ = writeln!(text, "aurora_sqlite_commit_seconds_count {cumulative}");
+    header(
+        text,
+        "aurora_state_records",
+        "Live replicated records on this node.",
+        "gauge",
+    );
+    let _ = writeln!(text, "aurora_state_records {}", r.live_records);
+    counter(
+        text,
+        "aurora_state_writes_local_total",
+        "Replicated writes made on this node.",
+        r.local_writes,
+    );
+    counter(
+        text,
+        "aurora_state_applied_gossip_total",
+        "Replicated writes applied from gossip.",
+        r.applied_from_gossip,
+    );
+    counter(
+        text,
+        "aurora_state_applied_sync_total",
+        "Replicated writes applied from anti-entropy.",
+        r.applied_from_sync,
+    );
+    counter(
+        text,
+        "aurora_state_snapshot_publish_micros_total",
+        "Time spent updating the published state snapshot, microseconds.",
+        r.publish_micros_total,
+    );
+}
+
+fn header(text: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(text, "# HELP {name} {help}");
+    let _ = writeln!(text, "# TYPE {name} {kind}");
+}
+
+fn counter(text: &mut String, name: &str, help: &str, value: u64) {
+    header(text, name, help, "counter");
+    let _ = writeln!(text, "{name} {value}");
+}

@@ -234,3 +234,84 @@ impl StateSnapshot {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurora_core::state::records::{Budget, BudgetPeriod};
+    use aurora_core::state::store::Entry;
+    use aurora_core::Hlc;
+    use std::time::Instant;
+
+    fn budget_entry(i: u64, wall: u64) -> Entry {
+        Entry {
+            key: Key::Record(
+                Collection::Budgets,
+                RecordId::new(format!("budget-{i}")).expect("id"),
+            ),
+            value: Some(Value::Record(Record::Budget(Budget {
+                name: format!("Budget {i}"),
+                limit: None,
+                max_requests: Some(i),
+                period: BudgetPeriod::Daily,
+            }))),
+            hlc: Hlc {
+                wall,
+                logical: 0,
+                node: NodeId(1),
+            },
+            seq: wall,
+        }
+    }
+
+    fn snapshot_cost(n: u64, updates: u64) -> (std::time::Duration, std::time::Duration) {
+        let mut store = Store::default();
+        for i in 1..=n {
+            store.merge(budget_entry(i, i));
+        }
+        let started = Instant::now();
+        let mut snapshot = StateSnapshot::build(&store, NodeId(1));
+        let build = started.elapsed();
+        assert_eq!(snapshot.live_records(), n as usize);
+        // What the driver does per round that changed one key: merge, refresh that key
+        // in the persistent maps, publish a clone (readers hold the older ones).
+        let mut held = Vec::new();
+        let started = Instant::now();
+        for u in 0..updates {
+            let e = budget_entry(u % n + 1, n + 1 + u);
+            let key = e.key.clone();
+            store.merge(e);
+            snapshot.apply_key(&store, NodeId(1), &key);
+            snapshot.version += 1;
+            held.push(std::sync::Arc::new(snapshot.clone()));
+            if held.len() > 8 {
+                held.remove(0);
+            }
+        }
+        (build, started.elapsed() / updates as u32)
+    }
+
+    #[test]
+    fn incremental_publish_reads_its_changes() {
+        let mut store = Store::default();
+        store.merge(budget_entry(1, 1));
+        let mut snapshot = StateSnapshot::build(&store, NodeId(1));
+        let before = snapshot.clone();
+        let e = budget_entry(2, 2);
+        let key = e.key.clone();
+        store.merge(e);
+        snapshot.apply_key(&store, NodeId(1), &key);
+        assert!(snapshot.record(Collection::Budgets, "budget-2").is_some());
+        assert!(before.record(Collection::Budgets, "budget-2").is_none());
+        let (_, per_update) = snapshot_cost(2_000, 200);
+        assert!(per_update.as_millis() < 50, "{per_update:?}");
+    }
+
+    /// `cargo test -p aurora-io --release -- --ignored snapshot_cost_100k --nocapture`
+    #[test]
+    #[ignore = "measurement; run by hand"]
+    fn snapshot_cost_100k() {
+        let (build, per_update) = snapshot_cost(100_000, 10_000);
+        println!("100k records: full build {build:?}, one-key update + publish {per_update:?}");
+    }
+}

@@ -58,6 +58,11 @@ pub struct ClusterInfo {
     pub fingerprint: u64,
     /// The software version this node announces.
     pub version: String,
+    /// This node's own metadata as announced to peers (for its row in the node list).
+    pub region: String,
+    pub zone: String,
+    pub advertise_url: String,
+    pub sync_addr: String,
     view: watch::Receiver<Arc<ClusterView>>,
 }
 
@@ -70,6 +75,10 @@ impl ClusterInfo {
             mode: "single_node",
             fingerprint: 0,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            region: String::new(),
+            zone: String::new(),
+            advertise_url: String::new(),
+            sync_addr: String::new(),
             view,
         }
     }
@@ -117,6 +126,10 @@ impl Node {
             },
             fingerprint: run.config_fingerprint(),
             version: version.to_owned(),
+            region: run.region.clone(),
+            zone: run.zone.clone(),
+            advertise_url: run.advertise_url.clone(),
+            sync_addr: run.sync_bind.to_string(),
             view: handle.watch(),
         };
         let state_view = StateView::new(handle.watch_state(), handle.commander());

@@ -165,14 +165,14 @@ pub fn nodes(info: &ClusterInfo) -> Vec<NodeRow> {
     rows
 }
 
-fn self_row(view: &ClusterView, _info: &ClusterInfo) -> NodeRow {
+fn self_row(view: &ClusterView, info: &ClusterInfo) -> NodeRow {
     NodeRow {
         id: node_id(view.node_id),
         name: view.node_name.clone(),
-        region: String::new(),
-        zone: String::new(),
-        advertise_url: String::new(),
-        sync_addr: String::new(),
+        region: info.region.clone(),
+        zone: info.zone.clone(),
+        advertise_url: info.advertise_url.clone(),
+        sync_addr: info.sync_addr.clone(),
         state: match view.status {
             LocalStatus::Active => "alive",
             other => local_status(other),

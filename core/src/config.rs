@@ -239,6 +239,7 @@ pub struct Config {
     pub cluster: ClusterId,
     pub timing: Timing,
     pub state: crate::state::replica::StateTiming,
+    pub failover: crate::failover::FailoverConfig,
 }
 
 impl Config {

@@ -10,6 +10,9 @@ pub enum Event {
     Member { node: NodeId, change: MemberChange },
     /// Something happened to this node itself.
     Local(LocalChange),
+    /// Leadership changed, this node became or stopped being leader, or a member's
+    /// settings disagree with ours.
+    Failover(crate::failover::FailoverEvent),
     /// An application broadcast arrived (each is delivered once per node).
     Broadcast {
         origin: NodeId,

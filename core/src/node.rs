@@ -16,6 +16,7 @@
 
 use crate::config::{Config, ConfigError, Identity, MemberMeta};
 use crate::event::Event;
+use crate::failover::{Candidate, Epoch, Failover, SwitchoverError};
 use crate::id::{Addr, Incarnation, NodeId};
 use crate::membership::{Member, Membership, MembershipStats};
 use crate::outbox::{Effect, Outbox};
@@ -53,6 +54,11 @@ pub enum Command {
         period: u64,
         usage: Usage,
     },
+    /// Hand leadership to `to` (this node must be the leader).
+    Switchover { to: NodeId },
+    /// Stop counting `node` as a voter (an operator's decision that a member
+    /// which failed, or left unseen, is gone for good).
+    ForgetMember { node: NodeId },
 }
 
 /// A command the node refused; the node's state is unchanged.
@@ -66,6 +72,8 @@ pub enum CommandError {
     Left,
     #[error("invalid record: {0}")]
     InvalidRecord(RecordError),
+    #[error("switchover refused: {0}")]
+    Switchover(SwitchoverError),
 }
 
 /// Bytes to send to a peer.
@@ -109,6 +117,11 @@ pub struct Node {
     config: Config,
     membership: Membership,
     replica: Replica,
+    failover: Failover,
+    /// `membership.changes()` when the failover last saw the member list.
+    members_seen: Option<u64>,
+    /// The highest epoch persisted so far.
+    persisted_epoch: Epoch,
     outbox: Outbox,
     metrics: NodeMetrics,
 }
@@ -127,12 +140,17 @@ impl Node {
     ) -> Result<Node, ConfigError> {
         config.validate()?;
         identity.meta.validate()?;
+        let mut failover = Failover::new(identity.id, config.failover.clone(), now)?;
         let mut outbox = Outbox::default();
         // Persisted even on first start: a restart must always come back above
         // whatever the cluster remembers of this node.
         let incarnation = restored
             .incarnation
             .map_or(Incarnation(0), Incarnation::next);
+        // Lease rounds are numbered per session; the incarnation names this one.
+        failover = failover.with_session(incarnation.0);
+        let persisted_epoch = restored.epoch.unwrap_or(Epoch::ZERO);
+        failover.restore_epoch(persisted_epoch);
         outbox.persist(PersistBatch {
             items: vec![PersistItem::Incarnation(incarnation)],
         });
@@ -152,13 +170,18 @@ impl Node {
             DetRng::from_seed(seed),
             now,
         );
-        Ok(Node {
+        let mut node = Node {
             config,
             membership,
             replica,
+            failover,
+            members_seen: None,
+            persisted_epoch,
             outbox,
             metrics: NodeMetrics::default(),
-        })
+        };
+        node.pump_failover(now);
+        Ok(node)
     }
 
     /// A packet that arrived as a datagram.
@@ -191,11 +214,70 @@ impl Node {
                         .handle_sync(now, from, sender, message, &mut self.outbox);
                 }
             }
+            Message::Lease(lease) => {
+                if !self.membership.has_left() {
+                    self.failover.handle_message(now, sender, lease);
+                }
+            }
             _ => self
                 .membership
                 .handle_message(now, from, sender, message, &mut self.outbox),
         }
         self.exchange_rumors(now);
+        self.pump_failover(now);
+    }
+
+    /// Feeds the failover machine the member list when it changed, persists a
+    /// grown epoch before any message that carries it, and carries out what the
+    /// failover machine wants sent and reported.
+    fn pump_failover(&mut self, now: Millis) {
+        for node in self.membership.take_departed() {
+            self.failover.forget(now, node);
+        }
+        let changes = self.membership.changes();
+        if self.members_seen != Some(changes) {
+            self.members_seen = Some(changes);
+            let live = self.candidates();
+            self.failover.handle_members(now, &live);
+        }
+        let epoch = self.failover.durable_epoch();
+        if epoch > self.persisted_epoch {
+            self.persisted_epoch = epoch;
+            self.outbox.persist(PersistBatch {
+                items: vec![PersistItem::Epoch(epoch)],
+            });
+        }
+        while let Some((to, message)) = self.failover.poll_transmit() {
+            let addr = if to == self.id() {
+                None
+            } else {
+                self.membership.member(to).map(|m| m.addr)
+            };
+            if let Some(addr) = addr {
+                self.outbox
+                    .send(addr, Channel::Datagram, Message::Lease(message));
+            }
+        }
+        while let Some(event) = self.failover.poll_event() {
+            self.outbox.event(Event::Failover(event));
+        }
+    }
+
+    /// This node and every live member, as failover candidates. A node still
+    /// joining offers only itself: the members it knows may be other newcomers
+    /// that have not reached the cluster either, and two of them must not make a
+    /// majority of their own.
+    fn candidates(&self) -> Vec<Candidate> {
+        let me = Candidate::from_meta(self.id(), self.membership.addr(), self.membership.meta());
+        if self.membership.is_joining() {
+            return vec![me];
+        }
+        let others = self
+            .membership
+            .members()
+            .filter(|m| m.is_active())
+            .map(|m| Candidate::from_meta(m.id, m.addr, &m.meta));
+        std::iter::once(me).chain(others).collect()
     }
 
     /// Hands gossiped writes to the replica, and the replica's writes to gossip.
@@ -240,12 +322,28 @@ impl Node {
                 self.replica.record_usage(budget, period, usage);
                 None
             }
+            Command::ForgetMember { node } => {
+                self.failover.forget(now, node);
+                None
+            }
+            Command::Switchover { to } => {
+                self.failover
+                    .switchover(now, to)
+                    .map_err(CommandError::Switchover)?;
+                None
+            }
+            Command::Leave => {
+                self.failover.resign(now);
+                self.membership_command(now, Command::Leave)?;
+                None
+            }
             other => {
                 self.membership_command(now, other)?;
                 None
             }
         };
         self.exchange_rumors(now);
+        self.pump_failover(now);
         Ok(written.map(|e| e.hlc))
     }
 
@@ -263,7 +361,11 @@ impl Node {
                 }
                 self.membership.broadcast(now, payload);
             }
-            Command::Put { .. } | Command::Delete { .. } | Command::RecordUsage { .. } => {}
+            Command::Put { .. }
+            | Command::Delete { .. }
+            | Command::RecordUsage { .. }
+            | Command::Switchover { .. }
+            | Command::ForgetMember { .. } => {}
         }
         Ok(())
     }
@@ -280,6 +382,11 @@ impl Node {
         if self.membership.has_left() {
             return;
         }
+        if self.failover.poll_timeout().is_some_and(|t| t <= now) {
+            self.failover.handle_timeout(now);
+            // The lease timers are where membership is re-read too ("every tick").
+            self.members_seen = None;
+        }
         // The peer lists cost O(members): build them only when a replica timer is due.
         if self.replica.poll_timeout().is_some_and(|t| t <= now) {
             let alive = self.membership.alive_addrs();
@@ -288,6 +395,7 @@ impl Node {
                 .handle_timeout(now, &alive, &failed, &mut self.outbox);
         }
         self.exchange_rumors(now);
+        self.pump_failover(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
@@ -295,10 +403,12 @@ impl Node {
         if self.membership.has_left() {
             return membership;
         }
-        match (membership, self.replica.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.replica.poll_timeout(), self.failover.poll_timeout()]
+            .into_iter()
+            .fold(membership, |a, b| match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -328,6 +438,11 @@ impl Node {
     /// Joining, active, leaving or left.
     pub fn phase(&self) -> crate::membership::Phase {
         self.membership.phase()
+    }
+
+    /// Leadership: who leads, with which epoch, whether this node serves.
+    pub fn failover(&self) -> &Failover {
+        &self.failover
     }
 
     /// The replicated state.

@@ -25,6 +25,9 @@ pub enum PersistItem {
     Entry(Box<Entry>),
     /// The highest sequence number this node has used for its own writes.
     OwnSeq(u64),
+    /// The highest failover epoch this node has seen or granted: a restarted
+    /// node must never vote for or claim an epoch at or below it again.
+    Epoch(crate::failover::Epoch),
     /// Drop whatever is stored under this key (a collected tombstone, or state
     /// forgotten by a resync from scratch).
     Remove(Box<Key>),
@@ -39,6 +42,8 @@ pub struct Restored {
     pub entries: BTreeMap<Key, Entry>,
     /// The highest sequence number this node used for its own writes.
     pub own_seq: u64,
+    /// The highest failover epoch persisted.
+    pub epoch: Option<crate::failover::Epoch>,
 }
 
 impl Restored {
@@ -51,6 +56,7 @@ impl Restored {
                     self.entries.insert(e.key.clone(), (**e).clone());
                 }
                 PersistItem::OwnSeq(s) => self.own_seq = self.own_seq.max(*s),
+                PersistItem::Epoch(e) => self.epoch = self.epoch.max(Some(*e)),
                 PersistItem::Remove(key) => {
                     self.entries.remove(key.as_ref());
                 }

@@ -71,6 +71,7 @@ fn config() -> Config {
             sync_chunk_bytes: 400,
             ..StateTiming::default()
         },
+        failover: Default::default(),
     }
 }
 
@@ -170,7 +171,7 @@ impl Checker {
                                 }
                                 self.persisted_entries.insert(id, *e);
                             }
-                            PersistItem::OwnSeq(_) | PersistItem::Remove(_) => {}
+                            PersistItem::OwnSeq(_) | PersistItem::Remove(_) | PersistItem::Epoch(_) => {}
                         }
                     }
                 }

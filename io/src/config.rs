@@ -632,6 +632,11 @@ impl ClusterSettings {
             cluster: ClusterId::from_name(&self.cluster_name),
             timing: self.timing.clone(),
             state: Default::default(),
+            failover: aurora_core::failover::FailoverConfig::with_mode(match self.failover_mode {
+                FailoverMode::SingleNode => aurora_core::failover::FailoverMode::SingleNode,
+                FailoverMode::ActivePassive => aurora_core::failover::FailoverMode::ActivePassive,
+                FailoverMode::ActiveActive => aurora_core::failover::FailoverMode::ActiveActive,
+            }),
         };
         let identity = Identity {
             id: NodeId::from_name(&self.node_id),

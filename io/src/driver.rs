@@ -467,6 +467,7 @@ impl Driver {
                 }
             }
             Event::Broadcast { .. } => {}
+            Event::Failover(change) => tracing::info!(?change, "failover"),
         }
         // No subscriber is fine.
         let _ = self.events.send(event);

@@ -35,6 +35,22 @@ pub struct Observations {
     acked: Vec<(Key, Hlc, bool)>,
     /// Per write (by timestamp): when each node persisted it (`track_writes`).
     pub receipts: BTreeMap<Hlc, BTreeMap<usize, Millis>>,
+    /// Leadership: whether two nodes ever held a lease at once (first instance).
+    lease_overlap: Option<String>,
+    /// The highest failover epoch seen per node id, to check epochs only grow.
+    epochs: BTreeMap<NodeId, u64>,
+    epoch_regression: Option<String>,
+    /// When some node last held the lease, and the longest gap without one
+    /// after a scripted leader crash or switchover.
+    last_holder_at: Option<Millis>,
+    pub leader_crash_at: Option<Millis>,
+    /// Time from a scripted leader crash to the next lease holder.
+    pub failover_ms: Option<u64>,
+    switchover_at: Option<Millis>,
+    /// Longest time without a lease holder after a scripted switchover.
+    pub switchover_gap_ms: Option<u64>,
+    /// When a leader first held the lease after the liveness phase began.
+    pub leader_after_liveness: Option<Millis>,
     /// A partition happened during the run.
     pub partitioned: bool,
     /// Per node: until when it is excused (down, paused, leaving); `Millis(u64::MAX)`
@@ -85,6 +101,124 @@ impl Observations {
 
     fn excused(&self, i: usize, at: Millis) -> bool {
         self.excused_until.get(&i).is_some_and(|&until| at <= until)
+    }
+
+    pub fn leader_crashed(&mut self, at: Millis) {
+        self.leader_crash_at = Some(at);
+    }
+
+    pub fn switchover_started(&mut self, at: Millis) {
+        self.switchover_at = Some(at);
+        self.switchover_gap_ms = Some(0);
+    }
+
+    /// After every simulated event: at most one node may hold an unexpired lease
+    /// (each judged by its own clock at this instant, paused nodes included), and
+    /// no node's epoch may go back.
+    pub fn check_leases(
+        &mut self,
+        now: Millis,
+        nodes: &[SimNode],
+        local: impl Fn(&SimNode, Millis) -> Millis,
+    ) {
+        let mut holders = Vec::new();
+        for n in nodes {
+            let Some(node) = n.node.as_ref() else {
+                continue;
+            };
+            let f = node.failover();
+            if f.holds_lease_at(local(n, now)) {
+                holders.push((n.id, f.status().epoch));
+            }
+            let epoch = f.durable_epoch().0;
+            let seen = self.epochs.entry(n.id).or_insert(epoch);
+            if epoch < *seen && self.epoch_regression.is_none() {
+                self.epoch_regression = Some(format!(
+                    "{} went from epoch {} to {epoch} at {now}",
+                    n.id, *seen
+                ));
+            }
+            *seen = (*seen).max(epoch);
+        }
+        if holders.len() > 1 && self.lease_overlap.is_none() {
+            self.lease_overlap = Some(format!("{holders:?} all hold a lease at {now}"));
+        }
+        if !holders.is_empty() {
+            if let (Some(crash), None) = (self.leader_crash_at, self.failover_ms) {
+                self.failover_ms = Some(now.since(crash).as_millis() as u64);
+            }
+            if let Some(start) = self.liveness_start {
+                self.leader_after_liveness.get_or_insert(now.max(start));
+            }
+            self.last_holder_at = Some(now);
+        } else if let (Some(from), Some(gap)) =
+            (self.last_holder_at, self.switchover_gap_ms.as_mut())
+        {
+            if self
+                .switchover_at
+                .is_some_and(|s| from >= s - core::time::Duration::from_millis(1))
+            {
+                *gap = (*gap).max(now.since(from).as_millis() as u64);
+            }
+        }
+    }
+
+    /// End-of-run leadership verdicts: `leader-safety`, `epochs-grow`,
+    /// `leader-liveness` (with a majority of voters up, someone leads) and
+    /// `leader-tier` (it is the best-ranked live voting member).
+    pub fn check_leadership(&mut self, now: Millis, nodes: &[SimNode]) {
+        if let Some(d) = self.lease_overlap.clone() {
+            self.failures.push(CheckFailure {
+                check: "leader-safety",
+                detail: d,
+            });
+        }
+        if let Some(d) = self.epoch_regression.clone() {
+            self.failures.push(CheckFailure {
+                check: "epochs-grow",
+                detail: d,
+            });
+        }
+        let up: Vec<&SimNode> = nodes.iter().filter(|n| n.is_up()).collect();
+        // Voters as the protocol counts them: sticky, so a member that failed (or
+        // left without anyone seeing it) still counts until an operator forgets it.
+        let voters = up
+            .iter()
+            .filter_map(|n| n.node.as_ref().map(|x| x.failover().voters()))
+            .max()
+            .unwrap_or(0);
+        if up.len() < voters / 2 + 1 || voters < 2 {
+            return;
+        }
+        let holder = up.iter().find(|n| {
+            n.node
+                .as_ref()
+                .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
+        });
+        let Some(holder) = holder else {
+            self.failures.push(CheckFailure {
+                check: "leader-liveness",
+                detail: format!(
+                    "{} of {voters} voters up, nobody holds the lease at {now}",
+                    up.len()
+                ),
+            });
+            return;
+        };
+        let best = up
+            .iter()
+            .filter_map(|n| n.node.as_ref().map(|x| (n.id, x.membership().meta())))
+            .min_by_key(|(id, m)| (m.promotion_tier, core::cmp::Reverse(m.capacity), *id))
+            .map(|(id, _)| id);
+        if best != Some(holder.id) {
+            self.failures.push(CheckFailure {
+                check: "leader-tier",
+                detail: format!(
+                    "{} leads at {now}, but {best:?} ranks best among the live",
+                    holder.id
+                ),
+            });
+        }
     }
 
     pub fn acked(&mut self, key: Key, hlc: Hlc, live: bool) {

@@ -11,6 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use aurora_core::failover::{FailoverMode, LeaseMessage};
 use aurora_core::rng::DetRng;
 use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::replica::StateTiming;
@@ -36,6 +37,9 @@ pub enum Mutation {
     /// A replica that never ships deletes (tombstones are dropped from its
     /// rumours and sync deltas), as if merge ignored them.
     DropTombstones,
+    /// A voter that grants every lease request (its refusals become grants), as
+    /// if the majority rule were not there.
+    GrantEverything,
 }
 
 /// Random writes during a run: record puts and deletes on a small key space (so
@@ -107,6 +111,8 @@ pub struct SimParams {
     pub track_writes: bool,
     /// Records every initial node starts with (as if written long ago by n1).
     pub preload_records: usize,
+    /// `None`: drawn from the seed (one of the three modes).
+    pub failover_mode: Option<FailoverMode>,
 }
 
 impl Default for SimParams {
@@ -127,6 +133,7 @@ impl Default for SimParams {
             workload: Workload::default(),
             track_writes: false,
             preload_records: 0,
+            failover_mode: None,
         }
     }
 }
@@ -172,6 +179,10 @@ pub enum Action {
     },
     /// Switch the link conditions.
     Link(LinkConditions),
+    /// Crash whichever node holds the lease now (if any).
+    CrashLeader,
+    /// Ask the leader to hand over to the best-ranked other serving node.
+    Switchover,
     /// Heal everything and start checking for convergence.
     StartLiveness,
     /// Sample the nodes' views (liveness phase).
@@ -261,6 +272,11 @@ pub struct SimNode {
 }
 
 impl SimNode {
+    /// This node's clock reading at global time `t`.
+    pub fn local(&self, t: Millis) -> Millis {
+        self.clock.local(t)
+    }
+
     /// Up and not paused: it answers.
     pub fn is_up(&self) -> bool {
         self.status == Status::Up
@@ -271,6 +287,7 @@ pub struct World {
     pub seed: u64,
     pub params: SimParams,
     pub profile: FaultProfile,
+    pub failover_mode: FailoverMode,
     pub now: Millis,
     queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
     /// Event payloads, indexed by the queue's last field (keeps the heap small).
@@ -308,6 +325,14 @@ impl World {
             ProfileSpec::Calm => FaultProfile::draw_calm(&mut rng),
             ProfileSpec::Fixed(p) => p.clone(),
         };
+        let modes = [
+            FailoverMode::SingleNode,
+            FailoverMode::ActivePassive,
+            FailoverMode::ActiveActive,
+        ];
+        let failover_mode = params
+            .failover_mode
+            .unwrap_or_else(|| modes[rng.below(modes.len())]);
         let mut w = World {
             seed,
             link: profile.link.clone(),
@@ -325,6 +350,7 @@ impl World {
             obs: Observations::default(),
             cluster: ClusterId(0xA0A0),
             in_liveness: false,
+            failover_mode,
             params,
         };
         let preload = preloaded(w.params.preload_records);
@@ -380,6 +406,9 @@ impl World {
         self.run_until(end);
         self.obs.finish(self.now, &self.nodes);
         self.obs.check_state(&self.nodes);
+        if self.failover_mode.elects() {
+            self.obs.check_leadership(self.now, &self.nodes);
+        }
         if self.profile.expects_no_false_positives() {
             self.obs.check_false_positives();
         }
@@ -395,6 +424,10 @@ impl World {
             self.free.push(slot);
             self.now = at;
             self.dispatch(ev);
+            if self.failover_mode.elects() {
+                self.obs
+                    .check_leases(self.now, &self.nodes, |n, t| n.local(t));
+            }
         }
         self.now = end;
     }
@@ -499,6 +532,12 @@ impl World {
             cluster: self.cluster,
             timing: self.params.timing.clone(),
             state: self.params.state.clone(),
+            // Like an operator's bootstrap_expect: a majority is never taken over
+            // fewer voters than the cluster was started with.
+            failover: aurora_core::failover::FailoverConfig {
+                expected_voters: self.params.nodes as u32,
+                ..aurora_core::failover::FailoverConfig::with_mode(self.failover_mode)
+            },
         };
         // A restarted node draws a fresh seed, as a real process would.
         let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
@@ -825,6 +864,38 @@ impl World {
                 self.obs.partitioned = true;
             }
             Action::Heal => self.partitions.heal(),
+            Action::CrashLeader => {
+                let now = self.now;
+                let leader = (0..self.nodes.len()).find(|&i| {
+                    let n = &self.nodes[i];
+                    n.node
+                        .as_ref()
+                        .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
+                });
+                if let Some(i) = leader {
+                    self.obs.leader_crashed(now);
+                    self.act(Action::Crash(i));
+                }
+            }
+            Action::Switchover => {
+                let now = self.now;
+                let leader = (0..self.nodes.len()).find(|&i| {
+                    let n = &self.nodes[i];
+                    n.node
+                        .as_ref()
+                        .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
+                });
+                let target = (0..self.nodes.len())
+                    .filter(|&i| Some(i) != leader && self.nodes[i].is_up())
+                    .min_by_key(|&i| (i % 16, i));
+                if let (Some(l), Some(t)) = (leader, target) {
+                    let to = self.nodes[t].id;
+                    self.obs.switchover_started(now);
+                    self.with_node(l, |node, now| {
+                        let _ = node.handle_command(now, Command::Switchover { to });
+                    });
+                }
+            }
             Action::Join => {
                 let i = self.add_node();
                 self.boot(i);
@@ -926,6 +997,10 @@ impl World {
                 let receiver = self.nodes[i].id;
                 self.obs.broadcast_receipt(receiver, payload, self.now);
             }
+            Event::Failover(f) => {
+                let f = f.clone();
+                self.trace.event(self.now, &who, || format!("{f:?}"));
+            }
         }
     }
 }
@@ -966,6 +1041,11 @@ fn mutate(
                     }
                 }
                 _ => {}
+            }
+        }
+        Mutation::GrantEverything => {
+            if let Message::Lease(LeaseMessage::Reject { epoch, round, .. }) = env.message {
+                env.message = Message::Lease(LeaseMessage::Grant { epoch, round });
             }
         }
         Mutation::DropTombstones => match &mut env.message {

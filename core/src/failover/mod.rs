@@ -146,6 +146,13 @@ pub struct Failover {
     transmits: VecDeque<(NodeId, LeaseMessage)>,
     events: VecDeque<FailoverEvent>,
     reported: (Option<NodeId>, Epoch),
+    /// The voter count each live voter last stated when refusing us (its own
+    /// known count, never one it learnt from others, so stale counts die out).
+    /// A node that restarted after a voter died cannot learn that voter's
+    /// identity (it was reaped before), but it must not count a smaller majority
+    /// than the voters do: it campaigns with the largest count they state, which
+    /// only makes its majority stricter (safe) and satisfies their check (live).
+    stated_voters: std::collections::BTreeMap<NodeId, u32>,
     /// A deliberately broken variant (a lease from one grant), to show that the
     /// harness's safety checker catches it.
     #[cfg(test)]
@@ -173,6 +180,7 @@ impl Failover {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             reported: (None, Epoch::ZERO),
+            stated_voters: std::collections::BTreeMap::new(),
             #[cfg(test)]
             break_majority: false,
             config,
@@ -219,6 +227,11 @@ impl Failover {
         self.seen = self.seen.max(msg.epoch());
         let asks = matches!(msg, LeaseMessage::Request { .. });
         let started = matches!(msg, LeaseMessage::Reject { starting: true, .. });
+        // Only refusals: they state the voter's own (grounded) count. Requests
+        // state the candidate's effective count, which would feed back on itself.
+        if let LeaseMessage::Reject { voters, .. } = msg {
+            self.stated_voters.insert(from, voters);
+        }
         self.view.heard_from(now, from, asks, started);
         match msg {
             LeaseMessage::Request {
@@ -298,6 +311,8 @@ impl Failover {
     pub fn forget(&mut self, now: Millis, node: NodeId) {
         self.advance(now);
         self.view.forget(node);
+        // Counts stated before the departure are stale; peers restate them.
+        self.stated_voters.clear();
         self.drive(now);
     }
 
@@ -344,6 +359,12 @@ impl Failover {
 
     /// Whether this node holds the lease at `now` on its own clock (always, in
     /// `single_node`). Checkers compare this across nodes at one real instant.
+    /// How many voters majorities are taken over (the sticky voter set: a member
+    /// that failed keeps counting until it is forgotten).
+    pub fn voters(&self) -> usize {
+        self.voter_base() as usize
+    }
+
     pub fn holds_lease_at(&self, now: Millis) -> bool {
         !self.config.mode.elects() || self.lease.holding(now)
     }
@@ -430,6 +451,19 @@ impl Failover {
     /// expects exactly one, so a node that restarted alone and knows nobody yet
     /// cannot elect itself.
     fn voter_base(&self) -> u32 {
+        let stated = self
+            .stated_voters
+            .iter()
+            .filter(|(id, _)| self.view.get_voter(**id).is_some_and(|k| k.live))
+            .map(|(_, &v)| v)
+            .max()
+            .unwrap_or(0);
+        self.known_base().max(stated)
+    }
+
+    /// The voter count from this node's own view alone (what it states as a voter
+    /// and holds candidates to).
+    fn known_base(&self) -> u32 {
         let known = self.view.voter_count() as u32;
         let floor = if self.config.expected_voters == 0 {
             2
@@ -597,7 +631,7 @@ impl Failover {
             promise_len: self.promise_len(),
             hold_down: self.config.hold_down,
             renew_every: self.config.renew_every,
-            voters: self.voter_base(),
+            voters: self.known_base(),
         };
         self.voter.decide(now, from, epoch, their_voters, &ballot)
     }
@@ -638,7 +672,7 @@ impl Failover {
             Decision::Reject { retry_after } => LeaseMessage::Reject {
                 epoch: self.seen.max(self.voter.granted_epoch()),
                 round,
-                voters: self.voter_base(),
+                voters: self.known_base(),
                 retry_after_ms: u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX),
                 starting: now < self.voter.quiet_until,
             },

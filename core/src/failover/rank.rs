@@ -39,6 +39,18 @@ pub struct Candidate {
 pub type RankKey = (u8, Reverse<u32>, NodeId);
 
 impl Candidate {
+    /// A candidate from a member's gossiped metadata.
+    pub fn from_meta(id: NodeId, addr: Addr, meta: &crate::config::MemberMeta) -> Candidate {
+        Candidate {
+            id,
+            addr,
+            tier: meta.promotion_tier,
+            capacity: meta.capacity,
+            role: meta.role,
+            fingerprint: meta.config_fingerprint,
+        }
+    }
+
     /// Whether this member may ever lead (witnesses may not).
     pub fn can_lead(&self) -> bool {
         self.role == Role::Serving

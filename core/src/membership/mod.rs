@@ -164,6 +164,10 @@ pub struct Membership {
     stats: MembershipStats,
     /// Replicated writes that arrived as rumours, for the node to hand on.
     state_inbox: Vec<crate::state::store::Entry>,
+    /// Counts changes to the member list, so others can tell when to look again.
+    changes: u64,
+    /// Members that left gracefully since the last call to `take_departed`.
+    departed: Vec<NodeId>,
 }
 
 impl Membership {
@@ -202,6 +206,8 @@ impl Membership {
             rng,
             stats: MembershipStats::default(),
             state_inbox: Vec::new(),
+            changes: 0,
+            departed: Vec::new(),
         };
         // Stagger the periodic timers by a random phase, so nodes started together
         // do not probe and gossip in lock step.
@@ -236,6 +242,11 @@ impl Membership {
 
     pub fn meta(&self) -> &MemberMeta {
         &self.meta
+    }
+
+    /// This node's gossip address.
+    pub fn addr(&self) -> Addr {
+        self.addr
     }
 
     /// Every other member this node knows (reaped ones excluded), by id.
@@ -295,6 +306,16 @@ impl Membership {
             .filter(|m| m.liveness == Liveness::Dead)
             .map(|m| m.addr)
             .collect()
+    }
+
+    /// A counter that moves whenever the member list changes.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Members that left gracefully since the last call.
+    pub(crate) fn take_departed(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.departed)
     }
 
     /// Replicated writes received as rumours since the last call.
@@ -416,7 +437,8 @@ impl Membership {
             // Replication messages are routed to the replica by the node.
             Message::SyncRequest { .. }
             | Message::SyncResponse { .. }
-            | Message::SyncPush { .. } => {}
+            | Message::SyncPush { .. }
+            | Message::Lease(_) => {}
             Message::PushPull {
                 kind,
                 heartbeat,
@@ -1017,6 +1039,7 @@ impl Membership {
             addr,
             meta,
         }));
+        self.changes += 1;
         out.event(Event::Member { node, change });
     }
 
@@ -1089,6 +1112,7 @@ impl Membership {
             incarnation,
             from,
         }));
+        self.changes += 1;
         out.event(Event::Member {
             node,
             change: MemberChange::Suspected,
@@ -1119,6 +1143,7 @@ impl Membership {
             incarnation,
             from,
         }));
+        self.changes += 1;
         out.event(Event::Member {
             node,
             change: MemberChange::Failed,
@@ -1145,6 +1170,8 @@ impl Membership {
         self.suspicions.remove(&node);
         self.rumors
             .push(Rumor::Member(MemberUpdate::Left { node, incarnation }));
+        self.departed.push(node);
+        self.changes += 1;
         out.event(Event::Member {
             node,
             change: MemberChange::Left,
@@ -1267,6 +1294,7 @@ impl Membership {
                     expires: now + self.timing.tombstone_ttl,
                 };
                 self.tombstones.insert(id, tombstone);
+                self.changes += 1;
                 out.event(Event::Member {
                     node: id,
                     change: MemberChange::Reaped,

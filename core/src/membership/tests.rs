@@ -182,7 +182,10 @@ fn persisted(effects: &[Effect]) -> Vec<Incarnation> {
         .filter_map(|e| match e {
             Effect::Persist(batch) => Some(batch.items.iter().filter_map(|item| match item {
                 PersistItem::Incarnation(i) => Some(*i),
-                PersistItem::Entry(_) | PersistItem::OwnSeq(_) | PersistItem::Remove(_) => None,
+                PersistItem::Entry(_)
+                | PersistItem::OwnSeq(_)
+                | PersistItem::Remove(_)
+                | PersistItem::Epoch(_) => None,
             })),
             _ => None,
         })
@@ -874,6 +877,7 @@ fn config(timing: Timing) -> Config {
         cluster: CLUSTER,
         timing,
         state: Default::default(),
+        failover: Default::default(),
     }
 }
 

@@ -64,6 +64,8 @@ pub enum Message {
     },
     /// Step 3: what you lack, from the requester.
     SyncPush { delta: Delta },
+    /// The failover lease protocol (every message carries the sender's epoch).
+    Lease(crate::failover::LeaseMessage),
 }
 
 impl Message {
@@ -78,7 +80,8 @@ impl Message {
             | Message::PushPull { .. }
             | Message::SyncRequest { .. }
             | Message::SyncResponse { .. }
-            | Message::SyncPush { .. } => &[],
+            | Message::SyncPush { .. }
+            | Message::Lease(_) => &[],
         }
     }
 
@@ -94,6 +97,7 @@ impl Message {
             Message::SyncRequest { .. } => "sync-request",
             Message::SyncResponse { .. } => "sync-response",
             Message::SyncPush { .. } => "sync-push",
+            Message::Lease(_) => "lease",
         }
     }
 }

@@ -133,6 +133,14 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))?
             .unwrap_or(0);
+        let epoch: i64 = self
+            .conn
+            .query_row("SELECT epoch FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0);
         let mut entries = std::collections::BTreeMap::new();
         let mut stmt = self
             .conn
@@ -153,6 +161,7 @@ impl Store {
             incarnation: incarnation.map(|i| Incarnation(from_sql_u64(i))),
             entries,
             own_seq: from_sql_u64(own_seq),
+            epoch: (epoch > 0).then(|| aurora_core::failover::Epoch(from_sql_u64(epoch))),
         })
     }
 
@@ -285,6 +294,10 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem) -> rusqlite::Result<()> 
         PersistItem::Entry(e) => {
             tx.prepare_cached("INSERT OR REPLACE INTO entries (key, entry) VALUES (?1, ?2)")?
                 .execute((encode_key(&e.key), encode_entry(e)))?;
+        }
+        PersistItem::Epoch(epoch) => {
+            tx.prepare_cached("UPDATE identity SET epoch = max(epoch, ?1) WHERE id = 1")?
+                .execute([to_sql_u64(epoch.0)])?;
         }
         PersistItem::Remove(key) => {
             tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?

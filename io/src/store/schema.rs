@@ -32,4 +32,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         ) STRICT, WITHOUT ROWID;
         ALTER TABLE identity ADD COLUMN own_seq INTEGER NOT NULL DEFAULT 0;",
     ),
+    (
+        3,
+        // The highest failover epoch this node has seen or granted
+        // (`PersistItem::Epoch`); 0 until the first election.
+        "ALTER TABLE identity ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
+    ),
 ];

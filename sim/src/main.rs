@@ -20,8 +20,9 @@ const USAGE: &str = "usage:
   aurora-sim replay --seed S [--nodes K] [--duration SECS] [--liveness SECS]
   aurora-sim scenario NAME [--seed S]    (aurora-sim scenario --list)
   aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|
-                   write-propagation|partition-heal|anti-entropy|merge|snapshot|all [--seeds N] [--nodes K]
+                   write-propagation|partition-heal|anti-entropy|merge|snapshot|failover|all [--seeds N] [--nodes K]
 options: --profile drawn|calm|none selects the fault profile of run and replay (default drawn);
+         --failover-mode single_node|active_passive|active_active (default: drawn per seed);
          --crash-at SECS crashes the last node at SECS (as the detection bench does)";
 
 /// Parsed command-line options.
@@ -62,6 +63,19 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 let at = Duration::from_secs(value("--crash-at")?);
                 let last = o.params.nodes.saturating_sub(1);
                 o.params.script.push((at, aurora_sim::Action::Crash(last)));
+            }
+            "--failover-mode" => {
+                use aurora_core::failover::FailoverMode;
+                o.params.failover_mode = Some(match it.next().map(String::as_str) {
+                    Some("single_node") => FailoverMode::SingleNode,
+                    Some("active_passive") => FailoverMode::ActivePassive,
+                    Some("active_active") => FailoverMode::ActiveActive,
+                    other => {
+                        return Err(format!(
+                            "--failover-mode expects single_node, active_passive or active_active, got {other:?}"
+                        ))
+                    }
+                });
             }
             "--profile" => {
                 o.params.profile = match it.next().map(String::as_str) {
@@ -287,6 +301,9 @@ fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
     }
     if all || name == "snapshot" {
         lines.extend(bench::snapshot_join(o.start));
+    }
+    if all || name == "failover" {
+        lines.extend(bench::failover(seeds(1000), o.threads));
     }
     if lines.is_empty() {
         eprintln!("aurora-sim: unknown bench {name:?}\n{USAGE}");

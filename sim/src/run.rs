@@ -21,6 +21,10 @@ pub struct SeedOutcome {
     /// From the end of the workload to equal state digests everywhere.
     pub state_convergence_ms: Option<u64>,
     pub acked_writes: usize,
+    /// A scripted leader crash to the next lease holder.
+    pub failover_ms: Option<u64>,
+    /// The longest time without a lease holder after a scripted switchover.
+    pub switchover_gap_ms: Option<u64>,
     pub false_positives: usize,
     pub suspicions: u64,
     pub messages_per_node_s: f64,
@@ -62,6 +66,8 @@ pub fn simulate(seed: u64, params: &SimParams) -> (World, SeedOutcome) {
             c.since(quiet).as_millis() as u64
         }),
         acked_writes: obs.acked_writes(),
+        failover_ms: obs.failover_ms,
+        switchover_gap_ms: obs.switchover_gap_ms,
         false_positives: obs.false_positives.len(),
         suspicions: obs.suspicions,
         messages_per_node_s: per(msgs),
@@ -113,6 +119,8 @@ fn panicked(seed: u64, payload: Box<dyn std::any::Any + Send>) -> SeedOutcome {
         convergence_ms: None,
         state_convergence_ms: None,
         acked_writes: 0,
+        failover_ms: None,
+        switchover_gap_ms: None,
         false_positives: 0,
         suspicions: 0,
         messages_per_node_s: 0.0,

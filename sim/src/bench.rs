@@ -513,6 +513,41 @@ pub fn failover(seeds: u64, threads: usize) -> Vec<String> {
             t.len()
         ));
     }
+    // Two serving nodes, with and without a witness.
+    for witness in [false, true] {
+        let nodes = if witness { 3 } else { 2 };
+        let mut params = failover_params(
+            FailoverMode::ActivePassive,
+            nodes,
+            vec![(Duration::from_secs(30), Action::CrashLeader)],
+        );
+        params.witness = witness;
+        let (outcomes, _) = run_seeds(0, seeds.min(200), &params, threads, false);
+        let mut t: Vec<u64> = outcomes.iter().filter_map(|o| o.failover_ms).collect();
+        t.sort_unstable();
+        let label = if witness {
+            "2 serving + 1 witness"
+        } else {
+            "2 nodes, no witness"
+        };
+        let outcome = if t.is_empty() {
+            "no new leader after the crash (by design: 1 of 2 voters is no majority; status says can_fail_over=false)".to_string()
+        } else {
+            format!(
+                "new lease holder after p50 {} ms, p99 {} ms in {} of {} seeds",
+                quantile(&t, 0.5),
+                quantile(&t, 0.99),
+                t.len(),
+                outcomes.len()
+            )
+        };
+        let safe = outcomes
+            .iter()
+            .all(|o| o.failures.iter().all(|f| f.check != "leader-safety"));
+        lines.push(format!(
+            "{label}, leader crash: {outcome}; never two leaders: {safe}"
+        ));
+    }
     let switch = failover_params(
         FailoverMode::ActivePassive,
         3,

@@ -208,6 +208,7 @@ impl Observations {
         let best = up
             .iter()
             .filter_map(|n| n.node.as_ref().map(|x| (n.id, x.membership().meta())))
+            .filter(|(_, m)| m.role == aurora_core::Role::Serving)
             .min_by_key(|(id, m)| (m.promotion_tier, core::cmp::Reverse(m.capacity), *id))
             .map(|(id, _)| id);
         if best != Some(holder.id) {

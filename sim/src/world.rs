@@ -113,6 +113,8 @@ pub struct SimParams {
     pub preload_records: usize,
     /// `None`: drawn from the seed (one of the three modes).
     pub failover_mode: Option<FailoverMode>,
+    /// The last initial node is a witness: it votes, never leads, never serves.
+    pub witness: bool,
 }
 
 impl Default for SimParams {
@@ -134,6 +136,7 @@ impl Default for SimParams {
             track_writes: false,
             preload_records: 0,
             failover_mode: None,
+            witness: false,
         }
     }
 }
@@ -491,7 +494,11 @@ impl World {
             sync_addr: SocketAddr::new(n.addr.ip(), 7947),
             promotion_tier: (i % 16) as u8,
             capacity: 100,
-            role: Role::Serving,
+            role: if self.params.witness && i + 1 == self.params.nodes {
+                Role::Witness
+            } else {
+                Role::Serving
+            },
             version: "0.1.0".into(),
             config_fingerprint: 1,
         }

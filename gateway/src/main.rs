@@ -350,6 +350,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         )
         .await
         .context("starting the HTTP server")?;
+        // One row per request, in the node's own file, written off the request path.
+        let usage_log = aurora_gateway::usage::UsageLog::open(
+            &args.data_dir.join("usage.db"),
+            &cluster.node_id,
+        )
+        .context("opening the usage log")?;
+        server.state().policy.attach_usage_log(usage_log);
         let catalog = server.state().catalog.load();
         tracing::info!(
             addr = %server.local_addr(),

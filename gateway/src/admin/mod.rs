@@ -37,6 +37,9 @@ where
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let rest = path.strip_prefix("/admin/api/").unwrap_or_default();
+    if let Some(response) = crate::usage::admin::handle(state, &method, &path, parts.uri.query()) {
+        return response;
+    }
     match rest {
         "cluster/status" => only_get(&method, &path, || {
             json_ok(&crate::cluster::status::status(&state.cluster))

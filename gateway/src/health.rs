@@ -22,15 +22,23 @@ pub fn live() -> Response {
     json_ok(&Status { status: "ok" })
 }
 
-/// `GET /health/ready`: 200 `{"status":"ready"}`, or 503 `{"status":"draining"}` once
-/// shutdown has begun.
+/// `GET /health/ready`: 200 `{"status":"ready"}`; 503 `{"status":"draining"}` once
+/// shutdown has begun; and in active_passive mode 503 `{"status":"standby",
+/// "active": "<leader's advertise URL>"}` on every node but the lease holder, so a
+/// load balancer sends traffic to the active node only.
 pub fn ready(state: &AppState) -> Response {
     if state.is_draining() {
-        json_response(
+        return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             br#"{"status":"draining"}"#.to_vec(),
-        )
-    } else {
-        json_ok(&Status { status: "ready" })
+        );
     }
+    if let Some(active) = crate::cluster::status::standby_of(&state.cluster) {
+        let body = serde_json::json!({ "status": "standby", "active": active });
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            body.to_string().into_bytes(),
+        );
+    }
+    json_ok(&Status { status: "ready" })
 }

@@ -532,6 +532,7 @@ impl Driver {
         let membership = self.node.membership();
         let metrics = self.node.metrics();
         let view = ClusterView {
+            failover: Some(self.node.failover().status()),
             node_id: Some(self.node.id()),
             node_name: membership.meta().name.clone(),
             addr: self.transport.local_addr(),

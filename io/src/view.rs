@@ -73,6 +73,8 @@ pub struct ClusterView {
     pub lag: BTreeMap<NodeId, SyncLag>,
     /// Replication counters.
     pub replica: ReplicaCounters,
+    /// Leadership as this node sees it (`None` before the driver's first view).
+    pub failover: Option<aurora_core::failover::FailoverStatus>,
 }
 
 /// Replication counters worth showing on /metrics.

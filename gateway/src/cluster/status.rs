@@ -25,10 +25,19 @@ pub struct StatusDetails {
     pub mode: &'static str,
     /// Members alive, this node included.
     pub node_count: usize,
-    /// The leader's id; `null` until the failover module is wired in.
+    /// The leader's id (`null` while there is none, and always in single_node mode,
+    /// where every node is its own leader).
     pub leader: Option<String>,
-    /// The fencing epoch of the current leadership; 0 until failover is wired in.
+    /// The leader's advertise URL, for standbys to point clients at.
+    pub leader_advertise_url: Option<String>,
+    /// The fencing epoch of the current leadership.
     pub epoch: u64,
+    /// Whether this node serves traffic (in active_passive only the leader does).
+    pub serving: bool,
+    /// Whether losing the leader now would still leave a majority to elect another;
+    /// `false` with a reason for, e.g., two voting members and no witness.
+    pub can_fail_over: bool,
+    pub failover_reason: Option<String>,
     pub this_node: ThisNode,
     /// Members whose settings fingerprint or software version differ from this
     /// node's: a rolling upgrade in progress, or a configuration mistake.
@@ -101,6 +110,8 @@ pub fn status(info: &ClusterInfo) -> Status {
         };
     }
     let view = info.view();
+    let failover = view.failover.as_ref();
+    let leader = failover.and_then(|f| f.leader);
     let mut drift = Vec::new();
     for m in view.alive() {
         if m.meta.config_fingerprint != info.fingerprint {
@@ -121,8 +132,12 @@ pub fn status(info: &ClusterInfo) -> Status {
         details: Some(StatusDetails {
             mode: info.mode,
             node_count: 1 + view.alive().count(),
-            leader: None,
-            epoch: 0,
+            leader: leader.map(|id| id.to_string()),
+            leader_advertise_url: leader_url(&view, info, leader),
+            epoch: failover.map_or(0, |f| f.epoch.0),
+            serving: failover.is_none_or(|f| f.serving),
+            can_fail_over: failover.is_some_and(|f| f.can_fail_over),
+            failover_reason: failover.and_then(|f| f.reason.clone()),
             this_node: ThisNode {
                 id: node_id(view.node_id),
                 name: view.node_name.clone(),
@@ -135,9 +150,33 @@ pub fn status(info: &ClusterInfo) -> Status {
     }
 }
 
+/// The advertise URL of `leader`, from its gossiped metadata (or our own).
+fn leader_url(view: &ClusterView, info: &ClusterInfo, leader: Option<NodeId>) -> Option<String> {
+    let leader = leader?;
+    if view.node_id == Some(leader) {
+        return Some(info.advertise_url.clone());
+    }
+    view.members
+        .iter()
+        .find(|m| m.id == leader)
+        .map(|m| m.meta.advertise_url.clone())
+}
+
+/// The leader's advertise URL when this node is a standby that must not serve
+/// (active_passive), for `/health/ready` to name it.
+pub fn standby_of(info: &ClusterInfo) -> Option<Option<String>> {
+    let view = info.view();
+    let f = view.failover.as_ref()?;
+    if f.serving {
+        return None;
+    }
+    Some(leader_url(&view, info, f.leader))
+}
+
 /// Every member this node knows, itself first.
 pub fn nodes(info: &ClusterInfo) -> Vec<NodeRow> {
     let view = info.view();
+    let leader = view.failover.as_ref().and_then(|f| f.leader);
     let mut rows = Vec::with_capacity(view.members.len() + 1);
     rows.push(self_row(&view, info));
     for m in &view.members {
@@ -157,7 +196,7 @@ pub fn nodes(info: &ClusterInfo) -> Vec<NodeRow> {
             last_heartbeat_ms_ago: m
                 .last_heartbeat
                 .map(|at| view.at.since(at).as_millis() as u64),
-            is_leader: false,
+            is_leader: leader == Some(m.id),
             is_self: false,
             sync_lag: lag,
         });
@@ -179,7 +218,8 @@ fn self_row(view: &ClusterView, info: &ClusterInfo) -> NodeRow {
         },
         incarnation: view.incarnation.0,
         last_heartbeat_ms_ago: Some(0),
-        is_leader: false,
+        is_leader: view.node_id.is_some()
+            && view.failover.as_ref().and_then(|f| f.leader) == view.node_id,
         is_self: true,
         sync_lag: Lag::default(),
     }

@@ -71,6 +71,11 @@ pub const ALL: &[Scenario] = &[
         run: injected_tombstone_bug_is_caught,
     },
     Scenario {
+        name: "injected-majority-bug-is-caught",
+        about: "voters that grant every lease request (no majority rule) must fail the leader-safety check",
+        run: injected_majority_bug_is_caught,
+    },
+    Scenario {
         name: "injected-refutation-bug-is-caught",
         about: "a refutation that ignores incarnations must fail the checkers",
         run: injected_refutation_bug_is_caught,
@@ -419,5 +424,32 @@ fn tombstone_gc_no_resurrection(seed: u64) -> Report {
     r.lines.push(format!(
         "tombstones collected on the others: {collected}; n5 resynced from scratch {resets} time(s); the record stayed deleted"
     ));
+    r
+}
+
+/// Proves the leader-safety checker can fail: with voters that grant everything,
+/// partitions must produce two lease holders at once in some seed.
+fn injected_majority_bug_is_caught(seed: u64) -> Report {
+    let mut r = Report::default();
+    for s in seed..seed + 30 {
+        let params = SimParams {
+            mutation: Some(Mutation::GrantEverything),
+            failover_mode: Some(aurora_core::failover::FailoverMode::ActivePassive),
+            ..SimParams::default()
+        };
+        let (_, outcome) = crate::run::simulate(s, &params);
+        if let Some(f) = outcome.failures.iter().find(|f| f.check == "leader-safety") {
+            r.lines.push(format!(
+                "seed {s}: the injected bug was caught by `leader-safety`: {}",
+                f.detail
+            ));
+            return r;
+        }
+    }
+    r.fail(
+        "checker-sensitivity",
+        "30 seeds with voters that grant every lease passed leader-safety: the checker is blind"
+            .into(),
+    );
     r
 }

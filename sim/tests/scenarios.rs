@@ -49,6 +49,11 @@ fn injected_tombstone_bug_is_caught() {
 }
 
 #[test]
+fn injected_majority_bug_is_caught() {
+    check("injected-majority-bug-is-caught");
+}
+
+#[test]
 fn injected_refutation_bug_is_caught() {
     check("injected-refutation-bug-is-caught");
 }
@@ -63,6 +68,7 @@ fn every_scenario_has_a_test() {
         "injected-refutation-bug-is-caught",
         "injected-tombstone-bug-is-caught",
         "tombstone-gc-no-resurrection",
+        "injected-majority-bug-is-caught",
     ];
     for s in ALL {
         assert!(tested.contains(&s.name), "scenario {} has no test", s.name);

@@ -63,6 +63,18 @@ pub fn false_positives(seeds: u64, threads: usize) -> Vec<String> {
     ]
 }
 
+/// No faults; 10 ms ± 5 ms links.
+fn lan_10ms() -> ProfileSpec {
+    ProfileSpec::Fixed(FaultProfile {
+        link: LinkConditions {
+            delay_ms: 10,
+            jitter_ms: 5,
+            ..LinkConditions::clean()
+        },
+        ..FaultProfile::none()
+    })
+}
+
 /// Runs `w` until every node agrees on the full member list, or `limit`.
 fn until_converged(w: &mut World, limit: Millis) -> Option<Millis> {
     let mut t = w.now;
@@ -80,14 +92,7 @@ fn cold_start_world(nodes: usize, seed: u64) -> World {
         // Sampling starts with the "liveness" phase, once every node has started.
         safety: Duration::from_secs(2),
         liveness: Duration::from_secs(600),
-        profile: ProfileSpec::Fixed(FaultProfile {
-            link: LinkConditions {
-                delay_ms: 10,
-                jitter_ms: 5,
-                ..LinkConditions::clean()
-            },
-            ..FaultProfile::none()
-        }),
+        profile: lan_10ms(),
         ..SimParams::default()
     };
     World::new(seed, params)
@@ -425,14 +430,7 @@ pub fn snapshot_join(seed: u64) -> Vec<String> {
         nodes: 4,
         safety: Duration::from_secs(2),
         liveness: Duration::from_secs(600),
-        profile: ProfileSpec::Fixed(FaultProfile {
-            link: LinkConditions {
-                delay_ms: 10,
-                jitter_ms: 5,
-                ..LinkConditions::clean()
-            },
-            ..FaultProfile::none()
-        }),
+        profile: lan_10ms(),
         workload: Workload::none(),
         preload_records: 20_000,
         record_events: true,

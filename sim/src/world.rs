@@ -872,26 +872,15 @@ impl World {
             }
             Action::Heal => self.partitions.heal(),
             Action::CrashLeader => {
-                let now = self.now;
-                let leader = (0..self.nodes.len()).find(|&i| {
-                    let n = &self.nodes[i];
-                    n.node
-                        .as_ref()
-                        .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
-                });
-                if let Some(i) = leader {
+                if let Some(i) = self.lease_holder() {
+                    let now = self.now;
                     self.obs.leader_crashed(now);
                     self.act(Action::Crash(i));
                 }
             }
             Action::Switchover => {
                 let now = self.now;
-                let leader = (0..self.nodes.len()).find(|&i| {
-                    let n = &self.nodes[i];
-                    n.node
-                        .as_ref()
-                        .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
-                });
+                let leader = self.lease_holder();
                 let target = (0..self.nodes.len())
                     .filter(|&i| Some(i) != leader && self.nodes[i].is_up())
                     .min_by_key(|&i| (i % 16, i));
@@ -959,6 +948,16 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The node holding the lease now, by its own clock.
+    fn lease_holder(&self) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| {
+            let n = &self.nodes[i];
+            n.node
+                .as_ref()
+                .is_some_and(|x| x.failover().holds_lease_at(n.local(self.now)))
+        })
     }
 
     fn resume(&mut self, i: usize) {

@@ -308,6 +308,12 @@ impl Membership {
             .collect()
     }
 
+    /// Reports a change in the member list (and moves the change counter).
+    fn report(&mut self, out: &mut Outbox, node: NodeId, change: MemberChange) {
+        self.changes += 1;
+        out.event(Event::Member { node, change });
+    }
+
     /// A counter that moves whenever the member list changes.
     pub fn changes(&self) -> u64 {
         self.changes
@@ -1112,11 +1118,7 @@ impl Membership {
             incarnation,
             from,
         }));
-        self.changes += 1;
-        out.event(Event::Member {
-            node,
-            change: MemberChange::Suspected,
-        });
+        self.report(out, node, MemberChange::Suspected);
     }
 
     fn apply_dead(
@@ -1143,11 +1145,7 @@ impl Membership {
             incarnation,
             from,
         }));
-        self.changes += 1;
-        out.event(Event::Member {
-            node,
-            change: MemberChange::Failed,
-        });
+        self.report(out, node, MemberChange::Failed);
     }
 
     fn apply_left(
@@ -1171,11 +1169,7 @@ impl Membership {
         self.rumors
             .push(Rumor::Member(MemberUpdate::Left { node, incarnation }));
         self.departed.push(node);
-        self.changes += 1;
-        out.event(Event::Member {
-            node,
-            change: MemberChange::Left,
-        });
+        self.report(out, node, MemberChange::Left);
     }
 
     fn suspicion_expired(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
@@ -1294,11 +1288,7 @@ impl Membership {
                     expires: now + self.timing.tombstone_ttl,
                 };
                 self.tombstones.insert(id, tombstone);
-                self.changes += 1;
-                out.event(Event::Member {
-                    node: id,
-                    change: MemberChange::Reaped,
-                });
+                self.report(out, id, MemberChange::Reaped);
             }
         }
         self.tombstones.retain(|_, t| t.expires > now);

@@ -10,6 +10,10 @@ use crate::rng::DetRng;
 /// Tests start well after the clock's origin.
 const START: Millis = Millis(1_000_000);
 
+/// Set to `Some(seed)` to keep the readable trace of that harness seed while
+/// debugging (the core reads no environment, not even in tests).
+const TRACE_SEED: Option<u64> = None;
+
 fn serving(i: usize) -> Candidate {
     candidate(i, 1, 10, Role::Serving)
 }
@@ -571,7 +575,7 @@ fn chaos(seed: u64, broken: bool) -> World {
         detect: (2 + rng.below(6) as Real) * SEC,
     };
     let mut w = World::new(seed, cands, rates, config, net);
-    if std::env::var("FO_TRACE").is_ok_and(|v| v == seed.to_string()) {
+    if TRACE_SEED == Some(seed) {
         w.trace = Some(String::new());
     }
     if broken {

@@ -276,11 +276,9 @@ impl Replica {
         let wall = self.wall(now);
         let mut applied = Vec::new();
         for e in entries {
-            if let (Key::Record(_, id), Some(Value::Record(r))) = (&e.key, &e.value) {
-                if r.validate_with_id(id).is_err() {
-                    self.stats.invalid_entries += 1;
-                    continue;
-                }
+            if !e.is_well_formed() {
+                self.stats.invalid_entries += 1;
+                continue;
             }
             if self.clock.observe(e.hlc, wall).is_err() {
                 self.stats.refused_clock_skew += 1;

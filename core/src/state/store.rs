@@ -83,6 +83,21 @@ impl Entry {
     pub fn origin(&self) -> NodeId {
         self.hlc.node
     }
+
+    /// Whether an entry from a peer may be merged: the value is of the key's kind
+    /// (a record of the key's collection, usage under a usage key), and ids and
+    /// records pass validation. Decoding alone checks none of this.
+    pub fn is_well_formed(&self) -> bool {
+        match (&self.key, &self.value) {
+            (Key::Record(collection, id), Some(Value::Record(record))) => {
+                record.collection() == *collection && record.validate_with_id(id).is_ok()
+            }
+            (Key::Record(_, id), None) => id.validate().is_ok(),
+            (Key::Usage { budget, .. }, Some(Value::Usage(_)) | None) => budget.validate().is_ok(),
+            (Key::Record(..), Some(Value::Usage(_)))
+            | (Key::Usage { .. }, Some(Value::Record(_))) => false,
+        }
+    }
 }
 
 /// What merging one entry did.

@@ -210,3 +210,13 @@ fn a_reset_keeps_only_own_writes() {
     assert_eq!(s.len(), 1);
     assert_eq!(s.version_vector().len(), 1);
 }
+
+#[test]
+fn entries_whose_value_does_not_match_their_key_are_not_well_formed() {
+    let mut e = entry(0, 1, 1, 1, Some(1));
+    assert!(e.is_well_formed());
+    e.key = Key::Record(super::super::records::Collection::Models, budget(0));
+    assert!(!e.is_well_formed(), "usage under a record key");
+    e.value = None;
+    assert!(e.is_well_formed(), "a tombstone under a valid id");
+}

@@ -93,6 +93,9 @@ fn cold_start_world(nodes: usize, seed: u64) -> World {
         safety: Duration::from_secs(2),
         liveness: Duration::from_secs(600),
         profile: lan_10ms(),
+        // Membership figures: no write workload, no lease traffic, as documented.
+        workload: Workload::none(),
+        failover_mode: Some(aurora_core::failover::FailoverMode::SingleNode),
         ..SimParams::default()
     };
     World::new(seed, params)
@@ -194,6 +197,8 @@ fn quiet_world(nodes: usize, seed: u64, link: LinkConditions) -> World {
         }),
         workload: Workload::none(),
         track_writes: true,
+        // These figures are about replication, measured without lease traffic.
+        failover_mode: Some(aurora_core::failover::FailoverMode::SingleNode),
         ..SimParams::default()
     };
     World::new(seed, params)

@@ -85,19 +85,7 @@ pub async fn create(
         ApiError::internal()
     })?;
     let key_prefix = secret[SECRET_PREFIX.len()..SECRET_PREFIX.len() + 8].to_owned();
-    let record = Record::AuthKey(AuthKey {
-        name: fields.name,
-        secret_hash: hash_secret(&secret),
-        key_prefix,
-        allowed_models: fields.allowed_models,
-        budget_id: fields.budget_id,
-        workflow_id: fields.workflow_id,
-        rpm_limit: fields.rpm_limit,
-        tpm_limit: fields.tpm_limit,
-        expires_at_ms: fields.expires_at_ms,
-        disabled: fields.disabled,
-        metadata: fields.metadata,
-    });
+    let record = Record::AuthKey(fields.into_key(hash_secret(&secret), key_prefix));
     check(&record, &id)?;
     if state
         .state_view
@@ -141,19 +129,30 @@ pub fn updated(current: &Record, body: &Bytes) -> Result<Record, ApiError> {
     }
     object.remove("id");
     let fields: KeyFields = from_value(Value::Object(object))?;
-    Ok(Record::AuthKey(AuthKey {
-        name: fields.name,
-        secret_hash: current.secret_hash.clone(),
-        key_prefix: current.key_prefix.clone(),
-        allowed_models: fields.allowed_models,
-        budget_id: fields.budget_id,
-        workflow_id: fields.workflow_id,
-        rpm_limit: fields.rpm_limit,
-        tpm_limit: fields.tpm_limit,
-        expires_at_ms: fields.expires_at_ms,
-        disabled: fields.disabled,
-        metadata: fields.metadata,
-    }))
+    Ok(Record::AuthKey(fields.into_key(
+        current.secret_hash.clone(),
+        current.key_prefix.clone(),
+    )))
+}
+
+impl KeyFields {
+    /// The key record with these operator-set fields and the given secret hash and
+    /// prefix (new on create, kept on update: a secret never changes in place).
+    fn into_key(self, secret_hash: String, key_prefix: String) -> AuthKey {
+        AuthKey {
+            name: self.name,
+            secret_hash,
+            key_prefix,
+            allowed_models: self.allowed_models,
+            budget_id: self.budget_id,
+            workflow_id: self.workflow_id,
+            rpm_limit: self.rpm_limit,
+            tpm_limit: self.tpm_limit,
+            expires_at_ms: self.expires_at_ms,
+            disabled: self.disabled,
+            metadata: self.metadata,
+        }
+    }
 }
 
 #[cfg(test)]

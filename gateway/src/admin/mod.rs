@@ -6,10 +6,14 @@
 //!   create, `GET`/`PUT`/`DELETE` `/{id}` ([`records`]); `POST /admin/api/keys`
 //!   generates the key's secret and answers it once ([`keys`]).
 //!
+//! The HTML page `/admin/dashboard/cluster` is in [`dashboard`] (same token, also
+//! accepted there as HTTP Basic credentials so a browser can send it).
+//!
 //! Authentication runs before path matching, so without the token every admin path
 //! looks the same (401). Every write goes through the node's driver and is answered
 //! only after the driver committed it to SQLite.
 
+pub mod dashboard;
 pub mod keys;
 pub mod records;
 pub mod token;

@@ -32,6 +32,9 @@ pub enum Route {
     Ready,
     /// `GET /metrics`
     Metrics,
+    /// `GET /admin/dashboard/cluster`, the HTML cluster page (it checks the admin token
+    /// itself, also as HTTP Basic credentials).
+    Dashboard,
     /// Anything under `/admin/api/`; the token is checked before the path, so an
     /// unauthenticated caller cannot tell which admin paths exist.
     Admin,
@@ -47,6 +50,7 @@ impl Route {
             Route::Health => "/health",
             Route::Ready => "/health/ready",
             Route::Metrics => "/metrics",
+            Route::Dashboard => "/admin/dashboard/cluster",
             Route::Admin => "/admin/api",
         }
     }
@@ -72,6 +76,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         "/health" => (Route::Health, "GET"),
         "/health/ready" => (Route::Ready, "GET"),
         "/metrics" => (Route::Metrics, "GET"),
+        "/admin/dashboard/cluster" => (Route::Dashboard, "GET"),
         _ => {
             if let Some(id) = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty()) {
                 (Route::Model(id.to_owned()), "GET")
@@ -132,6 +137,7 @@ async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>)
         Route::Health => health::live(),
         Route::Ready => health::ready(state),
         Route::Metrics => metrics(state).await,
+        Route::Dashboard => admin::dashboard::cluster(state, request.headers()),
         Route::Admin => admin::handle(state, request).await,
     }
 }
@@ -171,6 +177,14 @@ mod tests {
         assert_eq!(
             route(&Method::DELETE, "/admin/api/cluster/status"),
             Ok(Route::Admin)
+        );
+        assert_eq!(
+            route(&Method::GET, "/admin/dashboard/cluster"),
+            Ok(Route::Dashboard)
+        );
+        assert_eq!(
+            route(&Method::POST, "/admin/dashboard/cluster"),
+            Err(NoRoute::MethodNotAllowed { allow: "GET" })
         );
     }
 }

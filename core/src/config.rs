@@ -190,6 +190,10 @@ pub struct MemberMeta {
     pub version: String,
     /// Hash of the settings that must agree across the cluster.
     pub config_fingerprint: u64,
+    /// This node's `failover.expected_voters`: more than 0 on a founding member,
+    /// which takes part in electing the cluster's first leader (the others never
+    /// rank a newcomer, which waits to be admitted, at bootstrap).
+    pub bootstrap_expect: u32,
 }
 
 impl MemberMeta {

@@ -122,6 +122,8 @@ pub struct Node {
     members_seen: Option<u64>,
     /// The highest epoch persisted so far.
     persisted_epoch: Epoch,
+    /// The roster state last handed to the driver to persist.
+    persisted_roster: crate::failover::RosterState,
     outbox: Outbox,
     metrics: NodeMetrics,
 }
@@ -151,6 +153,8 @@ impl Node {
         failover = failover.with_session(incarnation.0);
         let persisted_epoch = restored.epoch.unwrap_or(Epoch::ZERO);
         failover.restore_epoch(persisted_epoch);
+        let persisted_roster = restored.roster.unwrap_or_default();
+        failover.restore_roster(persisted_roster.clone());
         outbox.persist(PersistBatch {
             items: vec![PersistItem::Incarnation(incarnation)],
         });
@@ -177,6 +181,7 @@ impl Node {
             failover,
             members_seen: None,
             persisted_epoch,
+            persisted_roster,
             outbox,
             metrics: NodeMetrics::default(),
         };
@@ -240,12 +245,18 @@ impl Node {
             let live = self.candidates();
             self.failover.handle_members(now, &live);
         }
+        let mut items = Vec::new();
         let epoch = self.failover.durable_epoch();
         if epoch > self.persisted_epoch {
             self.persisted_epoch = epoch;
-            self.outbox.persist(PersistBatch {
-                items: vec![PersistItem::Epoch(epoch)],
-            });
+            items.push(PersistItem::Epoch(epoch));
+        }
+        if self.failover.durable_roster() != &self.persisted_roster {
+            self.persisted_roster = self.failover.durable_roster().clone();
+            items.push(PersistItem::Roster(Box::new(self.persisted_roster.clone())));
+        }
+        if !items.is_empty() {
+            self.outbox.persist(PersistBatch { items });
         }
         while let Some((to, message)) = self.failover.poll_transmit() {
             let addr = if to == self.id() {

@@ -31,6 +31,8 @@ pub enum PersistItem {
     /// Drop whatever is stored under this key (a collected tombstone, or state
     /// forgotten by a resync from scratch).
     Remove(Box<Key>),
+    /// The failover voter roster this node follows; replaces the one stored.
+    Roster(Box<crate::failover::RosterState>),
 }
 
 /// State the driver read back from disk for [`crate::Node::new`].
@@ -44,6 +46,8 @@ pub struct Restored {
     pub own_seq: u64,
     /// The highest failover epoch persisted.
     pub epoch: Option<crate::failover::Epoch>,
+    /// The failover roster state last persisted.
+    pub roster: Option<crate::failover::RosterState>,
 }
 
 impl Restored {
@@ -60,6 +64,7 @@ impl Restored {
                 PersistItem::Remove(key) => {
                     self.entries.remove(key.as_ref());
                 }
+                PersistItem::Roster(r) => self.roster = Some((**r).clone()),
             }
         }
     }
@@ -84,5 +89,15 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
 
 /// Decodes what [`encode_entry`] wrote.
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StoredEntryError> {
+    postcard::from_bytes(bytes).map_err(|_| StoredEntryError)
+}
+
+/// The byte form of the failover roster state, for storage (postcard, like entries).
+pub fn encode_roster(state: &crate::failover::RosterState) -> Vec<u8> {
+    postcard::to_allocvec(state).unwrap_or_default()
+}
+
+/// Decodes what [`encode_roster`] wrote.
+pub fn decode_roster(bytes: &[u8]) -> Result<crate::failover::RosterState, StoredEntryError> {
     postcard::from_bytes(bytes).map_err(|_| StoredEntryError)
 }

@@ -30,6 +30,7 @@ fn meta() -> MemberMeta {
         role: Role::Serving,
         version: "0.1.0".into(),
         config_fingerprint: 9,
+        bootstrap_expect: 0,
     }
 }
 

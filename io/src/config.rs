@@ -180,6 +180,9 @@ pub struct ClusterFile {
     pub advertise_url: Option<String>,
     pub heartbeat_interval_seconds: Option<f64>,
     pub failover_mode: Option<FailoverMode>,
+    /// How many founding members elect the first leader (see
+    /// [`ClusterSettings::bootstrap_expect`]).
+    pub bootstrap_expect: Option<u32>,
     pub promotion_tier: Option<u8>,
     pub capacity: Option<u32>,
     pub role: Option<RoleSetting>,
@@ -252,6 +255,11 @@ pub struct ClusterSettings {
     pub seed_nodes: Vec<String>,
     pub advertise_url: String,
     pub failover_mode: FailoverMode,
+    /// `failover.expected_voters` of the core: on the nodes that start a new
+    /// cluster, how many of them (all set alike) elect the first leader; 0 on a
+    /// node that joins an existing cluster. Defaults to 1 on a node without seed
+    /// nodes (it founds the cluster alone, the others join it) and 0 otherwise.
+    pub bootstrap_expect: u32,
     pub promotion_tier: u8,
     pub capacity: u32,
     pub role: Role,
@@ -349,6 +357,13 @@ impl ClusterFile {
         if let Some(v) = get("CLUSTER_FAILOVER_MODE") {
             self.failover_mode = Some(FailoverMode::parse("CLUSTER_FAILOVER_MODE", v)?);
         }
+        if let Some(v) = get("CLUSTER_BOOTSTRAP_EXPECT") {
+            self.bootstrap_expect = Some(parse_num(
+                "CLUSTER_BOOTSTRAP_EXPECT",
+                v,
+                "a whole number from 0 to 7",
+            )?);
+        }
         Ok(self)
     }
 
@@ -435,6 +450,17 @@ impl ClusterFile {
             return Err(invalid("cluster.promotion_tier", "0 to 15", promotion_tier));
         }
         let capacity = self.capacity.unwrap_or(100);
+        let max_voters = aurora_core::failover::FailoverConfig::default().max_voters;
+        let bootstrap_expect = self
+            .bootstrap_expect
+            .unwrap_or(u32::from(seed_nodes.is_empty()));
+        if bootstrap_expect > max_voters {
+            return Err(invalid(
+                "cluster.bootstrap_expect",
+                "a whole number from 0 to 7 (founding voters)",
+                bootstrap_expect,
+            ));
+        }
         let role = match self.role.unwrap_or_default() {
             RoleSetting::Serving => Role::Serving,
             RoleSetting::Witness => Role::Witness,
@@ -479,6 +505,7 @@ impl ClusterFile {
             seed_nodes,
             advertise_url,
             failover_mode: self.failover_mode.unwrap_or_default(),
+            bootstrap_expect,
             promotion_tier,
             capacity,
             role,
@@ -632,11 +659,16 @@ impl ClusterSettings {
             cluster: ClusterId::from_name(&self.cluster_name),
             timing: self.timing.clone(),
             state: Default::default(),
-            failover: aurora_core::failover::FailoverConfig::with_mode(match self.failover_mode {
-                FailoverMode::SingleNode => aurora_core::failover::FailoverMode::SingleNode,
-                FailoverMode::ActivePassive => aurora_core::failover::FailoverMode::ActivePassive,
-                FailoverMode::ActiveActive => aurora_core::failover::FailoverMode::ActiveActive,
-            }),
+            failover: aurora_core::failover::FailoverConfig {
+                expected_voters: self.bootstrap_expect,
+                ..aurora_core::failover::FailoverConfig::with_mode(match self.failover_mode {
+                    FailoverMode::SingleNode => aurora_core::failover::FailoverMode::SingleNode,
+                    FailoverMode::ActivePassive => {
+                        aurora_core::failover::FailoverMode::ActivePassive
+                    }
+                    FailoverMode::ActiveActive => aurora_core::failover::FailoverMode::ActiveActive,
+                })
+            },
         };
         let identity = Identity {
             id: NodeId::from_name(&self.node_id),
@@ -652,6 +684,7 @@ impl ClusterSettings {
                 role: self.role,
                 version: version.to_string(),
                 config_fingerprint: self.config_fingerprint(),
+                bootstrap_expect: self.bootstrap_expect,
             },
         };
         (config, identity)

@@ -369,3 +369,25 @@ fn a_pre_parsed_cluster_value_loads_the_same() -> Result<(), ConfigError> {
     assert!(msg.contains("bind_prot"), "{msg}");
     Ok(())
 }
+
+#[test]
+fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<(), ConfigError> {
+    let e = enabled_env();
+    let alone = load(MINIMAL, &e)?;
+    assert_eq!(alone.bootstrap_expect, 1, "no seeds: this node founds the cluster");
+    let joiner = load(&format!("{MINIMAL}  seed_nodes: ['10.0.0.2:7946']\n"), &e)?;
+    assert_eq!(joiner.bootstrap_expect, 0, "seeds: it joins and waits to be admitted");
+    let three = load(&format!("{MINIMAL}  bootstrap_expect: 3\n"), &e)?;
+    assert_eq!(three.bootstrap_expect, 3);
+    let (config, identity) = three.to_core("test");
+    assert_eq!(config.failover.expected_voters, 3);
+    assert_eq!(identity.meta.bootstrap_expect, 3);
+    let mut env3 = e.clone();
+    env3.insert("CLUSTER_BOOTSTRAP_EXPECT".into(), "2".into());
+    assert_eq!(load(MINIMAL, &env3)?.bootstrap_expect, 2);
+    let msg = err_of(&format!("{MINIMAL}  bootstrap_expect: 9\n"), &e);
+    assert!(msg.contains("cluster.bootstrap_expect"), "{msg}");
+    env3.insert("CLUSTER_BOOTSTRAP_EXPECT".into(), "three".into());
+    assert!(err_of(MINIMAL, &env3).contains("CLUSTER_BOOTSTRAP_EXPECT"));
+    Ok(())
+}

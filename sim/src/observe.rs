@@ -180,14 +180,35 @@ impl Observations {
             });
         }
         let up: Vec<&SimNode> = nodes.iter().filter(|n| n.is_up()).collect();
-        // Voters as the protocol counts them: sticky, so a member that failed (or
-        // left without anyone seeing it) still counts until an operator forgets it.
-        let voters = up
+        // Voters as the protocol counts them: the newest roster any live node
+        // follows (a member that failed, or left without anyone seeing it, stays
+        // on it until the leader takes it off). No roster at all: the founders,
+        // every one of whom the first leader needs.
+        let roster = up
             .iter()
-            .filter_map(|n| n.node.as_ref().map(|x| x.failover().voters()))
-            .max()
-            .unwrap_or(0);
-        if up.len() < voters / 2 + 1 || voters < 2 {
+            .filter_map(|n| n.node.as_ref()?.failover().roster().cloned())
+            .max_by_key(|r| r.version);
+        let (voters, quorum) = match &roster {
+            Some(r) => (r.len(), r.quorum()),
+            None => {
+                let founders = up
+                    .iter()
+                    .filter_map(|n| n.node.as_ref())
+                    .map(|x| x.membership().meta().bootstrap_expect as usize)
+                    .max()
+                    .unwrap_or(0);
+                (founders, founders)
+            }
+        };
+        let on_roster = |n: &&&SimNode| match &roster {
+            Some(r) => r.contains(n.id),
+            None => n
+                .node
+                .as_ref()
+                .is_some_and(|x| x.membership().meta().bootstrap_expect > 0),
+        };
+        let up_voters = up.iter().filter(on_roster).count();
+        if up_voters < quorum || voters < 2 {
             return;
         }
         let holder = up.iter().find(|n| {
@@ -199,14 +220,14 @@ impl Observations {
             self.failures.push(CheckFailure {
                 check: "leader-liveness",
                 detail: format!(
-                    "{} of {voters} voters up, nobody holds the lease at {now}",
-                    up.len()
+                    "{up_voters} of {voters} voters up, nobody holds the lease at {now}"
                 ),
             });
             return;
         };
         let best = up
             .iter()
+            .filter(on_roster)
             .filter_map(|n| n.node.as_ref().map(|x| (n.id, x.membership().meta())))
             .filter(|(_, m)| m.role == aurora_core::Role::Serving)
             .min_by_key(|(id, m)| (m.promotion_tier, core::cmp::Reverse(m.capacity), *id))
@@ -215,7 +236,7 @@ impl Observations {
             self.failures.push(CheckFailure {
                 check: "leader-tier",
                 detail: format!(
-                    "{} leads at {now}, but {best:?} ranks best among the live",
+                    "{} leads at {now}, but {best:?} ranks best among the live voters",
                     holder.id
                 ),
             });

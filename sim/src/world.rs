@@ -501,6 +501,21 @@ impl World {
             },
             version: "0.1.0".into(),
             config_fingerprint: 1,
+            bootstrap_expect: self.bootstrap_expect(i),
+        }
+    }
+
+    /// The nodes the cluster starts with are its founders (up to the voter cap), as
+    /// an operator sets `expected_voters` on them; later joiners wait to be admitted.
+    fn bootstrap_expect(&self, i: usize) -> u32 {
+        let founders = self
+            .params
+            .nodes
+            .min(aurora_core::failover::FailoverConfig::default().max_voters as usize);
+        if i < founders {
+            founders as u32
+        } else {
+            0
         }
     }
 
@@ -539,10 +554,8 @@ impl World {
             cluster: self.cluster,
             timing: self.params.timing.clone(),
             state: self.params.state.clone(),
-            // Like an operator's bootstrap_expect: a majority is never taken over
-            // fewer voters than the cluster was started with.
             failover: aurora_core::failover::FailoverConfig {
-                expected_voters: self.params.nodes as u32,
+                expected_voters: self.bootstrap_expect(i),
                 ..aurora_core::failover::FailoverConfig::with_mode(self.failover_mode)
             },
         };

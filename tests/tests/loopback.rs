@@ -152,5 +152,6 @@ fn a_meta() -> MemberMeta {
         role: aurora_core::Role::Serving,
         version: "test".into(),
         config_fingerprint: 0,
+        bootstrap_expect: 0,
     }
 }

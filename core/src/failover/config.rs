@@ -43,12 +43,17 @@ pub struct FailoverConfig {
     /// A better-ranked node is not handed the lease before it has been live this
     /// long, so a node that flaps does not drag leadership along with it.
     pub hold_down: Duration,
-    /// The number of voting members the cluster is meant to have (0: unknown, learn
-    /// it from membership). Set it when nodes are bootstrapped in groups that may
-    /// not see each other at first: a quorum is then a majority of at least this
-    /// many, so two groups that never heard of each other cannot both elect (as
-    /// Consul's `bootstrap_expect`). With 0, a quorum is at least 2 voters.
+    /// How many founding members elect the first leader (Consul's
+    /// `bootstrap_expect`). Set it, to the same value, on the nodes that start a
+    /// new cluster: the first lease needs a grant from every one of them, and its
+    /// holder makes them the first voter roster. Leave it 0 on nodes that join an
+    /// existing cluster: they never bootstrap and wait for the leader to admit
+    /// them. Safe only if no more than this many nodes are started with it.
     pub expected_voters: u32,
+    /// The most voters the roster takes; further members serve (in
+    /// `active_active`) and follow the leader but neither vote nor lead. Small
+    /// odd numbers (3, 5, 7) are what majority protocols are built for.
+    pub max_voters: u32,
 }
 
 impl Default for FailoverConfig {
@@ -60,6 +65,7 @@ impl Default for FailoverConfig {
             max_drift: 0.01,
             hold_down: Duration::from_secs(10),
             expected_voters: 0,
+            max_voters: 7,
         }
     }
 }
@@ -103,10 +109,16 @@ impl FailoverConfig {
                 expected: "lease at most 1 h and hold_down at most 24 h",
             });
         }
-        if self.expected_voters > 1024 {
+        if !(1..=64).contains(&self.max_voters) {
+            return Err(ConfigError::Invalid {
+                field: "failover.max_voters",
+                expected: "1 to 64",
+            });
+        }
+        if self.expected_voters > self.max_voters {
             return Err(ConfigError::Invalid {
                 field: "failover.expected_voters",
-                expected: "at most 1024",
+                expected: "at most failover.max_voters",
             });
         }
         Ok(())

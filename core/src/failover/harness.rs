@@ -68,6 +68,7 @@ pub struct SimNode {
     down_since: Option<Real>,
     session: u64,
     durable: Epoch,
+    roster: super::RosterState,
     pub group: u8,
 }
 
@@ -111,18 +112,30 @@ pub fn candidate(i: usize, tier: u8, capacity: u32, role: Role) -> Candidate {
         capacity,
         role,
         fingerprint: 42,
+        bootstrap_expect: 0,
     }
 }
 
 impl World {
-    /// `rates[i]` is node `i`'s clock rate.
+    /// `rates[i]` is node `i`'s clock rate. Every node is a founder: unless the
+    /// config says otherwise, `expected_voters` is the number of nodes.
     pub fn new(
         seed: u64,
         cands: Vec<Candidate>,
         rates: Vec<f64>,
-        config: FailoverConfig,
+        mut config: FailoverConfig,
         net: Net,
     ) -> World {
+        if config.expected_voters == 0 {
+            config.expected_voters = cands.len() as u32;
+        }
+        let cands: Vec<Candidate> = cands
+            .into_iter()
+            .map(|c| Candidate {
+                bootstrap_expect: config.expected_voters,
+                ..c
+            })
+            .collect();
         let mut rng = DetRng::from_seed(seed);
         let nodes: Vec<SimNode> = cands
             .into_iter()
@@ -139,6 +152,7 @@ impl World {
                     down_since: None,
                     session: 0,
                     durable: Epoch::ZERO,
+                    roster: super::RosterState::default(),
                     group: 0,
                 }
             })
@@ -214,9 +228,11 @@ impl World {
         }
         let status_epoch = fo.status().epoch;
         let durable = fo.durable_epoch();
+        let roster = fo.durable_roster().clone();
         let wake = fo.poll_timeout();
         let from = self.nodes[i].cand.id;
         self.nodes[i].durable = self.nodes[i].durable.max(durable);
+        self.nodes[i].roster = roster;
         assert!(
             status_epoch >= self.status_epochs[i],
             "status epoch went down on {from}"
@@ -373,11 +389,13 @@ impl World {
         n.session += 1;
         n.down_since = None;
         let (id, session, durable) = (n.cand.id, n.session, n.durable);
+        let roster = n.roster.clone();
         let now = self.local(i, self.now);
         let mut fo = Failover::new(id, self.config.clone(), now)
             .unwrap()
             .with_session(session);
         fo.restore_epoch(durable);
+        fo.restore_roster(roster);
         fo.break_majority = self.broken;
         let live = self.live_for(i);
         fo.handle_members(now, &live);
@@ -447,11 +465,12 @@ pub fn show(msg: &LeaseMessage) -> String {
         LeaseMessage::Request {
             epoch,
             round,
-            voters,
             holding,
+            electorate,
         } => format!(
-            "Request {epoch} r{} of {voters}{}",
+            "Request {epoch} r{} {}{}",
             round & 0xffff_ffff,
+            show_electorate(electorate),
             if *holding { " (renew)" } else { "" }
         ),
         LeaseMessage::Grant { epoch, round } => format!("Grant {epoch} r{}", round & 0xffff_ffff),
@@ -468,6 +487,16 @@ pub fn show(msg: &LeaseMessage) -> String {
         ),
         LeaseMessage::Handover { epoch, to } => format!("Handover {epoch} to {to}"),
         LeaseMessage::Release { epoch } => format!("Release {epoch}"),
+    }
+}
+
+fn show_electorate(e: &super::Electorate) -> String {
+    match e {
+        super::Electorate::Bootstrap { expected } => format!("bootstrap of {expected}"),
+        super::Electorate::Roster(r) => {
+            let ids: Vec<String> = r.voters.iter().map(|v| v.to_string()).collect();
+            format!("roster {} [{}]", r.version, ids.join(" "))
+        }
     }
 }
 

@@ -16,12 +16,25 @@ use crate::id::NodeId;
 use crate::time::Millis;
 
 use super::message::Epoch;
+use super::roster::Roster;
 
 #[derive(Clone, Debug)]
 struct Round {
     sent_at: Millis,
     quorum: usize,
+    /// The roster the round was sent under; `None` for a bootstrap round. Only its
+    /// members' grants count.
+    roster: Option<Roster>,
     grants: BTreeSet<NodeId>,
+}
+
+/// A round that just reached its quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Won {
+    /// The roster it was sent under (`None`: bootstrap).
+    pub roster: Option<Roster>,
+    /// Who granted it.
+    pub grants: BTreeSet<NodeId>,
 }
 
 /// A campaign for, or the holding of, one epoch.
@@ -72,10 +85,16 @@ impl Lease {
         self.rounds.clear();
     }
 
-    /// Opens a round sent at `now` that needs `quorum` grants; returns its id.
-    /// Rounds older than `keep` can no longer earn a lease that outlives the
-    /// current one, so they are dropped.
-    pub fn open_round(&mut self, now: Millis, quorum: usize, keep: Duration) -> u64 {
+    /// Opens a round sent at `now` under `roster` that needs `quorum` grants;
+    /// returns its id. Rounds older than `keep` can no longer earn a lease that
+    /// outlives the current one, so they are dropped.
+    pub fn open_round(
+        &mut self,
+        now: Millis,
+        quorum: usize,
+        roster: Option<Roster>,
+        keep: Duration,
+    ) -> u64 {
         self.counter = (self.counter + 1) & 0xffff_ffff;
         let id = (self.session << 32) | self.counter;
         self.rounds.retain(|_, r| now.since(r.sent_at) < keep);
@@ -84,6 +103,7 @@ impl Lease {
             Round {
                 sent_at: now,
                 quorum,
+                roster,
                 grants: BTreeSet::new(),
             },
         );
@@ -93,7 +113,7 @@ impl Lease {
     /// Counts `from`'s grant of `round` for `epoch`. With a majority (at least
     /// `quorum_now`, the quorum the node needs at this moment, and at least the
     /// one the round was sent with), the lease is extended to
-    /// `sent_at + usable`. Returns whether the lease was extended.
+    /// `sent_at + usable`, and the round is returned.
     pub fn grant(
         &mut self,
         from: NodeId,
@@ -101,21 +121,26 @@ impl Lease {
         round: u64,
         quorum_now: usize,
         usable: Duration,
-    ) -> bool {
+    ) -> Option<Won> {
         if self.epoch != Some(epoch) {
-            return false;
+            return None;
         }
-        let Some(r) = self.rounds.get_mut(&round) else {
-            return false;
-        };
+        let r = self.rounds.get_mut(&round)?;
+        if r.roster.as_ref().is_some_and(|ro| !ro.contains(from)) {
+            return None;
+        }
         r.grants.insert(from);
         if r.grants.len() < r.quorum.max(quorum_now) {
-            return false;
+            return None;
         }
         let end = r.sent_at + usable;
         self.until = Some(self.until.map_or(end, |u| u.max(end)));
+        let won = Won {
+            roster: r.roster.clone(),
+            grants: r.grants.clone(),
+        };
         // Earlier rounds were sent earlier: they can only earn an earlier end.
         self.rounds.retain(|&id, _| id > round);
-        true
+        Some(won)
     }
 }

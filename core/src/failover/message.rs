@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::NodeId;
 
+use super::roster::Electorate;
+
 /// A fencing token. Each leadership (one node holding the lease without a gap in
 /// its renewals) has its own epoch, and a later leadership always has a higher
 /// one: a voter never grants an epoch lower than or equal to one it granted to
@@ -38,31 +40,32 @@ impl fmt::Display for Epoch {
 /// message teaches its receiver how far the cluster has got.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LeaseMessage {
-    /// "Promise me the lease for `epoch`." Sent to every voter each round; a
-    /// holder's renewals keep their epoch and set `holding`. `voters` is the size
-    /// of the voter set the sender counts its majority over: a voter that knows
-    /// more voters refuses, so a node with a partial view (just restarted, say)
-    /// cannot win with a majority of too small a set. `round` identifies the
-    /// request; its high 32 bits are the sender's session (see
+    /// "Promise me the lease for `epoch`." Sent to every member each round; a
+    /// holder's renewals keep their epoch and set `holding`. `electorate` is whom
+    /// the sender counts: a voter grants only under its own roster version (or,
+    /// before any roster exists, as a founder with the same `expected_voters`), and
+    /// learns a newer roster from it (see [`super::roster`]). `round` identifies
+    /// the request; its high 32 bits are the sender's session (see
     /// [`super::Failover::with_session`]).
     Request {
         epoch: Epoch,
         round: u64,
-        voters: u32,
         holding: bool,
+        electorate: Electorate,
     },
     /// "I promise not to grant another node a lease until my promise, started when
     /// I received round `round`, runs out."
     Grant { epoch: Epoch, round: u64 },
-    /// "No." `epoch` is the highest epoch the voter knows; `voters` its voter
-    /// count; `retry_after_ms` when asking again may succeed (the rest of its
-    /// promise to another node, for instance). `starting`: the voter is in its
-    /// quiet period after a (re)start, which tells the leader that a member its
-    /// membership never saw go has in fact restarted (its hold-down starts over).
+    /// "No." `epoch` is the highest epoch the voter knows; `electorate` whom it
+    /// counts (a candidate behind it learns the newer roster); `retry_after_ms`
+    /// when asking again may succeed (the rest of its promise to another node, for
+    /// instance). `starting`: the voter is in its quiet period after a (re)start,
+    /// which tells the leader that a member its membership never saw go has in
+    /// fact restarted (its hold-down starts over).
     Reject {
         epoch: Epoch,
         round: u64,
-        voters: u32,
+        electorate: Electorate,
         retry_after_ms: u32,
         starting: bool,
     },
@@ -75,6 +78,16 @@ pub enum LeaseMessage {
 }
 
 impl LeaseMessage {
+    /// The roster the message carries, if any.
+    pub fn roster(&self) -> Option<&super::roster::Roster> {
+        match self {
+            LeaseMessage::Request { electorate, .. } | LeaseMessage::Reject { electorate, .. } => {
+                electorate.roster()
+            }
+            _ => None,
+        }
+    }
+
     /// The epoch the message carries.
     pub fn epoch(&self) -> Epoch {
         match *self {

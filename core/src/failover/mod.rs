@@ -75,6 +75,7 @@ pub mod config;
 mod lease;
 pub mod message;
 pub mod rank;
+pub mod roster;
 pub mod status;
 mod voter;
 
@@ -86,17 +87,19 @@ mod tests;
 pub use config::{FailoverConfig, FailoverMode};
 pub use message::{Epoch, LeaseMessage};
 pub use rank::{best_candidate, Candidate};
+pub use roster::{Electorate, Roster, RosterState, RosterVersion};
 pub use status::{FailoverEvent, FailoverStatus, SwitchoverError};
 
 use core::time::Duration;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::config::{ConfigError, Role};
 use crate::id::NodeId;
 use crate::time::Millis;
 
-use lease::Lease;
+use lease::{Lease, Won};
 use rank::View;
+use roster::Change;
 use voter::{Ballot, Decision, Voter};
 
 /// Subtracted from the holder's lease so millisecond rounding of the two clocks
@@ -146,13 +149,13 @@ pub struct Failover {
     transmits: VecDeque<(NodeId, LeaseMessage)>,
     events: VecDeque<FailoverEvent>,
     reported: (Option<NodeId>, Epoch),
-    /// The voter count each live voter last stated when refusing us (its own
-    /// known count, never one it learnt from others, so stale counts die out).
-    /// A node that restarted after a voter died cannot learn that voter's
-    /// identity (it was reaped before), but it must not count a smaller majority
-    /// than the voters do: it campaigns with the largest count they state, which
-    /// only makes its majority stricter (safe) and satisfies their check (live).
-    stated_voters: std::collections::BTreeMap<NodeId, u32>,
+    /// The voter roster this node follows (persisted; see [`roster`]).
+    roster: RosterState,
+    /// While leading: the roster version under which a round last won a majority.
+    /// The next change waits until it is the current version.
+    committed: Option<RosterVersion>,
+    /// Members that left on purpose: the leader takes them off the roster.
+    forgotten: BTreeSet<NodeId>,
     /// A deliberately broken variant (a lease from one grant), to show that the
     /// harness's safety checker catches it.
     #[cfg(test)]
@@ -180,7 +183,9 @@ impl Failover {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             reported: (None, Epoch::ZERO),
-            stated_voters: std::collections::BTreeMap::new(),
+            roster: RosterState::default(),
+            committed: None,
+            forgotten: BTreeSet::new(),
             #[cfg(test)]
             break_majority: false,
             config,
@@ -202,6 +207,13 @@ impl Failover {
     pub fn restore_epoch(&mut self, epoch: Epoch) {
         self.voter.floor = self.voter.floor.max(epoch);
         self.seen = self.seen.max(epoch);
+    }
+
+    /// Restores the roster state read back from disk (see
+    /// [`Failover::durable_roster`]).
+    pub fn restore_roster(&mut self, state: RosterState) {
+        self.roster = state;
+        self.roster_changed();
     }
 
     // ---- inputs ----------------------------------------------------------------
@@ -227,19 +239,19 @@ impl Failover {
         self.seen = self.seen.max(msg.epoch());
         let asks = matches!(msg, LeaseMessage::Request { .. });
         let started = matches!(msg, LeaseMessage::Reject { starting: true, .. });
-        // Only refusals: they state the voter's own (grounded) count. Requests
-        // state the candidate's effective count, which would feed back on itself.
-        if let LeaseMessage::Reject { voters, .. } = msg {
-            self.stated_voters.insert(from, voters);
+        if let Some(r) = msg.roster() {
+            if self.roster.offer(r) {
+                self.roster_changed();
+            }
         }
         self.view.heard_from(now, from, asks, started);
         match msg {
             LeaseMessage::Request {
                 epoch,
                 round,
-                voters,
                 holding,
-            } => self.on_request(now, from, epoch, round, voters, holding),
+                electorate,
+            } => self.on_request(now, from, epoch, round, holding, &electorate),
             LeaseMessage::Grant { epoch, round } => self.on_grant(now, from, epoch, round),
             LeaseMessage::Reject { retry_after_ms, .. } => {
                 // A campaign asks again when the voter says it may succeed; a holder
@@ -311,8 +323,9 @@ impl Failover {
     pub fn forget(&mut self, now: Millis, node: NodeId) {
         self.advance(now);
         self.view.forget(node);
-        // Counts stated before the departure are stale; peers restate them.
-        self.stated_voters.clear();
+        if node != self.id {
+            self.forgotten.insert(node);
+        }
         self.drive(now);
     }
 
@@ -357,14 +370,29 @@ impl Failover {
         &self.config
     }
 
-    /// Whether this node holds the lease at `now` on its own clock (always, in
-    /// `single_node`). Checkers compare this across nodes at one real instant.
-    /// How many voters majorities are taken over (the sticky voter set: a member
-    /// that failed keeps counting until it is forgotten).
+    /// How many voters majorities are taken over: the roster's (a member that
+    /// failed keeps counting until it is forgotten), or before any roster the
+    /// founders expected.
     pub fn voters(&self) -> usize {
-        self.voter_base() as usize
+        match &self.roster.roster {
+            Some(r) => r.len(),
+            None => self.config.expected_voters as usize,
+        }
     }
 
+    /// The roster this node follows, if it follows one yet.
+    pub fn roster(&self) -> Option<&Roster> {
+        self.roster.roster.as_ref()
+    }
+
+    /// The roster state to persist whenever it changes (before any message sent
+    /// after the change) and hand back to [`Failover::restore_roster`].
+    pub fn durable_roster(&self) -> &RosterState {
+        &self.roster
+    }
+
+    /// Whether this node holds the lease at `now` on its own clock (always, in
+    /// `single_node`). Checkers compare this across nodes at one real instant.
     pub fn holds_lease_at(&self, now: Millis) -> bool {
         !self.config.mode.elects() || self.lease.holding(now)
     }
@@ -446,49 +474,87 @@ impl Failover {
         scale_down(self.config.lease, 1.0 - self.config.max_drift).saturating_sub(SAFETY_MARGIN)
     }
 
-    /// The number of voters majorities are taken over: every voter known (live or
-    /// not), at least `expected_voters`, and at least two unless the operator
-    /// expects exactly one, so a node that restarted alone and knows nobody yet
-    /// cannot elect itself.
-    fn voter_base(&self) -> u32 {
-        let stated = self
-            .stated_voters
-            .iter()
-            .filter(|(id, _)| self.view.get_voter(**id).is_some_and(|k| k.live))
-            .map(|(_, &v)| v)
-            .max()
-            .unwrap_or(0);
-        self.known_base().max(stated)
-    }
-
-    /// The voter count from this node's own view alone (what it states as a voter
-    /// and holds candidates to).
-    fn known_base(&self) -> u32 {
-        let known = self.view.voter_count() as u32;
-        let floor = if self.config.expected_voters == 0 {
-            2
-        } else {
-            self.config.expected_voters
-        };
-        known.max(floor)
-    }
-
+    /// Grants a lease needs: a majority of the roster, or at bootstrap every
+    /// founder expected.
     fn quorum(&self) -> usize {
         #[cfg(test)]
         if self.break_majority {
             return 1;
         }
-        self.voter_base() as usize / 2 + 1
+        match &self.roster.roster {
+            Some(r) => r.quorum(),
+            None => self.config.expected_voters.max(1) as usize,
+        }
+    }
+
+    /// This node still takes part in a bootstrap: it is configured as a founder
+    /// and has not heard of a roster.
+    fn founding(&self) -> bool {
+        self.config.expected_voters > 0 && !self.roster.bootstrapped
+    }
+
+    /// Whom this node's own requests count, if it may ask at all: its roster if
+    /// it is on it, or the founders while it bootstraps.
+    fn electorate(&self) -> Option<Electorate> {
+        match &self.roster.roster {
+            Some(r) => r.contains(self.id).then(|| Electorate::Roster(r.clone())),
+            None if self.founding() => Some(Electorate::Bootstrap {
+                expected: self.config.expected_voters,
+            }),
+            None => None,
+        }
+    }
+
+    /// What this node counts, as told to a candidate it refuses.
+    fn stated_electorate(&self) -> Electorate {
+        match &self.roster.roster {
+            Some(r) => Electorate::Roster(r.clone()),
+            None => Electorate::Bootstrap {
+                expected: if self.founding() {
+                    self.config.expected_voters
+                } else {
+                    0
+                },
+            },
+        }
+    }
+
+    /// Whether `from`'s request under `e` may be granted by this node at all.
+    fn electorate_ok(&self, from: NodeId, e: &Electorate) -> bool {
+        match e {
+            Electorate::Bootstrap { expected } => {
+                self.founding() && *expected == self.config.expected_voters
+            }
+            Electorate::Roster(r) => {
+                self.roster.version() == Some(r.version) && r.contains(self.id) && r.contains(from)
+            }
+        }
+    }
+
+    fn roster_changed(&mut self) {
+        let voters = self.roster.roster.as_ref().map(|r| r.voters.as_slice());
+        self.view.restrict(voters);
     }
 
     /// Why losing the leader now would leave the cluster without one.
     fn fail_over_blocker(&self) -> Option<String> {
-        let base = self.voter_base();
-        let known = self.view.voter_count() as u32;
-        if known == 2 && base == 2 {
+        let Some(roster) = &self.roster.roster else {
+            return Some(if self.founding() {
+                format!(
+                    "no voter roster yet: the first leader needs all {} founding members",
+                    self.config.expected_voters
+                )
+            } else {
+                "no voter roster yet: waiting for a leader to admit this node \
+                 (set failover.expected_voters on the founding nodes)"
+                    .into()
+            });
+        };
+        let base = roster.len();
+        if base == 2 {
             return Some("two voting members: add a witness to fail over safely".into());
         }
-        if known <= 1 {
+        if base <= 1 {
             return Some("one voting member: there is nothing to fail over to".into());
         }
         let serving = self
@@ -501,6 +567,7 @@ impl Failover {
         }
         let live = self.view.live_voters().count();
         let q = self.quorum();
+        let base = base as u32;
         if live <= q {
             return Some(format!(
                 "{live} of {base} voting members are live: losing one more leaves no majority of {q}"
@@ -536,6 +603,9 @@ impl Failover {
                     self.hand_over(now, to);
                 }
             }
+            if self.lease.holding(now) {
+                self.change_roster();
+            }
             if self.lease.epoch.is_some() && !self.lease.holding(now) && !self.should_campaign(now)
             {
                 self.lease.clear();
@@ -565,6 +635,9 @@ impl Failover {
             return false;
         };
         if !own.can_lead() || now < self.voter.quiet_until || now < self.stand_aside_until {
+            return false;
+        }
+        if self.electorate().is_none() {
             return false;
         }
         if self.voter.binding(now).is_some_and(|p| p.to != self.id) {
@@ -607,46 +680,119 @@ impl Failover {
             epoch = self.seen.next();
             self.lease.bump(epoch);
         }
-        let voters = self.voter_base();
+        let Some(electorate) = self.electorate() else {
+            // Taken off the roster by a later leadership: nothing to ask under.
+            self.lease.clear();
+            if holding {
+                self.step_down("no longer on the voter roster".into());
+            }
+            return;
+        };
         let quorum = self.quorum();
-        let round = self.lease.open_round(now, quorum, self.config.lease);
+        let roster = electorate.roster().cloned();
+        let round = self
+            .lease
+            .open_round(now, quorum, roster, self.config.lease);
         debug_assert!(quorum >= 1);
         self.lease.next_send = now + self.config.renew_every;
         let msg = LeaseMessage::Request {
             epoch,
             round,
-            voters,
             holding,
+            electorate: electorate.clone(),
         };
         self.broadcast(msg);
         // This node's own vote, under the same rules as anyone's.
-        if self.vote(now, self.id, epoch, voters) == Decision::Grant {
+        if self.vote(now, self.id, epoch, &electorate) == Decision::Grant {
             self.on_grant(now, self.id, epoch, round);
         }
     }
 
-    fn vote(&mut self, now: Millis, from: NodeId, epoch: Epoch, their_voters: u32) -> Decision {
+    fn vote(&mut self, now: Millis, from: NodeId, epoch: Epoch, e: &Electorate) -> Decision {
         let ballot = Ballot {
             view: &self.view,
             promise_len: self.promise_len(),
             hold_down: self.config.hold_down,
             renew_every: self.config.renew_every,
-            voters: self.known_base(),
+            electorate_ok: self.electorate_ok(from, e),
         };
-        self.voter.decide(now, from, epoch, their_voters, &ballot)
+        self.voter.decide(now, from, epoch, &ballot)
     }
 
-    /// Sends `msg` to every other known voter.
+    /// Sends `msg` to every other member with this node's fingerprint (voters
+    /// and those waiting to be admitted, who learn the leader and the roster from
+    /// it) and to roster voters it has not seen live.
     fn broadcast(&mut self, msg: LeaseMessage) {
-        let to: Vec<NodeId> = self
-            .view
-            .voters()
-            .map(|k| k.cand.id)
-            .filter(|&n| n != self.id)
-            .collect();
+        let mut to: BTreeSet<NodeId> = self.view.members().map(|k| k.cand.id).collect();
+        if let Some(r) = &self.roster.roster {
+            to.extend(r.voters.iter().copied());
+        }
+        to.remove(&self.id);
         for n in to {
             self.transmits.push_back((n, msg.clone()));
         }
+    }
+
+    /// While leading under a committed roster: re-stamp it at this leadership's
+    /// epoch first, then take one step towards the roster the cluster should
+    /// have (forgotten members off, at most `max_voters`, live members admitted
+    /// best-ranked first). One step at a time, each committed before the next.
+    fn change_roster(&mut self) {
+        let Some(epoch) = self.lease.epoch else {
+            return;
+        };
+        let Some(current) = self.roster.roster.clone() else {
+            return;
+        };
+        if current.version.epoch < epoch {
+            // A new leadership: its own stamp first, so its followers (who granted
+            // this epoch) can adopt every version it makes.
+            self.set_roster(current.restamped(RosterVersion { epoch, seq: 0 }));
+            return;
+        }
+        if self.committed != Some(current.version) {
+            return;
+        }
+        let Some(change) = self.next_change(&current) else {
+            return;
+        };
+        let version = RosterVersion {
+            epoch,
+            seq: current.version.seq.saturating_add(1),
+        };
+        self.set_roster(current.changed(version, change));
+    }
+
+    fn set_roster(&mut self, roster: Roster) {
+        self.roster.roster = Some(roster);
+        self.roster.bootstrapped = true;
+        self.roster_changed();
+    }
+
+    /// The one change the roster needs next, if any.
+    fn next_change(&self, r: &Roster) -> Option<Change> {
+        let others = || r.voters.iter().copied().filter(|&v| v != self.id);
+        if let Some(gone) = others().find(|v| self.forgotten.contains(v)) {
+            return Some(Change::Remove(gone));
+        }
+        let max = self.config.max_voters as usize;
+        if r.len() > max {
+            // Not live first, then the worst-ranked.
+            let worst = others().max_by_key(|&v| match self.view.get(v) {
+                Some(k) => (!k.live, Some(k.cand.rank_key())),
+                None => (true, None),
+            })?;
+            return Some(Change::Remove(worst));
+        }
+        if r.len() < max {
+            let best = self
+                .view
+                .outside_roster()
+                .filter(|k| !self.forgotten.contains(&k.cand.id))
+                .min_by_key(|k| k.cand.rank_key())?;
+            return Some(Change::Add(best.cand.id));
+        }
+        None
     }
 
     fn on_request(
@@ -655,8 +801,8 @@ impl Failover {
         from: NodeId,
         epoch: Epoch,
         round: u64,
-        voters: u32,
         holding: bool,
+        electorate: &Electorate,
     ) {
         if holding && self.hint.is_none_or(|h| epoch >= h.epoch) {
             self.hint = Some(Hint {
@@ -666,13 +812,20 @@ impl Failover {
             });
             self.leader_epoch = self.leader_epoch.max(epoch);
         }
-        let decision = self.vote(now, from, epoch, voters);
+        // A member off the asker's roster that follows the same version has
+        // nothing to grant or teach: it stays quiet.
+        if let Electorate::Roster(r) = electorate {
+            if !r.contains(self.id) && self.roster.version() == Some(r.version) {
+                return;
+            }
+        }
+        let decision = self.vote(now, from, epoch, electorate);
         let reply = match decision {
             Decision::Grant => LeaseMessage::Grant { epoch, round },
             Decision::Reject { retry_after } => LeaseMessage::Reject {
                 epoch: self.seen.max(self.voter.granted_epoch()),
                 round,
-                voters: self.known_base(),
+                electorate: self.stated_electorate(),
                 retry_after_ms: u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX),
                 starting: now < self.voter.quiet_until,
             },
@@ -681,16 +834,19 @@ impl Failover {
     }
 
     fn on_grant(&mut self, now: Millis, from: NodeId, epoch: Epoch, round: u64) {
-        if from != self.id && !self.view.is_voter(from) {
+        // Roster rounds count only their members (the lease checks); a
+        // bootstrap round anyone with this node's settings who granted it.
+        if from != self.id && !self.view.is_member(from) {
             return;
         }
         let was_holding = self.lease.holding(now);
         let quorum = self.quorum();
         let usable = self.usable_lease();
-        if self.lease.grant(from, epoch, round, quorum, usable)
-            && !was_holding
-            && self.lease.holding(now)
-        {
+        let Some(won) = self.lease.grant(from, epoch, round, quorum, usable) else {
+            return;
+        };
+        self.note_won(won, epoch);
+        if !was_holding && self.lease.holding(now) {
             self.leader_epoch = self.leader_epoch.max(epoch);
             self.hint = None;
             self.led_since = now;
@@ -698,6 +854,21 @@ impl Failover {
             // Announce at once: the next round carries `holding`, so standbys learn
             // the leader now rather than one renewal later.
             self.lease.next_send = now;
+        }
+    }
+
+    /// A round reached its quorum: a bootstrap round makes its granters the first
+    /// roster; a round under the current roster commits that version.
+    fn note_won(&mut self, won: Won, epoch: Epoch) {
+        match won.roster {
+            None if self.roster.roster.is_none() => {
+                self.set_roster(Roster::new(RosterVersion { epoch, seq: 0 }, won.grants));
+                self.committed = None;
+            }
+            Some(r) if self.roster.version() == Some(r.version) => {
+                self.committed = Some(r.version);
+            }
+            _ => {}
         }
     }
 

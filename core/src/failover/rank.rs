@@ -7,10 +7,10 @@
 //! drift): its lease timing or mode may differ, and the safety argument needs every
 //! voter to run the same arithmetic.
 //!
-//! The voter set is sticky: a voter that stops being live is still counted in the
-//! majority. Counting only live members would let a node cut off from everyone
-//! see a "majority" of one; a lost voter leaves the set only through
-//! [`super::Failover::forget`] (a planned removal).
+//! Who votes is the roster's business ([`super::roster`]): once a roster exists
+//! the view is restricted to it, so every ranking below is among roster members.
+//! Before (at bootstrap) the founders are: every member with this node's
+//! fingerprint and its `expected_voters` (gossiped as `bootstrap_expect`).
 
 use core::cmp::Reverse;
 use core::time::Duration;
@@ -33,6 +33,8 @@ pub struct Candidate {
     pub role: Role,
     /// Hash of the settings that must agree across the cluster.
     pub fingerprint: u64,
+    /// Its `expected_voters` (0: a newcomer, never a founder).
+    pub bootstrap_expect: u32,
 }
 
 /// The key candidates are sorted by; lower leads.
@@ -48,6 +50,7 @@ impl Candidate {
             capacity: meta.capacity,
             role: meta.role,
             fingerprint: meta.config_fingerprint,
+            bootstrap_expect: meta.bootstrap_expect,
         }
     }
 
@@ -104,6 +107,8 @@ pub(crate) struct View {
     me: NodeId,
     /// Every member ever fed, live or not, with its last known details.
     known: BTreeMap<NodeId, Known>,
+    /// The roster's voters, once this node follows a roster; `None` at bootstrap.
+    roster: Option<BTreeSet<NodeId>>,
 }
 
 impl View {
@@ -111,7 +116,58 @@ impl View {
         View {
             me,
             known: BTreeMap::new(),
+            roster: None,
         }
+    }
+
+    /// Restricts voters to `roster` (or, with `None`, to the bootstrap founders).
+    pub fn restrict(&mut self, roster: Option<&[NodeId]>) {
+        self.roster = roster.map(|r| r.iter().copied().collect());
+    }
+
+    /// Whether a member counts as a voter in this view's electorate: the roster,
+    /// or at bootstrap the founders configured like this node.
+    fn in_electorate(&self, k: &Known) -> bool {
+        match &self.roster {
+            Some(r) => r.contains(&k.cand.id),
+            None => {
+                let expect = self.own().map_or(0, |c| c.bootstrap_expect);
+                expect > 0 && k.cand.bootstrap_expect == expect
+            }
+        }
+    }
+
+    /// Whether `id` is a member with this node's fingerprint, voter or not.
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.members().any(|k| k.cand.id == id)
+    }
+
+    /// Live members with this node's fingerprint that may vote but are not on the
+    /// roster: the ones the leader may admit.
+    pub fn outside_roster(&self) -> impl Iterator<Item = &Known> {
+        let fp = self.reference();
+        self.known.values().filter(move |k| {
+            k.live
+                && Some(k.cand.fingerprint) == fp
+                && self
+                    .roster
+                    .as_ref()
+                    .is_some_and(|r| !r.contains(&k.cand.id))
+        })
+    }
+
+    /// Every member with this node's fingerprint, voter or not (whom lease
+    /// messages go to: a newcomer learns the leader and the roster from them).
+    pub fn members(&self) -> impl Iterator<Item = &Known> {
+        let fp = self.reference();
+        self.known
+            .values()
+            .filter(move |k| Some(k.cand.fingerprint) == fp)
+    }
+
+    /// A member's details, voter or not.
+    pub fn get(&self, id: NodeId) -> Option<&Known> {
+        self.known.get(&id)
     }
 
     /// This node's own candidate, once the node has fed it.
@@ -166,12 +222,10 @@ impl View {
             .collect()
     }
 
-    /// Voters: every member ever fed with this node's fingerprint, live or not.
+    /// Voters: the members of the electorate this node knows, with its
+    /// fingerprint, live or not.
     pub fn voters(&self) -> impl Iterator<Item = &Known> {
-        let fp = self.reference();
-        self.known
-            .values()
-            .filter(move |k| Some(k.cand.fingerprint) == fp)
+        self.members().filter(|k| self.in_electorate(k))
     }
 
     pub fn is_voter(&self, id: NodeId) -> bool {
@@ -180,11 +234,9 @@ impl View {
 
     pub fn get_voter(&self, id: NodeId) -> Option<&Known> {
         let fp = self.reference()?;
-        self.known.get(&id).filter(|k| k.cand.fingerprint == fp)
-    }
-
-    pub fn voter_count(&self) -> usize {
-        self.voters().count()
+        self.known
+            .get(&id)
+            .filter(|k| k.cand.fingerprint == fp && self.in_electorate(k))
     }
 
     pub fn live_voters(&self) -> impl Iterator<Item = &Known> {

@@ -30,11 +30,35 @@ fn ms(x: u64) -> Duration {
     Duration::from_millis(x)
 }
 
-/// Node `i + 1` alone with `live`, in active-passive, past its quiet period.
+/// Active-passive with every one of `n` nodes a founder.
+fn founders(n: usize) -> FailoverConfig {
+    FailoverConfig {
+        expected_voters: n as u32,
+        ..active_passive()
+    }
+}
+
+/// The bootstrap electorate of `n` founders.
+fn boot(n: u32) -> Electorate {
+    Electorate::Bootstrap { expected: n }
+}
+
+/// Node `i + 1` alone with `live` (all founders), in active-passive.
 fn lone(i: usize, live: &[Candidate]) -> Failover {
-    let mut fo = Failover::new(live[i].id, active_passive(), START).unwrap();
-    fo.handle_members(START, live);
+    let live = as_founders(live);
+    let mut fo = Failover::new(live[i].id, founders(live.len()), START).unwrap();
+    fo.handle_members(START, &live);
     fo
+}
+
+/// `live`, each configured as one of `live.len()` founders.
+fn as_founders(live: &[Candidate]) -> Vec<Candidate> {
+    live.iter()
+        .map(|c| Candidate {
+            bootstrap_expect: live.len() as u32,
+            ..c.clone()
+        })
+        .collect()
 }
 
 fn drain(fo: &mut Failover) -> Vec<(NodeId, LeaseMessage)> {
@@ -107,8 +131,14 @@ fn lease_messages_round_trip_and_keep_their_variant_indices() {
         LeaseMessage::Request {
             epoch: Epoch(7),
             round: 3,
-            voters: 3,
             holding: true,
+            electorate: Electorate::Roster(Roster::new(
+                RosterVersion {
+                    epoch: Epoch(7),
+                    seq: 1,
+                },
+                [n(1), n(2), n(3)],
+            )),
         },
         LeaseMessage::Grant {
             epoch: Epoch(7),
@@ -117,7 +147,7 @@ fn lease_messages_round_trip_and_keep_their_variant_indices() {
         LeaseMessage::Reject {
             epoch: Epoch(8),
             round: 3,
-            voters: 3,
+            electorate: boot(3),
             retry_after_ms: 250,
             starting: false,
         },
@@ -158,8 +188,13 @@ fn a_witness_never_leads_and_a_drifted_member_takes_no_part() {
     let all = [w.clone(), drifted.clone(), s.clone()];
     assert_eq!(best_candidate(&all, 42).unwrap().id, s.id);
 
-    // The same through the protocol: the worst-ranked serving node leads.
-    let mut world = world(1, all.to_vec());
+    // The same through the protocol: the worst-ranked serving node leads (the
+    // drifted node is no founder either: two founders are expected).
+    let two = FailoverConfig {
+        expected_voters: 2,
+        ..active_passive()
+    };
+    let mut world = World::new(1, all.to_vec(), vec![1.0; 3], two, Net::lan());
     world.run_until(8 * SEC);
     assert_eq!(holder_ids(&world), vec![s.id]);
     let st = world.fo(2).status();
@@ -173,8 +208,22 @@ fn a_witness_never_leads_and_a_drifted_member_takes_no_part() {
 
 // ---- the lease -------------------------------------------------------------------
 
+/// Node 1 of `live` after winning the bootstrap lease (grants from 2 and 3 at
+/// `t + 1 ms`), with the messages it sent drained.
+fn bootstrapped_leader(live: &[Candidate], t: Millis) -> (Failover, Epoch, u64) {
+    let mut fo = lone(0, live);
+    fo.handle_timeout(t);
+    let LeaseMessage::Request { epoch, round, .. } = drain(&mut fo)[0].1 else {
+        panic!("expected a request")
+    };
+    for v in 2..=live.len() as u64 {
+        fo.handle_message(t + ms(1), n(v), LeaseMessage::Grant { epoch, round });
+    }
+    (fo, epoch, round)
+}
+
 #[test]
-fn one_grant_of_three_is_not_a_lease_two_are() {
+fn bootstrap_needs_every_founder_and_its_granters_become_the_roster() {
     let live = [serving(0), serving(1), serving(2)];
     let mut fo = lone(0, &live);
     assert!(drain(&mut fo).is_empty(), "quiet period: no campaign yet");
@@ -182,28 +231,76 @@ fn one_grant_of_three_is_not_a_lease_two_are() {
     fo.handle_timeout(t);
     let sent = drain(&mut fo);
     assert_eq!(sent.len(), 2);
-    let LeaseMessage::Request { epoch, round, .. } = sent[0].1 else {
+    let LeaseMessage::Request {
+        epoch,
+        round,
+        ref electorate,
+        ..
+    } = sent[0].1
+    else {
         panic!("expected a request, got {sent:?}");
     };
     assert_eq!(epoch, Epoch(1));
-    // Its own vote alone is 1 of 3.
-    assert!(!fo.holds_lease_at(t));
-    fo.handle_message(
-        t + ms(2),
-        n(3),
-        LeaseMessage::Reject {
-            epoch,
-            round,
-            voters: 3,
-            retry_after_ms: 500,
-            starting: false,
-        },
-    );
+    assert_eq!(electorate, &boot(3));
+    // Its own vote and one grant are 2 of the 3 founders: no lease yet.
+    fo.handle_message(t + ms(2), n(2), LeaseMessage::Grant { epoch, round });
     assert!(!fo.holds_lease_at(t + ms(2)));
-    fo.handle_message(t + ms(3), n(2), LeaseMessage::Grant { epoch, round });
+    assert!(fo.roster().is_none());
+    fo.handle_message(t + ms(3), n(3), LeaseMessage::Grant { epoch, round });
     assert!(fo.holds_lease_at(t + ms(3)));
     assert_eq!(fo.status().leader, Some(n(1)));
     assert!(events(&mut fo).contains(&FailoverEvent::BecameLeader { epoch }));
+    let roster = fo
+        .roster()
+        .expect("the winner makes the first roster")
+        .clone();
+    assert_eq!(roster.voters, vec![n(1), n(2), n(3)]);
+    assert_eq!(roster.version, RosterVersion { epoch, seq: 0 });
+    // The announcing renewal carries it; from now on two of three make a lease.
+    let renewal = drain(&mut fo);
+    assert!(matches!(
+        &renewal[0].1,
+        LeaseMessage::Request { electorate: Electorate::Roster(r), holding: true, .. } if *r == roster
+    ));
+    assert_eq!(fo.voters(), 3);
+}
+
+#[test]
+fn a_newcomer_never_bootstraps_and_waits_to_be_admitted() {
+    let live = [serving(0), serving(1)];
+    // expected_voters 0: a node that joins an existing cluster.
+    let mut fo = Failover::new(n(1), active_passive(), START).unwrap();
+    fo.handle_members(START, &live);
+    fo.handle_timeout(after_quiet());
+    assert!(
+        drain(&mut fo).is_empty(),
+        "asked for a lease: {:?}",
+        fo.status()
+    );
+    let st = fo.status();
+    assert!(!st.can_fail_over);
+    assert!(st.reason.unwrap().contains("admit"), "reason says why");
+    // A founder's bootstrap request is refused, and the refusal says it takes no part.
+    fo.handle_message(
+        after_quiet(),
+        n(2),
+        LeaseMessage::Request {
+            epoch: Epoch(1),
+            round: 1,
+            holding: false,
+            electorate: boot(2),
+        },
+    );
+    assert!(matches!(
+        drain(&mut fo)[..],
+        [(
+            _,
+            LeaseMessage::Reject {
+                electorate: Electorate::Bootstrap { expected: 0 },
+                ..
+            }
+        )]
+    ));
 }
 
 #[test]
@@ -216,8 +313,9 @@ fn lease_runs_from_the_send_and_ends_before_any_promise() {
     let LeaseMessage::Request { epoch, round, .. } = sent[0].1 else {
         panic!()
     };
-    // The grant arrives late; the lease still counts from the send.
+    // The grants arrive late; the lease still counts from the send.
     fo.handle_message(t + ms(400), n(2), LeaseMessage::Grant { epoch, round });
+    fo.handle_message(t + ms(400), n(3), LeaseMessage::Grant { epoch, round });
     // 3000 × 0.99 − 10 ms margin.
     assert_eq!(fo.status().lease_until, Some(t + ms(2960)));
 
@@ -230,8 +328,8 @@ fn lease_runs_from_the_send_and_ends_before_any_promise() {
         LeaseMessage::Request {
             epoch,
             round,
-            voters: 3,
             holding: false,
+            electorate: boot(3),
         },
     );
     assert_eq!(
@@ -244,13 +342,8 @@ fn lease_runs_from_the_send_and_ends_before_any_promise() {
 #[test]
 fn leader_without_renewals_steps_down_before_its_lease_ends() {
     let live = [serving(0), serving(1), serving(2)];
-    let mut fo = lone(0, &live);
     let t = after_quiet();
-    fo.handle_timeout(t);
-    let LeaseMessage::Request { epoch, round, .. } = drain(&mut fo)[0].1 else {
-        panic!()
-    };
-    fo.handle_message(t + ms(1), n(2), LeaseMessage::Grant { epoch, round });
+    let (mut fo, _, _) = bootstrapped_leader(&live, t);
     events(&mut fo);
     // No more grants: renewals go unanswered.
     let end = t + ms(2960);
@@ -279,20 +372,20 @@ fn leader_without_renewals_steps_down_before_its_lease_ends() {
 #[test]
 fn a_voter_never_grants_two_unexpired_leases() {
     // Node 2 votes; 1 asks first, 3 (better-ranked than 1) asks while 1's promise holds.
-    let live = [
+    let live = as_founders(&[
         candidate(0, 2, 10, Role::Serving),
         candidate(1, 2, 10, Role::Serving),
         candidate(2, 1, 10, Role::Serving),
-    ];
-    let mut v = Failover::new(n(2), active_passive(), START).unwrap();
+    ]);
+    let mut v = Failover::new(n(2), founders(3), START).unwrap();
     // Only 1 and 2 live at first, so 1 is the voter's own pick.
     v.handle_members(START, &live[..2]);
     let t = after_quiet();
     let req = |epoch, round| LeaseMessage::Request {
         epoch: Epoch(epoch),
         round,
-        voters: 3,
         holding: false,
+        electorate: boot(3),
     };
     v.handle_members(t, &live[..2]);
     v.handle_message(t, n(1), req(1, 1));
@@ -324,8 +417,8 @@ fn a_restarted_voter_grants_nothing_for_one_promise_length() {
     let req = LeaseMessage::Request {
         epoch: Epoch(1),
         round: 1,
-        voters: 3,
         holding: false,
+        electorate: boot(3),
     };
     v.handle_message(START + ms(3000), n(1), req.clone());
     assert!(matches!(
@@ -340,7 +433,7 @@ fn a_restarted_voter_grants_nothing_for_one_promise_length() {
 }
 
 #[test]
-fn a_candidate_counting_fewer_voters_is_refused() {
+fn a_bootstrap_with_another_founder_count_is_refused() {
     let live = [serving(0), serving(1), serving(2)];
     let mut v = lone(1, &live);
     v.handle_message(
@@ -349,14 +442,60 @@ fn a_candidate_counting_fewer_voters_is_refused() {
         LeaseMessage::Request {
             epoch: Epoch(1),
             round: 1,
-            voters: 2,
             holding: false,
+            electorate: boot(2),
         },
     );
     assert!(matches!(
         drain(&mut v)[..],
-        [(_, LeaseMessage::Reject { voters: 3, .. })]
+        [(
+            _,
+            LeaseMessage::Reject {
+                electorate: Electorate::Bootstrap { expected: 3 },
+                ..
+            }
+        )]
     ));
+}
+
+#[test]
+fn a_voter_grants_only_under_its_own_roster_and_learns_newer_ones() {
+    let live = [serving(0), serving(1), serving(2)];
+    let t = after_quiet();
+    let (leader, epoch, _) = bootstrapped_leader(&live, t);
+    let roster = leader.roster().unwrap().clone();
+    // A voter still bootstrapping learns the roster from the renewal and grants.
+    let mut v = lone(1, &live);
+    let renewal = |round, r: &Roster| LeaseMessage::Request {
+        epoch,
+        round,
+        holding: true,
+        electorate: Electorate::Roster(r.clone()),
+    };
+    v.handle_message(t + ms(2), n(1), renewal(2, &roster));
+    assert_eq!(v.roster(), Some(&roster));
+    assert!(matches!(
+        drain(&mut v)[..],
+        [(_, LeaseMessage::Grant { .. })]
+    ));
+    // A request under an older roster version is refused, with the newer roster.
+    let older = roster.restamped(RosterVersion {
+        epoch: Epoch::ZERO,
+        seq: 0,
+    });
+    v.handle_message(t + ms(3), n(1), renewal(3, &older));
+    let out = drain(&mut v);
+    let [(
+        _,
+        LeaseMessage::Reject {
+            electorate: Electorate::Roster(ref taught),
+            ..
+        },
+    )] = out[..]
+    else {
+        panic!("granted under another roster: {out:?}")
+    };
+    assert_eq!(taught, &roster);
 }
 
 // ---- epochs, hold-down, switchover -------------------------------------------------

@@ -44,8 +44,9 @@ pub(crate) struct Ballot<'a> {
     pub promise_len: Duration,
     pub hold_down: Duration,
     pub renew_every: Duration,
-    /// The voter count this node takes majorities over.
-    pub voters: u32,
+    /// The request was made under this voter's electorate: its own roster version
+    /// with both on it, or a bootstrap this node founds too.
+    pub electorate_ok: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -105,14 +106,7 @@ impl Voter {
     }
 
     /// Decides on `from`'s request for `epoch`; records the promise on a grant.
-    pub fn decide(
-        &mut self,
-        now: Millis,
-        from: NodeId,
-        epoch: Epoch,
-        their_voters: u32,
-        b: &Ballot<'_>,
-    ) -> Decision {
+    pub fn decide(&mut self, now: Millis, from: NodeId, epoch: Epoch, b: &Ballot<'_>) -> Decision {
         let reject = |d: Duration| Decision::Reject { retry_after: d };
         if now < self.quiet_until {
             return reject(self.quiet_until.since(now));
@@ -128,8 +122,9 @@ impl Voter {
         if !known {
             return reject(b.renew_every);
         }
-        // Its majority would be taken over fewer voters than this node knows.
-        if their_voters < b.voters {
+        // Another roster version (one side will learn the other's), or a
+        // bootstrap this node takes no part in.
+        if !b.electorate_ok {
             return reject(b.renew_every);
         }
         if epoch <= self.floor {

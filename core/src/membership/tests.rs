@@ -40,6 +40,7 @@ fn meta(n: u64) -> MemberMeta {
         role: Role::Serving,
         version: "0.1.0".into(),
         config_fingerprint: 1,
+        bootstrap_expect: 0,
     }
 }
 
@@ -185,7 +186,8 @@ fn persisted(effects: &[Effect]) -> Vec<Incarnation> {
                 PersistItem::Entry(_)
                 | PersistItem::OwnSeq(_)
                 | PersistItem::Remove(_)
-                | PersistItem::Epoch(_) => None,
+                | PersistItem::Epoch(_)
+                | PersistItem::Roster(_) => None,
             })),
             _ => None,
         })

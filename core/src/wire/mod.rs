@@ -28,8 +28,9 @@ use crate::config::MemberMeta;
 use crate::id::{ClusterId, NodeId};
 
 pub const MAGIC: [u8; 2] = *b"AU";
-/// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// The protocol version this build speaks. Bumped on any incompatible change
+/// (3: lease messages carry the voter roster; member metadata `bootstrap_expect`).
+pub const PROTOCOL_VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 23;
 const CRC_AT: usize = 19;
 /// Largest datagram accepted (QUIC datagrams are smaller than this anyway).

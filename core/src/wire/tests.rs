@@ -29,6 +29,7 @@ fn meta(name: &str) -> MemberMeta {
         role: Role::Witness,
         version: "0.1.0".to_string(),
         config_fingerprint: 0xDEAD_BEEF,
+        bootstrap_expect: 0,
     }
 }
 
@@ -562,6 +563,7 @@ fn too_many_members_exceed_the_limit() {
             role: Role::Serving,
             version: String::new(),
             config_fingerprint: 0,
+            bootstrap_expect: 0,
         },
     };
     let pp = |n: usize| Message::PushPull {

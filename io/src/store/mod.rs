@@ -141,6 +141,22 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))?
             .unwrap_or(0);
+        let roster: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT roster FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .flatten();
+        let roster = roster
+            .map(|bytes| {
+                aurora_core::persist::decode_roster(&bytes).map_err(|_| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    detail: "the failover roster in table `identity` does not decode".into(),
+                })
+            })
+            .transpose()?;
         let mut entries = std::collections::BTreeMap::new();
         let mut stmt = self
             .conn
@@ -162,6 +178,7 @@ impl Store {
             entries,
             own_seq: from_sql_u64(own_seq),
             epoch: (epoch > 0).then(|| aurora_core::failover::Epoch(from_sql_u64(epoch))),
+            roster,
         })
     }
 
@@ -302,6 +319,10 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem) -> rusqlite::Result<()> 
         PersistItem::Remove(key) => {
             tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
                 .execute([encode_key(key)])?;
+        }
+        PersistItem::Roster(state) => {
+            tx.prepare_cached("UPDATE identity SET roster = ?1 WHERE id = 1")?
+                .execute([aurora_core::persist::encode_roster(state)])?;
         }
         PersistItem::OwnSeq(seq) => {
             // Stored as the raw bits of a u64; compare in Rust, not SQL, to keep

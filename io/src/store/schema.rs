@@ -38,4 +38,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         // (`PersistItem::Epoch`); 0 until the first election.
         "ALTER TABLE identity ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
     ),
+    (
+        4,
+        // The failover voter roster this node follows (`PersistItem::Roster`), in
+        // the core's byte form; NULL until it hears of one.
+        "ALTER TABLE identity ADD COLUMN roster BLOB;",
+    ),
 ];

@@ -294,3 +294,33 @@ fn an_undecodable_entry_is_a_corrupt_file_not_a_reset() -> Result<(), StoreError
     assert!(matches!(store.load(), Err(StoreError::Corrupt { .. })));
     Ok(())
 }
+
+#[test]
+fn failover_epoch_and_roster_survive_a_restart() -> Result<(), StoreError> {
+    use aurora_core::failover::{Epoch, Roster, RosterState, RosterVersion};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    let state = RosterState {
+        roster: Some(Roster::new(
+            RosterVersion {
+                epoch: Epoch(4),
+                seq: 2,
+            },
+            [NodeId(1), NodeId(2), NodeId(3)],
+        )),
+        bootstrapped: true,
+    };
+    {
+        let mut store = Store::open(&path, node())?;
+        store.apply(&PersistBatch {
+            items: vec![
+                PersistItem::Epoch(Epoch(5)),
+                PersistItem::Roster(Box::new(state.clone())),
+            ],
+        })?;
+    }
+    let restored = Store::open(&path, node())?.load()?;
+    assert_eq!(restored.epoch, Some(Epoch(5)));
+    assert_eq!(restored.roster, Some(state));
+    Ok(())
+}

@@ -257,8 +257,7 @@ pub struct ClusterSettings {
     pub failover_mode: FailoverMode,
     /// `failover.expected_voters` of the core: on the nodes that start a new
     /// cluster, how many of them (all set alike) elect the first leader; 0 on a
-    /// node that joins an existing cluster. Defaults to 1 on a node without seed
-    /// nodes (it founds the cluster alone, the others join it) and 0 otherwise.
+    /// node that joins an existing cluster. Default: see [`default_bootstrap_expect`].
     pub bootstrap_expect: u32,
     pub promotion_tier: u8,
     pub capacity: u32,
@@ -304,6 +303,22 @@ fn parse_bool(key: &str, s: &str) -> Result<bool, ConfigError> {
         "false" | "0" | "no" | "off" => Ok(false),
         other => Err(invalid(key, "true or false", other)),
     }
+}
+
+/// `cluster.bootstrap_expect` when it is not set: 1 on a node without seed nodes
+/// (it founds the cluster alone; the others join it); the number of seed nodes
+/// when this node's own `ip:port` is one of them (the seed list is then the list
+/// of founders, the usual layout of a fixed cluster); otherwise 0 (a newcomer,
+/// admitted by the leader). Seeds given by host name never match: set the key.
+pub fn default_bootstrap_expect(seeds: &[String], advertise: SocketAddr, max: u32) -> u32 {
+    if seeds.is_empty() {
+        return 1;
+    }
+    let own = advertise.to_string();
+    if seeds.iter().any(|s| s.trim() == own) {
+        return u32::try_from(seeds.len()).unwrap_or(u32::MAX).min(max);
+    }
+    0
 }
 
 fn parse_num<T: std::str::FromStr>(key: &str, s: &str, expected: &str) -> Result<T, ConfigError> {
@@ -453,7 +468,7 @@ impl ClusterFile {
         let max_voters = aurora_core::failover::FailoverConfig::default().max_voters;
         let bootstrap_expect = self
             .bootstrap_expect
-            .unwrap_or(u32::from(seed_nodes.is_empty()));
+            .unwrap_or_else(|| default_bootstrap_expect(&seed_nodes, advertise, max_voters));
         if bootstrap_expect > max_voters {
             return Err(invalid(
                 "cluster.bootstrap_expect",

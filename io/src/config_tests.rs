@@ -374,9 +374,21 @@ fn a_pre_parsed_cluster_value_loads_the_same() -> Result<(), ConfigError> {
 fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<(), ConfigError> {
     let e = enabled_env();
     let alone = load(MINIMAL, &e)?;
-    assert_eq!(alone.bootstrap_expect, 1, "no seeds: this node founds the cluster");
+    assert_eq!(
+        alone.bootstrap_expect, 1,
+        "no seeds: this node founds the cluster"
+    );
     let joiner = load(&format!("{MINIMAL}  seed_nodes: ['10.0.0.2:7946']\n"), &e)?;
-    assert_eq!(joiner.bootstrap_expect, 0, "seeds: it joins and waits to be admitted");
+    assert_eq!(
+        joiner.bootstrap_expect, 0,
+        "seeds: it joins and waits to be admitted"
+    );
+    let listed = "  seed_nodes: ['10.0.0.1:7946', '10.0.0.2:7946', '10.0.0.3:7946']\n";
+    let founder = load(&format!("{MINIMAL}{listed}"), &e)?;
+    assert_eq!(
+        founder.bootstrap_expect, 3,
+        "one of the seeds: the seeds found it"
+    );
     let three = load(&format!("{MINIMAL}  bootstrap_expect: 3\n"), &e)?;
     assert_eq!(three.bootstrap_expect, 3);
     let (config, identity) = three.to_core("test");

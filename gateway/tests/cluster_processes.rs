@@ -1,248 +1,27 @@
 //! Multi-process cluster tests: real `aurora` processes on loopback, talking QUIC with
-//! mutual TLS from a shared secret, written to through their admin APIs.
-//!
-//! Why here and not in `aurora-tests`: `env!("CARGO_BIN_EXE_aurora")` exists only in
-//! the tests of the package that defines the binary, and it makes cargo build the
-//! binary before the test runs — no guessing at `target/debug/aurora` (which may be
-//! stale, or be under another profile or target directory).
-//!
-//! Each node gets its own loopback address (127.0.0.1, .2, .3, … when they can be
-//! bound, which is the default on Linux; otherwise distinct ports on 127.0.0.1) and
-//! ports chosen by the OS. Every process is killed when its guard drops, so a failing
-//! assertion never leaves processes behind. Every wait is bounded.
+//! mutual TLS from a shared secret, written to through their admin APIs. The process
+//! scaffolding (addresses, spawning, the HTTP client, bounded waits) is in
+//! `common/cluster.rs`.
 //!
 //! Figures printed (run with `--nocapture`): end-to-end propagation of an admin write
-//! to all other nodes (p50/p99/max), and the idle RSS of a node.
+//! to all other nodes (p50/p99/max), the idle RSS of a node, and in active_passive
+//! mode how long a new active node took to appear after `kill -9` of the old one.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aurora");
-const TOKEN: &str = "cluster-test-admin-token";
-const SECRET: &str = "a-cluster-secret-of-more-than-16-bytes";
-
-/// One `aurora serve` process.
-struct Proc {
-    child: Child,
-    http: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Where a node listens; kept across restarts.
-#[derive(Clone)]
-struct Spec {
-    name: String,
-    http: SocketAddr,
-    gossip: SocketAddr,
-    sync_port: u16,
-    dir: PathBuf,
-}
-
-fn loopback(i: u8) -> IpAddr {
-    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, i));
-    if UdpSocket::bind((ip, 0)).is_ok() {
-        ip
-    } else {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    }
-}
-
-fn free_udp(ip: IpAddr) -> u16 {
-    UdpSocket::bind((ip, 0))
-        .and_then(|s| s.local_addr())
-        .expect("free UDP port")
-        .port()
-}
-
-fn free_tcp(ip: IpAddr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|s| s.local_addr())
-        .expect("free TCP port")
-        .port()
-}
-
-fn spec(root: &Path, i: u8) -> Spec {
-    let ip = loopback(i);
-    let dir = root.join(format!("node{i}"));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    Spec {
-        name: format!("node-{i}"),
-        http: SocketAddr::new(ip, free_tcp(ip)),
-        gossip: SocketAddr::new(ip, free_udp(ip)),
-        sync_port: free_udp(ip),
-        dir,
-    }
-}
-
-fn spawn(spec: &Spec, seeds: &[&Spec], secret: &str) -> Proc {
-    let seeds: Vec<String> = seeds.iter().map(|s| s.gossip.to_string()).collect();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(spec.dir.join("aurora.log"))
-        .expect("log file");
-    let child = Command::new(BIN)
-        .arg("serve")
-        .arg("--listen")
-        .arg(spec.http.to_string())
-        .arg("--data-dir")
-        .arg(&spec.dir)
-        .args(["--cluster-enabled", "true", "--cluster-node-id"])
-        .arg(&spec.name)
-        .arg("--cluster-bind-addr")
-        .arg(spec.gossip.ip().to_string())
-        .arg("--cluster-bind-port")
-        .arg(spec.gossip.port().to_string())
-        .arg("--cluster-sync-bind-port")
-        .arg(spec.sync_port.to_string())
-        .arg("--cluster-seed-nodes")
-        .arg(seeds.join(","))
-        .arg("--cluster-advertise-url")
-        .arg(format!("http://{}", spec.http))
-        .args(["--drain-timeout-secs", "1", "--leave-timeout-secs", "1"])
-        .env("CLUSTER_SECRET", secret)
-        .env("AURORA_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn aurora");
-    let proc = Proc {
-        child,
-        http: spec.http,
-    };
-    wait_for(Duration::from_secs(20), "HTTP up", || {
-        http(proc.http, "GET", "/health", None)
-            .map(|(s, _)| s == 200)
-            .unwrap_or(false)
-    });
-    proc
-}
-
-/// A minimal HTTP/1.1 client (one request per connection), bounded by timeouts.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
-}
-
-fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if ok() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
-/// Alive members (this node included) in `/admin/api/cluster/nodes`.
-fn alive(p: &Proc) -> usize {
-    http(p.http, "GET", "/admin/api/cluster/nodes", None)
-        .map(|(_, b)| {
-            json(&b)["data"]
-                .as_array()
-                .map(|rows| rows.iter().filter(|r| r["state"] == "alive").count())
-                .unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
-fn has(p: &Proc, path: &str) -> bool {
-    matches!(http(p.http, "GET", path, None), Ok((200, _)))
-}
-
-fn metric(p: &Proc, name: &str) -> u64 {
-    http(p.http, "GET", "/metrics", None)
-        .ok()
-        .and_then(|(_, text)| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn rss_kib(p: &Proc) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", p.child.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:")?
-                    .trim()
-                    .strip_suffix("kB")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn start_three(root: &Path) -> (Vec<Spec>, Vec<Proc>) {
-    let specs: Vec<Spec> = (1..=3).map(|i| spec(root, i)).collect();
-    let procs: Vec<Proc> = specs
-        .iter()
-        .map(|s| {
-            let seeds: Vec<&Spec> = specs.iter().collect();
-            spawn(s, &seeds, SECRET)
-        })
-        .collect();
-    for p in &procs {
-        wait_for(Duration::from_secs(20), "three alive members", || {
-            alive(p) == 3
-        });
-    }
-    (specs, procs)
-}
+use common::cluster::{
+    advertise_url, alive, get_json, has, http, json, metric, percentile, rss_kib, spawn, spec,
+    start_three, wait_for, Proc, Spec, SECRET,
+};
 
 #[test]
 fn three_processes_form_propagate_and_refuse_a_wrong_secret() {
     let root = tempfile::tempdir().expect("tempdir");
-    let (specs, procs) = start_three(root.path());
+    let (specs, procs) = start_three(root.path(), &[]);
 
     // Propagation of admin writes made on node 1 to nodes 2 and 3.
     let mut delays = Vec::new();
@@ -284,9 +63,8 @@ fn three_processes_form_propagate_and_refuse_a_wrong_secret() {
     println!("idle RSS of node 1: {} KiB", rss_kib(&procs[0]));
 
     // A fourth process with the wrong secret never joins; the others count refusals.
-    let intruder_spec = spec(root.path(), 4);
-    let seeds: Vec<&Spec> = specs.iter().collect();
-    let intruder = spawn(&intruder_spec, &seeds, "a-different-secret-0123456789");
+    let intruder_spec = spec(root.path(), 4, &[]);
+    let intruder = spawn(&intruder_spec, &specs, "a-different-secret-0123456789");
     let refused = || {
         procs
             .iter()
@@ -311,7 +89,7 @@ fn three_processes_form_propagate_and_refuse_a_wrong_secret() {
 #[test]
 fn kill_9_during_a_write_burst_loses_no_acknowledged_write() {
     let root = tempfile::tempdir().expect("tempdir");
-    let (specs, mut procs) = start_three(root.path());
+    let (specs, mut procs) = start_three(root.path(), &[]);
 
     // 200 writes to node 2; node 2 is killed with SIGKILL after about 60 were acked.
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -338,8 +116,7 @@ fn kill_9_during_a_write_burst_loses_no_acknowledged_write() {
     wait_for(Duration::from_secs(20), "60 acknowledged writes", || {
         count.load(Ordering::SeqCst) >= 60 || done.load(Ordering::SeqCst)
     });
-    procs[1].child.kill().expect("kill -9");
-    let _ = procs[1].child.wait();
+    procs[1].kill_9();
     writer.join().expect("writer");
     let acked = acked.lock().expect("lock").clone();
     println!("acknowledged before kill -9: {} of 200", acked.len());
@@ -350,8 +127,7 @@ fn kill_9_during_a_write_burst_loses_no_acknowledged_write() {
     );
 
     // Restart node 2 from the same directory.
-    let seeds: Vec<&Spec> = specs.iter().collect();
-    procs[1] = spawn(&specs[1], &seeds, SECRET);
+    procs[1] = spawn(&specs[1], &specs, SECRET);
     for id in &acked {
         assert!(
             has(&procs[1], &format!("/admin/api/budgets/{id}")),
@@ -374,4 +150,107 @@ fn kill_9_during_a_write_burst_loses_no_acknowledged_write() {
         },
     );
     println!("every acknowledged write on nodes 1 and 3 {took:?} after node 2's restart");
+}
+
+/// What the live nodes agree on in active_passive mode, if they do: the index (into
+/// the slice) of the one node whose `/health/ready` is 200, the leader id and epoch.
+#[derive(Debug, PartialEq)]
+struct Agreed {
+    active: usize,
+    leader: String,
+    epoch: u64,
+}
+
+/// `Some` when exactly one of `nodes` is ready, every other one answers 503 `standby`
+/// naming the ready node's advertise URL, and every node's cluster/status names the
+/// same leader and epoch.
+fn agreed(nodes: &[(&Spec, &Proc)]) -> Option<Agreed> {
+    let mut active = None;
+    let mut standby_points_at = Vec::new();
+    for (i, (_, p)) in nodes.iter().enumerate() {
+        let (status, body) = http(p.http, "GET", "/health/ready", None).ok()?;
+        match status {
+            200 if active.is_none() => active = Some(i),
+            503 if json(&body)["status"] == "standby" => {
+                standby_points_at.push(json(&body)["active"].as_str()?.to_owned());
+            }
+            _ => return None,
+        }
+    }
+    let active = active?;
+    let url = advertise_url(nodes[active].0);
+    if standby_points_at.iter().any(|u| *u != url) {
+        return None;
+    }
+    let statuses: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|(_, p)| get_json(p, "/admin/api/cluster/status"))
+        .collect();
+    let leader = statuses[0]["leader"].as_str()?.to_owned();
+    let epoch = statuses[0]["epoch"].as_u64()?;
+    let same = statuses
+        .iter()
+        .all(|s| s["leader"] == leader.as_str() && s["epoch"] == epoch);
+    let leader_is_active = statuses[active]["this_node"]["id"] == leader.as_str();
+    (same && leader_is_active).then_some(Agreed {
+        active,
+        leader,
+        epoch,
+    })
+}
+
+#[test]
+fn active_passive_serves_from_one_node_and_fails_over_after_kill_9() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (specs, mut procs) =
+        start_three(root.path(), &["--cluster-failover-mode", "active_passive"]);
+    let all: Vec<(&Spec, &Proc)> = specs.iter().zip(procs.iter()).collect();
+    let mut before = None;
+    let elected = wait_for(Duration::from_secs(20), "one active node", || {
+        before = agreed(&all);
+        before.is_some()
+    });
+    let before = before.expect("agreed");
+    println!(
+        "first active node: {} (epoch {}) after {elected:?}",
+        specs[before.active].name, before.epoch
+    );
+
+    // The dashboard of a standby shows the leader badge on the active node's row.
+    let standby = &procs[(before.active + 1) % 3];
+    let (status, page) =
+        http(standby.http, "GET", "/admin/dashboard/cluster", None).expect("dashboard");
+    assert_eq!(status, 200);
+    let leader_row = page
+        .lines()
+        .find(|l| l.contains("badge leader"))
+        .unwrap_or_else(|| panic!("no leader badge in {page}"));
+    assert!(
+        leader_row.contains(&format!(">{}<", specs[before.active].name)),
+        "{leader_row}"
+    );
+    assert!(page.contains("<code>active_passive</code>"));
+
+    procs[before.active].kill_9();
+    let survivors: Vec<(&Spec, &Proc)> = specs
+        .iter()
+        .zip(procs.iter())
+        .enumerate()
+        .filter(|(i, _)| *i != before.active)
+        .map(|(_, pair)| pair)
+        .collect();
+    let mut after = None;
+    let took = wait_for(Duration::from_secs(15), "a new active node", || {
+        after = agreed(&survivors).filter(|a| a.leader != before.leader);
+        after.is_some()
+    });
+    let after = after.expect("agreed");
+    println!(
+        "after kill -9 of {}: {} active (epoch {}) within {took:?}",
+        specs[before.active].name, survivors[after.active].0.name, after.epoch
+    );
+    assert!(
+        after.epoch > before.epoch,
+        "epoch must grow: {before:?} -> {after:?}"
+    );
 }

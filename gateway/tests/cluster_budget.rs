@@ -1,0 +1,212 @@
+//! Budget accuracy on a real 3-process cluster: how many requests does a cluster-wide
+//! budget of `max_requests` let through when three `aurora` processes serve the same
+//! key?
+//!
+//! `policy_cluster.rs` answers this exactly, for a simulated counter with a fixed
+//! propagation delay. This test measures the real thing end to end: each node's usage
+//! flush (500 ms), gossip over QUIC, the replicated counters, the in-flight
+//! reservations and the pacer, with the processes' own clocks and scheduling.
+//!
+//! For each rate, a fresh budget (`period: total`) and a fresh key on it are created
+//! on node 1 and awaited on all nodes; then requests to the mock model go round-robin
+//! over the three nodes, open-loop (each sent at its scheduled time on its own thread,
+//! whatever happened to the earlier ones), for `limit / rate + 5 s`, so the budget is
+//! exhausted and every node has seen it. The run counts the 200s (admitted) and checks
+//! that the last second saw none. Each rate runs several times; the median is reported.
+//!
+//! Ignored by default (about a minute and a half of load); run it with
+//!
+//! ```sh
+//! cargo test -p aurora-gateway --test cluster_budget -- --ignored --nocapture
+//! ```
+//!
+//! `BUDGET_LIMIT` (default 100), `BUDGET_RATES` (comma-separated req/s, default
+//! `10,100,300`) and `BUDGET_RUNS` (default 3) change the shape. Rates are capped at
+//! 1,000 req/s and the limit at 10,000 so the load stays bounded.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{http, json, percentile, request, start_three, wait_for, Proc};
+
+/// After the budget should be used up, how long the load goes on: longer than the
+/// pacer's 2 s window plus a flush and gossip, so admissions that resume when the
+/// pacer's prediction fades are counted too, and the last second shows refusals only.
+const TAIL: Duration = Duration::from_secs(5);
+const CHAT: &str =
+    r#"{"model":"mock/gpt-4o-mini","messages":[{"role":"user","content":"budget"}]}"#;
+
+/// What one run saw.
+#[derive(Debug, Default)]
+struct Outcome {
+    admitted: u64,
+    /// When the first request that got 402 was sent, since the start.
+    first_refusal: Option<Duration>,
+    /// Admitted requests sent after that first 402 (a "second wave": see the docs).
+    admitted_after_first_refusal: u64,
+    refused: u64,
+    other: u64,
+    per_node: [u64; 3],
+    /// Admitted requests sent during the last second of the run.
+    admitted_in_last_second: u64,
+    sent: u64,
+}
+
+fn env_u64(name: &str, default: u64, max: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+        .clamp(1, max)
+}
+
+fn rates() -> Vec<u64> {
+    let spec = std::env::var("BUDGET_RATES").unwrap_or_else(|_| "10,100,300".into());
+    let rates: Vec<u64> = spec
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .map(|r: u64| r.clamp(1, 1_000))
+        .collect();
+    assert!(!rates.is_empty(), "BUDGET_RATES has no rate: {spec:?}");
+    rates
+}
+
+/// Creates budget `id` with `limit` requests and a key `id` on it through node 1, waits
+/// until every node has both, and returns the key's secret.
+fn budget_and_key(procs: &[Proc], id: &str, limit: u64) -> String {
+    let budget = format!(
+        r#"{{"id":"{id}","name":"{id}","limit":null,"max_requests":{limit},"period":"total"}}"#
+    );
+    let (status, text) =
+        http(procs[0].http, "POST", "/admin/api/budgets", Some(&budget)).expect("post budget");
+    assert_eq!(status, 201, "{text}");
+    let key = format!(r#"{{"id":"{id}","name":"{id}","budget_id":"{id}"}}"#);
+    let (status, text) =
+        http(procs[0].http, "POST", "/admin/api/keys", Some(&key)).expect("post key");
+    assert_eq!(status, 201, "{text}");
+    let secret = json(&text)["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no secret in {text}"))
+        .to_owned();
+    let paths = [
+        format!("/admin/api/budgets/{id}"),
+        format!("/admin/api/keys/{id}"),
+    ];
+    wait_for(Duration::from_secs(10), "budget and key everywhere", || {
+        procs.iter().all(|p| {
+            paths
+                .iter()
+                .all(|path| matches!(http(p.http, "GET", path, None), Ok((200, _))))
+        })
+    });
+    secret
+}
+
+/// Sends `rate` req/s round-robin over `nodes` for `duration`, open-loop.
+fn open_loop(nodes: &[SocketAddr], secret: &str, rate: u64, duration: Duration) -> Outcome {
+    let count = (duration.as_secs_f64() * rate as f64).ceil() as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let mut senders = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let at = start + interval.mul_f64(i as f64);
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let node = (i % nodes.len() as u64) as usize;
+        let (addr, secret, tx) = (nodes[node], secret.to_owned(), tx.clone());
+        senders.push(std::thread::spawn(move || {
+            let status = request(addr, "POST", "/v1/chat/completions", &secret, Some(CHAT))
+                .map_or(0, |(s, _)| s);
+            let _ = tx.send((node, at, status));
+        }));
+    }
+    drop(tx);
+    for s in senders {
+        s.join().expect("sender thread");
+    }
+    let mut answers: Vec<(usize, Instant, u16)> = rx.into_iter().collect();
+    answers.sort_by_key(|(_, at, _)| *at);
+    tally(&answers, start, duration)
+}
+
+/// Counts the answers (sorted by send time) of a run that began at `start`.
+fn tally(answers: &[(usize, Instant, u16)], start: Instant, duration: Duration) -> Outcome {
+    let last_second = start + duration.saturating_sub(Duration::from_secs(1));
+    let mut o = Outcome {
+        sent: answers.len() as u64,
+        ..Outcome::default()
+    };
+    for &(node, at, status) in answers {
+        match status {
+            200 => {
+                o.admitted += 1;
+                o.per_node[node] += 1;
+                if o.first_refusal.is_some() {
+                    o.admitted_after_first_refusal += 1;
+                }
+                if at >= last_second {
+                    o.admitted_in_last_second += 1;
+                }
+            }
+            402 => {
+                o.refused += 1;
+                o.first_refusal.get_or_insert(at.duration_since(start));
+            }
+            _ => o.other += 1,
+        }
+    }
+    o
+}
+
+#[test]
+#[ignore = "measurement: about 90 s of load on three processes; run with --ignored"]
+fn budget_accuracy_on_three_processes() {
+    let limit = env_u64("BUDGET_LIMIT", 100, 10_000);
+    let runs = env_u64("BUDGET_RUNS", 3, 10);
+    let root = tempfile::tempdir().expect("tempdir");
+    let (_specs, procs) = start_three(root.path(), &[]);
+    let nodes: Vec<SocketAddr> = procs.iter().map(|p| p.http).collect();
+    println!("| limit | rate (req/s) | admitted per run (nodes 1/2/3) | median |");
+    println!("|---:|---:|---|---:|");
+    for rate in rates() {
+        let duration = Duration::from_secs_f64(limit as f64 / rate as f64) + TAIL;
+        let mut admitted = Vec::new();
+        let mut cells = Vec::new();
+        for run in 0..runs {
+            let secret = budget_and_key(&procs, &format!("acc-{rate}-{run}"), limit);
+            let o = open_loop(&nodes, &secret, rate, duration);
+            println!("rate {rate} req/s, run {run}: {o:?}");
+            assert_eq!(o.other, 0, "only 200 and 402 expected ({} others)", o.other);
+            assert_eq!(
+                o.admitted + o.refused,
+                o.sent,
+                "every request answered 200 or 402"
+            );
+            assert_eq!(
+                o.admitted_in_last_second, 0,
+                "the budget must be exhausted everywhere by the end of the run"
+            );
+            cells.push(format!(
+                "{} ({}/{}/{}; {} after the first 402 at {} ms)",
+                o.admitted,
+                o.per_node[0],
+                o.per_node[1],
+                o.per_node[2],
+                o.admitted_after_first_refusal,
+                o.first_refusal.map_or(0, |d| d.as_millis())
+            ));
+            admitted.push(o.admitted);
+        }
+        admitted.sort_unstable();
+        println!(
+            "| {limit} | {rate} | {} | {} |",
+            cells.join(", "),
+            percentile(&admitted, 0.5)
+        );
+    }
+}

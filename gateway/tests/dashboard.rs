@@ -47,6 +47,10 @@ async fn the_page_needs_the_admin_token_and_basic_is_accepted_only_there() {
             !reply.text().contains("<table"),
             "no cluster data before auth"
         );
+        assert!(
+            !reply.text().contains("http-equiv=\"refresh\""),
+            "no reload loop of credential prompts"
+        );
     }
 
     let bearer = format!("Bearer {}", common::TOKEN);

@@ -158,10 +158,16 @@ font-size:.75rem;margin-left:.3rem}.leader{background:#1f6feb;color:#fff}\
 .dead,.left{color:#cf222e}.warn{background:#fff8c5;border:1px solid #d4a72c;\
 padding:.5rem .8rem;border-radius:.3rem}.ok{color:#1a7f37}.bad{color:#cf222e}";
 
-fn page(title: &str, body: &str) -> String {
+/// A whole HTML document; `refresh` adds the automatic reload (not on the 401 page,
+/// where it would make the browser ask for credentials again every 30 s).
+fn page(title: &str, body: &str, refresh: bool) -> String {
+    let refresh = if refresh {
+        format!("<meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\n")
+    } else {
+        String::new()
+    };
     format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\n\
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{refresh}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
         escape(title)
@@ -174,6 +180,7 @@ fn unauthorized_page() -> String {
         "<h1>Aurora cluster</h1>\n<p>This page needs the admin token: enter it as the \
          password (any user name) when the browser asks, or send \
          <code>Authorization: Bearer &lt;token&gt;</code>.</p>\n",
+        false,
     )
 }
 
@@ -190,7 +197,7 @@ pub fn render(status: &Status, nodes: &[NodeRow]) -> String {
     summary(&mut body, status, nodes);
     warnings(&mut body, status);
     table(&mut body, nodes);
-    page(&format!("Aurora cluster: {this}"), &body)
+    page(&format!("Aurora cluster: {this}"), &body, true)
 }
 
 fn yes_no(value: bool) -> &'static str {

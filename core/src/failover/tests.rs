@@ -71,7 +71,7 @@ fn events(fo: &mut Failover) -> Vec<FailoverEvent> {
 
 /// After the quiet period (one promise length).
 fn after_quiet() -> Millis {
-    START + ms(3031)
+    START + ms(2829)
 }
 
 fn world(seed: u64, cands: Vec<Candidate>) -> World {
@@ -88,7 +88,7 @@ fn holder_ids(w: &World) -> Vec<NodeId> {
 #[test]
 fn defaults_validate_and_bad_timing_is_refused() {
     let c = FailoverConfig::default();
-    assert_eq!(c.lease, Duration::from_secs(3));
+    assert_eq!(c.lease, Duration::from_millis(2800));
     assert_eq!(c.renew_every, Duration::from_secs(1));
     assert_eq!(c.hold_down, Duration::from_secs(10));
     assert!(c.validate().is_ok());
@@ -316,8 +316,8 @@ fn lease_runs_from_the_send_and_ends_before_any_promise() {
     // The grants arrive late; the lease still counts from the send.
     fo.handle_message(t + ms(400), n(2), LeaseMessage::Grant { epoch, round });
     fo.handle_message(t + ms(400), n(3), LeaseMessage::Grant { epoch, round });
-    // 3000 × 0.99 − 10 ms margin.
-    assert_eq!(fo.status().lease_until, Some(t + ms(2960)));
+    // 2800 × 0.99 − 10 ms margin.
+    assert_eq!(fo.status().lease_until, Some(t + ms(2762)));
 
     // The voter's promise runs from receipt, × 1.01.
     let mut voter = lone(1, &live);
@@ -336,7 +336,7 @@ fn lease_runs_from_the_send_and_ends_before_any_promise() {
         drain(&mut voter),
         vec![(n(1), LeaseMessage::Grant { epoch, round })]
     );
-    assert_eq!(voter.voter.binding(r).unwrap().until, r + ms(3030));
+    assert_eq!(voter.voter.binding(r).unwrap().until, r + ms(2828));
 }
 
 #[test]
@@ -346,7 +346,7 @@ fn leader_without_renewals_steps_down_before_its_lease_ends() {
     let (mut fo, _, _) = bootstrapped_leader(&live, t);
     events(&mut fo);
     // No more grants: renewals go unanswered.
-    let end = t + ms(2960);
+    let end = t + ms(2762);
     while let Some(next) = fo.poll_timeout() {
         if next >= end {
             break;
@@ -399,9 +399,9 @@ fn a_voter_never_grants_two_unexpired_leases() {
     let [(_, LeaseMessage::Reject { retry_after_ms, .. })] = out[..] else {
         panic!("granted a second unexpired lease: {out:?}")
     };
-    assert_eq!(u64::from(retry_after_ms), 3030 - 20);
+    assert_eq!(u64::from(retry_after_ms), 2828 - 20);
     // Once 1's promise ran out unrenewed, 3 gets it.
-    let later = t + ms(3030);
+    let later = t + ms(2828);
     v.handle_timeout(later);
     v.handle_message(later, n(3), req(2, 2));
     assert!(matches!(
@@ -420,7 +420,7 @@ fn a_restarted_voter_grants_nothing_for_one_promise_length() {
         holding: false,
         electorate: boot(3),
     };
-    v.handle_message(START + ms(3000), n(1), req.clone());
+    v.handle_message(START + ms(2800), n(1), req.clone());
     assert!(matches!(
         drain(&mut v)[..],
         [(_, LeaseMessage::Reject { .. })]

@@ -22,7 +22,7 @@
 //!
 //! `BUDGET_LIMIT` (default 100), `BUDGET_RATES` (comma-separated req/s, default
 //! `10,100,300`) and `BUDGET_RUNS` (default 3) change the shape. Rates are capped at
-//! 1,000 req/s and the limit at 10,000 so the load stays bounded.
+//! 1,000 req/s, the limit at 10,000 and a run at [`MAX_RUN`], so the load stays bounded.
 
 mod common;
 
@@ -36,6 +36,8 @@ use common::cluster::{http, json, percentile, request, start_three, wait_for, Pr
 /// pacer's 2 s window plus a flush and gossip, so admissions that resume when the
 /// pacer's prediction fades are counted too, and the last second shows refusals only.
 const TAIL: Duration = Duration::from_secs(5);
+/// The longest run allowed (a low rate with a high limit would otherwise run for hours).
+const MAX_RUN: Duration = Duration::from_secs(120);
 const CHAT: &str =
     r#"{"model":"mock/gpt-4o-mini","messages":[{"role":"user","content":"budget"}]}"#;
 
@@ -175,6 +177,10 @@ fn budget_accuracy_on_three_processes() {
     println!("|---:|---:|---|---:|");
     for rate in rates() {
         let duration = Duration::from_secs_f64(limit as f64 / rate as f64) + TAIL;
+        assert!(
+            duration <= MAX_RUN,
+            "{limit} requests at {rate} req/s would run {duration:?}, more than {MAX_RUN:?}"
+        );
         let mut admitted = Vec::new();
         let mut cells = Vec::new();
         for run in 0..runs {

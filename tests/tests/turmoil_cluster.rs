@@ -37,6 +37,8 @@ struct NodeSpec {
     seeds: Vec<&'static str>,
     secret: &'static str,
     previous: Option<&'static str>,
+    /// `cluster.failover_mode`.
+    mode: &'static str,
 }
 
 fn spec(name: &'static str, seeds: &[&'static str]) -> NodeSpec {
@@ -45,6 +47,7 @@ fn spec(name: &'static str, seeds: &[&'static str]) -> NodeSpec {
         seeds: seeds.to_vec(),
         secret: SECRET,
         previous: None,
+        mode: "single_node",
     }
 }
 
@@ -93,9 +96,10 @@ impl Harness<'_> {
                     .map(|s| SocketAddr::new(turmoil::lookup(*s), PORT).to_string())
                     .collect();
                 let mut yaml = format!(
-                    "cluster:\n  enabled: true\n  node_id: {name}\n  region: sim\n  zone: z-{name}\n  bind_addr: 0.0.0.0\n  bind_port: {PORT}\n  advertise_addr: {own}\n  seed_nodes: [{seeds}]\n",
+                    "cluster:\n  enabled: true\n  node_id: {name}\n  region: sim\n  zone: z-{name}\n  bind_addr: 0.0.0.0\n  bind_port: {PORT}\n  advertise_addr: {own}\n  seed_nodes: [{seeds}]\n  failover_mode: {mode}\n",
                     name = spec.name,
                     seeds = seeds.join(", "),
+                    mode = spec.mode,
                 );
                 let dir = db.parent().map(PathBuf::from).unwrap_or_default();
                 if let Some(prev) = spec.previous {
@@ -230,6 +234,33 @@ impl Harness<'_> {
         out.sort();
         out
     }
+}
+
+/// The lease holders among `names`, by name, as their own views say.
+fn holders(h: &Harness, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| {
+            h.view(n)
+                .and_then(|v| v.failover.clone())
+                .is_some_and(|f| f.this_node_holds_lease)
+        })
+        .map(|n| n.to_string())
+        .collect()
+}
+
+/// Whether every node in `names` follows a roster of all of them and names one
+/// leader, the same one, which holds the lease.
+fn one_agreed_leader(h: &Harness, names: &[&str]) -> bool {
+    let statuses: Vec<_> = names
+        .iter()
+        .filter_map(|n| h.view(n).and_then(|v| v.failover.clone()))
+        .collect();
+    statuses.len() == names.len()
+        && statuses.iter().all(|f| f.voters.len() == names.len())
+        && statuses.windows(2).all(|w| w[0].leader == w[1].leader)
+        && statuses[0].leader.is_some()
+        && holders(h, names).len() == 1
 }
 
 fn all_converged(h: &Harness, names: &[&str]) -> bool {
@@ -421,4 +452,71 @@ fn a_graceful_leave_is_seen_as_left() {
         );
         assert!(h.sees_alive(o, &[if o == "n1" { "n2" } else { "n1" }]));
     }
+}
+
+/// active_passive on the real driver: n1 founds the cluster alone and admits n2 and
+/// n3 one at a time; exactly one node holds the lease; when it crashes another takes
+/// over, and the restarted node (its SQLite file kept) comes back under a higher
+/// epoch without ever making a second holder.
+#[test]
+fn active_passive_elects_one_leader_and_fails_over() {
+    let mut h = harness();
+    let names = ["n1", "n2", "n3"];
+    let ap = |name, seeds: &[&'static str]| NodeSpec {
+        mode: "active_passive",
+        ..spec(name, seeds)
+    };
+    h.add(ap("n1", &[]));
+    h.add(ap("n2", &["n1"]));
+    h.add(ap("n3", &["n1"]));
+    h.run_until(
+        Duration::from_secs(40),
+        "one leader over a roster of three",
+        |h| one_agreed_leader(h, &names),
+    );
+    let first = holders(&h, &names).remove(0);
+    let epoch = h
+        .view(&first)
+        .and_then(|v| v.failover.clone())
+        .expect("status")
+        .epoch;
+    for n in names {
+        let f = h.view(n).and_then(|v| v.failover.clone()).expect("status");
+        // Standbys are ready-but-passive; only the holder serves.
+        assert_eq!(f.serving, n == first, "{n}: {f:?}");
+    }
+    h.sim.crash(first.as_str());
+    h.views
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&first);
+    let rest: Vec<&str> = names.iter().copied().filter(|n| *n != first).collect();
+    h.run_until(
+        Duration::from_secs(20),
+        "a new leader among the rest",
+        |h| holders(h, &rest).len() == 1,
+    );
+    // Never two holders from here on, through the restart and the hold-down after it.
+    h.sim.bounce(first.as_str());
+    let end = h.sim.elapsed() + Duration::from_secs(30);
+    while h.sim.elapsed() < end {
+        let now = holders(&h, &names);
+        assert!(
+            now.len() <= 1,
+            "two lease holders: {now:?}; {:#?}",
+            h.summary()
+        );
+        if let Err(e) = h.sim.step() {
+            panic!("simulation failed: {e}");
+        }
+    }
+    h.run_until(Duration::from_secs(20), "one agreed leader again", |h| {
+        one_agreed_leader(h, &names)
+    });
+    let later = h
+        .view(names[0])
+        .and_then(|v| v.failover.clone())
+        .expect("status")
+        .epoch;
+    assert!(later > epoch, "epochs grow: {later} after {epoch}");
 }

@@ -427,6 +427,7 @@ impl Failover {
                 can_fail_over: false,
                 reason: Some("single_node mode: every node serves on its own".into()),
                 drift: self.view.drift(),
+                voters: Vec::new(),
             };
         }
         let holds = self.lease.holding(now);
@@ -447,6 +448,7 @@ impl Failover {
             can_fail_over,
             reason,
             drift: self.view.drift(),
+            voters: self.roster().map(|r| r.voters.clone()).unwrap_or_default(),
         }
     }
 

@@ -46,6 +46,9 @@ pub struct FailoverStatus {
     pub reason: Option<String>,
     /// Live members whose config fingerprint differs from this node's.
     pub drift: Vec<NodeId>,
+    /// The voter roster this node follows (empty before it has one; in
+    /// `single_node`, always empty).
+    pub voters: Vec<NodeId>,
 }
 
 /// A switchover the node refused; nothing changed.

@@ -82,6 +82,22 @@ fn wal_mode_and_full_sync_are_set() -> Result<(), StoreError> {
 }
 
 #[test]
+fn cache_and_checkpoint_settings_are_applied() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("node.db"), node())?;
+    let pragma = |name: &str| -> Result<i64, StoreError> {
+        store
+            .conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(|e| store.err(e))
+    };
+    assert_eq!(pragma("cache_size")?, -CACHE_KIB);
+    assert_eq!(pragma("wal_autocheckpoint")?, CHECKPOINT_PAGES);
+    assert_eq!(pragma("journal_size_limit")?, WAL_LIMIT_BYTES);
+    Ok(())
+}
+
+#[test]
 fn non_sqlite_file_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("node.db");

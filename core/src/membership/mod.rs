@@ -476,7 +476,14 @@ impl Membership {
                     };
                     out.send(from, Channel::Datagram, gossip);
                 }
-                if kind == PushPullKind::Reply && self.is_joining() {
+                // A reply to our join, or a periodic push-pull (only active members
+                // send those: a reconnect to us after we declared everyone dead):
+                // either way we are in touch with the cluster. Waiting for a reply
+                // from our seeds alone left a node whose seeds had all crashed
+                // joining forever while live members kept pushing to it (sim seed
+                // 3830).
+                let in_touch = matches!(kind, PushPullKind::Reply | PushPullKind::Periodic);
+                if in_touch && self.is_joining() {
                     self.phase = Phase::Active;
                     self.timers.set(now + CATCH_UP_FIRST, Timer::CatchUp(0));
                     out.event(Event::Local(LocalChange::Joined));

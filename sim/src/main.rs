@@ -204,6 +204,27 @@ fn replay(o: &Opts) -> ExitCode {
     for line in world.trace.take_lines() {
         println!("{line}");
     }
+    // Where each live node's failover stands at the end: what a leadership verdict
+    // is about.
+    for n in &world.nodes {
+        if let Some(node) = n.node.as_ref() {
+            let fo = node.failover();
+            let s = fo.status();
+            let roster = fo
+                .roster()
+                .map_or("none".to_string(), |r| r.version.to_string());
+            println!(
+                "end {} ({:?}): leader {:?} {} holds {} roster {roster} {:?} reason {:?}",
+                n.id,
+                node.phase(),
+                s.leader,
+                s.epoch,
+                s.this_node_holds_lease,
+                s.voters,
+                s.reason
+            );
+        }
+    }
     for c in &outcome.failures {
         println!("FAILED {}: {}", c.check, c.detail);
     }

@@ -579,6 +579,12 @@ impl Failover {
     }
 
     /// Bookkeeping that depends only on time: lapses and hint expiry.
+    ///
+    /// A member that handed its lease over stays unranked while the leadership it
+    /// handed to lasts (so a switchover sticks); once this node knows of no
+    /// leader, no promise binds it and no handover is pending, that leadership is
+    /// over and the plain order decides again (sim seed 7467: a leader handed over
+    /// to a better-ranked node that had just crashed, and stayed out for good).
     fn tick(&mut self, now: Millis) {
         self.voter.expire(now, self.id, &mut self.view);
         if let Some(h) = self.hint {
@@ -586,6 +592,13 @@ impl Failover {
                 self.hint = None;
                 self.view.mark_lapsed(h.node, rank::Lapse::Expired);
             }
+        }
+        let leaderless = self.hint.is_none()
+            && !self.lease.holding(now)
+            && self.voter.binding(now).is_none()
+            && self.voter.preferred(now).is_none();
+        if leaderless {
+            self.view.clear_released();
         }
     }
 

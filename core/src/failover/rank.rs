@@ -282,18 +282,29 @@ impl View {
     /// A message from `id`. A member lapsed by expiry is back, and starts a fresh
     /// hold-down (so a node that crashes and restarts is not handed the lease at
     /// once); one that released its lease is back only if the message asks for a
-    /// lease. A member that says it just started is back whatever its state.
+    /// lease, and keeps its standing (it never went away: a fresh hold-down would
+    /// make voters prefer someone else while it considers itself best, and the two
+    /// would refuse each other's campaigns until it ran out). A member that says it
+    /// just started is back whatever its state, with a fresh hold-down.
     pub fn heard_from(&mut self, now: Millis, id: NodeId, asks: bool, started: bool) {
         if let Some(k) = self.known.get_mut(&id) {
-            let back = started
-                || match k.lapsed {
-                    None => false,
-                    Some(Lapse::Expired) => true,
-                    Some(Lapse::Released) => asks,
-                };
+            let fresh = started || k.lapsed == Some(Lapse::Expired);
+            let back = fresh || (k.lapsed == Some(Lapse::Released) && asks);
             if back {
                 k.lapsed = None;
+            }
+            if fresh {
                 k.live_since = now;
+            }
+        }
+    }
+
+    /// Ranks again every member that released a lease: the leadership it handed
+    /// over to is gone, so the plain order decides once more.
+    pub fn clear_released(&mut self) {
+        for k in self.known.values_mut() {
+            if k.lapsed == Some(Lapse::Released) {
+                k.lapsed = None;
             }
         }
     }

@@ -579,6 +579,22 @@ fn switchover_hands_over_within_one_renewal_and_sticks() {
 }
 
 #[test]
+fn a_handover_to_a_node_that_dies_leaves_the_old_leader_eligible() {
+    let mut w = world(6, vec![serving(0), serving(1), serving(2)]);
+    w.run_until(10 * SEC);
+    assert_eq!(holder_ids(&w), vec![n(1)]);
+    // Node 1 hands over to node 3, which crashes before it can take the lease.
+    w.with_node(0, |fo, now| fo.switchover(now, n(3))).unwrap();
+    w.crash(2);
+    let t0 = w.now;
+    let at = w.run_until_holder(None, 10 * SEC).expect("a new leader");
+    // Once the handover's preference ran out with nobody leading, the plain order
+    // ranks node 1 again: it leads, not node 2, one promise length later.
+    assert_eq!(holder_ids(&w), vec![n(1)], "after {} ms", (at - t0) / MS);
+    assert!(at - t0 <= 3 * SEC, "no leader for {} ms", (at - t0) / MS);
+}
+
+#[test]
 fn switchover_to_a_worse_ranked_node_lasts_one_hold_down() {
     let mut w = world(9, vec![serving(0), serving(1), serving(2)]);
     w.run_until(10 * SEC);

@@ -90,6 +90,8 @@ pub struct ReplicaStats {
     pub sync_rounds: u64,
     pub sync_entries_sent: u64,
     pub tombstones_collected: u64,
+    /// Usage counters dropped because their period is over or their budget gone.
+    pub usage_compacted: u64,
     pub resets: u64,
 }
 
@@ -350,6 +352,9 @@ impl Replica {
                     let collected = self.store.collect_tombstones(horizon);
                     self.stats.tombstones_collected += collected.len() as u64;
                     forget(collected, out);
+                    let compacted = self.store.compact_old_usage(self.wall(now));
+                    self.stats.usage_compacted += compacted.len() as u64;
+                    forget(compacted, out);
                 }
             }
         }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
-use super::records::{Collection, Record, RecordId};
+use super::records::{BudgetPeriod, Collection, Record, RecordId};
 use super::seqset::{SeqRange, SeqSet};
 use crate::hash::Fnv64;
 use crate::id::NodeId;
@@ -438,6 +438,35 @@ impl Store {
             }
         }
         old
+    }
+
+    /// Drops the usage counters that can no longer count against a budget, as of
+    /// the wall-clock time `wall_ms`: those of a period before the previous one
+    /// (the previous is kept, for nodes whose clocks straddle the boundary) and
+    /// those of a deleted budget. Counters of a budget this store has not seen at
+    /// all are kept: the record may simply not have arrived yet.
+    ///
+    /// Every node runs this on its own (no leader needed): the rule depends only
+    /// on the budget records and the clock, so all nodes drop the same keys within
+    /// the clock-skew bound, and the dropped writes' numbers stay seen, so no peer
+    /// sends them again.
+    pub fn compact_old_usage(&mut self, wall_ms: u64) -> Vec<Key> {
+        let periods: BTreeMap<RecordId, Option<BudgetPeriod>> = self
+            .registers
+            .iter()
+            .filter_map(|(k, e)| match (k, &e.value) {
+                (Key::Record(Collection::Budgets, id), Some(Value::Record(Record::Budget(b)))) => {
+                    Some((id.clone(), Some(b.period)))
+                }
+                (Key::Record(Collection::Budgets, id), None) => Some((id.clone(), None)),
+                _ => None,
+            })
+            .collect();
+        self.compact_usage(|budget, period| match periods.get(budget) {
+            None => true,
+            Some(None) => false,
+            Some(Some(p)) => period.saturating_add(1) >= p.index(wall_ms),
+        })
     }
 
     /// Forgets everything learnt from other origins (a resync from scratch),

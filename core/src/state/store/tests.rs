@@ -1,6 +1,7 @@
 //! Merge laws and anti-entropy deltas.
 
 use super::*;
+use crate::state::records::{Budget, BudgetPeriod};
 use proptest::prelude::*;
 
 fn budget(n: u8) -> RecordId {
@@ -219,4 +220,66 @@ fn entries_whose_value_does_not_match_their_key_are_not_well_formed() {
     assert!(!e.is_well_formed(), "usage under a record key");
     e.value = None;
     assert!(e.is_well_formed(), "a tombstone under a valid id");
+}
+
+fn budget_entry(b: u8, period: BudgetPeriod, seq: u64, live: bool) -> Entry {
+    let record = Record::Budget(Budget {
+        name: format!("budget {b}"),
+        limit: None,
+        max_requests: Some(100),
+        period,
+    });
+    Entry {
+        key: Key::Record(Collection::Budgets, budget(b)),
+        value: live.then_some(Value::Record(record)),
+        hlc: Hlc {
+            wall: seq,
+            logical: 0,
+            node: NodeId(9),
+        },
+        seq,
+    }
+}
+
+fn usage_in(b: u8, period: u64, node: u64, seq: u64) -> Entry {
+    Entry {
+        key: Key::Usage {
+            budget: budget(b),
+            period,
+            node: NodeId(node),
+        },
+        ..entry(b, node, seq, seq, Some(1))
+    }
+}
+
+#[test]
+fn usage_of_past_periods_and_deleted_budgets_is_compacted() {
+    const HOUR: u64 = 3_600_000;
+    let mut s = Store::default();
+    // Budget 0 is hourly; at 10:30 the current hour is 10.
+    s.merge(budget_entry(0, BudgetPeriod::Hourly, 1, true));
+    for (p, seq) in [(8, 2), (9, 3), (10, 4)] {
+        s.merge(usage_in(0, p, 1, seq));
+    }
+    // Budget 1 was deleted; budget 2 never arrived here; budget 3 never resets.
+    s.merge(budget_entry(1, BudgetPeriod::Daily, 5, false));
+    s.merge(usage_in(1, 0, 1, 6));
+    s.merge(usage_in(2, 3, 1, 7));
+    s.merge(budget_entry(3, BudgetPeriod::Total, 8, true));
+    s.merge(usage_in(3, 0, 1, 9));
+    let mut dropped = s.compact_old_usage(10 * HOUR + HOUR / 2);
+    dropped.sort();
+    let mut want = vec![usage_in(0, 8, 1, 0).key, usage_in(1, 0, 1, 0).key];
+    want.sort();
+    assert_eq!(dropped, want, "hour 8 and the deleted budget's counter");
+    for kept in [
+        usage_in(0, 9, 1, 0),
+        usage_in(0, 10, 1, 0),
+        usage_in(2, 3, 1, 0),
+        usage_in(3, 0, 1, 0),
+    ] {
+        assert!(s.get(&kept.key).is_some(), "{:?} kept", kept.key);
+    }
+    // A peer replaying a dropped counter is a duplicate, not a resurrection.
+    assert_eq!(s.merge(usage_in(0, 8, 1, 2)), Merge::Duplicate);
 }

@@ -11,8 +11,10 @@
 //! on node 1 and awaited on all nodes; then requests to the mock model go round-robin
 //! over the three nodes, open-loop (each sent at its scheduled time on its own thread,
 //! whatever happened to the earlier ones), for `limit / rate + 5 s`, so the budget is
-//! exhausted and every node has seen it. The run counts the 200s (admitted) and checks
-//! that the last second saw none. Each rate runs several times; the median is reported.
+//! exhausted and every node has seen it. The run counts the 200s (admitted), the
+//! flip-backs (200s from a node that had already answered 402 to an earlier request)
+//! and checks that the last second saw none. Each rate runs several times; the median
+//! is reported.
 //!
 //! Ignored by default (about a minute and a half of load); run it with
 //!
@@ -49,6 +51,9 @@ struct Outcome {
     first_refusal: Option<Duration>,
     /// Admitted requests sent after that first 402 (a "second wave": see the docs).
     admitted_after_first_refusal: u64,
+    /// Admitted requests sent to a node after that same node had answered 402
+    /// (flip-backs: a node refusing, then admitting again).
+    flip_backs: u64,
     refused: u64,
     other: u64,
     per_node: [u64; 3],
@@ -143,6 +148,7 @@ fn tally(answers: &[(usize, Instant, u16)], start: Instant, duration: Duration) 
         sent: answers.len() as u64,
         ..Outcome::default()
     };
+    let mut node_refused = [false; 3];
     for &(node, at, status) in answers {
         match status {
             200 => {
@@ -151,12 +157,16 @@ fn tally(answers: &[(usize, Instant, u16)], start: Instant, duration: Duration) 
                 if o.first_refusal.is_some() {
                     o.admitted_after_first_refusal += 1;
                 }
+                if node_refused[node] {
+                    o.flip_backs += 1;
+                }
                 if at >= last_second {
                     o.admitted_in_last_second += 1;
                 }
             }
             402 => {
                 o.refused += 1;
+                node_refused[node] = true;
                 o.first_refusal.get_or_insert(at.duration_since(start));
             }
             _ => o.other += 1,
@@ -198,13 +208,14 @@ fn budget_accuracy_on_three_processes() {
                 "the budget must be exhausted everywhere by the end of the run"
             );
             cells.push(format!(
-                "{} ({}/{}/{}; {} after the first 402 at {} ms)",
+                "{} ({}/{}/{}; {} after the first 402 at {} ms; {} flip-backs)",
                 o.admitted,
                 o.per_node[0],
                 o.per_node[1],
                 o.per_node[2],
                 o.admitted_after_first_refusal,
-                o.first_refusal.map_or(0, |d| d.as_millis())
+                o.first_refusal.map_or(0, |d| d.as_millis()),
+                o.flip_backs
             ));
             admitted.push(o.admitted);
         }

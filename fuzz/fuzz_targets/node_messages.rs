@@ -59,6 +59,7 @@ fn meta(name: &str) -> MemberMeta {
         role: Role::Serving,
         version: "0".into(),
         config_fingerprint: 0,
+        bootstrap_expect: 0,
     }
 }
 
@@ -71,7 +72,14 @@ fn config() -> Config {
             sync_chunk_bytes: 400,
             ..StateTiming::default()
         },
-        failover: Default::default(),
+        // A founder of a one-voter cluster: it leads at once, so forged lease
+        // messages (rosters, grants, handovers) meet a holder, not a no-op.
+        failover: aurora_core::failover::FailoverConfig {
+            expected_voters: 1,
+            ..aurora_core::failover::FailoverConfig::with_mode(
+                aurora_core::failover::FailoverMode::ActivePassive,
+            )
+        },
     }
 }
 
@@ -171,7 +179,10 @@ impl Checker {
                                 }
                                 self.persisted_entries.insert(id, *e);
                             }
-                            PersistItem::OwnSeq(_) | PersistItem::Remove(_) | PersistItem::Epoch(_) => {}
+                            PersistItem::OwnSeq(_)
+                            | PersistItem::Remove(_)
+                            | PersistItem::Epoch(_)
+                            | PersistItem::Roster(_) => {}
                         }
                     }
                 }

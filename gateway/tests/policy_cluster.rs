@@ -96,6 +96,20 @@ impl PolicyData for SimNode {
             .fold(Usage::default(), |sum, (_, _, u)| sum.saturating_add(*u))
     }
 
+    fn own_published(&self, _budget: &RecordId, _period: u64) -> Option<Usage> {
+        let now = self.cluster.now_ms.load(Ordering::Relaxed);
+        let published = Propagation {
+            transit_ms: 0,
+            ..self.cluster.propagation
+        };
+        let writes = self.cluster.writes.lock().expect("writes");
+        let own = writes
+            .iter()
+            .filter(|(at, node, _)| *node == self.me && published.visible_at(*node, *at) <= now)
+            .fold(Usage::default(), |sum, (_, _, u)| sum.saturating_add(*u));
+        Some(own)
+    }
+
     fn wall_ms(&self) -> u64 {
         1_700_000_000_000 + self.cluster.now_ms.load(Ordering::Relaxed)
     }
@@ -117,7 +131,9 @@ const NODES: usize = 3;
 enum Mode {
     /// Counters as seen.
     NoPacing,
-    /// The default.
+    /// Pacing with the fixed 750 ms delay it assumed before the delay was measured.
+    Fixed750,
+    /// The default: pacing with the measured delay.
     Pacing,
 }
 
@@ -125,6 +141,7 @@ impl Mode {
     fn policy(self) -> Policy {
         match self {
             Mode::NoPacing => Policy::without_pacing(),
+            Mode::Fixed750 => Policy::with_fixed_pacing_delay(750),
             Mode::Pacing => Policy::new(),
         }
     }
@@ -136,6 +153,8 @@ struct Admitted {
     total: u64,
     /// Admissions by a node after that node had refused once (flip-backs).
     after_refusal: u64,
+    /// The delay node 0's pacer assumed at the end, ms.
+    delay_ms: u64,
 }
 
 fn records(limit: u64) -> BTreeMap<(Collection, String), Record> {
@@ -230,13 +249,16 @@ fn admitted(limit: u64, rate: u64, propagation: Propagation, mode: Mode) -> Admi
             refused[me] = true;
         }
     }
+    out.delay_ms = nodes[0].1.pacing_delay_ms();
     out
 }
 
 #[test]
 fn cluster_wide_budget_overshoot_is_bounded_by_rate_times_delay() {
     println!("nodes={NODES}; admitted (and admitted by a node after it had refused once)");
-    println!(" limit  rate/s  flush_ms  transit_ms  no pacing  bound  pacing");
+    println!(
+        " limit  rate/s  flush_ms  transit_ms  no pacing  bound  fixed 750 ms  measured (delay)"
+    );
     for (limit, rate, flush_ms, transit_ms) in [
         (100, 10, 500, 0),
         (100, 100, 500, 0),
@@ -255,6 +277,7 @@ fn cluster_wide_budget_overshoot_is_bounded_by_rate_times_delay() {
             transit_ms,
         };
         let naive = admitted(limit, rate, propagation, Mode::NoPacing);
+        let fixed = admitted(limit, rate, propagation, Mode::Fixed750);
         let paced = admitted(limit, rate, propagation, Mode::Pacing);
         // Without pacing: the requests the other nodes admit within the longest
         // propagation delay, plus one per node in progress, and never past N × the
@@ -263,8 +286,13 @@ fn cluster_wide_budget_overshoot_is_bounded_by_rate_times_delay() {
         let unseen = (n - 1) * rate * propagation.worst_delay_ms() / (n * 1_000);
         let bound = (limit + unseen + n).min(n * limit);
         println!(
-            "{limit:>6}  {rate:>6}  {flush_ms:>8}  {transit_ms:>10}  {:>9}  {bound:>5}  {:>6} ({})",
-            naive.total, paced.total, paced.after_refusal
+            "{limit:>6}  {rate:>6}  {flush_ms:>8}  {transit_ms:>10}  {:>9}  {bound:>5}  {:>7} ({:>3})  {:>5} ({:>3}) {:>4} ms",
+            naive.total,
+            fixed.total,
+            fixed.after_refusal,
+            paced.total,
+            paced.after_refusal,
+            paced.delay_ms
         );
         assert!(
             naive.total >= limit,
@@ -280,7 +308,24 @@ fn cluster_wide_budget_overshoot_is_bounded_by_rate_times_delay() {
             "limit {limit}, rate {rate}, {propagation:?}: {naive:?} > {bound}"
         );
         assert!(paced.total <= naive.total, "pacing never lets more through");
+        assert!(fixed.total <= naive.total, "pacing never lets more through");
     }
+    // At a steady rate the measured delay is the mean age of what a flush publishes
+    // (half the flush period; the transit is invisible to it), and the limit holds
+    // without a second wave.
+    let lan = Propagation {
+        flush_ms: 500,
+        transit_ms: 0,
+    };
+    let steady = admitted(1_000, 100, lan, Mode::Pacing);
+    assert!((200..=260).contains(&steady.delay_ms), "{steady:?}");
+    assert!(steady.total <= 1_002, "{steady:?}");
+    assert!(steady.after_refusal <= 1, "{steady:?}");
+    let fixed = admitted(1_000, 100, lan, Mode::Fixed750);
+    assert!(
+        fixed.after_refusal > 10,
+        "the fixed delay's second wave: {fixed:?}"
+    );
     // With no delay the limit is exact either way.
     let instant = Propagation::default();
     assert_eq!(admitted(100, 100, instant, Mode::NoPacing).total, 100);

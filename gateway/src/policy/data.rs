@@ -36,6 +36,15 @@ pub trait PolicyData: Send + Sync + 'static {
     /// Cluster-wide usage of `budget` in period `period` (see the module docs).
     fn usage(&self, budget: &RecordId, period: u64) -> Usage;
 
+    /// This node's own usage of `budget` in `period` as far as it has been published
+    /// to the cluster (flushed into the replicated store), if the source publishes in
+    /// batches; `None` otherwise. The pacer times this node's flushes with it
+    /// (see [`super::pacing`]).
+    fn own_published(&self, budget: &RecordId, period: u64) -> Option<Usage> {
+        let _ = (budget, period);
+        None
+    }
+
     /// Wall-clock time, Unix milliseconds (key expiry, budget periods).
     fn wall_ms(&self) -> u64;
 
@@ -99,6 +108,12 @@ impl MemoryData {
     /// Pins the clock at `ms` (0 returns to the system clock).
     pub fn set_clock_ms(&self, ms: u64) {
         self.clock_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets a budget's usage, as if the counters read differently (another node's
+    /// usage arrived, or a resync forgot it for a moment).
+    pub fn set_usage(&self, budget: &RecordId, period: u64, usage: Usage) {
+        self.lock().usage.insert((budget.clone(), period), usage);
     }
 
     /// Adds usage as if another node had recorded it.

@@ -12,10 +12,12 @@
 //!    and keys without one, the workflow with id `default` if it exists (the "global"
 //!    guardrails) — 400 `guardrail_denied`, 413 `input_too_large`, 403
 //!    `model_not_allowed`; redaction rewrites the request.
-//! 4. **Budget**: the key's budget, from the cluster-wide usage of the current period
-//!    plus the requests this node has in flight on it, plus the other nodes' usage
-//!    predicted to be in transit ([`pacing`]) — 402 `insufficient_quota` once spend or
-//!    requests reached the limit.
+//! 4. **Budget** ([`budget`]): the key's budget, from the cluster-wide usage of the
+//!    current period plus the requests this node has in flight on it, plus the other
+//!    nodes' usage predicted to be in transit ([`pacing`]) — 402 `insufficient_quota`
+//!    once spend or requests reached the limit. Once this node has seen the counters
+//!    reach a limit, it refuses for the rest of the period (unless the budget record
+//!    changes).
 //! 5. **Rate limits** ([`limits`]): per key, per node — 429 `rate_limit_exceeded` with
 //!    `Retry-After`. Last, so a request refused for another reason costs no quota.
 //!
@@ -27,6 +29,7 @@
 //! log ([`crate::usage`]). Refused requests get a usage-log row and a metric too.
 
 pub mod auth;
+pub mod budget;
 pub mod data;
 pub mod errors;
 pub mod guardrails;
@@ -179,6 +182,8 @@ pub struct Policy {
     /// Whether budgets add the predicted in-transit usage of other nodes (on by
     /// default; off only to measure what it buys).
     no_pacing: bool,
+    /// Budgets this node has seen exhausted this period.
+    exhausted: budget::Exhausted,
     usage_log: ArcSwapOption<UsageLog>,
 }
 
@@ -219,6 +224,20 @@ impl Policy {
             no_pacing: true,
             ..Self::default()
         }
+    }
+
+    /// Like [`Policy::new`] but the pacer assumes a fixed propagation delay of
+    /// `delay_ms` instead of measuring it (how it worked before; for comparison).
+    pub fn with_fixed_pacing_delay(delay_ms: u64) -> Self {
+        Self {
+            pacer: pacing::Pacer::with_fixed_delay(delay_ms),
+            ..Self::default()
+        }
+    }
+
+    /// The propagation delay the pacer assumes now, ms ([`pacing`]).
+    pub fn pacing_delay_ms(&self) -> u64 {
+        self.pacer.delay_ms()
     }
 
     /// Starts writing one row per request to `log` (replacing any previous log).
@@ -291,19 +310,7 @@ impl Policy {
             if let Some(Record::Budget(budget)) =
                 data.record(Collection::Budgets, budget_id.as_str())
             {
-                let wall = data.wall_ms();
-                let period = budget.period.index(wall);
-                let in_flight = lock(&self.reservations)
-                    .get(&(budget_id.clone(), period))
-                    .copied()
-                    .unwrap_or(0);
-                let seen = data.usage(budget_id, period);
-                let used = if self.no_pacing {
-                    seen
-                } else {
-                    seen.saturating_add(self.pacer.in_transit(budget_id, period, seen, wall))
-                };
-                check_budget(budget_id, &budget, used, in_flight, period, wall)?;
+                let period = self.check_budget(data, budget_id, &budget)?;
                 budget_slot = Some((budget_id.clone(), period));
             }
         }
@@ -334,6 +341,38 @@ impl Policy {
             model: model.to_owned(),
             started: Instant::now(),
         })
+    }
+
+    /// Step 4 for `budget` (record `id`): `Ok` with the current period, or the 402.
+    fn check_budget(
+        &self,
+        data: &dyn PolicyData,
+        id: &RecordId,
+        budget: &Budget,
+    ) -> Result<u64, Rejection> {
+        let wall = data.wall_ms();
+        let period = budget.period.index(wall);
+        let seen = data.usage(id, period);
+        let latched = self.exhausted.latch(id, budget, period, seen);
+        let amounts = budget::Amounts {
+            seen,
+            in_transit: if self.no_pacing || latched {
+                Usage::default()
+            } else {
+                let seen = pacing::Seen {
+                    total: seen,
+                    own_published: data.own_published(id, period),
+                    now_ms: wall,
+                };
+                self.pacer.in_transit(id, period, seen)
+            },
+            in_flight: lock(&self.reservations)
+                .get(&(id.clone(), period))
+                .copied()
+                .unwrap_or(0),
+        };
+        budget::check(id, budget, amounts, latched, period, wall)?;
+        Ok(period)
     }
 
     /// Counts a refused request (metrics and a usage-log row).
@@ -443,45 +482,6 @@ fn workflow(data: &dyn PolicyData, id: &str) -> Option<Workflow> {
     }
 }
 
-/// 402 when `used` plus `in_flight` requests reached a limit of `budget`.
-fn check_budget(
-    id: &RecordId,
-    budget: &Budget,
-    used: Usage,
-    in_flight: u64,
-    period: u64,
-    wall: u64,
-) -> Result<(), Rejection> {
-    let resets_in = budget
-        .period
-        .start_ms(period.saturating_add(1))
-        .filter(|_| budget.period != aurora_core::state::records::BudgetPeriod::Total)
-        .map(|start| start.saturating_sub(wall).div_ceil(1000));
-    if let Some(limit) = budget.limit {
-        if used.spend_nanos >= limit.nanos() {
-            return Err(errors::budget_exceeded(
-                id.as_str(),
-                &format!(
-                    "spent {} of {} USD this period",
-                    Money::from_nanos(used.spend_nanos),
-                    limit
-                ),
-                resets_in,
-            ));
-        }
-    }
-    if let Some(max) = budget.max_requests {
-        if used.requests.saturating_add(in_flight) >= max {
-            return Err(errors::budget_exceeded(
-                id.as_str(),
-                &format!("{max} requests allowed this period"),
-                resets_in,
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Wall-clock Unix milliseconds (0 before 1970).
 pub fn system_wall_ms() -> u64 {
     SystemTime::now()
@@ -529,29 +529,73 @@ mod tests {
         assert_eq!(cached_tokens_in(br#"{"cached_tokens": "#), 0);
     }
 
-    #[test]
-    fn budget_limits_count_in_flight_requests() {
-        let id = RecordId::new("b").unwrap();
+    /// A key `k` on budget `b` (at most `max_requests` a day) in `data`.
+    fn daily_budget(data: &data::MemoryData, max_requests: u64) -> Caller {
         let budget = Budget {
             name: "b".into(),
-            limit: Some(Money::from_decimal_str("1").unwrap()),
-            max_requests: Some(10),
-            period: BudgetPeriod::Hourly,
+            limit: None,
+            max_requests: Some(max_requests),
+            period: BudgetPeriod::Daily,
         };
-        let used = |spend, requests| Usage {
-            spend_nanos: spend,
-            requests,
-            tokens: 0,
+        data.put("b", Record::Budget(budget)).expect("budget");
+        let key = AuthKey {
+            name: "k".into(),
+            secret_hash: auth::to_hex(&auth::digest("sk-k")),
+            key_prefix: "sk".into(),
+            allowed_models: vec![],
+            budget_id: Some(RecordId::new("b").expect("id")),
+            workflow_id: None,
+            rpm_limit: None,
+            tpm_limit: None,
+            expires_at_ms: None,
+            disabled: false,
+            metadata: Default::default(),
         };
-        assert!(check_budget(&id, &budget, used(0, 9), 0, 0, 0).is_ok());
-        assert!(check_budget(&id, &budget, used(0, 9), 1, 0, 0).is_err());
-        assert!(check_budget(&id, &budget, used(999_999_999, 0), 0, 0, 0).is_ok());
-        let err = check_budget(&id, &budget, used(1_000_000_000, 0), 0, 0, 1_000).unwrap_err();
-        assert_eq!(err.error.status, http::StatusCode::PAYMENT_REQUIRED);
-        assert!(
-            err.error.message.contains("resets in 3599s"),
-            "{}",
-            err.error.message
-        );
+        data.put("k", Record::AuthKey(key.clone())).expect("key");
+        Caller::Key {
+            id: Arc::from("k"),
+            key: Box::new(key),
+        }
+    }
+
+    fn admits(policy: &Policy, data: &data::MemoryData, caller: &Caller) -> bool {
+        let mut request: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .expect("request");
+        policy.admit(data, caller, &mut request, "m").is_ok()
+    }
+
+    #[test]
+    fn a_budget_seen_exhausted_is_refused_until_the_record_or_the_period_changes() {
+        let data = data::MemoryData::new();
+        let day = 86_400_000;
+        data.set_clock_ms(20_000 * day + 1_000);
+        let period = BudgetPeriod::Daily.index(data.wall_ms());
+        let caller = daily_budget(&data, 10);
+        let b = RecordId::new("b").expect("id");
+        let requests = |n| Usage {
+            requests: n,
+            ..Usage::default()
+        };
+        let policy = Policy::without_pacing();
+        data.set_usage(&b, period, requests(9));
+        assert!(admits(&policy, &data, &caller));
+        data.set_usage(&b, period, requests(10));
+        assert!(!admits(&policy, &data, &caller));
+        // The counters read lower again (a resync forgot the others' usage for a
+        // moment): still refused — no flip-back within the period.
+        data.set_usage(&b, period, requests(2));
+        assert!(!admits(&policy, &data, &caller));
+        // A raised limit gives room at once.
+        let caller = daily_budget(&data, 20);
+        assert!(admits(&policy, &data, &caller));
+        data.set_usage(&b, period, requests(20));
+        assert!(!admits(&policy, &data, &caller));
+        data.set_usage(&b, period, requests(0));
+        assert!(!admits(&policy, &data, &caller));
+        // So does the next period.
+        data.set_clock_ms(20_001 * day + 1_000);
+        assert!(admits(&policy, &data, &caller));
     }
 }

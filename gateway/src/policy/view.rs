@@ -2,7 +2,8 @@
 //!
 //! Reads go to the view's current snapshot; the change counter is the snapshot's
 //! `version` (bumped by every publish that changed something), so the auth-key index
-//! is rebuilt only after a change. The usage write is the view's async
+//! is rebuilt only after a change. The snapshot's own published counters tell the
+//! pacer when this node's usage flushes happen. The usage write is the view's async
 //! `record_usage`: polled once in place, it updates the view's running total (so the
 //! next budget check on this node sees it), and the rest — handing the increment to
 //! the driver — runs in a spawned task, off the request path.
@@ -31,6 +32,10 @@ impl PolicyData for StateView {
 
     fn usage(&self, budget: &RecordId, period: u64) -> Usage {
         StateView::usage(self, budget, period)
+    }
+
+    fn own_published(&self, budget: &RecordId, period: u64) -> Option<Usage> {
+        Some(self.snapshot().own_usage(budget, period))
     }
 
     fn wall_ms(&self) -> u64 {

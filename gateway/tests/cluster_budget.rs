@@ -38,6 +38,8 @@ use common::cluster::{http, json, percentile, request, start_three, wait_for, Pr
 /// pacer's 2 s window plus a flush and gossip, so admissions that resume when the
 /// pacer's prediction fades are counted too, and the last second shows refusals only.
 const TAIL: Duration = Duration::from_secs(5);
+/// How long a fresh node may refuse writes before the test gives up.
+const READY: Duration = Duration::from_secs(10);
 /// The longest run allowed (a low rate with a high limit would otherwise run for hours).
 const MAX_RUN: Duration = Duration::from_secs(120);
 const CHAT: &str =
@@ -81,18 +83,30 @@ fn rates() -> Vec<u64> {
     rates
 }
 
+/// POSTs `body` to `path` on `addr`, retrying for up to [`READY`] while the node
+/// answers 503 (a node that started with empty storage refuses writes until it has
+/// learnt its own write history from a peer).
+fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let answer = http(addr, "POST", path, Some(body)).expect("POST");
+        if answer.0 != 503 || start.elapsed() > READY {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Creates budget `id` with `limit` requests and a key `id` on it through node 1, waits
 /// until every node has both, and returns the key's secret.
 fn budget_and_key(procs: &[Proc], id: &str, limit: u64) -> String {
     let budget = format!(
         r#"{{"id":"{id}","name":"{id}","limit":null,"max_requests":{limit},"period":"total"}}"#
     );
-    let (status, text) =
-        http(procs[0].http, "POST", "/admin/api/budgets", Some(&budget)).expect("post budget");
+    let (status, text) = post(procs[0].http, "/admin/api/budgets", &budget);
     assert_eq!(status, 201, "{text}");
     let key = format!(r#"{{"id":"{id}","name":"{id}","budget_id":"{id}"}}"#);
-    let (status, text) =
-        http(procs[0].http, "POST", "/admin/api/keys", Some(&key)).expect("post key");
+    let (status, text) = post(procs[0].http, "/admin/api/keys", &key);
     assert_eq!(status, 201, "{text}");
     let secret = json(&text)["secret"]
         .as_str()

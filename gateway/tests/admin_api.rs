@@ -1,7 +1,9 @@
 //! The admin API over real HTTP against a real node (io driver + SQLite in a temporary
 //! directory): CRUD of every replicated collection, validation errors naming the
-//! field, 401 without the token, auth-key secrets shown once, and writes surviving a
-//! restart of the node.
+//! field, 401 without the token, auth-key secrets shown once, writes surviving a
+//! restart of the node, and the refusals of switchover and forget (single node, and
+//! a clustered node that leads alone; the multi-process test in
+//! `cluster_processes.rs` hands the lease over between real nodes).
 
 mod common;
 
@@ -11,11 +13,13 @@ use std::sync::Arc;
 use aurora_gateway::cluster::Node;
 use aurora_gateway::state::AppState;
 use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig};
+use aurora_io::config::ClusterSettings;
 use bytes::Bytes;
 use common::{send, Reply, TOKEN};
 use http::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -29,9 +33,14 @@ struct NodeServer {
 }
 
 impl NodeServer {
+    /// A single node (clustering off).
     async fn start(dir: &Path) -> NodeServer {
         let settings = aurora_io::config::load("", &Default::default()).expect("default settings");
-        let node = Node::start(&settings, dir).await.expect("node starts");
+        NodeServer::start_with(dir, &settings).await
+    }
+
+    async fn start_with(dir: &Path, settings: &ClusterSettings) -> NodeServer {
+        let node = Node::start(settings, dir).await.expect("node starts");
         let config = ServerConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         let server = Server::bind_with(
             config,
@@ -381,5 +390,145 @@ async fn acknowledged_writes_survive_a_restart() {
     let data = list.json()["data"].as_array().expect("data").clone();
     assert_eq!(data.len(), 19);
     assert!(data.iter().all(|b| b["id"] != json!("b3")));
+    server.stop().await;
+}
+
+const SWITCHOVER: &str = "/admin/api/cluster/switchover";
+const FORGET: &str = "/admin/api/cluster/forget";
+
+/// The error object of `reply`, for a snapshot.
+fn error_of(reply: &Reply) -> Value {
+    json!({"error": reply.json()["error"]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_and_forget_on_a_single_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = NodeServer::start(dir.path()).await;
+
+    // No roster without clustering.
+    let status = server
+        .call(Method::GET, "/admin/api/cluster/status", None)
+        .await;
+    assert_eq!(status.json(), json!({"enabled": false}));
+
+    let reply = server
+        .call(Method::POST, SWITCHOVER, Some(&json!({"to": "n1"})))
+        .await;
+    reply.assert_error(409, None, Some("single_node"));
+    insta::assert_json_snapshot!("error_switchover_single_node", error_of(&reply));
+    server
+        .call(Method::POST, FORGET, Some(&json!({"node": "gone"})))
+        .await
+        .assert_error(409, None, Some("single_node"));
+
+    // A body that is not what is expected is a 400 naming the field, whatever the mode.
+    for (path, body, field) in [
+        (SWITCHOVER, json!({}), "to"),
+        (SWITCHOVER, json!({"to": 5}), "to"),
+        (SWITCHOVER, json!({"to": "n1", "force": true}), "force"),
+        (FORGET, json!({"to": "n1"}), "to"),
+        (FORGET, json!({"node": null}), "node"),
+    ] {
+        let reply = server.call(Method::POST, path, Some(&body)).await;
+        reply.assert_error(400, Some(field), Some("invalid_field"));
+        if body == json!({}) {
+            insta::assert_json_snapshot!("error_switchover_missing_to", error_of(&reply));
+        }
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    send(
+        server.addr,
+        Method::POST,
+        SWITCHOVER,
+        &auth,
+        Bytes::from("to=n1"),
+    )
+    .await
+    .assert_error(400, None, Some("invalid_json"));
+    let reply = server.call(Method::GET, SWITCHOVER, None).await;
+    reply.assert_error(405, None, Some("method_not_allowed"));
+    assert_eq!(reply.header("allow"), "POST");
+    // Behind the token like every admin path.
+    send(server.addr, Method::POST, FORGET, &[], Bytes::from("{}"))
+        .await
+        .assert_error(401, None, Some("invalid_admin_token"));
+    server.stop().await;
+}
+
+/// A clustered node on loopback that founds an active_passive cluster alone.
+fn solo_settings() -> ClusterSettings {
+    let port = |what| {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap_or_else(|e| panic!("free {what} port: {e}"))
+            .port()
+            .to_string()
+    };
+    let env: std::collections::HashMap<String, String> = [
+        ("CLUSTER_ENABLED", "true".to_owned()),
+        ("CLUSTER_NODE_ID", "solo".to_owned()),
+        ("CLUSTER_BIND_ADDR", "127.0.0.1".to_owned()),
+        ("CLUSTER_BIND_PORT", port("gossip")),
+        ("CLUSTER_SYNC_BIND_PORT", port("sync")),
+        ("CLUSTER_ADVERTISE_URL", "http://127.0.0.1:1".to_owned()),
+        ("CLUSTER_FAILOVER_MODE", "active_passive".to_owned()),
+        (
+            "CLUSTER_SECRET",
+            "a-cluster-secret-of-more-than-16-bytes".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    aurora_io::config::load("", &env).expect("clustered settings")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_leader_lists_its_roster_and_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = NodeServer::start_with(dir.path(), &solo_settings()).await;
+    // It leads once its quiet period (one promise length) is over.
+    let started = Instant::now();
+    let mut status = Value::Null;
+    while status["serving"] != json!(true) || status["voters"].as_array().is_none_or(Vec::is_empty)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no leadership within 15 s: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = server
+            .call(Method::GET, "/admin/api/cluster/status", None)
+            .await
+            .json();
+    }
+    status["this_node"]["gossip_addr"] = json!("[gossip_addr]");
+    insta::assert_json_snapshot!("cluster_status_lone_leader", status);
+
+    let me = status["this_node"]["id"].as_str().expect("id").to_owned();
+    // By the shown id or the configured one: it already leads.
+    for to in [me.as_str(), "solo"] {
+        let reply = server
+            .call(Method::POST, SWITCHOVER, Some(&json!({"to": to})))
+            .await;
+        reply.assert_error(409, Some("to"), Some("already_leader"));
+    }
+    let reply = server
+        .call(Method::POST, SWITCHOVER, Some(&json!({"to": "n42"})))
+        .await;
+    reply.assert_error(400, Some("to"), Some("invalid_field"));
+    insta::assert_json_snapshot!("error_switchover_not_eligible", error_of(&reply));
+
+    let reply = server
+        .call(Method::POST, FORGET, Some(&json!({"node": "solo"})))
+        .await;
+    reply.assert_error(409, None, Some("cannot_forget_self"));
+    let reply = server
+        .call(Method::POST, FORGET, Some(&json!({"node": "n42"})))
+        .await;
+    reply.assert_error(400, Some("node"), Some("invalid_field"));
+    insta::assert_json_snapshot!("error_forget_not_a_voter", error_of(&reply));
     server.stop().await;
 }

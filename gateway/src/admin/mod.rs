@@ -1,6 +1,8 @@
 //! The admin API under `/admin/api/`, behind the admin token.
 //!
 //! - `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes` ([`crate::cluster::status`]);
+//! - `POST /admin/api/cluster/switchover`, `POST /admin/api/cluster/forget`, sent to
+//!   the leader ([`failover`]);
 //! - for each replicated collection (`keys` is `auth_keys`; `providers`, `models`,
 //!   `routes`, `guardrails`, `workflows`, `pricing`, `budgets`): `GET` list, `POST`
 //!   create, `GET`/`PUT`/`DELETE` `/{id}` ([`records`]); `POST /admin/api/keys`
@@ -14,6 +16,7 @@
 //! only after the driver committed it to SQLite.
 
 pub mod dashboard;
+pub mod failover;
 pub mod keys;
 pub mod records;
 pub mod token;
@@ -22,6 +25,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
+
+use aurora_io::DriverError;
 
 use crate::http::body::{json_ok, read_limited, Response};
 use crate::openai::errors::INVALID_REQUEST;
@@ -46,7 +51,7 @@ where
     }
     match rest {
         "cluster/status" => only_get(&method, &path, || {
-            json_ok(&crate::cluster::status::status(&state.cluster))
+            json_ok(&crate::cluster::status::document(&state.cluster))
         }),
         "cluster/nodes" => only_get(&method, &path, || {
             json_ok(&List {
@@ -54,6 +59,20 @@ where
                 data: crate::cluster::status::nodes(&state.cluster),
             })
         }),
+        "cluster/switchover" | "cluster/forget" => {
+            if method != Method::POST {
+                return not_allowed(&method, &path, "POST");
+            }
+            let body = match read_limited(&parts.headers, body, state.config.max_body_bytes).await {
+                Ok(bytes) => bytes,
+                Err(error) => return error.into_response(),
+            };
+            if rest == "cluster/switchover" {
+                failover::switchover(&state.cluster, &body).await
+            } else {
+                failover::forget(&state.cluster, &body).await
+            }
+        }
         _ => {
             let (name, id) = match rest.split_once('/') {
                 Some((name, id)) => (name, Some(id)),
@@ -93,11 +112,26 @@ fn only_get(method: &Method, path: &str, ok: impl FnOnce() -> Response) -> Respo
     if method == Method::GET {
         return ok();
     }
-    let mut response = ApiError::method_not_allowed(method, path, "GET").into_response();
+    not_allowed(method, path, "GET")
+}
+
+/// 405 with `Allow: allow`.
+fn not_allowed(method: &Method, path: &str, allow: &'static str) -> Response {
+    let mut response = ApiError::method_not_allowed(method, path, allow).into_response();
     response
         .headers_mut()
-        .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     response
+}
+
+/// 503: the driver stopped or failed while it was to `what` (logged).
+pub fn node_unavailable(what: &str, e: &DriverError) -> ApiError {
+    tracing::error!(error = %e, "admin command failed: could not {what}");
+    ApiError::server_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the node could not {what}: {e}"),
+        "node_unavailable",
+    )
 }
 
 /// An admin error in OpenAI's shape.

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{error, keys, List};
+use super::{error, keys, node_unavailable, List};
 use crate::cluster::WriteError;
 use crate::http::body::{json_ok, json_response, Response};
 use crate::openai::ApiError;
@@ -165,14 +165,7 @@ pub async fn write(state: &AppState, id: RecordId, record: Record) -> Result<(),
 fn write_error(e: WriteError) -> ApiError {
     match e {
         WriteError::Invalid(e) => record_error(&e),
-        WriteError::Driver(e) => {
-            tracing::error!(error = %e, "admin write failed");
-            ApiError::server_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the node could not commit the write: {e}"),
-                "node_unavailable",
-            )
-        }
+        WriteError::Driver(e) => node_unavailable("commit the write", &e),
     }
 }
 

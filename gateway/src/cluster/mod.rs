@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aurora_core::Command;
 use aurora_io::config::{ClusterSettings, Secret, Secrets};
-use aurora_io::{ClusterView, DriverError, Handle, LaunchError};
+use aurora_io::{ClusterView, Commander, DriverError, Handle, LaunchError};
 use tokio::sync::watch;
 
 pub use view::{StateView, WriteError};
@@ -64,6 +65,8 @@ pub struct ClusterInfo {
     pub advertise_url: String,
     pub sync_addr: String,
     view: watch::Receiver<Arc<ClusterView>>,
+    /// Runs failover commands (switchover, forget); `None` without a node.
+    commander: Option<Commander>,
 }
 
 impl ClusterInfo {
@@ -80,12 +83,42 @@ impl ClusterInfo {
             advertise_url: String::new(),
             sync_addr: String::new(),
             view,
+            commander: None,
         }
     }
 
     /// The driver's latest membership view. Never waits for the driver.
     pub fn view(&self) -> Arc<ClusterView> {
         self.view.borrow().clone()
+    }
+
+    /// Whether the nodes elect a leader (clustering on and a mode other than
+    /// `single_node`); only then do switchover and forget mean anything.
+    pub fn elects(&self) -> bool {
+        self.enabled && self.mode != "single_node"
+    }
+
+    /// Runs `command` on the node (answered once the driver carried it out).
+    pub async fn command(&self, command: Command) -> Result<(), DriverError> {
+        match &self.commander {
+            Some(commander) => commander.command(command).await,
+            None => Err(DriverError::Stopped),
+        }
+    }
+
+    /// Waits until a view satisfies `done`, at most `limit`; returns the view that
+    /// did, or the latest one when time ran out (the caller checks `done` again).
+    pub async fn settle(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&ClusterView) -> bool,
+    ) -> Arc<ClusterView> {
+        let mut view = self.view.clone();
+        let waited = tokio::time::timeout(limit, view.wait_for(|v| done(v))).await;
+        match waited {
+            Ok(Ok(settled)) => settled.clone(),
+            _ => self.view(),
+        }
     }
 }
 
@@ -131,6 +164,7 @@ impl Node {
             advertise_url: run.advertise_url.clone(),
             sync_addr: run.sync_bind.to_string(),
             view: handle.watch(),
+            commander: Some(handle.commander()),
         };
         let state_view = StateView::new(handle.watch_state(), handle.commander());
         Ok(Node {

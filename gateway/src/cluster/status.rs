@@ -1,6 +1,10 @@
 //! `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes` and the cluster
 //! part of `/metrics`, all read from the driver's latest [`ClusterView`] (never from
 //! the driver itself).
+//!
+//! The admin API answers a [`StatusDocument`]: the [`Status`] the dashboard renders
+//! plus the voter roster. The roster is kept out of [`StatusDetails`] so the
+//! dashboard (and its fixed test cluster) need not change to carry it.
 
 use std::fmt::Write as _;
 
@@ -52,6 +56,26 @@ pub struct ThisNode {
     pub status: &'static str,
     pub gossip_addr: Option<String>,
     pub incarnation: u64,
+}
+
+/// `GET /admin/api/cluster/status`: [`Status`] and, with clustering on, the roster.
+#[derive(Debug, Serialize)]
+pub struct StatusDocument {
+    #[serde(flatten)]
+    pub status: Status,
+    /// The voter roster this node follows, by id (empty before it has one, and in
+    /// `single_node` mode); names and URLs where this node knows the member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voters: Option<Vec<NodeRef>>,
+}
+
+/// A node named by id, with what this node knows of it (`null` when it knows
+/// nothing: a voter that was never seen, or whose member entry is gone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeRef {
+    pub id: String,
+    pub name: Option<String>,
+    pub advertise_url: Option<String>,
 }
 
 /// One row of `/admin/api/cluster/nodes`.
@@ -150,16 +174,45 @@ pub fn status(info: &ClusterInfo) -> Status {
     }
 }
 
+/// The status document of the admin API.
+pub fn document(info: &ClusterInfo) -> StatusDocument {
+    let status = status(info);
+    let voters = status.enabled.then(|| {
+        let view = info.view();
+        view.failover
+            .iter()
+            .flat_map(|f| f.voters.iter())
+            .map(|&id| node_ref(&view, info, id))
+            .collect()
+    });
+    StatusDocument { status, voters }
+}
+
+/// `id` with its name and advertise URL when this node knows them.
+pub fn node_ref(view: &ClusterView, info: &ClusterInfo, id: NodeId) -> NodeRef {
+    let (name, advertise_url) = if view.node_id == Some(id) {
+        (
+            Some(view.node_name.clone()),
+            Some(info.advertise_url.clone()),
+        )
+    } else {
+        view.member(id).map_or((None, None), |m| {
+            (
+                Some(m.meta.name.clone()),
+                Some(m.meta.advertise_url.clone()),
+            )
+        })
+    };
+    NodeRef {
+        id: id.to_string(),
+        name,
+        advertise_url,
+    }
+}
+
 /// The advertise URL of `leader`, from its gossiped metadata (or our own).
 fn leader_url(view: &ClusterView, info: &ClusterInfo, leader: Option<NodeId>) -> Option<String> {
-    let leader = leader?;
-    if view.node_id == Some(leader) {
-        return Some(info.advertise_url.clone());
-    }
-    view.members
-        .iter()
-        .find(|m| m.id == leader)
-        .map(|m| m.meta.advertise_url.clone())
+    node_ref(view, info, leader?).advertise_url
 }
 
 /// The leader's advertise URL when this node is a standby that must not serve

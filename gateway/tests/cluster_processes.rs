@@ -5,7 +5,8 @@
 //!
 //! Figures printed (run with `--nocapture`): end-to-end propagation of an admin write
 //! to all other nodes (p50/p99/max), the idle RSS of a node, and in active_passive
-//! mode how long a new active node took to appear after `kill -9` of the old one.
+//! mode how long a planned switchover took and how long a new active node took to
+//! appear after `kill -9` of the old one.
 
 mod common;
 
@@ -17,6 +18,7 @@ use common::cluster::{
     advertise_url, alive, get_json, has, http, json, metric, percentile, rss_kib, spawn, spec,
     start_three, wait_for, Proc, Spec, SECRET,
 };
+use serde_json::json;
 
 #[test]
 fn three_processes_form_propagate_and_refuse_a_wrong_secret() {
@@ -231,6 +233,8 @@ fn active_passive_serves_from_one_node_and_fails_over_after_kill_9() {
     );
     assert!(page.contains("<code>active_passive</code>"));
 
+    let before = switch_over_to_the_best_standby(&all, before);
+
     procs[before.active].kill_9();
     let survivors: Vec<(&Spec, &Proc)> = specs
         .iter()
@@ -253,4 +257,134 @@ fn active_passive_serves_from_one_node_and_fails_over_after_kill_9() {
         after.epoch > before.epoch,
         "epoch must grow: {before:?} -> {after:?}"
     );
+    forget_the_killed_node(&survivors, &after, &before.leader);
+}
+
+/// The killed node is gone for good: once the new leader sees it dead, forget takes it
+/// off the roster there; the standby refuses and names the leader.
+fn forget_the_killed_node(survivors: &[(&Spec, &Proc)], after: &Agreed, killed: &str) {
+    let leader = survivors[after.active].1;
+    let standby = survivors[1 - after.active].1;
+    let dead = || {
+        get_json(leader, "/admin/api/cluster/nodes")["data"]
+            .as_array()
+            .is_some_and(|rows| {
+                rows.iter()
+                    .any(|r| r["id"] == killed && r["state"] == "dead")
+            })
+    };
+    let seen_dead = wait_for(Duration::from_secs(30), "the killed node seen dead", dead);
+    let (status, body) = post(standby, FORGET, &json!({"node": killed}));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("not_leader")),
+        "{body}"
+    );
+    assert_eq!(body["leader"]["id"], after.leader.as_str(), "{body}");
+    let (status, answer) = post(leader, FORGET, &json!({"node": killed}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["removed"], true, "{answer}");
+    let voters: Vec<&str> = answer["voters"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|n| n["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(voters.len(), 2, "{answer}");
+    assert!(!voters.contains(&killed), "{answer}");
+    println!("forgot the killed node {killed} (the leader saw it dead {seen_dead:?} after the failover); roster {voters:?}");
+}
+
+const SWITCHOVER: &str = "/admin/api/cluster/switchover";
+const FORGET: &str = "/admin/api/cluster/forget";
+
+/// The number of an id as cluster/status shows it (`n` and digits).
+fn id_number(id: &str) -> u64 {
+    id.strip_prefix('n')
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("not a node id: {id}"))
+}
+
+/// `this_node.id` of a node's cluster/status.
+fn own_id(p: &Proc) -> String {
+    let status = get_json(p, "/admin/api/cluster/status");
+    status["this_node"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {status}"))
+        .to_owned()
+}
+
+/// An admin POST of `body`; panics if the node does not answer.
+fn post(p: &Proc, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, text) = http(p.http, "POST", path, Some(&body.to_string())).expect("answer");
+    (status, json(&text))
+}
+
+/// Hands the lease from the active node to the standby that ranks best (equal tiers
+/// and capacities: the lowest id), so no automatic handover takes it back; checks the
+/// refusals on the way and returns what the nodes agree on afterwards.
+fn switch_over_to_the_best_standby(all: &[(&Spec, &Proc)], before: Agreed) -> Agreed {
+    let leader = all[before.active].1;
+    let ids: Vec<String> = all.iter().map(|(_, p)| own_id(p)).collect();
+    let target = (0..all.len())
+        .filter(|&i| i != before.active)
+        .min_by_key(|&i| id_number(&ids[i]))
+        .expect("a standby");
+
+    // A bad body names the field; a live member cannot be forgotten.
+    let (status, body) = post(leader, SWITCHOVER, &json!({"to": 5}));
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("to")),
+        "{body}"
+    );
+    let (status, body) = post(leader, FORGET, &json!({"node": ids[target]}));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("member_alive")),
+        "{body}"
+    );
+
+    let started = Instant::now();
+    let (status, answer) = post(leader, SWITCHOVER, &json!({"to": ids[target]}));
+    let answered = started.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["to"]["id"], ids[target].as_str(), "{answer}");
+    assert_eq!(
+        answer["leader_before"]["id"],
+        before.leader.as_str(),
+        "{answer}"
+    );
+    assert_eq!(answer["epoch_before"], before.epoch, "{answer}");
+    let mut switched = None;
+    let took = wait_for(
+        Duration::from_secs(10),
+        "the target as the only ready node",
+        || {
+            switched = agreed(all).filter(|a| a.active == target);
+            switched.is_some()
+        },
+    );
+    let switched = switched.expect("agreed");
+    println!(
+        "switchover {} -> {}: answered in {answered:?} (completed: {}), agreed after {took:?}, epoch {} -> {}",
+        all[before.active].0.name, all[target].0.name, answer["completed"], before.epoch, switched.epoch
+    );
+    assert!(
+        switched.epoch > before.epoch,
+        "epoch must grow: {before:?} -> {switched:?}"
+    );
+
+    // The old leader refuses now and names the new one, so a script can retry there.
+    let (status, body) = post(leader, SWITCHOVER, &json!({"to": ids[before.active]}));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("not_leader")),
+        "{body}"
+    );
+    assert_eq!(body["leader"]["id"], ids[target].as_str(), "{body}");
+    assert_eq!(
+        body["leader"]["advertise_url"],
+        advertise_url(all[target].0),
+        "{body}"
+    );
+    switched
 }

@@ -179,6 +179,10 @@ mod tests {
             Ok(Route::Admin)
         );
         assert_eq!(
+            route(&Method::POST, "/admin/api/cluster/switchover"),
+            Ok(Route::Admin)
+        );
+        assert_eq!(
             route(&Method::GET, "/admin/dashboard/cluster"),
             Ok(Route::Dashboard)
         );

@@ -60,6 +60,10 @@ pub const MIN_DELAY_MS: u64 = 100;
 /// The longest delay the estimate may give; gaps between steps longer than this are
 /// pauses of the others' traffic, not delays, and are not measured.
 pub const MAX_DELAY_MS: u64 = 2_000;
+/// Added to the measured mean age: the mean wait of a published counter for its
+/// node's next gossip round (every 200 ms with the LAN defaults), which no counter
+/// this node can read shows (module docs).
+pub const GOSSIP_WAIT_MS: u64 = 100;
 /// Time constant of the delay's moving average.
 const SMOOTHING_MS: f64 = 1_000.0;
 /// How much history the others' rate is measured over.
@@ -120,7 +124,9 @@ impl DelayEstimate {
             .flatten()
             .reduce(f64::max)
             .map_or(FALLBACK_DELAY_MS, |mean| {
-                (mean.round() as u64).clamp(MIN_DELAY_MS, MAX_DELAY_MS)
+                (mean.round() as u64)
+                    .saturating_add(GOSSIP_WAIT_MS)
+                    .clamp(MIN_DELAY_MS, MAX_DELAY_MS)
             })
     }
 }
@@ -134,6 +140,11 @@ struct Steps {
 }
 
 impl Steps {
+    /// Whether the counter grew since it was first seen.
+    fn grew_once(&self) -> bool {
+        self.last.is_some_and(|(since, _)| since.is_some())
+    }
+
     /// Notes `value` seen at `now_ms`; the gap since the previous step if it grew.
     /// The first step after the first sight gives no gap either: only then is the
     /// timing aligned with the counter's steps.
@@ -184,6 +195,12 @@ impl Track {
             self.samples.clear();
             self.others_steps = Steps::default();
             self.own_steps = Steps::default();
+        }
+        // Until the others' usage first grows, only the latest sample counts: a
+        // history that began before their traffic (a new budget or period) would
+        // otherwise dilute their rate over time they did not send anything.
+        if !self.others_steps.grew_once() {
+            self.samples.clear();
         }
         if self.samples.back().is_none_or(|(t, _)| *t < now_ms) {
             self.samples.push_back((now_ms, others));
@@ -293,10 +310,10 @@ impl Pacer {
             requests: seen.total.requests.saturating_sub(track.mine.requests),
             tokens: seen.total.tokens.saturating_sub(track.mine.tokens),
         };
-        track.sample(seen.now_ms, others);
         if let Some(gap) = track.others_steps.observe(seen.now_ms, others) {
             delay.observe_others_gap(gap);
         }
+        track.sample(seen.now_ms, others);
         let own_gap = seen
             .own_published
             .and_then(|own| track.own_steps.observe(seen.now_ms, own));
@@ -364,31 +381,34 @@ mod tests {
         for _ in 0..20 {
             d.observe_others_gap(500);
         }
-        assert_eq!(d.delay_ms(), 250);
+        assert_eq!(d.delay_ms(), 250 + GOSSIP_WAIT_MS);
         // Pauses of the others' traffic are not delays.
         d.observe_others_gap(MAX_DELAY_MS + 1);
         d.observe_others_gap(0);
-        assert_eq!(d.delay_ms(), 250);
+        assert_eq!(d.delay_ms(), 250 + GOSSIP_WAIT_MS);
         // Smoothed: one short gap moves it only part of the way.
         d.observe_others_gap(100);
         let moved = d.delay_ms();
-        assert!((200..250).contains(&moved), "{moved}");
-        // Bounded below.
+        assert!((300..350).contains(&moved), "{moved}");
+        // Steps every 10 ms: the usage seen is fresh, only the gossip wait is left.
         for _ in 0..2_000 {
             d.observe_others_gap(10);
         }
-        assert_eq!(d.delay_ms(), MIN_DELAY_MS);
+        assert_eq!(d.delay_ms(), 5 + GOSSIP_WAIT_MS);
         // This node's flushes every 500 ms: the larger mean wins (the others' steps
         // come more often when several peers flush at different moments).
         for _ in 0..20 {
             d.observe_own_flush_gap(500);
         }
-        assert_eq!(d.delay_ms(), 250);
+        assert_eq!(d.delay_ms(), 250 + GOSSIP_WAIT_MS);
         // Bounded above.
         let mut slow = DelayEstimate::default();
         slow.observe_own_flush_gap(MAX_DELAY_MS);
         slow.observe_others_gap(MAX_DELAY_MS);
-        assert_eq!(slow.delay_ms(), MAX_DELAY_MS / 2);
+        assert_eq!(slow.delay_ms(), MAX_DELAY_MS / 2 + GOSSIP_WAIT_MS);
+        let mut slowest = DelayEstimate::default();
+        slowest.own_flushes.mean_ms = Some(10_000.0);
+        assert_eq!(slowest.delay_ms(), MAX_DELAY_MS);
     }
 
     #[test]
@@ -408,7 +428,7 @@ mod tests {
             p.recorded(&b, 0, if tick % 5 == 0 { req(5) } else { req(0) });
             p.in_transit(&b, 0, at);
         }
-        assert_eq!(p.delay_ms(), 250);
+        assert_eq!(p.delay_ms(), 250 + GOSSIP_WAIT_MS);
     }
 
     #[test]
@@ -422,15 +442,15 @@ mod tests {
             let others = req(20 * (tick / 4 + 1));
             p.in_transit(&b, 0, seen(others, 10_000 + tick * 100));
         }
-        assert_eq!(p.delay_ms(), 200);
-        // At 50 requests per second over the 2 s window, 200 ms hold 10 in transit.
+        assert_eq!(p.delay_ms(), 200 + GOSSIP_WAIT_MS);
+        // At 50 requests per second over the 2 s window, 300 ms hold 15 in transit.
         let t = p.in_transit(&b, 0, seen(req(20 * 11), 14_000));
-        assert_eq!(t.requests, 10);
+        assert_eq!(t.requests, 15);
         // The delay belongs to the node: another budget starts with it.
         let c = RecordId::new("c").unwrap();
         p.in_transit(&c, 0, seen(req(0), 14_000));
         assert_eq!(p.in_transit(&c, 0, seen(req(0), 14_200)), Usage::default());
-        assert_eq!(p.delay_ms(), 200);
+        assert_eq!(p.delay_ms(), 200 + GOSSIP_WAIT_MS);
         // A fixed delay is not measured.
         let fixed = Pacer::with_fixed_delay(750);
         fixed.in_transit(&b, 0, seen(req(1), 1_000));

@@ -68,7 +68,7 @@ struct ForgetBody {
 struct SwitchedOver {
     object: &'static str,
     /// This node, which held the lease and handed it over.
-    leader_before: NodeRef,
+    leader_before: Option<NodeRef>,
     to: NodeRef,
     /// The epoch of the leadership that ended.
     epoch_before: u64,
@@ -128,20 +128,19 @@ pub async fn forget(info: &ClusterInfo, body: &Bytes) -> Response {
 }
 
 async fn run_switchover(info: &ClusterInfo, body: &Bytes) -> Result<Response, Refusal> {
-    let SwitchoverBody { to } = parse(body)?;
+    let SwitchoverBody { to: typed } = parse(body)?;
     require_elections(info)?;
     let before = info.view();
-    let to = resolve(&before, &to, "to")?;
+    let to = resolve(&before, &typed, "to")?;
     let epoch_before = epoch(&before);
     info.command(Command::Switchover { to })
         .await
-        .map_err(|e| switchover_refused(info, e))?;
+        .map_err(|e| switchover_refused(info, e, &typed))?;
     let led_by_to = |v: &ClusterView| leader(v) == Some(to) && epoch(v) > epoch_before;
     let after = info.settle(SETTLE, led_by_to).await;
-    let this = before.node_id.unwrap_or(to);
     Ok(json_ok(&SwitchedOver {
         object: "cluster.switchover",
-        leader_before: node_ref(&before, info, this),
+        leader_before: before.node_id.map(|id| node_ref(&before, info, id)),
         to: node_ref(&after, info, to),
         epoch_before,
         leader: leader(&after).map(|id| node_ref(&after, info, id)),
@@ -151,11 +150,11 @@ async fn run_switchover(info: &ClusterInfo, body: &Bytes) -> Result<Response, Re
 }
 
 async fn run_forget(info: &ClusterInfo, body: &Bytes) -> Result<Response, Refusal> {
-    let ForgetBody { node } = parse(body)?;
+    let ForgetBody { node: typed } = parse(body)?;
     require_elections(info)?;
     let view = info.view();
-    let node = resolve(&view, &node, "node")?;
-    let named = describe(&node_ref(&view, info, node));
+    let node = resolve(&view, &typed, "node")?;
+    let named = describe(&node_ref(&view, info, node), &typed);
     if view.node_id == Some(node) {
         return Err(conflict(
             format!("{named} is this node, which is running; stop it, then send the forget to the node that leads after it"),
@@ -250,10 +249,13 @@ fn running(view: &ClusterView, id: NodeId) -> Option<&'static str> {
     }
 }
 
-/// `node-2 (n123)`, or the bare id when the name is unknown.
-fn describe(node: &NodeRef) -> String {
+/// `node-2 (n123)`: the node's name, or else what the caller `typed` when that is not
+/// the id itself, and the id.
+fn describe(node: &NodeRef, typed: &str) -> String {
+    let typed = typed.trim();
     match &node.name {
         Some(name) => format!("{name} ({})", node.id),
+        None if typed != node.id && !typed.is_empty() => format!("{typed} ({})", node.id),
         None => node.id.clone(),
     }
 }
@@ -292,12 +294,12 @@ fn not_leader(info: &ClusterInfo, view: &ClusterView) -> Refusal {
     Refusal::NotLeader { leader }
 }
 
-fn switchover_refused(info: &ClusterInfo, e: DriverError) -> Refusal {
+fn switchover_refused(info: &ClusterInfo, e: DriverError, typed: &str) -> Refusal {
     let DriverError::Command(CommandError::Switchover(refused)) = e else {
         return node_unavailable("hand the lease over", &e).into();
     };
     let view = info.view();
-    let named = |id| describe(&node_ref(&view, info, id));
+    let named = |id| describe(&node_ref(&view, info, id), typed);
     match refused {
         SwitchoverError::SingleNode => Refusal::Api(conflict(
             "this node runs in single_node mode: there is no leader to hand over".into(),
@@ -330,7 +332,7 @@ fn not_leader_response(leader: Option<NodeRef>) -> Response {
                 .map(|u| format!(" at {u}"))
                 .unwrap_or_default();
             conflict(
-                format!("this node does not hold the lease; send the request to the leader, {}{at}", describe(l)),
+                format!("this node does not hold the lease; send the request to the leader, {}{at}", describe(l, "")),
                 "not_leader",
             )
         }
@@ -402,6 +404,22 @@ mod tests {
             (empty.status, empty.param.as_deref()),
             (StatusCode::BAD_REQUEST, Some("node"))
         );
+    }
+
+    #[test]
+    fn messages_name_a_node_as_known_or_as_typed() {
+        let unknown = NodeRef {
+            id: "n9".into(),
+            name: None,
+            advertise_url: None,
+        };
+        assert_eq!(describe(&unknown, "node-9"), "node-9 (n9)");
+        assert_eq!(describe(&unknown, " n9 "), "n9");
+        let known = NodeRef {
+            name: Some("node-2".into()),
+            ..unknown
+        };
+        assert_eq!(describe(&known, "n9"), "node-2 (n9)");
     }
 
     async fn body_json(response: Response) -> Value {

@@ -154,29 +154,7 @@ async fn run_forget(info: &ClusterInfo, body: &Bytes) -> Result<Response, Refusa
     require_elections(info)?;
     let view = info.view();
     let node = resolve(&view, &typed, "node")?;
-    let named = describe(&node_ref(&view, info, node), &typed);
-    if view.node_id == Some(node) {
-        return Err(conflict(
-            format!("{named} is this node, which is running; stop it, then send the forget to the node that leads after it"),
-            "cannot_forget_self",
-        )
-        .into());
-    }
-    require_leader(info, &view)?;
-    if !on_roster(&view, node) {
-        return Err(field_error(
-            "node",
-            &format!("{named} is not on the voter roster (see `voters` in GET /admin/api/cluster/status); there is nothing to forget"),
-        )
-        .into());
-    }
-    if let Some(state) = running(&view, node) {
-        return Err(conflict(
-            format!("{named} is {state} as this node sees it; a running member would be admitted again. Stop it for good and wait until GET /admin/api/cluster/nodes shows it `dead`"),
-            "member_alive",
-        )
-        .into());
-    }
+    check_forgettable(info, &view, node, &typed)?;
     info.command(Command::ForgetMember { node })
         .await
         .map_err(|e| node_unavailable("forget the member", &e))?;
@@ -190,6 +168,40 @@ async fn run_forget(info: &ClusterInfo, body: &Bytes) -> Result<Response, Refusa
             .map(|&id| node_ref(&after, info, id))
             .collect(),
     }))
+}
+
+/// The refusals of a forget, in order: this node itself, not the leader, not on
+/// the roster, still running.
+fn check_forgettable(
+    info: &ClusterInfo,
+    view: &ClusterView,
+    node: NodeId,
+    typed: &str,
+) -> Result<(), Refusal> {
+    let named = describe(&node_ref(view, info, node), typed);
+    if view.node_id == Some(node) {
+        return Err(conflict(
+            format!("{named} is this node, which is running; stop it, then send the forget to the node that leads after it"),
+            "cannot_forget_self",
+        )
+        .into());
+    }
+    require_leader(info, view)?;
+    if !on_roster(view, node) {
+        return Err(field_error(
+            "node",
+            &format!("{named} is not on the voter roster (see `voters` in GET /admin/api/cluster/status); there is nothing to forget"),
+        )
+        .into());
+    }
+    if let Some(state) = running(view, node) {
+        return Err(conflict(
+            format!("{named} is {state} as this node sees it; a running member would be admitted again. Stop it for good and wait until GET /admin/api/cluster/nodes shows it `dead`"),
+            "member_alive",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The body as `T`; a missing, unknown or mistyped field is a 400 naming it.

@@ -24,7 +24,7 @@ use crate::persist::{PersistBatch, PersistItem, Restored};
 use crate::rng::DetRng;
 use crate::state::hlc::Hlc;
 use crate::state::records::{Collection, Record, RecordError, RecordId};
-use crate::state::replica::Replica;
+use crate::state::replica::{Replica, WriteHistory};
 use crate::state::store::{Key, Usage, Value};
 use crate::time::Millis;
 use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
@@ -74,6 +74,13 @@ pub enum CommandError {
     InvalidRecord(RecordError),
     #[error("switchover refused: {0}")]
     Switchover(SwitchoverError),
+    /// The node started with empty storage and has not yet heard from a peer how
+    /// far its own write numbering got (see `state::replica::WriteHistory`).
+    #[error(
+        "this node started with empty storage and is still learning its own write \
+         history from a peer; retry in a second"
+    )]
+    HistoryUnknown,
 }
 
 /// Bytes to send to a peer.
@@ -124,6 +131,9 @@ pub struct Node {
     persisted_epoch: Epoch,
     /// The roster state last handed to the driver to persist.
     persisted_roster: crate::failover::RosterState,
+    /// Started with nothing persisted: this node may be a previous one whose disk
+    /// was lost, so it learns its write history from peers before writing.
+    fresh_storage: bool,
     outbox: Outbox,
     metrics: NodeMetrics,
 }
@@ -144,6 +154,7 @@ impl Node {
         identity.meta.validate()?;
         let mut failover = Failover::new(identity.id, config.failover.clone(), now)?;
         let mut outbox = Outbox::default();
+        let fresh_storage = restored.incarnation.is_none();
         // Persisted even on first start: a restart must always come back above
         // whatever the cluster remembers of this node.
         let incarnation = restored
@@ -182,6 +193,7 @@ impl Node {
             members_seen: None,
             persisted_epoch,
             persisted_roster,
+            fresh_storage,
             outbox,
             metrics: NodeMetrics::default(),
         };
@@ -310,6 +322,10 @@ impl Node {
         if self.membership.has_left() {
             return Err(CommandError::Left);
         }
+        let writes = matches!(command, Command::Put { .. } | Command::Delete { .. });
+        if writes && self.replica.history() != WriteHistory::Known {
+            return Err(CommandError::HistoryUnknown);
+        }
         let written = match command {
             Command::Put { id, record } => {
                 record
@@ -360,7 +376,12 @@ impl Node {
 
     fn membership_command(&mut self, now: Millis, command: Command) -> Result<(), CommandError> {
         match command {
-            Command::Join { seeds } => self.membership.join(now, seeds, &mut self.outbox),
+            Command::Join { seeds } => {
+                if !seeds.is_empty() && self.fresh_storage {
+                    self.replica.await_own_history(now);
+                }
+                self.membership.join(now, seeds, &mut self.outbox)
+            }
             Command::Leave => self.membership.leave(now, &mut self.outbox),
             Command::UpdateMeta(meta) => {
                 meta.validate().map_err(CommandError::InvalidMeta)?;

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aurora_core::state::replica::WriteHistory;
 use aurora_core::{
     Command, CommandError, Config, ConfigError, DecodeError, Event, Identity, LocalChange,
     MemberChange, Millis, Node, Output, PersistBatch, PersistItem,
@@ -258,6 +259,7 @@ pub fn start(
         state: state_tx,
         live_count,
         counters: ReplicaCounters::default(),
+        deferred: Vec::new(),
     };
     // Readers get a real view (id, address, incarnation) from the first moment.
     driver.publish(true);
@@ -292,7 +294,22 @@ struct Driver {
     /// The store's live register count at the last publish.
     live_count: usize,
     counters: ReplicaCounters,
+    /// Writes held while the node learns its write numbering (see
+    /// [`aurora_core::state::replica::WriteHistory`]), oldest first.
+    deferred: Vec<Deferred>,
 }
+
+/// A write that waits for the node's write history, and until when it may.
+struct Deferred {
+    command: Box<Command>,
+    reply: Reply,
+    until: std::time::Instant,
+}
+
+/// How long a write waits for a node that started with empty storage to learn its
+/// write numbering from a peer (normally one anti-entropy round after joining)
+/// before it is refused.
+const HISTORY_WAIT: Duration = Duration::from_secs(10);
 
 /// Where a request's outcome goes.
 type Reply = oneshot::Sender<Result<(), DriverError>>;
@@ -366,6 +383,7 @@ impl Driver {
                     self.node.handle_timeout(now);
                 }
             }
+            self.retry_deferred(&mut round);
             let flushed = self.flush(&mut round);
             // Acknowledge only after the commit; on failure every caller hears of it.
             for (reply, result) in round.acks {
@@ -399,6 +417,14 @@ impl Driver {
         let now = self.clock.now();
         match request {
             Request::Command { command, reply } => {
+                if self.history_unknown() && is_write(&command) {
+                    self.deferred.push(Deferred {
+                        command,
+                        reply,
+                        until: std::time::Instant::now() + HISTORY_WAIT,
+                    });
+                    return;
+                }
                 let result = self
                     .node
                     .handle_command(now, *command)
@@ -411,6 +437,41 @@ impl Driver {
                 Err(e) => round.acks.push((reply, Err(e.into()))),
             },
             Request::Stop => round.stop = true,
+        }
+    }
+
+    fn history_unknown(&self) -> bool {
+        self.node.replica().history() != WriteHistory::Known
+    }
+
+    /// Runs the held writes once the write history is known; refuses those that
+    /// waited too long.
+    fn retry_deferred(&mut self, round: &mut Round) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        if self.history_unknown() {
+            let now = std::time::Instant::now();
+            let (expired, waiting): (Vec<Deferred>, Vec<Deferred>) =
+                std::mem::take(&mut self.deferred)
+                    .into_iter()
+                    .partition(|d| now >= d.until);
+            self.deferred = waiting;
+            for d in expired {
+                round
+                    .acks
+                    .push((d.reply, Err(CommandError::HistoryUnknown.into())));
+            }
+            return;
+        }
+        let now = self.clock.now();
+        for d in std::mem::take(&mut self.deferred) {
+            let result = self
+                .node
+                .handle_command(now, *d.command)
+                .map(drop)
+                .map_err(Into::into);
+            round.acks.push((d.reply, result));
         }
     }
 
@@ -586,4 +647,9 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether `command` writes replicated state (and so needs the write numbering).
+fn is_write(command: &Command) -> bool {
+    matches!(command, Command::Put { .. } | Command::Delete { .. })
 }

@@ -9,7 +9,7 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 
 use aurora_core::state::hlc::Hlc;
-use aurora_core::state::store::Key;
+use aurora_core::state::store::{Key, Store};
 use aurora_core::{MemberChange, Millis, NodeId};
 
 use crate::world::SimNode;
@@ -245,6 +245,19 @@ impl Observations {
 
     pub fn acked(&mut self, key: Key, hlc: Hlc, live: bool) {
         self.acked.push((key, hlc, live));
+    }
+
+    /// `node`'s disk is gone: its acknowledged writes that no other node holds
+    /// (at that version or later) went with it, and are no longer owed; and so did
+    /// the epoch it had seen (it learns the current one from the leader again).
+    pub fn disk_lost(&mut self, node: NodeId, others: &[&Store]) {
+        self.epochs.remove(&node);
+        self.acked.retain(|(key, hlc, _)| {
+            hlc.node != node
+                || others
+                    .iter()
+                    .any(|s| s.get(key).is_some_and(|e| e.hlc >= *hlc))
+        });
     }
 
     /// Notes the entries in a node's persist batch.

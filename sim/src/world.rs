@@ -15,7 +15,7 @@ use aurora_core::failover::{FailoverMode, LeaseMessage};
 use aurora_core::rng::DetRng;
 use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::replica::StateTiming;
-use aurora_core::state::store::{Key, Usage};
+use aurora_core::state::store::{Key, Store, Usage};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, LocalChange,
@@ -175,6 +175,9 @@ pub enum Action {
     Heal,
     /// Start a brand-new node that joins through the seeds.
     Join,
+    /// Lose a crashed node's disk: its next restart starts from empty storage
+    /// under the same id (a replaced disk, a container without a volume).
+    Wipe(usize),
     Leave(usize),
     Broadcast {
         node: usize,
@@ -849,6 +852,19 @@ impl World {
                     self.nodes[i].inbox.clear();
                     self.nodes[i].wake_at = None;
                     self.obs.crashed(i, self.now);
+                }
+            }
+            Action::Wipe(i) => {
+                if self.nodes[i].status == Status::Crashed {
+                    self.nodes[i].disk = Restored::default();
+                    let id = self.nodes[i].id;
+                    let others: Vec<&Store> = self
+                        .nodes
+                        .iter()
+                        .filter(|n| n.id != id)
+                        .filter_map(|n| n.node.as_ref().map(|x| x.replica().store()))
+                        .collect();
+                    self.obs.disk_lost(id, &others);
                 }
             }
             Action::Restart { node: i, new_addr } => {

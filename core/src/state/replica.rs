@@ -102,6 +102,21 @@ enum Timer {
     Collect,
 }
 
+/// Whether this node knows the highest sequence number it ever used.
+///
+/// Normally it does: it is persisted with every write. A node that starts with
+/// empty storage under an id the cluster may already know (its disk was lost or
+/// replaced) does not: numbering new writes from 1 would reuse numbers its
+/// previous life used, and peers that hold those writes would take the new ones
+/// for duplicates and drop them: acknowledged writes lost. Such a node waits for a
+/// peer's version vector (one anti-entropy round after it joins) before it writes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WriteHistory {
+    Known,
+    /// Empty storage and peers to ask: local writes wait.
+    Awaiting,
+}
+
 /// One node's replica of the control-plane state.
 #[derive(Clone, Debug)]
 pub struct Replica {
@@ -120,6 +135,7 @@ pub struct Replica {
     stats: ReplicaStats,
     /// Entries to spread on the membership gossip, drained by the node.
     rumors: Vec<Entry>,
+    history: WriteHistory,
 }
 
 impl Replica {
@@ -160,7 +176,46 @@ impl Replica {
             rng,
             stats: ReplicaStats::default(),
             rumors: Vec::new(),
+            history: WriteHistory::Known,
         }
+    }
+
+    /// This node starts with empty storage and is about to join peers: hold local
+    /// writes until one of them tells it how far its own numbering got (see
+    /// [`WriteHistory`]). Ignored when storage is not empty.
+    pub(crate) fn await_own_history(&mut self, now: Millis) {
+        if self.store.is_empty() && self.own_seq == 0 {
+            self.history = WriteHistory::Awaiting;
+            self.timers.reschedule(now + AWAITING_SYNC, Timer::Sync);
+        }
+    }
+
+    /// Whether local writes may be numbered now.
+    pub fn history(&self) -> WriteHistory {
+        self.history
+    }
+
+    /// A peer's version vector or entry shows this node's own writes up to `seq`:
+    /// new writes are numbered above it (and the floor is persisted).
+    fn learn_own_seq(&mut self, seq: u64, out: &mut Outbox) {
+        if seq > self.own_seq {
+            self.own_seq = seq;
+            out.persist(PersistBatch {
+                items: vec![PersistItem::OwnSeq(seq)],
+            });
+        }
+    }
+
+    /// What a peer's version vector says of this node's own numbering; the first
+    /// one ends the wait of a node that started with empty storage.
+    fn learn_from_vv(&mut self, vv: &VersionVector, out: &mut Outbox) {
+        let own = vv
+            .iter()
+            .find(|(origin, _)| *origin == self.id)
+            .and_then(|(_, ranges)| ranges.iter().map(|r| r.end).max())
+            .unwrap_or(0);
+        self.learn_own_seq(own, out);
+        self.history = WriteHistory::Known;
     }
 
     pub fn store(&self) -> &Store {
@@ -286,6 +341,10 @@ impl Replica {
                 self.stats.refused_clock_skew += 1;
                 continue;
             }
+            if e.origin() == self.id {
+                // A write of a previous life of this node, come back from a peer.
+                self.learn_own_seq(e.seq, out);
+            }
             match self.store.merge(e.clone()) {
                 Merge::Applied => applied.push(e),
                 Merge::Superseded => {}
@@ -326,8 +385,13 @@ impl Replica {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Sync => {
-                    self.timers
-                        .set(now + self.timing.sync_interval, Timer::Sync);
+                    // While its numbering is unknown the node cannot write: ask
+                    // often, so it can within a round trip of joining.
+                    let every = match self.history {
+                        WriteHistory::Known => self.timing.sync_interval,
+                        WriteHistory::Awaiting => self.timing.sync_interval.min(AWAITING_SYNC),
+                    };
+                    self.timers.set(now + every, Timer::Sync);
                     let pool = if !failed.is_empty() && (alive.is_empty() || self.rng.chance(0.25))
                     {
                         failed
@@ -342,7 +406,10 @@ impl Replica {
                 Timer::FlushUsage => {
                     self.timers
                         .set(now + self.timing.usage_flush, Timer::FlushUsage);
-                    self.flush_usage(now, out);
+                    // Usage keeps accumulating while the numbering is unknown.
+                    if self.history == WriteHistory::Known {
+                        self.flush_usage(now, out);
+                    }
                 }
                 Timer::Collect => {
                     self.timers
@@ -396,6 +463,7 @@ impl Replica {
         match message {
             Message::SyncRequest { newest, vv, .. } => {
                 self.note_lag(now, sender, newest, &vv);
+                self.learn_from_vv(&vv, out);
                 // Both have seen exactly the same writes: nothing to send either way.
                 // (Equal digests would not do: they ignore tombstones, and a missing
                 // tombstone is what lets a late copy of a deleted write back in.)
@@ -421,6 +489,7 @@ impl Replica {
                 ..
             } => {
                 self.note_lag(now, sender, newest, &vv);
+                self.learn_from_vv(&vv, out);
                 self.accept_delta(now, delta, out);
                 let (push, _) = self.store.delta_for(&vv, self.timing.sync_chunk_bytes);
                 if !push.is_empty() {
@@ -449,6 +518,9 @@ impl Replica {
         );
     }
 }
+
+/// The anti-entropy interval of a node waiting to learn its write numbering.
+const AWAITING_SYNC: Duration = Duration::from_millis(100);
 
 /// How often tombstones are swept: a minute, or more often for a short TTL.
 fn collect_period(t: &StateTiming) -> Duration {

@@ -808,7 +808,11 @@ impl Membership {
 
     /// Push-pull with one failed member, so two sides of a healed partition that
     /// declared each other dead find each other again (SWIM alone never probes the
-    /// dead; serf adds the same reconnect loop). A node that is alone asks its seeds.
+    /// dead; serf adds the same reconnect loop), or with one seed that is not a
+    /// live member: newcomers that only ever met each other (one joined through
+    /// the other while the cluster was out of reach) would otherwise stay an island,
+    /// since neither knows any member of the cluster to reconnect to (sim seed
+    /// 3577). A node that is alone asks its seeds.
     fn reconnect(&mut self, now: Millis, out: &mut Outbox) {
         if self.active_count() == 0 && !self.seeds.is_empty() {
             self.phase = Phase::Joining;
@@ -822,6 +826,13 @@ impl Membership {
             .map(|m| m.addr)
             .collect();
         failed.extend(self.tombstones.values().filter(|t| !t.left).map(|t| t.addr));
+        let live: Vec<Addr> = self
+            .members
+            .values()
+            .filter(|m| m.is_active())
+            .map(|m| m.addr)
+            .collect();
+        failed.extend(self.seeds.iter().filter(|s| !live.contains(s)));
         if let Some(&addr) = self.rng.sample(&failed, 1).first() {
             let msg = self.push_pull_message(PushPullKind::Periodic);
             out.send(addr, Channel::Stream, msg);

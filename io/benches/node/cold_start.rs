@@ -26,7 +26,11 @@ pub fn run(args: &Args) -> Result<(), String> {
     let records = args.number("records", 100_000)?;
     let runs = args.number("runs", 5)?;
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-    let path = dir.path().join("node.db");
+    // `--keep PATH` writes the file there and leaves it (for `aurora serve
+    // --cluster-node-id bench-cold`, e.g. to read its memory with the records loaded).
+    let path = args
+        .text("keep")
+        .map_or_else(|| dir.path().join("node.db"), Into::into);
     let node = settings(NODE, 7946, &[]).to_core("bench").1.id;
     prepare(&path, node, records)?;
     let size = std::fs::metadata(&path).map_or(0, |m| m.len());

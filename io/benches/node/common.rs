@@ -151,6 +151,11 @@ impl Args {
         })
     }
 
+    /// The option `--name` as given, if present.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.options.get(name).map(String::as_str)
+    }
+
     /// The numeric option `--name`, or `default`.
     pub fn number(&self, name: &str, default: u64) -> Result<u64, String> {
         self.options.get(name).map_or(Ok(default), |v| {

@@ -164,9 +164,15 @@ impl Store {
                 })
             })
             .transpose()?;
+        let entries = self.load_entries()?;
+        // The scan filled the page cache with the whole file; hand that memory back for
+        // the maps built from it next. Writes bring back the pages they touch.
+        self.conn
+            .execute_batch("PRAGMA shrink_memory")
+            .map_err(|e| self.err(e))?;
         Ok(Restored {
             incarnation: incarnation.map(|i| Incarnation(from_sql_u64(i))),
-            entries: self.load_entries()?,
+            entries,
             own_seq: from_sql_u64(own_seq),
             epoch: (epoch > 0).then(|| aurora_core::failover::Epoch(from_sql_u64(epoch))),
             roster,

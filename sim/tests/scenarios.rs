@@ -44,6 +44,11 @@ fn tombstone_gc_no_resurrection() {
 }
 
 #[test]
+fn wiped_disk_keeps_numbering() {
+    check("wiped-disk-keeps-numbering");
+}
+
+#[test]
 fn injected_tombstone_bug_is_caught() {
     check("injected-tombstone-bug-is-caught");
 }
@@ -69,6 +74,7 @@ fn every_scenario_has_a_test() {
         "injected-tombstone-bug-is-caught",
         "tombstone-gc-no-resurrection",
         "injected-majority-bug-is-caught",
+        "wiped-disk-keeps-numbering",
     ];
     for s in ALL {
         assert!(tested.contains(&s.name), "scenario {} has no test", s.name);

@@ -174,6 +174,8 @@ struct Track {
     others_steps: Steps,
     /// Steps of this node's own published usage (its flushes).
     own_steps: Steps,
+    /// When the others' usage was first seen to grow in `period` (wall ms).
+    others_started: Option<u64>,
 }
 
 impl Track {
@@ -195,12 +197,7 @@ impl Track {
             self.samples.clear();
             self.others_steps = Steps::default();
             self.own_steps = Steps::default();
-        }
-        // Until the others' usage first grows, only the latest sample counts: a
-        // history that began before their traffic (a new budget or period) would
-        // otherwise dilute their rate over time they did not send anything.
-        if !self.others_steps.grew_once() {
-            self.samples.clear();
+            self.others_started = None;
         }
         if self.samples.back().is_none_or(|(t, _)| *t < now_ms) {
             self.samples.push_back((now_ms, others));
@@ -216,8 +213,18 @@ impl Track {
     }
 
     /// The growth of `others` over the kept history, projected over `delay_ms`.
+    ///
+    /// The history starts at most two delays (about a flush period plus the transit)
+    /// before the others' usage first grew in the period: what their first step
+    /// carried is no older than that, and a longer flat stretch before it (a budget
+    /// created long before its traffic) would dilute their rate over time in which
+    /// they sent nothing. It is not cut at the first step itself: that step carries
+    /// usage from before it, which would then count as if it came at once.
     fn project(&self, now_ms: u64, others: Usage, delay_ms: u64) -> Usage {
-        let Some(&(t0, first)) = self.samples.front() else {
+        let earliest = self
+            .others_started
+            .map_or(0, |at| at.saturating_sub(delay_ms.saturating_mul(2)));
+        let Some(&(t0, first)) = self.samples.iter().find(|(t, _)| *t >= earliest) else {
             return Usage::default();
         };
         let span = now_ms.saturating_sub(t0);
@@ -312,6 +319,9 @@ impl Pacer {
         };
         if let Some(gap) = track.others_steps.observe(seen.now_ms, others) {
             delay.observe_others_gap(gap);
+        }
+        if track.others_started.is_none() && track.others_steps.grew_once() {
+            track.others_started = Some(seen.now_ms);
         }
         track.sample(seen.now_ms, others);
         let own_gap = seen
@@ -456,5 +466,23 @@ mod tests {
         fixed.in_transit(&b, 0, seen(req(1), 1_000));
         fixed.in_transit(&b, 0, seen(req(2), 1_300));
         assert_eq!(fixed.delay_ms(), 750);
+    }
+
+    #[test]
+    fn a_flat_history_before_the_others_traffic_does_not_dilute_their_rate() {
+        let p = Pacer::with_fixed_delay(250);
+        let b = RecordId::new("b").unwrap();
+        // Nothing from the others for 1.5 s, then 25 requests every 250 ms (100/s),
+        // first seen at 1,600.
+        for t in (0..1_600).step_by(100) {
+            p.in_transit(&b, 0, seen(req(0), t));
+        }
+        let mut last = Usage::default();
+        for t in (1_600..=2_600).step_by(50) {
+            last = p.in_transit(&b, 0, seen(req(25 * ((t - 1_600) / 250 + 1)), t));
+        }
+        // The history starts two delays before the first step (1,100 ms): 125 over
+        // 1.5 s, 20 in 250 ms — not 125 over the whole 2 s window (15).
+        assert_eq!(last.requests, 20);
     }
 }

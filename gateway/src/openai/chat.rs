@@ -155,29 +155,22 @@ where
             tokio::spawn(async move {
                 let (end, usage) = pump(body, translator, &tx, idle, Arc::clone(&clock)).await;
                 if let Some(usage) = usage {
+                    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
                     state
                         .metrics
-                        .tokens(&label, usage.prompt_tokens, usage.completion_tokens);
+                        .tokens(&label, clamp(usage.prompt), clamp(usage.completion));
                 }
                 if end == End::Failed {
                     state
                         .metrics
                         .upstream_error(&target.provider.name, "stream");
                 }
-                // Cached tokens of streams are not reported by the stream translators
-                // yet; they are billed at the input price (never less than due).
                 let status = match end {
                     End::Done => 200,
                     End::Failed => 502,
                     End::ClientGone => 499,
                 };
-                settle(
-                    &state,
-                    ticket,
-                    status,
-                    usage.map(TokenUsage::from),
-                    Some(&target),
-                );
+                settle(&state, ticket, status, usage, Some(&target));
                 // Dropping `tx` (after the metrics above) ends the client's body.
                 drop(tx);
             });
@@ -228,16 +221,6 @@ fn settle(
             provider: target.map(|t| Arc::clone(&t.provider.name)),
         },
     );
-}
-
-impl From<Usage> for TokenUsage {
-    fn from(u: Usage) -> Self {
-        TokenUsage {
-            prompt: u64::from(u.prompt_tokens),
-            completion: u64::from(u.completion_tokens),
-            cached: 0,
-        }
-    }
 }
 
 /// Answers from the built-in mock.

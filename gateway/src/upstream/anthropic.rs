@@ -300,6 +300,11 @@ impl AnthropicStream {
         self.usage
     }
 
+    /// Prompt tokens read from Anthropic's cache, as reported so far.
+    pub fn cached(&self) -> u64 {
+        self.cached
+    }
+
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Bytes {
         let mut chunk = json!({
             "id": self.id,

@@ -41,6 +41,23 @@ struct UsageIn {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetailsIn>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetailsIn {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+impl UsageIn {
+    /// Prompt tokens read from the provider's cache (billed at their own rate).
+    fn cached(&self) -> u64 {
+        self.prompt_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens)
+    }
 }
 
 impl From<UsageIn> for Usage {
@@ -71,6 +88,8 @@ pub fn read_plain(body: &[u8]) -> Result<Option<Usage>, Failure> {
 pub struct OpenAiStream {
     client_wants_usage: bool,
     usage: Option<Usage>,
+    /// Cached prompt tokens of the usage chunk.
+    cached: u64,
 }
 
 impl OpenAiStream {
@@ -79,12 +98,18 @@ impl OpenAiStream {
         Self {
             client_wants_usage,
             usage: None,
+            cached: 0,
         }
     }
 
     /// Usage reported by the upstream, if any yet.
     pub fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    /// Cached prompt tokens reported with the usage (0 if none).
+    pub fn cached(&self) -> u64 {
+        self.cached
     }
 
     /// Handles one upstream event, pushing the frames for the client into `out`.
@@ -103,6 +128,7 @@ impl OpenAiStream {
         }
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
             if let Ok(u) = serde_json::from_value::<UsageIn>(usage.clone()) {
+                self.cached = u.cached();
                 self.usage = Some(u.into());
             }
         }
@@ -166,6 +192,25 @@ mod tests {
             ]
         );
         assert_eq!(s.usage(), Some(Usage::new(3, 5)));
+    }
+
+    #[test]
+    fn streamed_cached_prompt_tokens_are_kept_for_billing() {
+        let mut s = OpenAiStream::new(false);
+        let mut out = Vec::new();
+        s.on_event(
+            ev(r#"{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":800}}}"#),
+            &mut out,
+        );
+        assert_eq!(s.usage(), Some(Usage::new(1000, 5)));
+        assert_eq!(s.cached(), 800);
+        // Without details, nothing is cached.
+        let mut plain = OpenAiStream::new(false);
+        plain.on_event(
+            ev(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#),
+            &mut out,
+        );
+        assert_eq!(plain.cached(), 0);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::openai::types::Usage;
+use crate::policy::TokenUsage;
 use crate::upstream::anthropic::AnthropicStream;
 use crate::upstream::openai::OpenAiStream;
 use crate::upstream::sse::Parser;
@@ -72,11 +72,18 @@ impl Translator {
         }
     }
 
-    fn usage(&self) -> Option<Usage> {
-        match self {
-            Translator::OpenAi(t) => t.usage(),
-            Translator::Anthropic(t) => t.usage(),
-        }
+    /// The usage the upstream reported, cached prompt tokens included (so a
+    /// streamed request is billed like a plain one).
+    fn usage(&self) -> Option<TokenUsage> {
+        let (usage, cached) = match self {
+            Translator::OpenAi(t) => (t.usage(), t.cached()),
+            Translator::Anthropic(t) => (t.usage(), t.cached()),
+        };
+        usage.map(|u| TokenUsage {
+            prompt: u64::from(u.prompt_tokens),
+            completion: u64::from(u.completion_tokens),
+            cached,
+        })
     }
 }
 
@@ -98,7 +105,7 @@ pub async fn pump(
     tx: &mpsc::Sender<Bytes>,
     idle: Duration,
     clock: Arc<UpstreamClock>,
-) -> (End, Option<Usage>) {
+) -> (End, Option<TokenUsage>) {
     let mut parser = Parser::new();
     let mut out = Vec::new();
     let end = loop {

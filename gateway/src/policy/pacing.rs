@@ -31,16 +31,26 @@
 //!   at different moments the steps come more often than any peer's, which makes this
 //!   one low (about P/3 instead of P/2 for two peers a third of a period apart).
 //!
-//! The delay assumed is the larger of the two means, bounded to [`MIN_DELAY_MS`] ..=
-//! [`MAX_DELAY_MS`], and [`FALLBACK_DELAY_MS`] until a first gap was timed. It is one
-//! value per node, fed by every budget: the delay belongs to the cluster, not to a
-//! budget, and a new budget starts with what the others taught.
+//! The delay assumed is the larger of the two means plus [`GOSSIP_WAIT_MS`] (the mean
+//! wait of a published counter for its node's next gossip round, which no counter here
+//! shows), bounded to [`MIN_DELAY_MS`] ..= [`MAX_DELAY_MS`], and [`FALLBACK_DELAY_MS`]
+//! until a first gap was timed. It is one value per node, fed by every budget: the
+//! delay belongs to the cluster, not to a budget, and a new budget starts with it.
 //!
 //! What it cannot see, because the state snapshot carries neither per-peer counters
-//! nor their timestamps: the transit from a peer's flush to this node (milliseconds on
-//! loopback, more on a WAN) and which peer a step came from. Exact per-peer ages need,
-//! per peer, the HLC wall time of the newest usage entry this node holds from it (see
-//! docs/policy.md).
+//! nor their timestamps: the actual transit from a peer's flush to this node (the
+//! gossip wait is an allowance, not a measurement; a WAN adds more) and which peer a
+//! step came from. Exact per-peer ages need, per peer, the HLC wall time of the newest
+//! usage entry this node holds from it (see docs/policy.md).
+//!
+//! # The others' rate
+//!
+//! It is their growth over the last [`WINDOW_MS`], but the history starts at most one
+//! delay before their usage first grew in the period (see [`Track::project`]): a
+//! longer flat stretch (all nodes' traffic beginning together, a budget created long
+//! before its traffic) diluted the rate, and nodes admitted too long. It is not cut at
+//! that first step either: the step carries usage from up to a flush period before it,
+//! and counted as one burst it made nodes refuse early, then admit again.
 //!
 //! The price of any prediction: when the others' traffic stops abruptly just below
 //! the limit, this node may refuse for up to [`WINDOW_MS`] a request the budget could
@@ -214,16 +224,17 @@ impl Track {
 
     /// The growth of `others` over the kept history, projected over `delay_ms`.
     ///
-    /// The history starts at most two delays (about a flush period plus the transit)
-    /// before the others' usage first grew in the period: what their first step
-    /// carried is no older than that, and a longer flat stretch before it (a budget
-    /// created long before its traffic) would dilute their rate over time in which
-    /// they sent nothing. It is not cut at the first step itself: that step carries
-    /// usage from before it, which would then count as if it came at once.
+    /// The history starts at most one delay before the others' usage first grew in
+    /// the period: their first step carries what they recorded since their traffic
+    /// began, on average one delay earlier (half a flush period plus the transit). A
+    /// longer flat stretch before it (the nodes' own traffic began together, or a
+    /// budget was created long before its traffic) would dilute their rate over time
+    /// in which their usage could not show yet; cut at the first step itself, the
+    /// usage that step carries would count as if it came at once.
     fn project(&self, now_ms: u64, others: Usage, delay_ms: u64) -> Usage {
         let earliest = self
             .others_started
-            .map_or(0, |at| at.saturating_sub(delay_ms.saturating_mul(2)));
+            .map_or(0, |at| at.saturating_sub(delay_ms));
         let Some(&(t0, first)) = self.samples.iter().find(|(t, _)| *t >= earliest) else {
             return Usage::default();
         };
@@ -481,8 +492,9 @@ mod tests {
         for t in (1_600..=2_600).step_by(50) {
             last = p.in_transit(&b, 0, seen(req(25 * ((t - 1_600) / 250 + 1)), t));
         }
-        // The history starts two delays before the first step (1,100 ms): 125 over
-        // 1.5 s, 20 in 250 ms — not 125 over the whole 2 s window (15).
-        assert_eq!(last.requests, 20);
+        // The history starts one delay before the first step (the sample at 1,400
+        // ms): 125 over 1.2 s, 26 in 250 ms (the true rate gives 25) — not 125 over
+        // the whole 2 s window (15), nor the first step as a burst.
+        assert_eq!(last.requests, 26);
     }
 }

@@ -155,14 +155,59 @@ pub struct StateSnapshot {
 }
 
 impl StateSnapshot {
-    /// Builds a snapshot of the whole store (start-up; O(n log n)).
+    /// Builds a snapshot of the whole store (start-up, a resync): the same maps as
+    /// [`StateSnapshot::apply_key`] on every key, in one pass over the registers.
+    /// Key order is each collection's id order, and it brings one (budget, period)'s
+    /// counters together, so nothing is looked up in the store again and each
+    /// cluster-wide sum is added up once.
     pub fn build(store: &Store, own: NodeId) -> StateSnapshot {
         let mut snapshot = StateSnapshot::default();
+        // The (budget, period) whose counters are being summed, and the sum so far.
+        let mut open: Option<((RecordId, u64), Usage)> = None;
         for entry in store.entries() {
-            snapshot.apply_key(store, own, &entry.key);
+            match (&entry.key, &entry.value) {
+                (Key::Record(collection, id), Some(Value::Record(record))) => {
+                    snapshot.records[*collection as usize].insert(id.clone(), record.clone());
+                }
+                // Tombstones (and a value of the wrong kind, which the store
+                // refuses anyway) are not live records.
+                (Key::Record(..), _) => {}
+                (
+                    Key::Usage {
+                        budget,
+                        period,
+                        node,
+                    },
+                    value,
+                ) => {
+                    let usage = match value {
+                        Some(Value::Usage(u)) => Some(*u),
+                        _ => None,
+                    };
+                    let same = matches!(&open, Some(((b, p), _)) if b == budget && p == period);
+                    if !same {
+                        snapshot.close_usage(open.take());
+                        open = Some(((budget.clone(), *period), Usage::default()));
+                    }
+                    if let (Some((_, total)), Some(u)) = (&mut open, usage) {
+                        *total = total.saturating_add(u);
+                    }
+                    if let (true, Some(u)) = (*node == own, usage) {
+                        snapshot.own_usage.insert((budget.clone(), *period), u);
+                    }
+                }
+            }
         }
+        snapshot.close_usage(open);
         snapshot.digest = store.digest();
         snapshot
+    }
+
+    /// Publishes one (budget, period)'s summed counters, unless they are zero.
+    fn close_usage(&mut self, summed: Option<((RecordId, u64), Usage)>) {
+        if let Some((slot, total)) = summed.filter(|(_, total)| !total.is_zero()) {
+            self.usage.insert(slot, total);
+        }
     }
 
     /// Refreshes one key from the store's current value.
@@ -307,6 +352,72 @@ mod tests {
         assert!(before.record(Collection::Budgets, "budget-2").is_none());
         let (_, per_update) = snapshot_cost(2_000, 200);
         assert!(per_update.as_millis() < 50, "{per_update:?}");
+    }
+
+    /// What `build` must equal: `apply_key` on every key of the store.
+    fn key_by_key(store: &Store, own: NodeId) -> StateSnapshot {
+        let mut snapshot = StateSnapshot::default();
+        for entry in store.entries() {
+            snapshot.apply_key(store, own, &entry.key);
+        }
+        snapshot.digest = store.digest();
+        snapshot
+    }
+
+    #[test]
+    fn a_built_snapshot_equals_refreshing_every_key() {
+        let own = NodeId(1);
+        for seed in 0..50u64 {
+            // A small fixed stream: records and tombstones, usage counters of a few
+            // budgets, periods and nodes (ours among them), zero and overwritten.
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut next = |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            let mut store = Store::default();
+            for seq in 1..=200 {
+                let origin = NodeId(1 + next(3));
+                let mut e = match next(3) {
+                    0 => budget_entry(next(20), seq),
+                    _ => {
+                        let v = next(4);
+                        Entry {
+                            key: Key::Usage {
+                                budget: RecordId::new(format!("budget-{}", next(4))).expect("id"),
+                                period: next(3),
+                                node: origin,
+                            },
+                            value: Some(Value::Usage(Usage {
+                                spend_nanos: v,
+                                requests: v,
+                                tokens: v,
+                            })),
+                            hlc: Hlc {
+                                wall: seq,
+                                logical: 0,
+                                node: origin,
+                            },
+                            seq,
+                        }
+                    }
+                };
+                e.hlc.node = origin;
+                if next(5) == 0 {
+                    e.value = None;
+                }
+                store.merge(e);
+            }
+            let built = StateSnapshot::build(&store, own);
+            let want = key_by_key(&store, own);
+            assert_eq!(built.records, want.records, "seed {seed}");
+            assert_eq!(built.usage, want.usage, "seed {seed}");
+            assert_eq!(built.own_usage, want.own_usage, "seed {seed}");
+            assert_eq!(built.digest, want.digest, "seed {seed}");
+            assert!(!want.usage.is_empty() && !want.own_usage.is_empty());
+        }
     }
 
     /// `cargo test -p aurora-io --release -- --ignored snapshot_cost_100k --nocapture`

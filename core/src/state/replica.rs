@@ -148,17 +148,19 @@ impl Replica {
         now: Millis,
     ) -> Replica {
         let mut clock = HlcClock::new(id, timing.max_clock_skew);
-        let mut store = Store::default();
         let mut own_seq = own_seq;
-        for e in restored {
+        let mut newest = Hlc::default();
+        // Built in bulk (storage hands the entries back in key order).
+        let store = Store::from_entries(restored.into_iter().inspect(|e| {
             if e.origin() == id {
                 own_seq = own_seq.max(e.seq);
             }
-            // Restored entries were ours to begin with: adopt their clocks
-            // without the skew check, so our next write orders after them.
-            let _ = clock.observe(e.hlc, e.hlc.wall);
-            store.merge(e);
-        }
+            newest = newest.max(e.hlc);
+        }));
+        // Restored entries were ours to begin with: adopt their clocks without the
+        // skew check, so our next write orders after them. Observing the newest
+        // alone moves the clock exactly as far as observing each would.
+        let _ = clock.observe(newest, newest.wall);
         let mut timers = Timers::default();
         timers.set(now + timing.sync_interval, Timer::Sync);
         timers.set(now + timing.usage_flush, Timer::FlushUsage);

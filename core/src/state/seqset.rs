@@ -37,6 +37,24 @@ impl SeqSet {
         s
     }
 
+    /// The set of `seqs`, in any order and with repeats: one sort, then one pass
+    /// (the ranges come out in order, so the map is built in bulk). Start-up uses
+    /// it to restore an origin's numbers without an insert per number.
+    pub fn from_seqs(mut seqs: Vec<u64>) -> SeqSet {
+        seqs.sort_unstable();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for seq in seqs {
+            match ranges.last_mut() {
+                // Sorted, so `seq >= start`: it extends the last range or repeats it.
+                Some((_, end)) if seq <= end.saturating_add(1) => *end = (*end).max(seq),
+                _ => ranges.push((seq, seq)),
+            }
+        }
+        SeqSet {
+            ranges: ranges.into_iter().collect(),
+        }
+    }
+
     pub fn contains(&self, seq: u64) -> bool {
         self.ranges
             .range(..=seq)
@@ -185,6 +203,16 @@ mod tests {
             // Ranges stay disjoint and non-adjacent.
             let rs: Vec<SeqRange> = a.ranges().collect();
             for w in rs.windows(2) { prop_assert!(w[0].end + 1 < w[1].start); }
+        }
+
+        #[test]
+        fn from_seqs_equals_inserting_one_by_one(
+            xs in proptest::collection::vec(
+                prop_oneof![0u64..200, Just(u64::MAX), Just(u64::MAX - 1), Just(0)], 0..100)
+        ) {
+            let mut one_by_one = SeqSet::new();
+            for &x in &xs { one_by_one.insert(x); }
+            prop_assert_eq!(SeqSet::from_seqs(xs), one_by_one);
         }
     }
 }

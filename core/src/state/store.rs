@@ -139,6 +139,54 @@ pub struct Store {
 }
 
 impl Store {
+    /// The store that merging `entries` one by one, in their order, builds.
+    ///
+    /// Start-up restores what storage holds: one entry per key, in key order, each
+    /// (origin, seq) once. That case is built in bulk: the register map from the
+    /// sorted entries in one pass, each origin's sequence numbers sorted once, the
+    /// digest in the same pass. Anything else (a key out of order or repeated, a
+    /// number that occurs twice) is merged one by one, so the result never depends
+    /// on which path was taken.
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Store {
+        let mut entries = entries.into_iter();
+        let mut sorted: Vec<(Key, Entry)> = Vec::with_capacity(entries.size_hint().0);
+        let mut seqs: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+        let mut bulk = Store::default();
+        while let Some(entry) = entries.next() {
+            if sorted.last().is_some_and(|(last, _)| *last >= entry.key) {
+                let earlier = sorted.into_iter().map(|(_, e)| e);
+                return Store::merged(earlier.chain([entry]).chain(entries));
+            }
+            seqs.entry(entry.origin()).or_default().push(entry.seq);
+            bulk.newest = bulk.newest.max(entry.hlc);
+            if entry.value.is_some() {
+                bulk.digest ^= Self::fingerprint(&entry);
+                bulk.live += 1;
+            }
+            sorted.push((entry.key.clone(), entry));
+        }
+        for (origin, seqs) in seqs {
+            let count = seqs.len() as u64;
+            let set = SeqSet::from_seqs(seqs);
+            if set.count() != count {
+                // A number occurs twice: which entry counts depends on the order.
+                return Store::merged(sorted.into_iter().map(|(_, e)| e));
+            }
+            bulk.seen.insert(origin, set);
+        }
+        // Keys strictly increase, so this is a bulk build, not n inserts.
+        bulk.registers = sorted.into_iter().collect();
+        bulk
+    }
+
+    fn merged(entries: impl IntoIterator<Item = Entry>) -> Store {
+        let mut store = Store::default();
+        for e in entries {
+            store.merge(e);
+        }
+        store
+    }
+
     /// Merges one entry. The invariant after any sequence of merges: each key holds
     /// the entry with the highest HLC ever merged for it.
     pub fn merge(&mut self, entry: Entry) -> Merge {

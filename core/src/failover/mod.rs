@@ -24,8 +24,9 @@
 //!   itself best sends `Request { epoch: highest seen + 1 }` to every voter (and
 //!   votes for itself). A voter (`voter.rs`) grants unless it is in its quiet
 //!   period, has an unexpired promise to another node, has granted that epoch or a
-//!   higher one, knows more voters than the candidate counts, or would itself pick
-//!   another candidate. Rejections say when to retry (the rest of the promise).
+//!   higher one, follows another roster version than the request names (see
+//!   [`roster`]), or would itself pick another candidate. Rejections say when to
+//!   retry (the rest of the promise) and carry the voter's roster.
 //! * **Lease** (`lease.rs`). With grants for one round from a majority of the
 //!   voters, the candidate holds the lease until `sent_at + lease × (1 − max_drift)
 //!   − margin`, on its own clock, from when it *sent* the round. It renews every
@@ -59,9 +60,11 @@
 //! lease starts after A's ended. The margin `m` absorbs millisecond rounding.
 //! The premises the node must uphold:
 //!
-//! 1. all voters count the same voter set (the set is sticky, a request carries
-//!    the sender's voter count and a voter that knows more refuses, and
-//!    `expected_voters` fixes it at bootstrap);
+//! 1. any two majorities that may grant leases at overlapping times share a voter:
+//!    the voter roster changes one member at a time through the lease holder and a
+//!    voter grants only under its own roster version ([`roster`] gives the
+//!    argument), and at bootstrap every one of the `expected_voters` founders must
+//!    grant;
 //! 2. a voter that restarts has forgotten its promises, so it grants nothing for
 //!    one promise length after [`Failover::new`] (the quiet period);
 //! 3. a grant is counted only for the round it answers, within one session (pass
@@ -156,6 +159,10 @@ pub struct Failover {
     committed: Option<RosterVersion>,
     /// Members that left on purpose: the leader takes them off the roster.
     forgotten: BTreeSet<NodeId>,
+    /// Started with nothing persisted and follows no roster yet: it may be a node
+    /// whose disk was lost, whose previous life followed a newer roster than a stale
+    /// candidate offers. It takes its first roster only from a lease holder.
+    amnesiac: bool,
     /// A deliberately broken variant (a lease from one grant), to show that the
     /// harness's safety checker catches it.
     #[cfg(test)]
@@ -186,6 +193,7 @@ impl Failover {
             roster: RosterState::default(),
             committed: None,
             forgotten: BTreeSet::new(),
+            amnesiac: false,
             #[cfg(test)]
             break_majority: false,
             config,
@@ -209,6 +217,13 @@ impl Failover {
         self.seen = self.seen.max(epoch);
     }
 
+    /// Says this node started with nothing persisted (see the `amnesiac` field):
+    /// until a lease holder's renewal gives it a roster, it adopts none from
+    /// candidates or refusals (it still stops bootstrapping on hearing of one).
+    pub fn started_empty(&mut self) {
+        self.amnesiac = self.roster.roster.is_none();
+    }
+
     /// Restores the roster state read back from disk (see
     /// [`Failover::durable_roster`]).
     pub fn restore_roster(&mut self, state: RosterState) {
@@ -223,6 +238,11 @@ impl Failover {
     /// voters (they count towards the majority) until [`Failover::forget`].
     pub fn handle_members(&mut self, now: Millis, live: &[Candidate]) {
         self.advance(now);
+        // A member that left (or was forgotten) and is back is a candidate voter
+        // again: a rolling restart must not shrink the roster for good.
+        for c in live {
+            self.forgotten.remove(&c.id);
+        }
         for node in self.view.update(now, live) {
             self.events.push_back(FailoverEvent::ConfigDrift { node });
         }
@@ -240,8 +260,13 @@ impl Failover {
         let asks = matches!(msg, LeaseMessage::Request { .. });
         let started = matches!(msg, LeaseMessage::Reject { starting: true, .. });
         if let Some(r) = msg.roster() {
-            if self.roster.offer(r) {
-                self.roster_changed();
+            let from_holder = matches!(msg, LeaseMessage::Request { holding: true, .. });
+            if !self.amnesiac || from_holder {
+                if self.roster.offer(r) {
+                    self.roster_changed();
+                }
+            } else if r.is_well_formed() {
+                self.roster.bootstrapped = true;
             }
         }
         self.view.heard_from(now, from, asks, started);
@@ -317,9 +342,10 @@ impl Failover {
         self.drive(now);
     }
 
-    /// Removes a member that left on purpose from the voter set, so the majority is
-    /// taken over the members that remain. Never call it for a member that merely
-    /// failed: that would shrink the majority a partitioned minority needs.
+    /// A member left on purpose, or an operator says a failed one is gone for
+    /// good: on the leader, it is taken off the roster (one change, once the
+    /// current version is committed); elsewhere it is only dropped from the view.
+    /// If it comes back alive it is a candidate voter again and may be re-admitted.
     pub fn forget(&mut self, now: Millis, node: NodeId) {
         self.advance(now);
         self.view.forget(node);
@@ -534,6 +560,9 @@ impl Failover {
     }
 
     fn roster_changed(&mut self) {
+        if self.roster.roster.is_some() {
+            self.amnesiac = false;
+        }
         let voters = self.roster.roster.as_ref().map(|r| r.voters.as_slice());
         self.view.restrict(voters);
     }
@@ -759,6 +788,11 @@ impl Failover {
         let Some(current) = self.roster.roster.clone() else {
             return;
         };
+        if current.version.epoch > epoch {
+            // Made by a later leadership: this one must not number versions below it
+            // (it cannot happen while leases are safe; refuse rather than go back).
+            return;
+        }
         if current.version.epoch < epoch {
             // A new leadership: its own stamp first, so its followers (who granted
             // this epoch) can adopt every version it makes.

@@ -433,6 +433,38 @@ fn a_restarted_voter_grants_nothing_for_one_promise_length() {
 }
 
 #[test]
+fn a_node_started_empty_takes_its_first_roster_only_from_a_lease_holder() {
+    // A node whose disk was lost may be asked by a stale candidate to vote under a
+    // roster its previous life had moved past: it must not adopt that roster.
+    let live = [serving(0), serving(1), serving(2)];
+    let mut v = lone(1, &live);
+    v.started_empty();
+    let old = Roster::new(
+        RosterVersion {
+            epoch: Epoch(5),
+            seq: 0,
+        },
+        [n(1), n(2), n(3)],
+    );
+    let request = |holding| LeaseMessage::Request {
+        epoch: Epoch(7),
+        round: 1,
+        holding,
+        electorate: Electorate::Roster(old.clone()),
+    };
+    v.handle_message(after_quiet(), n(3), request(false));
+    assert_eq!(v.roster(), None, "adopted a candidate's roster");
+    assert!(matches!(
+        drain(&mut v)[..],
+        [(_, LeaseMessage::Reject { .. })]
+    ));
+    assert!(v.durable_roster().roster.is_none() && v.durable_roster().bootstrapped);
+    // A holder's renewal is the cluster's current roster.
+    v.handle_message(after_quiet() + ms(5), n(1), request(true));
+    assert_eq!(v.roster(), Some(&old));
+}
+
+#[test]
 fn a_bootstrap_with_another_founder_count_is_refused() {
     let live = [serving(0), serving(1), serving(2)];
     let mut v = lone(1, &live);
@@ -592,6 +624,31 @@ fn a_handover_to_a_node_that_dies_leaves_the_old_leader_eligible() {
     // ranks node 1 again: it leads, not node 2, one promise length later.
     assert_eq!(holder_ids(&w), vec![n(1)], "after {} ms", (at - t0) / MS);
     assert!(at - t0 <= 3 * SEC, "no leader for {} ms", (at - t0) / MS);
+}
+
+#[test]
+fn a_member_that_left_and_returns_is_voter_again() {
+    // A rolling restart: each node leaves gracefully (resign, then every other
+    // node forgets it) and comes back. The roster must not shrink.
+    let mut w = world(7, vec![serving(0), serving(1), serving(2)]);
+    w.run_until(20 * SEC);
+    for i in [1usize, 0, 2] {
+        let id = w.nodes[i].cand.id;
+        w.with_node(i, |fo, now| fo.resign(now));
+        w.crash(i);
+        for j in (0..3).filter(|&j| j != i) {
+            w.with_node(j, |fo, now| fo.forget(now, id));
+        }
+        let t = w.now;
+        w.run_until(t + 20 * SEC);
+        w.restart(i);
+        let t = w.now;
+        w.run_until(t + 40 * SEC);
+        let holders = w.holders();
+        assert_eq!(holders.len(), 1, "after {id} came back");
+        let roster = w.fo(holders[0]).roster().expect("a roster").clone();
+        assert_eq!(roster.len(), 3, "{id} back, roster {roster:?}");
+    }
 }
 
 #[test]

@@ -61,6 +61,14 @@ pub enum Command {
     ForgetMember { node: NodeId },
 }
 
+impl Command {
+    /// Whether the command writes replicated state, and so needs this node's write
+    /// numbering (see `state::replica::WriteHistory`).
+    pub fn writes_state(&self) -> bool {
+        matches!(self, Command::Put { .. } | Command::Delete { .. })
+    }
+}
+
 /// A command the node refused; the node's state is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -325,8 +333,7 @@ impl Node {
         if self.membership.has_left() {
             return Err(CommandError::Left);
         }
-        let writes = matches!(command, Command::Put { .. } | Command::Delete { .. });
-        if writes && self.replica.history() != WriteHistory::Known {
+        if command.writes_state() && self.replica.history() != WriteHistory::Known {
             return Err(CommandError::HistoryUnknown);
         }
         let written = match command {

@@ -417,7 +417,7 @@ impl Driver {
         let now = self.clock.now();
         match request {
             Request::Command { command, reply } => {
-                if self.history_unknown() && is_write(&command) {
+                if self.history_unknown() && command.writes_state() {
                     self.deferred.push(Deferred {
                         command,
                         reply,
@@ -647,9 +647,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Whether `command` writes replicated state (and so needs the write numbering).
-fn is_write(command: &Command) -> bool {
-    matches!(command, Command::Put { .. } | Command::Delete { .. })
 }

@@ -303,7 +303,8 @@ struct Driver {
 struct Deferred {
     command: Box<Command>,
     reply: Reply,
-    until: std::time::Instant,
+    /// The driver's clock (so tests on simulated time see the same deadline).
+    until: Millis,
 }
 
 /// How long a write waits for a node that started with empty storage to learn its
@@ -421,7 +422,7 @@ impl Driver {
                     self.deferred.push(Deferred {
                         command,
                         reply,
-                        until: std::time::Instant::now() + HISTORY_WAIT,
+                        until: now + HISTORY_WAIT,
                     });
                     return;
                 }
@@ -451,7 +452,7 @@ impl Driver {
             return;
         }
         if self.history_unknown() {
-            let now = std::time::Instant::now();
+            let now = self.clock.now();
             let (expired, waiting): (Vec<Deferred>, Vec<Deferred>) =
                 std::mem::take(&mut self.deferred)
                     .into_iter()

@@ -174,9 +174,6 @@ impl Node {
         failover.restore_epoch(persisted_epoch);
         let persisted_roster = restored.roster.unwrap_or_default();
         failover.restore_roster(persisted_roster.clone());
-        if restored.incarnation.is_none() {
-            failover.started_empty();
-        }
         outbox.persist(PersistBatch {
             items: vec![PersistItem::Incarnation(incarnation)],
         });

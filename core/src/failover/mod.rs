@@ -159,10 +159,6 @@ pub struct Failover {
     committed: Option<RosterVersion>,
     /// Members that left on purpose: the leader takes them off the roster.
     forgotten: BTreeSet<NodeId>,
-    /// Started with nothing persisted and follows no roster yet: it may be a node
-    /// whose disk was lost, whose previous life followed a newer roster than a stale
-    /// candidate offers. It takes its first roster only from a lease holder.
-    amnesiac: bool,
     /// A deliberately broken variant (a lease from one grant), to show that the
     /// harness's safety checker catches it.
     #[cfg(test)]
@@ -193,7 +189,6 @@ impl Failover {
             roster: RosterState::default(),
             committed: None,
             forgotten: BTreeSet::new(),
-            amnesiac: false,
             #[cfg(test)]
             break_majority: false,
             config,
@@ -215,13 +210,6 @@ impl Failover {
     pub fn restore_epoch(&mut self, epoch: Epoch) {
         self.voter.floor = self.voter.floor.max(epoch);
         self.seen = self.seen.max(epoch);
-    }
-
-    /// Says this node started with nothing persisted (see the `amnesiac` field):
-    /// until a lease holder's renewal gives it a roster, it adopts none from
-    /// candidates or refusals (it still stops bootstrapping on hearing of one).
-    pub fn started_empty(&mut self) {
-        self.amnesiac = self.roster.roster.is_none();
     }
 
     /// Restores the roster state read back from disk (see
@@ -260,13 +248,8 @@ impl Failover {
         let asks = matches!(msg, LeaseMessage::Request { .. });
         let started = matches!(msg, LeaseMessage::Reject { starting: true, .. });
         if let Some(r) = msg.roster() {
-            let from_holder = matches!(msg, LeaseMessage::Request { holding: true, .. });
-            if !self.amnesiac || from_holder {
-                if self.roster.offer(r) {
-                    self.roster_changed();
-                }
-            } else if r.is_well_formed() {
-                self.roster.bootstrapped = true;
+            if self.roster.offer(r) {
+                self.roster_changed();
             }
         }
         self.view.heard_from(now, from, asks, started);
@@ -560,9 +543,6 @@ impl Failover {
     }
 
     fn roster_changed(&mut self) {
-        if self.roster.roster.is_some() {
-            self.amnesiac = false;
-        }
         let voters = self.roster.roster.as_ref().map(|r| r.voters.as_slice());
         self.view.restrict(voters);
     }

@@ -433,38 +433,6 @@ fn a_restarted_voter_grants_nothing_for_one_promise_length() {
 }
 
 #[test]
-fn a_node_started_empty_takes_its_first_roster_only_from_a_lease_holder() {
-    // A node whose disk was lost may be asked by a stale candidate to vote under a
-    // roster its previous life had moved past: it must not adopt that roster.
-    let live = [serving(0), serving(1), serving(2)];
-    let mut v = lone(1, &live);
-    v.started_empty();
-    let old = Roster::new(
-        RosterVersion {
-            epoch: Epoch(5),
-            seq: 0,
-        },
-        [n(1), n(2), n(3)],
-    );
-    let request = |holding| LeaseMessage::Request {
-        epoch: Epoch(7),
-        round: 1,
-        holding,
-        electorate: Electorate::Roster(old.clone()),
-    };
-    v.handle_message(after_quiet(), n(3), request(false));
-    assert_eq!(v.roster(), None, "adopted a candidate's roster");
-    assert!(matches!(
-        drain(&mut v)[..],
-        [(_, LeaseMessage::Reject { .. })]
-    ));
-    assert!(v.durable_roster().roster.is_none() && v.durable_roster().bootstrapped);
-    // A holder's renewal is the cluster's current roster.
-    v.handle_message(after_quiet() + ms(5), n(1), request(true));
-    assert_eq!(v.roster(), Some(&old));
-}
-
-#[test]
 fn a_bootstrap_with_another_founder_count_is_refused() {
     let live = [serving(0), serving(1), serving(2)];
     let mut v = lone(1, &live);

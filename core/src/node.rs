@@ -331,6 +331,12 @@ impl Node {
             return Err(CommandError::Left);
         }
         if command.writes_state() && self.replica.history() != WriteHistory::Known {
+            // A bad record is reported as such whatever the node's state.
+            if let Command::Put { id, record } = &command {
+                record
+                    .validate_with_id(id)
+                    .map_err(CommandError::InvalidRecord)?;
+            }
             return Err(CommandError::HistoryUnknown);
         }
         let written = match command {

@@ -43,6 +43,16 @@ fn boot(n: u32) -> Electorate {
     Electorate::Bootstrap { expected: n }
 }
 
+/// A first campaign round (epoch 1) of a founder that expects `n` founders.
+fn boot_request(n: u32) -> LeaseMessage {
+    LeaseMessage::Request {
+        epoch: Epoch(1),
+        round: 1,
+        holding: false,
+        electorate: boot(n),
+    }
+}
+
 /// Node `i + 1` alone with `live` (all founders), in active-passive.
 fn lone(i: usize, live: &[Candidate]) -> Failover {
     let live = as_founders(live);
@@ -281,16 +291,7 @@ fn a_newcomer_never_bootstraps_and_waits_to_be_admitted() {
     assert!(!st.can_fail_over);
     assert!(st.reason.unwrap().contains("admit"), "reason says why");
     // A founder's bootstrap request is refused, and the refusal says it takes no part.
-    fo.handle_message(
-        after_quiet(),
-        n(2),
-        LeaseMessage::Request {
-            epoch: Epoch(1),
-            round: 1,
-            holding: false,
-            electorate: boot(2),
-        },
-    );
+    fo.handle_message(after_quiet(), n(2), boot_request(2));
     assert!(matches!(
         drain(&mut fo)[..],
         [(
@@ -414,12 +415,7 @@ fn a_voter_never_grants_two_unexpired_leases() {
 fn a_restarted_voter_grants_nothing_for_one_promise_length() {
     let live = [serving(0), serving(1), serving(2)];
     let mut v = lone(1, &live);
-    let req = LeaseMessage::Request {
-        epoch: Epoch(1),
-        round: 1,
-        holding: false,
-        electorate: boot(3),
-    };
+    let req = boot_request(3);
     v.handle_message(START + ms(2800), n(1), req.clone());
     assert!(matches!(
         drain(&mut v)[..],
@@ -436,16 +432,7 @@ fn a_restarted_voter_grants_nothing_for_one_promise_length() {
 fn a_bootstrap_with_another_founder_count_is_refused() {
     let live = [serving(0), serving(1), serving(2)];
     let mut v = lone(1, &live);
-    v.handle_message(
-        after_quiet(),
-        n(1),
-        LeaseMessage::Request {
-            epoch: Epoch(1),
-            round: 1,
-            holding: false,
-            electorate: boot(2),
-        },
-    );
+    v.handle_message(after_quiet(), n(1), boot_request(2));
     assert!(matches!(
         drain(&mut v)[..],
         [(

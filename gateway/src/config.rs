@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::catalog::Catalog;
+use crate::http::limits::Limits;
+use crate::usage::retention::Retention;
 use crate::upstream::policy::UpstreamPolicy;
 
 /// Everything [`crate::Server::bind`] needs.
@@ -24,9 +26,6 @@ pub struct ServerConfig {
     /// How long in-flight requests and streams may take to finish once the listener is
     /// closed; connections still open after it are dropped.
     pub drain_timeout: Duration,
-    /// Upper bound on the time a client may take to send request headers, so idle or
-    /// slow-loris connections cannot pin tasks forever.
-    pub header_read_timeout: Duration,
 }
 
 /// Knobs read on every request.
@@ -41,6 +40,10 @@ pub struct GatewayConfig {
     pub catalog: Catalog,
     /// Timeouts, retries and cooldown of upstream calls.
     pub upstream: UpstreamPolicy,
+    /// Connection caps, client deadlines and upstream body caps (`gateway.limits`).
+    pub limits: Limits,
+    /// Retention of the usage log (`gateway.usage_log`).
+    pub usage_log: Retention,
 }
 
 /// Defaults of the mock provider, overridable per request in the model name
@@ -76,6 +79,8 @@ impl Default for GatewayConfig {
             mock: MockDefaults::default(),
             catalog: Catalog::builtin(),
             upstream: UpstreamPolicy::default(),
+            limits: Limits::default(),
+            usage_log: Retention::default(),
         }
     }
 }
@@ -88,7 +93,6 @@ impl ServerConfig {
             gateway: GatewayConfig::default(),
             shutdown_grace: Duration::ZERO,
             drain_timeout: Duration::from_secs(30),
-            header_read_timeout: Duration::from_secs(30),
         }
     }
 }

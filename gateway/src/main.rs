@@ -325,6 +325,8 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             },
             catalog: file.catalog,
             upstream: file.upstream,
+            limits: file.limits,
+            usage_log: file.usage_log.clone(),
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
@@ -351,9 +353,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .await
         .context("starting the HTTP server")?;
         // One row per request, in the node's own file, written off the request path.
-        let usage_log = aurora_gateway::usage::UsageLog::open(
+        let usage_log = aurora_gateway::usage::UsageLog::open_with(
             &args.data_dir.join("usage.db"),
             &cluster.node_id,
+            file.usage_log,
         )
         .context("opening the usage log")?;
         server.state().policy.attach_usage_log(usage_log);
@@ -429,6 +432,12 @@ async fn reload_on_sighup(
             Ok(file) => {
                 if file.upstream != state.config.upstream {
                     tracing::warn!("`gateway.upstream` changed; it takes effect after a restart");
+                }
+                if file.limits != state.config.limits || file.usage_log != state.config.usage_log
+                {
+                    tracing::warn!(
+                        "`gateway.limits` or `gateway.usage_log` changed; they take effect after a restart"
+                    );
                 }
                 match state.replace_base_catalog(file.catalog) {
                     Ok(()) => tracing::info!(path = %path.display(), "config reloaded"),

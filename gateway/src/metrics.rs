@@ -115,6 +115,8 @@ struct Inner {
     rejections: BTreeMap<(u16, &'static str), u64>,
     /// Spend in nano-USD by model.
     cost_nanos: BTreeMap<Arc<str>, u64>,
+    /// Requests or streams cut off by a bound of `gateway.limits`, by bound.
+    limits: BTreeMap<&'static str, u64>,
 }
 
 /// Most distinct key ids used as a label; later keys are counted under `_other`, so a
@@ -215,6 +217,18 @@ impl Metrics {
     /// A request refused by the policy layer (401, 402, 403, 429, guardrails).
     pub fn policy_rejection(&self, status: u16, reason: &'static str) {
         *self.lock().rejections.entry((status, reason)).or_insert(0) += 1;
+    }
+
+    /// A request or stream was cut off by the bound `limit` (one of a fixed set:
+    /// `body_read_timeout`, `stream_duration`, `upstream_body`, `upstream_stream`,
+    /// `upstream_event`, `upstream_buffered`).
+    pub fn limit_exceeded(&self, limit: &'static str) {
+        *self.lock().limits.entry(limit).or_insert(0) += 1;
+    }
+
+    /// How often `limit` was hit so far.
+    pub fn limit_count(&self, limit: &str) -> u64 {
+        self.lock().limits.get(limit).copied().unwrap_or(0)
     }
 
     /// Spend of one request on `model`, in nano-USD.
@@ -341,6 +355,14 @@ impl Metrics {
                 escape(model)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_limit_exceeded_total Requests and streams cut off by a bound of gateway.limits (body_read_timeout, stream_duration, upstream_body, upstream_stream, upstream_event, upstream_buffered)."
+        );
+        let _ = writeln!(out, "# TYPE aurora_limit_exceeded_total counter");
+        for (limit, n) in &inner.limits {
+            let _ = writeln!(out, "aurora_limit_exceeded_total{{limit=\"{limit}\"}} {n}");
+        }
         drop(inner);
         let _ = writeln!(
             out,
@@ -379,6 +401,17 @@ pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
             breaker.gauge()
         );
     }
+    state.connections.render_metrics(&mut text);
+    let _ = writeln!(
+        text,
+        "# HELP aurora_upstream_buffered_bytes Upstream answer bytes held in memory now, all requests together (bounded by gateway.limits.max_buffered_upstream_bytes)."
+    );
+    let _ = writeln!(text, "# TYPE aurora_upstream_buffered_bytes gauge");
+    let _ = writeln!(
+        text,
+        "aurora_upstream_buffered_bytes {}",
+        state.upstreams.buffered.used()
+    );
     if let Some(log) = state.policy.usage_log() {
         crate::usage::render_metrics(&log, &mut text);
     }

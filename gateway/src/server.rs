@@ -9,10 +9,18 @@
 //!
 //! HTTP/1.1 only for now: it is what OpenAI clients speak; h2 can be added with
 //! hyper-util's auto builder when a client needs it.
+//!
+//! Every accepted connection first takes a slot under the connection caps
+//! ([`crate::http::conn::Connections`]); one over a cap gets a canned 503 and is
+//! closed without a task. Hyper reads and writes through
+//! [`crate::http::conn::EdgeIo`] (writes bounded by `send_timeout_ms`); request headers
+//! must arrive within `header_read_timeout_ms` (also the keep-alive idle limit), and a
+//! client that sent part of a request by then is told 408 before the close.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +34,7 @@ use crate::admin::token::AdminToken;
 use crate::catalog::store::{process_env, EnvLookup};
 use crate::cluster::{ClusterInfo, StateView};
 use crate::config::ServerConfig;
+use crate::http::conn::{EdgeIo, HEADER_TIMEOUT_RESPONSE, REFUSED_RESPONSE};
 use crate::http::router;
 use crate::state::AppState;
 
@@ -127,7 +136,7 @@ impl Server {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
+            .header_read_timeout(state.config.limits.header_read_timeout())
             .keep_alive(true);
         let graceful = GracefulShutdown::new();
         tracing::info!(addr = %local_addr, "listening");
@@ -197,16 +206,45 @@ async fn accept(
             return;
         }
     };
+    let slot = match state.connections.try_open(peer.ip()) {
+        Ok(slot) => slot,
+        Err(reason) => {
+            // One non-blocking write and a close: a flood costs no task and no queue.
+            // If the socket cannot take the bytes at once, the client just sees the close.
+            let _ = stream.try_write(REFUSED_RESPONSE);
+            tracing::debug!(%peer, reason = reason.label(), "connection refused by a cap");
+            return;
+        }
+    };
     // Small SSE chunks must leave at once, not wait for Nagle.
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "set_nodelay failed");
     }
+    let (io, socket, flags) = EdgeIo::new(stream, state.config.limits.send_timeout());
     let state = Arc::clone(state);
+    let connections = Arc::clone(&state.connections);
     let service = service_fn(move |request| router::dispatch(Arc::clone(&state), request));
-    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%peer, %error, "connection ended with an error");
+        let _slot = slot;
+        match connection.await {
+            Ok(()) => {}
+            Err(error) if flags.send_timed_out.load(Ordering::Relaxed) => {
+                connections.send_timed_out();
+                tracing::debug!(%peer, %error, "client stopped reading; connection dropped");
+            }
+            Err(error) if error.is_timeout() => {
+                // Hyper closes a connection whose headers are late without a word; a
+                // client that had started a request is told why. An idle keep-alive
+                // connection is just closed (a 408 there could be taken as the answer
+                // to the client's next request).
+                if flags.unanswered.load(Ordering::Relaxed) {
+                    let _ = socket.try_write(HEADER_TIMEOUT_RESPONSE);
+                    connections.header_timed_out();
+                }
+                tracing::debug!(%peer, "request headers late; connection closed");
+            }
+            Err(error) => tracing::debug!(%peer, %error, "connection ended with an error"),
         }
     });
 }

@@ -16,6 +16,7 @@ use crate::catalog::store::{process_env, EnvLookup};
 use crate::catalog::{Catalog, CatalogError, CatalogStore};
 use crate::cluster::{ClusterInfo, StateView};
 use crate::config::GatewayConfig;
+use crate::http::conn::Connections;
 use crate::metrics::Metrics;
 use crate::upstream::client::{self, ClientError};
 use crate::upstream::dispatch::Upstreams;
@@ -26,8 +27,8 @@ pub enum StateError {
     /// The starting catalog does not validate.
     #[error("invalid catalog: {0}")]
     Catalog(#[from] CatalogError),
-    /// The upstream policy does not validate.
-    #[error("invalid upstream settings: {0}")]
+    /// The upstream policy or the limits do not validate.
+    #[error("invalid gateway settings: {0}")]
     Policy(CatalogError),
     /// The HTTP client could not be built.
     #[error(transparent)]
@@ -39,6 +40,8 @@ pub enum StateError {
 pub struct AppState {
     /// Request handling knobs.
     pub config: GatewayConfig,
+    /// Open client connections under the caps of `gateway.limits`.
+    pub connections: Arc<Connections>,
     /// Request counters and latency histograms.
     pub metrics: Metrics,
     /// Token that guards `/admin/api`.
@@ -81,9 +84,18 @@ impl AppState {
         let catalog = CatalogStore::new(config.catalog.clone(), env)?;
         let base_catalog = ArcSwap::from_pointee(config.catalog.clone());
         let client = client::build(config.upstream.connect_timeout())?;
-        let upstreams = Upstreams::new(client, config.upstream.clone());
+        config
+            .limits
+            .validate()
+            .map_err(|e| StateError::Policy(e.under("limits")))?;
+        let upstreams = Upstreams::new(client, config.upstream.clone(), config.limits.clone());
+        let connections = Arc::new(Connections::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ));
         Ok(Self {
             config,
+            connections,
             metrics: Metrics::new(),
             admin_token,
             catalog,

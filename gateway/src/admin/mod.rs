@@ -63,7 +63,13 @@ where
             if method != Method::POST {
                 return not_allowed(&method, &path, "POST");
             }
-            let body = match read_limited(&parts.headers, body, state.config.max_body_bytes).await {
+            let body = match read_limited(
+                &parts.headers,
+                body,
+                state.config.max_body_bytes,
+                state.config.limits.body_read_timeout(),
+            )
+            .await {
                 Ok(bytes) => bytes,
                 Err(error) => return error.into_response(),
             };
@@ -82,7 +88,13 @@ where
                 return ApiError::unknown_url(&method, &path).into_response();
             };
             let body = if method == Method::POST || method == Method::PUT {
-                match read_limited(&parts.headers, body, state.config.max_body_bytes).await {
+                match read_limited(
+                &parts.headers,
+                body,
+                state.config.max_body_bytes,
+                state.config.limits.body_read_timeout(),
+            )
+            .await {
                     Ok(bytes) => bytes,
                     Err(error) => return error.into_response(),
                 }

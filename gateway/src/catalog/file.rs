@@ -15,13 +15,19 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::catalog::records::{Catalog, CatalogError, Model, Provider, Route};
+use crate::http::limits::Limits;
 use crate::upstream::policy::UpstreamPolicy;
+use crate::usage::retention::Retention;
 
 /// What the gateway takes from the file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayFile {
     /// Retry, timeout and cooldown settings of this node.
     pub upstream: UpstreamPolicy,
+    /// Connection caps, client deadlines and upstream body caps of this node.
+    pub limits: Limits,
+    /// Retention of this node's usage log.
+    pub usage_log: Retention,
     /// The initial catalog.
     pub catalog: Catalog,
 }
@@ -31,6 +37,8 @@ impl Default for GatewayFile {
     fn default() -> Self {
         Self {
             upstream: UpstreamPolicy::default(),
+            limits: Limits::default(),
+            usage_log: Retention::default(),
             catalog: Catalog::builtin(),
         }
     }
@@ -83,6 +91,10 @@ struct Root {
 struct Section {
     #[serde(default)]
     upstream: UpstreamPolicy,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    usage_log: Retention,
     #[serde(default)]
     providers: Option<Vec<Provider>>,
     #[serde(default)]
@@ -147,6 +159,14 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
         .upstream
         .validate()
         .map_err(|e| ParseError::Invalid(e.under("upstream").under("gateway")))?;
+    section
+        .limits
+        .validate()
+        .map_err(|e| ParseError::Invalid(e.under("limits").under("gateway")))?;
+    section
+        .usage_log
+        .validate()
+        .map_err(|e| ParseError::Invalid(e.under("usage_log").under("gateway")))?;
     let catalog = Catalog {
         providers: section
             .providers
@@ -159,6 +179,8 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
         .map_err(|e| ParseError::Invalid(e.under("gateway")))?;
     Ok(GatewayFile {
         upstream: section.upstream,
+        limits: section.limits,
+        usage_log: section.usage_log,
         catalog,
     })
 }
@@ -238,6 +260,22 @@ gateway:
         assert_eq!(
             key_of("gateway:\n  upstream: {retry_base_ms: 0}\n"),
             "gateway.upstream.retry_base_ms"
+        );
+        assert_eq!(
+            key_of("gateway:\n  limits: {max_connections: 0}\n"),
+            "gateway.limits.max_connections"
+        );
+        assert_eq!(
+            key_of("gateway:\n  limits: {max_conections: 5}\n"),
+            "gateway.limits.max_conections"
+        );
+        assert_eq!(
+            key_of("gateway:\n  usage_log: {max_bytes: 5}\n"),
+            "gateway.usage_log.max_bytes"
+        );
+        assert_eq!(
+            key_of("gateway:\n  limits: {send_timeout_ms: 50}\n  usage_log: {retention_days: 7}\n"),
+            "ok"
         );
         let Err(ParseError::Syntax { message, .. }) =
             parse("gateway:\n  providers:\n    - {name: a, kind: opnai}\n")

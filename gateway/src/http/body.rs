@@ -56,14 +56,19 @@ pub fn json_ok<T: serde::Serialize>(value: &T) -> Response {
     }
 }
 
-/// Reads the whole request body, refusing more than `limit` bytes.
+/// Reads the whole request body, refusing more than `limit` bytes and taking at most
+/// `deadline` for it.
 ///
 /// A `Content-Length` above the limit is refused before reading anything; a chunked
-/// body is cut off as soon as it crosses the limit.
+/// body is cut off as soon as it crosses the limit. A body still arriving at the
+/// deadline (slowloris: one byte a second) gets 408; its response closes the
+/// connection (see [`ApiError::into_response`]), since the rest of the body would
+/// otherwise still have to be read.
 pub async fn read_limited<B>(
     headers: &http::HeaderMap,
     body: B,
     limit: usize,
+    deadline: std::time::Duration,
 ) -> Result<Bytes, ApiError>
 where
     B: http_body::Body<Data = Bytes>,
@@ -76,7 +81,11 @@ where
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::body_too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
+    let Ok(collected) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await
+    else {
+        return Err(ApiError::request_timeout());
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::body_too_large(limit))
@@ -112,6 +121,44 @@ impl http_body::Body for ChannelBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A body that keeps `hold` (a share of the upstream buffer pool) until it has been
+/// sent or dropped, so the pool counts an answer until it has left the node.
+pub fn held(response: Response, hold: crate::upstream::buffered::Hold) -> Response {
+    response.map(|inner| {
+        HeldBody {
+            inner,
+            _hold: hold,
+        }
+        .boxed()
+    })
+}
+
+#[derive(Debug)]
+struct HeldBody {
+    inner: Body,
+    _hold: crate::upstream::buffered::Hold,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

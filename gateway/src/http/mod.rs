@@ -1,8 +1,10 @@
 //! HTTP plumbing shared by every handler: response body types, the request-body
-//! limit, and the router that maps method and path to a handler.
+//! limit, the connection caps and deadlines ([`conn`], [`limits`]), and the router that maps method and path to a handler.
 //!
 //! Handlers stay free of hyper details beyond `Request`/`Response`; metrics and
 //! error shapes are applied in one place ([`router`]) instead of in each handler.
 
 pub mod body;
+pub mod conn;
+pub mod limits;
 pub mod router;

@@ -119,6 +119,10 @@ pub async fn dispatch(
             response
         }
     };
+    if response.status() == http::StatusCode::REQUEST_TIMEOUT {
+        // Only a request body past `body_read_timeout_ms` answers 408.
+        state.metrics.limit_exceeded("body_read_timeout");
+    }
     tracing::debug!(
         %method,
         path,

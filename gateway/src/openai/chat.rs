@@ -28,7 +28,8 @@ use serde_json::Value;
 
 use crate::catalog::{ProviderKind, Target};
 use crate::http::body::{
-    json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
+    held, json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response,
+    UpstreamTiming,
 };
 use crate::openai::types::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
@@ -41,7 +42,7 @@ use crate::state::{unix_seconds, AppState};
 use crate::upstream::anthropic::AnthropicStream;
 use crate::upstream::dispatch::Outcome;
 use crate::upstream::openai::OpenAiStream;
-use crate::upstream::stream::{pump, End, Translator};
+use crate::upstream::stream::{pump, send_bounded, End, Translator};
 use crate::upstream::UpstreamClock;
 
 /// Chunks buffered between the producer and the socket: enough to keep the writer
@@ -60,7 +61,13 @@ where
         Ok(caller) => caller,
         Err(rejection) => return refuse(state, &rejection, None, "", started),
     };
-    let bytes = match read_limited(&parts.headers, body, state.config.max_body_bytes).await {
+    let bytes = match read_limited(
+                &parts.headers,
+                body,
+                state.config.max_body_bytes,
+                state.config.limits.body_read_timeout(),
+            )
+            .await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
@@ -127,6 +134,7 @@ where
             body,
             usage,
             target,
+            hold,
         } => {
             if let Some(usage) = usage {
                 state
@@ -139,7 +147,7 @@ where
                 cached: cached_tokens_in(&body),
             });
             settle(state, ticket, 200, tokens, Some(&target));
-            json_response(StatusCode::OK, body)
+            held(json_response(StatusCode::OK, body), hold)
         }
         Outcome::Stream { body, target, idle } => {
             let translator = match target.provider.kind {
@@ -153,7 +161,9 @@ where
             let label = Arc::clone(&label);
             let clock = Arc::clone(&clock);
             tokio::spawn(async move {
-                let (end, usage) = pump(body, translator, &tx, idle, Arc::clone(&clock)).await;
+                let bounds = state.upstreams.stream_bounds(&state.metrics);
+                let (end, usage) =
+                    pump(body, translator, &tx, idle, Arc::clone(&clock), bounds).await;
                 if let Some(usage) = usage {
                     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
                     state
@@ -333,7 +343,7 @@ pub fn parse(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
 
 /// Starts a task that writes the SSE events of `completion` into the response body.
 fn stream(
-    state: &AppState,
+    state: &Arc<AppState>,
     request: &ChatCompletionRequest,
     completion: Completion,
     latency: Duration,
@@ -348,20 +358,22 @@ fn stream(
         request.include_usage(),
     );
     let (tx, body) = ChannelBody::channel(STREAM_BUFFER);
+    let deadline = tokio::time::Instant::now() + state.config.limits.stream_max_duration();
+    let state = Arc::clone(state);
     tokio::spawn(async move {
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
         let mut first = true;
         for event in events {
-            if !first && !chunk_gap.is_zero() {
-                tokio::time::sleep(chunk_gap).await;
-            }
+            let pause = if first { latency } else { chunk_gap };
             first = false;
-            if tx.send(event).await.is_err() {
+            if !pause.is_zero() {
+                tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(deadline)).await;
+            }
+            match send_bounded(&tx, event, deadline, &state.metrics).await {
+                Ok(()) => {}
                 // The client went away; stop producing.
-                finish(499);
-                return;
+                Err(true) => return finish(499),
+                // `stream_max_duration_ms` passed; the error event is queued.
+                Err(false) => return finish(502),
             }
         }
         finish(200);

@@ -108,6 +108,15 @@ impl ApiError {
         .with_code("request_too_large")
     }
 
+    /// 408: the request body did not arrive within `gateway.limits.body_read_timeout_ms`.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body did not arrive in time.",
+        )
+        .with_code("request_timeout")
+    }
+
     /// 404: no such path.
     pub fn unknown_url(method: &http::Method, path: &str) -> Self {
         Self::new(
@@ -184,6 +193,17 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        // The rest of the request body was not read: the connection cannot carry
+        // another request, so say it closes.
+        if matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        ) {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

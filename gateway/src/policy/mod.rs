@@ -375,7 +375,9 @@ impl Policy {
         Ok(period)
     }
 
-    /// Counts a refused request (metrics and a usage-log row).
+    /// Counts a refused request: metrics always; a usage-log row only once the caller
+    /// is authenticated. A 401 (no key, unknown key) is a counter and nothing else, so
+    /// a flood of junk keys cannot grow the log's file.
     pub fn rejected(
         &self,
         metrics: &Metrics,
@@ -388,6 +390,9 @@ impl Policy {
         metrics.policy_rejection(status, rejection.reason);
         if let Some(id) = key_id {
             metrics.key_request(id, status);
+        }
+        if status == 401 {
+            return;
         }
         if let Some(log) = self.usage_log() {
             log.record(UsageRow {

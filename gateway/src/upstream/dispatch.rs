@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::catalog::{ProviderKind, Resolved, Target};
@@ -22,12 +22,12 @@ use crate::metrics::Metrics;
 use crate::openai::types::{ChatCompletionRequest, Usage};
 use crate::upstream::breaker::Breakers;
 use crate::upstream::client::HttpClient;
-use crate::upstream::failure::{self, Failure};
+use crate::http::limits::Limits;
+use crate::upstream::buffered::{Hold, Pool};
+use crate::upstream::failure::{self, Failure, SizeLimit};
+use crate::upstream::stream::StreamBounds;
 use crate::upstream::policy::UpstreamPolicy;
 use crate::upstream::{anthropic, balance, openai, retry, UpstreamClock};
-
-/// Largest upstream body read into memory (a plain answer or an error document).
-pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// Everything needed to call upstreams; one per server.
 #[derive(Debug)]
@@ -38,6 +38,10 @@ pub struct Upstreams {
     pub breakers: Breakers,
     /// Timeouts, retries, cooldown.
     pub policy: UpstreamPolicy,
+    /// Size bounds of upstream answers and streams.
+    pub limits: Limits,
+    /// Upstream bytes held by all requests together.
+    pub buffered: Arc<Pool>,
     rng: Mutex<fastrand::Rng>,
 }
 
@@ -54,6 +58,8 @@ pub enum Outcome {
         usage: Option<Usage>,
         /// Who answered.
         target: Arc<Target>,
+        /// The body's share of the buffer pool: keep it until the answer is sent.
+        hold: Hold,
     },
     /// A 200 stream, not yet read.
     Stream {
@@ -69,12 +75,14 @@ pub enum Outcome {
 }
 
 impl Upstreams {
-    /// Upstream machinery with `policy` and an already built client.
-    pub fn new(client: HttpClient, policy: UpstreamPolicy) -> Self {
+    /// Upstream machinery with `policy`, `limits` and an already built client.
+    pub fn new(client: HttpClient, policy: UpstreamPolicy, limits: Limits) -> Self {
         Self {
             client,
             breakers: Breakers::new(),
             policy,
+            buffered: Pool::new(limits.max_buffered_upstream_bytes),
+            limits,
             rng: Mutex::new(fastrand::Rng::new()),
         }
     }
@@ -170,6 +178,9 @@ impl Upstreams {
                 Err(f) => f,
             };
             metrics.upstream_error(&provider.name, failure.kind());
+            if let Failure::TooLarge(limit) = failure {
+                metrics.limit_exceeded(limit.label());
+            }
             if !failure.retryable() || attempt >= retries {
                 return Err(failure);
             }
@@ -256,7 +267,11 @@ impl Upstreams {
         let (parts, body) = response.into_parts();
         if !parts.status.is_success() {
             let retry_after = retry::retry_after(&parts.headers);
-            let body = read_body(body, deadline).await.unwrap_or_default();
+            let mut hold = self.buffered.hold();
+            let body = self
+                .read_body(body, deadline, &mut hold)
+                .await
+                .unwrap_or_default();
             return Err(Failure::Status {
                 status: parts.status,
                 body,
@@ -276,7 +291,8 @@ impl Upstreams {
                 idle: timeout,
             });
         }
-        let bytes = read_body(body, deadline).await?;
+        let mut hold = self.buffered.hold();
+        let bytes = self.read_body(body, deadline, &mut hold).await?;
         let (body, usage) = match provider.kind {
             ProviderKind::Anthropic => {
                 let (body, usage) = anthropic::translate_plain(&bytes)?;
@@ -291,15 +307,54 @@ impl Upstreams {
             body,
             usage,
             target: Arc::clone(target),
+            hold,
         })
     }
-}
 
-async fn read_body(body: Incoming, deadline: tokio::time::Instant) -> Result<Bytes, Failure> {
-    match tokio::time::timeout_at(deadline, Limited::new(body, MAX_UPSTREAM_BODY).collect()).await {
-        Err(_) => Err(Failure::Timeout),
-        Ok(Err(e)) => Err(Failure::Protocol(format!("reading the body: {e}"))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    /// Reads a whole upstream body by `deadline`, refusing more than
+    /// `max_upstream_body_bytes` and holding what it keeps in the shared pool.
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        deadline: tokio::time::Instant,
+        hold: &mut Hold,
+    ) -> Result<Bytes, Failure> {
+        let limit = self.limits.max_upstream_body_bytes;
+        let declared = http_body::Body::size_hint(&body).exact();
+        if declared.is_some_and(|len| len > limit) {
+            return Err(Failure::TooLarge(SizeLimit::Body));
+        }
+        let read = async {
+            let mut buf = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| Failure::Protocol(format!("reading the body: {e}")))?;
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers
+                };
+                let total = (buf.len() + data.len()) as u64;
+                if total > limit {
+                    return Err(Failure::TooLarge(SizeLimit::Body));
+                }
+                hold.resize(total)
+                    .map_err(|_| Failure::TooLarge(SizeLimit::Buffered))?;
+                buf.extend_from_slice(&data);
+            }
+            Ok(Bytes::from(buf))
+        };
+        tokio::time::timeout_at(deadline, read)
+            .await
+            .unwrap_or(Err(Failure::Timeout))
+    }
+
+    /// The bounds of a stream starting now.
+    pub fn stream_bounds<'a>(&self, metrics: &'a Metrics) -> StreamBounds<'a> {
+        StreamBounds {
+            deadline: tokio::time::Instant::now() + self.limits.stream_max_duration(),
+            max_bytes: self.limits.max_stream_bytes,
+            max_event: Limits::bytes(self.limits.max_sse_event_bytes),
+            hold: self.buffered.hold(),
+            metrics,
+        }
     }
 }
 

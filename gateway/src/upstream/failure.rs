@@ -36,6 +36,35 @@ pub enum Failure {
     Protocol(String),
     /// The provider's API-key variable is unset on this node.
     MissingKey(String),
+    /// The answer crossed a size bound (`gateway.limits`).
+    TooLarge(SizeLimit),
+}
+
+/// Which bound on upstream data was crossed (the `limit` label of
+/// `aurora_limit_exceeded_total`, with its `upstream_` prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SizeLimit {
+    /// `max_upstream_body_bytes`: a non-streamed answer.
+    Body,
+    /// `max_stream_bytes`: a stream's total.
+    Stream,
+    /// `max_sse_event_bytes`: one event of a stream.
+    Event,
+    /// `max_buffered_upstream_bytes`: every request's buffers together.
+    Buffered,
+}
+
+impl SizeLimit {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SizeLimit::Body => "upstream_body",
+            SizeLimit::Stream => "upstream_stream",
+            SizeLimit::Event => "upstream_event",
+            SizeLimit::Buffered => "upstream_buffered",
+        }
+    }
 }
 
 impl Failure {
@@ -53,6 +82,7 @@ impl Failure {
             },
             Failure::Protocol(_) => "protocol",
             Failure::MissingKey(_) => "config",
+            Failure::TooLarge(_) => "too_large",
         }
     }
 
@@ -78,6 +108,10 @@ impl Failure {
             Failure::Status { status, .. } => format!("HTTP {}", status.as_u16()),
             Failure::Protocol(e) => format!("invalid response ({e})"),
             Failure::MissingKey(var) => format!("API key variable {var} is not set"),
+            Failure::TooLarge(SizeLimit::Buffered) => {
+                "the gateway is holding too much upstream data".to_owned()
+            }
+            Failure::TooLarge(_) => "answer larger than the gateway accepts".to_owned(),
         }
     }
 }
@@ -97,6 +131,20 @@ pub fn exhausted(last: &Failure, tried: usize) -> ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             summary,
             "upstream_rate_limited",
+        ),
+        Failure::TooLarge(SizeLimit::Buffered) => {
+            let mut error = ApiError::server_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                summary,
+                "upstream_buffer_full",
+            );
+            error.retry_after = Some(1);
+            error
+        }
+        Failure::TooLarge(_) => ApiError::server_error(
+            StatusCode::BAD_GATEWAY,
+            summary,
+            "upstream_response_too_large",
         ),
         _ => ApiError::server_error(StatusCode::BAD_GATEWAY, summary, "upstream_error"),
     }
@@ -164,5 +212,12 @@ mod tests {
         assert_eq!(exhausted(&Failure::Timeout, 2).status, 504);
         assert_eq!(exhausted(&status(429), 1).status, 503);
         assert_eq!(exhausted(&status(500), 1).status, 502);
+        let big = Failure::TooLarge(SizeLimit::Body);
+        assert!(!big.retryable() && !big.is_client_error());
+        assert_eq!(
+            exhausted(&big, 1).code,
+            Some("upstream_response_too_large")
+        );
+        assert_eq!(exhausted(&Failure::TooLarge(SizeLimit::Buffered), 1).status, 503);
     }
 }

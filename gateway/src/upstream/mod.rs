@@ -5,11 +5,13 @@
 //! skipped ([`breaker`]), each tried with retries and backoff on 429/5xx/timeouts/
 //! connect errors ([`retry`], [`failure`]), through one pooled client ([`client`]).
 //! Bodies are translated per protocol ([`openai`], [`anthropic`]); streams are pumped
-//! to the client event by event ([`sse`], [`stream`]).
+//! to the client event by event ([`sse`], [`stream`]). Answers are bounded in size, per
+//! request and together ([`buffered`], `gateway.limits`).
 
 pub mod anthropic;
 pub mod balance;
 pub mod breaker;
+pub mod buffered;
 pub mod client;
 pub mod dispatch;
 pub mod failure;

@@ -8,6 +8,13 @@
 //! a stall, an end without `[DONE]` — is told to the client as a final
 //! `data: {"error":…}` event, the way OpenAI reports mid-stream errors. A client that
 //! goes away stops the pump, which drops the upstream connection.
+//!
+//! A stream is bounded ([`StreamBounds`], from `gateway.limits`): it ends with an
+//! error event once it has lasted `stream_max_duration_ms` or the upstream has sent
+//! `max_stream_bytes`, or when one event exceeds `max_sse_event_bytes` or the shared
+//! buffer pool is full. A client that stops reading is dropped by the connection's
+//! send timeout ([`crate::http::conn::EdgeIo`]); the pump then sees the channel
+//! closed and drops the upstream request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +25,10 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
 use crate::policy::TokenUsage;
+use crate::upstream::buffered::Hold;
+use crate::upstream::failure::SizeLimit;
 use crate::upstream::anthropic::AnthropicStream;
 use crate::upstream::openai::OpenAiStream;
 use crate::upstream::sse::Parser;
@@ -87,6 +97,49 @@ impl Translator {
     }
 }
 
+/// What a stream may take (see the module docs).
+#[derive(Debug)]
+pub struct StreamBounds<'a> {
+    /// When the stream is cut off.
+    pub deadline: tokio::time::Instant,
+    /// Most bytes the upstream may send.
+    pub max_bytes: u64,
+    /// Largest single event, bytes.
+    pub max_event: usize,
+    /// The stream's share of the buffer pool (its unfinished event).
+    pub hold: Hold,
+    /// Where crossed bounds are counted.
+    pub metrics: &'a Metrics,
+}
+
+/// The final event of a stream cut off by `stream_max_duration_ms`.
+pub const MAX_DURATION_MESSAGE: &str = "The stream reached the gateway's maximum duration.";
+
+/// Sends `frame` unless the stream's deadline passes first. `Err(true)`: the client
+/// is gone; `Err(false)`: the deadline passed (the error event was queued if there
+/// was room, and counted).
+pub async fn send_bounded(
+    tx: &mpsc::Sender<Bytes>,
+    frame: Bytes,
+    deadline: tokio::time::Instant,
+    metrics: &Metrics,
+) -> Result<(), bool> {
+    let sent = if tokio::time::Instant::now() >= deadline {
+        None
+    } else {
+        tokio::time::timeout_at(deadline, tx.send(frame)).await.ok()
+    };
+    match sent {
+        Some(Ok(())) => Ok(()),
+        Some(Err(_)) => Err(true),
+        None => {
+            metrics.limit_exceeded("stream_duration");
+            let _ = tx.try_send(error_frame(MAX_DURATION_MESSAGE));
+            Err(false)
+        }
+    }
+}
+
 /// How a stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
@@ -98,21 +151,35 @@ pub enum End {
     ClientGone,
 }
 
-/// Copies `body` to `tx` through `translator`; returns how it ended and the usage.
+/// Copies `body` to `tx` through `translator` within `bounds`; returns how it ended
+/// and the usage.
 pub async fn pump(
     mut body: Incoming,
     mut translator: Translator,
     tx: &mpsc::Sender<Bytes>,
     idle: Duration,
     clock: Arc<UpstreamClock>,
+    mut bounds: StreamBounds<'_>,
 ) -> (End, Option<TokenUsage>) {
-    let mut parser = Parser::new();
+    let mut parser = Parser::with_limit(bounds.max_event);
     let mut out = Vec::new();
+    let mut received = 0u64;
+    let metrics = bounds.metrics;
+    let exceeded = |limit: SizeLimit, message: &'static str| {
+        metrics.limit_exceeded(limit.label());
+        tracing::warn!(limit = limit.label(), "upstream stream cut off at a bound");
+        Some(message)
+    };
     let end = loop {
         let waited = Instant::now();
-        let frame = tokio::time::timeout(idle, body.frame()).await;
+        let wait_until = (tokio::time::Instant::now() + idle).min(bounds.deadline);
+        let frame = tokio::time::timeout_at(wait_until, body.frame()).await;
         clock.add(waited.elapsed());
         let failure = match frame {
+            Err(_) if tokio::time::Instant::now() >= bounds.deadline => {
+                metrics.limit_exceeded("stream_duration");
+                Some(MAX_DURATION_MESSAGE)
+            }
             Err(_) => Some("The upstream stalled mid-stream (no data within the timeout)."),
             Ok(None) => Some("The upstream closed the stream before it was complete."),
             Ok(Some(Err(_))) => Some("The upstream connection broke mid-stream."),
@@ -120,11 +187,31 @@ pub async fn pump(
                 let Ok(data) = frame.into_data() else {
                     continue; // trailers
                 };
-                match parser.push(&data) {
-                    Err(e) => {
-                        tracing::warn!(error = %e, "upstream stream event too large");
-                        Some("The upstream sent an oversized event.")
-                    }
+                received = received.saturating_add(data.len() as u64);
+                let pushed = if received > bounds.max_bytes {
+                    Err(exceeded(
+                        SizeLimit::Stream,
+                        "The upstream stream exceeded the gateway's size limit.",
+                    ))
+                } else if bounds
+                    .hold
+                    .resize((parser.buffered() + data.len()) as u64)
+                    .is_err()
+                {
+                    Err(exceeded(
+                        SizeLimit::Buffered,
+                        "The gateway is holding too much upstream data; try again later.",
+                    ))
+                } else {
+                    let pushed = parser.push(&data).map_err(|_| {
+                        exceeded(SizeLimit::Event, "The upstream sent an oversized event.")
+                    });
+                    // Shrinking never fails.
+                    let _ = bounds.hold.resize(parser.buffered() as u64);
+                    pushed
+                };
+                match pushed {
+                    Err(failure) => failure,
                     Ok(events) => {
                         let mut flow = Flow::Continue;
                         for event in events {
@@ -134,8 +221,10 @@ pub async fn pump(
                             }
                         }
                         for frame in out.drain(..) {
-                            if tx.send(frame).await.is_err() {
-                                return (End::ClientGone, translator.usage());
+                            match send_bounded(tx, frame, bounds.deadline, metrics).await {
+                                Ok(()) => {}
+                                Err(true) => return (End::ClientGone, translator.usage()),
+                                Err(false) => return (End::Failed, translator.usage()),
                             }
                         }
                         match flow {

@@ -15,8 +15,15 @@
 //! writer appends. If the writer falls [`QUEUE`] rows behind, new rows are dropped
 //! and counted (`aurora_usage_log_rows_total{result="dropped"}`) rather than slowing
 //! requests or growing memory without bound.
+//!
+//! Why retention: the log grows with traffic, so the writer also deletes rows past
+//! their age or beyond the size budget ([`retention`]), on its own thread, never on a
+//! request. Requests refused before authentication (401) are no rows at all, only a
+//! counter (`aurora_policy_rejections_total{status="401"}`): a flood of junk keys
+//! must not grow any file.
 
 pub mod admin;
+pub mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
+
+use self::retention::{Pruned, Retention};
 
 /// Rows that may wait for the writer.
 pub const QUEUE: usize = 16_384;
@@ -90,12 +99,18 @@ pub struct LogStats {
     pub batches: AtomicU64,
     /// Total commit time, microseconds.
     pub commit_micros: AtomicU64,
+    /// Rows deleted by retention.
+    pub pruned: AtomicU64,
+    /// Bytes in use after the last prune.
+    pub bytes: AtomicU64,
 }
 
 enum Message {
     Row(Box<UsageRow>),
     /// Answered once every row queued before it is committed.
     Flush(mpsc::Sender<()>),
+    /// Prune now (after the rows queued before it) and answer what was deleted.
+    Prune(mpsc::Sender<Pruned>),
 }
 
 /// The log: a queue into the writer thread and a read connection for queries.
@@ -113,6 +128,7 @@ impl std::fmt::Debug for Message {
         f.write_str(match self {
             Message::Row(_) => "Row",
             Message::Flush(_) => "Flush",
+            Message::Prune(_) => "Prune",
         })
     }
 }
@@ -163,10 +179,16 @@ fn from_sql_int(n: i64) -> u64 {
 }
 
 impl UsageLog {
-    /// Opens (creating if needed) the log at `path`, written as node `node`, and
-    /// starts its writer thread. The thread ends when the log is dropped, after
-    /// writing what was queued.
+    /// Opens (creating if needed) the log at `path`, written as node `node`, with the
+    /// default retention, and starts its writer thread. The thread ends when the log
+    /// is dropped, after writing what was queued.
     pub fn open(path: &Path, node: &str) -> Result<Self, UsageLogError> {
+        Self::open_with(path, node, Retention::default())
+    }
+
+    /// [`UsageLog::open`] with `retention` (checked by the caller, see
+    /// [`Retention::validate`]).
+    pub fn open_with(path: &Path, node: &str, retention: Retention) -> Result<Self, UsageLogError> {
         let writer = open_connection(path)?;
         writer
             .execute_batch(SCHEMA)
@@ -181,7 +203,7 @@ impl UsageLog {
         let node_name = node.to_owned();
         std::thread::Builder::new()
             .name("aurora-usage-log".into())
-            .spawn(move || write_loop(writer, rx, &node_name, &thread_stats))
+            .spawn(move || write_loop(writer, rx, &node_name, &thread_stats, &retention))
             .map_err(UsageLogError::Thread)?;
         Ok(Self {
             tx,
@@ -210,6 +232,23 @@ impl UsageLog {
             return false;
         }
         wait.recv_timeout(timeout).is_ok()
+    }
+
+    /// Prunes now (after the rows queued so far are written), waiting at most
+    /// `timeout`; `None` if the writer did not answer in time.
+    pub fn prune_now(&self, timeout: Duration) -> Option<Pruned> {
+        let (done, wait) = mpsc::channel();
+        self.tx.send(Message::Prune(done)).ok()?;
+        wait.recv_timeout(timeout).ok()
+    }
+
+    /// Rows in the log.
+    pub fn rows(&self) -> Result<u64, UsageLogError> {
+        let n: i64 = self
+            .reader()
+            .query_row("SELECT COUNT(*) FROM usage_log", [], |r| r.get(0))
+            .map_err(|e| self.sql_err(e))?;
+        Ok(from_sql_int(n))
     }
 
     /// The writer's counters.
@@ -376,13 +415,14 @@ pub fn render_metrics(log: &UsageLog, out: &mut String) {
     let s = log.stats();
     let _ = writeln!(
         out,
-        "# HELP aurora_usage_log_rows_total Usage-log rows by result (written, dropped: queue full, failed: transaction error)."
+        "# HELP aurora_usage_log_rows_total Usage-log rows by result (written, dropped: queue full, failed: transaction error, pruned: deleted by retention)."
     );
     let _ = writeln!(out, "# TYPE aurora_usage_log_rows_total counter");
     for (result, n) in [
         ("written", &s.written),
         ("dropped", &s.dropped),
         ("failed", &s.failed),
+        ("pruned", &s.pruned),
     ] {
         let _ = writeln!(
             out,
@@ -405,18 +445,44 @@ pub fn render_metrics(log: &UsageLog, out: &mut String) {
         "aurora_usage_log_commit_seconds_count {}",
         s.batches.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP aurora_usage_log_bytes Bytes of the usage log in use at its last prune (kept under gateway.usage_log.max_bytes)."
+    );
+    let _ = writeln!(out, "# TYPE aurora_usage_log_bytes gauge");
+    let _ = writeln!(
+        out,
+        "aurora_usage_log_bytes {}",
+        s.bytes.load(Ordering::Relaxed)
+    );
 }
 
-fn write_loop(mut conn: Connection, rx: Receiver<Message>, node: &str, stats: &LogStats) {
+fn write_loop(
+    mut conn: Connection,
+    rx: Receiver<Message>,
+    node: &str,
+    stats: &LogStats,
+    retention: &Retention,
+) {
     let mut rows: Vec<UsageRow> = Vec::with_capacity(MAX_BATCH);
     let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
-    // Blocks for the first message; ends when every sender is gone.
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
+    let mut pruners: Vec<mpsc::Sender<Pruned>> = Vec::new();
+    // Pruned once at start, then every interval.
+    let mut next_prune = Instant::now();
+    loop {
+        let wait = next_prune.saturating_duration_since(Instant::now());
+        let first = match rx.recv_timeout(wait) {
+            Ok(message) => Some(message),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            // Every sender is gone: the log was dropped.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut next = first;
         while let Some(message) = next.take() {
             match message {
                 Message::Row(row) => rows.push(*row),
                 Message::Flush(done) => waiters.push(done),
+                Message::Prune(done) => pruners.push(done),
             }
             if rows.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -442,6 +508,37 @@ fn write_loop(mut conn: Connection, rx: Receiver<Message>, node: &str, stats: &L
         }
         for done in waiters.drain(..) {
             let _ = done.send(());
+        }
+        if !pruners.is_empty() || Instant::now() >= next_prune {
+            let pruned = prune(&conn, retention, stats);
+            for done in pruners.drain(..) {
+                let _ = done.send(pruned);
+            }
+            next_prune = Instant::now() + retention.prune_interval();
+        }
+    }
+}
+
+/// One retention pass of the writer, counted in `stats`.
+fn prune(conn: &Connection, retention: &Retention, stats: &LogStats) -> Pruned {
+    match retention::prune(conn, retention, crate::policy::system_wall_ms()) {
+        Ok(pruned) => {
+            let n = pruned.by_age + pruned.by_size;
+            stats.pruned.fetch_add(n, Ordering::Relaxed);
+            stats.bytes.store(pruned.bytes, Ordering::Relaxed);
+            if n > 0 {
+                tracing::info!(
+                    by_age = pruned.by_age,
+                    by_size = pruned.by_size,
+                    bytes = pruned.bytes,
+                    "usage log pruned"
+                );
+            }
+            pruned
+        }
+        Err(error) => {
+            tracing::warn!(%error, "usage log prune failed; retrying at the next interval");
+            Pruned::default()
         }
     }
 }

@@ -640,11 +640,10 @@ async fn usage_log_rows_and_summary_through_the_admin_handlers() {
     assert_eq!(group(json!("alice"))["cost_nanos"].as_u64(), Some(3 * cost));
     assert_eq!(group(json!("bob"))["requests"], 1);
     assert_eq!(
-        group(Value::Null)["requests"],
-        1,
-        "the 401 is logged without a key"
+        group(Value::Null),
+        Value::Null,
+        "a 401 is a counter, not a usage row"
     );
-    assert_eq!(group(Value::Null)["errors"], 1);
     let (_, by_model) = admin("/admin/api/usage/summary", Some("group_by=model"));
     let by_model = body(by_model).await;
     assert_eq!(by_model["group_by"], "model");
@@ -655,6 +654,76 @@ async fn usage_log_rows_and_summary_through_the_admin_handlers() {
     assert_eq!(status, 400);
     assert!(
         aurora_gateway::usage::admin::handle(s, &Method::GET, "/admin/api/keys", None).is_none()
+    );
+    server.stop().await;
+}
+
+/// Issue 10 item 4(g): a flood of junk keys grows no file. 1000 requests with unknown
+/// keys leave the usage table as it was and show up only in the rejection counter.
+#[tokio::test]
+async fn a_flood_of_bad_keys_is_counted_not_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start().await;
+    put(&server.state, "alice", Record::AuthKey(key("sk-alice-secret"))).await;
+    let log = usage_log(&server.state, &dir);
+    assert_eq!(
+        bearer(&server, "sk-alice-secret", &chat(MOCK, "hi")).await.status,
+        200
+    );
+    assert!(log.flush(Duration::from_secs(10)));
+    let rows_before = log.rows().expect("rows");
+    assert_eq!(rows_before, 1);
+    let rejected = |text: &str| -> u64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with(
+                    "aurora_policy_rejections_total{status=\"401\",reason=\"unknown_key\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let counted_before = rejected(&server.state.metrics.render());
+    let body = Bytes::from(chat(MOCK, "hi").to_string());
+    // Keep-alive connections, so the flood is bounded by requests, not by sockets.
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let addr = server.addr;
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+            tokio::spawn(conn);
+            for i in 0..125 {
+                let request = http::Request::post(CHAT)
+                    .header("host", addr.to_string())
+                    .header("content-type", "application/json")
+                    .header("authorization", format!("Bearer sk-junk-{worker}-{i}"))
+                    .body(http_body_util::Full::new(body.clone()))
+                    .expect("request");
+                let response = sender.send_request(request).await.expect("response");
+                assert_eq!(response.status(), 401);
+                use http_body_util::BodyExt;
+                let _ = response.into_body().collect().await;
+            }
+        }));
+    }
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("the flood finishes")
+            .expect("worker");
+    }
+    assert!(log.flush(Duration::from_secs(10)));
+    assert_eq!(log.rows().expect("rows"), rows_before, "no row per 401");
+    assert_eq!(
+        rejected(&server.state.metrics.render()) - counted_before,
+        1000,
+        "every 401 counted"
     );
     server.stop().await;
 }

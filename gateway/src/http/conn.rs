@@ -50,10 +50,10 @@ impl Refused {
 }
 
 /// What a refused connection is told before it is closed.
-pub const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 105\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"Too many connections.\",\"type\":\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
+pub const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 110\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"Too many connections.\",\"type\":\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
 
 /// What a client whose request headers did not arrive in time is told.
-pub const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: 125\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"The request headers did not arrive in time.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_timeout\"}}";
+pub const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: 136\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"The request headers did not arrive in time.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_timeout\"}}";
 
 #[derive(Debug, Default)]
 struct Open {

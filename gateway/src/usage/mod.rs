@@ -593,7 +593,14 @@ mod tests {
     #[test]
     fn rows_are_written_in_batches_and_queried() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = UsageLog::open(&dir.path().join("usage.db"), "node-a").expect("open");
+        // Rows from 1970: no retention, or they would be pruned at once.
+        let keep = Retention {
+            retention_days: 0,
+            max_bytes: 0,
+            ..Retention::default()
+        };
+        let log =
+            UsageLog::open_with(&dir.path().join("usage.db"), "node-a", keep.clone()).expect("open");
         for i in 0..2_500u64 {
             let key = if i % 2 == 0 { Some("alice") } else { None };
             log.record(row(
@@ -644,7 +651,8 @@ mod tests {
         assert_eq!(by_model.iter().map(|s| s.requests).sum::<u64>(), 2_501);
         // Reopening keeps the rows.
         drop(log);
-        let again = UsageLog::open(&dir.path().join("usage.db"), "node-a").expect("reopen");
+        let again =
+            UsageLog::open_with(&dir.path().join("usage.db"), "node-a", keep).expect("reopen");
         assert_eq!(
             again
                 .summary(GroupBy::Model, 0, u64::MAX)

@@ -151,3 +151,146 @@ pub fn prune(conn: &Connection, retention: &Retention, now_ms: u64) -> rusqlite:
     pruned.bytes = used;
     Ok(pruned)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::system_wall_ms;
+    use crate::usage::{UsageLog, UsageRow};
+
+    fn row(time_ms: u64) -> UsageRow {
+        UsageRow {
+            time_ms,
+            key_id: Some("alice".into()),
+            model: "mock/m".into(),
+            status: 200,
+            ..UsageRow::default()
+        }
+    }
+
+    const DAY: u64 = 86_400_000;
+
+    #[test]
+    fn rows_past_their_age_are_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = UsageLog::open_with(
+            &dir.path().join("usage.db"),
+            "n",
+            Retention {
+                retention_days: 7,
+                max_bytes: 0,
+                prune_interval_ms: 3_600_000,
+            },
+        )
+        .expect("open");
+        let now = system_wall_ms();
+        for age_days in [30, 10, 8, 6, 1, 0] {
+            log.record(row(now - age_days * DAY));
+        }
+        let pruned = log.prune_now(Duration::from_secs(10)).expect("pruned");
+        assert_eq!((pruned.by_age, pruned.by_size), (3, 0));
+        assert_eq!(log.rows().expect("rows"), 3);
+        assert_eq!(log.stats().pruned.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn the_oldest_rows_go_when_the_log_is_over_its_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let max_bytes = 256 * 1024;
+        let log = UsageLog::open_with(
+            &dir.path().join("usage.db"),
+            "n",
+            Retention {
+                retention_days: 0,
+                max_bytes,
+                prune_interval_ms: 3_600_000,
+            },
+        )
+        .expect("open");
+        for i in 0..20_000u64 {
+            log.record(row(1_000_000 + i));
+            if i % 4_000 == 3_999 {
+                // Below the queue's size, so no row is dropped.
+                assert!(log.flush(Duration::from_secs(30)));
+            }
+        }
+        assert!(log.flush(Duration::from_secs(30)));
+        let pruned = log.prune_now(Duration::from_secs(30)).expect("pruned");
+        assert!(pruned.by_size > 0 && pruned.by_age == 0, "{pruned:?}");
+        assert!(pruned.bytes <= max_bytes, "{pruned:?}");
+        // The writer may also have pruned on its own while the rows arrived (and a
+        // full queue drops rows, counted).
+        let stat = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let s = log.stats();
+        let all_pruned = stat(&s.pruned);
+        assert_eq!((stat(&s.written), stat(&s.dropped)), (20_000, 0));
+        assert_eq!(log.rows().expect("rows"), stat(&s.written) - all_pruned);
+        // The newest rows are the ones kept.
+        let newest = log.query(&crate::usage::Filter::default()).expect("query");
+        assert_eq!(newest[0].time_ms, 1_000_000 + 19_999);
+        // Whatever is kept is the newest run of rows: no row older than a deleted one.
+        let kept = log
+            .query(&crate::usage::Filter {
+                limit: crate::usage::MAX_LIMIT,
+                ..crate::usage::Filter::default()
+            })
+            .expect("query");
+        assert!(kept.windows(2).all(|w| w[0].time_ms > w[1].time_ms));
+    }
+
+    #[test]
+    fn the_writer_prunes_on_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = UsageLog::open_with(
+            &dir.path().join("usage.db"),
+            "n",
+            Retention {
+                retention_days: 1,
+                max_bytes: 0,
+                prune_interval_ms: 20,
+            },
+        )
+        .expect("open");
+        log.record(row(system_wall_ms() - 2 * DAY));
+        log.record(row(system_wall_ms()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log.stats().pruned.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never pruned");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(log.flush(Duration::from_secs(10)));
+        assert_eq!(log.rows().expect("rows"), 1);
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert_eq!(Retention::default().validate(), Ok(()));
+        for (bad, field) in [
+            (
+                Retention {
+                    max_bytes: 100,
+                    ..Retention::default()
+                },
+                "max_bytes",
+            ),
+            (
+                Retention {
+                    prune_interval_ms: 0,
+                    ..Retention::default()
+                },
+                "prune_interval_ms",
+            ),
+            (
+                Retention {
+                    retention_days: 100_000,
+                    ..Retention::default()
+                },
+                "retention_days",
+            ),
+        ] {
+            assert_eq!(bad.validate().map_err(|e| e.path), Err(field.to_owned()));
+        }
+    }
+}

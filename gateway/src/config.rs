@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::http::limits::Limits;
-use crate::usage::retention::Retention;
 use crate::upstream::policy::UpstreamPolicy;
+use crate::usage::retention::Retention;
 
 /// Everything [`crate::Server::bind`] needs.
 #[derive(Clone, Debug)]

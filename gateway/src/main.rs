@@ -330,7 +330,6 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
-        ..ServerConfig::new(args.listen)
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -433,8 +432,7 @@ async fn reload_on_sighup(
                 if file.upstream != state.config.upstream {
                     tracing::warn!("`gateway.upstream` changed; it takes effect after a restart");
                 }
-                if file.limits != state.config.limits || file.usage_log != state.config.usage_log
-                {
+                if file.limits != state.config.limits || file.usage_log != state.config.usage_log {
                     tracing::warn!(
                         "`gateway.limits` or `gateway.usage_log` changed; they take effect after a restart"
                     );

@@ -186,7 +186,10 @@ async fn a_slow_body_gets_a_408_and_the_connection_closes() {
     // Trickle a byte every 100 ms while watching for the answer.
     let deadline = Instant::now() + PATIENCE;
     let closed = loop {
-        assert!(Instant::now() < deadline, "no answer to a slow body: {text:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no answer to a slow body: {text:?}"
+        );
         let _ = stream.write_all(b" ").await;
         match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break true,
@@ -226,29 +229,30 @@ impl EndlessUpstream {
                 let shared = shared.clone();
                 let chunk = chunk.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                        let shared = shared.clone();
-                        let chunk = chunk.clone();
-                        async move {
-                            let _ = request.into_body().collect().await;
-                            shared.started.fetch_add(1, Ordering::SeqCst);
-                            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-                            tokio::spawn(async move {
-                                while tx.send(chunk.clone()).await.is_ok() {
-                                    if !gap.is_zero() {
-                                        tokio::time::sleep(gap).await;
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let shared = shared.clone();
+                            let chunk = chunk.clone();
+                            async move {
+                                let _ = request.into_body().collect().await;
+                                shared.started.fetch_add(1, Ordering::SeqCst);
+                                let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+                                tokio::spawn(async move {
+                                    while tx.send(chunk.clone()).await.is_ok() {
+                                        if !gap.is_zero() {
+                                            tokio::time::sleep(gap).await;
+                                        }
                                     }
-                                }
-                                shared.cancelled.fetch_add(1, Ordering::SeqCst);
-                            });
-                            let mut response = http::Response::new(RxBody(rx));
-                            response.headers_mut().insert(
-                                "content-type",
-                                http::HeaderValue::from_static("text/event-stream"),
-                            );
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
+                                    shared.cancelled.fetch_add(1, Ordering::SeqCst);
+                                });
+                                let mut response = http::Response::new(RxBody(rx));
+                                response.headers_mut().insert(
+                                    "content-type",
+                                    http::HeaderValue::from_static("text/event-stream"),
+                                );
+                                Ok::<_, Infallible>(response)
+                            }
+                        });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -345,7 +349,10 @@ async fn a_client_that_never_reads_is_dropped_and_the_upstream_cancelled() {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
     let mut client = socket.connect(server.addr).await.expect("connect");
-    client.write_all(&stream_request("up/m")).await.expect("send");
+    client
+        .write_all(&stream_request("up/m"))
+        .await
+        .expect("send");
     assert!(
         upstream.wait_cancelled().await,
         "the upstream stream was never cancelled"
@@ -371,7 +378,10 @@ async fn a_client_that_never_reads_is_dropped_and_the_upstream_cancelled() {
 /// Reads a whole streamed answer (the server ends it); returns the body text.
 async fn read_stream(server: &TestServer, model: &str) -> String {
     let mut client = TcpStream::connect(server.addr).await.expect("connect");
-    client.write_all(&stream_request(model)).await.expect("send");
+    client
+        .write_all(&stream_request(model))
+        .await
+        .expect("send");
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let ended = tokio::time::timeout(PATIENCE, async {
@@ -441,7 +451,11 @@ async fn an_endless_fast_stream_is_cut_at_its_size_limit() {
     )
     .await;
     let text = read_stream(&server, "up/m").await;
-    assert!(text.contains("exceeded the gateway's size limit"), "{}", &text[text.len().saturating_sub(400)..]);
+    assert!(
+        text.contains("exceeded the gateway's size limit"),
+        "{}",
+        &text[text.len().saturating_sub(400)..]
+    );
     assert!(upstream.wait_cancelled().await);
     assert_eq!(server.state.metrics.limit_count("upstream_stream"), 1);
     server.stop().await;
@@ -518,7 +532,10 @@ async fn a_huge_upstream_body_is_a_502_not_a_memory_spike() {
         },
     )
     .await;
-    assert_eq!(server2.post_json(CHAT, &chat("up/m", "hi")).await.status, 200);
+    assert_eq!(
+        server2.post_json(CHAT, &chat("up/m", "hi")).await.status,
+        200
+    );
     server.stop().await;
     server2.stop().await;
 }

@@ -664,10 +664,17 @@ async fn usage_log_rows_and_summary_through_the_admin_handlers() {
 async fn a_flood_of_bad_keys_is_counted_not_logged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start().await;
-    put(&server.state, "alice", Record::AuthKey(key("sk-alice-secret"))).await;
+    put(
+        &server.state,
+        "alice",
+        Record::AuthKey(key("sk-alice-secret")),
+    )
+    .await;
     let log = usage_log(&server.state, &dir);
     assert_eq!(
-        bearer(&server, "sk-alice-secret", &chat(MOCK, "hi")).await.status,
+        bearer(&server, "sk-alice-secret", &chat(MOCK, "hi"))
+            .await
+            .status,
         200
     );
     assert!(log.flush(Duration::from_secs(10)));

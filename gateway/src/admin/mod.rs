@@ -69,7 +69,8 @@ where
                 state.config.max_body_bytes,
                 state.config.limits.body_read_timeout(),
             )
-            .await {
+            .await
+            {
                 Ok(bytes) => bytes,
                 Err(error) => return error.into_response(),
             };
@@ -89,12 +90,13 @@ where
             };
             let body = if method == Method::POST || method == Method::PUT {
                 match read_limited(
-                &parts.headers,
-                body,
-                state.config.max_body_bytes,
-                state.config.limits.body_read_timeout(),
-            )
-            .await {
+                    &parts.headers,
+                    body,
+                    state.config.max_body_bytes,
+                    state.config.limits.body_read_timeout(),
+                )
+                .await
+                {
                     Ok(bytes) => bytes,
                     Err(error) => return error.into_response(),
                 }

@@ -127,13 +127,7 @@ impl http_body::Body for ChannelBody {
 /// A body that keeps `hold` (a share of the upstream buffer pool) until it has been
 /// sent or dropped, so the pool counts an answer until it has left the node.
 pub fn held(response: Response, hold: crate::upstream::buffered::Hold) -> Response {
-    response.map(|inner| {
-        HeldBody {
-            inner,
-            _hold: hold,
-        }
-        .boxed()
-    })
+    response.map(|inner| HeldBody { inner, _hold: hold }.boxed())
 }
 
 #[derive(Debug)]

@@ -185,7 +185,10 @@ impl Connections {
             out,
             "# HELP aurora_http_connections_timed_out_total Client connections closed by a deadline (header: request headers late or keep-alive idle with a partial request, send: client not reading)."
         );
-        let _ = writeln!(out, "# TYPE aurora_http_connections_timed_out_total counter");
+        let _ = writeln!(
+            out,
+            "# TYPE aurora_http_connections_timed_out_total counter"
+        );
         for (kind, n) in [
             ("header", &self.header_timeouts),
             ("send", &self.send_timeouts),
@@ -368,12 +371,16 @@ mod tests {
     #[test]
     fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
         let c = Arc::new(Connections::new(10, 1));
-        let _x = c.try_open("2001:db8::1".parse().expect("ip")).expect("first");
+        let _x = c
+            .try_open("2001:db8::1".parse().expect("ip"))
+            .expect("first");
         assert_eq!(
             c.try_open("2001:db8::ffff:2".parse().expect("ip")).err(),
             Some(Refused::PerIp)
         );
-        let _y = c.try_open("2001:db8:0:1::1".parse().expect("ip")).expect("other /64");
+        let _y = c
+            .try_open("2001:db8:0:1::1".parse().expect("ip"))
+            .expect("other /64");
         let _v4 = c.try_open("10.1.1.1".parse().expect("ip")).expect("v4");
         assert_eq!(
             c.try_open("::ffff:10.1.1.1".parse().expect("ip")).err(),

@@ -92,7 +92,12 @@ impl Limits {
                 1,
                 1_000_000,
             ),
-            ("header_read_timeout_ms", self.header_read_timeout_ms, 1, HOUR),
+            (
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms,
+                1,
+                HOUR,
+            ),
             ("body_read_timeout_ms", self.body_read_timeout_ms, 1, HOUR),
             ("send_timeout_ms", self.send_timeout_ms, 1, HOUR),
             (

@@ -28,8 +28,7 @@ use serde_json::Value;
 
 use crate::catalog::{ProviderKind, Target};
 use crate::http::body::{
-    held, json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response,
-    UpstreamTiming,
+    held, json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
 };
 use crate::openai::types::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
@@ -62,12 +61,13 @@ where
         Err(rejection) => return refuse(state, &rejection, None, "", started),
     };
     let bytes = match read_limited(
-                &parts.headers,
-                body,
-                state.config.max_body_bytes,
-                state.config.limits.body_read_timeout(),
-            )
-            .await {
+        &parts.headers,
+        body,
+        state.config.max_body_bytes,
+        state.config.limits.body_read_timeout(),
+    )
+    .await
+    {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };

@@ -18,15 +18,15 @@ use hyper::body::Incoming;
 
 use crate::catalog::{ProviderKind, Resolved, Target};
 use crate::http::body::Response;
+use crate::http::limits::Limits;
 use crate::metrics::Metrics;
 use crate::openai::types::{ChatCompletionRequest, Usage};
 use crate::upstream::breaker::Breakers;
-use crate::upstream::client::HttpClient;
-use crate::http::limits::Limits;
 use crate::upstream::buffered::{Hold, Pool};
+use crate::upstream::client::HttpClient;
 use crate::upstream::failure::{self, Failure, SizeLimit};
-use crate::upstream::stream::StreamBounds;
 use crate::upstream::policy::UpstreamPolicy;
+use crate::upstream::stream::StreamBounds;
 use crate::upstream::{anthropic, balance, openai, retry, UpstreamClock};
 
 /// Everything needed to call upstreams; one per server.
@@ -327,7 +327,8 @@ impl Upstreams {
         let read = async {
             let mut buf = Vec::new();
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| Failure::Protocol(format!("reading the body: {e}")))?;
+                let frame =
+                    frame.map_err(|e| Failure::Protocol(format!("reading the body: {e}")))?;
                 let Ok(data) = frame.into_data() else {
                     continue; // trailers
                 };

@@ -235,7 +235,12 @@ mod tests {
     #[test]
     fn many_events_in_one_push() {
         let one = b"data: {}\n\n";
-        let stream: Vec<u8> = one.iter().copied().cycle().take(one.len() * 10_000).collect();
+        let stream: Vec<u8> = one
+            .iter()
+            .copied()
+            .cycle()
+            .take(one.len() * 10_000)
+            .collect();
         let mut p = Parser::new();
         let events = p.push(&stream).expect("small events");
         assert_eq!(events.len(), 10_000);

@@ -27,9 +27,9 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::policy::TokenUsage;
+use crate::upstream::anthropic::AnthropicStream;
 use crate::upstream::buffered::Hold;
 use crate::upstream::failure::SizeLimit;
-use crate::upstream::anthropic::AnthropicStream;
 use crate::upstream::openai::OpenAiStream;
 use crate::upstream::sse::Parser;
 use crate::upstream::UpstreamClock;

@@ -599,8 +599,8 @@ mod tests {
             max_bytes: 0,
             ..Retention::default()
         };
-        let log =
-            UsageLog::open_with(&dir.path().join("usage.db"), "node-a", keep.clone()).expect("open");
+        let log = UsageLog::open_with(&dir.path().join("usage.db"), "node-a", keep.clone())
+            .expect("open");
         for i in 0..2_500u64 {
             let key = if i % 2 == 0 { Some("alice") } else { None };
             log.record(row(

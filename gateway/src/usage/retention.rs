@@ -66,7 +66,10 @@ impl Retention {
         if !(10..=86_400_000).contains(&self.prune_interval_ms) {
             return Err(CatalogError::new(
                 "prune_interval_ms",
-                format!("must be from 10 to 86400000, got {}", self.prune_interval_ms),
+                format!(
+                    "must be from 10 to 86400000, got {}",
+                    self.prune_interval_ms
+                ),
             ));
         }
         Ok(())
@@ -192,7 +195,12 @@ mod tests {
         let pruned = log.prune_now(Duration::from_secs(10)).expect("pruned");
         assert_eq!((pruned.by_age, pruned.by_size), (3, 0));
         assert_eq!(log.rows().expect("rows"), 3);
-        assert_eq!(log.stats().pruned.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(
+            log.stats()
+                .pruned
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
     }
 
     #[test]
@@ -256,7 +264,12 @@ mod tests {
         log.record(row(system_wall_ms() - 2 * DAY));
         log.record(row(system_wall_ms()));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while log.stats().pruned.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        while log
+            .stats()
+            .pruned
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
             assert!(std::time::Instant::now() < deadline, "never pruned");
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -222,7 +222,10 @@ fn a_bad_config_file_exits_2_naming_the_key() {
     let out = run("gateway:\n  usage_log: {retention_dayz: 3}\n");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("gateway.usage_log.retention_dayz"), "{stderr}");
+    assert!(
+        stderr.contains("gateway.usage_log.retention_dayz"),
+        "{stderr}"
+    );
 
     let out = run("gateway:\n  routes:\n    - {name: r, targets: [{model: mock/nope}]}\n");
     assert_eq!(out.status.code(), Some(2));

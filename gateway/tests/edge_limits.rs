@@ -76,6 +76,28 @@ async fn get_health(stream: &mut TcpStream) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Writes one byte of `pattern` every 100 ms until the server answers; then stops
+/// writing (a write after the server's close could reset the connection before the
+/// answer is read) and reads to the close.
+async fn trickle_until_answered(stream: &mut TcpStream, pattern: &[u8]) -> (String, bool) {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + PATIENCE;
+    for byte in pattern.iter().cycle() {
+        assert!(Instant::now() < deadline, "no answer to a slow client");
+        let _ = stream.write_all(&[*byte]).await;
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::new(), true),
+            Ok(Ok(n)) => {
+                let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let (rest, closed) = read_to_close(stream).await;
+                return (first + &rest, closed);
+            }
+            Err(_) => {}
+        }
+    }
+    unreachable!("the pattern cycles forever")
+}
+
 async fn with_limits(limits: Limits) -> TestServer {
     TestServer::start_with(move |c: &mut ServerConfig| c.gateway.limits = limits).await
 }
@@ -116,20 +138,18 @@ async fn connections_are_capped_per_address_and_in_total() {
     // Closing one frees its slot.
     drop(a1);
     let deadline = Instant::now() + PATIENCE;
-    loop {
-        let mut again = connect_from([127, 0, 0, 2], server.addr).await;
-        if get_health(&mut again).await == Some(200) {
-            break;
-        }
+    while conns.open() > 2 {
         assert!(Instant::now() < deadline, "the slot was never released");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let mut again = connect_from([127, 0, 0, 2], server.addr).await;
+    assert_eq!(get_health(&mut again).await, Some(200));
     let metrics = {
         let mut text = String::new();
         conns.render_metrics(&mut text);
         text
     };
-    assert!(metrics.contains("aurora_http_connections_refused_total{reason=\"per_ip\"} "));
+    assert!(metrics.contains("aurora_http_connections_refused_total{reason=\"per_ip\"} 1"));
     assert!(metrics.contains("aurora_http_connections_refused_total{reason=\"global\"} 1"));
     drop((a2, b1));
     server.stop().await;
@@ -148,21 +168,37 @@ async fn slow_headers_get_a_408_within_the_deadline() {
         .write_all(b"POST /v1/chat/completions HTTP/1.1\r\n")
         .await
         .expect("write");
-    // One header byte every 100 ms, forever (until the server gives up).
-    let trickle = async {
-        for byte in b"x-slow: ".iter().cycle() {
-            if stream.write_all(&[*byte]).await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(1_500), trickle).await;
-    let (text, closed) = read_to_close(&mut stream).await;
+    // One header byte every 100 ms until the server answers.
+    let (text, closed) = trickle_until_answered(&mut stream, b"x-slow: ").await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("request_timeout"));
     assert!(closed);
     assert!(started.elapsed() < Duration::from_secs(8));
+    let mut metrics = String::new();
+    server.state.connections.render_metrics(&mut metrics);
+    assert!(metrics.contains("aurora_http_connections_timed_out_total{kind=\"header\"} 1"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_without_a_408() {
+    let server = with_limits(Limits {
+        header_read_timeout_ms: 300,
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    assert_eq!(get_health(&mut stream).await, Some(200));
+    // Nothing more is sent: the connection is closed, and nothing unasked is written
+    // (a client would read it as the answer to its next request).
+    let (text, closed) = read_to_close(&mut stream).await;
+    assert!(closed, "the idle connection stayed open");
+    assert_eq!(text, "");
+    let deadline = Instant::now() + PATIENCE;
+    while server.state.connections.open() > 0 {
+        assert!(Instant::now() < deadline, "the slot was never released");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     server.stop().await;
 }
 
@@ -181,22 +217,7 @@ async fn a_slow_body_gets_a_408_and_the_connection_closes() {
         )
         .await
         .expect("write");
-    let mut text = String::new();
-    let mut buf = [0u8; 4096];
-    // Trickle a byte every 100 ms while watching for the answer.
-    let deadline = Instant::now() + PATIENCE;
-    let closed = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no answer to a slow body: {text:?}"
-        );
-        let _ = stream.write_all(b" ").await;
-        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
-            Ok(Ok(n)) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(_) => {}
-        }
-    };
+    let (text, closed) = trickle_until_answered(&mut stream, b" ").await;
     assert!(closed);
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("request_timeout"), "{text:?}");

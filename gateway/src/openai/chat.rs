@@ -41,7 +41,7 @@ use crate::state::{unix_seconds, AppState};
 use crate::upstream::anthropic::AnthropicStream;
 use crate::upstream::dispatch::Outcome;
 use crate::upstream::openai::OpenAiStream;
-use crate::upstream::stream::{pump, send_bounded, End, Translator};
+use crate::upstream::stream::{pump, send_bounded, End, Stopped, Translator};
 use crate::upstream::UpstreamClock;
 
 /// Chunks buffered between the producer and the socket: enough to keep the writer
@@ -371,9 +371,9 @@ fn stream(
             match send_bounded(&tx, event, deadline, &state.metrics).await {
                 Ok(()) => {}
                 // The client went away; stop producing.
-                Err(true) => return finish(499),
+                Err(Stopped::ClientGone) => return finish(499),
                 // `stream_max_duration_ms` passed; the error event is queued.
-                Err(false) => return finish(502),
+                Err(Stopped::MaxDuration) => return finish(502),
             }
         }
         finish(200);

@@ -115,15 +115,23 @@ pub struct StreamBounds<'a> {
 /// The final event of a stream cut off by `stream_max_duration_ms`.
 pub const MAX_DURATION_MESSAGE: &str = "The stream reached the gateway's maximum duration.";
 
-/// Sends `frame` unless the stream's deadline passes first. `Err(true)`: the client
-/// is gone; `Err(false)`: the deadline passed (the error event was queued if there
-/// was room, and counted).
+/// Why [`send_bounded`] did not send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The client went away (the body's receiver is gone).
+    ClientGone,
+    /// The stream's deadline passed; the error event was queued if there was room,
+    /// and counted.
+    MaxDuration,
+}
+
+/// Sends `frame` unless the stream's deadline passes first.
 pub async fn send_bounded(
     tx: &mpsc::Sender<Bytes>,
     frame: Bytes,
     deadline: tokio::time::Instant,
     metrics: &Metrics,
-) -> Result<(), bool> {
+) -> Result<(), Stopped> {
     let sent = if tokio::time::Instant::now() >= deadline {
         None
     } else {
@@ -131,11 +139,11 @@ pub async fn send_bounded(
     };
     match sent {
         Some(Ok(())) => Ok(()),
-        Some(Err(_)) => Err(true),
+        Some(Err(_)) => Err(Stopped::ClientGone),
         None => {
             metrics.limit_exceeded("stream_duration");
             let _ = tx.try_send(error_frame(MAX_DURATION_MESSAGE));
-            Err(false)
+            Err(Stopped::MaxDuration)
         }
     }
 }
@@ -223,8 +231,12 @@ pub async fn pump(
                         for frame in out.drain(..) {
                             match send_bounded(tx, frame, bounds.deadline, metrics).await {
                                 Ok(()) => {}
-                                Err(true) => return (End::ClientGone, translator.usage()),
-                                Err(false) => return (End::Failed, translator.usage()),
+                                Err(Stopped::ClientGone) => {
+                                    return (End::ClientGone, translator.usage())
+                                }
+                                Err(Stopped::MaxDuration) => {
+                                    return (End::Failed, translator.usage())
+                                }
                             }
                         }
                         match flow {

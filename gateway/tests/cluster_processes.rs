@@ -66,7 +66,11 @@ fn three_processes_form_propagate_and_refuse_a_wrong_secret() {
 
     // A fourth process with the wrong secret never joins; the others count refusals.
     let intruder_spec = spec(root.path(), 4, &[]);
-    let intruder = spawn(&intruder_spec, &specs, "a-different-secret-0123456789");
+    let intruder = spawn(
+        &intruder_spec,
+        &specs,
+        "a-different-secret-0123456789abcdef",
+    );
     let refused = || {
         procs
             .iter()

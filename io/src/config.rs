@@ -24,15 +24,20 @@ use std::time::Duration;
 use aurora_core::{ClusterId, Config, Identity, MemberMeta, NodeId, Role, Timing};
 use serde::Deserialize;
 
+pub use crate::transport::limits::HandshakeLimits;
+pub use crate::transport::tls::KdfParams;
+
 /// Default gossip port (memberlist's).
 pub const DEFAULT_BIND_PORT: u16 = 7946;
 /// Default state-sync port.
 pub const DEFAULT_SYNC_PORT: u16 = 7947;
 /// Cluster name when none is configured.
 pub const DEFAULT_CLUSTER_NAME: &str = "aurora";
-/// Shortest accepted secret. 16 bytes of a random secret are 128 bits, the strength
-/// of the TLS keys it guards; shorter secrets are guessable offline.
-pub const MIN_SECRET_LEN: usize = 16;
+/// Shortest accepted secret: 32 bytes, what `openssl rand -hex 32` prints half of. The
+/// secret guards the cluster CA, and a stranger who completes a handshake can test
+/// guesses offline (at the cost of one Argon2id run each): only a long random secret
+/// makes that hopeless. Human-chosen phrases of this length are still weak; generate it.
+pub const MIN_SECRET_LEN: usize = 32;
 /// Gossip datagram budget. A QUIC datagram must fit one packet; quinn starts at the
 /// 1200-byte minimum QUIC path MTU, which leaves about 1150 bytes of datagram payload.
 /// Messages larger than the connection allows are sent on a stream instead (counted),
@@ -189,6 +194,10 @@ pub struct ClusterFile {
     pub timing: Option<TimingFile>,
     pub secret_file: Option<PathBuf>,
     pub previous_secret_file: Option<PathBuf>,
+    /// Networks inbound cluster handshakes may come from (see [`HandshakeLimits`]).
+    pub allowed_peers: Option<Vec<String>>,
+    pub max_handshakes: Option<usize>,
+    pub handshake_timeout_ms: Option<u64>,
 }
 
 /// Only the `cluster:` key of the whole document; the rest is the gateway's.
@@ -209,7 +218,7 @@ impl Secret {
         if trimmed.len() < MIN_SECRET_LEN {
             return Err(invalid(
                 key,
-                "a secret of at least 16 bytes (e.g. `openssl rand -hex 32`)",
+                "a random secret of at least 32 bytes (generate one with `openssl rand -hex 32`)",
                 format!("{} bytes", trimmed.len()),
             ));
         }
@@ -265,6 +274,12 @@ pub struct ClusterSettings {
     pub timing: Timing,
     /// `None` only when clustering is disabled.
     pub secrets: Option<Secrets>,
+    /// Cost of deriving the cluster keys from the secret. Always
+    /// [`KdfParams::PRODUCTION`] from the configuration (there is no key for it); only
+    /// code may lower it, for a generated single-process secret or in tests.
+    pub kdf: KdfParams,
+    /// What an inbound handshake may cost and who may start one.
+    pub handshakes: HandshakeLimits,
 }
 
 /// Parses the `cluster:` block of an `aurora.yaml` document and overlays `env`.
@@ -485,6 +500,12 @@ impl ClusterFile {
             self.heartbeat_interval_seconds,
         )?;
 
+        let handshakes = HandshakeLimits::from_config(
+            self.allowed_peers.as_deref(),
+            self.max_handshakes,
+            self.handshake_timeout_ms,
+        )?;
+
         let secrets = if enabled {
             let current = match env.get("CLUSTER_SECRET") {
                 Some(s) => Secret::new("CLUSTER_SECRET", s.as_bytes())?,
@@ -493,7 +514,8 @@ impl ClusterFile {
                     None => {
                         return Err(ConfigError::Missing {
                             key: "CLUSTER_SECRET (or cluster.secret_file)".into(),
-                            expected: "the shared cluster secret, at least 16 bytes".into(),
+                            expected: "the shared cluster secret, at least 32 random bytes (`openssl rand -hex 32`)"
+                                .into(),
                         })
                     }
                 },
@@ -526,6 +548,8 @@ impl ClusterFile {
             role,
             timing,
             secrets,
+            kdf: KdfParams::PRODUCTION,
+            handshakes,
         })
     }
 }

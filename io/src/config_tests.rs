@@ -258,6 +258,22 @@ fn short_secret_is_refused_without_echoing_it() {
 }
 
 #[test]
+fn a_secret_shorter_than_32_bytes_is_refused_with_the_openssl_hint() -> Result<(), ConfigError> {
+    // 31 bytes: long enough for the old 16-byte rule, too short now.
+    let short = "0123456789abcdef0123456789abcde";
+    let msg = err_of(MINIMAL, &env(&[("CLUSTER_SECRET", short)]));
+    assert!(msg.contains("CLUSTER_SECRET"), "{msg}");
+    assert!(msg.contains("openssl rand -hex 32"), "{msg}");
+    assert!(msg.contains("31 bytes"), "{msg}");
+    assert!(!msg.contains(short), "the secret leaked: {msg}");
+    // Exactly 32 is enough, and a loaded config always derives at the production cost.
+    let s = load(MINIMAL, &env(&[("CLUSTER_SECRET", SECRET)]))?;
+    assert_eq!(SECRET.len(), 32);
+    assert_eq!(s.kdf, KdfParams::PRODUCTION);
+    Ok(())
+}
+
+#[test]
 fn secret_files_current_and_previous() -> Result<(), ConfigError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let cur = dir.path().join("secret");

@@ -3,10 +3,12 @@
 //!
 //! 1. open the SQLite file (a foreign or corrupt file stops start-up here, before any
 //!    network traffic);
-//! 2. derive the TLS configuration from the secret (never logged: only the CA
-//!    fingerprint is);
-//! 3. resolve the seeds, bind the QUIC endpoint;
-//! 4. start the driver, which commits the new incarnation before its first packet.
+//! 2. load (or create, on first start) the node key kept beside it: the key and the
+//!    database are one storage life;
+//! 3. derive the cluster keys from the secret (Argon2id: about a second by design; never
+//!    logged, only the fingerprint is) and build the TLS configuration;
+//! 4. resolve the seeds, bind the QUIC endpoint with the handshake limits;
+//! 5. start the driver, which commits the new incarnation before its first packet.
 //!
 //! The socket is a parameter so tests can run the very same start-up on turmoil.
 
@@ -19,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{resolve_seeds, ClusterSettings, ConfigError};
 use crate::driver::{self, DriverConfig, DriverError, Handle};
+use crate::identity::{IdentityError, NodeKey};
 use crate::store::{Store, StoreError};
 use crate::transport::tls::{self, TlsError};
 use crate::transport::{Transport, TransportError};
@@ -36,6 +39,8 @@ pub enum LaunchError {
     Store(#[from] StoreError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
@@ -65,22 +70,43 @@ pub async fn launch(
     }
     let (config, identity) = settings.to_core(version);
     let store = Store::open(db_path, identity.id)?;
-    let tls_config = tls::node_tls(secrets, &settings.node_name)?;
-    let reset_key = tls::reset_key(&secrets.current, &settings.node_id)?;
+    let data_dir = match db_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let node_key = NodeKey::load_or_create(data_dir)?;
+    let started = std::time::Instant::now();
+    let keys = tls::ClusterKeys::derive(secrets, &settings.cluster_name, settings.kdf)?;
+    let kdf_ms = started.elapsed().as_millis();
+    let tls_config = tls::node_tls(&keys, &node_key, identity.id, &settings.node_name)?;
+    let reset_key = keys.current.reset_key(&settings.node_id)?;
     tracing::info!(
         node = %identity.id,
         addr = %identity.addr,
-        ca = %tls_config.fingerprint,
+        life = %node_key.life(),
+        secret_fingerprint = %tls_config.fingerprint,
+        kdf_ms,
         rotation = secrets.previous.is_some(),
         "starting cluster node"
     );
     let seeds: Vec<SocketAddr> = resolve_seeds(&settings.seed_nodes, identity.addr).await?;
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let transport = match socket {
-        Socket::Bind => Transport::bind(settings.bind, &tls_config, reset_key, inbound_tx)?,
-        Socket::Custom(socket, runtime) => {
-            Transport::new(socket, runtime, &tls_config, reset_key, inbound_tx)?
-        }
+        Socket::Bind => Transport::bind_with_limits(
+            settings.bind,
+            &tls_config,
+            reset_key,
+            &settings.handshakes,
+            inbound_tx,
+        )?,
+        Socket::Custom(socket, runtime) => Transport::with_limits(
+            socket,
+            runtime,
+            &tls_config,
+            reset_key,
+            &settings.handshakes,
+            inbound_tx,
+        )?,
     };
     let seed = match seed {
         Some(s) => s,

@@ -6,7 +6,9 @@
 //! - [`config`]: the `cluster:` block of `aurora.yaml` plus `CLUSTER_*` variables,
 //!   validated and mapped to the core's `Config`/`Identity`;
 //! - [`store`]: the node's SQLite file (WAL, migrations, refusal of foreign files);
-//! - [`transport`]: QUIC with mutual TLS derived from the cluster secret;
+//! - [`identity`]: this node's own key pair (one storage life), kept in its data dir;
+//! - [`transport`]: QUIC with mutual TLS derived from the cluster secret, bounded
+//!   handshakes, and each connection's authenticated peer identity;
 //! - [`clock`]: tokio time as core milliseconds (virtual under turmoil);
 //! - [`driver`]: the task that owns the `Node` and honours the persistence contract;
 //! - [`view`]: the immutable snapshot other tasks read;
@@ -17,6 +19,7 @@
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod identity;
 pub mod launch;
 pub mod store;
 pub mod transport;
@@ -24,6 +27,7 @@ pub mod view;
 
 pub use config::{ClusterSettings, ConfigError};
 pub use driver::{Commander, DriverConfig, DriverError, Handle};
+pub use identity::{NodeKey, PeerIdentity, StorageLife};
 pub use launch::{launch, LaunchError, Socket};
 pub use store::{Store, StoreError};
 pub use transport::{Inbound, Transport};

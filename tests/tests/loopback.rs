@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_core::{Command, Incarnation, Liveness, MemberMeta};
-use aurora_io::config::{self, Secrets};
+use aurora_io::config::{self, KdfParams, Secrets};
 use aurora_io::driver::{self, DriverConfig};
 use aurora_io::transport::tls;
-use aurora_io::{ClusterView, Handle, Store, Transport};
+use aurora_io::{ClusterView, Handle, NodeKey, Store, Transport};
 use tokio::sync::mpsc;
 
-const SECRET: &str = "loopback-test-secret-0123456789";
+const SECRET: &str = "loopback-test-secret-0123456789abcdef";
 
 fn secrets() -> Secrets {
     Secrets {
@@ -32,13 +32,17 @@ async fn node(name: &str, dir: &std::path::Path, seeds: Vec<SocketAddr>) -> (Han
     );
     let env = HashMap::from([("CLUSTER_SECRET".to_string(), SECRET.to_string())]);
     let settings = config::load(&yaml, &env).expect("config");
-    let tls = tls::node_tls(&secrets(), name).expect("tls");
-    let reset = tls::reset_key(&secrets().current, name).expect("reset key");
+    let (config, mut identity) = settings.to_core("test");
+    // The fast KDF: these nodes never face a stranger, and the suite starts many.
+    let keys = tls::ClusterKeys::derive(&secrets(), &settings.cluster_name, KdfParams::MINIMAL)
+        .expect("keys");
+    let node_key = NodeKey::generate().expect("node key");
+    let tls = tls::node_tls(&keys, &node_key, identity.id, name).expect("tls");
+    let reset = keys.current.reset_key(name).expect("reset key");
     let (tx, rx) = mpsc::channel(1024);
     let transport =
         Transport::bind("127.0.0.1:0".parse().expect("addr"), &tls, reset, tx).expect("bind");
     let addr = transport.local_addr().expect("bound");
-    let (config, mut identity) = settings.to_core("test");
     identity.addr = addr;
     let store = Store::open(dir.join(format!("{name}.db")), identity.id).expect("store");
     let handle = driver::start(

@@ -108,7 +108,10 @@ impl Harness<'_> {
                     yaml.push_str(&format!("  previous_secret_file: {}\n", path.display()));
                 }
                 let env = HashMap::from([("CLUSTER_SECRET".to_string(), spec.secret.to_string())]);
-                let settings = aurora_io::config::load(&yaml, &env)?;
+                let mut settings = aurora_io::config::load(&yaml, &env)?;
+                // The fast KDF: this simulated network has no strangers, and the suite
+                // starts many nodes (the production cost is asserted in aurora-io).
+                settings.kdf = aurora_io::config::KdfParams::MINIMAL;
                 let socket = turmoil::net::UdpSocket::bind(SocketAddr::new(
                     IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     PORT,

@@ -164,6 +164,20 @@ fn checksum(packet: &[u8]) -> u32 {
     !crate::hash::crc32_update(crc, &packet[HEADER_LEN..])
 }
 
+/// The sender id a packet's header claims, without checking anything else (no
+/// checksum, no body): `None` when the bytes are too short or not of this protocol.
+/// The transport uses it to compare the claim with the peer's authenticated identity
+/// before the packet reaches the node; the full check is still [`decode`]'s.
+pub fn peek_sender(bytes: &[u8]) -> Option<NodeId> {
+    let header = bytes.get(..HEADER_LEN)?;
+    if header[0..2] != MAGIC {
+        return None;
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&header[11..19]);
+    Some(NodeId(u64::from_le_bytes(id)))
+}
+
 /// Decodes and validates one packet received on `channel` for cluster `cluster`.
 pub fn decode(cluster: ClusterId, channel: Channel, bytes: &[u8]) -> Result<Envelope, DecodeError> {
     if bytes.len() > channel.max_len() {

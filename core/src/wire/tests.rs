@@ -643,10 +643,28 @@ fn check_decode(bytes: &[u8]) {
     }
 }
 
+#[test]
+fn peek_sender_reads_the_claimed_sender_of_a_header_and_nothing_else() {
+    for message in every_message() {
+        let bytes = packet(&message);
+        assert_eq!(peek_sender(&bytes), Some(SENDER));
+        assert_eq!(peek_sender(&bytes[..HEADER_LEN]), Some(SENDER));
+        assert_eq!(peek_sender(&bytes[..HEADER_LEN - 1]), None, "truncated");
+        let mut other = bytes.clone();
+        other[0] = b'X';
+        assert_eq!(peek_sender(&other), None, "another protocol");
+    }
+    assert_eq!(peek_sender(&[]), None);
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         check_decode(&bytes);
+        // The peek agrees with the full decode whenever the decode succeeds.
+        if let Ok(envelope) = decode_datagram(&bytes) {
+            prop_assert_eq!(peek_sender(&bytes), Some(envelope.sender));
+        }
     }
 
     #[test]

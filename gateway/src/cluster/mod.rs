@@ -220,6 +220,9 @@ fn single_node_settings(settings: &ClusterSettings) -> Result<ClusterSettings, S
             current: secret,
             previous: None,
         }),
+        // The secret is 256 random bits that never leave this process: nothing to guess,
+        // so the memory-hard derivation would only slow start-up.
+        kdf: aurora_io::config::KdfParams::MINIMAL,
         ..settings.clone()
     })
 }

@@ -336,6 +336,47 @@ pub fn render_metrics(info: &ClusterInfo, text: &mut String) {
         "Outgoing QUIC connections that failed.",
         m.transport.connect_failures,
     );
+    let t = &m.transport;
+    counter(
+        text,
+        "aurora_cluster_identity_mismatch_total",
+        "Cluster messages dropped: their sender id is not the node id of the connection's certificate.",
+        t.identity_mismatch,
+    );
+    counter(
+        text,
+        "aurora_cluster_identity_refused_total",
+        "QUIC connections closed: the peer's certificate names no node id.",
+        t.identity_refused,
+    );
+    header(
+        text,
+        "aurora_cluster_handshakes_total",
+        "Inbound QUIC handshakes held back by the handshake policy, by outcome (retry: a Retry was sent to validate the address).",
+        "counter",
+    );
+    for (outcome, n) in [
+        ("not_allowed", t.peer_not_allowed),
+        ("retry", t.retries_sent),
+        ("refused_busy", t.handshakes_refused),
+        ("timed_out", t.handshake_timeouts),
+    ] {
+        let _ = writeln!(
+            text,
+            "aurora_cluster_handshakes_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    header(
+        text,
+        "aurora_cluster_handshakes_in_progress",
+        "Inbound QUIC handshakes in progress (at most cluster.max_handshakes).",
+        "gauge",
+    );
+    let _ = writeln!(
+        text,
+        "aurora_cluster_handshakes_in_progress {}",
+        t.handshakes_in_progress
+    );
     header(
         text,
         "aurora_cluster_dropped_total",

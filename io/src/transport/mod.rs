@@ -11,6 +11,7 @@
 //! `AsyncUdpSocket` and `Runtime`, so the same code runs on a tokio UDP socket in
 //! production and on turmoil's simulated network in `aurora-tests`.
 
+pub mod limits;
 pub mod quic;
 pub mod tls;
 
@@ -19,6 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aurora_core::Channel;
 
+use crate::identity::PeerIdentity;
+
+pub use limits::{HandshakeLimits, PeerNetwork};
 pub use quic::{Transport, TransportError};
 
 /// Bytes from a peer, handed to the driver.
@@ -28,6 +32,9 @@ pub struct Inbound {
     pub from: SocketAddr,
     pub channel: Channel,
     pub bytes: Vec<u8>,
+    /// Who sent it, as the connection's verified certificate says. The header's sender
+    /// id already matched `peer.node` (mismatches are dropped before this point).
+    pub peer: PeerIdentity,
 }
 
 /// Transport counters, updated lock-free from the transport's tasks.
@@ -49,6 +56,23 @@ pub struct TransportMetrics {
     /// Handshakes refused because the peer's certificate did not chain to our cluster CA
     /// (or ours not to theirs): a wrong or missing cluster secret.
     pub tls_rejected: AtomicU64,
+    /// Messages dropped because the sender id in their header is not the node id of the
+    /// connection's certificate: a holder of the secret speaking as another node.
+    pub identity_mismatch: AtomicU64,
+    /// Connections closed because their verified certificate names no node id (or has no
+    /// Ed25519 key): a peer of an older version, or a hand-made certificate.
+    pub identity_refused: AtomicU64,
+    /// Inbound handshakes ignored because the address is outside `cluster.allowed_peers`.
+    pub peer_not_allowed: AtomicU64,
+    /// Retry packets sent to validate a peer's address before any handshake state.
+    pub retries_sent: AtomicU64,
+    /// Inbound handshakes refused because `cluster.max_handshakes` were in progress.
+    pub handshakes_refused: AtomicU64,
+    /// Inbound handshakes dropped because they did not finish within
+    /// `cluster.handshake_timeout_ms`.
+    pub handshake_timeouts: AtomicU64,
+    /// Inbound handshakes in progress now (a gauge).
+    pub handshakes_in_progress: AtomicU64,
 }
 
 /// A plain copy of [`TransportMetrics`] for views and tests.
@@ -65,6 +89,13 @@ pub struct TransportStats {
     pub connections_opened: u64,
     pub connect_failures: u64,
     pub tls_rejected: u64,
+    pub identity_mismatch: u64,
+    pub identity_refused: u64,
+    pub peer_not_allowed: u64,
+    pub retries_sent: u64,
+    pub handshakes_refused: u64,
+    pub handshake_timeouts: u64,
+    pub handshakes_in_progress: u64,
 }
 
 impl TransportMetrics {
@@ -86,9 +117,18 @@ impl TransportMetrics {
             connections_opened: r(&self.connections_opened),
             connect_failures: r(&self.connect_failures),
             tls_rejected: r(&self.tls_rejected),
+            identity_mismatch: r(&self.identity_mismatch),
+            identity_refused: r(&self.identity_refused),
+            peer_not_allowed: r(&self.peer_not_allowed),
+            retries_sent: r(&self.retries_sent),
+            handshakes_refused: r(&self.handshakes_refused),
+            handshake_timeouts: r(&self.handshake_timeouts),
+            handshakes_in_progress: r(&self.handshakes_in_progress),
         }
     }
 }
 
+#[cfg(test)]
+mod handshake_tests;
 #[cfg(test)]
 mod tests;

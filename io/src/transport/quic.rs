@@ -19,12 +19,19 @@
 //!   flow control.
 //! * **Bounded streams.** Each uni stream carries exactly one message; reading stops at
 //!   [`MAX_STREAM_MESSAGE`] bytes, and a longer one is dropped and counted.
-//! * **Stateless reset.** The endpoint's reset key is derived from the cluster secret and
-//!   the node's address, so after a restart the node can reset peers' connections to its
+//! * **Stateless reset.** The endpoint's reset key is derived from the cluster keys and
+//!   the node's id, so after a restart the node can reset peers' connections to its
 //!   previous process at once instead of leaving them to time out.
+//! * **Bounded handshakes.** Inbound handshakes pass the allow-list, address validation
+//!   (Retry), a cap on handshakes in progress and a deadline ([`super::limits`]).
+//! * **A connection speaks for one node.** After the handshake the peer's node id and key
+//!   life are read from its verified certificate ([`PeerIdentity`]); a connection whose
+//!   certificate names none is closed, and every message on a connection whose header
+//!   claims another sender is dropped and counted (`identity_mismatch`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,11 +41,19 @@ use quinn::{
     AsyncUdpSocket, ClientConfig, Connection, ConnectionError, Endpoint, EndpointConfig, Runtime,
     SendDatagramError, ServerConfig, TransportConfig, VarInt,
 };
+use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::tls::{TlsConfig, SERVER_NAME};
+use tokio::sync::Semaphore;
+
+use super::limits::{
+    HandshakeLimits, QUINN_INCOMING_BUFFER, QUINN_INCOMING_BUFFER_TOTAL, QUINN_MAX_INCOMING,
+    RETRY_TOKEN_LIFETIME,
+};
+use super::tls::{peer_identity, PeerIdentityError, TlsConfig, SERVER_NAME};
 use super::{Inbound, TransportMetrics, TransportStats};
+use crate::identity::PeerIdentity;
 
 /// Messages held for a peer while its connection is being set up.
 const CONNECT_QUEUE: usize = 64;
@@ -48,6 +63,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// keep-alives cover quiet ones.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// Application close code: the certificate does not say which node it is.
+const CLOSE_NO_IDENTITY: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -59,7 +76,7 @@ pub enum TransportError {
 
 /// One peer address's state.
 enum Peer {
-    Connected(Connection),
+    Connected(Connection, PeerIdentity),
     Connecting {
         queue: Vec<(Channel, Vec<u8>)>,
         failures: u32,
@@ -76,6 +93,9 @@ struct Shared {
     peers: Mutex<HashMap<SocketAddr, Peer>>,
     inbound: mpsc::Sender<Inbound>,
     metrics: TransportMetrics,
+    limits: HandshakeLimits,
+    /// One permit per inbound handshake in progress.
+    handshakes: Arc<Semaphore>,
 }
 
 /// A node's QUIC endpoint. Cloning shares it.
@@ -106,8 +126,9 @@ fn transport_config() -> Result<Arc<TransportConfig>, TransportError> {
 }
 
 impl Transport {
-    /// Starts an endpoint on `socket`. Inbound messages go to `inbound`; `reset_key`
-    /// (32 bytes, secret) seeds stateless resets (see the module docs).
+    /// Starts an endpoint on `socket` with the default [`HandshakeLimits`]. Inbound
+    /// messages go to `inbound`; `reset_key` (32 bytes, secret) seeds stateless resets
+    /// (see the module docs).
     pub fn new(
         socket: Arc<dyn AsyncUdpSocket>,
         runtime: Arc<dyn Runtime>,
@@ -115,9 +136,27 @@ impl Transport {
         reset_key: [u8; 32],
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<Transport, TransportError> {
+        let limits = HandshakeLimits::default();
+        Transport::with_limits(socket, runtime, tls, reset_key, &limits, inbound)
+    }
+
+    /// [`Transport::new`] with explicit handshake limits.
+    pub fn with_limits(
+        socket: Arc<dyn AsyncUdpSocket>,
+        runtime: Arc<dyn Runtime>,
+        tls: &TlsConfig,
+        reset_key: [u8; 32],
+        limits: &HandshakeLimits,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<Transport, TransportError> {
         let tc = transport_config()?;
         let mut server = ServerConfig::with_crypto(tls.server.clone());
         server.transport_config(tc.clone());
+        server
+            .retry_token_lifetime(RETRY_TOKEN_LIFETIME)
+            .max_incoming(QUINN_MAX_INCOMING)
+            .incoming_buffer_size(QUINN_INCOMING_BUFFER)
+            .incoming_buffer_size_total(QUINN_INCOMING_BUFFER_TOTAL);
         let mut client = ClientConfig::new(tls.client.clone());
         client.transport_config(tc);
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_key);
@@ -131,16 +170,29 @@ impl Transport {
             peers: Mutex::new(HashMap::new()),
             inbound,
             metrics: TransportMetrics::default(),
+            limits: limits.clone(),
+            handshakes: Arc::new(Semaphore::new(limits.max_in_progress)),
         });
         tokio::spawn(accept_loop(shared.clone()));
         Ok(Transport { shared })
     }
 
-    /// Binds a tokio UDP socket at `addr` (production).
+    /// Binds a tokio UDP socket at `addr` with the default [`HandshakeLimits`].
     pub fn bind(
         addr: SocketAddr,
         tls: &TlsConfig,
         reset_key: [u8; 32],
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<Transport, TransportError> {
+        Transport::bind_with_limits(addr, tls, reset_key, &HandshakeLimits::default(), inbound)
+    }
+
+    /// Binds a tokio UDP socket at `addr` (production).
+    pub fn bind_with_limits(
+        addr: SocketAddr,
+        tls: &TlsConfig,
+        reset_key: [u8; 32],
+        limits: &HandshakeLimits,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<Transport, TransportError> {
         let socket = std::net::UdpSocket::bind(addr).map_err(TransportError::Endpoint)?;
@@ -148,7 +200,20 @@ impl Transport {
         let socket = runtime
             .wrap_udp_socket(socket)
             .map_err(TransportError::Endpoint)?;
-        Transport::new(socket, runtime, tls, reset_key, inbound)
+        Transport::with_limits(socket, runtime, tls, reset_key, limits, inbound)
+    }
+
+    /// The authenticated identity of the peer connected at `addr`, if connected.
+    pub fn peer_identity(&self, addr: SocketAddr) -> Option<PeerIdentity> {
+        match self.shared.lock_peers().get(&addr) {
+            Some(Peer::Connected(_, id)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Connections open now (established or handshaking), as quinn counts them.
+    pub fn open_connections(&self) -> usize {
+        self.shared.endpoint.open_connections()
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -165,10 +230,10 @@ impl Transport {
         let shared = &self.shared;
         let mut peers = shared.lock_peers();
         let (failures, queue) = match peers.remove(&to) {
-            Some(Peer::Connected(conn)) => {
+            Some(Peer::Connected(conn, id)) => {
                 if conn.close_reason().is_none() {
                     shared.send_on(&conn, channel, bytes);
-                    peers.insert(to, Peer::Connected(conn));
+                    peers.insert(to, Peer::Connected(conn, id));
                     return;
                 }
                 (0, vec![(channel, bytes)])
@@ -253,13 +318,29 @@ impl Shared {
         });
     }
 
-    /// Makes `conn` the connection for its remote address, flushes anything queued for
-    /// it, and starts reading from it.
-    fn register(self: &Arc<Self>, conn: Connection) {
+    /// Reads the peer's identity from its verified certificate, makes `conn` the
+    /// connection for its remote address, flushes anything queued for it, and starts
+    /// reading from it. A certificate that names no node is closed and counted; the
+    /// caller then treats the peer as failed. Returns whether it was registered.
+    fn register(self: &Arc<Self>, conn: Connection) -> bool {
         let addr = conn.remote_address();
+        let identity = conn
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .ok_or(PeerIdentityError::NoCertificate)
+            .and_then(|chain| peer_identity(&chain));
+        let identity = match identity {
+            Ok(id) => id,
+            Err(e) => {
+                TransportMetrics::bump(&self.metrics.identity_refused);
+                tracing::warn!(peer = %addr, error = %e, "peer refused: its certificate does not say which node it is");
+                conn.close(VarInt::from_u32(CLOSE_NO_IDENTITY), b"no node identity");
+                return false;
+            }
+        };
         TransportMetrics::bump(&self.metrics.connections_opened);
         let mut peers = self.lock_peers();
-        let queued = match peers.insert(addr, Peer::Connected(conn.clone())) {
+        let queued = match peers.insert(addr, Peer::Connected(conn.clone(), identity)) {
             Some(Peer::Connecting { queue, .. }) => queue,
             _ => Vec::new(),
         };
@@ -267,7 +348,22 @@ impl Shared {
         for (channel, bytes) in queued {
             self.send_on(&conn, channel, bytes);
         }
-        tokio::spawn(read_loop(self.clone(), conn));
+        tokio::spawn(read_loop(self.clone(), conn, identity));
+        true
+    }
+
+    /// Whether a message from `peer` may go to the driver: its header must claim the
+    /// node the certificate names. A header too short to read passes: the core's decode
+    /// rejects and counts it.
+    fn authentic(&self, peer: &PeerIdentity, bytes: &[u8]) -> bool {
+        match aurora_core::wire::peek_sender(bytes) {
+            Some(claimed) if claimed != peer.node => {
+                TransportMetrics::bump(&self.metrics.identity_mismatch);
+                tracing::debug!(claimed = %claimed, certified = %peer.node, "message claims another sender: dropped");
+                false
+            }
+            _ => true,
+        }
     }
 
     fn count_failure(&self, e: &ConnectionError) {
@@ -306,60 +402,104 @@ async fn connect(shared: Arc<Shared>, to: SocketAddr, failures: u32) {
             Err(None)
         }
     };
-    match result {
-        Ok(conn) => shared.register(conn),
-        Err(e) => {
-            TransportMetrics::bump(&shared.metrics.connect_failures);
-            if let Some(e) = &e {
-                shared.count_failure(e);
-                tracing::debug!(peer = %to, error = %e, "connection failed");
-            }
-            let mut peers = shared.lock_peers();
-            // An inbound connection may have arrived meanwhile; keep it.
-            if let Some(Peer::Connected(_)) = peers.get(&to) {
+    let error = match result {
+        Ok(conn) => {
+            if shared.register(conn) {
                 return;
             }
-            if let Some(Peer::Connecting { queue, .. }) = peers.get(&to) {
-                for _ in queue {
-                    TransportMetrics::bump(&shared.metrics.send_dropped);
-                }
-            }
-            let failures = failures.saturating_add(1);
-            peers.insert(
-                to,
-                Peer::Backoff {
-                    until: Instant::now() + backoff(failures),
-                    failures,
-                },
-            );
+            None // connected, but refused: counted by `register`
+        }
+        Err(e) => e,
+    };
+    TransportMetrics::bump(&shared.metrics.connect_failures);
+    if let Some(e) = &error {
+        shared.count_failure(e);
+        tracing::debug!(peer = %to, error = %e, "connection failed");
+    }
+    let mut peers = shared.lock_peers();
+    // An inbound connection may have arrived meanwhile; keep it.
+    if let Some(Peer::Connected(..)) = peers.get(&to) {
+        return;
+    }
+    if let Some(Peer::Connecting { queue, .. }) = peers.get(&to) {
+        for _ in queue {
+            TransportMetrics::bump(&shared.metrics.send_dropped);
         }
     }
+    let failures = failures.saturating_add(1);
+    peers.insert(
+        to,
+        Peer::Backoff {
+            until: Instant::now() + backoff(failures),
+            failures,
+        },
+    );
 }
 
+/// Applies the handshake policy of [`super::limits`] to each inbound handshake, in
+/// order: allow-list, address validation, the cap, the deadline.
 async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
+        let remote = incoming.remote_address();
+        if !shared.limits.allows(remote.ip()) {
+            TransportMetrics::bump(&shared.metrics.peer_not_allowed);
+            tracing::debug!(peer = %remote, "inbound handshake from outside cluster.allowed_peers ignored");
+            incoming.ignore();
+            continue;
+        }
+        if !incoming.remote_address_validated() {
+            if incoming.may_retry() {
+                // Stateless: the peer must echo the token from this address to go on.
+                if incoming.retry().is_ok() {
+                    TransportMetrics::bump(&shared.metrics.retries_sent);
+                }
+            } else {
+                incoming.ignore();
+            }
+            continue;
+        }
+        let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
+            TransportMetrics::bump(&shared.metrics.handshakes_refused);
+            tracing::debug!(peer = %remote, "inbound handshake refused: cluster.max_handshakes in progress");
+            incoming.refuse();
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            match incoming.await {
-                Ok(conn) => shared.register(conn),
-                Err(e) => {
+            let gauge = &shared.metrics.handshakes_in_progress;
+            gauge.fetch_add(1, Ordering::Relaxed);
+            let result = tokio::time::timeout(shared.limits.timeout, incoming).await;
+            gauge.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+            match result {
+                Ok(Ok(conn)) => {
+                    shared.register(conn);
+                }
+                Ok(Err(e)) => {
                     shared.count_failure(&e);
                     tracing::debug!(peer = %remote, error = %e, "inbound handshake failed");
+                }
+                Err(_) => {
+                    // Dropping the handshake future closes the half-open connection.
+                    TransportMetrics::bump(&shared.metrics.handshake_timeouts);
+                    tracing::debug!(peer = %remote, "inbound handshake timed out");
                 }
             }
         });
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, conn: Connection) {
+async fn read_loop(shared: Arc<Shared>, conn: Connection, peer: PeerIdentity) {
     let from = conn.remote_address();
     loop {
         tokio::select! {
             datagram = conn.read_datagram() => {
                 let Ok(bytes) = datagram else { break };
                 TransportMetrics::bump(&shared.metrics.datagrams_received);
-                let msg = Inbound { from, channel: Channel::Datagram, bytes: bytes.to_vec() };
+                if !shared.authentic(&peer, &bytes) {
+                    continue;
+                }
+                let msg = Inbound { from, channel: Channel::Datagram, bytes: bytes.to_vec(), peer };
                 if shared.inbound.try_send(msg).is_err() {
                     TransportMetrics::bump(&shared.metrics.receive_dropped);
                 }
@@ -371,7 +511,10 @@ async fn read_loop(shared: Arc<Shared>, conn: Connection) {
                     match stream.read_to_end(MAX_STREAM_MESSAGE).await {
                         Ok(bytes) => {
                             TransportMetrics::bump(&shared.metrics.streams_received);
-                            let msg = Inbound { from, channel: Channel::Stream, bytes };
+                            if !shared.authentic(&peer, &bytes) {
+                                return;
+                            }
+                            let msg = Inbound { from, channel: Channel::Stream, bytes, peer };
                             if shared.inbound.send(msg).await.is_err() {
                                 TransportMetrics::bump(&shared.metrics.receive_dropped);
                             }
@@ -388,7 +531,7 @@ async fn read_loop(shared: Arc<Shared>, conn: Connection) {
     }
     // Forget the connection unless a newer one has replaced it.
     let mut peers = shared.lock_peers();
-    if let Some(Peer::Connected(current)) = peers.get(&from) {
+    if let Some(Peer::Connected(current, _)) = peers.get(&from) {
         if current.stable_id() == conn.stable_id() {
             peers.remove(&from);
         }

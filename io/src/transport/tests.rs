@@ -1,29 +1,55 @@
 //! The transport on loopback UDP: both channels, the stream size limit, and refusal of a
 //! peer without the secret.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use aurora_core::wire::MAX_STREAM_MESSAGE;
-use aurora_core::Channel;
+use aurora_core::{Channel, NodeId};
 use tokio::sync::mpsc;
 
-use super::tls::{node_tls, reset_key};
+use super::limits::HandshakeLimits;
+use super::tls::{node_tls, ClusterKeys, KdfParams, TlsConfig};
 use super::{Inbound, Transport};
 use crate::config::{Secret, Secrets};
+use crate::identity::NodeKey;
 
-fn secrets(s: &str) -> Secrets {
+pub(super) fn secrets(s: &str) -> Secrets {
     Secrets {
         current: Secret::new("test", s.as_bytes()).expect("secret"),
         previous: None,
     }
 }
 
-fn endpoint(secret: &str, name: &str) -> (Transport, mpsc::Receiver<Inbound>) {
-    let s = secrets(secret);
-    let tls = node_tls(&s, name).expect("tls");
-    let key = reset_key(&s.current, name).expect("key");
+/// TLS for a node that holds `secrets` and whose certificate names `id`.
+pub(super) fn tls_as(secrets: &Secrets, id: NodeId, key: &NodeKey) -> (TlsConfig, [u8; 32]) {
+    let keys = ClusterKeys::derive(secrets, "aurora", KdfParams::MINIMAL).expect("keys");
+    let tls = node_tls(&keys, key, id, "test").expect("tls");
+    let reset = keys.current.reset_key(&id.to_string()).expect("reset key");
+    (tls, reset)
+}
+
+/// An endpoint on 127.0.0.1 for node `name` (its certificate names `name`'s id).
+pub(super) fn endpoint(secret: &str, name: &str) -> (Transport, mpsc::Receiver<Inbound>) {
+    endpoint_at(
+        secret,
+        NodeId::from_name(name),
+        "127.0.0.1:0",
+        &HandshakeLimits::default(),
+    )
+}
+
+pub(super) fn endpoint_at(
+    secret: &str,
+    id: NodeId,
+    addr: &str,
+    limits: &HandshakeLimits,
+) -> (Transport, mpsc::Receiver<Inbound>) {
+    let key = NodeKey::generate().expect("key");
+    let (tls, reset) = tls_as(&secrets(secret), id, &key);
     let (tx, rx) = mpsc::channel(64);
-    let t = Transport::bind("127.0.0.1:0".parse().expect("addr"), &tls, key, tx).expect("bind");
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let t = Transport::bind_with_limits(addr, &tls, reset, limits, tx).expect("bind");
     (t, rx)
 }
 
@@ -85,7 +111,7 @@ async fn stream_messages_over_the_limit_are_dropped_and_counted() {
 #[tokio::test]
 async fn a_peer_without_the_secret_is_refused_and_counted() {
     let (a, mut a_rx) = endpoint(S, "a");
-    let (intruder, mut i_rx) = endpoint("some-other-secret-9876543210", "x");
+    let (intruder, mut i_rx) = endpoint("some-other-secret-9876543210-abcdef", "x");
     let a_addr = a.local_addr().expect("a");
     let i_addr = intruder.local_addr().expect("x");
     intruder.send(a_addr, Channel::Datagram, b"let me in".to_vec());
@@ -114,15 +140,9 @@ async fn previous_secret_is_still_trusted_during_rotation() {
         current: Secret::new("t", new.as_bytes()).expect("secret"),
         previous: Some(Secret::new("t", old.as_bytes()).expect("secret")),
     };
-    let tls = node_tls(&rotated, "r").expect("tls");
+    let (tls, reset) = tls_as(&rotated, NodeId(1), &NodeKey::generate().expect("key"));
     let (tx, mut r_rx) = mpsc::channel(8);
-    let r = Transport::bind(
-        "127.0.0.1:0".parse().expect("addr"),
-        &tls,
-        reset_key(&rotated.current, "r").expect("key"),
-        tx,
-    )
-    .expect("bind");
+    let r = Transport::bind("127.0.0.1:0".parse().expect("addr"), &tls, reset, tx).expect("bind");
     // An old-secret node dials the rotated one: the rotated node trusts it as a client,
     // but the old node trusts only the old CA, so the rotated node's certificate
     // (from the new CA) is refused: this is why rotation is rolled out in two steps.
@@ -133,15 +153,10 @@ async fn previous_secret_is_still_trusted_during_rotation() {
         current: Secret::new("t", old.as_bytes()).expect("secret"),
         previous: Some(Secret::new("t", new.as_bytes()).expect("secret")),
     };
-    let tls1 = node_tls(&step_one, "s").expect("tls");
+    let (tls1, reset1) = tls_as(&step_one, NodeId(2), &NodeKey::generate().expect("key"));
     let (tx1, _rx1) = mpsc::channel(8);
-    let s = Transport::bind(
-        "127.0.0.1:0".parse().expect("addr"),
-        &tls1,
-        reset_key(&step_one.current, "s").expect("key"),
-        tx1,
-    )
-    .expect("bind");
+    let s =
+        Transport::bind("127.0.0.1:0".parse().expect("addr"), &tls1, reset1, tx1).expect("bind");
     s.send(
         r.local_addr().expect("r"),
         Channel::Datagram,
@@ -157,4 +172,48 @@ async fn previous_secret_is_still_trusted_during_rotation() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(old_node.stats().tls_rejected >= 1, "{:?}", old_node.stats());
+}
+
+/// A packet of the real wire format whose header claims `sender`.
+fn packet_from(sender: NodeId) -> Vec<u8> {
+    aurora_core::wire::encode(
+        aurora_core::ClusterId::from_name("aurora"),
+        sender,
+        &aurora_core::wire::Message::Gossip { rumors: Vec::new() },
+    )
+}
+
+#[tokio::test]
+async fn a_holder_of_the_secret_speaking_as_another_node_is_dropped_and_counted() {
+    let mallory = NodeId::from_name("mallory");
+    let victim = NodeId::from_name("victim");
+    let key = NodeKey::generate().expect("key");
+    let (tls, reset) = tls_as(&secrets(S), mallory, &key);
+    let (tx, _rx) = mpsc::channel(8);
+    let m = Transport::bind("127.0.0.1:0".parse().expect("addr"), &tls, reset, tx).expect("bind");
+    let (b, mut b_rx) = endpoint(S, "b");
+    let b_addr = b.local_addr().expect("b");
+    let m_addr = m.local_addr().expect("m");
+
+    // The certificate says "mallory"; the headers say "victim", on both channels.
+    m.send(b_addr, Channel::Datagram, packet_from(victim));
+    m.send(b_addr, Channel::Stream, packet_from(victim));
+    // Then one honest packet, which must arrive (and shows the others were judged).
+    m.send(b_addr, Channel::Stream, packet_from(mallory));
+    let got = recv(&mut b_rx).await.expect("the honest packet");
+    assert_eq!(aurora_core::wire::peek_sender(&got.bytes), Some(mallory));
+    assert_eq!(got.peer.node, mallory);
+    assert_eq!(
+        got.peer.life,
+        key.life(),
+        "the life of the key that shook hands"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.stats().identity_mismatch < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.stats().identity_mismatch, 2, "{:?}", b.stats());
+    assert!(b_rx.try_recv().is_err(), "no forged packet was delivered");
+    let seen = b.peer_identity(m_addr).expect("connected");
+    assert_eq!((seen.node, seen.life), (mallory, key.life()));
 }

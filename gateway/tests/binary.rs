@@ -211,7 +211,10 @@ fn a_short_cluster_secret_exits_2_naming_it_with_the_openssl_hint() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CLUSTER_SECRET"), "{stderr}");
     assert!(stderr.contains("openssl rand -hex 32"), "{stderr}");
-    assert!(!stderr.contains("0123456789abcdef0123"), "the secret leaked: {stderr}");
+    assert!(
+        !stderr.contains("0123456789abcdef0123"),
+        "the secret leaked: {stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -27,6 +27,17 @@ fn secrets() -> Secrets {
 /// Starts a node on an ephemeral loopback port through the lower-level API (the
 /// config layer refuses port 0, so the address is only known after binding).
 async fn node(name: &str, dir: &std::path::Path, seeds: Vec<SocketAddr>) -> (Handle, SocketAddr) {
+    node_certified_as(name, None, dir, seeds).await
+}
+
+/// [`node`], whose certificate names `cert_name`'s id instead of its own when given: a
+/// holder of the secret whose messages claim another node than its certificate.
+async fn node_certified_as(
+    name: &str,
+    cert_name: Option<&str>,
+    dir: &std::path::Path,
+    seeds: Vec<SocketAddr>,
+) -> (Handle, SocketAddr) {
     let yaml = format!(
         "cluster:\n  enabled: true\n  node_id: {name}\n  bind_addr: 127.0.0.1\n  timing:\n    probe_interval_ms: 200\n    probe_timeout_ms: 100\n    gossip_interval_ms: 50\n"
     );
@@ -37,7 +48,8 @@ async fn node(name: &str, dir: &std::path::Path, seeds: Vec<SocketAddr>) -> (Han
     let keys = tls::ClusterKeys::derive(&secrets(), &settings.cluster_name, KdfParams::MINIMAL)
         .expect("keys");
     let node_key = NodeKey::generate().expect("node key");
-    let tls = tls::node_tls(&keys, &node_key, identity.id, name).expect("tls");
+    let cert_id = cert_name.map_or(identity.id, aurora_core::NodeId::from_name);
+    let tls = tls::node_tls(&keys, &node_key, cert_id, name).expect("tls");
     let reset = keys.current.reset_key(name).expect("reset key");
     let (tx, rx) = mpsc::channel(1024);
     let transport =
@@ -94,6 +106,32 @@ async fn two_nodes_on_loopback_udp_join_and_leave() {
         v.members.iter().all(|m| m.liveness == Liveness::Left)
     })
     .await;
+    a.stop().await.expect("stop");
+}
+
+/// Issue 10 item 7: a process holding the secret, whose certificate names "mallory" but
+/// whose driver speaks as "b", is never heard: every message is dropped and counted
+/// before the node sees it, so `a` never lists `b`. An honest node joins meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_certificate_names_another_id_is_never_heard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, a_addr) = node("a", dir.path(), vec![]).await;
+    let (impostor, _) = node_certified_as("b", Some("mallory"), dir.path(), vec![a_addr]).await;
+    wait_for(&a, "dropped identity mismatches", |v| {
+        v.metrics.transport.identity_mismatch >= 3
+    })
+    .await;
+    let (c, _) = node("c", dir.path(), vec![a_addr]).await;
+    wait_for(&a, "a sees the honest c", |v| v.alive().count() >= 1).await;
+    let view = a.view();
+    let b_id = aurora_core::NodeId::from_name("b");
+    assert!(
+        view.members.iter().all(|m| m.id != b_id),
+        "the impostor was heard: {view:#?}"
+    );
+    assert_eq!(view.metrics.transport.identity_refused, 0);
+    impostor.stop().await.expect("stop");
+    c.stop().await.expect("stop");
     a.stop().await.expect("stop");
 }
 

@@ -42,10 +42,8 @@ use quinn::{
     SendDatagramError, ServerConfig, TransportConfig, VarInt,
 };
 use rustls::pki_types::CertificateDer;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
-
-use tokio::sync::Semaphore;
 
 use super::limits::{
     HandshakeLimits, QUINN_INCOMING_BUFFER, QUINN_INCOMING_BUFFER_TOTAL, QUINN_MAX_INCOMING,

@@ -43,6 +43,7 @@ fn key(secret: &str) -> AuthKey {
         expires_at_ms: None,
         disabled: false,
         metadata: Default::default(),
+        max_parallel_requests: None,
     }
 }
 

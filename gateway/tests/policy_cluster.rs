@@ -182,6 +182,7 @@ fn records(limit: u64) -> BTreeMap<(Collection, String), Record> {
             expires_at_ms: None,
             disabled: false,
             metadata: Default::default(),
+            max_parallel_requests: None,
         }),
     );
     records

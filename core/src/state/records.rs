@@ -697,6 +697,12 @@ pub struct AuthKey {
     /// without control characters, values at most 1024 bytes.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Most requests of this key in flight at once on one node; at least 1 when set.
+    /// Added after the first schema: a key with it set is written as the appended
+    /// wire variant `AuthKeyV2` (see [`Record`]), a key without it in the original
+    /// layout, so stored entries and older peers keep reading keys that do not use it.
+    #[serde(default)]
+    pub max_parallel_requests: Option<u32>,
 }
 
 impl AuthKey {
@@ -734,6 +740,12 @@ impl AuthKey {
         if self.tpm_limit == Some(0) {
             return Err(invalid(
                 "tpm_limit",
+                "must be at least 1 (set `disabled` to block a key)",
+            ));
+        }
+        if self.max_parallel_requests == Some(0) {
+            return Err(invalid(
+                "max_parallel_requests",
                 "must be at least 1 (set `disabled` to block a key)",
             ));
         }
@@ -1256,8 +1268,17 @@ impl Budget {
 
 /// A value of any collection, as the store holds and replicates it. The variant
 /// order is the postcard index and matches [`Collection`]: append only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// # Evolving a record
+///
+/// postcard has no field defaults, so a field added to a record changes its bytes.
+/// The binary form therefore goes through [`super::record_wire`]: a record whose new fields hold
+/// their empty value is written exactly as before (stored entries and older peers
+/// read it unchanged), and one that uses a new field is written as an appended
+/// variant (`AuthKeyV2` at index 8 for [`AuthKey::max_parallel_requests`]), which
+/// only builds that know it decode. Human-readable formats (JSON, YAML) keep the
+/// plain shape, with `#[serde(default)]` on the new field.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     AuthKey(AuthKey),
     Provider(Provider),
@@ -1393,6 +1414,7 @@ mod tests {
             expires_at_ms: Some(1_776_124_800_000),
             disabled: false,
             metadata: BTreeMap::from([("owner".into(), "alice@example.com".into())]),
+            max_parallel_requests: None,
         }
     }
 
@@ -1958,6 +1980,7 @@ mod tests {
             tpm_limit: None,
             expires_at_ms: None,
             metadata: BTreeMap::new(),
+            max_parallel_requests: None,
             ..auth_key()
         };
         assert_eq!(minimal_key.validate(), Ok(()));
@@ -2036,6 +2059,17 @@ mod tests {
             .validate(),
             Err(invalid(
                 "rpm_limit",
+                "must be at least 1 (set `disabled` to block a key)"
+            ))
+        );
+        assert_eq!(
+            Record::AuthKey(AuthKey {
+                max_parallel_requests: Some(0),
+                ..k.clone()
+            })
+            .validate(),
+            Err(invalid(
+                "max_parallel_requests",
                 "must be at least 1 (set `disabled` to block a key)"
             ))
         );
@@ -2418,7 +2452,7 @@ mod tests {
         );
         assert_eq!(postcard::to_allocvec(&ProviderKind::Mock).unwrap(), [2]);
         // An unknown variant or truncated bytes are an error, not a panic.
-        assert!(postcard::from_bytes::<Record>(&[8]).is_err());
+        assert!(postcard::from_bytes::<Record>(&[9]).is_err());
         let bytes = postcard::to_allocvec(&samples()[0]).unwrap();
         assert!(postcard::from_bytes::<Record>(&bytes[..bytes.len() - 1]).is_err());
     }

@@ -51,6 +51,8 @@ struct KeyFields {
     disabled: bool,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    max_parallel_requests: Option<u32>,
 }
 
 /// A new secret from the OS random source.
@@ -151,6 +153,7 @@ impl KeyFields {
             expires_at_ms: self.expires_at_ms,
             disabled: self.disabled,
             metadata: self.metadata,
+            max_parallel_requests: self.max_parallel_requests,
         }
     }
 }

@@ -249,6 +249,7 @@ mod tests {
             expires_at_ms: None,
             disabled: false,
             metadata: BTreeMap::new(),
+            max_parallel_requests: None,
         }
     }
 

@@ -555,6 +555,7 @@ mod tests {
             expires_at_ms: None,
             disabled: false,
             metadata: Default::default(),
+            max_parallel_requests: None,
         };
         data.put("k", Record::AuthKey(key.clone())).expect("key");
         Caller::Key {

@@ -48,6 +48,7 @@ pub fn auth_key(i: u64) -> (RecordId, Record) {
         expires_at_ms: Some(1_776_124_800_000),
         disabled: false,
         metadata: BTreeMap::from([("owner".into(), format!("user{}@example.com", i % 1000))]),
+        max_parallel_requests: None,
     };
     (id, Record::AuthKey(key))
 }

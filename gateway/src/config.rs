@@ -44,7 +44,15 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// Retention of the usage log (`gateway.usage_log`).
     pub usage_log: Retention,
+    /// Output tokens whose cost is reserved on a key's budget at admission for a
+    /// request that sets neither `max_completion_tokens` nor `max_tokens` (see
+    /// [`crate::policy::reserve`]); the difference is released when it is settled.
+    pub reserve_output_tokens: u32,
 }
+
+/// Default output allowance reserved per request without `max_tokens`: the usual
+/// output cap of current chat models, so a budget is rarely overrun by a burst.
+pub const DEFAULT_RESERVE_OUTPUT_TOKENS: u32 = 4096;
 
 /// Defaults of the mock provider, overridable per request in the model name
 /// (see [`crate::provider::mock`]).
@@ -81,6 +89,7 @@ impl Default for GatewayConfig {
             upstream: UpstreamPolicy::default(),
             limits: Limits::default(),
             usage_log: Retention::default(),
+            reserve_output_tokens: DEFAULT_RESERVE_OUTPUT_TOKENS,
         }
     }
 }

@@ -289,7 +289,10 @@ mod tests {
         let record = Record::AuthKey(key(Some(2)));
         let bytes = postcard::to_allocvec(&record).expect("encode");
         assert_eq!(bytes[0], 8, "variant AuthKeyV2");
-        assert_eq!(postcard::from_bytes::<Record>(&bytes).expect("decode"), record);
+        assert_eq!(
+            postcard::from_bytes::<Record>(&bytes).expect("decode"),
+            record
+        );
         // JSON keeps the plain shape, and the field may be left out.
         let json = serde_json::to_value(&record).expect("json");
         assert_eq!(json["auth_key"]["max_parallel_requests"], 2);

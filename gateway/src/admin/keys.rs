@@ -89,6 +89,7 @@ pub async fn create(
     let key_prefix = secret[SECRET_PREFIX.len()..SECRET_PREFIX.len() + 8].to_owned();
     let record = Record::AuthKey(fields.into_key(hash_secret(&secret), key_prefix));
     check(&record, &id)?;
+    super::records::check_references(state, &record)?;
     if state
         .state_view
         .record(Collection::AuthKeys, id.as_str())

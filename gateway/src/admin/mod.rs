@@ -51,7 +51,9 @@ where
     }
     match rest {
         "cluster/status" => only_get(&method, &path, || {
-            json_ok(&crate::cluster::status::document(&state.cluster))
+            let mut document = crate::cluster::status::document(&state.cluster);
+            document.warnings = crate::policy::unpriced::warnings(state);
+            json_ok(&document)
         }),
         "cluster/nodes" => only_get(&method, &path, || {
             json_ok(&List {

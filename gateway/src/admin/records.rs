@@ -55,7 +55,13 @@ pub async fn on_collection(
             let snapshot = state.state_view.snapshot();
             let data: Vec<Value> = snapshot
                 .records(collection)
-                .map(|(id, r)| record_json(id, r))
+                .map(|(id, r)| {
+                    let mut json = record_json(id, r);
+                    if collection == Collection::Models {
+                        add_model_warnings(state, id, &mut json);
+                    }
+                    json
+                })
                 .collect();
             Ok(json_ok(&List {
                 object: "list",
@@ -110,7 +116,11 @@ pub async fn on_record(
     match *method {
         Method::GET => {
             let record = current.ok_or_else(not_found)?;
-            Ok(json_ok(&record_json(&id, &record)))
+            let mut json = record_json(&id, &record);
+            if collection == Collection::Models {
+                add_model_warnings(state, &id, &mut json);
+            }
+            Ok(json_ok(&json))
         }
         Method::PUT => {
             let current = current.ok_or_else(not_found)?;
@@ -130,6 +140,7 @@ pub async fn on_record(
                 parse_record(collection, Value::Object(object))?
             };
             check(&record, &id)?;
+            check_references(state, &record)?;
             write(state, id.clone(), record.clone()).await?;
             Ok(json_ok(&record_json(&id, &record)))
         }
@@ -155,6 +166,46 @@ struct Deleted<'a> {
     id: &'a str,
     object: &'static str,
     deleted: bool,
+}
+
+/// `warnings` on a model record's JSON: one entry when no pricing record exists
+/// under its name (its requests are not billed).
+fn add_model_warnings(state: &AppState, id: &RecordId, json: &mut Value) {
+    if let Value::Object(map) = json {
+        let warnings: Vec<Value> =
+            crate::policy::unpriced::of_model(&state.state_view, id.as_str())
+                .into_iter()
+                .map(Value::String)
+                .collect();
+        map.insert("warnings".to_owned(), Value::Array(warnings));
+    }
+}
+
+/// A key whose `budget_id` or `workflow_id` names no record here is refused (400
+/// naming the field): the gateway would refuse every request of it. A record that
+/// is still replicating to this node when the key arrives elsewhere is the runtime
+/// refusal's case (403 `key_misconfigured`).
+pub fn check_references(state: &AppState, record: &Record) -> Result<(), ApiError> {
+    let Record::AuthKey(key) = record else {
+        return Ok(());
+    };
+    for (field, collection, id) in [
+        ("budget_id", Collection::Budgets, &key.budget_id),
+        ("workflow_id", Collection::Workflows, &key.workflow_id),
+    ] {
+        if let Some(id) = id {
+            if state.state_view.record(collection, id.as_str()).is_none() {
+                return Err(field_error(
+                    field,
+                    &format!(
+                        "names `{id}`, which is not in `{}`; create it first",
+                        collection.name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes through the driver; answers once committed.

@@ -67,6 +67,10 @@ pub struct StatusDocument {
     /// `single_node` mode); names and URLs where this node knows the member.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voters: Option<Vec<NodeRef>>,
+    /// What an operator should fix that is not a cluster fault, e.g. a model without
+    /// a pricing record, whose requests are not billed
+    /// ([`crate::policy::unpriced`]).
+    pub warnings: Vec<String>,
 }
 
 /// A node named by id, with what this node knows of it (`null` when it knows
@@ -185,7 +189,11 @@ pub fn document(info: &ClusterInfo) -> StatusDocument {
             .map(|&id| node_ref(&view, info, id))
             .collect()
     });
-    StatusDocument { status, voters }
+    StatusDocument {
+        status,
+        voters,
+        warnings: Vec::new(),
+    }
 }
 
 /// `id` with its name and advertise URL when this node knows them.

@@ -11,8 +11,12 @@
 //! request here). Only then is a provider called: the built-in mock answers here, any
 //! other target goes through [`crate::upstream::dispatch`] (retries, fallbacks,
 //! cooldown) and its answer is forwarded, translated where the protocol differs.
-//! When the answer is complete (for streams: when the stream ends) the request is
-//! settled: priced, charged to its budget and written to the usage log.
+//! Once admitted, the request is answered in a task of its own, so a client that goes
+//! away (hyper then drops this handler) cannot stop an upstream call that will be
+//! billed anyway, nor the settle. When the answer is complete (for streams: when the
+//! stream ends, or breaks, or the client leaves) the request is settled exactly once
+//! by its [`Bill`]: priced, charged to its budget and written to the usage log — with
+//! the reported usage, or an estimate when the answer was cut short.
 //!
 //! The mock's streams follow OpenAI's event sequence exactly: a first chunk with
 //! `delta.role`, one chunk per text piece, a chunk with an empty delta and the
@@ -26,16 +30,18 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use serde_json::Value;
 
+use crate::catalog::Resolved;
 use crate::catalog::{ProviderKind, Target};
 use crate::http::body::{
     held, json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
 };
+use crate::openai::billing::{completion_tokens_in, Bill, CLIENT_GONE};
 use crate::openai::types::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
     ChunkChoice, Delta, Usage,
 };
 use crate::openai::ApiError;
-use crate::policy::{cached_tokens_in, Rejection, Settled, Ticket, TokenUsage};
+use crate::policy::{cached_tokens_in, Allowance, Rejection, TokenUsage};
 use crate::provider::mock::{self, Completion, MockModel, MockParams};
 use crate::state::{unix_seconds, AppState};
 use crate::upstream::anthropic::AnthropicStream;
@@ -107,88 +113,48 @@ where
     };
     let label = Arc::clone(&resolved.label);
     let name = name.to_owned();
-    let ticket = match state
-        .policy
-        .admit(&state.state_view, &caller, &mut request, &name)
-    {
-        Ok(ticket) => ticket,
-        Err(rejection) => {
-            let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
-            response.extensions_mut().insert(ModelLabel(label));
-            return response;
-        }
+    let priced_as: Vec<Arc<str>> = resolved
+        .targets
+        .iter()
+        .map(|(t, _)| t)
+        .chain(&resolved.fallbacks)
+        .map(|t| Arc::clone(&t.id))
+        .collect();
+    let allowance = Allowance {
+        output_tokens: state.config.reserve_output_tokens,
+        priced_as: &priced_as,
     };
+    let ticket =
+        match state
+            .policy
+            .admit_with(&state.state_view, &caller, &mut request, &name, &allowance)
+        {
+            Ok(ticket) => ticket,
+            Err(rejection) => {
+                let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
+                response.extensions_mut().insert(ModelLabel(label));
+                return response;
+            }
+        };
+    let bill = Bill::new(state, ticket, &request);
     let clock = Arc::new(UpstreamClock::default());
-    let outcome = state
-        .upstreams
-        .dispatch(resolved, &request, &state.metrics, &clock)
-        .await;
-    let mut response = match outcome {
-        Outcome::Mock(target) => match target.mock {
-            Some(model) => {
-                serve_mock(state, &request, model, mock_params, &label, ticket, &target).await
-            }
-            None => ApiError::internal().into_response(),
-        },
-        Outcome::Plain {
-            body,
-            usage,
-            target,
-            hold,
-        } => {
-            if let Some(usage) = usage {
-                state
-                    .metrics
-                    .tokens(&label, usage.prompt_tokens, usage.completion_tokens);
-            }
-            let tokens = usage.map(|u| TokenUsage {
-                prompt: u64::from(u.prompt_tokens),
-                completion: u64::from(u.completion_tokens),
-                cached: cached_tokens_in(&body),
-            });
-            settle(state, ticket, 200, tokens, Some(&target));
-            held(json_response(StatusCode::OK, body), hold)
-        }
-        Outcome::Stream { body, target, idle } => {
-            let translator = match target.provider.kind {
-                ProviderKind::Anthropic => {
-                    Translator::Anthropic(AnthropicStream::new(request.include_usage()))
-                }
-                _ => Translator::OpenAi(OpenAiStream::new(request.include_usage())),
-            };
-            let (tx, channel) = ChannelBody::channel(STREAM_BUFFER);
-            let state = Arc::clone(state);
-            let label = Arc::clone(&label);
-            let clock = Arc::clone(&clock);
-            tokio::spawn(async move {
-                let bounds = state.upstreams.stream_bounds(&state.metrics);
-                let (end, usage) =
-                    pump(body, translator, &tx, idle, Arc::clone(&clock), bounds).await;
-                if let Some(usage) = usage {
-                    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-                    state
-                        .metrics
-                        .tokens(&label, clamp(usage.prompt), clamp(usage.completion));
-                }
-                if end == End::Failed {
-                    state
-                        .metrics
-                        .upstream_error(&target.provider.name, "stream");
-                }
-                let status = match end {
-                    End::Done => 200,
-                    End::Failed => 502,
-                    End::ClientGone => 499,
-                };
-                settle(&state, ticket, status, usage, Some(&target));
-                // Dropping `tx` (after the metrics above) ends the client's body.
-                drop(tx);
-            });
-            sse_response(channel)
-        }
-        Outcome::Failed(response) => {
-            settle(state, ticket, response.status().as_u16(), None, None);
-            response
+    // From here on the request runs to its end even if this handler is dropped (the
+    // client went away): the upstream answers, the bill settles (see the module docs).
+    let work = tokio::spawn(answer(
+        Arc::clone(state),
+        resolved.clone(),
+        request,
+        mock_params,
+        Arc::clone(&label),
+        bill,
+        Arc::clone(&clock),
+    ));
+    let mut response = match work.await {
+        Ok(response) => response,
+        Err(error) => {
+            // A panic in the answer path; its bill settled while unwinding.
+            tracing::error!(%error, "chat completion task failed");
+            ApiError::internal().into_response()
         }
     };
     response.extensions_mut().insert(ModelLabel(label));
@@ -212,25 +178,94 @@ fn refuse(
     rejection.error.clone().into_response()
 }
 
-/// Prices, charges and logs a finished request.
-fn settle(
-    state: &AppState,
-    ticket: Ticket,
-    status: u16,
-    usage: Option<TokenUsage>,
-    target: Option<&Arc<Target>>,
-) {
-    ticket.settle(
-        &state.state_view,
-        &state.policy,
-        &state.metrics,
-        Settled {
-            status,
-            usage,
-            target: target.map(|t| Arc::clone(&t.id)),
-            provider: target.map(|t| Arc::clone(&t.provider.name)),
+/// Calls the provider for an admitted request and settles its `bill`; runs in a
+/// task of its own (see the module docs).
+async fn answer(
+    state: Arc<AppState>,
+    resolved: Resolved,
+    request: ChatCompletionRequest,
+    mock_params: MockParams,
+    label: Arc<str>,
+    mut bill: Bill,
+    clock: Arc<UpstreamClock>,
+) -> Response {
+    let outcome = state
+        .upstreams
+        .dispatch(&resolved, &request, &state.metrics, &clock)
+        .await;
+    match outcome {
+        Outcome::Mock(target) => match target.mock {
+            Some(model) => {
+                serve_mock(&state, &request, model, mock_params, &label, bill, &target).await
+            }
+            None => {
+                bill.finish(500, None);
+                ApiError::internal().into_response()
+            }
         },
-    );
+        Outcome::Plain {
+            body,
+            usage,
+            target,
+            hold,
+        } => {
+            bill.answered(&target);
+            if let Some(usage) = usage {
+                state
+                    .metrics
+                    .tokens(&label, usage.prompt_tokens, usage.completion_tokens);
+            } else {
+                bill.streamed(completion_tokens_in(&body));
+            }
+            let tokens = usage.map(|u| TokenUsage {
+                prompt: u64::from(u.prompt_tokens),
+                completion: u64::from(u.completion_tokens),
+                cached: cached_tokens_in(&body),
+            });
+            bill.finish(200, tokens);
+            held(json_response(StatusCode::OK, body), hold)
+        }
+        Outcome::Stream { body, target, idle } => {
+            bill.answered(&target);
+            let mut translator = match target.provider.kind {
+                ProviderKind::Anthropic => {
+                    Translator::Anthropic(AnthropicStream::new(request.include_usage()))
+                }
+                _ => Translator::OpenAi(OpenAiStream::new(request.include_usage())),
+            };
+            let (tx, channel) = ChannelBody::channel(STREAM_BUFFER);
+            tokio::spawn(async move {
+                let bounds = state.upstreams.stream_bounds(&state.metrics);
+                let end = pump(body, &mut translator, &tx, idle, Arc::clone(&clock), bounds).await;
+                let usage = translator.usage();
+                if let Some(usage) = usage {
+                    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+                    state
+                        .metrics
+                        .tokens(&label, clamp(usage.prompt), clamp(usage.completion));
+                }
+                if end == End::Failed {
+                    state
+                        .metrics
+                        .upstream_error(&target.provider.name, "stream");
+                }
+                let status = match end {
+                    End::Done => 200,
+                    End::Failed => 502,
+                    End::ClientGone => CLIENT_GONE,
+                };
+                bill.streamed(translator.streamed_tokens());
+                bill.finish(status, usage);
+                // Dropping `tx` (after the metrics above) ends the client's body.
+                drop(tx);
+            });
+            sse_response(channel)
+        }
+        Outcome::Failed(response) => {
+            bill.finish(response.status().as_u16(), None);
+            response
+        }
+    }
 }
 
 /// Answers from the built-in mock.
@@ -240,7 +275,7 @@ async fn serve_mock(
     model: &MockModel,
     params: MockParams,
     label: &Arc<str>,
-    ticket: Ticket,
+    mut bill: Bill,
     target: &Arc<Target>,
 ) -> Response {
     let completion = mock::complete(model, params, &request.messages, request.token_cap());
@@ -256,22 +291,23 @@ async fn serve_mock(
         cached: 0,
     };
     if request.is_stream() {
-        let shared = Arc::clone(state);
-        let target = Arc::clone(target);
-        let finish = move |status: u16| settle(&shared, ticket, status, Some(usage), Some(&target));
+        // The 200 goes out at once: the answer has begun.
+        bill.answered(target);
         return stream(
             state,
             request,
             completion,
             latency,
             Duration::from_millis(params.chunk_ms),
-            finish,
+            bill,
+            usage,
         );
     }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    settle(state, ticket, 200, Some(usage), Some(target));
+    bill.answered(target);
+    bill.finish(200, Some(usage));
     json_ok(&ChatCompletion {
         id: state.next_completion_id(),
         object: "chat.completion",
@@ -341,14 +377,17 @@ pub fn parse(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
     Ok(request)
 }
 
-/// Starts a task that writes the SSE events of `completion` into the response body.
+/// Starts a task that writes the SSE events of `completion` into the response body,
+/// then settles `bill`: with `usage` when every event went out, with the estimate
+/// of what was sent when the client left first.
 fn stream(
     state: &Arc<AppState>,
     request: &ChatCompletionRequest,
     completion: Completion,
     latency: Duration,
     chunk_gap: Duration,
-    finish: impl FnOnce(u16) + Send + 'static,
+    mut bill: Bill,
+    usage: TokenUsage,
 ) -> Response {
     let events = sse_events(
         &state.next_completion_id(),
@@ -357,26 +396,34 @@ fn stream(
         &completion,
         request.include_usage(),
     );
+    // Completion tokens sent once event `i` went out: event 0 is the role chunk,
+    // events 1..=pieces carry the text, the rest carry none.
+    let mut sent_after = Vec::with_capacity(events.len());
+    let mut sent = 0u64;
+    sent_after.push(0);
+    for piece in &completion.pieces {
+        sent = sent.saturating_add(u64::from(crate::provider::tokens::count(piece)));
+        sent_after.push(sent);
+    }
     let (tx, body) = ChannelBody::channel(STREAM_BUFFER);
     let deadline = tokio::time::Instant::now() + state.config.limits.stream_max_duration();
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        let mut first = true;
-        for event in events {
-            let pause = if first { latency } else { chunk_gap };
-            first = false;
+        for (i, event) in events.into_iter().enumerate() {
+            let pause = if i == 0 { latency } else { chunk_gap };
             if !pause.is_zero() {
                 tokio::time::sleep_until((tokio::time::Instant::now() + pause).min(deadline)).await;
             }
             match send_bounded(&tx, event, deadline, &state.metrics).await {
                 Ok(()) => {}
-                // The client went away; stop producing.
-                Err(Stopped::ClientGone) => return finish(499),
+                // The client went away; stop producing, charge what was sent.
+                Err(Stopped::ClientGone) => return bill.finish(CLIENT_GONE, None),
                 // `stream_max_duration_ms` passed; the error event is queued.
-                Err(Stopped::MaxDuration) => return finish(502),
+                Err(Stopped::MaxDuration) => return bill.finish(502, None),
             }
+            bill.streamed(sent_after.get(i).copied().unwrap_or(sent));
         }
-        finish(200);
+        bill.finish(200, Some(usage));
     });
     sse_response(body)
 }

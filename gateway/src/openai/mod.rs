@@ -5,8 +5,10 @@
 //! - [`types`]: request and response bodies, with unknown request fields kept;
 //! - [`errors`]: [`ApiError`], the `{"error":{…}}` body every failure uses;
 //! - [`chat`]: `POST /v1/chat/completions`, plain and streamed (SSE);
+//! - [`billing`]: the guard that settles an admitted request exactly once;
 //! - [`models`]: `GET /v1/models` and `GET /v1/models/{id}`.
 
+pub mod billing;
 pub mod chat;
 pub mod errors;
 pub mod models;

@@ -1,10 +1,12 @@
 //! Budget admission: the limit check, and the latch that keeps a refusal final.
 //!
 //! A budget is checked against three amounts: the cluster-wide usage of the period as
-//! this node sees it, the requests this node has in flight on it, and the other
-//! nodes' usage predicted to be in transit ([`super::pacing`]). The last two are
-//! estimates — an in-flight request may fail and cost nothing, a prediction may be too
-//! high — so a refusal based on them may rightly turn into an admission later.
+//! this node sees it, what this node has reserved for its requests in flight on it (a
+//! request and an estimated cost each, [`super::reserve`]), and the other nodes' usage
+//! predicted to be in transit ([`super::pacing`]). The last two are estimates — an
+//! in-flight request may fail and cost nothing, or cost less than reserved, a
+//! prediction may be too high — so a refusal based on them may rightly turn into an
+//! admission later.
 //!
 //! A refusal based on the counters alone must not: once this node has *seen* the
 //! period's usage reach a limit, it refuses every later request of that period
@@ -30,18 +32,20 @@ enum Reached {
     Requests,
 }
 
-/// The limit of `budget` that `used` plus `in_flight` requests reached, if any.
-/// Spend is compared without the requests in flight (their cost is not known yet).
-fn reached(budget: &Budget, used: Usage, in_flight: u64) -> Option<Reached> {
+/// The limit of `budget` that `used` plus the `reserved` amounts of requests in
+/// flight reached, if any. A budget with any room left admits (a request is never
+/// refused only because its estimate is larger than the room), so one node overshoots
+/// a spend limit by less than one request (see [`super::reserve`]).
+fn reached(budget: &Budget, used: Usage, reserved: Usage) -> Option<Reached> {
     if budget
         .limit
-        .is_some_and(|limit| used.spend_nanos >= limit.nanos())
+        .is_some_and(|limit| used.spend_nanos.saturating_add(reserved.spend_nanos) >= limit.nanos())
     {
         return Some(Reached::Spend);
     }
     if budget
         .max_requests
-        .is_some_and(|max| used.requests.saturating_add(in_flight) >= max)
+        .is_some_and(|max| used.requests.saturating_add(reserved.requests) >= max)
     {
         return Some(Reached::Requests);
     }
@@ -55,8 +59,8 @@ pub(crate) struct Amounts {
     pub seen: Usage,
     /// The other nodes' usage predicted to be in transit.
     pub in_transit: Usage,
-    /// Requests admitted on this node and not settled yet.
-    pub in_flight: u64,
+    /// What requests admitted on this node and not settled yet reserved.
+    pub in_flight: Usage,
 }
 
 /// 402 when `amounts` reach a limit of `budget`, or when `latched` (this node saw the
@@ -130,7 +134,7 @@ impl Exhausted {
         {
             return true;
         }
-        if reached(budget, seen, 0).is_some() {
+        if reached(budget, seen, Usage::default()).is_some() {
             budgets.insert(id.clone(), (period, budget.clone()));
             return true;
         }
@@ -160,10 +164,10 @@ mod tests {
         }
     }
 
-    fn amounts(seen: Usage, in_flight: u64) -> Amounts {
+    fn amounts(seen: Usage, in_flight_requests: u64) -> Amounts {
         Amounts {
             seen,
-            in_flight,
+            in_flight: used(0, in_flight_requests),
             ..Amounts::default()
         }
     }
@@ -180,6 +184,17 @@ mod tests {
         };
         assert!(check(&id, &b, predicted, false, 0, 0).is_err());
         assert!(check(&id, &b, amounts(used(999_999_999, 0), 0), false, 0, 0).is_ok());
+        // Reserved spend counts: 0.6 USD spent and 0.4 USD reserved fill 1 USD.
+        let reserved = Amounts {
+            in_flight: used(400_000_000, 1),
+            ..amounts(used(600_000_000, 0), 0)
+        };
+        assert!(check(&id, &b, reserved, false, 0, 0).is_err());
+        let room = Amounts {
+            in_flight: used(399_999_999, 1),
+            ..reserved
+        };
+        assert!(check(&id, &b, room, false, 0, 0).is_ok());
         let err = check(&id, &b, amounts(used(1_000_000_000, 0), 0), false, 0, 1_000)
             .expect_err("spend limit");
         assert_eq!(err.error.status, http::StatusCode::PAYMENT_REQUIRED);

@@ -161,3 +161,37 @@ pub fn budget_exceeded(budget: &str, what: &str, resets_in_s: Option<u64>) -> Re
         ),
     }
 }
+
+/// 403: the key names a budget or workflow that does not exist (here, now). Refused
+/// rather than served without the limit or guardrails the operator meant; the
+/// message says which record to create or which field to fix. Not a 5xx, so SDKs do
+/// not retry a configuration fault in a loop.
+pub fn key_misconfigured(key: &str, field: &str, what: &str, missing: &str) -> Rejection {
+    Rejection {
+        reason: "key_misconfigured",
+        error: error(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            "key_misconfigured",
+            format!(
+                "The API key `{key}` names the {what} `{missing}` (field `{field}`), which does not exist on this node. An operator must create it or change the key's `{field}`; until then the key is refused."
+            ),
+        ),
+    }
+}
+
+/// 429: the key already has `max` requests in flight on this node.
+pub fn too_many_parallel(key: &str, in_flight: u32, max: u32) -> Rejection {
+    Rejection {
+        reason: "max_parallel_requests",
+        error: ApiError {
+            retry_after: Some(1),
+            ..error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                "too_many_parallel_requests",
+                format!("API key `{key}` already has {in_flight} requests in flight on this node (max_parallel_requests = {max}). Retry when one finishes."),
+            )
+        },
+    }
+}

@@ -12,21 +12,31 @@
 //!    and keys without one, the workflow with id `default` if it exists (the "global"
 //!    guardrails) — 400 `guardrail_denied`, 413 `input_too_large`, 403
 //!    `model_not_allowed`; redaction rewrites the request.
+//!    A key whose `workflow_id` names no workflow is refused (403
+//!    `key_misconfigured`), never served without its guardrails.
 //! 4. **Budget** ([`budget`]): the key's budget, from the cluster-wide usage of the
-//!    current period plus the requests this node has in flight on it, plus the other
-//!    nodes' usage predicted to be in transit ([`pacing`]) — 402 `insufficient_quota`
-//!    once spend or requests reached the limit. Once this node has seen the counters
+//!    current period plus what this node has reserved for its requests in flight on
+//!    it (a request and an estimated cost each, [`reserve`]), plus the other nodes'
+//!    usage predicted to be in transit ([`pacing`]) — 402 `insufficient_quota` once
+//!    spend or requests reached the limit. Once this node has seen the counters
 //!    reach a limit, it refuses for the rest of the period (unless the budget record
-//!    changes).
-//! 5. **Rate limits** ([`limits`]): per key, per node — 429 `rate_limit_exceeded` with
+//!    changes). A key whose `budget_id` names no budget is refused (403
+//!    `key_misconfigured`), never served unlimited.
+//! 5. **Parallel requests**: a key with `max_parallel_requests` holds one slot per
+//!    request in flight on this node — 429 `too_many_parallel_requests` when all
+//!    are taken. The slot is released however the request ends.
+//! 6. **Rate limits** ([`limits`]): per key, per node — 429 `rate_limit_exceeded` with
 //!    `Retry-After`. Last, so a request refused for another reason costs no quota.
 //!
 //! After the answer ([`Ticket::settle`]): the cost from the usage and the pricing
 //! record of the model that served it (exact nano-USD arithmetic of
 //! [`Pricing::cost`]), the key's budget charged through
-//! [`PolicyData::record_usage`] (successful answers only: a failed upstream call costs
-//! the client nothing), the token bucket debited, metrics, and one row in the usage
-//! log ([`crate::usage`]). Refused requests get a usage-log row and a metric too.
+//! [`PolicyData::record_usage`], the token bucket debited, metrics, and one row in
+//! the usage log ([`crate::usage`]). What is charged depends on [`Served`]: once an
+//! upstream (or the mock) answered, the request costs — its reported usage, or an
+//! estimate when the answer was cut short — whatever happens after (the client went
+//! away, the stream broke); a request that ended before any answer costs nothing.
+//! Refused requests get a usage-log row and a metric too.
 
 pub mod auth;
 pub mod budget;
@@ -36,10 +46,11 @@ pub mod guardrails;
 pub mod limits;
 pub mod pacing;
 pub mod redact;
+pub mod reserve;
+pub mod unpriced;
 pub mod view;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -55,6 +66,7 @@ use crate::usage::{UsageLog, UsageRow};
 use auth::{KeyIndex, Lookup};
 use data::PolicyData;
 use limits::RateLimiter;
+use reserve::{lock, ParallelSlots, Reservation, Reservations, Slot};
 
 /// The workflow applied to anonymous requests and to keys without a workflow.
 pub const DEFAULT_WORKFLOW: &str = "default";
@@ -144,33 +156,6 @@ pub fn cached_tokens_in(body: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// Requests admitted on this node and not yet settled, per (budget, period).
-type Reservations = Arc<Mutex<HashMap<(RecordId, u64), u64>>>;
-
-fn lock(r: &Reservations) -> MutexGuard<'_, HashMap<(RecordId, u64), u64>> {
-    r.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Holds one request against a budget until the request is settled (or dropped), so
-/// concurrent requests on this node see each other before their usage is recorded.
-#[derive(Debug)]
-struct Reservation {
-    map: Reservations,
-    key: (RecordId, u64),
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        let mut map = lock(&self.map);
-        if let Some(n) = map.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// The policy state of one server: the key index, rate-limit buckets, budget
 /// reservations and the usage log.
 #[derive(Debug, Default)]
@@ -178,6 +163,7 @@ pub struct Policy {
     keys: KeyIndex,
     limiter: RateLimiter,
     reservations: Reservations,
+    parallel: ParallelSlots,
     pacer: pacing::Pacer,
     /// Whether budgets add the predicted in-transit usage of other nodes (on by
     /// default; off only to measure what it buys).
@@ -193,8 +179,35 @@ pub struct Ticket {
     key_id: Option<Arc<str>>,
     budget: Option<(RecordId, u64)>,
     _reservation: Option<Reservation>,
+    _slot: Option<Slot>,
     model: String,
     started: Instant,
+}
+
+/// What admission reserves for a request beyond what it asks for: the output it may
+/// produce when it sets no `max_tokens`, and the catalog names it may be billed
+/// under (the targets of its route; the most expensive pricing is reserved).
+#[derive(Clone, Debug, Default)]
+pub struct Allowance<'a> {
+    /// Output tokens reserved when the request sets neither `max_completion_tokens`
+    /// nor `max_tokens`.
+    pub output_tokens: u32,
+    /// Pricing record ids the request may be billed at, besides its public name.
+    pub priced_as: &'a [Arc<str>],
+}
+
+/// Whether an upstream (or the mock) answered an admitted request, which decides
+/// whether it costs ([`Ticket::settle`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Served {
+    /// No answer began (a refusal by every upstream, a failure before the status
+    /// line, a client that left first): nothing is charged, the reservation is
+    /// released.
+    #[default]
+    NotAnswered,
+    /// An upstream answered 200 (or the mock answered): the request is counted and
+    /// its usage charged, however the answer ended.
+    Answered,
 }
 
 /// How an admitted request ended.
@@ -203,7 +216,10 @@ pub struct Settled {
     /// HTTP status (for a stream that failed after it began, 502; a client that went
     /// away, 499).
     pub status: u16,
-    /// Token counts, when the answer reported them.
+    /// Whether an answer began (what is charged depends on it).
+    pub served: Served,
+    /// Token counts: the reported usage, or the caller's estimate of a cut-short
+    /// answer.
     pub usage: Option<TokenUsage>,
     /// The catalog name of the model that served it (its pricing record id).
     pub target: Option<Arc<str>>,
@@ -281,14 +297,28 @@ impl Policy {
         }
     }
 
-    /// Steps 2–5 for a request to the public model name `model`; may rewrite
-    /// `request` (redaction).
+    /// Steps 2–6 for a request to the public model name `model`, reserving no output
+    /// allowance beyond the request's `max_tokens` (see [`Policy::admit_with`]).
     pub fn admit(
         &self,
         data: &dyn PolicyData,
         caller: &Caller,
         request: &mut ChatCompletionRequest,
         model: &str,
+    ) -> Result<Ticket, Rejection> {
+        self.admit_with(data, caller, request, model, &Allowance::default())
+    }
+
+    /// Steps 2–6 for a request to the public model name `model`; may rewrite
+    /// `request` (redaction). `allowance` sizes the spend reserved on the key's
+    /// budget ([`reserve`]).
+    pub fn admit_with(
+        &self,
+        data: &dyn PolicyData,
+        caller: &Caller,
+        request: &mut ChatCompletionRequest,
+        model: &str,
+        allowance: &Allowance<'_>,
     ) -> Result<Ticket, Rejection> {
         let key = match caller {
             Caller::Anonymous => None,
@@ -299,22 +329,54 @@ impl Policy {
                 return Err(errors::model_not_allowed(model, None));
             }
         }
-        let workflow_id = key
-            .and_then(|(_, k)| k.workflow_id.as_ref())
-            .map_or(DEFAULT_WORKFLOW, RecordId::as_str);
-        if let Some(workflow) = workflow(data, workflow_id) {
+        let workflow = match key.and_then(|(id, k)| Some((id, k.workflow_id.as_ref()?))) {
+            Some((key_id, id)) => match workflow(data, id.as_str()) {
+                Some(w) => Some(w),
+                None => {
+                    return Err(errors::key_misconfigured(
+                        key_id,
+                        "workflow_id",
+                        "workflow",
+                        id.as_str(),
+                    ))
+                }
+            },
+            None => workflow(data, DEFAULT_WORKFLOW),
+        };
+        if let Some(workflow) = workflow {
             guardrails::apply(data, &workflow, request, model)?;
         }
-        let mut budget_slot = None;
-        if let Some(budget_id) = key.and_then(|(_, k)| k.budget_id.as_ref()) {
-            if let Some(Record::Budget(budget)) =
-                data.record(Collection::Budgets, budget_id.as_str())
-            {
-                let period = self.check_budget(data, budget_id, &budget)?;
-                budget_slot = Some((budget_id.clone(), period));
-            }
+        let mut reservation = None;
+        if let Some((key_id, budget_id)) = key.and_then(|(id, k)| Some((id, k.budget_id.as_ref()?)))
+        {
+            let Some(Record::Budget(budget)) = data.record(Collection::Budgets, budget_id.as_str())
+            else {
+                return Err(errors::key_misconfigured(
+                    key_id,
+                    "budget_id",
+                    "budget",
+                    budget_id.as_str(),
+                ));
+            };
+            let prompt = crate::provider::tokens::prompt(&request.messages);
+            let output = request.token_cap().unwrap_or(allowance.output_tokens);
+            let priced_as = std::iter::once(model).chain(allowance.priced_as.iter().map(|a| &**a));
+            let held = Usage {
+                requests: 1,
+                spend_nanos: reserve::estimate_cost(data, priced_as, prompt, u64::from(output))
+                    .nanos(),
+                tokens: 0,
+            };
+            reservation = Some(self.reserve_budget(data, budget_id, &budget, held)?);
         }
+        let mut slot = None;
         if let Some((id, k)) = key {
+            if let Some(max) = k.max_parallel_requests {
+                match self.parallel.acquire(id, max) {
+                    Ok(s) => slot = Some(s),
+                    Err(in_flight) => return Err(errors::too_many_parallel(id, in_flight, max)),
+                }
+            }
             if let Err(limited) = self
                 .limiter
                 .admit(id, k.rpm_limit, k.tpm_limit, Instant::now())
@@ -327,29 +389,31 @@ impl Policy {
                 ));
             }
         }
-        let reservation = budget_slot.clone().map(|slot| {
-            *lock(&self.reservations).entry(slot.clone()).or_insert(0) += 1;
-            Reservation {
-                map: Arc::clone(&self.reservations),
-                key: slot,
-            }
-        });
         Ok(Ticket {
             key_id: key.map(|(id, _)| Arc::clone(id)),
-            budget: budget_slot,
-            _reservation: reservation,
+            budget: reservation.as_ref().map(|(_, slot)| slot.clone()),
+            _reservation: reservation.map(|(r, _)| r),
+            _slot: slot,
             model: model.to_owned(),
             started: Instant::now(),
         })
     }
 
-    /// Step 4 for `budget` (record `id`): `Ok` with the current period, or the 402.
-    fn check_budget(
+    /// Requests of key `id` in flight on this node that hold a parallel slot.
+    pub fn parallel_in_flight(&self, id: &str) -> u32 {
+        self.parallel.in_flight(id)
+    }
+
+    /// Step 4 for `budget` (record `id`): checks the limits and reserves `held`, in
+    /// one critical section so concurrent admissions see each other. The
+    /// reservation and its (budget, period), or the 402.
+    fn reserve_budget(
         &self,
         data: &dyn PolicyData,
         id: &RecordId,
         budget: &Budget,
-    ) -> Result<u64, Rejection> {
+        held: Usage,
+    ) -> Result<(Reservation, (RecordId, u64)), Rejection> {
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
         let seen = data.usage(id, period);
@@ -366,13 +430,17 @@ impl Policy {
                 };
                 self.pacer.in_transit(id, period, seen)
             },
-            in_flight: lock(&self.reservations)
-                .get(&(id.clone(), period))
-                .copied()
-                .unwrap_or(0),
+            in_flight: Usage::default(),
+        };
+        let slot = (id.clone(), period);
+        let mut reserved = lock(&self.reservations);
+        let amounts = budget::Amounts {
+            in_flight: reserved.get(&slot).copied().unwrap_or_default(),
+            ..amounts
         };
         budget::check(id, budget, amounts, latched, period, wall)?;
-        Ok(period)
+        let reservation = Reservation::take(&self.reservations, &mut reserved, slot.clone(), held);
+        Ok((reservation, slot))
     }
 
     /// Counts a refused request: metrics always; a usage-log row only once the caller
@@ -433,8 +501,7 @@ impl Ticket {
                 _ => None,
             });
         let cost = pricing.map_or(Money::ZERO, |p| usage.cost(&p));
-        let success = (200..300).contains(&outcome.status);
-        if success {
+        if outcome.served == Served::Answered {
             if let Some((budget, period)) = &self.budget {
                 let charged = Usage {
                     spend_nanos: cost.nanos(),

@@ -177,7 +177,7 @@ pub fn complete(
     messages: &[ChatMessage],
     max_tokens: Option<u32>,
 ) -> Completion {
-    let prompt_tokens = messages.iter().map(|m| tokens::count(&m.text())).sum();
+    let prompt_tokens = u32::try_from(tokens::prompt(messages)).unwrap_or(u32::MAX);
     let last_user = messages
         .iter()
         .rev()

@@ -7,6 +7,34 @@
 //! Prompt tokens are the sum over all messages' text content; roles and message
 //! framing are not counted.
 
+use crate::openai::types::ChatMessage;
+
+/// Prompt tokens of `messages` by the rule above (the sum over their text content):
+/// what the mock reports, and what billing estimates for a prompt whose upstream
+/// never reported usage.
+pub fn prompt(messages: &[ChatMessage]) -> u64 {
+    messages.iter().map(|m| u64::from(count(&m.text()))).sum()
+}
+
+/// Tokens of the generated text in one OpenAI message or stream delta (a JSON
+/// object with `content` and maybe `tool_calls[].function.arguments`), by the rule
+/// above: what billing estimates for an answer that reported no usage.
+pub fn of_message_value(message: &serde_json::Value) -> u64 {
+    let content = message
+        .get("content")
+        .and_then(serde_json::Value::as_str)
+        .map_or(0, count);
+    let arguments: u32 = message
+        .get("tool_calls")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("function")?.get("arguments")?.as_str())
+        .map(count)
+        .sum();
+    u64::from(content) + u64::from(arguments)
+}
+
 /// Tokens in `text` by the rule above.
 pub fn count(text: &str) -> u32 {
     text.split_whitespace().map(word_tokens).sum()

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::openai::types::{ChatCompletionRequest, ChatMessage, MessageContent, Usage};
+use crate::provider::tokens;
 use crate::state::unix_seconds;
 use crate::upstream::failure::Failure;
 use crate::upstream::sse::Event;
@@ -278,6 +279,8 @@ pub struct AnthropicStream {
     cached: u64,
     /// OpenAI `tool_calls` index of each Anthropic content block that is a tool use.
     tool_index: Vec<(u64, usize)>,
+    /// Completion tokens streamed so far, by the token heuristic.
+    streamed: u64,
 }
 
 impl AnthropicStream {
@@ -292,7 +295,18 @@ impl AnthropicStream {
             usage: None,
             cached: 0,
             tool_index: Vec::new(),
+            streamed: 0,
         }
+    }
+
+    /// Completion tokens streamed so far, by the token heuristic (the estimate
+    /// billed when the stream ends before its usage).
+    pub fn streamed_tokens(&self) -> u64 {
+        self.streamed
+    }
+
+    fn count(&mut self, text: &str) {
+        self.streamed = self.streamed.saturating_add(u64::from(tokens::count(text)));
     }
 
     /// Usage reported so far.
@@ -362,6 +376,7 @@ impl AnthropicStream {
                     }
                     Some("text") => {
                         let text = block.get("text").and_then(Value::as_str).unwrap_or("");
+                        self.count(text);
                         if !text.is_empty() {
                             out.push(self.chunk(json!({"content": text}), None));
                         }
@@ -375,6 +390,7 @@ impl AnthropicStream {
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         let text = delta.get("text").and_then(Value::as_str).unwrap_or("");
+                        self.count(text);
                         out.push(self.chunk(json!({"content": text}), None));
                     }
                     Some("input_json_delta") => {
@@ -383,6 +399,7 @@ impl AnthropicStream {
                                 .get("partial_json")
                                 .and_then(Value::as_str)
                                 .unwrap_or("");
+                            self.count(part);
                             out.push(self.chunk(
                                 json!({"tool_calls": [{"index": n, "function": {"arguments": part}}]}),
                                 None,

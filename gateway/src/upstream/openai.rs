@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::openai::types::{ChatCompletionRequest, StreamOptions, Usage};
+use crate::provider::tokens;
 use crate::upstream::failure::Failure;
 use crate::upstream::sse::Event;
 use crate::upstream::stream::{data_frame, Flow};
@@ -90,6 +91,9 @@ pub struct OpenAiStream {
     usage: Option<Usage>,
     /// Cached prompt tokens of the usage chunk.
     cached: u64,
+    /// Completion tokens streamed so far, by the token heuristic (the estimate
+    /// billed when the stream ends before its usage chunk).
+    streamed: u64,
 }
 
 impl OpenAiStream {
@@ -99,7 +103,13 @@ impl OpenAiStream {
             client_wants_usage,
             usage: None,
             cached: 0,
+            streamed: 0,
         }
+    }
+
+    /// Completion tokens streamed so far, by the token heuristic.
+    pub fn streamed_tokens(&self) -> u64 {
+        self.streamed
     }
 
     /// Usage reported by the upstream, if any yet.
@@ -125,6 +135,14 @@ impl OpenAiStream {
         if chunk.get("error").is_some() {
             out.push(data_frame(event.data.as_bytes()));
             return Flow::Error;
+        }
+        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+            let tokens: u64 = choices
+                .iter()
+                .filter_map(|c| c.get("delta"))
+                .map(tokens::of_message_value)
+                .sum();
+            self.streamed = self.streamed.saturating_add(tokens);
         }
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
             if let Ok(u) = serde_json::from_value::<UsageIn>(usage.clone()) {

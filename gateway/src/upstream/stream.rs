@@ -82,9 +82,18 @@ impl Translator {
         }
     }
 
+    /// Completion tokens streamed so far by the token heuristic: what is billed
+    /// when the stream ends before the upstream reported usage.
+    pub fn streamed_tokens(&self) -> u64 {
+        match self {
+            Translator::OpenAi(t) => t.streamed_tokens(),
+            Translator::Anthropic(t) => t.streamed_tokens(),
+        }
+    }
+
     /// The usage the upstream reported, cached prompt tokens included (so a
     /// streamed request is billed like a plain one).
-    fn usage(&self) -> Option<TokenUsage> {
+    pub fn usage(&self) -> Option<TokenUsage> {
         let (usage, cached) = match self {
             Translator::OpenAi(t) => (t.usage(), t.cached()),
             Translator::Anthropic(t) => (t.usage(), t.cached()),
@@ -159,16 +168,17 @@ pub enum End {
     ClientGone,
 }
 
-/// Copies `body` to `tx` through `translator` within `bounds`; returns how it ended
-/// and the usage.
+/// Copies `body` to `tx` through `translator` within `bounds`; returns how it ended.
+/// The usage and the tokens streamed stay readable in `translator` (billing reads
+/// them after).
 pub async fn pump(
     mut body: Incoming,
-    mut translator: Translator,
+    translator: &mut Translator,
     tx: &mpsc::Sender<Bytes>,
     idle: Duration,
     clock: Arc<UpstreamClock>,
     mut bounds: StreamBounds<'_>,
-) -> (End, Option<TokenUsage>) {
+) -> End {
     let mut parser = Parser::with_limit(bounds.max_event);
     let mut out = Vec::new();
     let mut received = 0u64;
@@ -231,12 +241,8 @@ pub async fn pump(
                         for frame in out.drain(..) {
                             match send_bounded(tx, frame, bounds.deadline, metrics).await {
                                 Ok(()) => {}
-                                Err(Stopped::ClientGone) => {
-                                    return (End::ClientGone, translator.usage())
-                                }
-                                Err(Stopped::MaxDuration) => {
-                                    return (End::Failed, translator.usage())
-                                }
+                                Err(Stopped::ClientGone) => return End::ClientGone,
+                                Err(Stopped::MaxDuration) => return End::Failed,
                             }
                         }
                         match flow {
@@ -254,5 +260,5 @@ pub async fn pump(
             break End::Failed;
         }
     };
-    (end, translator.usage())
+    end
 }

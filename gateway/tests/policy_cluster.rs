@@ -17,7 +17,7 @@ use aurora_core::state::store::Usage;
 use aurora_gateway::metrics::Metrics;
 use aurora_gateway::openai::types::ChatCompletionRequest;
 use aurora_gateway::policy::data::PolicyData;
-use aurora_gateway::policy::{auth, Policy, Settled, TokenUsage};
+use aurora_gateway::policy::{auth, Policy, Served, Settled, TokenUsage};
 
 /// How usage travels from the node that recorded it to the others.
 #[derive(Clone, Copy, Debug, Default)]
@@ -206,6 +206,7 @@ fn request(data: &SimNode, policy: &Policy, metrics: &Metrics) -> bool {
         metrics,
         Settled {
             status: 200,
+            served: Served::Answered,
             usage: Some(TokenUsage {
                 prompt: 1,
                 completion: 1,

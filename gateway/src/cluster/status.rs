@@ -69,7 +69,8 @@ pub struct StatusDocument {
     pub voters: Option<Vec<NodeRef>>,
     /// What an operator should fix that is not a cluster fault, e.g. a model without
     /// a pricing record, whose requests are not billed
-    /// ([`crate::policy::unpriced`]).
+    /// ([`crate::policy::unpriced`]). Left out when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 

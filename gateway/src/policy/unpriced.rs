@@ -21,13 +21,20 @@ pub fn of_model(data: &dyn PolicyData, model: &str) -> Option<String> {
     }
 }
 
-/// One warning per target of the live catalog (config file and replicated models)
-/// that has no pricing record, in catalog order.
+/// One warning per upstream target of the live catalog (config file and replicated
+/// models) that has no pricing record, in catalog order. The built-in mock models are
+/// left out: they cost nothing real, and a default single-node run should not open
+/// with warnings.
 pub fn warnings(state: &AppState) -> Vec<String> {
     let catalog = state.catalog.load();
     catalog
         .target_ids()
         .iter()
+        .filter(|id| {
+            catalog
+                .resolve(id)
+                .is_some_and(|r| r.targets.iter().any(|(t, _)| t.mock.is_none()))
+        })
         .filter_map(|id| of_model(&state.state_view, id))
         .collect()
 }

@@ -117,6 +117,8 @@ struct Inner {
     cost_nanos: BTreeMap<Arc<str>, u64>,
     /// Requests or streams cut off by a bound of `gateway.limits`, by bound.
     limits: BTreeMap<&'static str, u64>,
+    /// Answered requests charged an estimate (no usage reported), by final status.
+    billed_estimates: BTreeMap<u16, u64>,
 }
 
 /// Most distinct key ids used as a label; later keys are counted under `_other`, so a
@@ -231,6 +233,13 @@ impl Metrics {
         self.lock().limits.get(limit).copied().unwrap_or(0)
     }
 
+    /// One answered request was charged an estimate because no usage was reported
+    /// (the client left, the upstream broke, or it never sent usage); `status` is how
+    /// it ended (200, 499, 502…: a handful of values).
+    pub fn billed_estimate(&self, status: u16) {
+        *self.lock().billed_estimates.entry(status).or_insert(0) += 1;
+    }
+
     /// Spend of one request on `model`, in nano-USD.
     pub fn cost(&self, model: &Arc<str>, nanos: u64) {
         let mut inner = self.lock();
@@ -334,13 +343,24 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP aurora_policy_rejections_total Requests refused before going upstream, by status and reason (missing_key, unknown_key, key_disabled, key_expired, model_not_allowed, guardrail_denied, guardrail_input_too_large, budget_exceeded, rpm_limit, tpm_limit)."
+            "# HELP aurora_policy_rejections_total Requests refused before going upstream, by status and reason (missing_key, unknown_key, key_disabled, key_expired, key_misconfigured, model_not_allowed, guardrail_denied, guardrail_input_too_large, budget_exceeded, max_parallel_requests, rpm_limit, tpm_limit)."
         );
         let _ = writeln!(out, "# TYPE aurora_policy_rejections_total counter");
         for ((status, reason), n) in &inner.rejections {
             let _ = writeln!(
                 out,
                 "aurora_policy_rejections_total{{status=\"{status}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_billed_estimates_total Answered requests charged an estimate (prompt + streamed tokens by the heuristic) because no usage was reported, by final status."
+        );
+        let _ = writeln!(out, "# TYPE aurora_billed_estimates_total counter");
+        for (status, n) in &inner.billed_estimates {
+            let _ = writeln!(
+                out,
+                "aurora_billed_estimates_total{{status=\"{status}\"}} {n}"
             );
         }
         let _ = writeln!(

@@ -218,6 +218,11 @@ async fn a_client_that_leaves_mid_stream_is_charged_the_estimate() {
         charged.tokens
     );
     assert_eq!(rows[0].cost_nanos, charged.spend_nanos);
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("aurora_billed_estimates_total{status=\"499\"} 1"),
+        "{metrics}"
+    );
     server.stop().await;
 }
 

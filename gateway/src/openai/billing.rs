@@ -9,7 +9,9 @@
 //! an estimate (prompt tokens by the heuristic of [`crate::provider::tokens`] plus
 //! the completion tokens streamed so far) and debited from the key's tpm bucket, a
 //! request without an answer releases its reservation and costs nothing. Settling
-//! takes the ticket, so a second settle is impossible by construction.
+//! takes the ticket, so a second settle is impossible by construction. (A streaming
+//! task cancelled mid-stream — only at runtime shutdown — reports its streamed
+//! tokens when the pump returns, so such a bill is charged the prompt alone.)
 
 use std::sync::Arc;
 
@@ -120,6 +122,9 @@ impl Bill {
             return;
         };
         let estimate = self.estimate();
+        if reported.is_none() && matches!(self.answer, Answer::Began { .. }) {
+            self.state.metrics.billed_estimate(status);
+        }
         let (served, usage, target) = match &self.answer {
             Answer::Pending => (Served::NotAnswered, None, None),
             Answer::Began { target, .. } => (

@@ -4,10 +4,13 @@
 //! section of `aurora.yaml` (and later the `CLUSTER_*` environment, issue 5). Keeping parsing out of the
 //! library means tests build a server from a struct literal, with no files or env.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::catalog::Catalog;
+use serde::Deserialize;
+
+use crate::catalog::{Catalog, CatalogError};
 use crate::http::limits::Limits;
 use crate::upstream::policy::UpstreamPolicy;
 use crate::usage::retention::Retention;
@@ -44,15 +47,88 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// Retention of the usage log (`gateway.usage_log`).
     pub usage_log: Retention,
-    /// Output tokens whose cost is reserved on a key's budget at admission for a
-    /// request that sets neither `max_completion_tokens` nor `max_tokens` (see
-    /// [`crate::policy::reserve`]); the difference is released when it is settled.
-    pub reserve_output_tokens: u32,
+    /// What admission reserves on a key's budget (`gateway.budgets` in the file).
+    pub budgets: BudgetSettings,
 }
 
 /// Default output allowance reserved per request without `max_tokens`: the usual
 /// output cap of current chat models, so a budget is rarely overrun by a burst.
 pub const DEFAULT_RESERVE_OUTPUT_TOKENS: u32 = 4096;
+
+/// Largest output allowance accepted (a typo such as an extra zero is refused).
+pub const MAX_RESERVE_OUTPUT_TOKENS: u32 = 10_000_000;
+
+fn default_reserve_output_tokens() -> u32 {
+    DEFAULT_RESERVE_OUTPUT_TOKENS
+}
+
+/// `gateway.budgets`: the output tokens whose cost is reserved on a key's budget at
+/// admission for a request that sets neither `max_completion_tokens` nor
+/// `max_tokens` (see [`crate::policy::reserve`]); the difference is released when the
+/// request is settled.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSettings {
+    /// For any model not listed below.
+    #[serde(default = "default_reserve_output_tokens")]
+    pub reserve_output_tokens: u32,
+    /// Per catalog name (model, alias or route, as clients send it; or a target
+    /// model of a route): models whose answers run longer or shorter.
+    #[serde(default)]
+    pub reserve_output_tokens_by_model: BTreeMap<String, u32>,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        Self {
+            reserve_output_tokens: DEFAULT_RESERVE_OUTPUT_TOKENS,
+            reserve_output_tokens_by_model: BTreeMap::new(),
+        }
+    }
+}
+
+impl BudgetSettings {
+    /// Every allowance from 1 to [`MAX_RESERVE_OUTPUT_TOKENS`]; the error names the
+    /// key (relative to `gateway.budgets`).
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        let bad = |n: u32| !(1..=MAX_RESERVE_OUTPUT_TOKENS).contains(&n);
+        let message = |n: u32| format!("must be from 1 to {MAX_RESERVE_OUTPUT_TOKENS}, got {n}");
+        if bad(self.reserve_output_tokens) {
+            return Err(CatalogError::new(
+                "reserve_output_tokens",
+                message(self.reserve_output_tokens),
+            ));
+        }
+        for (model, &n) in &self.reserve_output_tokens_by_model {
+            if bad(n) {
+                return Err(CatalogError::new(
+                    format!("reserve_output_tokens_by_model.{model}"),
+                    message(n),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The allowance of a request to the public name `model` whose targets are
+    /// `targets`: the name's own entry, else the largest entry among the targets,
+    /// else the default.
+    pub fn output_tokens_for<'a>(
+        &self,
+        model: &str,
+        targets: impl IntoIterator<Item = &'a str>,
+    ) -> u32 {
+        let by = &self.reserve_output_tokens_by_model;
+        if let Some(&n) = by.get(model) {
+            return n;
+        }
+        targets
+            .into_iter()
+            .filter_map(|t| by.get(t).copied())
+            .max()
+            .unwrap_or(self.reserve_output_tokens)
+    }
+}
 
 /// Defaults of the mock provider, overridable per request in the model name
 /// (see [`crate::provider::mock`]).
@@ -89,7 +165,7 @@ impl Default for GatewayConfig {
             upstream: UpstreamPolicy::default(),
             limits: Limits::default(),
             usage_log: Retention::default(),
-            reserve_output_tokens: DEFAULT_RESERVE_OUTPUT_TOKENS,
+            budgets: BudgetSettings::default(),
         }
     }
 }

@@ -21,9 +21,7 @@ use anyhow::Context as _;
 use aurora_gateway::catalog::file::GatewayFile;
 use aurora_gateway::catalog::store::process_env;
 use aurora_gateway::cluster::Node;
-use aurora_gateway::config::{
-    GatewayConfig, MockDefaults, DEFAULT_MAX_BODY_BYTES, DEFAULT_RESERVE_OUTPUT_TOKENS,
-};
+use aurora_gateway::config::{GatewayConfig, MockDefaults, DEFAULT_MAX_BODY_BYTES};
 use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenSource};
 use aurora_io::config::ClusterSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -161,11 +159,6 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     mock_completion_tokens: u32,
-    /// Budgets: output tokens whose cost is reserved at admission for a request that
-    /// sets no `max_tokens` (released when it is settled).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RESERVE_OUTPUT_TOKENS,
-          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    reserve_output_tokens: u32,
     /// After the drain: seconds to announce departure to the cluster before exiting.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     leave_timeout_secs: u64,
@@ -334,7 +327,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             upstream: file.upstream,
             limits: file.limits,
             usage_log: file.usage_log.clone(),
-            reserve_output_tokens: args.reserve_output_tokens,
+            budgets: file.budgets,
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
@@ -444,6 +437,9 @@ async fn reload_on_sighup(
                     tracing::warn!(
                         "`gateway.limits` or `gateway.usage_log` changed; they take effect after a restart"
                     );
+                }
+                if file.budgets != state.config.budgets {
+                    tracing::warn!("`gateway.budgets` changed; it takes effect after a restart");
                 }
                 match state.replace_base_catalog(file.catalog) {
                     Ok(()) => tracing::info!(path = %path.display(), "config reloaded"),

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::catalog::records::{Catalog, CatalogError, Model, Provider, Route};
+use crate::config::BudgetSettings;
 use crate::http::limits::Limits;
 use crate::upstream::policy::UpstreamPolicy;
 use crate::usage::retention::Retention;
@@ -30,6 +31,8 @@ pub struct GatewayFile {
     pub usage_log: Retention,
     /// The initial catalog.
     pub catalog: Catalog,
+    /// What admission reserves on budgets (`gateway.budgets`).
+    pub budgets: BudgetSettings,
 }
 
 impl Default for GatewayFile {
@@ -40,6 +43,7 @@ impl Default for GatewayFile {
             limits: Limits::default(),
             usage_log: Retention::default(),
             catalog: Catalog::builtin(),
+            budgets: BudgetSettings::default(),
         }
     }
 }
@@ -101,6 +105,8 @@ struct Section {
     models: Vec<Model>,
     #[serde(default)]
     routes: Vec<Route>,
+    #[serde(default)]
+    budgets: BudgetSettings,
 }
 
 /// Reads and validates `path`.
@@ -167,6 +173,10 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
         .usage_log
         .validate()
         .map_err(|e| ParseError::Invalid(e.under("usage_log").under("gateway")))?;
+    section
+        .budgets
+        .validate()
+        .map_err(|e| ParseError::Invalid(e.under("budgets").under("gateway")))?;
     let catalog = Catalog {
         providers: section
             .providers
@@ -182,6 +192,7 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
         limits: section.limits,
         usage_log: section.usage_log,
         catalog,
+        budgets: section.budgets,
     })
 }
 
@@ -196,6 +207,36 @@ mod tests {
             Err(ParseError::Syntax { key, .. }) => key,
             Err(ParseError::Invalid(e)) => e.path,
         }
+    }
+
+    #[test]
+    fn budget_reservations_parse_and_are_validated() {
+        let file = parse(
+            "gateway:\n  budgets:\n    reserve_output_tokens: 1000\n    reserve_output_tokens_by_model: {big: 32000}\n",
+        )
+        .expect("parses");
+        assert_eq!(file.budgets.output_tokens_for("big", []), 32_000);
+        assert_eq!(file.budgets.output_tokens_for("route", ["big"]), 32_000);
+        assert_eq!(file.budgets.output_tokens_for("other", ["x"]), 1_000);
+        assert_eq!(
+            parse("gateway: {}\n")
+                .expect("empty")
+                .budgets
+                .reserve_output_tokens,
+            4096
+        );
+        assert_eq!(
+            key_of("gateway:\n  budgets: {reserve_output_tokens: 0}\n"),
+            "gateway.budgets.reserve_output_tokens"
+        );
+        assert_eq!(
+            key_of("gateway:\n  budgets: {reserve_output_tokens_by_model: {m: 20000000}}\n"),
+            "gateway.budgets.reserve_output_tokens_by_model.m"
+        );
+        assert_eq!(
+            key_of("gateway:\n  budgets: {reserve: 1}\n"),
+            "gateway.budgets.reserve"
+        );
     }
 
     #[test]

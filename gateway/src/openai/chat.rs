@@ -121,7 +121,10 @@ where
         .map(|t| Arc::clone(&t.id))
         .collect();
     let allowance = Allowance {
-        output_tokens: state.config.reserve_output_tokens,
+        output_tokens: state
+            .config
+            .budgets
+            .output_tokens_for(&name, priced_as.iter().map(|t| &**t)),
         priced_as: &priced_as,
     };
     let ticket =

@@ -10,7 +10,7 @@
 //! reserves, atomically with the check (one lock), one request and the request's
 //! estimated cost ([`estimate_cost`]: the prompt by the token heuristic plus the
 //! output allowance — `max_completion_tokens`, `max_tokens`, or the configured
-//! default — at the most expensive pricing record the request may be billed at).
+//! per-model or default allowance, `gateway.budgets` — at the most expensive pricing record the request may be billed at).
 //! The next check counts the reservations of every request in flight. Settling
 //! records the real usage, then drops the reservation (the difference is released);
 //! a request that ends before an upstream answered releases it and costs nothing.

@@ -287,6 +287,11 @@ impl SimNode {
     pub fn is_up(&self) -> bool {
         self.status == Status::Up
     }
+
+    /// What it would restart with.
+    pub(crate) fn disk(&self) -> &Restored {
+        &self.disk
+    }
 }
 
 pub struct World {

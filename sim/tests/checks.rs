@@ -81,3 +81,46 @@ fn invalid_timing_is_a_reported_failure_not_an_abort() {
     let o = run_seed(5, &params, false);
     assert_eq!(o.failures[0].check, "no-panic", "{:?}", o.failures);
 }
+
+/// A write acknowledged by a node that crashes before it has gossiped it, and
+/// stays down, is owed by that node's disk (it restarts with it and spreads it
+/// then), not by the others: the detection benchmark's permanent crash failed
+/// `durability` or `no-resurrection` on 7 to 14 of 1,000 seeds for writes that
+/// were never lost. The check now looks at the crashed origin's disk instead.
+#[test]
+fn a_write_acknowledged_right_before_a_permanent_crash_is_owed_by_its_disk() {
+    use aurora_core::state::records::Collection;
+    use aurora_core::state::store::Key;
+    use aurora_core::Command;
+    let params = SimParams {
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
+        safety: Duration::from_secs(10),
+        liveness: Duration::from_secs(10),
+        workload: aurora_sim::world::Workload::none(),
+        ..SimParams::default()
+    };
+    let mut w = World::new(3, params);
+    let at = Duration::from_secs(5);
+    w.run_until(aurora_core::Millis::ZERO + at);
+    let (id, record) = aurora_sim::world::sample_model(1, 7);
+    let hlc = w
+        .command(
+            4,
+            Command::Put {
+                id: id.clone(),
+                record,
+            },
+        )
+        .expect("an active node with a known history writes");
+    let key = Key::Record(Collection::Models, id);
+    w.obs.acked(key.clone(), hlc, true);
+    // Crashed in the same instant: the write never left its rumour queue.
+    w.at(at, Action::Crash(4));
+    w.run();
+    // No live node has it (what `durability` used to demand of them) ...
+    for n in w.nodes.iter().filter_map(|n| n.node.as_ref()) {
+        assert!(n.replica().store().get(&key).is_none());
+    }
+    // ... and the run passes because the crashed node's disk holds it.
+    assert!(w.obs.failures.is_empty(), "{:?}", w.obs.failures);
+}

@@ -2,7 +2,10 @@
 //!
 //! Each benchmark prints the numbers it measured next to the goal they are held
 //! against; none of them asserts a wall-clock time (the simulator's own speed is
-//! reported, in seeds per second, but never tested).
+//! reported, in seeds per second, but never tested). The membership and
+//! propagation benchmarks also say which bounds they missed ([`Measured`]), so
+//! `aurora-sim bench ... --assert` can fail CI: their figures are in simulated
+//! time, the same on any machine, so such a guard cannot flake.
 
 use core::time::Duration;
 
@@ -15,9 +18,10 @@ use aurora_core::Command;
 use crate::run::{quantile, run_seeds, Figures};
 use crate::world::{Action, ProfileSpec, SimParams, Workload, World};
 
-/// Time from a crash to "failed" at every member: 5 nodes, 5 % loss, default timing.
-pub fn detection(seeds: u64, threads: usize) -> Vec<String> {
-    let params = SimParams {
+/// The world of the detection benchmark: 5 nodes, 5 % loss, default timing, the
+/// last node crashed at 20 s and never restarted.
+pub fn detection_params() -> SimParams {
+    SimParams {
         profile: ProfileSpec::Fixed(FaultProfile {
             link: LinkConditions {
                 loss: 0.05,
@@ -31,36 +35,136 @@ pub fn detection(seeds: u64, threads: usize) -> Vec<String> {
         liveness: Duration::from_secs(20),
         script: vec![(Duration::from_secs(20), Action::Crash(4))],
         ..SimParams::default()
-    };
+    }
+}
+
+/// What a guarded benchmark measured, and the bounds it missed (empty: all held).
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub lines: Vec<String>,
+    pub missed: Vec<String>,
+}
+
+impl Measured {
+    /// Records `what` as missed unless `held`.
+    fn bound(&mut self, held: bool, what: String) {
+        if !held {
+            self.missed.push(what);
+        }
+    }
+}
+
+/// Detection p99 bound the CI guard holds with default timing. The goal (p99 <=
+/// 5 s) is not reachable with memberlist's LAN defaults: the suspicion alone lasts
+/// 4 s after the first missed probe (docs/benchmarks.md). 9 s is that floor plus
+/// the probing tail as measured once the rumour fix was in (p99 8.28 s at f00c613);
+/// the regression this guard is for took it to 14.4 s.
+pub const DETECTION_P99_BOUND_MS: u64 = 9_000;
+
+/// Write propagation p99 bound of the CI guard at N = 100. The goal is 1 s; it is
+/// not met over more than one lucky seed (p99 of the 50 writes 1.2-1.7 s over
+/// seeds 0-5, before and after the commits that moved seed 0), see
+/// docs/benchmarks.md. The guard keeps the tail from growing past 2 s.
+pub const PROPAGATION_P99_BOUND_MS: u64 = 2_000;
+
+/// Copies received per node per write: the goal, held by the guard.
+pub const PROPAGATION_COPIES_GOAL: f64 = 10.0;
+
+/// One line per failed check of up to ten failed seeds, with how to replay them.
+fn failed_seed_lines(outcomes: &[crate::run::SeedOutcome], replay: &str) -> Vec<String> {
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed()).collect();
+    let mut lines = Vec::new();
+    for o in failed.iter().take(10) {
+        for c in &o.failures {
+            lines.push(format!(
+                "  seed {} FAILED {}: {}",
+                o.seed, c.check, c.detail
+            ));
+        }
+        lines.push(format!(
+            "    replay: aurora-sim replay --seed {} {replay}",
+            o.seed
+        ));
+    }
+    if failed.len() > 10 {
+        lines.push(format!("  ... and {} more failed seeds", failed.len() - 10));
+    }
+    lines
+}
+
+/// Time from a crash to "failed" at every member: 5 nodes, 5 % loss, default timing.
+/// Bounds: p99 <= [`DETECTION_P99_BOUND_MS`], every seed passes every check.
+pub fn detection(seeds: u64, threads: usize) -> Measured {
+    let params = detection_params();
     let (outcomes, secs) = run_seeds(0, seeds, &params, threads, false);
     let f = Figures::of(&outcomes);
-    vec![
-        format!("detection, 5 nodes, 5% loss, default (LAN) timing, {seeds} seeds, {secs:.1}s wall"),
+    let mut m = Measured {
+        lines: vec![
+            format!("detection, 5 nodes, 5% loss, default (LAN) timing, {seeds} seeds, {secs:.1}s wall"),
+            format!(
+                "  crash -> failed at every member: p50 {} ms, p99 {} ms, max {} ms (goal p99 <= 5000 ms, not reachable with default timing; guard p99 <= {DETECTION_P99_BOUND_MS} ms)",
+                f.detection_p50_ms, f.detection_p99_ms, f.detection_max_ms
+            ),
+            format!("  seeds passing every check: {}/{}", f.passed, f.seeds),
+        ],
+        missed: Vec::new(),
+    };
+    m.lines
+        .extend(failed_seed_lines(&outcomes, "--bench-world detection"));
+    m.bound(
+        f.detection_p99_ms <= DETECTION_P99_BOUND_MS,
         format!(
-            "  crash -> failed at every member: p50 {} ms, p99 {} ms, max {} ms (goal p99 <= 5000 ms)",
-            f.detection_p50_ms, f.detection_p99_ms, f.detection_max_ms
+            "detection p99 {} ms > {DETECTION_P99_BOUND_MS} ms",
+            f.detection_p99_ms
         ),
-        format!("  seeds passing every check: {}/{}", f.passed, f.seeds),
-    ]
+    );
+    m.bound(
+        f.passed == f.seeds,
+        format!(
+            "detection: {} of {} seeds failed a check",
+            f.seeds - f.passed,
+            f.seeds
+        ),
+    );
+    m
 }
 
 /// False positives on calm seeds (loss ≤ 10 %, no partitions; crashes, pauses,
-/// slow nodes, churn and drift as drawn).
-pub fn false_positives(seeds: u64, threads: usize) -> Vec<String> {
+/// slow nodes, churn and drift as drawn). Bounds: no live node declared failed,
+/// every seed passes every check.
+pub fn false_positives(seeds: u64, threads: usize) -> Measured {
     let params = SimParams {
         profile: ProfileSpec::Calm,
         ..SimParams::default()
     };
     let (outcomes, secs) = run_seeds(0, seeds, &params, threads, false);
     let f = Figures::of(&outcomes);
-    vec![
-        format!("false positives, 5 nodes, calm profiles (loss <= 10%, no partitions), {seeds} seeds, {secs:.1}s wall"),
+    let mut m = Measured {
+        lines: vec![
+            format!("false positives, 5 nodes, calm profiles (loss <= 10%, no partitions), {seeds} seeds, {secs:.1}s wall"),
+            format!(
+                "  live nodes declared failed: {} (goal 0); suspicions raised and refuted: {}",
+                f.false_positives, f.suspicions
+            ),
+            format!("  seeds passing every check: {}/{}", f.passed, f.seeds),
+        ],
+        missed: Vec::new(),
+    };
+    m.lines
+        .extend(failed_seed_lines(&outcomes, "--profile calm"));
+    m.bound(
+        f.false_positives == 0,
+        format!("{} live nodes declared failed (goal 0)", f.false_positives),
+    );
+    m.bound(
+        f.passed == f.seeds,
         format!(
-            "  live nodes declared failed: {} (goal 0); suspicions raised and refuted: {}",
-            f.false_positives, f.suspicions
+            "false positives: {} of {} calm seeds failed a check",
+            f.seeds - f.passed,
+            f.seeds
         ),
-        format!("  seeds passing every check: {}/{}", f.passed, f.seeds),
-    ]
+    );
+    m
 }
 
 /// No faults; 10 ms ± 5 ms links.
@@ -206,7 +310,11 @@ fn quiet_world(nodes: usize, seed: u64, link: LinkConditions) -> World {
 
 /// A write's trip to every node: `writes` writes from random nodes, one every
 /// 200 ms, on a settled cluster with 1 % loss and 10 ms links.
-pub fn write_propagation(nodes: usize, writes: usize, seed: u64) -> Vec<String> {
+///
+/// Bounds (held at N = 100, where the goal's figures are): p99 <=
+/// [`PROPAGATION_P99_BOUND_MS`], <= [`PROPAGATION_COPIES_GOAL`] copies, every write
+/// complete.
+pub fn write_propagation(nodes: usize, writes: usize, seed: u64) -> Measured {
     let link = LinkConditions {
         loss: 0.01,
         delay_ms: 10,
@@ -215,9 +323,11 @@ pub fn write_propagation(nodes: usize, writes: usize, seed: u64) -> Vec<String> 
     };
     let mut w = quiet_world(nodes, seed, link);
     let Some(done) = until_converged(&mut w, Millis(120_000)) else {
-        return vec![format!(
-            "write propagation, N={nodes}: membership never converged"
-        )];
+        let what = format!("write propagation, N={nodes}: membership never converged");
+        return Measured {
+            lines: vec![what.clone()],
+            missed: vec![what],
+        };
     };
     // Let the join traffic die down.
     let mut t = done + Duration::from_secs(30);
@@ -248,13 +358,34 @@ pub fn write_propagation(nodes: usize, writes: usize, seed: u64) -> Vec<String> 
         }
     }
     reach.sort_unstable();
-    vec![format!(
-        "write propagation, N={nodes}, 1% loss, 10 ms links, {} writes: every node has it after p50 {} ms, p99 {} ms, max {} ms; {incomplete} incomplete after 10 s; {copies:.1} copies received per node per write",
-        sent.len(),
-        quantile(&reach, 0.5),
-        quantile(&reach, 0.99),
-        reach.last().copied().unwrap_or(0)
-    )]
+    let p99 = quantile(&reach, 0.99);
+    let mut m = Measured {
+        lines: vec![format!(
+            "write propagation, N={nodes}, 1% loss, 10 ms links, {} writes: every node has it after p50 {} ms, p99 {p99} ms, max {} ms; {incomplete} incomplete after 10 s; {copies:.1} copies received per node per write",
+            sent.len(),
+            quantile(&reach, 0.5),
+            reach.last().copied().unwrap_or(0)
+        )],
+        missed: Vec::new(),
+    };
+    if nodes == 100 {
+        m.bound(
+            p99 <= PROPAGATION_P99_BOUND_MS,
+            format!("write propagation N=100 p99 {p99} ms > {PROPAGATION_P99_BOUND_MS} ms"),
+        );
+        m.bound(
+            copies <= PROPAGATION_COPIES_GOAL,
+            format!("write propagation N=100: {copies:.1} copies per node per write > {PROPAGATION_COPIES_GOAL}"),
+        );
+    }
+    m.bound(
+        incomplete == 0 && !sent.is_empty(),
+        format!(
+            "write propagation N={nodes}: {incomplete} of {} writes incomplete after 10 s",
+            sent.len()
+        ),
+    );
+    m
 }
 
 /// A 60 s partition with writes on both sides, then healed: how long until every

@@ -20,8 +20,9 @@ const USAGE: &str = "usage:
   aurora-sim replay --seed S [--nodes K] [--duration SECS] [--liveness SECS]
   aurora-sim scenario NAME [--seed S]    (aurora-sim scenario --list)
   aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|
-                   write-propagation|partition-heal|anti-entropy|merge|snapshot|failover|all [--seeds N] [--nodes K]
-options: --profile drawn|calm|none selects the fault profile of run and replay (default drawn);
+                   write-propagation|partition-heal|anti-entropy|merge|snapshot|failover|all [--seeds N] [--nodes K] [--assert]
+options: --assert makes bench exit 1 when detection, false-positives or write-propagation misses a bound;
+         --bench-world detection runs and replays the detection benchmark's world (give it first); --profile drawn|calm|none selects the fault profile of run and replay (default drawn);
          --failover-mode single_node|active_passive|active_active (default: drawn per seed);
          --crash-at SECS crashes the last node at SECS (as the detection bench does)";
 
@@ -32,6 +33,8 @@ struct Opts {
     params: SimParams,
     threads: usize,
     determinism: bool,
+    /// `bench`: exit 1 when a guarded benchmark misses a bound.
+    assert: bool,
     rest: Vec<String>,
 }
 
@@ -42,6 +45,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         params: SimParams::default(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         determinism: true,
+        assert: false,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -59,6 +63,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--liveness" => o.params.liveness = Duration::from_secs(value("--liveness")?),
             "--threads" => o.threads = value("--threads")?.max(1) as usize,
             "--no-determinism" => o.determinism = false,
+            "--assert" => o.assert = true,
             "--crash-at" => {
                 let at = Duration::from_secs(value("--crash-at")?);
                 let last = o.params.nodes.saturating_sub(1);
@@ -76,6 +81,12 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                         ))
                     }
                 });
+            }
+            "--bench-world" => {
+                o.params = match it.next().map(String::as_str) {
+                    Some("detection") => bench::detection_params(),
+                    other => return Err(format!("--bench-world expects detection, got {other:?}")),
+                }
             }
             "--profile" => {
                 o.params.profile = match it.next().map(String::as_str) {
@@ -280,12 +291,17 @@ fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
     let seeds = |default: u64| if seeds_given { o.seeds } else { default };
     let nodes = |default: usize| if nodes_given { o.params.nodes } else { default };
     let mut lines = Vec::new();
+    let mut missed = Vec::new();
+    let mut guarded = |m: bench::Measured, lines: &mut Vec<String>| {
+        lines.extend(m.lines);
+        missed.extend(m.missed);
+    };
     let all = name == "all";
     if all || name == "detection" {
-        lines.extend(bench::detection(seeds(1000), o.threads));
+        guarded(bench::detection(seeds(1000), o.threads), &mut lines);
     }
     if all || name == "false-positives" {
-        lines.extend(bench::false_positives(seeds(10_000), o.threads));
+        guarded(bench::false_positives(seeds(10_000), o.threads), &mut lines);
     }
     if all || name == "cold-start" {
         lines.extend(bench::cold_start(nodes(1000), o.start));
@@ -308,7 +324,7 @@ fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
             vec![100, 1000]
         };
         for n in sizes {
-            lines.extend(bench::write_propagation(n, 50, o.start));
+            guarded(bench::write_propagation(n, 50, o.start), &mut lines);
         }
     }
     if all || name == "partition-heal" {
@@ -333,5 +349,12 @@ fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
     for l in lines {
         println!("{l}");
     }
-    ExitCode::SUCCESS
+    for m in &missed {
+        println!("MISSED: {m}");
+    }
+    if o.assert && !missed.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -49,6 +49,113 @@ pub struct GatewayConfig {
     pub usage_log: Retention,
     /// What admission reserves on a key's budget (`gateway.budgets` in the file).
     pub budgets: BudgetSettings,
+    /// Whether a node whose state holds no API key serves clients anonymously.
+    pub auth: AuthMode,
+    /// The only variables a provider's `api_key_env` may name start with this, so a
+    /// record (replicated from any node, or created through the admin API) cannot
+    /// make this node send an unrelated secret such as `AWS_SECRET_ACCESS_KEY` to a
+    /// URL of the record writer's choosing.
+    pub provider_env_prefix: String,
+    /// Who may read `/metrics`.
+    pub metrics_auth: MetricsAuth,
+}
+
+/// `gateway.provider_env_prefix` when unset.
+pub const DEFAULT_PROVIDER_ENV_PREFIX: &str = "AURORA_PROVIDER_";
+
+/// Checks a `provider_env_prefix`: a non-empty start of an environment variable name
+/// (an empty prefix would allow every variable, which is what the setting prevents).
+pub fn validate_env_prefix(prefix: &str) -> Result<(), String> {
+    let valid = !prefix.is_empty()
+        && !prefix.starts_with(|c: char| c.is_ascii_digit())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{prefix:?} must be a non-empty start of a variable name (letters, digits, _)"
+        ))
+    }
+}
+
+/// Whether a provider may read the variable `var` under `prefix` (see
+/// [`GatewayConfig::provider_env_prefix`]).
+pub fn env_name_allowed(var: &str, prefix: &str) -> bool {
+    var.starts_with(prefix)
+}
+
+/// `gateway.metrics_auth`: what `/metrics` asks of its caller.
+///
+/// The series name keys, models, providers and members, and their counters tell an
+/// outsider how the gateway is used; on a listener others can reach that is worth
+/// the admin token. On loopback a local scraper reads it without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsAuth {
+    /// Anyone who reaches the listener.
+    #[default]
+    None,
+    /// The admin token, as `Authorization: Bearer` (like the admin API).
+    Admin,
+}
+
+impl MetricsAuth {
+    /// The default: open on a loopback listener, the admin token elsewhere.
+    pub fn default_for(listen: SocketAddr) -> MetricsAuth {
+        if listen.ip().is_loopback() {
+            MetricsAuth::None
+        } else {
+            MetricsAuth::Admin
+        }
+    }
+}
+
+/// `gateway.auth`: what a node does while no API key exists.
+///
+/// Why a setting and not "open until the first key": a new or replaced node joining a
+/// cluster that has keys holds none until they arrive (forever if its seeds are
+/// unreachable), and would serve everyone anonymously, with no budget or limit, in the
+/// meantime. So keyless access must be chosen, and it is the default only where nobody
+/// else can reach the node ([`AuthMode::default_for`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// No key exists: serve anonymously. Once one exists, every request needs one.
+    Open,
+    /// Every request needs a valid key; with no key at all: 401 naming the reason.
+    #[default]
+    Keys,
+}
+
+impl AuthMode {
+    /// The default: `open` only for a lone node whose HTTP listener is loopback,
+    /// `keys` for anything reachable from elsewhere or clustered.
+    pub fn default_for(listen: SocketAddr, clustered: bool) -> AuthMode {
+        if listen.ip().is_loopback() && !clustered {
+            AuthMode::Open
+        } else {
+            AuthMode::Keys
+        }
+    }
+
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Open => "open",
+            AuthMode::Keys => "keys",
+        }
+    }
+
+    /// Parses `open` or `keys`.
+    pub fn parse(text: &str) -> Option<AuthMode> {
+        match text {
+            "open" => Some(AuthMode::Open),
+            "keys" => Some(AuthMode::Keys),
+            _ => None,
+        }
+    }
 }
 
 /// Default output allowance reserved per request without `max_tokens`: the usual
@@ -166,18 +273,46 @@ impl Default for GatewayConfig {
             limits: Limits::default(),
             usage_log: Retention::default(),
             budgets: BudgetSettings::default(),
+            auth: AuthMode::Keys,
+            provider_env_prefix: DEFAULT_PROVIDER_ENV_PREFIX.to_owned(),
+            metrics_auth: MetricsAuth::Admin,
         }
     }
 }
 
 impl ServerConfig {
-    /// A config with the documented defaults, listening on `listen`.
+    /// A config with the documented defaults, listening on `listen` (a lone node:
+    /// `auth` is [`AuthMode::default_for`] `listen`).
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
-            gateway: GatewayConfig::default(),
+            gateway: GatewayConfig {
+                auth: AuthMode::default_for(listen, false),
+                metrics_auth: MetricsAuth::default_for(listen),
+                ..GatewayConfig::default()
+            },
             shutdown_grace: Duration::ZERO,
             drain_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_only_for_a_lone_loopback_node() {
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let v6: SocketAddr = "[::1]:8080".parse().expect("addr");
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let lan: SocketAddr = "10.0.0.5:8080".parse().expect("addr");
+        assert_eq!(AuthMode::default_for(loopback, false), AuthMode::Open);
+        assert_eq!(AuthMode::default_for(v6, false), AuthMode::Open);
+        assert_eq!(AuthMode::default_for(loopback, true), AuthMode::Keys);
+        assert_eq!(AuthMode::default_for(any, false), AuthMode::Keys);
+        assert_eq!(AuthMode::default_for(lan, false), AuthMode::Keys);
+        assert_eq!(ServerConfig::new(any).gateway.auth, AuthMode::Keys);
+        assert_eq!(ServerConfig::new(loopback).gateway.auth, AuthMode::Open);
     }
 }

@@ -3,8 +3,9 @@
 //! `/health` says the process is up and serving HTTP (restart it if not);
 //! `/health/ready` says it should receive traffic. They differ during shutdown: a
 //! draining node is alive but not ready, so a load balancer stops sending it new
-//! requests while the in-flight ones finish. Later readiness also waits for state to be
-//! loaded and, in active_passive mode, for this node to be the active one.
+//! requests while the in-flight ones finish. Readiness also needs a running driver and,
+//! for a clustered node, state caught up with a peer ([`crate::admission`]), and in
+//! active_passive mode this node to be the active one.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -22,23 +23,27 @@ pub fn live() -> Response {
     json_ok(&Status { status: "ok" })
 }
 
-/// `GET /health/ready`: 200 `{"status":"ready"}`; 503 `{"status":"draining"}` once
-/// shutdown has begun; and in active_passive mode 503 `{"status":"standby",
-/// "active": "<leader's advertise URL>"}` on every node but the lease holder, so a
-/// load balancer sends traffic to the active node only.
+/// `GET /health/ready`: 200 `{"status":"ready"}`, else 503 with the reason
+/// ([`crate::admission::readiness`]): `{"status":"driver_stopped","reason":"…"}` once
+/// the io driver is gone; `{"status":"draining"}` once shutdown has begun;
+/// `{"status":"syncing"}` while a clustered node has not caught up with a peer; and in
+/// active_passive mode `{"status":"standby","active":"<leader's advertise URL>"}` on
+/// every node but the lease holder, so a load balancer sends traffic to the active
+/// node only.
 pub fn ready(state: &AppState) -> Response {
-    if state.is_draining() {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            br#"{"status":"draining"}"#.to_vec(),
-        );
-    }
-    if let Some(active) = crate::cluster::status::standby_of(&state.cluster) {
-        let body = serde_json::json!({ "status": "standby", "active": active });
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            body.to_string().into_bytes(),
-        );
-    }
-    json_ok(&Status { status: "ready" })
+    use crate::admission::NotReady;
+    let body = match crate::admission::readiness(state) {
+        Ok(()) => return json_ok(&Status { status: "ready" }),
+        Err(NotReady::DriverStopped(reason)) => {
+            serde_json::json!({ "status": "driver_stopped", "reason": reason })
+        }
+        Err(NotReady::Standby(active)) => {
+            serde_json::json!({ "status": "standby", "active": active })
+        }
+        Err(other) => serde_json::json!({ "status": other.status() }),
+    };
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        body.to_string().into_bytes(),
+    )
 }

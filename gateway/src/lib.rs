@@ -22,7 +22,8 @@
 //! - [`openai`]: the OpenAI wire shapes, their error format and the `/v1` handlers;
 //! - [`provider`]: the built-in deterministic [`provider::mock`];
 //! - [`admin`]: the admin token and the `/admin/api` handlers;
-//! - [`health`]: liveness and readiness;
+//! - [`admission`]: whether the node may serve clients now (driver alive, state caught
+//!   up, keys required); [`health`]: liveness and readiness;
 //! - [`metrics`]: counters and histograms with a hand-written Prometheus exposition;
 //! - [`policy`]: auth keys, guardrails, rate limits, budgets and cost of chat requests;
 //! - [`usage`]: the per-request usage log in its own SQLite file, and its admin queries;
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod catalog;
 pub mod cluster;
 pub mod config;

@@ -21,8 +21,11 @@ use anyhow::Context as _;
 use aurora_gateway::catalog::file::GatewayFile;
 use aurora_gateway::catalog::store::process_env;
 use aurora_gateway::cluster::Node;
-use aurora_gateway::config::{GatewayConfig, MockDefaults, DEFAULT_MAX_BODY_BYTES};
-use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenSource};
+use aurora_gateway::config::{
+    AuthMode, GatewayConfig, MetricsAuth, MockDefaults, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PROVIDER_ENV_PREFIX,
+};
+use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenError, TokenSource};
 use aurora_io::config::ClusterSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -159,11 +162,25 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     mock_completion_tokens: u32,
+    /// Whether clients need an API key while none exists: `open` serves them
+    /// anonymously, `keys` refuses them (401). Overrides `gateway.auth`. Default: open
+    /// only for a lone node listening on loopback.
+    #[arg(long, value_enum, value_name = "MODE", env = "AURORA_AUTH")]
+    auth: Option<AuthArg>,
     /// After the drain: seconds to announce departure to the cluster before exiting.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     leave_timeout_secs: u64,
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// `--auth`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AuthArg {
+    /// Serve without a key while no key exists.
+    Open,
+    /// Always require a key.
+    Keys,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -174,13 +191,18 @@ enum LogFormat {
     Json,
 }
 
-/// Why the process stops without serving.
+/// Why the process stops without serving, or stopped serving.
 enum Failure {
     /// Bad configuration: exit 2.
     Config(anyhow::Error),
-    /// Anything else: exit 1.
+    /// Anything else before serving: exit 1.
     Start(anyhow::Error),
+    /// The io driver stopped while serving (already logged): drained, exit 3.
+    DriverDied,
 }
+
+/// Exit code after the io driver stopped under a serving node.
+const EXIT_DRIVER_DIED: u8 = 3;
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
@@ -208,6 +230,7 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+        Err(Failure::DriverDied) => ExitCode::from(EXIT_DRIVER_DIED),
     }
 }
 
@@ -287,8 +310,7 @@ fn init_logging(format: LogFormat) {
 fn serve(args: ServeArgs) -> Result<(), Failure> {
     let (file, cluster) = load_config(args.config.as_deref(), &cluster_env(Some(&args.cluster)))
         .map_err(Failure::Config)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+    create_data_dir(&args.data_dir)?;
     let env_token = match std::env::var("AURORA_ADMIN_TOKEN") {
         Ok(value) => Some(value),
         Err(std::env::VarError::NotPresent) => None,
@@ -298,8 +320,14 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             )))
         }
     };
-    let (admin_token, source) = AdminToken::load_or_create(env_token, &args.data_dir)
-        .context("setting up the admin token")?;
+    let (admin_token, source) = match AdminToken::load_or_create(env_token, &args.data_dir) {
+        Ok(loaded) => loaded,
+        // The operator's value is at fault: a configuration error naming it.
+        Err(e @ (TokenError::TooShort { .. } | TokenError::EmptyEnv)) => {
+            return Err(Failure::Config(e.into()))
+        }
+        Err(e) => return Err(Failure::Start(anyhow::Error::new(e).context("setting up the admin token"))),
+    };
     match &source {
         TokenSource::Env => tracing::info!("admin token from AURORA_ADMIN_TOKEN"),
         TokenSource::File(path) => tracing::info!(path = %path.display(), "admin token from file"),
@@ -313,6 +341,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
     }
 
+    let auth = match args.auth {
+        Some(AuthArg::Open) => AuthMode::Open,
+        Some(AuthArg::Keys) => AuthMode::Keys,
+        None => file
+            .auth
+            .unwrap_or_else(|| AuthMode::default_for(args.listen, cluster.enabled)),
+    };
     let config = ServerConfig {
         listen: args.listen,
         gateway: GatewayConfig {
@@ -328,6 +363,14 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             limits: file.limits,
             usage_log: file.usage_log.clone(),
             budgets: file.budgets,
+            auth,
+            provider_env_prefix: file
+                .provider_env_prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PROVIDER_ENV_PREFIX.to_owned()),
+            metrics_auth: file
+                .metrics_auth
+                .unwrap_or_else(|| MetricsAuth::default_for(args.listen)),
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
@@ -370,8 +413,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             cluster = cluster.enabled,
             node_id = %cluster.node_id,
             records = node.state_view.snapshot().live_records(),
+            auth = auth.as_str(),
             "aurora serving"
         );
+        announce_auth(auth, args.listen, cluster.enabled, &server.state());
         // Registered before serving, so a SIGHUP can never hit the default action
         // (terminate) once the node is reachable.
         #[cfg(unix)]
@@ -395,22 +440,137 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             tracing::warn!("second signal; exiting without waiting for the drain");
             std::process::exit(1);
         });
+        let (died, watcher) = watch_driver(node.info.clone());
         let outcome = server
             .run(async {
-                // A dropped sender also means "stop": never serve on without a way out.
-                let _ = rx.await;
+                tokio::select! {
+                    // A dropped sender also means "stop": never serve on without a way out.
+                    _ = rx => {}
+                    () = died.notified() => {}
+                }
             })
             .await;
         if outcome == DrainOutcome::TimedOut {
             tracing::warn!("some requests were cut off by the drain timeout");
         }
+        let driver_died = node.info.driver_stopped().is_some();
+        // The node is stopped on purpose from here: that is no failure to report.
+        watcher.abort();
         match node.shutdown(leave_timeout).await {
             Ok(()) => tracing::info!("left the cluster"),
+            // Already logged with its cause when it happened.
+            Err(_) if driver_died => {}
             Err(error) => tracing::warn!(%error, "leaving the cluster did not complete"),
         }
+        if driver_died {
+            tracing::info!(code = EXIT_DRIVER_DIED, "drained after the cluster driver stopped; exiting");
+            return Ok(Err(Failure::DriverDied));
+        }
         tracing::info!("bye");
-        Ok::<(), anyhow::Error>(())
-    })?;
+        Ok::<_, anyhow::Error>(Ok(()))
+    })??;
+    Ok(())
+}
+
+/// Watches the io driver: once it stops (a failed commit, a full disk, a panic) the
+/// node's state is frozen and keys revoked elsewhere would stay valid here, so this
+/// logs the cause once and wakes the returned notifier, which starts the drain (the
+/// node already refuses clients and reports not-ready, see `admission`).
+fn watch_driver(
+    info: aurora_gateway::cluster::ClusterInfo,
+) -> (
+    std::sync::Arc<tokio::sync::Notify>,
+    tokio::task::JoinHandle<()>,
+) {
+    let died = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = std::sync::Arc::clone(&died);
+    let mut view = info.watch();
+    let watcher = tokio::spawn(async move {
+        // Ends when the driver publishes its reason, or when its task ends (a panic
+        // publishes nothing; the channel closes).
+        while view.borrow_and_update().stopped.is_none() {
+            if view.changed().await.is_err() {
+                break;
+            }
+        }
+        let reason = info
+            .driver_stopped()
+            .unwrap_or_else(|| "the cluster driver stopped".to_owned());
+        tracing::error!(
+            %reason,
+            "the cluster driver stopped: this node no longer serves clients (503, not ready); draining, then exiting"
+        );
+        notify.notify_one();
+    });
+    (died, watcher)
+}
+
+/// Says once at start how clients are admitted; an open node reachable from elsewhere
+/// or clustered is warned about, since it was chosen explicitly.
+fn announce_auth(
+    auth: AuthMode,
+    listen: SocketAddr,
+    clustered: bool,
+    state: &aurora_gateway::state::AppState,
+) {
+    if auth != AuthMode::Open {
+        return;
+    }
+    let keys = state
+        .state_view
+        .snapshot()
+        .records[aurora_core::state::records::Collection::AuthKeys as usize]
+        .len();
+    if AuthMode::default_for(listen, clustered) == AuthMode::Open {
+        if keys == 0 {
+            tracing::info!(
+                "serving clients without API keys: no key exists and gateway.auth is open \
+                 (the default for a lone node on loopback); the first key created closes it"
+            );
+        }
+    } else {
+        tracing::warn!(
+            %listen,
+            clustered,
+            keys,
+            "gateway.auth is open on a node others can reach: while no API key exists, \
+             anyone may use it without a key"
+        );
+    }
+}
+
+/// Creates the data directory owner-only (0700): it holds the admin token, the node's
+/// state with every key's hash, and the usage log. An existing directory others can
+/// read is kept as it is, with a warning (changing an operator's permissions silently
+/// could break their backups).
+fn create_data_dir(dir: &Path) -> Result<(), Failure> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    let existed = dir.is_dir();
+    builder
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    if existed {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading data directory {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the data directory is accessible to other users; it holds the admin token and key hashes (chmod 700 it)"
+            );
+        }
+    }
+    let _ = existed;
     Ok(())
 }
 

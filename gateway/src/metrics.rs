@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -132,6 +132,33 @@ pub const MAX_KEY_LABELS: usize = 1_000;
 pub struct Metrics {
     inner: Mutex<Inner>,
     in_flight: AtomicI64,
+    /// Replicated providers left out of the catalog for their `api_key_env`.
+    providers_refused: AtomicU64,
+    /// Failed admin logins, by surface (`api`, `dashboard`).
+    admin_auth_failures: [AtomicU64; 3],
+    /// Admin requests answered 429 because their IP failed too often.
+    admin_auth_limited: AtomicU64,
+}
+
+/// Where an admin credential was presented (a bounded metrics label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminSurface {
+    /// `/admin/api/…` (bearer token).
+    Api,
+    /// `/admin/dashboard/…` (bearer or HTTP Basic).
+    Dashboard,
+    /// `/metrics` with `gateway.metrics_auth: admin`.
+    Metrics,
+}
+
+impl AdminSurface {
+    fn label(self) -> &'static str {
+        match self {
+            AdminSurface::Api => "api",
+            AdminSurface::Dashboard => "dashboard",
+            AdminSurface::Metrics => "metrics",
+        }
+    }
 }
 
 impl Metrics {
@@ -245,6 +272,21 @@ impl Metrics {
         let mut inner = self.lock();
         let slot = inner.cost_nanos.entry(Arc::clone(model)).or_insert(0);
         *slot = slot.saturating_add(nanos);
+    }
+
+    /// Sets how many replicated providers are left out for their `api_key_env`.
+    pub fn set_providers_refused(&self, n: u64) {
+        self.providers_refused.store(n, Ordering::Relaxed);
+    }
+
+    /// One failed admin login on `surface`.
+    pub fn admin_auth_failure(&self, surface: AdminSurface) {
+        self.admin_auth_failures[surface as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One admin request refused (429) after too many failures from its IP.
+    pub fn admin_auth_limited(&self) {
+        self.admin_auth_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests currently being served (including streams still being written).
@@ -390,6 +432,39 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE aurora_http_requests_in_flight gauge");
         let _ = writeln!(out, "aurora_http_requests_in_flight {}", self.in_flight());
+        let _ = writeln!(
+            out,
+            "# HELP aurora_replicated_providers_refused Replicated providers left out of the catalog because their api_key_env is outside gateway.provider_env_prefix."
+        );
+        let _ = writeln!(out, "# TYPE aurora_replicated_providers_refused gauge");
+        let _ = writeln!(
+            out,
+            "aurora_replicated_providers_refused {}",
+            self.providers_refused.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aurora_admin_auth_failures_total Admin requests with a missing or wrong admin token, by surface."
+        );
+        let _ = writeln!(out, "# TYPE aurora_admin_auth_failures_total counter");
+        for surface in [AdminSurface::Api, AdminSurface::Dashboard, AdminSurface::Metrics] {
+            let _ = writeln!(
+                out,
+                "aurora_admin_auth_failures_total{{surface=\"{}\"}} {}",
+                surface.label(),
+                self.admin_auth_failures[surface as usize].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aurora_admin_auth_limited_total Admin requests refused (429) because their client IP failed to log in too often."
+        );
+        let _ = writeln!(out, "# TYPE aurora_admin_auth_limited_total counter");
+        let _ = writeln!(
+            out,
+            "aurora_admin_auth_limited_total {}",
+            self.admin_auth_limited.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP aurora_build_info Build information; the value is always 1."

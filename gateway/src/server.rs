@@ -100,6 +100,7 @@ impl Server {
     ) -> Result<Self, ServerError> {
         let addr = config.listen;
         let mut state = AppState::with_env(config.gateway.clone(), admin_token, env)?;
+        state.loopback_listener = addr.ip().is_loopback();
         if let Some((view, info)) = node {
             state = state.attach(view, info);
         }
@@ -223,7 +224,12 @@ async fn accept(
     let (io, socket, flags) = EdgeIo::new(stream, state.config.limits.send_timeout());
     let state = Arc::clone(state);
     let connections = Arc::clone(&state.connections);
-    let service = service_fn(move |request| router::dispatch(Arc::clone(&state), request));
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request
+            .extensions_mut()
+            .insert(crate::http::ClientAddr(peer));
+        router::dispatch(Arc::clone(&state), request)
+    });
     let connection = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
     tokio::spawn(async move {
         let _slot = slot;

@@ -58,6 +58,11 @@ pub struct AppState {
     /// Auth-key index, rate-limit buckets, budget reservations and the usage log of
     /// this server (see `crate::policy`).
     pub policy: crate::policy::Policy,
+    /// Whether the HTTP listener is bound to loopback: then requests must name
+    /// loopback in `Host` ([`crate::http::host`]).
+    pub loopback_listener: bool,
+    /// Failed admin logins per client IP ([`crate::admin::guard`]).
+    pub admin_guard: crate::admin::guard::LoginGuard,
     /// The catalog from the config file (or the built-in mock); the replicated
     /// providers, models and routes are laid over it (see `cluster::catalog`).
     base_catalog: ArcSwap<Catalog>,
@@ -81,6 +86,7 @@ impl AppState {
             .upstream
             .validate()
             .map_err(|e| StateError::Policy(e.under("upstream")))?;
+        let env = restrict_env(env, config.provider_env_prefix.clone());
         let catalog = CatalogStore::new(config.catalog.clone(), env)?;
         let base_catalog = ArcSwap::from_pointee(config.catalog.clone());
         let client = client::build(config.upstream.connect_timeout())?;
@@ -103,6 +109,8 @@ impl AppState {
             state_view: StateView::detached(),
             cluster: ClusterInfo::detached(),
             policy: crate::policy::Policy::new(),
+            loopback_listener: false,
+            admin_guard: crate::admin::guard::LoginGuard::new(),
             base_catalog,
             draining: AtomicBool::new(false),
             ids: IdGen::new(),
@@ -125,7 +133,11 @@ impl AppState {
     /// the replicated records over it. On error nothing changes.
     pub fn replace_base_catalog(&self, records: Catalog) -> Result<(), CatalogError> {
         records.validate()?;
-        let merged = crate::cluster::catalog::merge(&records, &self.state_view.snapshot());
+        let merged = crate::cluster::catalog::merge(
+            &records,
+            &self.state_view.snapshot(),
+            &self.config.provider_env_prefix,
+        );
         self.replace_catalog(merged)?;
         self.base_catalog.store(Arc::new(records));
         Ok(())
@@ -154,6 +166,24 @@ impl AppState {
     pub fn next_completion_id(&self) -> String {
         self.ids.next("chatcmpl-")
     }
+}
+
+/// `env` limited to variables that start with `prefix` (see
+/// [`GatewayConfig::provider_env_prefix`]): whatever a provider record names, this
+/// node never reads, let alone sends upstream, any other variable.
+fn restrict_env(env: EnvLookup, prefix: String) -> EnvLookup {
+    Arc::new(move |name: &str| {
+        if crate::config::env_name_allowed(name, &prefix) {
+            env(name)
+        } else {
+            tracing::warn!(
+                variable = name,
+                prefix = %prefix,
+                "api_key_env outside gateway.provider_env_prefix; not read"
+            );
+            None
+        }
+    })
 }
 
 /// Ids as a random per-process prefix plus a counter: unique without a syscall per

@@ -110,9 +110,9 @@ fn cases() -> Vec<Case> {
             path: "providers",
             id: "up",
             create: json!({"id": "up", "kind": "open_ai_compatible", "base_url": "http://127.0.0.1:9/v1",
-                           "api_key_env": "UP_KEY", "timeout_ms": 1000, "max_retries": 1, "cooldown_ms": 0}),
+                           "api_key_env": "AURORA_PROVIDER_UP_KEY", "timeout_ms": 1000, "max_retries": 1, "cooldown_ms": 0}),
             update: json!({"kind": "open_ai_compatible", "base_url": "http://127.0.0.1:9/v1",
-                           "api_key_env": "UP_KEY", "timeout_ms": 2000, "max_retries": 2, "cooldown_ms": 0}),
+                           "api_key_env": "AURORA_PROVIDER_UP_KEY", "timeout_ms": 2000, "max_retries": 2, "cooldown_ms": 0}),
             invalid: json!({"id": "bad", "kind": "open_ai_compatible", "base_url": "http://127.0.0.1:9/v1",
                             "api_key_env": null, "timeout_ms": 0, "max_retries": 1, "cooldown_ms": 0}),
             field: "timeout_ms",
@@ -530,5 +530,70 @@ async fn a_lone_leader_lists_its_roster_and_refuses_what_it_cannot_do() {
         .await;
     reply.assert_error(400, Some("node"), Some("invalid_field"));
     insta::assert_json_snapshot!("error_forget_not_a_voter", error_of(&reply));
+    server.stop().await;
+}
+
+/// Issue 10 item 10a: a provider may only name an API-key variable under
+/// `gateway.provider_env_prefix`. The admin API refuses one naming another variable
+/// (400 naming `api_key_env`), and one that arrives by replication (written here
+/// straight into the replicated store, as a peer's gossip would deliver it) is left out
+/// of the catalog, with a gauge: no node ever reads `AWS_SECRET_ACCESS_KEY` for it.
+#[tokio::test]
+async fn api_key_env_outside_the_provider_prefix_is_refused_and_skipped() {
+    use aurora_core::state::records::{Provider, ProviderKind, Record, RecordId};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = NodeServer::start(dir.path()).await;
+    let provider = |var: &str| {
+        json!({"kind": "open_ai_compatible", "base_url": "http://127.0.0.1:9/v1",
+               "api_key_env": var, "timeout_ms": 1000, "max_retries": 0, "cooldown_ms": 0})
+    };
+    let mut evil = provider("AWS_SECRET_ACCESS_KEY");
+    evil["id"] = json!("evil");
+    let refused = server
+        .call(Method::POST, "/admin/api/providers", Some(&evil))
+        .await;
+    let error = refused.assert_error(400, Some("api_key_env"), Some("invalid_field"));
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains("AURORA_PROVIDER_")),
+        "{error}"
+    );
+    let mut fine = provider("AURORA_PROVIDER_FINE");
+    fine["id"] = json!("fine");
+    let created = server
+        .call(Method::POST, "/admin/api/providers", Some(&fine))
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text());
+
+    // As if replicated from a node that does not check (or an older version).
+    let record = Record::Provider(Provider {
+        kind: ProviderKind::OpenAiCompatible,
+        base_url: "http://127.0.0.1:9/v1".into(),
+        api_key_env: Some("AWS_SECRET_ACCESS_KEY".into()),
+        timeout_ms: 1000,
+        max_retries: 0,
+        cooldown_ms: 0,
+    });
+    server
+        .state
+        .state_view
+        .put(RecordId::new("evil").expect("id"), record)
+        .await
+        .expect("written");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let catalog = server.state.catalog.load();
+        let has = |name: &str| catalog.records().providers.iter().any(|p| p.name == name);
+        if has("fine") {
+            assert!(!has("evil"), "the provider outside the prefix is skipped");
+            let metrics = common::send(server.addr, Method::GET, "/metrics", &[], Bytes::new())
+                .await
+                .text();
+            if metrics.contains("aurora_replicated_providers_refused 1") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "catalog never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.stop().await;
 }

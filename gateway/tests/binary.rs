@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aurora");
+/// An admin token long enough to be accepted (32 characters at least).
+const LONG_TOKEN: &str = "binary-test-admin-token-0123456789";
 
 fn temp_dir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
@@ -44,7 +46,7 @@ fn busy_port_exits_1_with_context() {
     let out = Command::new(BIN)
         .args(["--listen", &addr, "--data-dir"])
         .arg(&dir)
-        .env("AURORA_ADMIN_TOKEN", "t")
+        .env("AURORA_ADMIN_TOKEN", LONG_TOKEN)
         .output()
         .expect("run aurora");
     assert_eq!(out.status.code(), Some(1));
@@ -131,18 +133,52 @@ impl Running {
 }
 
 fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
+    http_call(addr, "GET", path, token, None)
+}
+
+/// One request on a fresh connection; the whole response as text.
+fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let body = body.unwrap_or("");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("write");
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
+    // A server that closed the connection mid-way still gave what it gave.
+    let _ = stream.read_to_string(&mut response);
     response
+}
+
+/// The status code of a raw response (0 if there is none).
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The JSON body of a raw response (`Null` if it is not JSON).
+fn body_of(response: &str) -> serde_json::Value {
+    response
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 #[test]
@@ -230,7 +266,7 @@ fn a_bad_config_file_exits_2_naming_the_key() {
             .arg(&config)
             .arg("--data-dir")
             .arg(&dir)
-            .env("AURORA_ADMIN_TOKEN", "t")
+            .env("AURORA_ADMIN_TOKEN", LONG_TOKEN)
             .output()
             .expect("run aurora")
     };
@@ -266,7 +302,7 @@ fn a_bad_config_file_exits_2_naming_the_key() {
     let missing = Command::new(BIN)
         .args(["--config", "/nonexistent/aurora.yaml", "--data-dir"])
         .arg(&dir)
-        .env("AURORA_ADMIN_TOKEN", "t")
+        .env("AURORA_ADMIN_TOKEN", LONG_TOKEN)
         .output()
         .expect("run aurora");
     assert_eq!(missing.status.code(), Some(2));
@@ -330,5 +366,164 @@ fn sighup_reloads_the_catalog_and_keeps_it_when_the_file_is_bad() {
 
     let (code, _) = running.sigterm_and_wait();
     assert_eq!(code, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const CHAT: &str = r#"{"model":"mock/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+
+/// Issue 10 item 1: the default run (a lone node on loopback) keeps serving without a
+/// key, and says so once at start.
+#[test]
+fn the_lone_loopback_node_is_open_and_says_so_once() {
+    let dir = temp_dir("open");
+    let mut running = Running::start(&dir);
+    let addr = running.addr();
+    let answer = http_call(addr, "POST", "/v1/chat/completions", None, Some(CHAT));
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let (code, lines) = running.sigterm_and_wait();
+    assert_eq!(code, Some(0));
+    let said = lines
+        .iter()
+        .filter(|l| l.contains("serving clients without API keys"))
+        .count();
+    assert_eq!(said, 1, "{lines:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 10 item 1: `--auth keys` on the same node refuses anonymous requests with a
+/// 401 naming the reason.
+#[test]
+fn auth_keys_without_any_key_is_a_401_naming_the_reason() {
+    let dir = temp_dir("keys");
+    let mut running = Running::start_with(&dir, &["--auth".as_ref(), "keys".as_ref()]);
+    let addr = running.addr();
+    let answer = http_call(addr, "POST", "/v1/chat/completions", None, Some(CHAT));
+    assert_eq!(status_of(&answer), 401, "{answer}");
+    let body = body_of(&answer);
+    assert_eq!(body["error"]["code"], "no_api_keys_configured", "{body}");
+    let (code, _) = running.sigterm_and_wait();
+    assert_eq!(code, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 10 item 5: when the driver's SQLite commit fails for real (another process
+/// holds the database's write lock, so the commit gets `SQLITE_BUSY` as it would get
+/// an I/O error on a full disk), the node turns not-ready with the reason, answers
+/// clients 503 instead of serving its frozen state, logs the cause once at error
+/// level, drains and exits 3.
+#[test]
+fn a_failed_commit_makes_the_node_unready_and_it_exits_non_zero() {
+    let dir = temp_dir("deaddriver");
+    let mut running = Running::start_with(
+        &dir,
+        &["--shutdown-grace-secs".as_ref(), "4".as_ref()],
+    );
+    let addr = running.addr();
+    let token = std::fs::read_to_string(dir.join("admin_token"))
+        .expect("token file")
+        .trim()
+        .to_owned();
+    let created = http_call(
+        addr,
+        "POST",
+        "/admin/api/keys",
+        Some(&token),
+        Some(r#"{"id":"k1","name":"k1"}"#),
+    );
+    assert_eq!(status_of(&created), 201, "{created}");
+    let secret = body_of(&created)["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let ok = http_call(addr, "POST", "/v1/chat/completions", Some(&secret), Some(CHAT));
+    assert_eq!(status_of(&ok), 200, "{ok}");
+
+    let lock = rusqlite::Connection::open(dir.join("node.db")).expect("open node.db");
+    lock.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    // The next write's commit fails; its caller hears of it.
+    let refused = http_call(
+        addr,
+        "POST",
+        "/admin/api/keys",
+        Some(&token),
+        Some(r#"{"id":"k2","name":"k2"}"#),
+    );
+    assert_eq!(status_of(&refused), 503, "{refused}");
+    let ready = http_get(addr, "/health/ready", None);
+    assert_eq!(status_of(&ready), 503, "{ready}");
+    let body = body_of(&ready);
+    assert_eq!(body["status"], "driver_stopped", "{body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| r.contains("storage")),
+        "{body}"
+    );
+    let chat = http_call(addr, "POST", "/v1/chat/completions", Some(&secret), Some(CHAT));
+    assert_eq!(status_of(&chat), 503, "the frozen state is not served: {chat}");
+    assert_eq!(body_of(&chat)["error"]["code"], "node_unavailable", "{chat}");
+
+    // It drains and exits on its own, non-zero.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = running.child.try_wait().expect("try_wait") {
+            break status.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "the node did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(lock);
+    assert_eq!(code, Some(3));
+    running.seen.extend(running.lines.try_iter());
+    while let Ok(line) = running.lines.recv_timeout(Duration::from_millis(200)) {
+        running.seen.push(line);
+    }
+    let causes: Vec<&String> = running
+        .seen
+        .iter()
+        .filter(|l| l.contains(r#""level":"ERROR""#) && l.contains("storage failed"))
+        .collect();
+    assert_eq!(causes.len(), 1, "the cause is logged once: {:?}", running.seen);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 10 item 10b: an admin token shorter than 32 characters is refused at start,
+/// exit 2 naming the setting.
+#[test]
+fn a_short_admin_token_exits_2_naming_the_setting() {
+    let dir = temp_dir("shorttoken");
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("AURORA_ADMIN_TOKEN", "short-token")
+        .output()
+        .expect("run aurora");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AURORA_ADMIN_TOKEN"), "{stderr}");
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 10 item 10h: the data directory is created owner-only, and an existing one
+/// that others can read gets a warning.
+#[cfg(unix)]
+#[test]
+fn the_data_dir_is_created_0700_and_an_open_one_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("mode");
+    let mut fresh = Running::start(&dir);
+    fresh.addr();
+    let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let (_, lines) = fresh.sigterm_and_wait();
+    assert!(!lines.iter().any(|l| l.contains("accessible to other users")), "{lines:?}");
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut open = Running::start(&dir);
+    open.addr();
+    let (_, lines) = open.sigterm_and_wait();
+    assert!(
+        lines.iter().any(|l| l.contains("accessible to other users")),
+        "{lines:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

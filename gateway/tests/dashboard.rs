@@ -14,8 +14,8 @@ use common::{send, Reply, TestServer};
 use http::Method;
 
 const PAGE: &str = "/admin/dashboard/cluster";
-/// base64 of `admin:test-admin-token` (the test servers' token as the password).
-const BASIC_OK: &str = "Basic YWRtaW46dGVzdC1hZG1pbi10b2tlbg==";
+/// base64 of `admin:test-admin-token-0123456789abcdef` (the test servers' token as the password).
+const BASIC_OK: &str = "Basic YWRtaW46dGVzdC1hZG1pbi10b2tlbi0wMTIzNDU2Nzg5YWJjZGVm";
 /// base64 of `admin:wrong-token`.
 const BASIC_WRONG: &str = "Basic YWRtaW46d3JvbmctdG9rZW4=";
 

@@ -68,8 +68,8 @@ fn a_then_b(a: &FakeUpstream, b: &FakeUpstream) -> Catalog {
 
 /// API-key variables the test servers see (never the process environment).
 const ENV: &[(&str, &str)] = &[
-    ("AURORA_TEST_UPSTREAM_KEY_1", "sk-test-123"),
-    ("AURORA_TEST_ANTHROPIC_KEY", "sk-ant-test"),
+    ("AURORA_PROVIDER_TEST_UPSTREAM_KEY_1", "sk-test-123"),
+    ("AURORA_PROVIDER_TEST_ANTHROPIC_KEY", "sk-ant-test"),
 ];
 
 async fn gateway(catalog: Catalog, policy: UpstreamPolicy) -> TestServer {
@@ -259,8 +259,8 @@ async fn every_target_failing_is_502_and_refused_connections_are_retried() {
 async fn the_api_key_comes_from_the_named_variable() {
     let a = FakeUpstream::start(vec![Reply::Json(200, completion("ok"))]).await;
     let mut catalog = a_then_b(&a, &a);
-    catalog.providers[0].api_key_env = Some("AURORA_TEST_UPSTREAM_KEY_1".into());
-    catalog.providers[1].api_key_env = Some("AURORA_TEST_UPSTREAM_KEY_UNSET".into());
+    catalog.providers[0].api_key_env = Some("AURORA_PROVIDER_TEST_UPSTREAM_KEY_1".into());
+    catalog.providers[1].api_key_env = Some("AURORA_PROVIDER_TEST_UPSTREAM_KEY_UNSET".into());
     let server = gateway(catalog, policy()).await;
     let reply = server.post_json(CHAT, &chat("a/m", "hi")).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -271,12 +271,14 @@ async fn the_api_key_comes_from_the_named_variable() {
             .and_then(|v| v.to_str().ok()),
         Some("Bearer sk-test-123")
     );
-    // A provider whose variable is unset fails without calling out, naming the variable.
+    // A provider whose variable is unset fails without calling out; the client is
+    // told the provider is not configured, never the variable's name (issue 10 item
+    // 10f: that is logged).
     let reply = server.post_json(CHAT, &chat("b/m", "hi")).await;
     let error = reply.assert_error(502, None, Some("upstream_error"));
-    assert!(error["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("AURORA_TEST_UPSTREAM_KEY_UNSET")));
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not configured"), "{message}");
+    assert!(!message.contains("AURORA_PROVIDER_"), "{message}");
     assert_eq!(a.hits(), 1);
     server.stop().await;
 }
@@ -345,7 +347,7 @@ async fn an_upstream_break_mid_stream_becomes_an_sse_error_line() {
 
 fn anthropic_catalog(fake: &FakeUpstream) -> Catalog {
     let mut p = provider("claude", ProviderKind::Anthropic, fake);
-    p.api_key_env = Some("AURORA_TEST_ANTHROPIC_KEY".into());
+    p.api_key_env = Some("AURORA_PROVIDER_TEST_ANTHROPIC_KEY".into());
     Catalog {
         providers: vec![p],
         models: vec![Model {

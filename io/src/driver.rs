@@ -260,6 +260,8 @@ pub fn start(
         live_count,
         counters: ReplicaCounters::default(),
         deferred: Vec::new(),
+        joins_peers: !seeds.is_empty(),
+        stopped: None,
     };
     // Readers get a real view (id, address, incarnation) from the first moment.
     driver.publish(true);
@@ -297,6 +299,10 @@ struct Driver {
     /// Writes held while the node learns its write numbering (see
     /// [`aurora_core::state::replica::WriteHistory`]), oldest first.
     deferred: Vec<Deferred>,
+    /// Started with seeds to join (see [`ClusterView::joins_peers`]).
+    joins_peers: bool,
+    /// Why the loop ended on an error (published in the last view).
+    stopped: Option<String>,
 }
 
 /// A write that waits for the node's write history, and until when it may.
@@ -325,8 +331,10 @@ struct Round {
 impl Driver {
     async fn run(mut self, seeds: Vec<SocketAddr>) -> Result<(), DriverError> {
         let result = self.run_inner(seeds).await;
+        // Not logged here: the reason goes into the last view and the task's result,
+        // and the process that owns the driver logs it once, with what it does next.
         if let Err(e) = &result {
-            tracing::error!(error = %e, "cluster driver stopped on an error");
+            self.stopped = Some(e.to_string());
         }
         self.transport.close().await;
         self.publish(true);
@@ -638,6 +646,10 @@ impl Driver {
                     ..self.counters.clone()
                 }
             },
+            joins_peers: self.joins_peers,
+            first_sync: self.node.replica().first_sync(),
+            history_known: !self.history_unknown(),
+            stopped: self.stopped.clone(),
         };
         self.view.send_replace(Arc::new(view));
     }

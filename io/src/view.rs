@@ -75,6 +75,29 @@ pub struct ClusterView {
     pub replica: ReplicaCounters,
     /// Leadership as this node sees it (`None` before the driver's first view).
     pub failover: Option<aurora_core::failover::FailoverStatus>,
+    /// Whether the node was started with seeds to join (its own address aside): only
+    /// then is its state incomplete until [`ClusterView::first_sync`].
+    pub joins_peers: bool,
+    /// When the node first completed an anti-entropy exchange with a peer (driver
+    /// clock; see [`aurora_core::state::replica::Replica::first_sync`]).
+    pub first_sync: Option<Millis>,
+    /// Whether the node knows its own write numbering (see
+    /// [`aurora_core::state::replica::WriteHistory`]); `false` while a node started
+    /// with empty storage waits for a peer to tell it.
+    pub history_known: bool,
+    /// Why the driver stopped on an error, in the last view it published; `None`
+    /// while it runs (or after a clean stop). A panicked driver publishes nothing:
+    /// readers see the channel closed instead.
+    pub stopped: Option<String>,
+}
+
+impl ClusterView {
+    /// Whether the node's copy of the replicated state is complete enough to decide
+    /// admission: it has no peers to wait for, or it caught up with one and knows
+    /// its write history.
+    pub fn state_synced(&self) -> bool {
+        !self.joins_peers || (self.first_sync.is_some() && self.history_known)
+    }
 }
 
 /// Replication counters worth showing on /metrics.

@@ -136,6 +136,9 @@ pub struct Replica {
     /// Entries to spread on the membership gossip, drained by the node.
     rumors: Vec<Entry>,
     history: WriteHistory,
+    /// When this node first finished an anti-entropy exchange with a peer (see
+    /// [`Replica::first_sync`]); `None` until then.
+    first_sync: Option<Millis>,
 }
 
 impl Replica {
@@ -179,6 +182,7 @@ impl Replica {
             stats: ReplicaStats::default(),
             rumors: Vec::new(),
             history: WriteHistory::Known,
+            first_sync: None,
         }
     }
 
@@ -218,6 +222,23 @@ impl Replica {
             .unwrap_or(0);
         self.learn_own_seq(own, out);
         self.history = WriteHistory::Known;
+    }
+
+    /// When this node first completed an anti-entropy exchange with a peer: it
+    /// received a peer's whole answer to its request (a response with nothing more
+    /// to come), or a peer's request whose version vector it already covers. From
+    /// then on it holds at least everything that peer had at that moment (records it
+    /// refused as invalid or too skewed aside), so a gateway can tell a node that
+    /// caught up with its cluster from one that merely started. Never reset: later
+    /// lag is [`Replica::lag`]'s business. Observing it changes nothing in the node.
+    pub fn first_sync(&self) -> Option<Millis> {
+        self.first_sync
+    }
+
+    fn note_synced(&mut self, now: Millis) {
+        if self.first_sync.is_none() {
+            self.first_sync = Some(now);
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -466,6 +487,10 @@ impl Replica {
             Message::SyncRequest { newest, vv, .. } => {
                 self.note_lag(now, sender, newest, &vv);
                 self.learn_from_vv(&vv, out);
+                // `note_lag` just counted what the peer has that we lack.
+                if self.lag.get(&sender).is_some_and(|l| l.versions == 0) {
+                    self.note_synced(now);
+                }
                 // Both have seen exactly the same writes: nothing to send either way.
                 // (Equal digests would not do: they ignore tombstones, and a missing
                 // tombstone is what lets a late copy of a deleted write back in.)
@@ -493,6 +518,9 @@ impl Replica {
                 self.note_lag(now, sender, newest, &vv);
                 self.learn_from_vv(&vv, out);
                 self.accept_delta(now, delta, out);
+                if !more {
+                    self.note_synced(now);
+                }
                 let (push, _) = self.store.delta_for(&vv, self.timing.sync_chunk_bytes);
                 if !push.is_empty() {
                     self.stats.sync_entries_sent += push.entries.len() as u64;

@@ -53,7 +53,7 @@ pub fn cluster(state: &Arc<AppState>, headers: &HeaderMap) -> Response {
 
 /// Whether `Authorization` holds the admin token, as `Bearer <token>` or as the
 /// password of `Basic base64(user:password)`.
-fn presents_token(state: &AppState, headers: &HeaderMap) -> bool {
+pub fn presents_token(state: &AppState, headers: &HeaderMap) -> bool {
     let Some((scheme, value)) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

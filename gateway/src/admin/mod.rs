@@ -17,6 +17,7 @@
 
 pub mod dashboard;
 pub mod failover;
+pub mod guard;
 pub mod keys;
 pub mod records;
 pub mod token;
@@ -163,7 +164,7 @@ pub fn error(status: StatusCode, message: impl Into<String>, code: &'static str)
 }
 
 /// Whether the request carries the admin token as `Authorization: Bearer <token>`.
-fn authorized(state: &AppState, headers: &http::HeaderMap) -> bool {
+pub fn authorized(state: &AppState, headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -78,6 +78,7 @@ pub async fn on_collection(
             };
             let record = parse_record(collection, Value::Object(object))?;
             check(&record, &id)?;
+            check_env_prefix(state, &record)?;
             if state.state_view.record(collection, id.as_str()).is_some() {
                 return Err(error(
                     StatusCode::CONFLICT,
@@ -141,6 +142,7 @@ pub async fn on_record(
             };
             check(&record, &id)?;
             check_references(state, &record)?;
+            check_env_prefix(state, &record)?;
             write(state, id.clone(), record.clone()).await?;
             Ok(json_ok(&record_json(&id, &record)))
         }
@@ -223,6 +225,24 @@ fn write_error(e: WriteError) -> ApiError {
 /// Full validation, including the rules that involve the id.
 pub fn check(record: &Record, id: &RecordId) -> Result<(), ApiError> {
     record.validate_with_id(id).map_err(|e| record_error(&e))
+}
+
+/// A provider may only name an API-key variable under `gateway.provider_env_prefix`
+/// (see [`crate::cluster::catalog::refused_providers`]); 400 naming `api_key_env`.
+fn check_env_prefix(state: &AppState, record: &Record) -> Result<(), ApiError> {
+    let prefix = &state.config.provider_env_prefix;
+    match record {
+        Record::Provider(p) => match &p.api_key_env {
+            Some(var) if !crate::config::env_name_allowed(var, prefix) => Err(field_error(
+                "api_key_env",
+                &format!(
+                    "must start with `{prefix}` (gateway.provider_env_prefix): providers may only read variables set aside for them"
+                ),
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 fn record_error(e: &RecordError) -> ApiError {

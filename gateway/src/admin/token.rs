@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 use subtle::ConstantTimeEq as _;
 
+/// Shortest admin token accepted, in characters (a generated one has 64).
+pub const MIN_TOKEN_CHARS: usize = 32;
+
 /// File name of the generated token inside the data directory.
 pub const TOKEN_FILE: &str = "admin_token";
 
@@ -57,6 +60,15 @@ pub enum TokenError {
         /// The cause.
         source: io::Error,
     },
+    /// A token shorter than [`MIN_TOKEN_CHARS`]: guessable online, and the admin API
+    /// it opens can create keys and read every record.
+    #[error("{setting} holds a token of {chars} characters; it must be at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`)")]
+    TooShort {
+        /// `AURORA_ADMIN_TOKEN` or the token file's path.
+        setting: String,
+        /// Its length in characters.
+        chars: usize,
+    },
     /// The OS random source failed.
     #[error("could not generate an admin token: {0}")]
     Random(getrandom::Error),
@@ -91,11 +103,15 @@ impl AdminToken {
             if value.is_empty() {
                 return Err(TokenError::EmptyEnv);
             }
+            check_length("AURORA_ADMIN_TOKEN", value)?;
             return Ok((Self::new(value), TokenSource::Env));
         }
         let path = data_dir.join(TOKEN_FILE);
         match read_token(&path)? {
-            Some(token) => Ok((token, TokenSource::File(path))),
+            Some(token) => {
+                check_length(&path.display().to_string(), token.expose())?;
+                Ok((token, TokenSource::File(path)))
+            }
             None => {
                 let token = generate()?;
                 match write_new(&path, token.expose()) {
@@ -109,6 +125,17 @@ impl AdminToken {
             }
         }
     }
+}
+
+fn check_length(setting: &str, value: &str) -> Result<(), TokenError> {
+    let chars = value.chars().count();
+    if chars < MIN_TOKEN_CHARS {
+        return Err(TokenError::TooShort {
+            setting: setting.to_owned(),
+            chars,
+        });
+    }
+    Ok(())
 }
 
 fn read_token(path: &Path) -> Result<Option<AdminToken>, TokenError> {
@@ -180,13 +207,34 @@ mod tests {
     #[test]
     fn env_wins_and_empty_env_is_refused() {
         let dir = temp_dir("env");
-        let (t, src) = AdminToken::load_or_create(Some(" abc ".into()), &dir).unwrap();
-        assert_eq!((t.expose(), src), ("abc", TokenSource::Env));
+        let long = "a".repeat(MIN_TOKEN_CHARS);
+        let (t, src) = AdminToken::load_or_create(Some(format!(" {long} ")), &dir).unwrap();
+        assert_eq!((t.expose(), src), (long.as_str(), TokenSource::Env));
         assert!(!dir.join(TOKEN_FILE).exists());
         assert!(matches!(
             AdminToken::load_or_create(Some("  ".into()), &dir),
             Err(TokenError::EmptyEnv)
         ));
+    }
+
+    #[test]
+    fn short_tokens_are_refused_naming_where_they_came_from() {
+        let dir = temp_dir("short");
+        let short = "a".repeat(MIN_TOKEN_CHARS - 1);
+        match AdminToken::load_or_create(Some(short.clone()), &dir) {
+            Err(TokenError::TooShort { setting, chars }) => {
+                assert_eq!((setting.as_str(), chars), ("AURORA_ADMIN_TOKEN", 31))
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::write(dir.join(TOKEN_FILE), format!("{short}\n")).unwrap();
+        match AdminToken::load_or_create(None, &dir) {
+            Err(TokenError::TooShort { setting, .. }) => {
+                assert!(setting.ends_with(TOKEN_FILE), "{setting}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::catalog::records::{Catalog, CatalogError, Model, Provider, Route};
 use crate::config::BudgetSettings;
 use crate::http::limits::Limits;
+use crate::config::{AuthMode, MetricsAuth};
 use crate::upstream::policy::UpstreamPolicy;
 use crate::usage::retention::Retention;
 
@@ -33,6 +34,12 @@ pub struct GatewayFile {
     pub catalog: Catalog,
     /// What admission reserves on budgets (`gateway.budgets`).
     pub budgets: BudgetSettings,
+    /// `gateway.auth`; `None`: the default for the listener (see [`AuthMode`]).
+    pub auth: Option<AuthMode>,
+    /// `gateway.provider_env_prefix`; `None`: [`crate::config::DEFAULT_PROVIDER_ENV_PREFIX`].
+    pub provider_env_prefix: Option<String>,
+    /// `gateway.metrics_auth`; `None`: the default for the listener (see [`MetricsAuth`]).
+    pub metrics_auth: Option<MetricsAuth>,
 }
 
 impl Default for GatewayFile {
@@ -44,6 +51,9 @@ impl Default for GatewayFile {
             usage_log: Retention::default(),
             catalog: Catalog::builtin(),
             budgets: BudgetSettings::default(),
+            auth: None,
+            provider_env_prefix: None,
+            metrics_auth: None,
         }
     }
 }
@@ -107,6 +117,12 @@ struct Section {
     routes: Vec<Route>,
     #[serde(default)]
     budgets: BudgetSettings,
+    #[serde(default)]
+    auth: Option<AuthMode>,
+    #[serde(default)]
+    provider_env_prefix: Option<String>,
+    #[serde(default)]
+    metrics_auth: Option<MetricsAuth>,
 }
 
 /// Reads and validates `path`.
@@ -187,12 +203,40 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
     catalog
         .validate()
         .map_err(|e| ParseError::Invalid(e.under("gateway")))?;
+    if let Some(prefix) = &section.provider_env_prefix {
+        crate::config::validate_env_prefix(prefix).map_err(|message| {
+            ParseError::Invalid(CatalogError {
+                path: "gateway.provider_env_prefix".into(),
+                message,
+            })
+        })?;
+    }
+    let prefix = section
+        .provider_env_prefix
+        .as_deref()
+        .unwrap_or(crate::config::DEFAULT_PROVIDER_ENV_PREFIX);
+    for (i, p) in catalog.providers.iter().enumerate() {
+        if let Some(var) = &p.api_key_env {
+            if !crate::config::env_name_allowed(var, prefix) {
+                return Err(ParseError::Invalid(CatalogError {
+                    path: format!("gateway.providers[{i}].api_key_env"),
+                    message: format!(
+                        "{var:?} does not start with {prefix:?}: providers may only read \
+                         variables with that prefix (gateway.provider_env_prefix)"
+                    ),
+                }));
+            }
+        }
+    }
     Ok(GatewayFile {
         upstream: section.upstream,
         limits: section.limits,
         usage_log: section.usage_log,
         catalog,
         budgets: section.budgets,
+        auth: section.auth,
+        provider_env_prefix: section.provider_env_prefix,
+        metrics_auth: section.metrics_auth,
     })
 }
 
@@ -260,7 +304,7 @@ mod tests {
 gateway:
   upstream: {max_retries: 1, cooldown_failures: 2}
   providers:
-    - {name: oai, kind: openai, api_key_env: OPENAI_API_KEY}
+    - {name: oai, kind: openai, api_key_env: AURORA_PROVIDER_OPENAI_API_KEY}
     - {name: claude, kind: anthropic, base_url: "http://127.0.0.1:9/v1", timeout_ms: 500}
   models:
     - {name: oai/gpt-4o-mini, aliases: [fast]}
@@ -324,5 +368,35 @@ gateway:
             panic!("syntax error expected");
         };
         assert!(message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn gateway_settings_parse_and_bad_values_name_the_key() {
+        let file = parse(
+            "gateway:\n  auth: keys\n  metrics_auth: admin\n  provider_env_prefix: MY_\n  providers:\n    - {name: o, kind: openai, api_key_env: MY_KEY}\n",
+        )
+        .expect("valid");
+        assert_eq!(file.auth, Some(AuthMode::Keys));
+        assert_eq!(file.metrics_auth, Some(MetricsAuth::Admin));
+        assert_eq!(file.provider_env_prefix.as_deref(), Some("MY_"));
+        assert_eq!(key_of("gateway:\n  auth: maybe\n"), "gateway.auth");
+        assert_eq!(key_of("gateway:\n  metrics_auth: x\n"), "gateway.metrics_auth");
+        assert_eq!(
+            key_of("gateway:\n  provider_env_prefix: \"\"\n"),
+            "gateway.provider_env_prefix"
+        );
+    }
+
+    #[test]
+    fn api_key_env_outside_the_prefix_is_refused() {
+        // The default prefix: a provider may not read an unrelated secret.
+        assert_eq!(
+            key_of("gateway:\n  providers:\n    - {name: o, kind: openai, api_key_env: AWS_SECRET_ACCESS_KEY}\n"),
+            "gateway.providers[0].api_key_env"
+        );
+        assert_eq!(
+            key_of("gateway:\n  providers:\n    - {name: o, kind: openai, api_key_env: AURORA_PROVIDER_O}\n"),
+            "ok"
+        );
     }
 }

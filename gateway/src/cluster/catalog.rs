@@ -81,13 +81,48 @@ pub fn route(id: &str, r: &rec::Route) -> Route {
     }
 }
 
+/// Replicated providers whose `api_key_env` is outside `prefix` (see
+/// [`crate::config::GatewayConfig::provider_env_prefix`]): any node's admin can
+/// write a provider record, and one naming, say, `AWS_SECRET_ACCESS_KEY` with a
+/// base URL of its choosing would otherwise make every node send that secret there.
+pub fn refused_providers<'a>(
+    snapshot: &'a StateSnapshot,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    snapshot
+        .records(Collection::Providers)
+        .filter_map(move |(id, r)| match r {
+            Record::Provider(p) => p
+                .api_key_env
+                .as_deref()
+                .filter(|var| !crate::config::env_name_allowed(var, prefix))
+                .map(|var| (id.as_str(), var)),
+            _ => None,
+        })
+}
+
 /// `base` with the replicated providers, models and routes of `snapshot` laid over it.
-/// Records that would make the catalog invalid are skipped (and logged).
-pub fn merge(base: &Catalog, snapshot: &StateSnapshot) -> Catalog {
+/// Records that would make the catalog invalid are skipped (and logged), and so are
+/// providers whose `api_key_env` is outside `env_prefix` ([`refused_providers`]).
+pub fn merge(base: &Catalog, snapshot: &StateSnapshot, env_prefix: &str) -> Catalog {
+    for (id, var) in refused_providers(snapshot, env_prefix) {
+        tracing::warn!(
+            record = id,
+            variable = var,
+            prefix = env_prefix,
+            "replicated provider skipped: its api_key_env is outside gateway.provider_env_prefix"
+        );
+    }
     let providers: Vec<Provider> = snapshot
         .records(Collection::Providers)
         .filter_map(|(id, r)| match r {
-            Record::Provider(p) => Some(provider(id.as_str(), p)),
+            Record::Provider(p)
+                if p.api_key_env.as_deref().is_none_or(|var| {
+                    crate::config::env_name_allowed(var, env_prefix)
+                }) =>
+            {
+                Some(provider(id.as_str(), p))
+            }
             _ => None,
         })
         .collect();
@@ -166,7 +201,11 @@ fn upsert<T>(list: &mut Vec<T>, item: T, name: impl Fn(&T) -> &String) {
 /// Rebuilds the catalog from `state`'s base catalog and the current snapshot.
 pub fn rebuild(state: &AppState) {
     let snapshot = state.state_view.snapshot();
-    let merged = merge(&state.base_catalog(), &snapshot);
+    let prefix = &state.config.provider_env_prefix;
+    state
+        .metrics
+        .set_providers_refused(refused_providers(&snapshot, prefix).count() as u64);
+    let merged = merge(&state.base_catalog(), &snapshot, prefix);
     if let Err(error) = state.replace_catalog(merged) {
         // `merge` only returns validated catalogs; compile can still refuse (e.g. an
         // API-key variable). Keep the running catalog.

@@ -92,6 +92,28 @@ impl ClusterInfo {
         self.view.borrow().clone()
     }
 
+    /// A receiver notified of each new view; its `changed` fails once the driver is
+    /// gone (the process watches that to stop serving, see `main.rs`).
+    pub fn watch(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view.clone()
+    }
+
+    /// Why the driver no longer runs: the error it stopped on, or, when it ended
+    /// without publishing one (a panic), that it ended. `None` while it runs and
+    /// without a node (detached tests). A node whose driver stopped serves a frozen
+    /// copy of the state (revoked keys would stay valid), so callers refuse to serve.
+    pub fn driver_stopped(&self) -> Option<String> {
+        self.commander.as_ref()?;
+        if let Some(reason) = &self.view.borrow().stopped {
+            return Some(reason.clone());
+        }
+        // The driver owns the sending side: a closed channel means its task ended.
+        self.view
+            .has_changed()
+            .is_err()
+            .then(|| "the cluster driver task ended unexpectedly".to_owned())
+    }
+
     /// Whether the nodes elect a leader (clustering on and a mode other than
     /// `single_node`); only then do switchover and forget mean anything.
     pub fn elects(&self) -> bool {

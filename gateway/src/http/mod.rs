@@ -7,4 +7,10 @@
 pub mod body;
 pub mod conn;
 pub mod limits;
+pub mod host;
 pub mod router;
+
+/// The peer address of the connection a request came on (a request extension set by
+/// the accept loop; absent for requests built in tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use crate::http::body::{RequestGuard, Response, TrackedBody};
 use crate::openai::ApiError;
 use crate::state::AppState;
-use crate::{admin, health, openai};
+use crate::{admin, admission, health, openai};
 
 /// A matched route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,10 +108,19 @@ pub async fn dispatch(
     // Counted from here, so the in-flight gauge covers the handler (mock latency,
     // later the upstream call) as well as the body.
     let guard = RequestGuard::start(Arc::clone(&state), label, started);
-    let response = match routed {
-        Ok(route) => handle(&state, route, request).await,
-        Err(NoRoute::NotFound) => ApiError::unknown_url(&method, &path).into_response(),
-        Err(NoRoute::MethodNotAllowed { allow }) => {
+    let host_refused = if state.loopback_listener {
+        crate::http::host::check(request.headers())
+    } else {
+        None
+    };
+    let response = match (host_refused, routed) {
+        (Some(refused), _) => refused.into_response(),
+        (None, Ok(route)) => match admin_gate(&state, &route, &request) {
+            Some(refused) => refused,
+            None => handle(&state, route, request).await,
+        },
+        (None, Err(NoRoute::NotFound)) => ApiError::unknown_url(&method, &path).into_response(),
+        (None, Err(NoRoute::MethodNotAllowed { allow })) => {
             let mut response = ApiError::method_not_allowed(&method, &path, allow).into_response();
             response
                 .headers_mut()
@@ -133,11 +142,69 @@ pub async fn dispatch(
     Ok(TrackedBody::track(response, guard))
 }
 
+/// The admin token's gate for the routes that take it (the admin API, the dashboard,
+/// `/metrics` with `gateway.metrics_auth: admin`): a client IP that failed too often
+/// gets 429 (see [`crate::admin::guard`]), a failure is counted, and a missing or
+/// wrong token on `/metrics` is answered here (the admin handlers answer their own
+/// 401s). `None`: go on to the handler.
+fn admin_gate(state: &AppState, route: &Route, request: &Request<Incoming>) -> Option<Response> {
+    use crate::config::MetricsAuth;
+    use crate::metrics::AdminSurface;
+    let headers = request.headers();
+    let (surface, ok) = match route {
+        Route::Admin => (AdminSurface::Api, admin::authorized(state, headers)),
+        Route::Dashboard => (
+            AdminSurface::Dashboard,
+            admin::dashboard::presents_token(state, headers),
+        ),
+        Route::Metrics if state.config.metrics_auth == MetricsAuth::Admin => {
+            (AdminSurface::Metrics, admin::authorized(state, headers))
+        }
+        _ => return None,
+    };
+    let ip = request
+        .extensions()
+        .get::<crate::http::ClientAddr>()
+        .map(|a| a.0.ip());
+    let now = Instant::now();
+    if let Some(ip) = ip {
+        if let Err(retry_after) = state.admin_guard.check(ip, now) {
+            state.metrics.admin_auth_limited();
+            return Some(
+                ApiError {
+                    status: http::StatusCode::TOO_MANY_REQUESTS,
+                    message: "Too many failed admin logins from this address; wait before trying again.".into(),
+                    kind: crate::openai::errors::INVALID_REQUEST,
+                    param: None,
+                    code: Some("too_many_failed_logins"),
+                    retry_after: Some(retry_after),
+                }
+                .into_response(),
+            );
+        }
+    }
+    if ok {
+        if let Some(ip) = ip {
+            state.admin_guard.succeeded(ip);
+        }
+        return None;
+    }
+    state.metrics.admin_auth_failure(surface);
+    if let Some(ip) = ip {
+        state.admin_guard.failed(ip, now);
+    }
+    (surface == AdminSurface::Metrics).then(|| ApiError::admin_unauthorized().into_response())
+}
+
 async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Response {
     match route {
         Route::ChatCompletions => openai::chat::handle(state, request).await,
-        Route::Models => openai::models::list(state),
-        Route::Model(id) => openai::models::get(state, &id),
+        // A node that cannot serve its state answers no client route (see `admission`).
+        Route::Models | Route::Model(_) => match (admission::unavailable(state), route) {
+            (Some(refused), _) => refused.error.into_response(),
+            (None, Route::Model(id)) => openai::models::get(state, &id),
+            (None, _) => openai::models::list(state),
+        },
         Route::Health => health::live(),
         Route::Ready => health::ready(state),
         Route::Metrics => metrics(state).await,

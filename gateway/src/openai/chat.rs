@@ -62,7 +62,7 @@ where
 {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let caller = match state.policy.authenticate(&state.state_view, &parts.headers) {
+    let caller = match crate::admission::authenticate(state, &parts.headers) {
         Ok(caller) => caller,
         Err(rejection) => return refuse(state, &rejection, None, "", started),
     };

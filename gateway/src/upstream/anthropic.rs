@@ -199,9 +199,12 @@ pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 
 /// Usage in OpenAI's convention from an Anthropic `usage` object.
 fn usage_of(u: &Value) -> (Usage, u64) {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    // Upstream numbers: bounded and added without overflow (issue 10 item 10e).
+    let n = |k: &str| u.get(k).map_or(0, super::token_count);
     let cached = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
+    let prompt = n("input_tokens")
+        .saturating_add(cached)
+        .saturating_add(n("cache_creation_input_tokens"));
     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     (Usage::new(clamp(prompt), clamp(n("output_tokens"))), cached)
 }
@@ -460,6 +463,19 @@ impl AnthropicStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10 item 10e: an Anthropic usage object with counts at `u64::MAX` (or
+    /// negative) must not overflow when the parts of the prompt are added up.
+    #[test]
+    fn huge_or_negative_usage_does_not_overflow() {
+        let (usage, cached) = usage_of(&json!({
+            "input_tokens": u64::MAX, "cache_read_input_tokens": u64::MAX,
+            "cache_creation_input_tokens": 5, "output_tokens": -3
+        }));
+        assert_eq!(cached, u64::MAX);
+        assert_eq!(usage.prompt_tokens, u32::MAX);
+        assert_eq!(usage.completion_tokens, 0);
+    }
 
     #[test]
     fn request_translation() {

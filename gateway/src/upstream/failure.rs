@@ -116,12 +116,35 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// What a client may be told: the kind of failure and the upstream status, never
+    /// the connect-error chain (it names internal hosts, addresses and resolver
+    /// details) or the name of an environment variable. [`Failure::describe`] goes
+    /// to the log instead.
+    pub fn public_summary(&self) -> String {
+        match self {
+            Failure::Connect(_) => "could not connect".to_owned(),
+            Failure::Timeout => "timed out".to_owned(),
+            Failure::Status { status, .. } => format!("HTTP {}", status.as_u16()),
+            Failure::Protocol(_) => "invalid response".to_owned(),
+            Failure::MissingKey(_) => "provider not configured on this node".to_owned(),
+        }
+    }
+}
+
 /// The answer when every target failed; `last` decides the status: 504 after a
-/// timeout, 503 after rate limiting, 502 otherwise.
+/// timeout, 503 after rate limiting, 502 otherwise. The details are logged here;
+/// the body says only what [`Failure::public_summary`] allows, with a stable code.
 pub fn exhausted(last: &Failure, tried: usize) -> ApiError {
+    tracing::warn!(
+        tried,
+        kind = last.kind(),
+        last = %last.describe(),
+        "every upstream target failed"
+    );
     let summary = format!(
         "All {tried} upstream target(s) failed; the last one: {}.",
-        last.describe()
+        last.public_summary()
     );
     match last {
         Failure::Timeout => {
@@ -196,6 +219,23 @@ mod tests {
             status: StatusCode::from_u16(code).expect("status"),
             body: Bytes::new(),
             retry_after: None,
+        }
+    }
+
+    /// Issue 10 item 10f: the client never sees connect-error chains or variable names.
+    #[test]
+    fn exhausted_bodies_hide_details() {
+        for failure in [
+            Failure::Connect("tcp connect error: 10.1.2.3:443: Connection refused (os error 111)".into()),
+            Failure::MissingKey("AURORA_PROVIDER_SECRET_NAME".into()),
+            Failure::Protocol("expected value at line 1 column 1: <html>internal</html>".into()),
+        ] {
+            let error = exhausted(&failure, 1);
+            assert_eq!(error.status, StatusCode::BAD_GATEWAY);
+            assert_eq!(error.code, Some("upstream_error"));
+            for leak in ["10.1.2.3", "os error", "AURORA_PROVIDER_SECRET_NAME", "<html>"] {
+                assert!(!error.message.contains(leak), "{}", error.message);
+            }
         }
     }
 

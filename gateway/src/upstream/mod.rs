@@ -60,3 +60,24 @@ impl UpstreamClock {
             .clone()
     }
 }
+
+/// A token count an upstream reported, as a non-negative integer: negative numbers
+/// read as 0, fractions are cut, and anything beyond `u64` (or not a number) is
+/// clamped, so no answer can make billing panic, wrap or go negative. The upstream
+/// is outside our control; its counts are not trusted to fit a type.
+pub fn token_count(v: &serde_json::Value) -> u64 {
+    if let Some(n) = v.as_u64() {
+        return n;
+    }
+    match v.as_f64() {
+        // `as` saturates: above u64::MAX gives u64::MAX, negatives and NaN give 0.
+        Some(f) => f as u64,
+        None => 0,
+    }
+}
+
+/// Deserializes a token count with [`token_count`] (`#[serde(deserialize_with)]`).
+pub fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+    Ok(token_count(&v))
+}

@@ -38,9 +38,9 @@ pub fn request_body(
 
 #[derive(Deserialize)]
 struct UsageIn {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient_count")]
     prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient_count")]
     completion_tokens: u64,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetailsIn>,
@@ -48,7 +48,7 @@ struct UsageIn {
 
 #[derive(Deserialize)]
 struct PromptDetailsIn {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient_count")]
     cached_tokens: u64,
 }
 
@@ -183,6 +183,22 @@ mod tests {
             event: String::new(),
             data: data.to_owned(),
         }
+    }
+
+    /// Issue 10 item 10e: counts an upstream cannot be trusted with (negative, beyond
+    /// `u64`, fractional) are read as bounded numbers, not refused or wrapped.
+    #[test]
+    fn hostile_token_counts_are_clamped() {
+        let usage = |u: &str| {
+            read_plain(format!(r#"{{"choices":[],"usage":{u}}}"#).as_bytes())
+                .expect("a chat completion")
+                .expect("usage")
+        };
+        let u = usage(r#"{"prompt_tokens":-5,"completion_tokens":1e30}"#);
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (0, u32::MAX));
+        let u = usage(r#"{"prompt_tokens":18446744073709551615,"completion_tokens":2.9}"#);
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (u32::MAX, 2));
+        assert_eq!(u.total_tokens, u32::MAX);
     }
 
     #[test]

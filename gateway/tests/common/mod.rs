@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The admin token every test server uses.
-pub const TOKEN: &str = "test-admin-token";
+pub const TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 /// A running server; `stop` shuts it down the way a signal would.
 pub struct TestServer {

@@ -41,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Port 0: the kernel picks a free port; the server logs the one it got.
-AURORA_ADMIN_TOKEN=python-check RUST_LOG=info \
+AURORA_ADMIN_TOKEN=python-check-admin-token-0123456789 RUST_LOG=info \
     "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --log-format json 2>"$log" &
 pid=$!
 addr=""

@@ -64,11 +64,7 @@ fn state_unusable(state: &AppState) -> Option<NotReady> {
 
 /// What `/health/ready` reports: `Ok` when ready.
 pub fn readiness(state: &AppState) -> Result<(), NotReady> {
-    if let Some(driver) = state
-        .cluster
-        .driver_stopped()
-        .map(NotReady::DriverStopped)
-    {
+    if let Some(driver) = state.cluster.driver_stopped().map(NotReady::DriverStopped) {
         return Err(driver);
     }
     if state.is_draining() {

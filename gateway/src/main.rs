@@ -326,7 +326,11 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         Err(e @ (TokenError::TooShort { .. } | TokenError::EmptyEnv)) => {
             return Err(Failure::Config(e.into()))
         }
-        Err(e) => return Err(Failure::Start(anyhow::Error::new(e).context("setting up the admin token"))),
+        Err(e) => {
+            return Err(Failure::Start(
+                anyhow::Error::new(e).context("setting up the admin token"),
+            ))
+        }
     };
     match &source {
         TokenSource::Env => tracing::info!("admin token from AURORA_ADMIN_TOKEN"),
@@ -463,7 +467,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             Err(error) => tracing::warn!(%error, "leaving the cluster did not complete"),
         }
         if driver_died {
-            tracing::info!(code = EXIT_DRIVER_DIED, "drained after the cluster driver stopped; exiting");
+            tracing::info!(
+                code = EXIT_DRIVER_DIED,
+                "drained after the cluster driver stopped; exiting"
+            );
             return Ok(Err(Failure::DriverDied));
         }
         tracing::info!("bye");
@@ -516,10 +523,8 @@ fn announce_auth(
     if auth != AuthMode::Open {
         return;
     }
-    let keys = state
-        .state_view
-        .snapshot()
-        .records[aurora_core::state::records::Collection::AuthKeys as usize]
+    let keys = state.state_view.snapshot().records
+        [aurora_core::state::records::Collection::AuthKeys as usize]
         .len();
     if AuthMode::default_for(listen, clustered) == AuthMode::Open {
         if keys == 0 {

@@ -447,7 +447,11 @@ impl Metrics {
             "# HELP aurora_admin_auth_failures_total Admin requests with a missing or wrong admin token, by surface."
         );
         let _ = writeln!(out, "# TYPE aurora_admin_auth_failures_total counter");
-        for surface in [AdminSurface::Api, AdminSurface::Dashboard, AdminSurface::Metrics] {
+        for surface in [
+            AdminSurface::Api,
+            AdminSurface::Dashboard,
+            AdminSurface::Metrics,
+        ] {
             let _ = writeln!(
                 out,
                 "aurora_admin_auth_failures_total{{surface=\"{}\"}} {}",

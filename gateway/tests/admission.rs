@@ -38,7 +38,9 @@ fn a_joining_node_answers_503_until_it_synced_and_never_serves_anonymously() {
 
     // The founder: clustered, no seeds, so nothing to wait for; but keys mode.
     let pa = spawn(&a, &[], SECRET);
-    wait_for(Duration::from_secs(20), "founder ready", || ready(&pa).0 == 200);
+    wait_for(Duration::from_secs(20), "founder ready", || {
+        ready(&pa).0 == 200
+    });
     let (status, body) = chat(&pa, "");
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "no_api_keys_configured", "{body}");

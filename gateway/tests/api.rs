@@ -224,7 +224,7 @@ async fn oversized_body_is_413_declared_or_chunked() {
     // Chunked: no Content-Length, so the limit must cut the stream itself.
     let chunk = "y".repeat(800);
     let raw = format!(
-        "POST {CHAT} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+        "POST {CHAT} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
          {len:x}\r\n{chunk}\r\n{len:x}\r\n{chunk}\r\n0\r\n\r\n",
         len = chunk.len()
     );

@@ -414,10 +414,7 @@ fn auth_keys_without_any_key_is_a_401_naming_the_reason() {
 #[test]
 fn a_failed_commit_makes_the_node_unready_and_it_exits_non_zero() {
     let dir = temp_dir("deaddriver");
-    let mut running = Running::start_with(
-        &dir,
-        &["--shutdown-grace-secs".as_ref(), "4".as_ref()],
-    );
+    let mut running = Running::start_with(&dir, &["--shutdown-grace-secs".as_ref(), "4".as_ref()]);
     let addr = running.addr();
     let token = std::fs::read_to_string(dir.join("admin_token"))
         .expect("token file")
@@ -435,11 +432,18 @@ fn a_failed_commit_makes_the_node_unready_and_it_exits_non_zero() {
         .as_str()
         .expect("secret")
         .to_owned();
-    let ok = http_call(addr, "POST", "/v1/chat/completions", Some(&secret), Some(CHAT));
+    let ok = http_call(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        Some(&secret),
+        Some(CHAT),
+    );
     assert_eq!(status_of(&ok), 200, "{ok}");
 
     let lock = rusqlite::Connection::open(dir.join("node.db")).expect("open node.db");
-    lock.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
     // The next write's commit fails; its caller hears of it.
     let refused = http_call(
         addr,
@@ -454,12 +458,28 @@ fn a_failed_commit_makes_the_node_unready_and_it_exits_non_zero() {
     let body = body_of(&ready);
     assert_eq!(body["status"], "driver_stopped", "{body}");
     assert!(
-        body["reason"].as_str().is_some_and(|r| r.contains("storage")),
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("storage")),
         "{body}"
     );
-    let chat = http_call(addr, "POST", "/v1/chat/completions", Some(&secret), Some(CHAT));
-    assert_eq!(status_of(&chat), 503, "the frozen state is not served: {chat}");
-    assert_eq!(body_of(&chat)["error"]["code"], "node_unavailable", "{chat}");
+    let chat = http_call(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        Some(&secret),
+        Some(CHAT),
+    );
+    assert_eq!(
+        status_of(&chat),
+        503,
+        "the frozen state is not served: {chat}"
+    );
+    assert_eq!(
+        body_of(&chat)["error"]["code"],
+        "node_unavailable",
+        "{chat}"
+    );
 
     // It drains and exits on its own, non-zero.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -467,7 +487,10 @@ fn a_failed_commit_makes_the_node_unready_and_it_exits_non_zero() {
         if let Some(status) = running.child.try_wait().expect("try_wait") {
             break status.code();
         }
-        assert!(std::time::Instant::now() < deadline, "the node did not exit");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not exit"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     drop(lock);
@@ -481,7 +504,12 @@ fn a_failed_commit_makes_the_node_unready_and_it_exits_non_zero() {
         .iter()
         .filter(|l| l.contains(r#""level":"ERROR""#) && l.contains("storage failed"))
         .collect();
-    assert_eq!(causes.len(), 1, "the cause is logged once: {:?}", running.seen);
+    assert_eq!(
+        causes.len(),
+        1,
+        "the cause is logged once: {:?}",
+        running.seen
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -515,14 +543,21 @@ fn the_data_dir_is_created_0700_and_an_open_one_is_warned_about() {
     let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
     let (_, lines) = fresh.sigterm_and_wait();
-    assert!(!lines.iter().any(|l| l.contains("accessible to other users")), "{lines:?}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("accessible to other users")),
+        "{lines:?}"
+    );
 
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut open = Running::start(&dir);
     open.addr();
     let (_, lines) = open.sigterm_and_wait();
     assert!(
-        lines.iter().any(|l| l.contains("accessible to other users")),
+        lines
+            .iter()
+            .any(|l| l.contains("accessible to other users")),
         "{lines:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,7 +1,7 @@
 //! Failed admin logins, counted and limited per client IP.
 //!
 //! The admin token opens everything (keys, providers, the cluster), so guessing it
-//! online must be slow: after [`MAX_FAILURES`] wrong or missing tokens from one IP
+//! online must be slow: after [`MAX_FAILURES`] wrong tokens from one IP
 //! within [`WINDOW`], every admin request from that IP gets 429 with `Retry-After`
 //! until the window that began with its first failure is over, whether or not the
 //! token is right (otherwise the 429 would not slow the guessing down). Success
@@ -123,7 +123,9 @@ mod tests {
             assert_eq!(guard.check(ip, t0), Ok(()));
             guard.failed(ip, t0);
         }
-        let retry = guard.check(ip, t0 + Duration::from_secs(1)).expect_err("locked");
+        let retry = guard
+            .check(ip, t0 + Duration::from_secs(1))
+            .expect_err("locked");
         assert!((58..=59).contains(&retry), "{retry}");
         assert_eq!(guard.check(other, t0), Ok(()), "per IP");
         assert_eq!(guard.check(ip, t0 + WINDOW), Ok(()), "the window ends");

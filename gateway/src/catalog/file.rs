@@ -380,7 +380,10 @@ gateway:
         assert_eq!(file.metrics_auth, Some(MetricsAuth::Admin));
         assert_eq!(file.provider_env_prefix.as_deref(), Some("MY_"));
         assert_eq!(key_of("gateway:\n  auth: maybe\n"), "gateway.auth");
-        assert_eq!(key_of("gateway:\n  metrics_auth: x\n"), "gateway.metrics_auth");
+        assert_eq!(
+            key_of("gateway:\n  metrics_auth: x\n"),
+            "gateway.metrics_auth"
+        );
         assert_eq!(
             key_of("gateway:\n  provider_env_prefix: \"\"\n"),
             "gateway.provider_env_prefix"

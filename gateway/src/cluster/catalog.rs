@@ -117,9 +117,9 @@ pub fn merge(base: &Catalog, snapshot: &StateSnapshot, env_prefix: &str) -> Cata
         .records(Collection::Providers)
         .filter_map(|(id, r)| match r {
             Record::Provider(p)
-                if p.api_key_env.as_deref().is_none_or(|var| {
-                    crate::config::env_name_allowed(var, env_prefix)
-                }) =>
+                if p.api_key_env
+                    .as_deref()
+                    .is_none_or(|var| crate::config::env_name_allowed(var, env_prefix)) =>
             {
                 Some(provider(id.as_str(), p))
             }

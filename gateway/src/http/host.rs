@@ -34,7 +34,8 @@ pub fn is_loopback_host(host: &str) -> bool {
             return false;
         }
     }
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The refusal for a request whose `Host` does not name loopback, if it does not.

@@ -144,7 +144,7 @@ pub async fn dispatch(
 
 /// The admin token's gate for the routes that take it (the admin API, the dashboard,
 /// `/metrics` with `gateway.metrics_auth: admin`): a client IP that failed too often
-/// gets 429 (see [`crate::admin::guard`]), a failure is counted, and a missing or
+/// gets 429 (see [`crate::admin::guard`]), a wrong token is counted, and a missing or
 /// wrong token on `/metrics` is answered here (the admin handlers answer their own
 /// 401s). `None`: go on to the handler.
 fn admin_gate(state: &AppState, route: &Route, request: &Request<Incoming>) -> Option<Response> {
@@ -173,7 +173,9 @@ fn admin_gate(state: &AppState, route: &Route, request: &Request<Incoming>) -> O
             return Some(
                 ApiError {
                     status: http::StatusCode::TOO_MANY_REQUESTS,
-                    message: "Too many failed admin logins from this address; wait before trying again.".into(),
+                    message:
+                        "Too many failed admin logins from this address; wait before trying again."
+                            .into(),
                     kind: crate::openai::errors::INVALID_REQUEST,
                     param: None,
                     code: Some("too_many_failed_logins"),
@@ -189,9 +191,13 @@ fn admin_gate(state: &AppState, route: &Route, request: &Request<Incoming>) -> O
         }
         return None;
     }
-    state.metrics.admin_auth_failure(surface);
-    if let Some(ip) = ip {
-        state.admin_guard.failed(ip, now);
+    // Only a presented credential is a guess; a request without one (a browser's
+    // first visit to the dashboard) is answered 401 but not counted.
+    if headers.contains_key(http::header::AUTHORIZATION) {
+        state.metrics.admin_auth_failure(surface);
+        if let Some(ip) = ip {
+            state.admin_guard.failed(ip, now);
+        }
     }
     (surface == AdminSurface::Metrics).then(|| ApiError::admin_unauthorized().into_response())
 }

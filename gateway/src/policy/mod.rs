@@ -4,8 +4,10 @@
 //! 1. **Auth** ([`auth`]): `Authorization: Bearer` or `x-api-key`, hashed and looked up
 //!    among the replicated auth keys — 401 `invalid_api_key` when missing or unknown,
 //!    403 `api_key_disabled` / `api_key_expired`. While the `auth_keys` collection is
-//!    empty the gateway is open (a fresh single node with the mock provider answers
-//!    without any key); **once one key exists, every request needs a valid key**.
+//!    empty the caller is [`Caller::Anonymous`]; whether that is served is
+//!    `gateway.auth` (see [`crate::admission`]: only `open`, the default of a lone
+//!    loopback node, serves it); **once one key exists, every request needs a valid
+//!    key**.
 //! 2. **Model**: a key with `allowed_models` refuses other public names — 403
 //!    `model_not_allowed`.
 //! 3. **Guardrails** ([`guardrails`]): the key's workflow, or, for anonymous requests

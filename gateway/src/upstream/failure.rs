@@ -226,14 +226,21 @@ mod tests {
     #[test]
     fn exhausted_bodies_hide_details() {
         for failure in [
-            Failure::Connect("tcp connect error: 10.1.2.3:443: Connection refused (os error 111)".into()),
+            Failure::Connect(
+                "tcp connect error: 10.1.2.3:443: Connection refused (os error 111)".into(),
+            ),
             Failure::MissingKey("AURORA_PROVIDER_SECRET_NAME".into()),
             Failure::Protocol("expected value at line 1 column 1: <html>internal</html>".into()),
         ] {
             let error = exhausted(&failure, 1);
             assert_eq!(error.status, StatusCode::BAD_GATEWAY);
             assert_eq!(error.code, Some("upstream_error"));
-            for leak in ["10.1.2.3", "os error", "AURORA_PROVIDER_SECRET_NAME", "<html>"] {
+            for leak in [
+                "10.1.2.3",
+                "os error",
+                "AURORA_PROVIDER_SECRET_NAME",
+                "<html>",
+            ] {
                 assert!(!error.message.contains(leak), "{}", error.message);
             }
         }

@@ -135,6 +135,32 @@ async fn a_node_whose_certificate_names_another_id_is_never_heard() {
     a.stop().await.expect("stop");
 }
 
+/// Issue 10 item 1: a node started with seeds reports its state as not synced until
+/// it completed an anti-entropy exchange with a peer; a node without seeds (the
+/// founder) has nobody to wait for. A node whose seed never answers stays unsynced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_node_is_synced_only_after_an_exchange_with_a_peer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, a_addr) = node("a", dir.path(), vec![]).await;
+    assert!(a.view().state_synced(), "no seeds: nothing to wait for");
+    // A seed nobody listens on: a UDP port bound and dropped.
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port");
+    let (lonely, _) = node("lonely", dir.path(), vec![nobody]).await;
+    let (b, _) = node("b", dir.path(), vec![a_addr]).await;
+    let view = b.view();
+    assert!(view.joins_peers && view.first_sync.is_none());
+    wait_for(&b, "b synced with a", |v| v.state_synced()).await;
+    // `lonely` had as long as `b` needed, and more: still not synced.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let view = lonely.view();
+    assert!(view.first_sync.is_none() && !view.state_synced(), "{view:?}");
+    for h in [b, lonely, a] {
+        h.stop().await.expect("stop");
+    }
+}
+
 /// A command is acknowledged only after what it made durable is committed, and a burst
 /// of commands shares transactions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

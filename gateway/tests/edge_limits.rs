@@ -64,7 +64,7 @@ async fn read_to_close(stream: &mut TcpStream) -> (String, bool) {
 /// One GET on an open connection; returns the status line's code.
 async fn get_health(stream: &mut TcpStream) -> Option<u16> {
     stream
-        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .ok()?;
     let mut buf = [0u8; 1024];
@@ -213,7 +213,7 @@ async fn a_slow_body_gets_a_408_and_the_connection_closes() {
     let started = Instant::now();
     stream
         .write_all(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
         )
         .await
         .expect("write");
@@ -349,7 +349,7 @@ fn stream_request(model: &str) -> Vec<u8> {
         "messages": [{"role": "user", "content": "go"}]})
     .to_string();
     format!(
-        "POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST {CHAT} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

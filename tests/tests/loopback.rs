@@ -155,7 +155,10 @@ async fn a_seeded_node_is_synced_only_after_an_exchange_with_a_peer() {
     // `lonely` had as long as `b` needed, and more: still not synced.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let view = lonely.view();
-    assert!(view.first_sync.is_none() && !view.state_synced(), "{view:?}");
+    assert!(
+        view.first_sync.is_none() && !view.state_synced(),
+        "{view:?}"
+    );
     for h in [b, lonely, a] {
         h.stop().await.expect("stop");
     }

@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::catalog::records::{Catalog, CatalogError, Model, Provider, Route};
-use crate::config::BudgetSettings;
+use crate::config::{AuthMode, BudgetSettings, MetricsAuth};
 use crate::http::limits::Limits;
-use crate::config::{AuthMode, MetricsAuth};
 use crate::upstream::policy::UpstreamPolicy;
 use crate::usage::retention::Retention;
 

@@ -6,8 +6,8 @@
 
 pub mod body;
 pub mod conn;
-pub mod limits;
 pub mod host;
+pub mod limits;
 pub mod router;
 
 /// The peer address of the connection a request came on (a request extension set by

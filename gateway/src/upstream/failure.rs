@@ -128,6 +128,8 @@ impl Failure {
             Failure::Status { status, .. } => format!("HTTP {}", status.as_u16()),
             Failure::Protocol(_) => "invalid response".to_owned(),
             Failure::MissingKey(_) => "provider not configured on this node".to_owned(),
+            // Fixed texts with nothing from outside in them.
+            Failure::TooLarge(_) => self.describe(),
         }
     }
 }

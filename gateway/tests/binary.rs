@@ -235,7 +235,7 @@ fn a_short_cluster_secret_exits_2_naming_it_with_the_openssl_hint() {
     let out = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
-        .env("AURORA_ADMIN_TOKEN", "t")
+        .env("AURORA_ADMIN_TOKEN", LONG_TOKEN)
         .env("CLUSTER_ENABLED", "true")
         .env("CLUSTER_NODE_ID", "n1")
         .env("CLUSTER_BIND_ADDR", "127.0.0.1")

@@ -7,7 +7,7 @@
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
-use crate::id::{Addr, ClusterId, NodeId};
+use crate::id::{Addr, ClusterId, Life, NodeId};
 
 /// Timing and fan-out of the membership protocol. Every field is tunable; use
 /// [`Timing::lan`] or [`Timing::wan`] as a starting point.
@@ -232,6 +232,9 @@ impl MemberMeta {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub id: NodeId,
+    /// The storage life this process speaks with (see [`Life`]): derived by the
+    /// driver from the node's own key pair, which lives with its data directory.
+    pub life: Life,
     /// The gossip address peers reach this node at.
     pub addr: Addr,
     pub meta: MemberMeta,
@@ -244,6 +247,9 @@ pub struct Config {
     pub timing: Timing,
     pub state: crate::state::replica::StateTiming,
     pub failover: crate::failover::FailoverConfig,
+    /// How an id this node has no binding for is treated (see
+    /// [`crate::identity`]): bound on first contact, or held for an operator.
+    pub admission: crate::identity::Admission,
 }
 
 impl Config {

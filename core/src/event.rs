@@ -1,7 +1,7 @@
 //! Events the core reports to its driver (and, through it, to logs, metrics and the
 //! simulator's checkers).
 
-use crate::id::NodeId;
+use crate::id::{Addr, Life, NodeId};
 use crate::membership::{LocalChange, MemberChange};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,5 +18,21 @@ pub enum Event {
         origin: NodeId,
         seq: u64,
         payload: Vec<u8>,
+    },
+    /// A message claimed `node`, which is bound to another life: "node X presented
+    /// an unknown key". Reported once per presented life; every such message is
+    /// dropped and counted (`identity_mismatch`).
+    IdentityMismatch {
+        node: NodeId,
+        presented: Life,
+        bound: Life,
+        from: Addr,
+    },
+    /// An unknown `node` in `life` asked to take part and waits for an operator
+    /// (`cluster.admission: manual`). Reported once per (id, life).
+    AdmissionPending {
+        node: NodeId,
+        life: Life,
+        from: Addr,
     },
 }

@@ -18,6 +18,7 @@ pub mod event;
 pub mod failover;
 pub mod hash;
 pub mod id;
+pub mod identity;
 pub mod membership;
 pub mod node;
 mod outbox;
@@ -30,7 +31,7 @@ pub mod wire;
 
 pub use config::{Config, ConfigError, Identity, MemberMeta, Role, Timing};
 pub use event::Event;
-pub use id::{Addr, ClusterId, Incarnation, NodeId};
+pub use id::{Addr, ClusterId, Incarnation, Life, NodeId, Origin};
 pub use membership::{LocalChange, Member, MemberChange, Phase};
 pub use node::{Command, CommandError, Node, NodeMetrics, Output, Transmit};
 pub use persist::{PersistBatch, PersistItem, Restored};

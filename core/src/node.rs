@@ -17,14 +17,15 @@
 use crate::config::{Config, ConfigError, Identity, MemberMeta};
 use crate::event::Event;
 use crate::failover::{Candidate, Epoch, Failover, SwitchoverError};
-use crate::id::{Addr, Incarnation, NodeId};
+use crate::id::{Addr, Incarnation, Life, NodeId, Origin};
+use crate::identity::{Bindings, Verdict};
 use crate::membership::{Member, Membership, MembershipStats};
 use crate::outbox::{Effect, Outbox};
 use crate::persist::{PersistBatch, PersistItem, Restored};
 use crate::rng::DetRng;
 use crate::state::hlc::Hlc;
 use crate::state::records::{Collection, Record, RecordError, RecordId};
-use crate::state::replica::{Replica, WriteHistory};
+use crate::state::replica::Replica;
 use crate::state::store::{Key, Usage, Value};
 use crate::time::Millis;
 use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
@@ -57,16 +58,13 @@ pub enum Command {
     /// Hand leadership to `to` (this node must be the leader).
     Switchover { to: NodeId },
     /// Stop counting `node` as a voter (an operator's decision that a member
-    /// which failed, or left unseen, is gone for good).
+    /// which failed, or left unseen, is gone for good), and release its id → life
+    /// binding: the id may come back as a new life (a lost disk, a replaced key),
+    /// which the leader then admits as a new member.
     ForgetMember { node: NodeId },
-}
-
-impl Command {
-    /// Whether the command writes replicated state, and so needs this node's write
-    /// numbering (see `state::replica::WriteHistory`).
-    pub fn writes_state(&self) -> bool {
-        matches!(self, Command::Put { .. } | Command::Delete { .. })
-    }
+    /// Bind `node` to `life` on an operator's word (`cluster.admission: manual`:
+    /// the pending (id, life) is accepted from now on).
+    AdmitMember { node: NodeId, life: Life },
 }
 
 /// A command the node refused; the node's state is unchanged.
@@ -82,13 +80,6 @@ pub enum CommandError {
     InvalidRecord(RecordError),
     #[error("switchover refused: {0}")]
     Switchover(SwitchoverError),
-    /// The node started with empty storage and has not yet heard from a peer how
-    /// far its own write numbering got (see `state::replica::WriteHistory`).
-    #[error(
-        "this node started with empty storage and is still learning its own write \
-         history from a peer; retry in a second"
-    )]
-    HistoryUnknown,
 }
 
 /// Bytes to send to a peer.
@@ -117,12 +108,18 @@ pub struct NodeMetrics {
     pub bytes_out: u64,
     /// Dropped packets, indexed by [`DecodeError::index`].
     pub dropped: [u64; DecodeError::ALL.len()],
+    /// Packets dropped because their sender (id, life) did not match the life
+    /// that id is bound to (drop reason `identity_mismatch`).
+    pub identity_mismatch: u64,
+    /// Packets dropped because their sender waits for an operator's admission
+    /// (drop reason `pending_admission`).
+    pub pending_admission: u64,
     pub membership: MembershipStats,
 }
 
 impl NodeMetrics {
     pub fn dropped_total(&self) -> u64 {
-        self.dropped.iter().sum()
+        self.dropped.iter().sum::<u64>() + self.identity_mismatch + self.pending_admission
     }
 }
 
@@ -139,9 +136,10 @@ pub struct Node {
     persisted_epoch: Epoch,
     /// The roster state last handed to the driver to persist.
     persisted_roster: crate::failover::RosterState,
-    /// Started with nothing persisted: this node may be a previous one whose disk
-    /// was lost, so it learns its write history from peers before writing.
-    fresh_storage: bool,
+    /// This process's storage life (stamped on every packet it sends).
+    life: Life,
+    /// Which life each id speaks with (see [`crate::identity`]).
+    bindings: Bindings,
     outbox: Outbox,
     metrics: NodeMetrics,
 }
@@ -160,9 +158,9 @@ impl Node {
     ) -> Result<Node, ConfigError> {
         config.validate()?;
         identity.meta.validate()?;
-        let mut failover = Failover::new(identity.id, config.failover.clone(), now)?;
+        let mut failover =
+            Failover::new(identity.id, config.failover.clone(), now)?.with_life(identity.life);
         let mut outbox = Outbox::default();
-        let fresh_storage = restored.incarnation.is_none();
         // Persisted even on first start: a restart must always come back above
         // whatever the cluster remembers of this node.
         let incarnation = restored
@@ -177,8 +175,16 @@ impl Node {
         outbox.persist(PersistBatch {
             items: vec![PersistItem::Incarnation(incarnation)],
         });
+        let life = identity.life;
+        let mut bindings = Bindings::new(identity.id, life, config.admission, restored.bindings);
+        // The roster is the stronger word on its voters.
+        if let Some(r) = persisted_roster.roster.as_ref() {
+            for (node, life) in r.members() {
+                bindings.admit(node, life);
+            }
+        }
         let replica = Replica::new(
-            identity.id,
+            Origin::new(identity.id, life),
             config.state.clone(),
             restored.entries.into_values(),
             restored.own_seq,
@@ -201,7 +207,8 @@ impl Node {
             members_seen: None,
             persisted_epoch,
             persisted_roster,
-            fresh_storage,
+            life,
+            bindings,
             outbox,
             metrics: NodeMetrics::default(),
         };
@@ -229,7 +236,10 @@ impl Node {
                 return;
             }
         };
-        let (sender, message) = (envelope.sender, envelope.message);
+        let (sender, life, message) = (envelope.sender, envelope.life, envelope.message);
+        if !self.admit_sender(now, from, sender, life) {
+            return;
+        }
         match message {
             Message::SyncRequest { .. }
             | Message::SyncResponse { .. }
@@ -241,7 +251,7 @@ impl Node {
             }
             Message::Lease(lease) => {
                 if !self.membership.has_left() {
-                    self.failover.handle_message(now, sender, lease);
+                    self.failover.handle_lease(now, sender, life, lease);
                 }
             }
             _ => self
@@ -250,6 +260,75 @@ impl Node {
         }
         self.exchange_rumors(now);
         self.pump_failover(now);
+    }
+
+    /// Checks a decoded packet's sender against its binding: accepts it (binding
+    /// it on first contact under automatic admission) or drops and counts it.
+    fn admit_sender(&mut self, now: Millis, from: Addr, sender: NodeId, life: Life) -> bool {
+        match self.bindings.check(now, sender, life, from) {
+            Verdict::Bound => true,
+            Verdict::Admitted => {
+                self.persist_binding(sender, Some(life));
+                true
+            }
+            Verdict::Mismatch { bound, first } => {
+                self.metrics.identity_mismatch += 1;
+                if first {
+                    self.outbox.event(Event::IdentityMismatch {
+                        node: sender,
+                        presented: life,
+                        bound,
+                        from,
+                    });
+                }
+                false
+            }
+            Verdict::Pending { first } => {
+                self.metrics.pending_admission += 1;
+                if first {
+                    self.outbox.event(Event::AdmissionPending {
+                        node: sender,
+                        life,
+                        from,
+                    });
+                }
+                false
+            }
+        }
+    }
+
+    fn persist_binding(&mut self, node: NodeId, life: Option<Life>) {
+        self.outbox.persist(PersistBatch {
+            items: vec![PersistItem::Binding { node, life }],
+        });
+    }
+
+    /// A roster was adopted: its voters are bound to the lives it names, and a
+    /// voter it dropped is released (how a `forget` on the leader releases the id
+    /// on every node that follows the roster).
+    fn bind_roster(&mut self, old: Option<&crate::failover::Roster>) {
+        let new = self.failover.roster().cloned();
+        let mut changes = Vec::new();
+        if let Some(old) = old {
+            for (node, life) in old.members() {
+                let kept = new.as_ref().is_some_and(|r| r.contains(node));
+                if !kept && self.bindings.life_of(node) == Some(life) && self.bindings.release(node)
+                {
+                    changes.push(PersistItem::Binding { node, life: None });
+                }
+            }
+        }
+        for (node, life) in new.iter().flat_map(|r| r.members()) {
+            if self.bindings.admit(node, life) {
+                changes.push(PersistItem::Binding {
+                    node,
+                    life: Some(life),
+                });
+            }
+        }
+        if !changes.is_empty() {
+            self.outbox.persist(PersistBatch { items: changes });
+        }
     }
 
     /// Feeds the failover machine the member list when it changed, persists a
@@ -272,8 +351,14 @@ impl Node {
             items.push(PersistItem::Epoch(epoch));
         }
         if self.failover.durable_roster() != &self.persisted_roster {
-            self.persisted_roster = self.failover.durable_roster().clone();
+            let old = std::mem::replace(
+                &mut self.persisted_roster,
+                self.failover.durable_roster().clone(),
+            );
             items.push(PersistItem::Roster(Box::new(self.persisted_roster.clone())));
+            if old.roster != self.persisted_roster.roster {
+                self.bind_roster(old.roster.as_ref());
+            }
         }
         if !items.is_empty() {
             self.outbox.persist(PersistBatch { items });
@@ -299,7 +384,12 @@ impl Node {
     /// that have not reached the cluster either, and two of them must not make a
     /// majority of their own.
     fn candidates(&self) -> Vec<Candidate> {
-        let me = Candidate::from_meta(self.id(), self.membership.addr(), self.membership.meta());
+        let me = Candidate::from_meta(
+            self.id(),
+            Some(self.life),
+            self.membership.addr(),
+            self.membership.meta(),
+        );
         if self.membership.is_joining() {
             return vec![me];
         }
@@ -307,7 +397,7 @@ impl Node {
             .membership
             .members()
             .filter(|m| m.is_active())
-            .map(|m| Candidate::from_meta(m.id, m.addr, &m.meta));
+            .map(|m| Candidate::from_meta(m.id, self.bindings.life_of(m.id), m.addr, &m.meta));
         std::iter::once(me).chain(others).collect()
     }
 
@@ -329,15 +419,6 @@ impl Node {
     ) -> Result<Option<Hlc>, CommandError> {
         if self.membership.has_left() {
             return Err(CommandError::Left);
-        }
-        if command.writes_state() && self.replica.history() != WriteHistory::Known {
-            // A bad record is reported as such whatever the node's state.
-            if let Command::Put { id, record } = &command {
-                record
-                    .validate_with_id(id)
-                    .map_err(CommandError::InvalidRecord)?;
-            }
-            return Err(CommandError::HistoryUnknown);
         }
         let written = match command {
             Command::Put { id, record } => {
@@ -364,6 +445,15 @@ impl Node {
             }
             Command::ForgetMember { node } => {
                 self.failover.forget(now, node);
+                if self.bindings.release(node) {
+                    self.persist_binding(node, None);
+                }
+                None
+            }
+            Command::AdmitMember { node, life } => {
+                if self.bindings.admit(node, life) {
+                    self.persist_binding(node, Some(life));
+                }
                 None
             }
             Command::Switchover { to } => {
@@ -389,12 +479,7 @@ impl Node {
 
     fn membership_command(&mut self, now: Millis, command: Command) -> Result<(), CommandError> {
         match command {
-            Command::Join { seeds } => {
-                if !seeds.is_empty() && self.fresh_storage {
-                    self.replica.await_own_history(now);
-                }
-                self.membership.join(now, seeds, &mut self.outbox)
-            }
+            Command::Join { seeds } => self.membership.join(now, seeds, &mut self.outbox),
             Command::Leave => self.membership.leave(now, &mut self.outbox),
             Command::UpdateMeta(meta) => {
                 meta.validate().map_err(CommandError::InvalidMeta)?;
@@ -410,7 +495,8 @@ impl Node {
             | Command::Delete { .. }
             | Command::RecordUsage { .. }
             | Command::Switchover { .. }
-            | Command::ForgetMember { .. } => {}
+            | Command::ForgetMember { .. }
+            | Command::AdmitMember { .. } => {}
         }
         Ok(())
     }
@@ -464,7 +550,12 @@ impl Node {
                 channel,
                 message,
             } => {
-                let bytes = wire::encode(self.config.cluster, self.membership.id(), &message);
+                let bytes = wire::encode(
+                    self.config.cluster,
+                    self.membership.id(),
+                    self.life,
+                    &message,
+                );
                 self.metrics.packets_out += 1;
                 self.metrics.bytes_out += bytes.len() as u64;
                 Output::Transmit(Transmit { to, channel, bytes })
@@ -478,6 +569,17 @@ impl Node {
 
     pub fn id(&self) -> NodeId {
         self.membership.id()
+    }
+
+    /// This process's storage life.
+    pub fn life(&self) -> Life {
+        self.life
+    }
+
+    /// The id → life bindings, and the strangers turned away (pending admission,
+    /// or presenting another life than their id's).
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
     }
 
     /// Joining, active, leaving or left.

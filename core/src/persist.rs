@@ -5,7 +5,7 @@
 //! cluster something it could forget in a crash: an incarnation it announced is
 //! always on disk, and after a restart it starts above it.
 
-use crate::id::Incarnation;
+use crate::id::{Incarnation, Life, NodeId};
 use std::collections::BTreeMap;
 
 use crate::state::store::{Entry, Key};
@@ -33,6 +33,9 @@ pub enum PersistItem {
     Remove(Box<Key>),
     /// The failover voter roster this node follows; replaces the one stored.
     Roster(Box<crate::failover::RosterState>),
+    /// `node` is bound to `life` (see [`crate::identity`]), or its binding was
+    /// released (`None`): a restarted node must keep refusing a life it refused.
+    Binding { node: NodeId, life: Option<Life> },
 }
 
 /// State the driver read back from disk for [`crate::Node::new`].
@@ -48,6 +51,8 @@ pub struct Restored {
     pub epoch: Option<crate::failover::Epoch>,
     /// The failover roster state last persisted.
     pub roster: Option<crate::failover::RosterState>,
+    /// The id → life bindings persisted.
+    pub bindings: BTreeMap<NodeId, Life>,
 }
 
 impl Restored {
@@ -65,6 +70,14 @@ impl Restored {
                     self.entries.remove(key.as_ref());
                 }
                 PersistItem::Roster(r) => self.roster = Some((**r).clone()),
+                PersistItem::Binding { node, life } => match life {
+                    Some(life) => {
+                        self.bindings.insert(*node, *life);
+                    }
+                    None => {
+                        self.bindings.remove(node);
+                    }
+                },
             }
         }
     }

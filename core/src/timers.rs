@@ -27,12 +27,6 @@ impl<T: Ord + Copy> Timers<T> {
         self.set.insert((at, timer));
     }
 
-    /// Moves `timer` to `at`, wherever it was set before (or sets it).
-    pub fn reschedule(&mut self, at: Millis, timer: T) {
-        self.set.retain(|&(_, t)| t != timer);
-        self.set.insert((at, timer));
-    }
-
     /// The earliest deadline.
     pub fn next(&self) -> Option<Millis> {
         self.set.first().map(|(at, _)| *at)

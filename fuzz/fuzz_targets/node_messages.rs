@@ -35,11 +35,11 @@ use aurora_core::state::store::{Entry, Key, Store, Usage, Value, VersionVector};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Channel, Command, CommandError, Config, Event, Identity, Incarnation, LocalChange, MemberMeta,
-    Millis, Node, NodeId, Output, PersistItem, Restored, Role, Timing,
+    Millis, Node, NodeId, Origin, Output, PersistItem, Restored, Role, Timing,
 };
 use aurora_fuzz::{
-    addr_of, budget_id, model, model_id, packet, parse, sender, Op, CHUNK_BUDGETS, CLUSTER,
-    MEMBER_A, MEMBER_B, SELF,
+    addr_of, budget_id, life_of, model, model_id, origin_of, packet, parse, sender, Op,
+    CHUNK_BUDGETS, CLUSTER, MEMBER_A, MEMBER_B, SELF,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -80,6 +80,7 @@ fn config() -> Config {
                 aurora_core::failover::FailoverMode::ActivePassive,
             )
         },
+        admission: aurora_core::identity::Admission::Auto,
     }
 }
 
@@ -88,6 +89,7 @@ fn config() -> Config {
 fn start(restored: Restored, now: Millis) -> Node {
     let identity = Identity {
         id: SELF,
+        life: life_of(SELF),
         addr: addr_of(SELF),
         meta: meta("self"),
     };
@@ -101,7 +103,7 @@ fn start(restored: Restored, now: Millis) -> Node {
                 meta: meta("peer"),
             })],
         };
-        node.handle_datagram(now, addr_of(member), &wire::encode(CLUSTER, member, &hello));
+        node.handle_datagram(now, addr_of(member), &wire::encode(CLUSTER, member, life_of(member), &hello));
     }
     node
 }
@@ -122,7 +124,7 @@ impl Peer {
     fn new(id: NodeId) -> Peer {
         Peer {
             id,
-            clock: HlcClock::new(id, StateTiming::default().max_clock_skew),
+            clock: HlcClock::new(origin_of(id), StateTiming::default().max_clock_skew),
             seq: 0,
             store: Store::default(),
             history: Vec::new(),
@@ -146,7 +148,7 @@ struct Checker {
     persisted: Option<Incarnation>,
     left: bool,
     /// Every entry ever persisted, by (origin, seq).
-    persisted_entries: BTreeMap<(NodeId, u64), Entry>,
+    persisted_entries: BTreeMap<(Origin, u64), Entry>,
     /// What the driver's storage holds: rebuilt into a node on `Restart`.
     image: Restored,
     /// The node's newest own write: (seq, timestamp).
@@ -169,7 +171,7 @@ impl Checker {
                                 self.persisted = self.persisted.max(Some(i));
                             }
                             PersistItem::Entry(e) => {
-                                if let Some(s) = own_seq.filter(|_| e.origin() == SELF) {
+                                if let Some(s) = own_seq.filter(|_| e.origin() == origin_of(SELF)) {
                                     assert_eq!(e.seq, s, "own write persisted with another seq");
                                     self.own_write(&e);
                                 }
@@ -345,7 +347,7 @@ impl Harness {
             let hlc = hlc.expect("a write answers with its timestamp");
             let held = self.node.replica().store().get(key).expect("written key");
             assert_eq!(held.hlc, hlc);
-            assert_eq!(held.origin(), SELF);
+            assert_eq!(held.origin(), origin_of(SELF));
         }
     }
 
@@ -431,7 +433,7 @@ impl Harness {
                 Key::Usage {
                     budget: budget_id(n),
                     period: 0,
-                    node: p.id,
+                    node: origin_of(p.id),
                 },
                 Value::Usage(Usage {
                     spend_nanos: u64::from(variant) * 1_000,
@@ -489,6 +491,7 @@ impl Harness {
                 let bytes = wire::encode(
                     CLUSTER,
                     p.id,
+                    life_of(p.id),
                     &Message::Gossip {
                         rumors: vec![Rumor::State(e)],
                     },
@@ -497,7 +500,7 @@ impl Harness {
                 return;
             }
         };
-        let bytes = wire::encode(CLUSTER, p.id, &message);
+        let bytes = wire::encode(CLUSTER, p.id, life_of(p.id), &message);
         self.node.handle_stream(self.now, addr_of(p.id), &bytes);
     }
 

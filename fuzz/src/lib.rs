@@ -44,7 +44,7 @@ use aurora_core::state::hlc::{Hlc, HlcClock};
 use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::store::{Entry, Key, Usage, Value};
 use aurora_core::wire::{HEADER_LEN, MAGIC, PROTOCOL_VERSION};
-use aurora_core::{Addr, ClusterId, NodeId};
+use aurora_core::{Addr, ClusterId, Life, NodeId, Origin};
 
 pub const CLUSTER: ClusterId = ClusterId(0xA0_0A);
 pub const SELF: NodeId = NodeId(1);
@@ -53,7 +53,17 @@ pub const MEMBER_B: NodeId = NodeId(3);
 pub const STRANGER: NodeId = NodeId(9);
 
 /// Where the CRC-32 sits in the header (see `aurora_core::wire`).
-const CRC_FIELD: core::ops::Range<usize> = 19..23;
+const CRC_FIELD: core::ops::Range<usize> = 27..31;
+
+/// The storage life every simulated member speaks with.
+pub fn life_of(id: NodeId) -> Life {
+    Life(id.0.wrapping_mul(0x0101_0101))
+}
+
+/// The write origin of `id` in its one life.
+pub fn origin_of(id: NodeId) -> Origin {
+    Origin::new(id, life_of(id))
+}
 
 pub fn addr_of(id: NodeId) -> Addr {
     Addr::from(([10, 0, 0, id.0 as u8], 7946))
@@ -77,6 +87,7 @@ pub fn packet(sender: NodeId, body: &[u8]) -> Vec<u8> {
     p.push(PROTOCOL_VERSION);
     p.extend_from_slice(&CLUSTER.0.to_le_bytes());
     p.extend_from_slice(&sender.0.to_le_bytes());
+    p.extend_from_slice(&life_of(sender).0.to_le_bytes());
     p.extend_from_slice(&[0; 4]);
     p.extend_from_slice(body);
     seal(&mut p);
@@ -334,7 +345,7 @@ pub struct MergeInput {
 pub fn merge_entries(data: &[u8]) -> MergeInput {
     let (&budget, specs) = data.split_first().unwrap_or((&0, &[]));
     let mut clocks: Vec<HlcClock> = (1..=MERGE_ORIGINS)
-        .map(|n| HlcClock::new(NodeId(n), Duration::from_secs(1 << 40)))
+        .map(|n| HlcClock::new(origin_of(NodeId(n)), Duration::from_secs(1 << 40)))
         .collect();
     let mut seqs = [0u64; MERGE_ORIGINS as usize];
     let mut wall = 1_000u64;
@@ -348,7 +359,7 @@ pub fn merge_entries(data: &[u8]) -> MergeInput {
     for spec in specs.chunks_exact(4).take(MAX_MERGE_ENTRIES) {
         let [k, c, r, v] = [spec[0], spec[1], spec[2], spec[3]];
         let o = usize::from(c & 3) % MERGE_ORIGINS as usize;
-        let origin = NodeId(o as u64 + 1);
+        let origin = origin_of(NodeId(o as u64 + 1));
         wall += u64::from((c >> 2) & 3);
         let local_wall = wall + u64::from((c >> 4) & 3);
         if c & 0x40 != 0 {

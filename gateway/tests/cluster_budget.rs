@@ -84,8 +84,7 @@ fn rates() -> Vec<u64> {
 }
 
 /// POSTs `body` to `path` on `addr`, retrying for up to [`READY`] while the node
-/// answers 503 (a node that started with empty storage refuses writes until it has
-/// learnt its own write history from a peer).
+/// answers 503 (a node that is still starting up may refuse requests for a moment).
 fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     let start = Instant::now();
     loop {

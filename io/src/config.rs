@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aurora_core::identity::Admission;
 use aurora_core::{ClusterId, Config, Identity, MemberMeta, NodeId, Role, Timing};
 use serde::Deserialize;
 
@@ -185,6 +186,8 @@ pub struct ClusterFile {
     pub advertise_url: Option<String>,
     pub heartbeat_interval_seconds: Option<f64>,
     pub failover_mode: Option<FailoverMode>,
+    /// `auto` (default) or `manual`: see [`ClusterSettings::admission`].
+    pub admission: Option<Admission>,
     /// How many founding members elect the first leader (see
     /// [`ClusterSettings::bootstrap_expect`]).
     pub bootstrap_expect: Option<u32>,
@@ -264,6 +267,10 @@ pub struct ClusterSettings {
     pub seed_nodes: Vec<String>,
     pub advertise_url: String,
     pub failover_mode: FailoverMode,
+    /// How an unknown (node id, storage life) is treated: `auto` binds it on first
+    /// contact, `manual` keeps it pending (visible in `cluster/status`, every
+    /// message dropped) until an operator admits it.
+    pub admission: Admission,
     /// `failover.expected_voters` of the core: on the nodes that start a new
     /// cluster, how many of them (all set alike) elect the first leader; 0 on a
     /// node that joins an existing cluster. Default: see [`default_bootstrap_expect`].
@@ -386,6 +393,13 @@ impl ClusterFile {
         }
         if let Some(v) = get("CLUSTER_FAILOVER_MODE") {
             self.failover_mode = Some(FailoverMode::parse("CLUSTER_FAILOVER_MODE", v)?);
+        }
+        if let Some(v) = get("CLUSTER_ADMISSION") {
+            self.admission = Some(match v.trim() {
+                "auto" => Admission::Auto,
+                "manual" => Admission::Manual,
+                other => return Err(invalid("CLUSTER_ADMISSION", "auto or manual", other)),
+            });
         }
         if let Some(v) = get("CLUSTER_BOOTSTRAP_EXPECT") {
             self.bootstrap_expect = Some(parse_num(
@@ -542,6 +556,7 @@ impl ClusterFile {
             seed_nodes,
             advertise_url,
             failover_mode: self.failover_mode.unwrap_or_default(),
+            admission: self.admission.unwrap_or_default(),
             bootstrap_expect,
             promotion_tier,
             capacity,
@@ -708,9 +723,12 @@ impl ClusterSettings {
                     FailoverMode::ActiveActive => aurora_core::failover::FailoverMode::ActiveActive,
                 })
             },
+            admission: self.admission,
         };
         let identity = Identity {
             id: NodeId::from_name(&self.node_id),
+            // Set by `launch` from the data directory (`Store::storage_life`).
+            life: aurora_core::Life::default(),
             addr: self.advertise,
             meta: MemberMeta {
                 name: self.node_name.clone(),

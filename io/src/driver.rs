@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurora_core::state::replica::WriteHistory;
 use aurora_core::{
     Command, CommandError, Config, ConfigError, DecodeError, Event, Identity, LocalChange,
     MemberChange, Millis, Node, Output, PersistBatch, PersistItem,
@@ -225,7 +224,7 @@ pub fn start(
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
     let built = std::time::Instant::now();
-    let mut snapshot = StateSnapshot::build(node.replica().store(), node.id());
+    let mut snapshot = StateSnapshot::build(node.replica().store(), node.replica().origin());
     snapshot.wall_ms = node.replica().wall(clock.now());
     tracing::info!(
         records = snapshot.live_records(),
@@ -259,7 +258,6 @@ pub fn start(
         state: state_tx,
         live_count,
         counters: ReplicaCounters::default(),
-        deferred: Vec::new(),
         joins_peers: !seeds.is_empty(),
         stopped: None,
     };
@@ -296,27 +294,11 @@ struct Driver {
     /// The store's live register count at the last publish.
     live_count: usize,
     counters: ReplicaCounters,
-    /// Writes held while the node learns its write numbering (see
-    /// [`aurora_core::state::replica::WriteHistory`]), oldest first.
-    deferred: Vec<Deferred>,
     /// Started with seeds to join (see [`ClusterView::joins_peers`]).
     joins_peers: bool,
     /// Why the loop ended on an error (published in the last view).
     stopped: Option<String>,
 }
-
-/// A write that waits for the node's write history, and until when it may.
-struct Deferred {
-    command: Box<Command>,
-    reply: Reply,
-    /// The driver's clock (so tests on simulated time see the same deadline).
-    until: Millis,
-}
-
-/// How long a write waits for a node that started with empty storage to learn its
-/// write numbering from a peer (normally one anti-entropy round after joining)
-/// before it is refused.
-const HISTORY_WAIT: Duration = Duration::from_secs(10);
 
 /// Where a request's outcome goes.
 type Reply = oneshot::Sender<Result<(), DriverError>>;
@@ -392,7 +374,6 @@ impl Driver {
                     self.node.handle_timeout(now);
                 }
             }
-            self.retry_deferred(&mut round);
             let flushed = self.flush(&mut round);
             // Acknowledge only after the commit; on failure every caller hears of it.
             for (reply, result) in round.acks {
@@ -426,14 +407,6 @@ impl Driver {
         let now = self.clock.now();
         match request {
             Request::Command { command, reply } => {
-                if self.history_unknown() && command.writes_state() {
-                    self.deferred.push(Deferred {
-                        command,
-                        reply,
-                        until: now + HISTORY_WAIT,
-                    });
-                    return;
-                }
                 let result = self
                     .node
                     .handle_command(now, *command)
@@ -446,41 +419,6 @@ impl Driver {
                 Err(e) => round.acks.push((reply, Err(e.into()))),
             },
             Request::Stop => round.stop = true,
-        }
-    }
-
-    fn history_unknown(&self) -> bool {
-        self.node.replica().history() != WriteHistory::Known
-    }
-
-    /// Runs the held writes once the write history is known; refuses those that
-    /// waited too long.
-    fn retry_deferred(&mut self, round: &mut Round) {
-        if self.deferred.is_empty() {
-            return;
-        }
-        if self.history_unknown() {
-            let now = self.clock.now();
-            let (expired, waiting): (Vec<Deferred>, Vec<Deferred>) =
-                std::mem::take(&mut self.deferred)
-                    .into_iter()
-                    .partition(|d| now >= d.until);
-            self.deferred = waiting;
-            for d in expired {
-                round
-                    .acks
-                    .push((d.reply, Err(CommandError::HistoryUnknown.into())));
-            }
-            return;
-        }
-        let now = self.clock.now();
-        for d in std::mem::take(&mut self.deferred) {
-            let result = self
-                .node
-                .handle_command(now, *d.command)
-                .map(drop)
-                .map_err(Into::into);
-            round.acks.push((d.reply, result));
         }
     }
 
@@ -538,6 +476,19 @@ impl Driver {
             }
             Event::Broadcast { .. } => {}
             Event::Failover(change) => tracing::info!(?change, "failover"),
+            Event::IdentityMismatch {
+                node,
+                presented,
+                bound,
+                from,
+            } => tracing::warn!(
+                member = %node, %presented, %bound, %from,
+                "a peer presented an unknown key (storage life) for a bound node id; its messages are dropped"
+            ),
+            Event::AdmissionPending { node, life, from } => tracing::warn!(
+                member = %node, %life, %from,
+                "an unknown node waits for an operator's admission (cluster.admission: manual)"
+            ),
         }
         // No subscriber is fine.
         let _ = self.events.send(event);
@@ -548,7 +499,7 @@ impl Driver {
     fn publish_state(&mut self, batches: &[PersistBatch]) {
         let started = std::time::Instant::now();
         let store = self.node.replica().store();
-        let own = self.node.id();
+        let own = self.node.replica().origin();
         let mut changed = false;
         let mut other = false;
         for batch in batches {
@@ -648,7 +599,6 @@ impl Driver {
             },
             joins_peers: self.joins_peers,
             first_sync: self.node.replica().first_sync(),
-            history_known: !self.history_unknown(),
             stopped: self.stopped.clone(),
         };
         self.view.send_replace(Arc::new(view));

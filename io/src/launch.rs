@@ -68,13 +68,14 @@ pub async fn launch(
     if !settings.enabled {
         return Err(LaunchError::Disabled);
     }
-    let (config, identity) = settings.to_core(version);
-    let store = Store::open(db_path, identity.id)?;
+    let (config, mut identity) = settings.to_core(version);
+    let mut store = Store::open(db_path, identity.id)?;
     let data_dir = match db_path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let node_key = NodeKey::load_or_create(data_dir)?;
+    identity.life = store.storage_life(node_key.life().get())?;
     let started = std::time::Instant::now();
     let keys = tls::ClusterKeys::derive(secrets, &settings.cluster_name, settings.kdf)?;
     let kdf_ms = started.elapsed().as_millis();

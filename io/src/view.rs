@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::replica::SyncLag;
 use aurora_core::state::store::{Key, Store, Usage, Value};
-use aurora_core::{Incarnation, Liveness, MemberMeta, Millis, NodeId};
+use aurora_core::{Incarnation, Liveness, MemberMeta, Millis, NodeId, Origin};
 
 use crate::transport::TransportStats;
 
@@ -81,10 +81,6 @@ pub struct ClusterView {
     /// When the node first completed an anti-entropy exchange with a peer (driver
     /// clock; see [`aurora_core::state::replica::Replica::first_sync`]).
     pub first_sync: Option<Millis>,
-    /// Whether the node knows its own write numbering (see
-    /// [`aurora_core::state::replica::WriteHistory`]); `false` while a node started
-    /// with empty storage waits for a peer to tell it.
-    pub history_known: bool,
     /// Why the driver stopped on an error, in the last view it published; `None`
     /// while it runs (or after a clean stop). A panicked driver publishes nothing:
     /// readers see the channel closed instead.
@@ -93,10 +89,11 @@ pub struct ClusterView {
 
 impl ClusterView {
     /// Whether the node's copy of the replicated state is complete enough to decide
-    /// admission: it has no peers to wait for, or it caught up with one and knows
-    /// its write history.
+    /// admission: it has no peers to wait for, or it caught up with one. (Its own
+    /// write numbering needs no wait: a node with a new disk is a new storage life
+    /// whose numbers start afresh.)
     pub fn state_synced(&self) -> bool {
-        !self.joins_peers || (self.first_sync.is_some() && self.history_known)
+        !self.joins_peers || self.first_sync.is_some()
     }
 }
 
@@ -183,7 +180,7 @@ impl StateSnapshot {
     /// Key order is each collection's id order, and it brings one (budget, period)'s
     /// counters together, so nothing is looked up in the store again and each
     /// cluster-wide sum is added up once.
-    pub fn build(store: &Store, own: NodeId) -> StateSnapshot {
+    pub fn build(store: &Store, own: Origin) -> StateSnapshot {
         let mut snapshot = StateSnapshot::default();
         // The (budget, period) whose counters are being summed, and the sum so far.
         let mut open: Option<((RecordId, u64), Usage)> = None;
@@ -234,7 +231,7 @@ impl StateSnapshot {
     }
 
     /// Refreshes one key from the store's current value.
-    pub fn apply_key(&mut self, store: &Store, own: NodeId, key: &Key) {
+    pub fn apply_key(&mut self, store: &Store, own: Origin, key: &Key) {
         match key {
             Key::Record(collection, id) => {
                 let map = &mut self.records[*collection as usize];
@@ -311,6 +308,7 @@ mod tests {
     use aurora_core::state::records::{Budget, BudgetPeriod};
     use aurora_core::state::store::Entry;
     use aurora_core::Hlc;
+    use aurora_core::Life;
     use std::time::Instant;
 
     fn budget_entry(i: u64, wall: u64) -> Entry {
@@ -328,7 +326,7 @@ mod tests {
             hlc: Hlc {
                 wall,
                 logical: 0,
-                node: NodeId(1),
+                origin: Origin::new(NodeId(1), Life(1)),
             },
             seq: wall,
         }
@@ -340,7 +338,7 @@ mod tests {
             store.merge(budget_entry(i, i));
         }
         let started = Instant::now();
-        let mut snapshot = StateSnapshot::build(&store, NodeId(1));
+        let mut snapshot = StateSnapshot::build(&store, Origin::new(NodeId(1), Life(1)));
         let build = started.elapsed();
         assert_eq!(snapshot.live_records(), n as usize);
         // What the driver does per round that changed one key: merge, refresh that key
@@ -351,7 +349,7 @@ mod tests {
             let e = budget_entry(u % n + 1, n + 1 + u);
             let key = e.key.clone();
             store.merge(e);
-            snapshot.apply_key(&store, NodeId(1), &key);
+            snapshot.apply_key(&store, Origin::new(NodeId(1), Life(1)), &key);
             snapshot.version += 1;
             held.push(std::sync::Arc::new(snapshot.clone()));
             if held.len() > 8 {
@@ -365,12 +363,12 @@ mod tests {
     fn incremental_publish_reads_its_changes() {
         let mut store = Store::default();
         store.merge(budget_entry(1, 1));
-        let mut snapshot = StateSnapshot::build(&store, NodeId(1));
+        let mut snapshot = StateSnapshot::build(&store, Origin::new(NodeId(1), Life(1)));
         let before = snapshot.clone();
         let e = budget_entry(2, 2);
         let key = e.key.clone();
         store.merge(e);
-        snapshot.apply_key(&store, NodeId(1), &key);
+        snapshot.apply_key(&store, Origin::new(NodeId(1), Life(1)), &key);
         assert!(snapshot.record(Collection::Budgets, "budget-2").is_some());
         assert!(before.record(Collection::Budgets, "budget-2").is_none());
         let (_, per_update) = snapshot_cost(2_000, 200);
@@ -378,7 +376,7 @@ mod tests {
     }
 
     /// What `build` must equal: `apply_key` on every key of the store.
-    fn key_by_key(store: &Store, own: NodeId) -> StateSnapshot {
+    fn key_by_key(store: &Store, own: Origin) -> StateSnapshot {
         let mut snapshot = StateSnapshot::default();
         for entry in store.entries() {
             snapshot.apply_key(store, own, &entry.key);
@@ -389,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_built_snapshot_equals_refreshing_every_key() {
-        let own = NodeId(1);
+        let own = Origin::new(NodeId(1), Life(1));
         for seed in 0..50u64 {
             // A small fixed stream: records and tombstones, usage counters of a few
             // budgets, periods and nodes (ours among them), zero and overwritten.
@@ -402,7 +400,7 @@ mod tests {
             };
             let mut store = Store::default();
             for seq in 1..=200 {
-                let origin = NodeId(1 + next(3));
+                let origin = Origin::new(NodeId(1 + next(3)), Life(1));
                 let mut e = match next(3) {
                     0 => budget_entry(next(20), seq),
                     _ => {
@@ -421,13 +419,13 @@ mod tests {
                             hlc: Hlc {
                                 wall: seq,
                                 logical: 0,
-                                node: origin,
+                                origin,
                             },
                             seq,
                         }
                     }
                 };
-                e.hlc.node = origin;
+                e.hlc.origin = origin;
                 if next(5) == 0 {
                     e.value = None;
                 }

@@ -447,7 +447,10 @@ pub fn anti_entropy_bytes() -> Vec<String> {
                 hlc: aurora_core::Hlc {
                     wall: 1_000 + k as u64,
                     logical: 0,
-                    node: NodeId(1 + (k % 3) as u64),
+                    origin: aurora_core::Origin::new(
+                        NodeId(1 + (k % 3) as u64),
+                        aurora_core::Life(1),
+                    ),
                 },
                 seq: 1 + (k / 3) as u64,
             }
@@ -495,8 +498,9 @@ pub fn anti_entropy_bytes() -> Vec<String> {
             delta,
             more: false,
         };
-        let wire = encode(cluster, NodeId(9), &request).len()
-            + encode(cluster, NodeId(1), &response).len();
+        let life = aurora_core::Life(1);
+        let wire = encode(cluster, NodeId(9), life, &request).len()
+            + encode(cluster, NodeId(1), life, &response).len();
         lines.push(format!(
             "  {label}: {wire} bytes sent for {missing} bytes missing = {:.2}x (goal <= 2x)",
             wire as f64 / missing.max(1) as f64
@@ -528,13 +532,14 @@ fn merge_throughput_over(budget_count: usize) -> Vec<String> {
     let mut next_seq = [0u64; 51];
     let entries: Vec<Entry> = (0..n)
         .map(|k| {
-            let origin = 1 + rng.below(50) as u64;
-            next_seq[origin as usize] += 1;
+            let n = 1 + rng.below(50) as u64;
+            next_seq[n as usize] += 1;
+            let origin = aurora_core::Origin::new(NodeId(n), aurora_core::Life(1));
             Entry {
                 key: Key::Usage {
                     budget: budgets[rng.below(budgets.len())].clone(),
                     period: rng.below(4) as u64,
-                    node: NodeId(origin),
+                    node: origin,
                 },
                 value: Some(Value::Usage(Usage {
                     spend_nanos: k as u64,
@@ -544,9 +549,9 @@ fn merge_throughput_over(budget_count: usize) -> Vec<String> {
                 hlc: aurora_core::Hlc {
                     wall: rng.below(1_000_000) as u64,
                     logical: 0,
-                    node: NodeId(origin),
+                    origin,
                 },
-                seq: next_seq[origin as usize],
+                seq: next_seq[n as usize],
             }
         })
         .collect();

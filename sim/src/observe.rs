@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use aurora_core::state::hlc::Hlc;
 use aurora_core::state::store::{Key, Store};
-use aurora_core::{MemberChange, Millis, NodeId};
+use aurora_core::{MemberChange, Millis, NodeId, Origin};
 
 use crate::world::SimNode;
 
@@ -250,10 +250,10 @@ impl Observations {
     /// `node`'s disk is gone: its acknowledged writes that no other node holds
     /// (at that version or later) went with it, and are no longer owed; and so did
     /// the epoch it had seen (it learns the current one from the leader again).
-    pub fn disk_lost(&mut self, node: NodeId, others: &[&Store]) {
-        self.epochs.remove(&node);
+    pub fn disk_lost(&mut self, lost: Origin, others: &[&Store]) {
+        self.epochs.remove(&lost.node);
         self.acked.retain(|(key, hlc, _)| {
-            hlc.node != node
+            hlc.origin != lost
                 || others
                     .iter()
                     .any(|s| s.get(key).is_some_and(|e| e.hlc >= *hlc))

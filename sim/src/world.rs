@@ -18,8 +18,8 @@ use aurora_core::state::replica::StateTiming;
 use aurora_core::state::store::{Key, Store, Usage};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
-    Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, LocalChange,
-    MemberChange, MemberMeta, Millis, Node, NodeId, Output, Restored, Role, Timing,
+    Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, Life, LocalChange,
+    MemberChange, MemberMeta, Millis, Node, NodeId, Origin, Output, Restored, Role, Timing,
 };
 
 use crate::faults::{self, FaultKind, FaultProfile};
@@ -82,6 +82,8 @@ impl Default for Workload {
 pub const QUIET_TAIL: Duration = Duration::from_secs(30);
 /// The simulated wall clock starts here (ms since the Unix epoch, 2027).
 const EPOCH_MS: u64 = 1_800_000_000_000;
+/// Mixed into a node's seed to derive its first storage life.
+const LIFE_SALT: u64 = 0x11fe_0000_5eed_0001;
 
 /// Everything a run is made of, besides its seed.
 #[derive(Clone, Debug)]
@@ -115,6 +117,8 @@ pub struct SimParams {
     pub failover_mode: Option<FailoverMode>,
     /// The last initial node is a witness: it votes, never leads, never serves.
     pub witness: bool,
+    /// How nodes treat an id they have no binding for.
+    pub admission: aurora_core::identity::Admission,
 }
 
 impl Default for SimParams {
@@ -137,6 +141,7 @@ impl Default for SimParams {
             preload_records: 0,
             failover_mode: None,
             witness: false,
+            admission: aurora_core::identity::Admission::Auto,
         }
     }
 }
@@ -187,6 +192,16 @@ pub enum Action {
     Link(LinkConditions),
     /// Crash whichever node holds the lease now (if any).
     CrashLeader,
+    /// The operator forgets node `i` on the node holding the lease now (`POST
+    /// cluster/forget`): its voter entry and id → life binding are released.
+    Forget(usize),
+    /// A holder of the cluster secret speaks as node `i` with another storage
+    /// life: it sends every other up node a death rumour about `i` and a lease
+    /// release in `i`'s name. Every copy must be dropped as `identity_mismatch`.
+    Impersonate(usize),
+    /// The operator forgets node `i` on every other up node: what releases a
+    /// binding where no roster carries it (a non-voter, or `single_node` mode).
+    ForgetEverywhere(usize),
     /// Ask the leader to hand over to the best-ranked other serving node.
     Switchover,
     /// Heal everything and start checking for convergence.
@@ -275,6 +290,10 @@ pub struct SimNode {
     node_seed: u64,
     /// This node's wall clock error, ms.
     wall_skew: i64,
+    /// The storage life of its disk: a wiped disk is a new life (a new key pair
+    /// in the real node). Derived, not drawn, so a wipe leaves the world's random
+    /// stream where it was.
+    pub life: Life,
 }
 
 impl SimNode {
@@ -486,6 +505,7 @@ impl World {
             generation: 0,
             node_seed,
             wall_skew,
+            life: Life(DetRng::from_seed(node_seed ^ LIFE_SALT).next_u64()),
         });
         self.by_addr.insert(addr, i);
         self.partitions.grow(self.nodes.len());
@@ -555,6 +575,7 @@ impl World {
     fn boot(&mut self, i: usize) {
         let identity = Identity {
             id: self.nodes[i].id,
+            life: self.nodes[i].life,
             addr: self.nodes[i].addr,
             meta: self.meta(i),
         };
@@ -566,6 +587,7 @@ impl World {
                 expected_voters: self.bootstrap_expect(i),
                 ..aurora_core::failover::FailoverConfig::with_mode(self.failover_mode)
             },
+            admission: self.params.admission,
         };
         // A restarted node draws a fresh seed, as a real process would.
         let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
@@ -863,13 +885,15 @@ impl World {
                 if self.nodes[i].status == Status::Crashed {
                     self.nodes[i].disk = Restored::default();
                     let id = self.nodes[i].id;
+                    let lost = Origin::new(id, self.nodes[i].life);
+                    self.nodes[i].life = Life(DetRng::from_seed(lost.life.0).next_u64());
                     let others: Vec<&Store> = self
                         .nodes
                         .iter()
                         .filter(|n| n.id != id)
                         .filter_map(|n| n.node.as_ref().map(|x| x.replica().store()))
                         .collect();
-                    self.obs.disk_lost(id, &others);
+                    self.obs.disk_lost(lost, &others);
                 }
             }
             Action::Restart { node: i, new_addr } => {
@@ -910,6 +934,23 @@ impl World {
                     let now = self.now;
                     self.obs.leader_crashed(now);
                     self.act(Action::Crash(i));
+                }
+            }
+            Action::Forget(i) => {
+                let node = self.nodes[i].id;
+                if let Some(l) = self.lease_holder() {
+                    self.with_node(l, |n, now| {
+                        let _ = n.handle_command(now, Command::ForgetMember { node });
+                    });
+                }
+            }
+            Action::Impersonate(i) => self.impersonate(i),
+            Action::ForgetEverywhere(i) => {
+                let node = self.nodes[i].id;
+                for k in (0..self.nodes.len()).filter(|&k| k != i) {
+                    self.with_node(k, |n, now| {
+                        let _ = n.handle_command(now, Command::ForgetMember { node });
+                    });
                 }
             }
             Action::Switchover => {
@@ -984,8 +1025,47 @@ impl World {
         }
     }
 
+    /// Sends forged packets in node `i`'s name, from a stranger's address, with a
+    /// life `i` never had.
+    fn impersonate(&mut self, i: usize) {
+        let victim = self.nodes[i].id;
+        let forged_life = Life(self.nodes[i].life.0 ^ 0xbad0_0000_0000_0bad);
+        let stranger = sim_addr(0xfe, 0xfe);
+        let rumor = Rumor::Member(MemberUpdate::Dead {
+            node: victim,
+            incarnation: Incarnation(u64::MAX / 2),
+            from: victim,
+        });
+        let messages = [
+            Message::Gossip {
+                rumors: vec![rumor],
+            },
+            Message::Lease(LeaseMessage::Release {
+                epoch: aurora_core::failover::Epoch(u64::MAX / 2),
+            }),
+        ];
+        let targets: Vec<usize> = (0..self.nodes.len())
+            .filter(|&t| t != i && self.nodes[t].is_up())
+            .collect();
+        for to in targets {
+            for m in &messages {
+                let bytes = wire::encode(self.cluster, victim, forged_life, m);
+                let at = self.now + Duration::from_millis(1);
+                self.push(
+                    at,
+                    Ev::Deliver {
+                        to,
+                        from: stranger,
+                        channel: Channel::Datagram,
+                        bytes,
+                    },
+                );
+            }
+        }
+    }
+
     /// The node holding the lease now, by its own clock.
-    fn lease_holder(&self) -> Option<usize> {
+    pub fn lease_holder(&self) -> Option<usize> {
         (0..self.nodes.len()).find(|&i| {
             let n = &self.nodes[i];
             n.node
@@ -1040,6 +1120,10 @@ impl World {
             Event::Failover(f) => {
                 let f = f.clone();
                 self.trace.event(self.now, &who, || format!("{f:?}"));
+            }
+            Event::IdentityMismatch { .. } | Event::AdmissionPending { .. } => {
+                let e = e.clone();
+                self.trace.event(self.now, &who, || format!("{e:?}"));
             }
         }
     }
@@ -1101,7 +1185,7 @@ fn mutate(
             _ => {}
         },
     }
-    wire::encode(cluster, sender, &env.message)
+    wire::encode(cluster, sender, env.life, &env.message)
 }
 
 /// Describes a member change for readers of checker failures.
@@ -1148,7 +1232,7 @@ fn preloaded(n: usize) -> Vec<aurora_core::state::store::Entry> {
                 hlc: aurora_core::Hlc {
                     wall: EPOCH_MS - 1_000,
                     logical: k as u32,
-                    node: NodeId(1),
+                    origin: aurora_core::Origin::new(NodeId(1), Life(1)),
                 },
                 seq: k as u64 + 1,
             }

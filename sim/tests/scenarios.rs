@@ -49,6 +49,21 @@ fn wiped_disk_keeps_numbering() {
 }
 
 #[test]
+fn wiped_voter_rejoins_as_new_life() {
+    check("wiped-voter-rejoins-as-new-life");
+}
+
+#[test]
+fn two_wiped_during_partition() {
+    check("two-wiped-during-partition");
+}
+
+#[test]
+fn impersonator_is_dropped() {
+    check("impersonator-is-dropped");
+}
+
+#[test]
 fn injected_tombstone_bug_is_caught() {
     check("injected-tombstone-bug-is-caught");
 }
@@ -75,6 +90,9 @@ fn every_scenario_has_a_test() {
         "tombstone-gc-no-resurrection",
         "injected-majority-bug-is-caught",
         "wiped-disk-keeps-numbering",
+        "wiped-voter-rejoins-as-new-life",
+        "two-wiped-during-partition",
+        "impersonator-is-dropped",
     ];
     for s in ALL {
         assert!(tested.contains(&s.name), "scenario {} has no test", s.name);

@@ -107,6 +107,7 @@ pub struct World {
 pub fn candidate(i: usize, tier: u8, capacity: u32, role: Role) -> Candidate {
     Candidate {
         id: NodeId(i as u64 + 1),
+        life: Some(crate::id::Life::default()),
         addr: Addr::from(([10, 0, 0, 1], 7001 + i as u16)),
         tier,
         capacity,

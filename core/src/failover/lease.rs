@@ -10,9 +10,9 @@
 //! a lease past what its voter promised.
 
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use crate::id::NodeId;
+use crate::id::{Life, NodeId};
 use crate::time::Millis;
 
 use super::message::Epoch;
@@ -23,9 +23,9 @@ struct Round {
     sent_at: Millis,
     quorum: usize,
     /// The roster the round was sent under; `None` for a bootstrap round. Only its
-    /// members' grants count.
+    /// members' grants count, each from the life the roster names.
     roster: Option<Roster>,
-    grants: BTreeSet<NodeId>,
+    grants: BTreeMap<NodeId, Life>,
 }
 
 /// A round that just reached its quorum.
@@ -33,8 +33,8 @@ struct Round {
 pub(crate) struct Won {
     /// The roster it was sent under (`None`: bootstrap).
     pub roster: Option<Roster>,
-    /// Who granted it.
-    pub grants: BTreeSet<NodeId>,
+    /// Who granted it, in which life.
+    pub grants: BTreeMap<NodeId, Life>,
 }
 
 /// A campaign for, or the holding of, one epoch.
@@ -104,7 +104,7 @@ impl Lease {
                 sent_at: now,
                 quorum,
                 roster,
-                grants: BTreeSet::new(),
+                grants: BTreeMap::new(),
             },
         );
         id
@@ -117,6 +117,7 @@ impl Lease {
     pub fn grant(
         &mut self,
         from: NodeId,
+        life: Life,
         epoch: Epoch,
         round: u64,
         quorum_now: usize,
@@ -126,10 +127,10 @@ impl Lease {
             return None;
         }
         let r = self.rounds.get_mut(&round)?;
-        if r.roster.as_ref().is_some_and(|ro| !ro.contains(from)) {
+        if r.roster.as_ref().is_some_and(|ro| !ro.admits(from, life)) {
             return None;
         }
-        r.grants.insert(from);
+        r.grants.insert(from, life);
         if r.grants.len() < r.quorum.max(quorum_now) {
             return None;
         }

@@ -97,7 +97,7 @@ use core::time::Duration;
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::config::{ConfigError, Role};
-use crate::id::NodeId;
+use crate::id::{Life, NodeId};
 use crate::time::Millis;
 
 use lease::{Lease, Won};
@@ -133,6 +133,8 @@ struct Hint {
 #[derive(Clone, Debug)]
 pub struct Failover {
     id: NodeId,
+    /// This node's storage life: it votes and asks only as the roster's (id, life).
+    life: Life,
     config: FailoverConfig,
     /// The latest `now` handed in.
     now: Millis,
@@ -157,8 +159,10 @@ pub struct Failover {
     /// While leading: the roster version under which a round last won a majority.
     /// The next change waits until it is the current version.
     committed: Option<RosterVersion>,
-    /// Members that left on purpose: the leader takes them off the roster.
-    forgotten: BTreeSet<NodeId>,
+    /// Members that left on purpose or were forgotten, in the life they had: the
+    /// leader takes them off the roster. The same id in a new life is not
+    /// forgotten: it is a new member, admitted once the old life is off.
+    forgotten: BTreeSet<(NodeId, Life)>,
     /// A deliberately broken variant (a lease from one grant), to show that the
     /// harness's safety checker catches it.
     #[cfg(test)]
@@ -174,6 +178,7 @@ impl Failover {
         let promise_len = scale_up(config.lease, 1.0 + config.max_drift);
         let mut fo = Failover {
             id,
+            life: Life::default(),
             now,
             view: View::new(id),
             voter: Voter::new(now + promise_len),
@@ -205,6 +210,13 @@ impl Failover {
         self
     }
 
+    /// Sets this node's storage life (see [`Roster`]): it grants and asks only
+    /// under a roster that names it in this life.
+    pub fn with_life(mut self, life: Life) -> Failover {
+        self.life = life;
+        self
+    }
+
     /// Raises the epoch floor to one read back from disk: this node will neither
     /// grant nor ask for an epoch at or below it.
     pub fn restore_epoch(&mut self, epoch: Epoch) {
@@ -229,7 +241,9 @@ impl Failover {
         // A member that left (or was forgotten) and is back is a candidate voter
         // again: a rolling restart must not shrink the roster for good.
         for c in live {
-            self.forgotten.remove(&c.id);
+            if let Some(life) = c.life {
+                self.forgotten.remove(&(c.id, life));
+            }
         }
         for node in self.view.update(now, live) {
             self.events.push_back(FailoverEvent::ConfigDrift { node });
@@ -237,8 +251,16 @@ impl Failover {
         self.drive(now);
     }
 
-    /// A lease message from `from`.
+    /// A lease message from `from` in the default life (harnesses whose nodes
+    /// never lose their disks).
+    #[cfg(test)]
     pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: LeaseMessage) {
+        self.handle_lease(now, from, Life::default(), msg);
+    }
+
+    /// A lease message from `from` speaking in `life` (the wire header's, which
+    /// the node checked against its binding for `from`).
+    pub fn handle_lease(&mut self, now: Millis, from: NodeId, life: Life, msg: LeaseMessage) {
         self.advance(now);
         if !self.config.mode.elects() || from == self.id {
             return;
@@ -259,8 +281,8 @@ impl Failover {
                 round,
                 holding,
                 electorate,
-            } => self.on_request(now, from, epoch, round, holding, &electorate),
-            LeaseMessage::Grant { epoch, round } => self.on_grant(now, from, epoch, round),
+            } => self.on_request(now, (from, life), epoch, round, holding, &electorate),
+            LeaseMessage::Grant { epoch, round } => self.on_grant(now, from, life, epoch, round),
             LeaseMessage::Reject { retry_after_ms, .. } => {
                 // A campaign asks again when the voter says it may succeed; a holder
                 // keeps its own rhythm.
@@ -331,11 +353,20 @@ impl Failover {
     /// If it comes back alive it is a candidate voter again and may be re-admitted.
     pub fn forget(&mut self, now: Millis, node: NodeId) {
         self.advance(now);
+        let life = self
+            .roster()
+            .and_then(|r| r.life_of(node))
+            .or_else(|| self.view.get(node).and_then(|k| k.cand.life));
         self.view.forget(node);
-        if node != self.id {
-            self.forgotten.insert(node);
+        if let (true, Some(life)) = (node != self.id, life) {
+            self.forgotten.insert((node, life));
         }
         self.drive(now);
+    }
+
+    /// This node's storage life.
+    pub fn life(&self) -> Life {
+        self.life
     }
 
     // ---- outputs ---------------------------------------------------------------
@@ -508,7 +539,9 @@ impl Failover {
     /// it is on it, or the founders while it bootstraps.
     fn electorate(&self) -> Option<Electorate> {
         match &self.roster.roster {
-            Some(r) => r.contains(self.id).then(|| Electorate::Roster(r.clone())),
+            Some(r) => r
+                .admits(self.id, self.life)
+                .then(|| Electorate::Roster(r.clone())),
             None if self.founding() => Some(Electorate::Bootstrap {
                 expected: self.config.expected_voters,
             }),
@@ -530,14 +563,17 @@ impl Failover {
         }
     }
 
-    /// Whether `from`'s request under `e` may be granted by this node at all.
-    fn electorate_ok(&self, from: NodeId, e: &Electorate) -> bool {
+    /// Whether `from`'s request under `e` may be granted by this node at all: both
+    /// must be on it in the lives they speak with now.
+    fn electorate_ok(&self, (from, life): (NodeId, Life), e: &Electorate) -> bool {
         match e {
             Electorate::Bootstrap { expected } => {
                 self.founding() && *expected == self.config.expected_voters
             }
             Electorate::Roster(r) => {
-                self.roster.version() == Some(r.version) && r.contains(self.id) && r.contains(from)
+                self.roster.version() == Some(r.version)
+                    && r.admits(self.id, self.life)
+                    && r.admits(from, life)
             }
         }
     }
@@ -727,12 +763,18 @@ impl Failover {
         };
         self.broadcast(msg);
         // This node's own vote, under the same rules as anyone's.
-        if self.vote(now, self.id, epoch, &electorate) == Decision::Grant {
-            self.on_grant(now, self.id, epoch, round);
+        if self.vote(now, (self.id, self.life), epoch, &electorate) == Decision::Grant {
+            self.on_grant(now, self.id, self.life, epoch, round);
         }
     }
 
-    fn vote(&mut self, now: Millis, from: NodeId, epoch: Epoch, e: &Electorate) -> Decision {
+    fn vote(
+        &mut self,
+        now: Millis,
+        from: (NodeId, Life),
+        epoch: Epoch,
+        e: &Electorate,
+    ) -> Decision {
         let ballot = Ballot {
             view: &self.view,
             promise_len: self.promise_len(),
@@ -740,7 +782,7 @@ impl Failover {
             renew_every: self.config.renew_every,
             electorate_ok: self.electorate_ok(from, e),
         };
-        self.voter.decide(now, from, epoch, &ballot)
+        self.voter.decide(now, from.0, epoch, &ballot)
     }
 
     /// Sends `msg` to every other member with this node's fingerprint (voters
@@ -801,7 +843,10 @@ impl Failover {
     /// The one change the roster needs next, if any.
     fn next_change(&self, r: &Roster) -> Option<Change> {
         let others = || r.voters.iter().copied().filter(|&v| v != self.id);
-        if let Some(gone) = others().find(|v| self.forgotten.contains(v)) {
+        if let Some((gone, _)) = r
+            .members()
+            .find(|&(v, l)| v != self.id && self.forgotten.contains(&(v, l)))
+        {
             return Some(Change::Remove(gone));
         }
         let max = self.config.max_voters as usize;
@@ -814,12 +859,13 @@ impl Failover {
             return Some(Change::Remove(worst));
         }
         if r.len() < max {
-            let best = self
+            let (best, life) = self
                 .view
                 .outside_roster()
-                .filter(|k| !self.forgotten.contains(&k.cand.id))
-                .min_by_key(|k| k.cand.rank_key())?;
-            return Some(Change::Add(best.cand.id));
+                .filter_map(|k| k.cand.life.map(|l| (k, l)))
+                .filter(|&(k, l)| !self.forgotten.contains(&(k.cand.id, l)))
+                .min_by_key(|(k, _)| k.cand.rank_key())?;
+            return Some(Change::Add(best.cand.id, life));
         }
         None
     }
@@ -827,7 +873,7 @@ impl Failover {
     fn on_request(
         &mut self,
         now: Millis,
-        from: NodeId,
+        (from, life): (NodeId, Life),
         epoch: Epoch,
         round: u64,
         holding: bool,
@@ -844,11 +890,11 @@ impl Failover {
         // A member off the asker's roster that follows the same version has
         // nothing to grant or teach: it stays quiet.
         if let Electorate::Roster(r) = electorate {
-            if !r.contains(self.id) && self.roster.version() == Some(r.version) {
+            if !r.admits(self.id, self.life) && self.roster.version() == Some(r.version) {
                 return;
             }
         }
-        let decision = self.vote(now, from, epoch, electorate);
+        let decision = self.vote(now, (from, life), epoch, electorate);
         let reply = match decision {
             Decision::Grant => LeaseMessage::Grant { epoch, round },
             Decision::Reject { retry_after } => LeaseMessage::Reject {
@@ -862,7 +908,7 @@ impl Failover {
         self.transmits.push_back((from, reply));
     }
 
-    fn on_grant(&mut self, now: Millis, from: NodeId, epoch: Epoch, round: u64) {
+    fn on_grant(&mut self, now: Millis, from: NodeId, life: Life, epoch: Epoch, round: u64) {
         // Roster rounds count only their members (the lease checks); a
         // bootstrap round anyone with this node's settings who granted it.
         if from != self.id && !self.view.is_member(from) {
@@ -871,7 +917,7 @@ impl Failover {
         let was_holding = self.lease.holding(now);
         let quorum = self.quorum();
         let usable = self.usable_lease();
-        let Some(won) = self.lease.grant(from, epoch, round, quorum, usable) else {
+        let Some(won) = self.lease.grant(from, life, epoch, round, quorum, usable) else {
             return;
         };
         self.note_won(won, epoch);
@@ -891,7 +937,10 @@ impl Failover {
     fn note_won(&mut self, won: Won, epoch: Epoch) {
         match won.roster {
             None if self.roster.roster.is_none() => {
-                self.set_roster(Roster::new(RosterVersion { epoch, seq: 0 }, won.grants));
+                self.set_roster(Roster::with_lives(
+                    RosterVersion { epoch, seq: 0 },
+                    won.grants,
+                ));
                 self.committed = None;
             }
             Some(r) if self.roster.version() == Some(r.version) => {

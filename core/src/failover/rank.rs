@@ -19,13 +19,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Role;
-use crate::id::{Addr, NodeId};
+use crate::id::{Addr, Life, NodeId};
 use crate::time::Millis;
 
 /// What the node tells failover about a live member (itself included).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {
     pub id: NodeId,
+    /// The storage life this node knows it by (its binding; `None` for a member
+    /// only heard of through others): the leader admits a candidate to the
+    /// roster as this (id, life), so never one whose life it does not know.
+    pub life: Option<Life>,
     pub addr: Addr,
     /// Promotion tier, 0 (preferred) to 15.
     pub tier: u8,
@@ -42,9 +46,15 @@ pub type RankKey = (u8, Reverse<u32>, NodeId);
 
 impl Candidate {
     /// A candidate from a member's gossiped metadata.
-    pub fn from_meta(id: NodeId, addr: Addr, meta: &crate::config::MemberMeta) -> Candidate {
+    pub fn from_meta(
+        id: NodeId,
+        life: Option<Life>,
+        addr: Addr,
+        meta: &crate::config::MemberMeta,
+    ) -> Candidate {
         Candidate {
             id,
+            life,
             addr,
             tier: meta.promotion_tier,
             capacity: meta.capacity,

@@ -42,11 +42,9 @@
 //! makes its grant set the first roster. A node with `expected_voters = 0` never
 //! bootstraps: it joins and waits for the leader to admit it.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
-use crate::id::NodeId;
+use crate::id::{Life, NodeId};
 
 use super::message::Epoch;
 
@@ -66,24 +64,60 @@ impl core::fmt::Display for RosterVersion {
     }
 }
 
-/// The voting members at one version. `voters` is sorted and free of duplicates.
+/// The voting members at one version. `voters` is sorted and free of duplicates;
+/// `lives[i]` is the storage life `voters[i]` was admitted with.
+///
+/// A voter is a node id *in one life*: a node that lost its disk comes back under
+/// its old id with a new life and empty storage, having forgotten the roster and
+/// its promises. It is not the voter the roster names, so it neither grants under
+/// this roster nor is its grant counted (a wiped voter could otherwise help a
+/// stale candidate to a majority), until the leader admits the new life, which it
+/// does only once the old one was forgotten.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Roster {
     pub version: RosterVersion,
     pub voters: Vec<NodeId>,
+    pub lives: Vec<Life>,
 }
 
 impl Roster {
+    /// Voters in their default life (tests and single-life harnesses).
     pub fn new(version: RosterVersion, voters: impl IntoIterator<Item = NodeId>) -> Roster {
-        let set: BTreeSet<NodeId> = voters.into_iter().collect();
+        Roster::with_lives(version, voters.into_iter().map(|v| (v, Life::default())))
+    }
+
+    /// Voters with their lives; a repeated id keeps its last life.
+    pub fn with_lives(
+        version: RosterVersion,
+        voters: impl IntoIterator<Item = (NodeId, Life)>,
+    ) -> Roster {
+        let map: std::collections::BTreeMap<NodeId, Life> = voters.into_iter().collect();
         Roster {
             version,
-            voters: set.into_iter().collect(),
+            voters: map.keys().copied().collect(),
+            lives: map.values().copied().collect(),
         }
     }
 
+    /// Whether `id` is a voter, in whichever life.
     pub fn contains(&self, id: NodeId) -> bool {
         self.voters.binary_search(&id).is_ok()
+    }
+
+    /// The life `id` was admitted with, if it is a voter.
+    pub fn life_of(&self, id: NodeId) -> Option<Life> {
+        let i = self.voters.binary_search(&id).ok()?;
+        self.lives.get(i).copied()
+    }
+
+    /// Whether `id` in `life` is a voter: the check every grant and vote makes.
+    pub fn admits(&self, id: NodeId, life: Life) -> bool {
+        self.life_of(id) == Some(life)
+    }
+
+    /// The voters with their lives.
+    pub fn members(&self) -> impl Iterator<Item = (NodeId, Life)> + '_ {
+        self.voters.iter().copied().zip(self.lives.iter().copied())
     }
 
     pub fn len(&self) -> usize {
@@ -103,30 +137,33 @@ impl Roster {
     pub fn restamped(&self, version: RosterVersion) -> Roster {
         Roster {
             version,
-            voters: self.voters.clone(),
+            ..self.clone()
         }
     }
 
     /// One step away: `change` applied, under `version`.
     pub fn changed(&self, version: RosterVersion, change: Change) -> Roster {
-        let voters = self.voters.iter().copied();
+        let voters = self.members();
         match change {
-            Change::Add(id) => Roster::new(version, voters.chain([id])),
-            Change::Remove(id) => Roster::new(version, voters.filter(|&v| v != id)),
+            Change::Add(id, life) => Roster::with_lives(version, voters.chain([(id, life)])),
+            Change::Remove(id) => Roster::with_lives(version, voters.filter(|&(v, _)| v != id)),
         }
     }
 
-    /// Whether a well-formed roster: sorted, no duplicates, not empty. A peer's
-    /// roster that is not is ignored.
+    /// Whether a well-formed roster: sorted, no duplicates, not empty, one life
+    /// per voter. A peer's roster that is not is ignored.
     pub fn is_well_formed(&self) -> bool {
-        !self.voters.is_empty() && self.voters.windows(2).all(|w| w[0] < w[1])
+        !self.voters.is_empty()
+            && self.voters.len() == self.lives.len()
+            && self.voters.windows(2).all(|w| w[0] < w[1])
     }
 }
 
 /// A one-member change of the roster.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    Add(NodeId),
+    /// Admit this id in this life.
+    Add(NodeId, Life),
     Remove(NodeId),
 }
 
@@ -183,6 +220,7 @@ impl RosterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn v(epoch: u64, seq: u32) -> RosterVersion {
         RosterVersion {
@@ -206,7 +244,7 @@ mod tests {
         let r = Roster::new(v(1, 0), ids(&[3, 1, 2, 2]));
         assert_eq!(r.voters, ids(&[1, 2, 3]));
         assert_eq!(r.quorum(), 2);
-        let added = r.changed(v(1, 1), Change::Add(NodeId(0)));
+        let added = r.changed(v(1, 1), Change::Add(NodeId(0), Life(0)));
         assert_eq!(added.voters, ids(&[0, 1, 2, 3]));
         assert_eq!(added.quorum(), 3);
         let removed = added.changed(v(1, 2), Change::Remove(NodeId(2)));
@@ -220,7 +258,7 @@ mod tests {
         for n in 1..=9u64 {
             let base = Roster::new(v(1, 0), (1..=n).map(NodeId));
             let neighbours = [
-                base.changed(v(1, 1), Change::Add(NodeId(100))),
+                base.changed(v(1, 1), Change::Add(NodeId(100), Life(0))),
                 base.changed(v(1, 1), Change::Remove(NodeId(1))),
             ];
             for nb in neighbours.iter().filter(|r| !r.is_empty()) {
@@ -234,6 +272,22 @@ mod tests {
                 assert!(base.quorum() + nb.quorum() > union.len(), "n = {n}");
             }
         }
+    }
+
+    #[test]
+    fn a_voter_is_an_id_in_one_life() {
+        let r = Roster::with_lives(v(1, 0), [(NodeId(1), Life(10)), (NodeId(2), Life(20))]);
+        assert!(r.admits(NodeId(1), Life(10)));
+        // The same id after a lost disk: a new life, not this roster's voter.
+        assert!(r.contains(NodeId(1)));
+        assert!(!r.admits(NodeId(1), Life(11)));
+        assert!(!r.admits(NodeId(3), Life(10)));
+        let replaced = r
+            .changed(v(1, 1), Change::Remove(NodeId(1)))
+            .changed(v(1, 2), Change::Add(NodeId(1), Life(11)));
+        assert!(replaced.admits(NodeId(1), Life(11)));
+        assert!(!replaced.admits(NodeId(1), Life(10)));
+        assert!(replaced.is_well_formed());
     }
 
     #[test]
@@ -255,13 +309,21 @@ mod tests {
         let unsorted = Roster {
             version: v(1, 0),
             voters: ids(&[2, 1]),
+            lives: vec![Life(0); 2],
         };
         let empty = Roster {
             version: v(1, 0),
             voters: vec![],
+            lives: vec![],
+        };
+        let lifeless = Roster {
+            version: v(1, 0),
+            voters: ids(&[1, 2]),
+            lives: vec![Life(0)],
         };
         assert!(!s.offer(&unsorted));
         assert!(!s.offer(&empty));
+        assert!(!s.offer(&lifeless));
         assert!(!s.bootstrapped);
     }
 }

@@ -47,6 +47,7 @@ fn meta(n: u64) -> MemberMeta {
 fn identity(n: u64) -> Identity {
     Identity {
         id: id(n),
+        life: crate::id::Life(n),
         addr: addr(n),
         meta: meta(n),
     }
@@ -187,7 +188,8 @@ fn persisted(effects: &[Effect]) -> Vec<Incarnation> {
                 | PersistItem::OwnSeq(_)
                 | PersistItem::Remove(_)
                 | PersistItem::Epoch(_)
-                | PersistItem::Roster(_) => None,
+                | PersistItem::Roster(_)
+                | PersistItem::Binding { .. } => None,
             })),
             _ => None,
         })
@@ -880,6 +882,7 @@ fn config(timing: Timing) -> Config {
         timing,
         state: Default::default(),
         failover: Default::default(),
+        admission: Default::default(),
     }
 }
 
@@ -1189,7 +1192,12 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
     let config = config(t);
     assert_eq!(config.validate(), Ok(()));
     let mut node = Node::new(config, identity(1), 1, Restored::default(), START).unwrap();
-    let hello = crate::wire::encode(CLUSTER, id(2), &gossip(vec![alive(2, 0)]));
+    let hello = crate::wire::encode(
+        CLUSTER,
+        id(2),
+        crate::id::Life(2),
+        &gossip(vec![alive(2, 0)]),
+    );
     node.handle_datagram(START, addr(2), &hello);
     for i in 0..64u8 {
         let payload = vec![i; crate::wire::MAX_APP_PAYLOAD];

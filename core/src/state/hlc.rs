@@ -1,10 +1,10 @@
 //! Hybrid logical clocks: the order of writes.
 //!
-//! A timestamp is (wall-clock ms, logical counter, origin node). It never goes
+//! A timestamp is (wall-clock ms, logical counter, origin: node id and storage life). It never goes
 //! backwards on one node, it moves past every timestamp the node has seen, and it
 //! stays close to real time, so "last writer wins" means what an operator expects:
 //! the write made later wins, and two writes in the same millisecond are ordered by
-//! their logical counters and then by node id, identically everywhere.
+//! their logical counters and then by origin, identically everywhere.
 //!
 //! The risk is a remote clock far in the future dragging everyone's clock along
 //! (after which no local write could win for a while). So a timestamp more than
@@ -15,7 +15,9 @@ use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
 use crate::id::NodeId;
+use crate::id::Origin;
 
 /// A hybrid-logical-clock timestamp. Field order is the total order.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -23,7 +25,8 @@ pub struct Hlc {
     /// Wall-clock milliseconds since the Unix epoch.
     pub wall: u64,
     pub logical: u32,
-    pub node: NodeId,
+    /// Who wrote it (see [`Origin`]): the last tie-breaker.
+    pub origin: Origin,
 }
 
 impl Default for Hlc {
@@ -32,14 +35,14 @@ impl Default for Hlc {
         Hlc {
             wall: 0,
             logical: 0,
-            node: NodeId(0),
+            origin: Origin::default(),
         }
     }
 }
 
 impl fmt::Debug for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}@{}", self.wall, self.logical, self.node)
+        write!(f, "{}.{}@{}", self.wall, self.logical, self.origin)
     }
 }
 
@@ -58,12 +61,12 @@ pub struct HlcClock {
 }
 
 impl HlcClock {
-    pub fn new(node: NodeId, max_skew: Duration) -> HlcClock {
+    pub fn new(origin: Origin, max_skew: Duration) -> HlcClock {
         HlcClock {
             last: Hlc {
                 wall: 0,
                 logical: 0,
-                node,
+                origin,
             },
             max_skew,
         }
@@ -101,9 +104,9 @@ impl HlcClock {
                 limit_ms: limit,
             });
         }
-        let node = self.last.node;
+        let origin = self.last.origin;
         if (remote.wall, remote.logical) > (self.last.wall, self.last.logical) {
-            self.last = Hlc { node, ..remote };
+            self.last = Hlc { origin, ..remote };
         }
         Ok(())
     }
@@ -113,8 +116,12 @@ impl HlcClock {
 mod tests {
     use super::*;
 
+    fn o(node: u64) -> Origin {
+        Origin::new(NodeId(node), crate::id::Life(7))
+    }
+
     fn clock(node: u64) -> HlcClock {
-        HlcClock::new(NodeId(node), Duration::from_secs(60))
+        HlcClock::new(o(node), Duration::from_secs(60))
     }
 
     #[test]
@@ -162,12 +169,12 @@ mod tests {
         let remote = Hlc {
             wall: 5_000,
             logical: 3,
-            node: NodeId(2),
+            origin: o(2),
         };
         a.observe(remote, 4_000).unwrap();
         let next = a.tick(4_500);
         assert!(next > remote);
-        assert_eq!(next.node, NodeId(1));
+        assert_eq!(next.origin, o(1));
     }
 
     #[test]
@@ -177,7 +184,7 @@ mod tests {
         let remote = Hlc {
             wall: 1_000 + 61_000,
             logical: 0,
-            node: NodeId(2),
+            origin: o(2),
         };
         assert_eq!(
             a.observe(remote, 1_000),

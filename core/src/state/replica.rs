@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::hlc::{Hlc, HlcClock};
 use super::records::RecordId;
 use super::store::{Delta, Entry, Key, Merge, Store, Usage, Value, VersionVector};
-use crate::id::{Addr, NodeId};
+use crate::id::{Addr, NodeId, Origin};
 use crate::outbox::Outbox;
 use crate::persist::{PersistBatch, PersistItem};
 use crate::rng::DetRng;
@@ -102,25 +102,11 @@ enum Timer {
     Collect,
 }
 
-/// Whether this node knows the highest sequence number it ever used.
-///
-/// Normally it does: it is persisted with every write. A node that starts with
-/// empty storage under an id the cluster may already know (its disk was lost or
-/// replaced) does not: numbering new writes from 1 would reuse numbers its
-/// previous life used, and peers that hold those writes would take the new ones
-/// for duplicates and drop them: acknowledged writes lost. Such a node waits for a
-/// peer's version vector (one anti-entropy round after it joins) before it writes.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum WriteHistory {
-    Known,
-    /// Empty storage and peers to ask: local writes wait.
-    Awaiting,
-}
-
 /// One node's replica of the control-plane state.
 #[derive(Clone, Debug)]
 pub struct Replica {
-    id: NodeId,
+    /// This node in its storage life: the origin of its writes.
+    origin: Origin,
     timing: StateTiming,
     clock: HlcClock,
     store: Store,
@@ -135,27 +121,29 @@ pub struct Replica {
     stats: ReplicaStats,
     /// Entries to spread on the membership gossip, drained by the node.
     rumors: Vec<Entry>,
-    history: WriteHistory,
     /// When this node first finished an anti-entropy exchange with a peer (see
     /// [`Replica::first_sync`]); `None` until then.
     first_sync: Option<Millis>,
 }
 
 impl Replica {
+    /// `own_seq` is the highest number persisted for `origin`'s writes. A new
+    /// storage life is a new origin whose numbering starts at 1: nothing needs to
+    /// be learnt from peers first (see [`Origin`]).
     pub(crate) fn new(
-        id: NodeId,
+        origin: Origin,
         timing: StateTiming,
         restored: impl IntoIterator<Item = Entry>,
         own_seq: u64,
         rng: DetRng,
         now: Millis,
     ) -> Replica {
-        let mut clock = HlcClock::new(id, timing.max_clock_skew);
+        let mut clock = HlcClock::new(origin, timing.max_clock_skew);
         let mut own_seq = own_seq;
         let mut newest = Hlc::default();
         // Built in bulk (storage hands the entries back in key order).
         let store = Store::from_entries(restored.into_iter().inspect(|e| {
-            if e.origin() == id {
+            if e.origin() == origin {
                 own_seq = own_seq.max(e.seq);
             }
             newest = newest.max(e.hlc);
@@ -169,7 +157,7 @@ impl Replica {
         timers.set(now + timing.usage_flush, Timer::FlushUsage);
         timers.set(now + collect_period(&timing), Timer::Collect);
         Replica {
-            id,
+            origin,
             timing,
             clock,
             store,
@@ -181,28 +169,14 @@ impl Replica {
             rng,
             stats: ReplicaStats::default(),
             rumors: Vec::new(),
-            history: WriteHistory::Known,
             first_sync: None,
         }
     }
 
-    /// This node starts with empty storage and is about to join peers: hold local
-    /// writes until one of them tells it how far its own numbering got (see
-    /// [`WriteHistory`]). Ignored when storage is not empty.
-    pub(crate) fn await_own_history(&mut self, now: Millis) {
-        if self.store.is_empty() && self.own_seq == 0 {
-            self.history = WriteHistory::Awaiting;
-            self.timers.reschedule(now + AWAITING_SYNC, Timer::Sync);
-        }
-    }
-
-    /// Whether local writes may be numbered now.
-    pub fn history(&self) -> WriteHistory {
-        self.history
-    }
-
-    /// A peer's version vector or entry shows this node's own writes up to `seq`:
-    /// new writes are numbered above it (and the floor is persisted).
+    /// A peer's version vector or entry shows this origin's writes up to `seq`:
+    /// new writes are numbered above it (and the floor is persisted). A new life
+    /// never needs this (its origin is new); it covers storage restored from an
+    /// old backup under the same key, whose persisted numbering is behind.
     fn learn_own_seq(&mut self, seq: u64, out: &mut Outbox) {
         if seq > self.own_seq {
             self.own_seq = seq;
@@ -212,16 +186,19 @@ impl Replica {
         }
     }
 
-    /// What a peer's version vector says of this node's own numbering; the first
-    /// one ends the wait of a node that started with empty storage.
+    /// What a peer's version vector says of this origin's numbering.
     fn learn_from_vv(&mut self, vv: &VersionVector, out: &mut Outbox) {
         let own = vv
             .iter()
-            .find(|(origin, _)| *origin == self.id)
+            .find(|(origin, _)| *origin == self.origin)
             .and_then(|(_, ranges)| ranges.iter().map(|r| r.end).max())
             .unwrap_or(0);
         self.learn_own_seq(own, out);
-        self.history = WriteHistory::Known;
+    }
+
+    /// The origin of this node's writes.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// When this node first completed an anti-entropy exchange with a peer: it
@@ -276,7 +253,7 @@ impl Replica {
         if first && !self.store.is_empty() && newest.wall < horizon {
             // Storage forgets too: otherwise the next restart would bring back
             // writes whose deletes the cluster has collected meanwhile.
-            let forgotten = self.store.reset_except(self.id);
+            let forgotten = self.store.reset_except(self.origin);
             forget(forgotten, out);
             self.stats.resets += 1;
         }
@@ -364,8 +341,8 @@ impl Replica {
                 self.stats.refused_clock_skew += 1;
                 continue;
             }
-            if e.origin() == self.id {
-                // A write of a previous life of this node, come back from a peer.
+            if e.origin() == self.origin {
+                // A write of this very life that storage lost (an old backup).
                 self.learn_own_seq(e.seq, out);
             }
             match self.store.merge(e.clone()) {
@@ -408,13 +385,8 @@ impl Replica {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Sync => {
-                    // While its numbering is unknown the node cannot write: ask
-                    // often, so it can within a round trip of joining.
-                    let every = match self.history {
-                        WriteHistory::Known => self.timing.sync_interval,
-                        WriteHistory::Awaiting => self.timing.sync_interval.min(AWAITING_SYNC),
-                    };
-                    self.timers.set(now + every, Timer::Sync);
+                    self.timers
+                        .set(now + self.timing.sync_interval, Timer::Sync);
                     let pool = if !failed.is_empty() && (alive.is_empty() || self.rng.chance(0.25))
                     {
                         failed
@@ -429,10 +401,7 @@ impl Replica {
                 Timer::FlushUsage => {
                     self.timers
                         .set(now + self.timing.usage_flush, Timer::FlushUsage);
-                    // Usage keeps accumulating while the numbering is unknown.
-                    if self.history == WriteHistory::Known {
-                        self.flush_usage(now, out);
-                    }
+                    self.flush_usage(now, out);
                 }
                 Timer::Collect => {
                     self.timers
@@ -457,7 +426,7 @@ impl Replica {
             let key = Key::Usage {
                 budget,
                 period,
-                node: self.id,
+                node: self.origin,
             };
             let total = match self.store.get(&key).and_then(|e| e.value.as_ref()) {
                 Some(Value::Usage(u)) => u.saturating_add(delta),
@@ -548,9 +517,6 @@ impl Replica {
         );
     }
 }
-
-/// The anti-entropy interval of a node waiting to learn its write numbering.
-const AWAITING_SYNC: Duration = Duration::from_millis(100);
 
 /// How often tombstones are swept: a minute, or more often for a short TTL.
 fn collect_period(t: &StateTiming) -> Duration {

@@ -22,7 +22,7 @@ use super::hlc::Hlc;
 use super::records::{BudgetPeriod, Collection, Record, RecordId};
 use super::seqset::{SeqRange, SeqSet};
 use crate::hash::Fnv64;
-use crate::id::NodeId;
+use crate::id::{Life, NodeId, Origin};
 
 /// Usage one node has recorded against a budget in one period. Only that node
 /// writes it, and only ever upwards, so the newest entry is also the largest: a
@@ -53,11 +53,13 @@ impl Usage {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Key {
     Record(Collection, RecordId),
-    /// One node's usage of one budget in one period.
+    /// One node's usage of one budget in one period, counted per storage life
+    /// (an [`Origin`]): a node that lost its disk starts a new counter rather than
+    /// overwriting its earlier life's total with a smaller one.
     Usage {
         budget: RecordId,
         period: u64,
-        node: NodeId,
+        node: Origin,
     },
 }
 
@@ -75,13 +77,13 @@ pub struct Entry {
     /// `None` is a tombstone.
     pub value: Option<Value>,
     pub hlc: Hlc,
-    /// The origin's sequence number for this write (the origin is `hlc.node`).
+    /// The origin's sequence number for this write (the origin is `hlc.origin`).
     pub seq: u64,
 }
 
 impl Entry {
-    pub fn origin(&self) -> NodeId {
-        self.hlc.node
+    pub fn origin(&self) -> Origin {
+        self.hlc.origin
     }
 
     /// Whether an entry from a peer may be merged: the value is of the key's kind
@@ -113,13 +115,13 @@ pub enum Merge {
 }
 
 /// A version vector: per origin, the sequence numbers seen.
-pub type VersionVector = Vec<(NodeId, Vec<SeqRange>)>;
+pub type VersionVector = Vec<(Origin, Vec<SeqRange>)>;
 
 /// What a peer lacks: entries, and sequence numbers whose writes were superseded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
     pub entries: Vec<Entry>,
-    pub cleared: Vec<(NodeId, SeqRange)>,
+    pub cleared: Vec<(Origin, SeqRange)>,
 }
 
 impl Delta {
@@ -131,7 +133,7 @@ impl Delta {
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     registers: BTreeMap<Key, Entry>,
-    seen: BTreeMap<NodeId, SeqSet>,
+    seen: BTreeMap<Origin, SeqSet>,
     /// XOR of the fingerprints of all live registers.
     digest: u64,
     live: usize,
@@ -150,7 +152,7 @@ impl Store {
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Store {
         let mut entries = entries.into_iter();
         let mut sorted: Vec<(Key, Entry)> = Vec::with_capacity(entries.size_hint().0);
-        let mut seqs: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+        let mut seqs: BTreeMap<Origin, Vec<u64>> = BTreeMap::new();
         let mut bulk = Store::default();
         while let Some(entry) = entries.next() {
             if sorted.last().is_some_and(|(last, _)| *last >= entry.key) {
@@ -241,12 +243,14 @@ impl Store {
                 text("usage");
                 text(budget.as_str());
                 h.write_u64(*period);
-                h.write_u64(node.0);
+                h.write_u64(node.node.0);
+                h.write_u64(node.life.0);
             }
         }
         h.write_u64(e.hlc.wall);
         h.write_u64(u64::from(e.hlc.logical));
-        h.write_u64(e.hlc.node.0);
+        h.write_u64(e.hlc.origin.node.0);
+        h.write_u64(e.hlc.origin.life.0);
         h.finish()
     }
 
@@ -259,7 +263,7 @@ impl Store {
 
     /// Marks sequence numbers as seen without an entry (their writes were
     /// superseded at the peer that told us).
-    pub fn clear(&mut self, origin: NodeId, range: SeqRange) {
+    pub fn clear(&mut self, origin: Origin, range: SeqRange) {
         self.seen.entry(origin).or_default().insert_range(range);
     }
 
@@ -301,12 +305,12 @@ impl Store {
         let lo = Key::Usage {
             budget: budget.clone(),
             period,
-            node: NodeId(0),
+            node: Origin::first_of(NodeId(0)),
         };
         let hi = Key::Usage {
             budget: budget.clone(),
             period,
-            node: NodeId(u64::MAX),
+            node: Origin::new(NodeId(u64::MAX), Life(u64::MAX)),
         };
         self.registers
             .range(lo..=hi)
@@ -350,7 +354,7 @@ impl Store {
 
     /// How many writes this store has seen that a peer with `theirs` has not.
     pub fn ahead_of(&self, theirs: &VersionVector) -> u64 {
-        let theirs: BTreeMap<NodeId, SeqSet> = to_sets(theirs);
+        let theirs: BTreeMap<Origin, SeqSet> = to_sets(theirs);
         let empty = SeqSet::new();
         self.seen
             .iter()
@@ -382,7 +386,7 @@ impl Store {
     pub fn delta_for(&self, theirs: &VersionVector, budget: usize) -> (Delta, bool) {
         let theirs = to_sets(theirs);
         let empty = SeqSet::new();
-        let missing: BTreeMap<NodeId, Vec<SeqRange>> = self
+        let missing: BTreeMap<Origin, Vec<SeqRange>> = self
             .seen
             .iter()
             .map(|(&o, mine)| (o, mine.minus(theirs.get(&o).unwrap_or(&empty))))
@@ -520,7 +524,7 @@ impl Store {
     /// Forgets everything learnt from other origins (a resync from scratch),
     /// keeping this node's own writes so nothing it acknowledged is lost. Returns
     /// the keys forgotten, for storage to drop too.
-    pub fn reset_except(&mut self, own: NodeId) -> Vec<Key> {
+    pub fn reset_except(&mut self, own: Origin) -> Vec<Key> {
         let (mine, theirs): (Vec<&Entry>, Vec<&Entry>) =
             self.registers.values().partition(|e| e.origin() == own);
         let forgotten: Vec<Key> = theirs.into_iter().map(|e| e.key.clone()).collect();
@@ -544,7 +548,7 @@ fn covers(ranges: &[SeqRange], seq: u64) -> bool {
     ranges.get(i).is_some_and(|r| r.start <= seq)
 }
 
-fn to_sets(vv: &VersionVector) -> BTreeMap<NodeId, SeqSet> {
+fn to_sets(vv: &VersionVector) -> BTreeMap<Origin, SeqSet> {
     vv.iter()
         .map(|(o, ranges)| (*o, SeqSet::from_ranges(ranges)))
         .collect()

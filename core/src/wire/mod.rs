@@ -6,9 +6,14 @@
 //! 2       1     protocol version
 //! 3       8     cluster id (little endian)
 //! 11      8     sender node id (little endian)
-//! 19      4     CRC-32 of every other byte of the packet (little endian)
-//! 23      ..    postcard(Message)
+//! 19      8     sender storage life (little endian)
+//! 27      4     CRC-32 of every other byte of the packet (little endian)
+//! 31      ..    postcard(Message)
 //! ```
+//!
+//! The sender's (id, life) is what the receiver checks against the binding it
+//! recorded for that id (see `crate::identity`); the driver authenticates that the
+//! pair matches the peer's certificate before the bytes reach the core.
 //!
 //! The header is fixed-size and checked before any of the body is parsed, so a packet
 //! of another protocol, another version or another cluster costs a few comparisons.
@@ -25,14 +30,17 @@ mod message;
 pub use message::*;
 
 use crate::config::MemberMeta;
-use crate::id::{ClusterId, NodeId};
+use crate::id::{ClusterId, Life, NodeId};
 
 pub const MAGIC: [u8; 2] = *b"AU";
 /// The protocol version this build speaks. Bumped on any incompatible change
-/// (3: lease messages carry the voter roster; member metadata `bootstrap_expect`).
-pub const PROTOCOL_VERSION: u8 = 3;
-pub const HEADER_LEN: usize = 23;
-const CRC_AT: usize = 19;
+/// (3: lease messages carry the voter roster; member metadata `bootstrap_expect`;
+/// 4: the header carries the sender's storage life, write origins and the roster
+/// name lives).
+pub const PROTOCOL_VERSION: u8 = 4;
+pub const HEADER_LEN: usize = 31;
+const LIFE_AT: usize = 19;
+const CRC_AT: usize = 27;
 /// Largest datagram accepted (QUIC datagrams are smaller than this anyway).
 pub const MAX_DATAGRAM: usize = 64 * 1024;
 /// Largest stream message accepted (a push-pull of a large cluster).
@@ -72,6 +80,8 @@ impl Channel {
 pub struct Envelope {
     pub cluster: ClusterId,
     pub sender: NodeId,
+    /// The sender's storage life (see [`Life`]).
+    pub life: Life,
     pub message: Message,
 }
 
@@ -145,12 +155,13 @@ impl DecodeError {
 
 /// Encodes `message` into a packet. Encoding an in-memory message cannot fail except
 /// by exhausting memory, which aborts anyway; the `expect` documents that invariant.
-pub fn encode(cluster: ClusterId, sender: NodeId, message: &Message) -> Vec<u8> {
+pub fn encode(cluster: ClusterId, sender: NodeId, life: Life, message: &Message) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(&MAGIC);
     out.push(PROTOCOL_VERSION);
     out.extend_from_slice(&cluster.0.to_le_bytes());
     out.extend_from_slice(&sender.0.to_le_bytes());
+    out.extend_from_slice(&life.0.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     let mut out = postcard::to_extend(message, out).expect("encoding into a Vec cannot fail");
     let crc = checksum(&out);
@@ -204,7 +215,8 @@ pub fn decode(cluster: ClusterId, channel: Channel, bytes: &[u8]) -> Result<Enve
     if packet_cluster != cluster {
         return Err(DecodeError::WrongCluster);
     }
-    let sender = NodeId(field(11..19));
+    let sender = NodeId(field(11..LIFE_AT));
+    let life = Life(field(LIFE_AT..CRC_AT));
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&header[CRC_AT..HEADER_LEN]);
     if u32::from_le_bytes(crc) != checksum(bytes) {
@@ -219,6 +231,7 @@ pub fn decode(cluster: ClusterId, channel: Channel, bytes: &[u8]) -> Result<Enve
     Ok(Envelope {
         cluster: packet_cluster,
         sender,
+        life,
         message,
     })
 }

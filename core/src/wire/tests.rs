@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 const CLUSTER: ClusterId = ClusterId(0xA0A0_0001);
 const SENDER: NodeId = NodeId(7);
+const LIFE: Life = Life(0x5eed_0000_0000_0042);
 
 fn addr(port: u16) -> Addr {
     Addr::from(([10, 0, 0, 1], port))
@@ -139,7 +140,7 @@ fn every_message() -> Vec<Message> {
 }
 
 fn packet(message: &Message) -> Vec<u8> {
-    encode(CLUSTER, SENDER, message)
+    encode(CLUSTER, SENDER, LIFE, message)
 }
 
 fn decode_datagram(bytes: &[u8]) -> Result<Envelope, DecodeError> {
@@ -164,7 +165,7 @@ fn gossip(rumors: Vec<Rumor>) -> Message {
 }
 
 /// Where the CRC-32 sits in the header (see the layout in `wire/mod.rs`).
-const CRC_FIELD: core::ops::Range<usize> = 19..23;
+const CRC_FIELD: core::ops::Range<usize> = 27..31;
 
 /// Rewrites the checksum of a hand-made or mutated packet, as a sender that built
 /// those bytes on purpose would, so the checks after the checksum get to see them.
@@ -194,23 +195,27 @@ fn every_message_variant_round_trips() {
             let envelope = decode(CLUSTER, channel, &bytes).expect("a valid packet decodes");
             assert_eq!(envelope.cluster, CLUSTER);
             assert_eq!(envelope.sender, SENDER);
+            assert_eq!(envelope.life, LIFE);
             assert_eq!(envelope.message, message, "{}", message.kind());
         }
     }
 }
 
 #[test]
-fn header_layout_is_magic_version_cluster_sender() {
+fn header_layout_is_magic_version_cluster_sender_life() {
     let bytes = encode(
         ClusterId(0x0102_0304_0506_0708),
         NodeId(0x1112_1314_1516_1718),
+        Life(0x2122_2324_2526_2728),
         &ping(),
     );
     assert_eq!(&bytes[0..2], b"AU");
     assert_eq!(bytes[2], PROTOCOL_VERSION);
     assert_eq!(&bytes[3..11], &0x0102_0304_0506_0708u64.to_le_bytes());
     assert_eq!(&bytes[11..19], &0x1112_1314_1516_1718u64.to_le_bytes());
+    assert_eq!(&bytes[19..27], &0x2122_2324_2526_2728u64.to_le_bytes());
     assert_eq!(HEADER_LEN, CRC_FIELD.end);
+    assert_eq!(HEADER_LEN, 31);
     assert_eq!(
         sealed(bytes.clone()),
         bytes,
@@ -259,7 +264,7 @@ fn ping_bytes_are_frozen() {
             }),
         ],
     };
-    let bytes = encode(ClusterId(0xC0FFEE), NodeId(7), &message);
+    let bytes = encode(ClusterId(0xC0FFEE), NodeId(7), Life(9), &message);
     insta::assert_snapshot!(hex_dump(&bytes));
 }
 
@@ -342,6 +347,10 @@ fn corrupted_body_or_checksum_is_a_checksum_error() {
     let mut sender = bytes.clone();
     sender[11] ^= 0x02;
     assert_eq!(decode_datagram(&sender), Err(DecodeError::Checksum));
+    // And so is the life: a flipped bit cannot make a claim look like another life's.
+    let mut life = bytes.clone();
+    life[20] ^= 0x04;
+    assert_eq!(decode_datagram(&life), Err(DecodeError::Checksum));
     // A cut packet fails its checksum before its body is parsed.
     assert_eq!(
         decode_datagram(&bytes[..bytes.len() - 1]),
@@ -373,11 +382,11 @@ fn unknown_version_is_rejected_and_named() {
 
 #[test]
 fn packet_of_another_cluster_is_rejected() {
-    let bytes = encode(ClusterId(CLUSTER.0 + 1), SENDER, &ping());
+    let bytes = encode(ClusterId(CLUSTER.0 + 1), SENDER, LIFE, &ping());
     assert_eq!(decode_datagram(&bytes), Err(DecodeError::WrongCluster));
     // The header is checked before the body: garbage from another cluster is
     // reported as such, not as malformed.
-    let mut bytes = encode(ClusterId(CLUSTER.0 + 1), SENDER, &ping());
+    let mut bytes = encode(ClusterId(CLUSTER.0 + 1), SENDER, LIFE, &ping());
     bytes.truncate(HEADER_LEN);
     bytes.push(0xFF);
     assert_eq!(decode_datagram(&bytes), Err(DecodeError::WrongCluster));
@@ -637,7 +646,12 @@ fn check_decode(bytes: &[u8]) {
     for channel in [Channel::Datagram, Channel::Stream] {
         if let Ok(envelope) = decode(CLUSTER, channel, bytes) {
             assert_eq!(check_limits(&envelope.message), Ok(()));
-            let again = encode(envelope.cluster, envelope.sender, &envelope.message);
+            let again = encode(
+                envelope.cluster,
+                envelope.sender,
+                envelope.life,
+                &envelope.message,
+            );
             assert_eq!(decode(CLUSTER, channel, &again), Ok(envelope));
         }
     }

@@ -65,7 +65,7 @@ pub fn auth_key_entry(origin: NodeId, i: u64) -> Entry {
         hlc: Hlc {
             wall: hour_ago + i,
             logical: 0,
-            node: origin,
+            origin: aurora_core::Origin::new(origin, aurora_core::Life::default()),
         },
         seq: i + 1,
     }

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 use aurora_core::persist::{decode_entry, encode_entry, encode_key};
 use aurora_core::state::store::{Entry, Key};
-use aurora_core::{Incarnation, NodeId, PersistBatch, PersistItem, Restored};
+use aurora_core::{Incarnation, Life, NodeId, PersistBatch, PersistItem, Restored};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction};
 
 pub use schema::APPLICATION_ID;
@@ -128,6 +128,32 @@ impl Store {
         Ok(store)
     }
 
+    /// This data directory's storage life: read back, or on the first open `fresh`
+    /// (a random draw) is recorded and returned. It stands in for the life the node's own key pair
+    /// gives (the first 8 bytes of the SHA-256 of its public key) until the two are
+    /// wired together: either way a lost disk means a new life.
+    pub fn storage_life(&mut self, fresh: u64) -> Result<Life, StoreError> {
+        let stored: Option<i64> = self
+            .conn
+            .query_row("SELECT life FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .flatten();
+        if let Some(life) = stored {
+            return Ok(Life(from_sql_u64(life)));
+        }
+        let life = Life(fresh);
+        self.conn
+            .execute(
+                "UPDATE identity SET life = ?1 WHERE id = 1",
+                [to_sql_u64(life.0)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(life)
+    }
+
     /// The file this store writes.
     pub fn path(&self) -> &Path {
         &self.path
@@ -164,6 +190,7 @@ impl Store {
                 })
             })
             .transpose()?;
+        let bindings = self.load_bindings()?;
         let entries = self.load_entries()?;
         // The scan filled the page cache with the whole file; hand that memory back for
         // the maps built from it next. Writes bring back the pages they touch.
@@ -176,7 +203,25 @@ impl Store {
             own_seq: from_sql_u64(own_seq),
             epoch: (epoch > 0).then(|| aurora_core::failover::Epoch(from_sql_u64(epoch))),
             roster,
+            bindings,
         })
+    }
+
+    /// The node id -> storage life bindings.
+    fn load_bindings(&self) -> Result<BTreeMap<NodeId, Life>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT node_id, life FROM bindings")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (node, life) = row.map_err(|e| self.err(e))?;
+            out.insert(NodeId(from_sql_u64(node)), Life(from_sql_u64(life)));
+        }
+        Ok(out)
     }
 
     /// Every stored entry by key. A row that does not decode is [`StoreError::Corrupt`].
@@ -347,6 +392,18 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem) -> rusqlite::Result<()> 
             tx.prepare_cached("UPDATE identity SET roster = ?1 WHERE id = 1")?
                 .execute([aurora_core::persist::encode_roster(state)])?;
         }
+        PersistItem::Binding { node, life } => match life {
+            Some(life) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO bindings (node_id, life) VALUES (?1, ?2)",
+                )?
+                .execute([to_sql_u64(node.0), to_sql_u64(life.0)])?;
+            }
+            None => {
+                tx.prepare_cached("DELETE FROM bindings WHERE node_id = ?1")?
+                    .execute([to_sql_u64(node.0)])?;
+            }
+        },
         PersistItem::OwnSeq(seq) => {
             // Stored as the raw bits of a u64; compare in Rust, not SQL, to keep
             // values above i64::MAX ordered correctly.

@@ -44,4 +44,16 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         // the core's byte form; NULL until it hears of one.
         "ALTER TABLE identity ADD COLUMN roster BLOB;",
     ),
+    (
+        5,
+        // This data directory's storage life (`Store::storage_life`): drawn once,
+        // when the file is first opened by a build that knows lives, so a node whose
+        // disk is lost comes back as a new life. NULL until then. And the node
+        // id -> life bindings this node recorded (`PersistItem::Binding`).
+        "ALTER TABLE identity ADD COLUMN life INTEGER;
+        CREATE TABLE bindings (
+            node_id INTEGER PRIMARY KEY,
+            life    INTEGER NOT NULL
+        ) STRICT;",
+    ),
 ];

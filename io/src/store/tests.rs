@@ -243,7 +243,7 @@ fn usage_entry(node: u64, seq: u64, requests: u64) -> aurora_core::state::store:
         key: Key::Usage {
             budget: RecordId::new("team-a").expect("valid id"),
             period: 7,
-            node: NodeId(node),
+            node: aurora_core::Origin::new(NodeId(node), aurora_core::Life(1)),
         },
         value: Some(Value::Usage(Usage {
             spend_nanos: 10 * requests,
@@ -253,7 +253,7 @@ fn usage_entry(node: u64, seq: u64, requests: u64) -> aurora_core::state::store:
         hlc: aurora_core::Hlc {
             wall: 1_000 + seq,
             logical: 0,
-            node: NodeId(node),
+            origin: aurora_core::Origin::new(NodeId(node), aurora_core::Life(1)),
         },
         seq,
     }

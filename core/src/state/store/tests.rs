@@ -8,11 +8,16 @@ fn budget(n: u8) -> RecordId {
     RecordId::new(format!("b{n}")).expect("valid id")
 }
 
+/// Node `n` in one fixed storage life.
+fn org(n: u64) -> Origin {
+    Origin::new(NodeId(n), Life(1))
+}
+
 fn key(b: u8, node: u64) -> Key {
     Key::Usage {
         budget: budget(b),
         period: 1,
-        node: NodeId(node),
+        node: org(node),
     }
 }
 
@@ -30,7 +35,7 @@ fn entry(b: u8, origin: u64, wall: u64, seq: u64, value: Option<u64>) -> Entry {
         hlc: Hlc {
             wall,
             logical: seq as u32,
-            node: NodeId(origin),
+            origin: org(origin),
         },
         seq,
     }
@@ -158,10 +163,7 @@ fn superseded_numbers_travel_as_cleared_ranges() {
     let (delta, more) = a.delta_for(&Vec::new(), usize::MAX);
     assert!(!more);
     assert_eq!(delta.entries.len(), 1);
-    assert_eq!(
-        delta.cleared,
-        vec![(NodeId(1), SeqRange { start: 1, end: 9 })]
-    );
+    assert_eq!(delta.cleared, vec![(org(1), SeqRange { start: 1, end: 9 })]);
     let mut b = Store::default();
     b.merge_delta(delta);
     assert_eq!(b.digest(), a.digest());
@@ -207,7 +209,7 @@ fn a_reset_keeps_only_own_writes() {
     let mut s = Store::default();
     s.merge(entry(0, 1, 1, 1, Some(5)));
     s.merge(entry(0, 2, 1, 1, Some(7)));
-    assert_eq!(s.reset_except(NodeId(1)), vec![key(0, 2)]);
+    assert_eq!(s.reset_except(org(1)), vec![key(0, 2)]);
     assert_eq!(s.len(), 1);
     assert_eq!(s.version_vector().len(), 1);
 }
@@ -235,7 +237,7 @@ fn budget_entry(b: u8, period: BudgetPeriod, seq: u64, live: bool) -> Entry {
         hlc: Hlc {
             wall: seq,
             logical: 0,
-            node: NodeId(9),
+            origin: org(9),
         },
         seq,
     }
@@ -246,7 +248,7 @@ fn usage_in(b: u8, period: u64, node: u64, seq: u64) -> Entry {
         key: Key::Usage {
             budget: budget(b),
             period,
-            node: NodeId(node),
+            node: org(node),
         },
         ..entry(b, node, seq, seq, Some(1))
     }
@@ -344,7 +346,7 @@ proptest! {
         use crate::state::hlc::HlcClock;
         use crate::state::replica::{Replica, StateTiming};
         let ws = if sort { restored(&ws) } else { ws };
-        let me = NodeId(1);
+        let me = org(1);
         let timing = StateTiming::default();
         let mut clock = HlcClock::new(me, timing.max_clock_skew);
         let mut store = Store::default();

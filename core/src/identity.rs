@@ -1,0 +1,315 @@
+//! Which storage life each node id speaks with: the id → life bindings.
+//!
+//! The wire header names its sender as (node id, life); the driver authenticates
+//! that pair against the peer's certificate (the life is derived from the peer's
+//! own public key). What the core adds is memory: the first admission of an id
+//! binds it to a life, and from then on a message that claims the id with another
+//! life is dropped before any state machine sees it, counted
+//! (`identity_mismatch`) and reported once per presented life
+//! ([`Event::IdentityMismatch`](crate::Event)). So a holder of the cluster secret
+//! can join as a *new* node, but never speak as an existing one.
+//!
+//! Where bindings come from, strongest first:
+//!
+//! * **The voter roster.** It names every voter with its life, is changed only by
+//!   the lease holder, persisted and carried by every lease message, so adopting a
+//!   roster binds its voters (replacing whatever this node recorded), and a roster
+//!   that no longer lists a voter releases that voter's binding: an operator's
+//!   `forget` on the leader releases the id cluster-wide.
+//! * **First contact** (`cluster.admission: auto`): an id heard of for the first
+//!   time is bound to the life its first message carries, and the binding is
+//!   persisted.
+//! * **An operator** (`cluster.admission: manual`): an unknown id is only recorded
+//!   as pending (visible, every message dropped) until [`Bindings::admit`].
+//!
+//! A binding is released by `forget` ([`Bindings::release`]); the id may then be
+//! bound again, to a new life (a node that lost its disk, or whose key an operator
+//! replaced). Non-voters' bindings are per node: forget releases them where it is
+//! sent. Everything here is bounded: pending ids and reported mismatches are capped.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{Addr, Life, NodeId};
+use crate::time::Millis;
+
+/// Most unknown (id, life) pairs kept as pending admission, and most mismatching
+/// pairs remembered for status; further ones are counted only.
+pub const MAX_TRACKED: usize = 256;
+
+/// How a node treats an id it has no binding for.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// Bind it to the life of its first message (trust on first use).
+    #[default]
+    Auto,
+    /// Keep it pending, dropping its messages, until an operator admits it.
+    Manual,
+}
+
+/// What [`Bindings::check`] decided about one message.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The id is bound to this life: accept.
+    Bound,
+    /// First contact: now bound to this life (persist it), accept.
+    Admitted,
+    /// The id is bound to another life: drop.
+    Mismatch {
+        bound: Life,
+        /// The first time this (id, life) was seen mismatching (report it).
+        first: bool,
+    },
+    /// Unknown id under manual admission: drop, keep it pending.
+    Pending {
+        /// The first time this (id, life) asked (report it).
+        first: bool,
+    },
+}
+
+/// An (id, life) seen but not accepted: pending admission, or mismatching its id's
+/// binding.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Stranger {
+    pub node: NodeId,
+    pub life: Life,
+    /// The address its last message came from.
+    pub addr: Addr,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+    /// Messages dropped from it.
+    pub dropped: u64,
+}
+
+/// One node's id → life bindings and the strangers it turned away.
+#[derive(Clone, Debug)]
+pub struct Bindings {
+    me: NodeId,
+    life: Life,
+    admission: Admission,
+    bound: BTreeMap<NodeId, Life>,
+    pending: BTreeMap<(NodeId, Life), Stranger>,
+    mismatched: BTreeMap<(NodeId, Life), Stranger>,
+    /// Messages dropped because their (id, life) did not match the binding.
+    pub mismatches: u64,
+    /// Messages dropped because their id waits for an operator.
+    pub pending_drops: u64,
+}
+
+impl Bindings {
+    /// This node (`me` in `life`, always bound) and the bindings restored from disk.
+    pub fn new(
+        me: NodeId,
+        life: Life,
+        admission: Admission,
+        restored: BTreeMap<NodeId, Life>,
+    ) -> Bindings {
+        let mut bound = restored;
+        bound.insert(me, life);
+        Bindings {
+            me,
+            life,
+            admission,
+            bound,
+            pending: BTreeMap::new(),
+            mismatched: BTreeMap::new(),
+            mismatches: 0,
+            pending_drops: 0,
+        }
+    }
+
+    /// Decides on a message from `node` in `life`, arriving from `addr`.
+    pub fn check(&mut self, now: Millis, node: NodeId, life: Life, addr: Addr) -> Verdict {
+        match self.bound.get(&node) {
+            Some(&bound) if bound == life => Verdict::Bound,
+            Some(&bound) => {
+                self.mismatches += 1;
+                let first = note(&mut self.mismatched, now, node, life, addr);
+                Verdict::Mismatch { bound, first }
+            }
+            None => match self.admission {
+                Admission::Auto => {
+                    self.bound.insert(node, life);
+                    Verdict::Admitted
+                }
+                Admission::Manual => {
+                    self.pending_drops += 1;
+                    let first = note(&mut self.pending, now, node, life, addr);
+                    Verdict::Pending { first }
+                }
+            },
+        }
+    }
+
+    /// Binds `node` to `life` on an operator's word (or the roster's): returns
+    /// whether the binding changed (persist it).
+    pub fn admit(&mut self, node: NodeId, life: Life) -> bool {
+        if node == self.me {
+            return false;
+        }
+        self.pending.retain(|&(n, _), _| n != node);
+        self.mismatched.remove(&(node, life));
+        self.bound.insert(node, life) != Some(life)
+    }
+
+    /// Forgets `node`'s binding (an operator's `forget`, or the roster dropped it):
+    /// its next first contact binds it again. Returns whether one was released.
+    /// This node's own binding is never released.
+    pub fn release(&mut self, node: NodeId) -> bool {
+        if node == self.me {
+            return false;
+        }
+        self.mismatched.retain(|&(n, _), _| n != node);
+        self.bound.remove(&node).is_some()
+    }
+
+    /// The life `node` is bound to.
+    pub fn life_of(&self, node: NodeId) -> Option<Life> {
+        self.bound.get(&node).copied()
+    }
+
+    pub fn admission(&self) -> Admission {
+        self.admission
+    }
+
+    /// Every binding, this node's own included.
+    pub fn bound(&self) -> impl Iterator<Item = (NodeId, Life)> + '_ {
+        self.bound.iter().map(|(&n, &l)| (n, l))
+    }
+
+    /// Ids waiting for an operator (manual admission), oldest first by id.
+    pub fn pending(&self) -> impl Iterator<Item = &Stranger> {
+        self.pending.values()
+    }
+
+    /// Messages that claimed a bound id with another life, by (id, life).
+    pub fn mismatched(&self) -> impl Iterator<Item = &Stranger> {
+        self.mismatched.values()
+    }
+
+    /// This node's own life.
+    pub fn own_life(&self) -> Life {
+        self.life
+    }
+}
+
+/// Records a sighting of a stranger; returns whether it is the first (the map is
+/// capped at [`MAX_TRACKED`]: beyond it, new strangers are counted only).
+fn note(
+    map: &mut BTreeMap<(NodeId, Life), Stranger>,
+    now: Millis,
+    node: NodeId,
+    life: Life,
+    addr: Addr,
+) -> bool {
+    if let Some(s) = map.get_mut(&(node, life)) {
+        s.last_seen = now;
+        s.addr = addr;
+        s.dropped = s.dropped.saturating_add(1);
+        return false;
+    }
+    if map.len() >= MAX_TRACKED {
+        return false;
+    }
+    map.insert(
+        (node, life),
+        Stranger {
+            node,
+            life,
+            addr,
+            first_seen: now,
+            last_seen: now,
+            dropped: 1,
+        },
+    );
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> Addr {
+        Addr::from(([127, 0, 0, 9], 7946))
+    }
+
+    fn bindings(admission: Admission) -> Bindings {
+        Bindings::new(NodeId(1), Life(100), admission, BTreeMap::new())
+    }
+
+    #[test]
+    fn first_contact_binds_and_another_life_is_then_refused() {
+        let mut b = bindings(Admission::Auto);
+        let t = Millis(5);
+        assert_eq!(b.check(t, NodeId(2), Life(20), addr()), Verdict::Admitted);
+        assert_eq!(b.check(t, NodeId(2), Life(20), addr()), Verdict::Bound);
+        assert_eq!(
+            b.check(t, NodeId(2), Life(21), addr()),
+            Verdict::Mismatch {
+                bound: Life(20),
+                first: true
+            }
+        );
+        assert_eq!(
+            b.check(t, NodeId(2), Life(21), addr()),
+            Verdict::Mismatch {
+                bound: Life(20),
+                first: false
+            }
+        );
+        assert_eq!(b.mismatches, 2);
+        assert_eq!(b.mismatched().next().map(|s| s.dropped), Some(2));
+    }
+
+    #[test]
+    fn nobody_speaks_as_this_node() {
+        let mut b = bindings(Admission::Auto);
+        assert!(matches!(
+            b.check(Millis(1), NodeId(1), Life(7), addr()),
+            Verdict::Mismatch { .. }
+        ));
+        assert!(!b.release(NodeId(1)));
+        assert!(!b.admit(NodeId(1), Life(7)));
+        assert_eq!(b.life_of(NodeId(1)), Some(Life(100)));
+    }
+
+    #[test]
+    fn release_lets_a_new_life_bind() {
+        let mut b = bindings(Admission::Auto);
+        b.check(Millis(1), NodeId(2), Life(20), addr());
+        assert!(b.release(NodeId(2)));
+        assert_eq!(
+            b.check(Millis(2), NodeId(2), Life(21), addr()),
+            Verdict::Admitted
+        );
+        assert_eq!(b.life_of(NodeId(2)), Some(Life(21)));
+    }
+
+    #[test]
+    fn manual_admission_keeps_strangers_pending_until_admitted() {
+        let mut b = bindings(Admission::Manual);
+        assert_eq!(
+            b.check(Millis(1), NodeId(3), Life(30), addr()),
+            Verdict::Pending { first: true }
+        );
+        assert_eq!(b.pending().count(), 1);
+        assert!(b.admit(NodeId(3), Life(30)));
+        assert_eq!(b.pending().count(), 0);
+        assert_eq!(
+            b.check(Millis(2), NodeId(3), Life(30), addr()),
+            Verdict::Bound
+        );
+    }
+
+    #[test]
+    fn strangers_are_bounded() {
+        let mut b = bindings(Admission::Manual);
+        for n in 0..(MAX_TRACKED as u64 + 50) {
+            b.check(Millis(1), NodeId(1000 + n), Life(n), addr());
+        }
+        assert_eq!(b.pending().count(), MAX_TRACKED);
+        assert_eq!(b.pending_drops, MAX_TRACKED as u64 + 50);
+    }
+}

@@ -312,4 +312,197 @@ mod tests {
         assert_eq!(b.pending().count(), MAX_TRACKED);
         assert_eq!(b.pending_drops, MAX_TRACKED as u64 + 50);
     }
+
+    // ---- through a Node: the gate in front of every state machine -------------
+
+    mod node {
+        use super::super::Admission;
+        use crate::config::{Config, Identity, MemberMeta, Role};
+        use crate::id::{Addr, ClusterId, Incarnation, Life, NodeId};
+        use crate::node::{Command, Node, Output};
+        use crate::persist::{PersistItem, Restored};
+        use crate::time::Millis;
+        use crate::wire::{self, MemberUpdate, Message, Rumor};
+        use crate::Event;
+
+        const CLUSTER: ClusterId = ClusterId(5);
+        const T: Millis = Millis(1_000_000);
+
+        fn addr(n: u64) -> Addr {
+            Addr::from(([10, 0, 0, 1], 7000 + n as u16))
+        }
+
+        fn meta(n: u64) -> MemberMeta {
+            MemberMeta {
+                name: format!("node-{n}"),
+                region: String::new(),
+                zone: String::new(),
+                advertise_url: String::new(),
+                sync_addr: addr(n),
+                promotion_tier: 0,
+                capacity: 1,
+                role: Role::Serving,
+                version: String::new(),
+                config_fingerprint: 1,
+                bootstrap_expect: 0,
+            }
+        }
+
+        fn node(admission: Admission, restored: Restored) -> Node {
+            let config = Config {
+                cluster: CLUSTER,
+                timing: Default::default(),
+                state: Default::default(),
+                failover: Default::default(),
+                admission,
+            };
+            let identity = Identity {
+                id: NodeId(1),
+                life: Life(100),
+                addr: addr(1),
+                meta: meta(1),
+            };
+            Node::new(config, identity, 1, restored, T).expect("valid config")
+        }
+
+        /// "n`n` is alive", sent by n`n` in `life`.
+        fn hello(n: u64, life: u64) -> Vec<u8> {
+            let message = Message::Gossip {
+                rumors: vec![Rumor::Member(MemberUpdate::Alive {
+                    node: NodeId(n),
+                    incarnation: Incarnation(0),
+                    addr: addr(n),
+                    meta: meta(n),
+                })],
+            };
+            wire::encode(CLUSTER, NodeId(n), Life(life), &message)
+        }
+
+        /// "n`victim` is dead", claimed by n`sender` in `life`.
+        fn death(sender: u64, life: u64, victim: u64) -> Vec<u8> {
+            let message = Message::Gossip {
+                rumors: vec![Rumor::Member(MemberUpdate::Dead {
+                    node: NodeId(victim),
+                    incarnation: Incarnation(1_000),
+                    from: NodeId(sender),
+                })],
+            };
+            wire::encode(CLUSTER, NodeId(sender), Life(life), &message)
+        }
+
+        fn drain(n: &mut Node) -> Vec<Output> {
+            std::iter::from_fn(|| n.poll_output()).collect()
+        }
+
+        fn bindings_persisted(out: &[Output]) -> Vec<(NodeId, Option<Life>)> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Persist(b) => Some(b.items.iter()),
+                    _ => None,
+                })
+                .flatten()
+                .filter_map(|i| match i {
+                    PersistItem::Binding { node, life } => Some((*node, *life)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        #[test]
+        fn another_life_under_a_bound_id_is_dropped_counted_and_reported() {
+            let mut n = node(Admission::Auto, Restored::default());
+            n.handle_datagram(T, addr(2), &hello(2, 20));
+            let out = drain(&mut n);
+            assert_eq!(bindings_persisted(&out), vec![(NodeId(2), Some(Life(20)))]);
+            assert!(n.membership().member(NodeId(2)).is_some());
+            // A secret holder speaks as n2 with another key: "n2 says n2 is dead".
+            n.handle_datagram(T, addr(9), &death(2, 21, 2));
+            n.handle_datagram(T, addr(9), &death(2, 21, 2));
+            let out = drain(&mut n);
+            let reported: Vec<&Event> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Event(e @ Event::IdentityMismatch { .. }) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                reported,
+                vec![&Event::IdentityMismatch {
+                    node: NodeId(2),
+                    presented: Life(21),
+                    bound: Life(20),
+                    from: addr(9),
+                }]
+            );
+            assert_eq!(n.metrics().identity_mismatch, 2);
+            let m = n.membership().member(NodeId(2)).expect("still known");
+            assert_eq!(m.liveness, crate::wire::Liveness::Alive);
+            assert_eq!(m.incarnation, Incarnation(0));
+            // Nobody speaks as this node either.
+            n.handle_datagram(T, addr(9), &death(1, 7, 2));
+            assert_eq!(n.metrics().identity_mismatch, 3);
+        }
+
+        #[test]
+        fn forget_releases_the_binding_and_a_new_life_binds() {
+            let mut n = node(Admission::Auto, Restored::default());
+            n.handle_datagram(T, addr(2), &hello(2, 20));
+            drain(&mut n);
+            n.handle_command(T, Command::ForgetMember { node: NodeId(2) })
+                .expect("forget");
+            assert_eq!(bindings_persisted(&drain(&mut n)), vec![(NodeId(2), None)]);
+            n.handle_datagram(T, addr(2), &hello(2, 21));
+            assert_eq!(
+                bindings_persisted(&drain(&mut n)),
+                vec![(NodeId(2), Some(Life(21)))]
+            );
+            assert_eq!(n.bindings().life_of(NodeId(2)), Some(Life(21)));
+            assert_eq!(n.metrics().identity_mismatch, 0);
+        }
+
+        #[test]
+        fn bindings_survive_a_restart() {
+            let mut restored = Restored::default();
+            let mut n = node(Admission::Auto, Restored::default());
+            n.handle_datagram(T, addr(2), &hello(2, 20));
+            for o in drain(&mut n) {
+                if let Output::Persist(b) = o {
+                    restored.apply(&b);
+                }
+            }
+            let mut again = node(Admission::Auto, restored);
+            again.handle_datagram(T, addr(2), &hello(2, 21));
+            assert_eq!(again.metrics().identity_mismatch, 1);
+        }
+
+        #[test]
+        fn manual_admission_holds_a_stranger_until_an_operator_admits_it() {
+            let mut n = node(Admission::Manual, Restored::default());
+            n.handle_datagram(T, addr(3), &hello(3, 30));
+            let out = drain(&mut n);
+            assert!(out.iter().any(|o| matches!(
+                o,
+                Output::Event(Event::AdmissionPending {
+                    node: NodeId(3),
+                    life: Life(30),
+                    ..
+                })
+            )));
+            assert!(n.membership().member(NodeId(3)).is_none(), "not admitted");
+            assert_eq!(n.metrics().pending_admission, 1);
+            assert_eq!(n.bindings().pending().count(), 1);
+            n.handle_command(
+                T,
+                Command::AdmitMember {
+                    node: NodeId(3),
+                    life: Life(30),
+                },
+            )
+            .expect("admit");
+            n.handle_datagram(T, addr(3), &hello(3, 30));
+            assert!(n.membership().member(NodeId(3)).is_some(), "admitted");
+            assert_eq!(n.bindings().pending().count(), 0);
+        }
+    }
 }

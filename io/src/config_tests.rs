@@ -160,6 +160,7 @@ fn bad_yaml_values_are_errors() {
         ("cluster:\n  enabled: maybe\n", "enabled"),
         ("cluster:\n  failover_mode: primary\n", "failover_mode"),
         ("cluster:\n  role: leader\n", "role"),
+        ("cluster:\n  admission: sometimes\n", "admission"),
         ("cluster:\n  seed_nodes: 5\n", "seed_nodes"),
         ("cluster: [\n", "YAML"),
     ] {
@@ -176,6 +177,7 @@ fn bad_env_values_name_the_variable() {
         ("CLUSTER_SYNC_BIND_PORT", "-1"),
         ("CLUSTER_HEARTBEAT_INTERVAL_SECONDS", "soon"),
         ("CLUSTER_FAILOVER_MODE", "primary"),
+        ("CLUSTER_ADMISSION", "sometimes"),
     ] {
         let msg = err_of("", &env(&[(var, value)]));
         assert!(msg.contains(var), "{var}={value} -> {msg}");
@@ -417,5 +419,17 @@ fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<()
     assert!(msg.contains("cluster.bootstrap_expect"), "{msg}");
     env3.insert("CLUSTER_BOOTSTRAP_EXPECT".into(), "three".into());
     assert!(err_of(MINIMAL, &env3).contains("CLUSTER_BOOTSTRAP_EXPECT"));
+    Ok(())
+}
+
+#[test]
+fn admission_defaults_to_auto_and_reaches_the_core() -> Result<(), ConfigError> {
+    use aurora_core::identity::Admission;
+    let auto = ClusterFile::default().resolve(&HashMap::new())?;
+    assert_eq!(auto.admission, Admission::Auto);
+    let file: ClusterFile = serde_norway::from_str("admission: manual\n").expect("yaml");
+    let manual = file.resolve(&HashMap::new())?;
+    assert_eq!(manual.admission, Admission::Manual);
+    assert_eq!(manual.to_core("t").0.admission, Admission::Manual);
     Ok(())
 }

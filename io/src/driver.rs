@@ -38,7 +38,8 @@ use crate::clock::Clock;
 use crate::store::{Store, StoreError};
 use crate::transport::{Inbound, Transport};
 use crate::view::{
-    ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot, ViewMetrics,
+    ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot, StrangerKind,
+    StrangerView, ViewMetrics,
 };
 
 /// Most requests or inbound messages taken in one round, so a flood of one kind cannot
@@ -580,6 +581,10 @@ impl Driver {
                 decode_dropped: DecodeError::ALL
                     .iter()
                     .map(|e| (e.label(), metrics.dropped[e.index()]))
+                    .chain([
+                        ("identity_mismatch", metrics.identity_mismatch),
+                        ("pending_admission", metrics.pending_admission),
+                    ])
                     .collect(),
                 transport: self.transport.stats(),
                 commits: self.commits,
@@ -600,6 +605,19 @@ impl Driver {
             joins_peers: self.joins_peers,
             first_sync: self.node.replica().first_sync(),
             stopped: self.stopped.clone(),
+            life: self.node.life(),
+            admission: self.node.bindings().admission(),
+            strangers: {
+                let b = self.node.bindings();
+                let mismatched = b.mismatched().map(|s| {
+                    let bound = b.life_of(s.node).unwrap_or_default();
+                    StrangerView::of(s, StrangerKind::Mismatch { bound })
+                });
+                let pending = b
+                    .pending()
+                    .map(|s| StrangerView::of(s, StrangerKind::Pending));
+                mismatched.chain(pending).collect()
+            },
         };
         self.view.send_replace(Arc::new(view));
     }

@@ -31,4 +31,7 @@ pub use identity::{NodeKey, PeerIdentity, StorageLife};
 pub use launch::{launch, LaunchError, Socket};
 pub use store::{Store, StoreError};
 pub use transport::{Inbound, Transport};
-pub use view::{ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot};
+pub use view::{
+    ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot, StrangerKind,
+    StrangerView,
+};

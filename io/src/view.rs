@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 
 use std::collections::BTreeMap;
 
+use aurora_core::identity::Admission;
 use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::replica::SyncLag;
 use aurora_core::state::store::{Key, Store, Usage, Value};
-use aurora_core::{Incarnation, Liveness, MemberMeta, Millis, NodeId, Origin};
+use aurora_core::{Incarnation, Life, Liveness, MemberMeta, Millis, NodeId, Origin};
 
 use crate::transport::TransportStats;
 
@@ -48,7 +49,8 @@ pub struct ViewMetrics {
     pub packets_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Packets the core dropped, by [`aurora_core::DecodeError::label`].
+    /// Packets the core dropped, by [`aurora_core::DecodeError::label`], then
+    /// `identity_mismatch` and `pending_admission`.
     pub decode_dropped: Vec<(&'static str, u64)>,
     pub transport: TransportStats,
     /// SQLite transactions committed, and the persist batches they carried.
@@ -85,6 +87,13 @@ pub struct ClusterView {
     /// while it runs (or after a clean stop). A panicked driver publishes nothing:
     /// readers see the channel closed instead.
     pub stopped: Option<String>,
+    /// This node's storage life (see [`aurora_core::Life`]).
+    pub life: Life,
+    /// `cluster.admission`.
+    pub admission: Admission,
+    /// Peers turned away: an id presented with another life than its binding
+    /// ("node X presented an unknown key"), or waiting for an operator.
+    pub strangers: Vec<StrangerView>,
 }
 
 impl ClusterView {
@@ -94,6 +103,42 @@ impl ClusterView {
     /// whose numbers start afresh.)
     pub fn state_synced(&self) -> bool {
         !self.joins_peers || self.first_sync.is_some()
+    }
+}
+
+/// Why a stranger is turned away.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StrangerKind {
+    /// Its id is bound to `bound`; it presented another life.
+    Mismatch { bound: Life },
+    /// Unknown id under `cluster.admission: manual`.
+    Pending,
+}
+
+/// One (node id, life) whose messages this node drops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrangerView {
+    pub node: NodeId,
+    pub life: Life,
+    pub kind: StrangerKind,
+    pub addr: SocketAddr,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+    pub dropped: u64,
+}
+
+impl StrangerView {
+    /// The view of a core stranger.
+    pub fn of(s: &aurora_core::identity::Stranger, kind: StrangerKind) -> StrangerView {
+        StrangerView {
+            node: s.node,
+            life: s.life,
+            kind,
+            addr: s.addr,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            dropped: s.dropped,
+        }
     }
 }
 
@@ -308,7 +353,6 @@ mod tests {
     use aurora_core::state::records::{Budget, BudgetPeriod};
     use aurora_core::state::store::Entry;
     use aurora_core::Hlc;
-    use aurora_core::Life;
     use std::time::Instant;
 
     fn budget_entry(i: u64, wall: u64) -> Entry {

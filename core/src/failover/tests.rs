@@ -905,3 +905,88 @@ fn the_checker_catches_a_lease_without_a_majority() {
         "the broken variant slipped through: {caught} of 20 caught"
     );
 }
+
+// ---- storage lives ---------------------------------------------------------------
+
+/// A wiped voter (same id, new life) granting a round under a roster that names
+/// its old life is not counted: it could otherwise help a stale candidate to a
+/// majority with a promise its earlier life never made.
+#[test]
+fn a_grant_from_another_life_of_a_voter_does_not_count() {
+    use crate::id::Life;
+    let live = [serving(0), serving(1), serving(2)];
+    let t = after_quiet();
+    let (mut fo, epoch, round) = bootstrapped_leader(&live, t);
+    let roster = fo.roster().unwrap().clone();
+    assert!(roster.admits(n(2), Life::default()));
+    // Let the lease run out, then campaign again under the roster.
+    let later = t + ms(10_000);
+    fo.handle_timeout(later);
+    let requests: Vec<(u64, Epoch)> = drain(&mut fo)
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            LeaseMessage::Request { round, epoch, .. } => Some((round, epoch)),
+            _ => None,
+        })
+        .collect();
+    let Some(&(round2, epoch2)) = requests.last() else {
+        panic!("expected a new campaign round");
+    };
+    assert!(round2 != round || epoch2 != epoch);
+    // n2 and n3 answer, but both from new lives: nothing is won.
+    for v in [2, 3] {
+        fo.handle_lease(
+            later + ms(1),
+            n(v),
+            Life(0xdead),
+            LeaseMessage::Grant {
+                epoch: epoch2,
+                round: round2,
+            },
+        );
+    }
+    assert!(!fo.holds_lease_at(later + ms(1)));
+    // The same grants from the lives the roster names win it.
+    for v in [2, 3] {
+        fo.handle_lease(
+            later + ms(2),
+            n(v),
+            Life::default(),
+            LeaseMessage::Grant {
+                epoch: epoch2,
+                round: round2,
+            },
+        );
+    }
+    assert!(fo.holds_lease_at(later + ms(2)));
+}
+
+/// A voter that lost its disk runs in a new life: it adopts the roster it hears
+/// of, but that roster names its old life, so it grants nothing under it.
+#[test]
+fn a_new_life_does_not_grant_under_a_roster_that_names_its_old_one() {
+    use crate::id::Life;
+    let live = [serving(0), serving(1), serving(2)];
+    let t = after_quiet();
+    let (leader, epoch, _) = bootstrapped_leader(&live, t);
+    let roster = leader.roster().unwrap().clone();
+    let as_founders = as_founders(&live);
+    let mut wiped = Failover::new(n(2), founders(3), t)
+        .unwrap()
+        .with_life(Life(0xbeef));
+    wiped.handle_members(t, &as_founders);
+    let request = LeaseMessage::Request {
+        epoch,
+        round: 7,
+        holding: true,
+        electorate: Electorate::Roster(roster.clone()),
+    };
+    wiped.handle_message(after_quiet() + ms(3_000), n(1), request);
+    assert_eq!(wiped.roster(), Some(&roster));
+    assert!(
+        !drain(&mut wiped)
+            .iter()
+            .any(|(_, m)| matches!(m, LeaseMessage::Grant { .. })),
+        "a new life granted under its old life's roster"
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! - `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes` ([`crate::cluster::status`]);
 //! - `POST /admin/api/cluster/switchover`, `POST /admin/api/cluster/forget`, sent to
-//!   the leader ([`failover`]);
+//!   the leader ([`failover`]); `POST /admin/api/cluster/admit` ([`identity`]);
 //! - for each replicated collection (`keys` is `auth_keys`; `providers`, `models`,
 //!   `routes`, `guardrails`, `workflows`, `pricing`, `budgets`): `GET` list, `POST`
 //!   create, `GET`/`PUT`/`DELETE` `/{id}` ([`records`]); `POST /admin/api/keys`
@@ -18,6 +18,7 @@
 pub mod dashboard;
 pub mod failover;
 pub mod guard;
+pub mod identity;
 pub mod keys;
 pub mod records;
 pub mod token;
@@ -62,7 +63,7 @@ where
                 data: crate::cluster::status::nodes(&state.cluster),
             })
         }),
-        "cluster/switchover" | "cluster/forget" => {
+        "cluster/switchover" | "cluster/forget" | "cluster/admit" => {
             if method != Method::POST {
                 return not_allowed(&method, &path, "POST");
             }
@@ -77,10 +78,10 @@ where
                 Ok(bytes) => bytes,
                 Err(error) => return error.into_response(),
             };
-            if rest == "cluster/switchover" {
-                failover::switchover(&state.cluster, &body).await
-            } else {
-                failover::forget(&state.cluster, &body).await
+            match rest {
+                "cluster/switchover" => failover::switchover(&state.cluster, &body).await,
+                "cluster/admit" => identity::admit(&state.cluster, &body).await,
+                _ => failover::forget(&state.cluster, &body).await,
             }
         }
         _ => {

@@ -72,6 +72,35 @@ pub struct StatusDocument {
     /// ([`crate::policy::unpriced`]). Left out when there is none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// This node's storage life and the peers it turns away (with clustering on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityStatus>,
+}
+
+/// Who this node is, and whom it refuses to believe.
+#[derive(Debug, Serialize)]
+pub struct IdentityStatus {
+    /// This node's storage life, 16 hex digits.
+    pub life: String,
+    /// `cluster.admission`: `auto` or `manual`.
+    pub admission: &'static str,
+    /// Peers whose messages are dropped: `identity_mismatch` ("node X presented an
+    /// unknown key") or `pending_admission` (waiting for `POST cluster/admit`).
+    pub strangers: Vec<StrangerRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StrangerRow {
+    pub node: String,
+    /// The life it presented.
+    pub life: String,
+    /// `identity_mismatch` or `pending_admission`.
+    pub reason: &'static str,
+    /// The life the id is bound to (mismatches only).
+    pub bound_life: Option<String>,
+    pub addr: String,
+    pub dropped: u64,
+    pub message: String,
 }
 
 /// A node named by id, with what this node knows of it (`null` when it knows
@@ -190,10 +219,58 @@ pub fn document(info: &ClusterInfo) -> StatusDocument {
             .map(|&id| node_ref(&view, info, id))
             .collect()
     });
+    let identity = status.enabled.then(|| identity(&info.view()));
     StatusDocument {
         status,
         voters,
         warnings: Vec::new(),
+        identity,
+    }
+}
+
+/// The identity part of the status document.
+fn identity(view: &ClusterView) -> IdentityStatus {
+    use aurora_core::identity::Admission;
+    use aurora_io::StrangerKind;
+    IdentityStatus {
+        life: view.life.to_string(),
+        admission: match view.admission {
+            Admission::Auto => "auto",
+            Admission::Manual => "manual",
+        },
+        strangers: view
+            .strangers
+            .iter()
+            .map(|s| {
+                let (reason, bound, message) = match s.kind {
+                    StrangerKind::Mismatch { bound } => (
+                        "identity_mismatch",
+                        Some(bound.to_string()),
+                        format!(
+                            "node {} presented an unknown key (life {}, bound to {bound}); its messages are dropped. If its disk was lost or its key replaced, forget it on the leader (POST /admin/api/cluster/forget)",
+                            s.node, s.life
+                        ),
+                    ),
+                    StrangerKind::Pending => (
+                        "pending_admission",
+                        None,
+                        format!(
+                            "node {} (life {}) waits for admission: POST /admin/api/cluster/admit",
+                            s.node, s.life
+                        ),
+                    ),
+                };
+                StrangerRow {
+                    node: s.node.to_string(),
+                    life: s.life.to_string(),
+                    reason,
+                    bound_life: bound,
+                    addr: s.addr.to_string(),
+                    dropped: s.dropped,
+                    message,
+                }
+            })
+            .collect(),
     }
 }
 

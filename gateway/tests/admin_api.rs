@@ -402,6 +402,7 @@ async fn acknowledged_writes_survive_a_restart() {
 
 const SWITCHOVER: &str = "/admin/api/cluster/switchover";
 const FORGET: &str = "/admin/api/cluster/forget";
+const ADMIT: &str = "/admin/api/cluster/admit";
 
 /// The error object of `reply`, for a snapshot.
 fn error_of(reply: &Reply) -> Value {
@@ -512,6 +513,16 @@ async fn a_lone_leader_lists_its_roster_and_refuses_what_it_cannot_do() {
             .json();
     }
     status["this_node"]["gossip_addr"] = json!("[gossip_addr]");
+    // The storage life is drawn when node.db is created: 16 hex digits.
+    let life = status["identity"]["life"]
+        .as_str()
+        .expect("life")
+        .to_owned();
+    assert!(
+        life.len() == 16 && life.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{life}"
+    );
+    status["identity"]["life"] = json!("[life]");
     insta::assert_json_snapshot!("cluster_status_lone_leader", status);
 
     let me = status["this_node"]["id"].as_str().expect("id").to_owned();
@@ -537,6 +548,29 @@ async fn a_lone_leader_lists_its_roster_and_refuses_what_it_cannot_do() {
         .await;
     reply.assert_error(400, Some("node"), Some("invalid_field"));
     insta::assert_json_snapshot!("error_forget_not_a_voter", error_of(&reply));
+
+    // cluster/admit: binds an id to a life on an operator's word.
+    for (body, field) in [
+        (json!({"node": "n42", "life": "xyz"}), "life"),
+        (json!({"node": "n42"}), "life"),
+        (json!({"node": "solo", "life": "00000000000000aa"}), "node"),
+    ] {
+        let reply = server.call(Method::POST, ADMIT, Some(&body)).await;
+        reply.assert_error(400, Some(field), Some("invalid_field"));
+    }
+    let reply = server
+        .call(
+            Method::POST,
+            ADMIT,
+            Some(&json!({"node": "n42", "life": "00000000000000aa"})),
+        )
+        .await;
+    let admitted = reply.json();
+    assert_eq!(admitted["object"], json!("cluster.admit"), "{admitted}");
+    assert_eq!(admitted["life"], json!("00000000000000aa"));
+    send(server.addr, Method::POST, ADMIT, &[], Bytes::from("{}"))
+        .await
+        .assert_error(401, None, Some("invalid_admin_token"));
     server.stop().await;
 }
 

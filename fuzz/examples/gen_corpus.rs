@@ -16,7 +16,7 @@ use aurora_core::wire::{
     HEADER_LEN,
 };
 use aurora_core::{Incarnation, MemberMeta, NodeId, Role};
-use aurora_fuzz::{addr_of, unparse, Op, CLUSTER, MEMBER_A, MEMBER_B, SELF, STRANGER};
+use aurora_fuzz::{addr_of, life_of, unparse, Op, CLUSTER, MEMBER_A, MEMBER_B, SELF, STRANGER};
 
 fn meta() -> MemberMeta {
     MemberMeta {
@@ -130,7 +130,7 @@ fn main() {
     let node_dir = root.join("node_messages");
     let mut all_ops = Vec::new();
     for (name, message) in messages() {
-        let bytes = encode(CLUSTER, MEMBER_A, &message);
+        let bytes = encode(CLUSTER, MEMBER_A, life_of(MEMBER_A), &message);
         write(&wire_dir, name, &bytes);
         let op = Op::Packet {
             from: 0,

@@ -103,7 +103,11 @@ fn start(restored: Restored, now: Millis) -> Node {
                 meta: meta("peer"),
             })],
         };
-        node.handle_datagram(now, addr_of(member), &wire::encode(CLUSTER, member, life_of(member), &hello));
+        node.handle_datagram(
+            now,
+            addr_of(member),
+            &wire::encode(CLUSTER, member, life_of(member), &hello),
+        );
     }
     node
 }
@@ -181,6 +185,10 @@ impl Checker {
                                 }
                                 self.persisted_entries.insert(id, *e);
                             }
+                            PersistItem::Binding { node, .. } => {
+                                // Its own binding is fixed; nothing rebinds it.
+                                assert_ne!(node, SELF, "the node rebound its own id");
+                            }
                             PersistItem::OwnSeq(_)
                             | PersistItem::Remove(_)
                             | PersistItem::Epoch(_)
@@ -192,6 +200,7 @@ impl Checker {
                     let envelope = wire::decode(CLUSTER, t.channel, &t.bytes)
                         .unwrap_or_else(|e| panic!("undecodable {} B send: {e}", t.bytes.len()));
                     assert_eq!(envelope.sender, SELF);
+                    assert_eq!(envelope.life, life_of(SELF));
                     let message = envelope.message;
                     for i in announced(&message) {
                         assert!(

@@ -13,7 +13,12 @@ fn check(bytes: &[u8]) {
             continue;
         };
         assert_eq!(check_limits(&envelope.message), Ok(()));
-        let again = encode(envelope.cluster, envelope.sender, envelope.life, &envelope.message);
+        let again = encode(
+            envelope.cluster,
+            envelope.sender,
+            envelope.life,
+            &envelope.message,
+        );
         let redecoded = decode(CLUSTER, channel, &again);
         assert_eq!(
             redecoded.as_ref(),
@@ -22,7 +27,12 @@ fn check(bytes: &[u8]) {
         );
         // The encoding of a decoded message is canonical: encoding it twice agrees.
         assert_eq!(
-            encode(envelope.cluster, envelope.sender, envelope.life, &envelope.message),
+            encode(
+                envelope.cluster,
+                envelope.sender,
+                envelope.life,
+                &envelope.message
+            ),
             again
         );
     }

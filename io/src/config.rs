@@ -727,7 +727,7 @@ impl ClusterSettings {
         };
         let identity = Identity {
             id: NodeId::from_name(&self.node_id),
-            // Set by `launch` from the data directory (`Store::storage_life`).
+            // Set by `launch`: the life of the node key that belongs to the data directory.
             life: aurora_core::Life::default(),
             addr: self.advertise,
             meta: MemberMeta {

@@ -6,11 +6,11 @@
 //! keeps it there (`node.key`, PKCS#8, mode 0600). Its TLS certificate (still signed by
 //! the cluster CA) carries this public key and its node id, so a peer learns, after a
 //! verified handshake, *which key* speaks for that id ([`PeerIdentity`]). A later check
-//! against the replicated binding (node id → [`StorageLife`]) turns that into "a node
+//! against the replicated binding (node id → [`Life`]) turns that into "a node
 //! is who it first said it was".
 //!
 //! What holds:
-//! * The key survives restarts: the same data directory gives the same [`StorageLife`].
+//! * The key survives restarts: the same data directory gives the same [`Life`].
 //! * A wiped (or new) data directory gives a new key, hence a new life: the node is then
 //!   a new member under its old id, never silently the old one.
 //! * The file is created with mode 0600 before any byte is written, written to a
@@ -22,7 +22,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aurora_core::NodeId;
+use aurora_core::{Life, NodeId};
 
 /// File name of the node key inside the data directory.
 pub const NODE_KEY_FILE: &str = "node.key";
@@ -54,30 +54,16 @@ pub enum IdentityError {
     Random,
 }
 
-/// The identity of one storage life of a node: the first 8 bytes of SHA-256 of its
-/// public key, big-endian. Equal lives mean the same key (up to a 2^-64 collision);
-/// a wiped data directory always gives a different one.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StorageLife(pub u64);
-
-impl StorageLife {
-    /// The life of an Ed25519 public key (32 raw bytes).
-    pub fn of_public_key(public: &[u8]) -> StorageLife {
-        let digest = ring::digest::digest(&ring::digest::SHA256, public);
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest.as_ref()[..8]);
-        StorageLife(u64::from_be_bytes(first))
-    }
-
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for StorageLife {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
+/// The storage life of an Ed25519 public key (32 raw bytes): the first 8 bytes of
+/// SHA-256 of it, big-endian. Equal lives mean the same key (up to a 2^-64 collision);
+/// a wiped data directory always gives a different one. This is the [`Life`] the core
+/// puts in every header it sends, so the transport can check a header against the
+/// certificate of the connection it came on.
+pub fn life_of_public_key(public: &[u8]) -> Life {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    Life(u64::from_be_bytes(first))
 }
 
 /// Who a connection's peer is, as its verified certificate says: the node id in its
@@ -85,7 +71,7 @@ impl fmt::Display for StorageLife {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PeerIdentity {
     pub node: NodeId,
-    pub life: StorageLife,
+    pub life: Life,
 }
 
 /// This node's Ed25519 key pair. `Debug` never shows the private half.
@@ -107,20 +93,33 @@ impl NodeKey {
     /// Loads `data_dir/node.key`, or generates and stores a new key when the file does
     /// not exist. `data_dir` must exist.
     pub fn load_or_create(data_dir: &Path) -> Result<NodeKey, IdentityError> {
+        match NodeKey::load(data_dir)? {
+            Some(key) => Ok(key),
+            None => NodeKey::create(data_dir),
+        }
+    }
+
+    /// Loads `data_dir/node.key`; `None` when there is none. A file that exists but is
+    /// not a key is an error, never replaced.
+    pub fn load(data_dir: &Path) -> Result<Option<NodeKey>, IdentityError> {
         let path = data_dir.join(NODE_KEY_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => NodeKey::from_pkcs8(&bytes).map_err(|reason| IdentityError::Corrupt {
-                path: path.clone(),
-                reason,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = NodeKey::generate()?;
-                key.write_new(&path)?;
-                tracing::info!(life = %key.life(), path = %path.display(), "generated a new node key");
-                Ok(key)
-            }
+            Ok(bytes) => NodeKey::from_pkcs8(&bytes)
+                .map(Some)
+                .map_err(|reason| IdentityError::Corrupt { path, reason }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(IdentityError::Io { path, source }),
         }
+    }
+
+    /// Generates a new key and stores it as `data_dir/node.key`, atomically replacing
+    /// any key there: the start of a new storage life.
+    pub fn create(data_dir: &Path) -> Result<NodeKey, IdentityError> {
+        let path = data_dir.join(NODE_KEY_FILE);
+        let key = NodeKey::generate()?;
+        key.write_new(&path)?;
+        tracing::info!(life = %key.life(), path = %path.display(), "generated a new node key");
+        Ok(key)
     }
 
     /// A fresh random key, kept only in memory (tests and tools).
@@ -164,8 +163,8 @@ impl NodeKey {
     }
 
     /// This key's storage life.
-    pub fn life(&self) -> StorageLife {
-        StorageLife::of_public_key(&self.public)
+    pub fn life(&self) -> Life {
+        life_of_public_key(&self.public)
     }
 
     fn write_new(&self, path: &Path) -> Result<(), IdentityError> {
@@ -253,7 +252,7 @@ mod tests {
         let key = NodeKey::from_seed([7; 32]).expect("key");
         let digest = ring::digest::digest(&ring::digest::SHA256, &key.public_key());
         let expected = u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("8"));
-        assert_eq!(key.life().get(), expected);
+        assert_eq!(key.life().0, expected);
         assert!(!format!("{key:?}").contains("0707"), "no seed in Debug");
     }
 }

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use aurora_core::Life;
+
 use quinn::{AsyncUdpSocket, Runtime};
 use tokio::sync::mpsc;
 
@@ -41,6 +43,17 @@ pub enum LaunchError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(
+        "node.key in {dir} is of storage life {key} but node.db was written under life {db}: \
+         put back the node.key that belongs to this node.db, or move node.db away to start \
+         this node as a new member (it then needs `cluster/forget` of its old life)"
+    )]
+    KeyMismatch { dir: String, key: Life, db: Life },
+    #[error(
+        "node.db in {dir} was written under storage life {db} but node.key is missing: \
+         put it back, or move node.db away to start this node as a new member"
+    )]
+    KeyMissing { dir: String, db: Life },
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
@@ -74,8 +87,8 @@ pub async fn launch(
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let node_key = NodeKey::load_or_create(data_dir)?;
-    identity.life = store.storage_life(node_key.life().get())?;
+    let node_key = storage_identity(&mut store, data_dir)?;
+    identity.life = node_key.life();
     let started = std::time::Instant::now();
     let keys = tls::ClusterKeys::derive(secrets, &settings.cluster_name, settings.kdf)?;
     let kdf_ms = started.elapsed().as_millis();
@@ -127,6 +140,41 @@ pub async fn launch(
     Ok(handle)
 }
 
+/// The node key for `store`, the two being one storage life:
+///
+/// * a file of a recorded life needs the key of that life (a mismatch or a missing key
+///   is an operator's mix-up, refused with what to do, never silently "fixed");
+/// * a new file gets a new key, even if an old `node.key` is there: that key's life
+///   may have written entries under its numbers before the database was lost, and a
+///   new life starts a fresh numbering that can never collide with them.
+///
+/// The life is recorded in the file before the node writes anything under it. A crash
+/// between creating the key and recording it only means the next start creates another.
+fn storage_identity(store: &mut Store, data_dir: &Path) -> Result<NodeKey, LaunchError> {
+    let dir = || data_dir.display().to_string();
+    let key = match (store.life()?, NodeKey::load(data_dir)?) {
+        (Some(db), Some(key)) if key.life() == db => return Ok(key),
+        (Some(db), Some(key)) => {
+            return Err(LaunchError::KeyMismatch {
+                dir: dir(),
+                key: key.life(),
+                db,
+            })
+        }
+        (Some(db), None) => return Err(LaunchError::KeyMissing { dir: dir(), db }),
+        (None, Some(old)) => {
+            tracing::warn!(
+                old_life = %old.life(),
+                "node.db is new but node.key is from an earlier storage life: starting a new life with a new key"
+            );
+            NodeKey::create(data_dir)?
+        }
+        (None, None) => NodeKey::create(data_dir)?,
+    };
+    store.record_life(key.life())?;
+    Ok(key)
+}
+
 fn os_seed() -> Result<u64, TlsError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 8];
@@ -134,4 +182,55 @@ fn os_seed() -> Result<u64, TlsError> {
         .fill(&mut bytes)
         .map_err(|_| TlsError::Derive)?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurora_core::NodeId;
+
+    fn open(dir: &Path) -> Store {
+        Store::open(&dir.join("node.db"), NodeId(7)).expect("open")
+    }
+
+    #[test]
+    fn the_key_and_the_database_are_one_storage_life() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = storage_identity(&mut open(dir.path()), dir.path()).expect("first start");
+        let again = storage_identity(&mut open(dir.path()), dir.path()).expect("restart");
+        assert_eq!(first.life(), again.life(), "a restart keeps its life");
+
+        // node.db lost, node.key kept: the old key's life may have numbered writes
+        // that peers still hold, so the new database gets a new life.
+        std::fs::remove_file(dir.path().join("node.db")).expect("wipe db");
+        let wiped = storage_identity(&mut open(dir.path()), dir.path()).expect("wiped db");
+        assert_ne!(wiped.life(), first.life(), "a new database is a new life");
+        let reloaded = NodeKey::load(dir.path()).expect("load").expect("stored");
+        assert_eq!(
+            reloaded.life(),
+            wiped.life(),
+            "the new key replaced the old"
+        );
+    }
+
+    #[test]
+    fn a_database_with_another_lifes_key_or_none_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let life = storage_identity(&mut open(dir.path()), dir.path())
+            .expect("first start")
+            .life();
+        NodeKey::create(dir.path()).expect("a foreign key");
+        let err = storage_identity(&mut open(dir.path()), dir.path()).expect_err("mismatch");
+        assert!(
+            matches!(err, LaunchError::KeyMismatch { db, .. } if db == life),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join("node.key")).expect("lose the key");
+        let err = storage_identity(&mut open(dir.path()), dir.path()).expect_err("missing");
+        assert!(
+            matches!(err, LaunchError::KeyMissing { db, .. } if db == life),
+            "{err}"
+        );
+        assert!(err.to_string().contains("node.key is missing"), "{err}");
+    }
 }

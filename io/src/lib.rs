@@ -27,7 +27,7 @@ pub mod view;
 
 pub use config::{ClusterSettings, ConfigError};
 pub use driver::{Commander, DriverConfig, DriverError, Handle};
-pub use identity::{NodeKey, PeerIdentity, StorageLife};
+pub use identity::{life_of_public_key, NodeKey, PeerIdentity};
 pub use launch::{launch, LaunchError, Socket};
 pub use store::{Store, StoreError};
 pub use transport::{Inbound, Transport};

@@ -175,18 +175,21 @@ fn checksum(packet: &[u8]) -> u32 {
     !crate::hash::crc32_update(crc, &packet[HEADER_LEN..])
 }
 
-/// The sender id a packet's header claims, without checking anything else (no
-/// checksum, no body): `None` when the bytes are too short or not of this protocol.
-/// The transport uses it to compare the claim with the peer's authenticated identity
-/// before the packet reaches the node; the full check is still [`decode`]'s.
-pub fn peek_sender(bytes: &[u8]) -> Option<NodeId> {
+/// The sender (id, storage life) a packet's header claims, without checking anything
+/// else (no checksum, no body): `None` when the bytes are too short or not of this
+/// protocol. The transport compares the claim with the identity the peer's certificate
+/// proves before the packet reaches the node; the full check is still [`decode`]'s.
+pub fn peek_sender(bytes: &[u8]) -> Option<(NodeId, Life)> {
     let header = bytes.get(..HEADER_LEN)?;
     if header[0..2] != MAGIC {
         return None;
     }
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&header[11..19]);
-    Some(NodeId(u64::from_le_bytes(id)))
+    let field = |range: core::ops::Range<usize>| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[range]);
+        u64::from_le_bytes(b)
+    };
+    Some((NodeId(field(11..LIFE_AT)), Life(field(LIFE_AT..CRC_AT))))
 }
 
 /// Decodes and validates one packet received on `channel` for cluster `cluster`.

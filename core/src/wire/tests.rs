@@ -661,8 +661,9 @@ fn check_decode(bytes: &[u8]) {
 fn peek_sender_reads_the_claimed_sender_of_a_header_and_nothing_else() {
     for message in every_message() {
         let bytes = packet(&message);
-        assert_eq!(peek_sender(&bytes), Some(SENDER));
-        assert_eq!(peek_sender(&bytes[..HEADER_LEN]), Some(SENDER));
+        let claimed = Some((SENDER, LIFE));
+        assert_eq!(peek_sender(&bytes), claimed);
+        assert_eq!(peek_sender(&bytes[..HEADER_LEN]), claimed);
         assert_eq!(peek_sender(&bytes[..HEADER_LEN - 1]), None, "truncated");
         let mut other = bytes.clone();
         other[0] = b'X';
@@ -677,7 +678,7 @@ proptest! {
         check_decode(&bytes);
         // The peek agrees with the full decode whenever the decode succeeds.
         if let Ok(envelope) = decode_datagram(&bytes) {
-            prop_assert_eq!(peek_sender(&bytes), Some(envelope.sender));
+            prop_assert_eq!(peek_sender(&bytes), Some((envelope.sender, envelope.life)));
         }
     }
 

@@ -128,11 +128,11 @@ impl Store {
         Ok(store)
     }
 
-    /// This data directory's storage life: read back, or on the first open `fresh`
-    /// (a random draw) is recorded and returned. It stands in for the life the node's own key pair
-    /// gives (the first 8 bytes of the SHA-256 of its public key) until the two are
-    /// wired together: either way a lost disk means a new life.
-    pub fn storage_life(&mut self, fresh: u64) -> Result<Life, StoreError> {
+    /// The storage life this file was written under, if one was recorded
+    /// ([`Store::record_life`]); `None` for a new file. The life is the node key's
+    /// ([`crate::NodeKey::life`]): the key and this file are one storage life, and
+    /// `launch` refuses to pair a file with a key of another life.
+    pub fn life(&self) -> Result<Option<Life>, StoreError> {
         let stored: Option<i64> = self
             .conn
             .query_row("SELECT life FROM identity WHERE id = 1", [], |row| {
@@ -141,17 +141,19 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))?
             .flatten();
-        if let Some(life) = stored {
-            return Ok(Life(from_sql_u64(life)));
-        }
-        let life = Life(fresh);
+        Ok(stored.map(|life| Life(from_sql_u64(life))))
+    }
+
+    /// Records the storage life of a new file. Called once, before the node writes
+    /// anything under that life.
+    pub fn record_life(&mut self, life: Life) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE identity SET life = ?1 WHERE id = 1",
                 [to_sql_u64(life.0)],
             )
             .map_err(|e| self.err(e))?;
-        Ok(life)
+        Ok(())
     }
 
     /// The file this store writes.

@@ -46,7 +46,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         5,
-        // This data directory's storage life (`Store::storage_life`): drawn once,
+        // This data directory's storage life (`Store::life`, the node key's): recorded once,
         // when the file is first opened by a build that knows lives, so a node whose
         // disk is lost comes back as a new life. NULL until then. And the node
         // id -> life bindings this node recorded (`PersistItem::Binding`).

@@ -342,13 +342,14 @@ fn failover_epoch_and_roster_survive_a_restart() -> Result<(), StoreError> {
 }
 
 #[test]
-fn storage_life_is_drawn_once_per_file_and_bindings_persist() -> Result<(), StoreError> {
+fn storage_life_is_recorded_once_per_file_and_bindings_persist() -> Result<(), StoreError> {
     use aurora_core::Life;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("node.db");
     {
         let mut store = Store::open(&path, node())?;
-        assert_eq!(store.storage_life(11)?, Life(11));
+        assert_eq!(store.life()?, None, "a new file has no life yet");
+        store.record_life(Life(11))?;
         store.apply(&PersistBatch {
             items: vec![
                 PersistItem::Binding {
@@ -366,15 +367,15 @@ fn storage_life_is_drawn_once_per_file_and_bindings_persist() -> Result<(), Stor
             ],
         })?;
     }
-    let mut store = Store::open(&path, node())?;
-    // A restart keeps the life it drew; only a new file (a lost disk) draws anew.
-    assert_eq!(store.storage_life(22)?, Life(11));
+    let store = Store::open(&path, node())?;
+    // A restart reads back the life it recorded; only a new file (a lost disk) has none.
+    assert_eq!(store.life()?, Some(Life(11)));
     let restored = store.load()?;
     assert_eq!(
         restored.bindings.into_iter().collect::<Vec<_>>(),
         vec![(NodeId(5), Life(50))]
     );
     let fresh = dir.path().join("other.db");
-    assert_eq!(Store::open(&fresh, node())?.storage_life(33)?, Life(33));
+    assert_eq!(Store::open(&fresh, node())?.life()?, None);
     Ok(())
 }

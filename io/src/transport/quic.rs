@@ -351,13 +351,19 @@ impl Shared {
     }
 
     /// Whether a message from `peer` may go to the driver: its header must claim the
-    /// node the certificate names. A header too short to read passes: the core's decode
-    /// rejects and counts it.
+    /// node and the storage life the certificate proves (the life is the fingerprint
+    /// of the key that completed the handshake, so a holder of the secret can claim
+    /// neither another node's id nor its life). A header too short to read passes:
+    /// the core's decode rejects and counts it.
     fn authentic(&self, peer: &PeerIdentity, bytes: &[u8]) -> bool {
         match aurora_core::wire::peek_sender(bytes) {
-            Some(claimed) if claimed != peer.node => {
+            Some((node, life)) if node != peer.node || life != peer.life => {
                 TransportMetrics::bump(&self.metrics.identity_mismatch);
-                tracing::debug!(claimed = %claimed, certified = %peer.node, "message claims another sender: dropped");
+                tracing::debug!(
+                    claimed = %node, claimed_life = %life,
+                    certified = %peer.node, certified_life = %peer.life,
+                    "message claims another sender than its certificate: dropped"
+                );
                 false
             }
             _ => true,

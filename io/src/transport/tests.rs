@@ -175,10 +175,11 @@ async fn previous_secret_is_still_trusted_during_rotation() {
 }
 
 /// A packet of the real wire format whose header claims `sender`.
-fn packet_from(sender: NodeId) -> Vec<u8> {
+fn packet_from(sender: NodeId, life: aurora_core::Life) -> Vec<u8> {
     aurora_core::wire::encode(
         aurora_core::ClusterId::from_name("aurora"),
         sender,
+        life,
         &aurora_core::wire::Message::Gossip { rumors: Vec::new() },
     )
 }
@@ -195,13 +196,19 @@ async fn a_holder_of_the_secret_speaking_as_another_node_is_dropped_and_counted(
     let b_addr = b.local_addr().expect("b");
     let m_addr = m.local_addr().expect("m");
 
-    // The certificate says "mallory"; the headers say "victim", on both channels.
-    m.send(b_addr, Channel::Datagram, packet_from(victim));
-    m.send(b_addr, Channel::Stream, packet_from(victim));
+    // The certificate says "mallory"; the headers say "victim", on both channels,
+    // then "mallory" in another storage life (the victim's own life, say).
+    let other_life = aurora_core::Life(key.life().0 ^ 1);
+    m.send(b_addr, Channel::Datagram, packet_from(victim, key.life()));
+    m.send(b_addr, Channel::Stream, packet_from(victim, key.life()));
+    m.send(b_addr, Channel::Stream, packet_from(mallory, other_life));
     // Then one honest packet, which must arrive (and shows the others were judged).
-    m.send(b_addr, Channel::Stream, packet_from(mallory));
+    m.send(b_addr, Channel::Stream, packet_from(mallory, key.life()));
     let got = recv(&mut b_rx).await.expect("the honest packet");
-    assert_eq!(aurora_core::wire::peek_sender(&got.bytes), Some(mallory));
+    assert_eq!(
+        aurora_core::wire::peek_sender(&got.bytes),
+        Some((mallory, key.life()))
+    );
     assert_eq!(got.peer.node, mallory);
     assert_eq!(
         got.peer.life,
@@ -209,10 +216,10 @@ async fn a_holder_of_the_secret_speaking_as_another_node_is_dropped_and_counted(
         "the life of the key that shook hands"
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while b.stats().identity_mismatch < 2 && tokio::time::Instant::now() < deadline {
+    while b.stats().identity_mismatch < 3 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(b.stats().identity_mismatch, 2, "{:?}", b.stats());
+    assert_eq!(b.stats().identity_mismatch, 3, "{:?}", b.stats());
     assert!(b_rx.try_recv().is_err(), "no forged packet was delivered");
     let seen = b.peer_identity(m_addr).expect("connected");
     assert_eq!((seen.node, seen.life), (mallory, key.life()));

@@ -54,7 +54,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
 use crate::config::{Secret, Secrets};
-use crate::identity::{ed25519_from_spki, NodeKey, PeerIdentity, StorageLife};
+use crate::identity::{ed25519_from_spki, life_of_public_key, NodeKey, PeerIdentity};
 
 /// The DNS name every node certificate carries and every client asks for. Nodes are
 /// dialled by address, so the verifiers check only this; the node's own id rides in a
@@ -326,7 +326,7 @@ pub fn peer_identity(chain: &[CertificateDer<'_>]) -> Result<PeerIdentity, PeerI
     let public = ed25519_from_spki(spki.as_ref()).ok_or(PeerIdentityError::NotEd25519)?;
     Ok(PeerIdentity {
         node,
-        life: StorageLife::of_public_key(&public),
+        life: life_of_public_key(&public),
     })
 }
 

@@ -48,6 +48,8 @@ async fn node_certified_as(
     let keys = tls::ClusterKeys::derive(&secrets(), &settings.cluster_name, KdfParams::MINIMAL)
         .expect("keys");
     let node_key = NodeKey::generate().expect("node key");
+    // The headers carry the life of the key the certificate holds, as `launch` does.
+    identity.life = node_key.life();
     let cert_id = cert_name.map_or(identity.id, aurora_core::NodeId::from_name);
     let tls = tls::node_tls(&keys, &node_key, cert_id, name).expect("tls");
     let reset = keys.current.reset_key(name).expect("reset key");

@@ -72,8 +72,12 @@ fn harness() -> Harness<'static> {
 }
 
 impl Harness<'_> {
+    /// Each node's SQLite file, in a data directory of its own: the node key kept
+    /// beside it belongs to that file (one storage life per directory).
     fn db(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.db"))
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).expect("node data dir");
+        dir.join("node.db")
     }
 
     /// Adds a host running one node. On `bounce` the same closure runs again with the
@@ -103,7 +107,7 @@ impl Harness<'_> {
                 );
                 let dir = db.parent().map(PathBuf::from).unwrap_or_default();
                 if let Some(prev) = spec.previous {
-                    let path = dir.join(format!("{}.previous", spec.name));
+                    let path = dir.join("previous_secret");
                     std::fs::write(&path, prev)?;
                     yaml.push_str(&format!("  previous_secret_file: {}\n", path.display()));
                 }

@@ -307,7 +307,7 @@ impl Observations {
         // The write is on the disk of its origin, which is down (see above).
         let on_origin_disk = |key: &Key, hlc: &Hlc| {
             nodes.iter().any(|o| {
-                o.id == hlc.node
+                o.id == hlc.origin.node
                     && o.status == crate::world::Status::Crashed
                     && o.disk().entries.get(key).is_some_and(|e| e.hlc >= *hlc)
             })

@@ -190,7 +190,7 @@ mod tests {
     use aurora_core::NodeId;
 
     fn open(dir: &Path) -> Store {
-        Store::open(&dir.join("node.db"), NodeId(7)).expect("open")
+        Store::open(dir.join("node.db"), NodeId(7)).expect("open")
     }
 
     #[test]

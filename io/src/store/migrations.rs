@@ -10,7 +10,15 @@ use super::schema::MIGRATIONS;
 
 #[derive(Debug)]
 pub(super) enum MigrateError {
-    TooNew { found: i64, supported: i64 },
+    TooNew {
+        found: i64,
+        supported: i64,
+    },
+    /// Written before [`FIRST_WITH_LIVES`]: its entries name origins without a storage
+    /// life, which this build cannot read (there is no conversion).
+    BeforeLives {
+        found: i64,
+    },
     Sqlite(rusqlite::Error),
 }
 
@@ -19,6 +27,10 @@ impl From<rusqlite::Error> for MigrateError {
         MigrateError::Sqlite(e)
     }
 }
+
+/// The first schema whose entries carry their origin's storage life (migration 5).
+/// A file of an earlier version is refused whole before anything is changed.
+pub(super) const FIRST_WITH_LIVES: i64 = 5;
 
 /// The newest version this build knows.
 pub(super) fn latest() -> i64 {
@@ -52,6 +64,9 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
             found: current,
             supported: latest(),
         });
+    }
+    if current > 0 && current < FIRST_WITH_LIVES {
+        return Err(MigrateError::BeforeLives { found: current });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction()?;

@@ -75,6 +75,12 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error(
+        "{path}: schema version {found} was written by an Aurora build from before storage \
+         lives, whose entries this build cannot read; the file is left untouched: start this \
+         node on an empty data directory and let it catch up from its peers (docs/operations.md)"
+    )]
+    BeforeLives { path: PathBuf, found: i64 },
     #[error("{path}: the file belongs to node {stored}, but this node is {configured}")]
     WrongNode {
         path: PathBuf,
@@ -121,6 +127,10 @@ impl Store {
                 path: store.path.clone(),
                 found,
                 supported,
+            },
+            migrations::MigrateError::BeforeLives { found } => StoreError::BeforeLives {
+                path: store.path.clone(),
+                found,
             },
             migrations::MigrateError::Sqlite(e) => sqlite(&store.path, e),
         })?;

@@ -216,6 +216,32 @@ fn newer_schema_is_refused() -> Result<(), StoreError> {
     Ok(())
 }
 
+#[test]
+fn a_file_from_before_storage_lives_is_refused_untouched() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    {
+        let store = Store::open(&path, node())?;
+        store
+            .conn
+            .execute("UPDATE schema_version SET version = 4", [])
+            .map_err(|e| store.err(e))?;
+    }
+    let err = Store::open(&path, node()).expect_err("must refuse");
+    assert!(
+        matches!(err, StoreError::BeforeLives { found: 4, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("empty data directory"), "{err}");
+    // Refused before any migration ran: the file still says version 4.
+    let conn = rusqlite::Connection::open(&path).expect("reopen");
+    let version: i64 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 4);
+    Ok(())
+}
+
 /// Not a benchmark harness, just a guard that batching works: many batches in one
 /// transaction must cost about one commit. Prints the rate for the report.
 #[test]

@@ -104,7 +104,7 @@ gateway:
   models:
     - {name: up/gpt-4o-mini}
 EOF
-AURORA_ADMIN_TOKEN=bench RUST_LOG=warn "$AURORA_BIN" serve \
+AURORA_ADMIN_TOKEN=bench-admin-token-0123456789abcdef RUST_LOG=warn "$AURORA_BIN" serve \
     --listen "127.0.0.1:$AURORA_PORT" --data-dir "$work/aurora-data" --config "$work/aurora.yaml" \
     2>"$work/aurora.log" &
 pids+=($!)

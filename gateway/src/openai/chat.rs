@@ -143,7 +143,9 @@ where
     let clock = Arc::new(UpstreamClock::default());
     // From here on the request runs to its end even if this handler is dropped (the
     // client went away): the upstream answers, the bill settles (see the module docs).
-    let work = tokio::spawn(answer(
+    // Boxed: the answer's future is about 2 KB, and a task moves its future several
+    // times (into the task cell, out as the output); a box moves as a pointer.
+    let work = tokio::spawn(Box::pin(answer(
         Arc::clone(state),
         resolved.clone(),
         request,
@@ -151,7 +153,7 @@ where
         Arc::clone(&label),
         bill,
         Arc::clone(&clock),
-    ));
+    )));
     let mut response = match work.await {
         Ok(response) => response,
         Err(error) => {

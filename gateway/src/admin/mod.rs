@@ -55,6 +55,10 @@ where
         "cluster/status" => only_get(&method, &path, || {
             let mut document = crate::cluster::status::document(&state.cluster);
             document.warnings = crate::policy::unpriced::warnings(state);
+            if document.status.enabled {
+                let snapshot = state.state_view.snapshot();
+                document.state = Some(crate::cluster::status::StateSummary::of(&snapshot));
+            }
             json_ok(&document)
         }),
         "cluster/nodes" => only_get(&method, &path, || {

@@ -75,6 +75,33 @@ pub struct StatusDocument {
     /// This node's storage life and the peers it turns away (with clustering on).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityStatus>,
+    /// What replicated state this node holds (with clustering on), so operators and
+    /// tests can tell whether nodes converged without listing every collection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateSummary>,
+}
+
+/// A summary of this node's copy of the replicated store.
+///
+/// Two nodes with the same `digest` hold the same live records and usage counters,
+/// each at the same write (the store's order-independent XOR of a hash of every
+/// live key and the timestamp of the write it holds). Tombstones are left out, so a
+/// node that missed only a delete of something it never had still matches.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct StateSummary {
+    /// 16 hex digits.
+    pub digest: String,
+    /// Live records over every collection (usage counters not included).
+    pub live_records: usize,
+}
+
+impl StateSummary {
+    pub fn of(snapshot: &aurora_io::view::StateSnapshot) -> StateSummary {
+        StateSummary {
+            digest: format!("{:016x}", snapshot.digest),
+            live_records: snapshot.live_records(),
+        }
+    }
 }
 
 /// Who this node is, and whom it refuses to believe.
@@ -225,6 +252,7 @@ pub fn document(info: &ClusterInfo) -> StatusDocument {
         voters,
         warnings: Vec::new(),
         identity,
+        state: None,
     }
 }
 

@@ -763,7 +763,7 @@ impl Failover {
         };
         self.broadcast(msg);
         // This node's own vote, under the same rules as anyone's.
-        if self.vote(now, (self.id, self.life), epoch, &electorate) == Decision::Grant {
+        if self.vote(now, (self.id, self.life), (epoch, holding), &electorate) == Decision::Grant {
             self.on_grant(now, self.id, self.life, epoch, round);
         }
     }
@@ -772,7 +772,7 @@ impl Failover {
         &mut self,
         now: Millis,
         from: (NodeId, Life),
-        epoch: Epoch,
+        (epoch, holding): (Epoch, bool),
         e: &Electorate,
     ) -> Decision {
         let ballot = Ballot {
@@ -781,6 +781,7 @@ impl Failover {
             hold_down: self.config.hold_down,
             renew_every: self.config.renew_every,
             electorate_ok: self.electorate_ok(from, e),
+            holding,
         };
         self.voter.decide(now, from.0, epoch, &ballot)
     }
@@ -894,7 +895,7 @@ impl Failover {
                 return;
             }
         }
-        let decision = self.vote(now, (from, life), epoch, electorate);
+        let decision = self.vote(now, (from, life), (epoch, holding), electorate);
         let reply = match decision {
             Decision::Grant => LeaseMessage::Grant { epoch, round },
             Decision::Reject { retry_after } => LeaseMessage::Reject {

@@ -619,6 +619,47 @@ fn switchover_to_a_worse_ranked_node_lasts_one_hold_down() {
     assert_eq!(holder_ids(&w), vec![n(2)]);
 }
 
+/// Found by the network-namespace partition test (gateway/tests/netns_partition.rs):
+/// a standby cut off long enough for its promise to the leader to run out campaigns
+/// alone and grants itself ever higher epochs. Back on the network it refused the
+/// leader's renewals (their epoch was below the one it had granted itself), so the
+/// leader's majority silently shrank to the other standby, and cutting that one off
+/// too cost the lease although the leader and the returned standby were a majority.
+#[test]
+fn a_standby_back_from_a_partition_renews_the_leaders_lease() {
+    let mut w = world(12, vec![serving(0), serving(1), serving(2)]);
+    w.run_until(10 * SEC);
+    assert_eq!(holder_ids(&w), vec![n(1)]);
+    let epoch = w.fo(0).status().epoch;
+    // Node 2 alone: once its promise to node 1 ran out it ranks itself best and
+    // campaigns by itself, raising the epoch it granted.
+    w.set_group(1, 1);
+    w.run_until(20 * SEC);
+    assert_eq!(holder_ids(&w), vec![n(1)]);
+    assert!(
+        w.fo(1).durable_epoch() > epoch,
+        "node 2 campaigned while cut off: {:?}",
+        w.fo(1).durable_epoch()
+    );
+    w.heal();
+    w.run_until(25 * SEC);
+    // Node 3 alone: nodes 1 and 2 are a majority, so the lease never lapses.
+    w.set_group(2, 1);
+    let mut t = w.now;
+    while t < 40 * SEC {
+        t += 10 * MS;
+        w.run_until(t);
+        assert_eq!(
+            holder_ids(&w),
+            vec![n(1)],
+            "at {} ms, node 2 back for {} ms",
+            t / MS,
+            (t - 20 * SEC) / MS
+        );
+    }
+    assert_eq!(w.fo(0).status().epoch, epoch, "one leadership throughout");
+}
+
 // ---- two nodes, witness ------------------------------------------------------------
 
 #[test]

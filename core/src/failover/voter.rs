@@ -7,8 +7,17 @@
 //! [`super`] for the argument). Invariants kept here:
 //!
 //! * at most one unexpired promise at a time, to one node;
-//! * an epoch is granted to at most one node, and granted epochs never go down
-//!   (a promise is kept, expired, as the record of the last grant);
+//! * a new leadership's epoch is granted to at most one node, and only above every
+//!   epoch granted before (`floor` keeps the highest, a promise the last grant);
+//! * a renewal of a lease its holder still holds is granted whatever epoch this
+//!   voter granted since, as long as no other node holds an unexpired promise.
+//!   Why that is safe: the holder won its epoch under the rule above, and a
+//!   promise binds the voter to one node at a time whatever its epoch, which is
+//!   all the argument against two holders needs (see [`super`]). Why it is
+//!   needed: a voter that was cut off from the holder grants itself higher and
+//!   higher epochs in campaigns it cannot win; without it, once back it would
+//!   refuse every renewal of the leadership that went on without it, and the
+//!   holder's majority would shrink by one voter without anyone noticing;
 //! * nothing is granted during the quiet period after start: a restarted voter has
 //!   forgotten its promises, so it waits until any promise it made before could
 //!   have run out.
@@ -47,6 +56,8 @@ pub(crate) struct Ballot<'a> {
     /// The request was made under this voter's electorate: its own roster version
     /// with both on it, or a bootstrap this node founds too.
     pub electorate_ok: bool,
+    /// The requester says it holds the lease for the epoch it asks to renew.
+    pub holding: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -59,7 +70,8 @@ pub(crate) struct Voter {
     pub prefer: Option<(NodeId, Millis)>,
     /// No grants before this instant (see the module docs).
     pub quiet_until: Millis,
-    /// Epochs at or below this are never granted (restored from disk).
+    /// Epochs at or below this are never granted to a new leadership (restored
+    /// from disk, and raised to every promise's epoch before it is replaced).
     pub floor: Epoch,
     /// The promise whose lapse was already reported to the view.
     lapse_noted: Option<(NodeId, Epoch)>,
@@ -111,10 +123,14 @@ impl Voter {
         if now < self.quiet_until {
             return reject(self.quiet_until.since(now));
         }
+        // A renewal: of this voter's own last promise, or of a lease its holder
+        // still holds while nobody has an unexpired promise from this voter (see
+        // the module docs).
+        let renewal = self.renews(from, epoch) || (b.holding && self.binding(now).is_none());
         // Unknown, drifted, witness or dead: not (yet) a candidate in this view.
         // A renewal only needs a voter with our fingerprint: a false suspicion of
         // the holder must not cost it the lease.
-        let known = if self.renews(from, epoch) {
+        let known = if renewal {
             b.view.is_voter(from)
         } else {
             b.view.eligible(from).is_some()
@@ -127,7 +143,7 @@ impl Voter {
         if !b.electorate_ok {
             return reject(b.renew_every);
         }
-        if epoch <= self.floor {
+        if !renewal && epoch <= self.floor {
             return reject(Duration::ZERO);
         }
         if let Some((node, e)) = self.released {
@@ -135,7 +151,7 @@ impl Voter {
                 return reject(Duration::ZERO);
             }
         }
-        if !self.renews(from, epoch) {
+        if !renewal {
             if let Some(p) = self.promise {
                 if epoch <= p.epoch {
                     // Stale: the Reject teaches the sender the epoch to beat.
@@ -160,6 +176,8 @@ impl Voter {
                 }
             }
         }
+        // The promise is replaced: keep the record of the highest epoch granted.
+        self.floor = self.granted_epoch();
         self.promise = Some(Promise {
             to: from,
             epoch,

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    advertise_url, alive, get_json, has, http, json, metric, percentile, rss_kib, spawn, spec,
-    start_three, wait_for, Proc, Spec, SECRET,
+    advertise_url, agreed, alive, get_json, has, http, json, metric, percentile, rss_kib, spawn,
+    spec, start_three, wait_for, Agreed, Proc, Spec, SECRET,
 };
 use serde_json::json;
 
@@ -156,53 +156,6 @@ fn kill_9_during_a_write_burst_loses_no_acknowledged_write() {
         },
     );
     println!("every acknowledged write on nodes 1 and 3 {took:?} after node 2's restart");
-}
-
-/// What the live nodes agree on in active_passive mode, if they do: the index (into
-/// the slice) of the one node whose `/health/ready` is 200, the leader id and epoch.
-#[derive(Debug, PartialEq)]
-struct Agreed {
-    active: usize,
-    leader: String,
-    epoch: u64,
-}
-
-/// `Some` when exactly one of `nodes` is ready, every other one answers 503 `standby`
-/// naming the ready node's advertise URL, and every node's cluster/status names the
-/// same leader and epoch.
-fn agreed(nodes: &[(&Spec, &Proc)]) -> Option<Agreed> {
-    let mut active = None;
-    let mut standby_points_at = Vec::new();
-    for (i, (_, p)) in nodes.iter().enumerate() {
-        let (status, body) = http(p.http, "GET", "/health/ready", None).ok()?;
-        match status {
-            200 if active.is_none() => active = Some(i),
-            503 if json(&body)["status"] == "standby" => {
-                standby_points_at.push(json(&body)["active"].as_str()?.to_owned());
-            }
-            _ => return None,
-        }
-    }
-    let active = active?;
-    let url = advertise_url(nodes[active].0);
-    if standby_points_at.iter().any(|u| *u != url) {
-        return None;
-    }
-    let statuses: Vec<serde_json::Value> = nodes
-        .iter()
-        .map(|(_, p)| get_json(p, "/admin/api/cluster/status"))
-        .collect();
-    let leader = statuses[0]["leader"].as_str()?.to_owned();
-    let epoch = statuses[0]["epoch"].as_u64()?;
-    let same = statuses
-        .iter()
-        .all(|s| s["leader"] == leader.as_str() && s["epoch"] == epoch);
-    let leader_is_active = statuses[active]["this_node"]["id"] == leader.as_str();
-    (same && leader_is_active).then_some(Agreed {
-        active,
-        leader,
-        epoch,
-    })
 }
 
 #[test]

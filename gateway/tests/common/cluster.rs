@@ -9,6 +9,10 @@
 //! the binary, and it makes cargo build the binary before the test runs — no guessing
 //! at `target/debug/aurora`.
 //!
+//! A node may also run inside a network namespace ([`super::netns`]): it is started
+//! through `ip netns exec`, and every request to it is made from a thread that
+//! entered that namespace, so it stays reachable while its cluster link is cut.
+//!
 //! Each node gets its own loopback address (127.0.0.1, .2, .3, … when they can be
 //! bound, which is the default on Linux; otherwise distinct ports on 127.0.0.1) and
 //! ports chosen by the OS. Every process is killed when its guard drops, so a failing
@@ -30,6 +34,8 @@ pub const SECRET: &str = "a-cluster-secret-of-more-than-16-bytes";
 pub struct Proc {
     pub child: Child,
     pub http: SocketAddr,
+    /// The network namespace it runs in (`None`: this process's own).
+    pub netns: Option<String>,
 }
 
 impl Proc {
@@ -56,6 +62,8 @@ pub struct Spec {
     pub dir: PathBuf,
     /// Extra `aurora serve` arguments (e.g. `--cluster-failover-mode active_passive`).
     pub extra: Vec<String>,
+    /// The network namespace to run in (`None`: this process's own).
+    pub netns: Option<String>,
 }
 
 fn loopback(i: u8) -> IpAddr {
@@ -93,6 +101,24 @@ pub fn spec(root: &Path, i: u8, extra: &[&str]) -> Spec {
         sync_port: free_udp(ip),
         dir,
         extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        netns: None,
+    }
+}
+
+/// Node `i` (named `node-{i}`) alone in network namespace `netns` on address `ip`:
+/// the namespace has nothing else on it, so the ports are fixed (HTTP 8080, gossip
+/// 7946, sync 7947, the defaults of docs/operations.md).
+pub fn spec_in_netns(root: &Path, i: u8, netns: &str, ip: IpAddr, extra: &[&str]) -> Spec {
+    let dir = root.join(format!("node{i}"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    Spec {
+        name: format!("node-{i}"),
+        http: SocketAddr::new(ip, 8080),
+        gossip: SocketAddr::new(ip, 7946),
+        sync_port: 7947,
+        dir,
+        extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        netns: Some(netns.to_owned()),
     }
 }
 
@@ -104,7 +130,17 @@ pub fn spawn(spec: &Spec, seeds: &[Spec], secret: &str) -> Proc {
         .append(true)
         .open(spec.dir.join("aurora.log"))
         .expect("log file");
-    let child = Command::new(BIN)
+    let mut command = match &spec.netns {
+        Some(netns) => {
+            // `ip netns exec` enters the namespace and execs the binary: the child's
+            // pid is the node's, so `kill_9` kills the node itself.
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let child = command
         .arg("serve")
         .arg("--listen")
         .arg(spec.http.to_string())
@@ -134,13 +170,30 @@ pub fn spawn(spec: &Spec, seeds: &[Spec], secret: &str) -> Proc {
     let proc = Proc {
         child,
         http: spec.http,
+        netns: spec.netns.clone(),
     };
     wait_for(Duration::from_secs(20), "HTTP up", || {
-        http(proc.http, "GET", "/health", None)
+        proc.call("GET", "/health", None)
             .map(|(s, _)| s == 200)
             .unwrap_or(false)
     });
     proc
+}
+
+impl Proc {
+    /// An admin request to this node, from inside its network namespace if it has
+    /// one (see [`http`]).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<(u16, String)> {
+        match &self.netns {
+            Some(netns) => super::netns::in_netns(netns, || http(self.http, method, path, body))?,
+            None => http(self.http, method, path, body),
+        }
+    }
 }
 
 /// The advertise URL a node is started with.
@@ -210,7 +263,7 @@ pub fn json(text: &str) -> serde_json::Value {
 
 /// The JSON body of an admin `GET path`, `Null` on any failure.
 pub fn get_json(p: &Proc, path: &str) -> serde_json::Value {
-    http(p.http, "GET", path, None)
+    p.call("GET", path, None)
         .map(|(_, b)| json(&b))
         .unwrap_or(serde_json::Value::Null)
 }
@@ -228,6 +281,53 @@ pub fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Du
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
+/// What the live nodes agree on in active_passive mode, if they do: the index (into
+/// the slice) of the one node whose `/health/ready` is 200, the leader id and epoch.
+#[derive(Debug, PartialEq)]
+pub struct Agreed {
+    pub active: usize,
+    pub leader: String,
+    pub epoch: u64,
+}
+
+/// `Some` when exactly one of `nodes` is ready, every other one answers 503 `standby`
+/// naming the ready node's advertise URL, and every node's cluster/status names the
+/// same leader and epoch.
+pub fn agreed(nodes: &[(&Spec, &Proc)]) -> Option<Agreed> {
+    let mut active = None;
+    let mut standby_points_at = Vec::new();
+    for (i, (_, p)) in nodes.iter().enumerate() {
+        let (status, body) = p.call("GET", "/health/ready", None).ok()?;
+        match status {
+            200 if active.is_none() => active = Some(i),
+            503 if json(&body)["status"] == "standby" => {
+                standby_points_at.push(json(&body)["active"].as_str()?.to_owned());
+            }
+            _ => return None,
+        }
+    }
+    let active = active?;
+    let url = advertise_url(nodes[active].0);
+    if standby_points_at.iter().any(|u| *u != url) {
+        return None;
+    }
+    let statuses: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|(_, p)| get_json(p, "/admin/api/cluster/status"))
+        .collect();
+    let leader = statuses[0]["leader"].as_str()?.to_owned();
+    let epoch = statuses[0]["epoch"].as_u64()?;
+    let same = statuses
+        .iter()
+        .all(|s| s["leader"] == leader.as_str() && s["epoch"] == epoch);
+    let leader_is_active = statuses[active]["this_node"]["id"] == leader.as_str();
+    (same && leader_is_active).then_some(Agreed {
+        active,
+        leader,
+        epoch,
+    })
+}
+
 /// Alive members (this node included) in `/admin/api/cluster/nodes`.
 pub fn alive(p: &Proc) -> usize {
     get_json(p, "/admin/api/cluster/nodes")["data"]
@@ -238,12 +338,12 @@ pub fn alive(p: &Proc) -> usize {
 
 /// Whether an admin `GET path` answers 200.
 pub fn has(p: &Proc, path: &str) -> bool {
-    matches!(http(p.http, "GET", path, None), Ok((200, _)))
+    matches!(p.call("GET", path, None), Ok((200, _)))
 }
 
 /// The value of an unlabelled series in `/metrics` (0 if absent).
 pub fn metric(p: &Proc, name: &str) -> u64 {
-    http(p.http, "GET", "/metrics", None)
+    p.call("GET", "/metrics", None)
         .ok()
         .and_then(|(_, text)| {
             text.lines()

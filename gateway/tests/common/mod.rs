@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod fake;
+pub mod netns;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -669,6 +669,10 @@ impl Failover {
             if self.lease.epoch.is_some() && !self.lease.holding(now) && !self.should_campaign(now)
             {
                 self.lease.clear();
+                // The campaign's rounds are void now, so no lease can come of the
+                // promise this node made itself: drop it, or it would refuse the
+                // holder's renewals until it ran out.
+                self.voter.withdraw(now, self.id);
             }
             if self.lease.epoch.is_none() && self.should_campaign(now) {
                 let epoch = self

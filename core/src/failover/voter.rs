@@ -186,6 +186,17 @@ impl Voter {
         Decision::Grant
     }
 
+    /// Ends this node's promise to itself (`me`) at once: its campaign stopped
+    /// without holding, so nothing the promise protects can come of it. Kept,
+    /// expired, as the record of the epoch granted.
+    pub fn withdraw(&mut self, now: Millis, me: NodeId) {
+        if let Some(p) = self.promise.as_mut() {
+            if p.to == me && now < p.until {
+                p.until = now;
+            }
+        }
+    }
+
     /// Whether a request is a renewal of the current (possibly expired) promise.
     fn renews(&self, from: NodeId, epoch: Epoch) -> bool {
         self.promise

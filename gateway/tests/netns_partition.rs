@@ -577,3 +577,42 @@ fn check_one_holder(samples: &[Sample], specs: &[Spec]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The checker itself: it must catch two holders in one epoch and a holder seen
+/// inside another's continuous lease, and pass a clean handover.
+#[test]
+fn the_one_holder_check_catches_split_brain() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let specs: Vec<Spec> = (1..=2)
+        .map(|i| spec_in_netns(root.path(), i, "unused", Lab::ip(i), &[]))
+        .collect();
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let sample = |node, ms, epoch, serving| Sample {
+        node,
+        sent: at(ms),
+        got: at(ms + 1),
+        epoch,
+        serving,
+    };
+    // Node 1 holds epoch 3, steps down; node 2 takes epoch 4: fine.
+    let handover = [
+        sample(0, 0, 3, true),
+        sample(1, 2, 3, false),
+        sample(0, 10, 3, false),
+        sample(1, 12, 4, true),
+    ];
+    assert_eq!(check_one_holder(&handover, &specs), Ok(()));
+    // Both serve in epoch 4.
+    let same_epoch = [sample(0, 0, 4, true), sample(1, 2, 4, true)];
+    let e = check_one_holder(&same_epoch, &specs).expect_err("same epoch");
+    assert!(e.contains("both held the lease in epoch 4"), "{e}");
+    // Node 2 serves (epoch 5) while node 1 holds epoch 4 before and after.
+    let overlap = [
+        sample(0, 0, 4, true),
+        sample(1, 2, 5, true),
+        sample(0, 10, 4, true),
+    ];
+    let e = check_one_holder(&overlap, &specs).expect_err("overlap");
+    assert!(e.contains("two holders at once"), "{e}");
+}

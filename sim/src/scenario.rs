@@ -73,6 +73,11 @@ pub const ALL: &[Scenario] = &[
         run: lives::two_wiped_during_partition,
     },
     Scenario {
+        name: "standby-back-keeps-the-leader",
+        about: "found on real hosts: a standby back from a partition in which it campaigned alone still renews the leader, so cutting off the other standby 300 ms later does not cost the lease",
+        run: lives::standby_back_keeps_the_leader,
+    },
+    Scenario {
         name: "impersonator-is-dropped",
         about: "a secret holder speaking as an existing node id with another life (death rumour, lease release) is dropped and counted; nothing changes",
         run: lives::impersonator_is_dropped,

@@ -59,6 +59,11 @@ fn two_wiped_during_partition() {
 }
 
 #[test]
+fn standby_back_keeps_the_leader() {
+    check("standby-back-keeps-the-leader");
+}
+
+#[test]
 fn impersonator_is_dropped() {
     check("impersonator-is-dropped");
 }
@@ -93,6 +98,7 @@ fn every_scenario_has_a_test() {
         "wiped-voter-rejoins-as-new-life",
         "two-wiped-during-partition",
         "impersonator-is-dropped",
+        "standby-back-keeps-the-leader",
     ];
     for s in ALL {
         assert!(tested.contains(&s.name), "scenario {} has no test", s.name);

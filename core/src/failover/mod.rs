@@ -899,6 +899,18 @@ impl Failover {
                 return;
             }
         }
+        // A campaign of a better-ranked node that this node refuses only because
+        // it is in hold-down here: stop campaigning and let it win (see
+        // `View::yields_to`). No lease can come of the rounds dropped here.
+        if !holding
+            && self.lease.epoch.is_some()
+            && !self.lease.holding(now)
+            && self.voter.preferred(now).is_none()
+            && self.view.yields_to(now, self.config.hold_down, from)
+        {
+            self.lease.clear();
+            self.voter.withdraw(now, self.id);
+        }
         let decision = self.vote(now, (from, life), (epoch, holding), electorate);
         let reply = match decision {
             Decision::Grant => LeaseMessage::Grant { epoch, round },

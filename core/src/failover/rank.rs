@@ -275,6 +275,25 @@ impl View {
             .map(|k| &k.cand)
     }
 
+    /// Whether this node, which ranks itself best only because `from` is in
+    /// hold-down in its view, should give way to `from`'s campaign: `from` is a
+    /// live, unlapsed voter that may lead and outranks this node.
+    ///
+    /// Why: hold-down is judged on each node's own clock from when *it* saw a
+    /// member come back, and a node never holds itself down. After a heal (or a
+    /// suspicion refuted within milliseconds) two nodes can each see the other in
+    /// hold-down, each rank itself best and refuse the other's campaign until
+    /// hold-down runs out (10 s without a leader). Giving way to the better-ranked
+    /// of the two settles it at once, the same way on both sides. Hold-down still
+    /// decides between *other* candidates, so a voter that prefers a settled third
+    /// node keeps refusing a flapping one.
+    pub fn yields_to(&self, now: Millis, hold_down: Duration, from: NodeId) -> bool {
+        let (Some(own), Some(them)) = (self.own(), self.eligible(from)) else {
+            return false;
+        };
+        self.best(now, hold_down).map(|c| c.id) == Some(self.me) && them.cand.outranks(own)
+    }
+
     /// `id` let a lease run out (or handed it over): rank it no more until it asks
     /// for a lease again.
     pub fn mark_lapsed(&mut self, id: NodeId, why: Lapse) {

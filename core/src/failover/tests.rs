@@ -666,6 +666,40 @@ fn a_standby_back_from_a_partition_renews_the_leaders_lease() {
     }
 }
 
+/// Also seen on real hosts: right after a heal, the two standbys each saw the
+/// other flap (suspected and alive again within milliseconds), so in each one's
+/// view the other was in hold-down and it ranked itself best. When the leader then
+/// went, each campaigned and refused the other until hold-down ran out: 10 s
+/// without a leader instead of one lease.
+#[test]
+fn standbys_that_each_saw_the_other_flap_still_elect_within_a_lease() {
+    let mut w = world(14, vec![serving(0), serving(1), serving(2)]);
+    w.run_until(10 * SEC);
+    assert_eq!(holder_ids(&w), vec![n(1)]);
+    let all: Vec<Candidate> = w.nodes.iter().map(|x| x.cand.clone()).collect();
+    // Node 2 sees node 3 gone and back; node 3 sees node 2 gone and back.
+    for (me, other) in [(1, 2), (2, 1)] {
+        let without: Vec<Candidate> = all
+            .iter()
+            .filter(|c| c.id != all[other].id)
+            .cloned()
+            .collect();
+        w.with_node(me, |fo, now| fo.handle_members(now, &without));
+        w.with_node(me, |fo, now| fo.handle_members(now, &all));
+    }
+    w.run_until(11 * SEC);
+    w.crash(0);
+    let t0 = w.now;
+    let at = w
+        .run_until_holder(Some(0), 15 * SEC)
+        .expect("a new leader within 15 s");
+    assert!(
+        at - t0 <= 3200 * MS,
+        "new leader {} ms after the crash",
+        (at - t0) / MS
+    );
+}
+
 // ---- two nodes, witness ------------------------------------------------------------
 
 #[test]

@@ -170,7 +170,7 @@ impl Voter {
                 Some(_) => {}
                 None => {
                     let best = b.view.best(now, b.hold_down).map(|c| c.id);
-                    if best != Some(from) {
+                    if best != Some(from) && !b.view.yields_to(now, b.hold_down, from) {
                         return reject(b.renew_every);
                     }
                 }

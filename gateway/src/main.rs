@@ -170,6 +170,10 @@ struct ServeArgs {
     /// After the drain: seconds to announce departure to the cluster before exiting.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     leave_timeout_secs: u64,
+    /// Game days only, never in production: enable `POST /admin/api/cluster/fault`
+    /// (cut this node off the cluster network for a while, or crash it).
+    #[arg(long)]
+    allow_fault_injection: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -388,7 +392,12 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         // The node first: its SQLite file is checked (and a foreign or corrupt one
         // refused) before anything listens.
-        let node = Node::start(&cluster, &args.data_dir)
+        if args.allow_fault_injection {
+            tracing::warn!(
+                "--allow-fault-injection: POST /admin/api/cluster/fault can isolate or crash this node; never use it in production"
+            );
+        }
+        let node = Node::start_with_faults(&cluster, &args.data_dir, args.allow_fault_injection)
             .await
             .context("starting the cluster node")?;
         let server = Server::bind_with(

@@ -47,6 +47,11 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a local cluster of N nodes on 127.0.0.1..N with the mock provider.
+    Dev(aurora_gateway::dev::DevArgs),
+    /// Failover and rolling-restart drills under client load, against a running cluster.
+    #[command(subcommand)]
+    Gameday(aurora_gateway::gameday::GamedayCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +224,8 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => *args,
         Some(Command::Config(ConfigCommand::Check { file })) => return config_check(&file),
+        Some(Command::Dev(args)) => return aurora_gateway::dev::main(args),
+        Some(Command::Gameday(command)) => return aurora_gateway::gameday::main(command),
         None => cli.serve,
     };
     init_logging(args.log_format);

@@ -175,6 +175,12 @@ struct ServeArgs {
     /// After the drain: seconds to announce departure to the cluster before exiting.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     leave_timeout_secs: u64,
+    /// A node joining through seeds opens its HTTP listener only once it caught up
+    /// with a peer, waiting at most this long (then it listens and answers 503
+    /// `node_syncing` until it has): clients meanwhile get "connection refused", which
+    /// they may retry on another node, instead of a 503. 0: listen at once.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    sync_wait_secs: u64,
     /// Game days only, never in production: enable `POST /admin/api/cluster/fault`
     /// (cut this node off the cluster network for a while, or crash it).
     #[arg(long)]
@@ -407,6 +413,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let node = Node::start_with_faults(&cluster, &args.data_dir, args.allow_fault_injection)
             .await
             .context("starting the cluster node")?;
+        node.info
+            .wait_synced(Duration::from_secs(args.sync_wait_secs))
+            .await;
         let server = Server::bind_with(
             config,
             admin_token,

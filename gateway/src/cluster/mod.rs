@@ -132,6 +132,33 @@ impl ClusterInfo {
         }
     }
 
+    /// Waits at most `limit` until this node's state caught up with a peer (at once
+    /// for a node that joins no peers); logs how it went. Called before the HTTP
+    /// listener opens, so a restarted node refuses connections (which clients retry
+    /// elsewhere) instead of answering 503 `node_syncing` while it catches up.
+    pub async fn wait_synced(&self, limit: Duration) -> bool {
+        if self.view().state_synced() {
+            return true;
+        }
+        let started = std::time::Instant::now();
+        let synced = self
+            .settle(limit, ClusterView::state_synced)
+            .await
+            .state_synced();
+        if synced {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "caught up with a peer; opening the HTTP listener"
+            );
+        } else {
+            tracing::warn!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "not caught up with any peer yet; listening anyway (clients get 503 node_syncing until it has)"
+            );
+        }
+        synced
+    }
+
     /// Waits until a view satisfies `done`, at most `limit`; returns the view that
     /// did, or the latest one when time ran out (the caller checks `done` again).
     pub async fn settle(

@@ -74,8 +74,11 @@ pub struct DevArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DevMode {
+    #[value(name = "active_passive", alias = "active-passive")]
     ActivePassive,
+    #[value(name = "active_active", alias = "active-active")]
     ActiveActive,
+    #[value(name = "single_node", alias = "single-node")]
     SingleNode,
 }
 

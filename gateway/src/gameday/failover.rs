@@ -57,7 +57,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
     let kill_at = Instant::now();
     let result = take_down(&drill, args, old, pid);
     if let Err(e) = result {
-        let _ = load.stop();
+        drop(load.stop());
         return Err(e);
     }
     let killed_after = load.t0.elapsed();
@@ -114,7 +114,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
     });
     eprintln!("gameday failover: {name} back after {to_ready:?}");
     sleep_until(load.t0 + Duration::from_secs(args.duration));
-    let clients = load.stop();
+    let (clients, no_ready) = load.stop();
 
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
     println!(
@@ -141,6 +141,10 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
         table::ms(ms(to_leader))
     );
     println!(
+        "| no node ready, as the load balancer's health check saw it (longest stretch) | {} |",
+        table::ms(ms(Some(no_ready)))
+    );
+    println!(
         "| {name} ready again | {} after {} |\n",
         table::ms(ms(to_ready)),
         if args.kill == Kill::Isolate {
@@ -154,6 +158,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
             "drill": "failover", "mode": mode, "kill": args.kill.as_str(), "nodes": n,
             "leader": name, "new_leader": new_name, "epoch_before": old_epoch,
             "time_to_new_leader_ms": ms(to_leader), "time_to_ready_ms": ms(to_ready),
+            "no_node_ready_ms": ms(Some(no_ready)),
             "clients": clients,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)

@@ -51,7 +51,7 @@ pub struct Outcome {
 pub struct Load {
     stop: Arc<AtomicBool>,
     lanes: Vec<(String, JoinHandle<Vec<Outcome>>)>,
-    checker: Option<JoinHandle<()>>,
+    checker: Option<JoinHandle<Duration>>,
     pub t0: Instant,
 }
 
@@ -121,12 +121,14 @@ impl Load {
     }
 
     /// Stops every client (in-flight requests finish) and summarises: the direct
-    /// clients together, then the ready-routed one.
-    pub fn stop(mut self) -> Vec<ClientStats> {
+    /// clients together, then the ready-routed one; and the longest time the load
+    /// balancer's health check found no node ready (see [`health_checker`]).
+    pub fn stop(mut self) -> (Vec<ClientStats>, Duration) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(checker) = self.checker.take() {
-            let _ = checker.join();
-        }
+        let no_ready = match self.checker.take() {
+            Some(checker) => checker.join().unwrap_or_default(),
+            None => Duration::ZERO,
+        };
         let mut direct = Vec::new();
         let mut routed = Vec::new();
         for (name, lane) in self.lanes.drain(..) {
@@ -138,10 +140,11 @@ impl Load {
             }
         }
         let n = direct.len();
-        vec![
+        let stats = vec![
             summarise(&format!("direct, {n} clients (one per node)"), &direct),
             summarise("ready-routed (load balancer on /health/ready)", &routed),
-        ]
+        ];
+        (stats, no_ready)
     }
 }
 
@@ -212,18 +215,41 @@ fn send(addrs: &[SocketAddr], first: usize, api_key: Option<&str>) -> (Option<St
 }
 
 /// The load balancer's health check: the first node whose `/health/ready` is 200.
-fn health_checker(stop: &AtomicBool, addrs: &[SocketAddr], routed: &Mutex<usize>, every: Duration) {
+/// Returns the longest stretch during which no node was ready: from the first check
+/// that found none to the first that found one again (a load balancer that fails
+/// closed would refuse clients for about that long; this one keeps sending to the
+/// last ready node).
+fn health_checker(
+    stop: &AtomicBool,
+    addrs: &[SocketAddr],
+    routed: &Mutex<usize>,
+    every: Duration,
+) -> Duration {
+    let mut none_since: Option<Instant> = None;
+    let mut longest = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
         let ready = addrs.iter().position(|a| {
             matches!(probe::request(*a, "GET", "/health/ready", None, None, Duration::from_millis(500)), Ok(r) if r.status == 200)
         });
-        if let Some(i) = ready {
-            *routed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = i;
+        match ready {
+            Some(i) => {
+                *routed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = i;
+                if let Some(since) = none_since.take() {
+                    longest = longest.max(since.elapsed());
+                }
+            }
+            None => {
+                none_since.get_or_insert_with(Instant::now);
+            }
         }
         std::thread::sleep(every);
     }
+    if let Some(since) = none_since {
+        longest = longest.max(since.elapsed());
+    }
+    longest
 }
 
 /// Totals over `lanes` of one kind, and the longest error window of any of them.

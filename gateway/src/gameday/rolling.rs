@@ -45,7 +45,7 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
         let answer = match drill.control("restart", i) {
             Ok(answer) => answer,
             Err(e) => {
-                let _ = load.stop();
+                drop(load.stop());
                 return Err(e.context(format!("restarting {name}")));
             }
         };
@@ -57,7 +57,7 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
             drill.back(i, leader.as_deref())
         });
         let Some(_) = back else {
-            let _ = load.stop();
+            drop(load.stop());
             bail!("{name} was not back within {BACK_LIMIT:?} after its restart");
         };
         let ready_ms = started.elapsed().as_millis() as u64;
@@ -72,7 +72,7 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(args.pause));
     }
     let took = load.t0.elapsed();
-    let clients = load.stop();
+    let (clients, no_ready) = load.stop();
 
     println!(
         "\nGame day: rolling restart, {mode}, {n} nodes, {}; {:.1} s in all.\n",
@@ -91,9 +91,13 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
             table::ms(r["ready_ms"].as_u64()),
         );
     }
-    println!();
+    println!(
+        "\nLongest stretch with no node ready (the load balancer's health check): {}\n",
+        table::ms(Some(no_ready.as_millis() as u64))
+    );
     if let Some(path) = &args.common.json {
-        let summary = json!({"drill": "rolling-restart", "mode": mode, "nodes": n, "restarts": rows, "clients": clients});
+        let summary = json!({"drill": "rolling-restart", "mode": mode, "nodes": n, "restarts": rows, "clients": clients,
+            "no_node_ready_ms": no_ready.as_millis() as u64});
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

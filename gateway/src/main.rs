@@ -461,9 +461,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             }
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handover_info = node.info.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received; shutting down (send again to exit at once)");
+            // A leader hands its lease over first, so another node is ready before
+            // this one says `draining`.
+            aurora_gateway::cluster::handover::before_shutdown(&handover_info).await;
             let _ = tx.send(());
             wait_for_signal().await;
             tracing::warn!("second signal; exiting without waiting for the drain");

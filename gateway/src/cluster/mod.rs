@@ -14,6 +14,7 @@
 //! down). With no seeds and no members the core sends nothing, so the socket is idle.
 
 pub mod catalog;
+pub mod handover;
 pub mod status;
 pub mod view;
 

@@ -103,7 +103,6 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
     };
     let to_ready = back_from.and_then(|from| {
         sleep_until(from);
-        let from = Instant::now().max(from);
         let agreed = || {
             let leader = survivors
                 .iter()
@@ -114,7 +113,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
     });
     eprintln!("gameday failover: {name} back after {to_ready:?}");
     sleep_until(load.t0 + Duration::from_secs(args.duration));
-    let (clients, no_ready) = load.stop();
+    let (clients, lb) = load.stop();
 
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
     println!(
@@ -142,7 +141,15 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
     );
     println!(
         "| no node ready, as the load balancer's health check saw it (longest stretch) | {} |",
-        table::ms(ms(Some(no_ready)))
+        table::ms(ms(Some(lb.no_ready)))
+    );
+    println!(
+        "| two or more nodes ready at once, as that health check saw it (longest stretch) | {} |",
+        if mode == "active_passive" {
+            table::ms(ms(Some(lb.several_ready)))
+        } else {
+            "- (every node is meant to be ready in this mode)".to_owned()
+        }
     );
     println!(
         "| {name} ready again | {} after {} |\n",
@@ -158,7 +165,8 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
             "drill": "failover", "mode": mode, "kill": args.kill.as_str(), "nodes": n,
             "leader": name, "new_leader": new_name, "epoch_before": old_epoch,
             "time_to_new_leader_ms": ms(to_leader), "time_to_ready_ms": ms(to_ready),
-            "no_node_ready_ms": ms(Some(no_ready)),
+            "no_node_ready_ms": ms(Some(lb.no_ready)),
+            "several_ready_ms": ms(Some(lb.several_ready)),
             "clients": clients,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)

@@ -51,7 +51,7 @@ pub struct Outcome {
 pub struct Load {
     stop: Arc<AtomicBool>,
     lanes: Vec<(String, JoinHandle<Vec<Outcome>>)>,
-    checker: Option<JoinHandle<Duration>>,
+    checker: Option<JoinHandle<LbView>>,
     pub t0: Instant,
 }
 
@@ -123,11 +123,11 @@ impl Load {
     /// Stops every client (in-flight requests finish) and summarises: the direct
     /// clients together, then the ready-routed one; and the longest time the load
     /// balancer's health check found no node ready (see [`health_checker`]).
-    pub fn stop(mut self) -> (Vec<ClientStats>, Duration) {
+    pub fn stop(mut self) -> (Vec<ClientStats>, LbView) {
         self.stop.store(true, Ordering::Relaxed);
-        let no_ready = match self.checker.take() {
+        let lb = match self.checker.take() {
             Some(checker) => checker.join().unwrap_or_default(),
-            None => Duration::ZERO,
+            None => LbView::default(),
         };
         let mut direct = Vec::new();
         let mut routed = Vec::new();
@@ -144,7 +144,7 @@ impl Load {
             summarise(&format!("direct, {n} clients (one per node)"), &direct),
             summarise("ready-routed (load balancer on /health/ready)", &routed),
         ];
-        (stats, no_ready)
+        (stats, lb)
     }
 }
 
@@ -214,42 +214,70 @@ fn send(addrs: &[SocketAddr], first: usize, api_key: Option<&str>) -> (Option<St
     (Some("all_refused".to_owned()), retries)
 }
 
-/// The load balancer's health check: the first node whose `/health/ready` is 200.
-/// Returns the longest stretch during which no node was ready: from the first check
-/// that found none to the first that found one again (a load balancer that fails
-/// closed would refuse clients for about that long; this one keeps sending to the
-/// last ready node).
+/// What the load balancer's health check saw over the run: the longest stretch with
+/// no node ready (from the first check that found none to the first that found one
+/// again: a load balancer that fails closed refuses clients for about that long; this
+/// one keeps sending to the last ready node), and the longest with two or more ready
+/// at once (in active_passive: two nodes both saying they are the active one).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LbView {
+    pub no_ready: Duration,
+    pub several_ready: Duration,
+}
+
+/// The longest stretch of checks for which a condition held.
+#[derive(Default)]
+struct Stretch {
+    since: Option<Instant>,
+    longest: Duration,
+}
+
+impl Stretch {
+    fn observe(&mut self, holds: bool) {
+        match (holds, self.since) {
+            (true, None) => self.since = Some(Instant::now()),
+            (false, Some(since)) => {
+                self.longest = self.longest.max(since.elapsed());
+                self.since = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn end(mut self) -> Duration {
+        self.observe(false);
+        self.longest
+    }
+}
+
+/// The load balancer's health check: routes to the first node whose `/health/ready`
+/// is 200, every `every`.
 fn health_checker(
     stop: &AtomicBool,
     addrs: &[SocketAddr],
     routed: &Mutex<usize>,
     every: Duration,
-) -> Duration {
-    let mut none_since: Option<Instant> = None;
-    let mut longest = Duration::ZERO;
+) -> LbView {
+    let (mut none, mut several) = (Stretch::default(), Stretch::default());
     while !stop.load(Ordering::Relaxed) {
-        let ready = addrs.iter().position(|a| {
-            matches!(probe::request(*a, "GET", "/health/ready", None, None, Duration::from_millis(500)), Ok(r) if r.status == 200)
-        });
-        match ready {
-            Some(i) => {
-                *routed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = i;
-                if let Some(since) = none_since.take() {
-                    longest = longest.max(since.elapsed());
-                }
-            }
-            None => {
-                none_since.get_or_insert_with(Instant::now);
-            }
+        let ready: Vec<usize> = (0..addrs.len())
+            .filter(|&i| {
+                matches!(probe::request(addrs[i], "GET", "/health/ready", None, None, Duration::from_millis(500)), Ok(r) if r.status == 200)
+            })
+            .collect();
+        if let Some(&i) = ready.first() {
+            *routed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = i;
         }
+        none.observe(ready.is_empty());
+        several.observe(ready.len() > 1);
         std::thread::sleep(every);
     }
-    if let Some(since) = none_since {
-        longest = longest.max(since.elapsed());
+    LbView {
+        no_ready: none.end(),
+        several_ready: several.end(),
     }
-    longest
 }
 
 /// Totals over `lanes` of one kind, and the longest error window of any of them.

@@ -72,7 +72,7 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(args.pause));
     }
     let took = load.t0.elapsed();
-    let (clients, no_ready) = load.stop();
+    let (clients, lb) = load.stop();
 
     println!(
         "\nGame day: rolling restart, {mode}, {n} nodes, {}; {:.1} s in all.\n",
@@ -93,11 +93,11 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
     }
     println!(
         "\nLongest stretch with no node ready (the load balancer's health check): {}\n",
-        table::ms(Some(no_ready.as_millis() as u64))
+        table::ms(Some(lb.no_ready.as_millis() as u64))
     );
     if let Some(path) = &args.common.json {
         let summary = json!({"drill": "rolling-restart", "mode": mode, "nodes": n, "restarts": rows, "clients": clients,
-            "no_node_ready_ms": no_ready.as_millis() as u64});
+            "no_node_ready_ms": lb.no_ready.as_millis() as u64});
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

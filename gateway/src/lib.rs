@@ -30,7 +30,8 @@
 //! - [`state`]: what every request handler shares;
 //! - operator tools run by the binary: [`dev`] (`aurora dev`, a local cluster of child
 //!   processes), [`gameday`] (`aurora gameday`, failover and rolling-restart drills
-//!   under load), and [`probe`], their small blocking HTTP client.
+//!   under load), and [`probe`], their small blocking HTTP client; [`signals`]: the
+//!   stop signals every long-running subcommand waits for.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +50,7 @@ pub mod policy;
 pub mod probe;
 pub mod provider;
 pub mod server;
+pub mod signals;
 pub mod state;
 pub mod upstream;
 pub mod usage;

@@ -25,6 +25,7 @@ use aurora_gateway::config::{
     AuthMode, GatewayConfig, MetricsAuth, MockDefaults, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PROVIDER_ENV_PREFIX,
 };
+use aurora_gateway::signals::wait_for_signal;
 use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenError, TokenSource};
 use aurora_io::config::ClusterSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -643,34 +644,5 @@ async fn reload_on_sighup(
                 }
             }
         }
-    }
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

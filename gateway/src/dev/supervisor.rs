@@ -386,7 +386,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tokio::spawn(super::control::serve(listener, shared.clone()));
 
     let mut tick = tokio::time::interval(TICK);
-    let signal = wait_for_signal();
+    let signal = crate::signals::wait_for_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -553,29 +553,4 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     builder
         .create(dir)
         .with_context(|| format!("creating the dev cluster directory {}", dir.display()))
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

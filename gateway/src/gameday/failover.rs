@@ -47,12 +47,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
         args.duration
     );
 
-    let load = Load::start(
-        &drill.targets,
-        args.common.rate,
-        Duration::from_millis(args.common.lb_interval_ms),
-        args.common.api_key.clone(),
-    );
+    let load = Load::from_flags(&drill.targets, &args.common);
     std::thread::sleep(Duration::from_secs(args.common.warmup));
     let kill_at = Instant::now();
     let result = take_down(&drill, args, old, pid);

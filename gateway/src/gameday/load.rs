@@ -71,6 +71,16 @@ pub struct ClientStats {
 }
 
 impl Load {
+    /// [`Load::start`] with the rate, health-check interval and key of the flags.
+    pub fn from_flags(targets: &[Target], common: &super::Common) -> Load {
+        Load::start(
+            targets,
+            common.rate,
+            Duration::from_millis(common.lb_interval_ms),
+            common.api_key.clone(),
+        )
+    }
+
     /// Starts `rate` requests per second on each direct client (one per target) and on
     /// one ready-routed client, with `api_key` as bearer if given.
     pub fn start(

@@ -31,12 +31,7 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
         "gameday rolling-restart: {mode}, {n} nodes; {}",
         super::failover::load_line(&args.common, n)
     );
-    let load = Load::start(
-        &drill.targets,
-        args.common.rate,
-        Duration::from_millis(args.common.lb_interval_ms),
-        args.common.api_key.clone(),
-    );
+    let load = Load::from_flags(&drill.targets, &args.common);
     std::thread::sleep(Duration::from_secs(args.common.warmup));
     let mut rows = Vec::new();
     for i in 0..n {

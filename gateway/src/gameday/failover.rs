@@ -123,6 +123,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
         }
     );
     print!("{}", table::clients(&clients));
+    eprint!("{}", table::examples(&clients));
     println!("\n| event | time |\n|---|---:|");
     println!(
         "| new leader ({} → {}, epoch {old_epoch} → {}) | {} after the kill |",

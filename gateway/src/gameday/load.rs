@@ -43,6 +43,8 @@ pub struct Outcome {
     pub ended: Duration,
     /// The failure's label, `None` when the answer was 200.
     pub failure: Option<String>,
+    /// What exactly went wrong (the error, or the answer's start), for the examples.
+    pub detail: Option<String>,
     /// Connection-refused retries before the final answer.
     pub retries: u32,
 }
@@ -68,6 +70,8 @@ pub struct ClientStats {
     /// Whether that window was still open when the load stopped.
     pub window_open_at_end: bool,
     pub failures: BTreeMap<String, usize>,
+    /// The first failure of each kind, in full (an error message or an answer).
+    pub examples: BTreeMap<String, String>,
 }
 
 impl Load {
@@ -179,11 +183,13 @@ fn spawn_lane(
             // A slow answer delays the next request; no burst to catch up.
             next = (next + interval).max(Instant::now());
             let started = t0.elapsed();
-            let (failure, retries) = send(&addrs, pick(), api_key.as_deref());
+            let (failed, retries) = send(&addrs, pick(), api_key.as_deref());
+            let (failure, detail) = failed.unzip();
             outcomes.push(Outcome {
                 started,
                 ended: t0.elapsed(),
                 failure,
+                detail,
                 retries,
             });
         }
@@ -191,8 +197,13 @@ fn spawn_lane(
     })
 }
 
-/// One request under the retry policy: the failure label (`None`: 200) and retries.
-fn send(addrs: &[SocketAddr], first: usize, api_key: Option<&str>) -> (Option<String>, u32) {
+/// One request under the retry policy: the failure's label and detail (`None`: 200),
+/// and the retries.
+fn send(
+    addrs: &[SocketAddr],
+    first: usize,
+    api_key: Option<&str>,
+) -> (Option<(String, String)>, u32) {
     let n = addrs.len();
     let mut retries = 0;
     for k in 0..n {
@@ -208,20 +219,30 @@ fn send(addrs: &[SocketAddr], first: usize, api_key: Option<&str>) -> (Option<St
             Ok(reply) if reply.status == 200 => return (None, retries),
             Ok(reply) => {
                 let code = reply.json()["error"]["code"].as_str().map(str::to_owned);
+                let detail: String = reply.body.chars().take(300).collect();
                 return (
-                    Some(format!(
-                        "http_{}{}",
-                        reply.status,
-                        code.map(|c| format!("_{c}")).unwrap_or_default()
+                    Some((
+                        format!(
+                            "http_{}{}",
+                            reply.status,
+                            code.map(|c| format!("_{c}")).unwrap_or_default()
+                        ),
+                        detail,
                     )),
                     retries,
                 );
             }
             Err(ProbeError::Refused(_)) => retries += 1,
-            Err(e) => return (Some(e.label().to_owned()), retries),
+            Err(e) => return (Some((e.label().to_owned(), e.to_string())), retries),
         }
     }
-    (Some("all_refused".to_owned()), retries)
+    (
+        Some((
+            "all_refused".to_owned(),
+            "every node refused the connection".to_owned(),
+        )),
+        retries,
+    )
 }
 
 /// What the load balancer's health check saw over the run: the longest stretch with
@@ -304,6 +325,7 @@ pub fn summarise(client: &str, lanes: &[Vec<Outcome>]) -> ClientStats {
         longest_error_window_ms: 0,
         window_open_at_end: false,
         failures: BTreeMap::new(),
+        examples: BTreeMap::new(),
     };
     for lane in lanes {
         let mut open: Option<Duration> = None;
@@ -314,6 +336,12 @@ pub fn summarise(client: &str, lanes: &[Vec<Outcome>]) -> ClientStats {
                 Some(label) => {
                     stats.failed += 1;
                     *stats.failures.entry(label.clone()).or_default() += 1;
+                    if let Some(detail) = &o.detail {
+                        stats
+                            .examples
+                            .entry(label.clone())
+                            .or_insert_with(|| detail.clone());
+                    }
                     open.get_or_insert(o.started);
                     last_failure_end = o.ended;
                 }
@@ -348,6 +376,7 @@ mod tests {
             started: Duration::from_millis(started_ms),
             ended: Duration::from_millis(ended_ms),
             failure: failure.map(str::to_owned),
+            detail: failure.map(|f| format!("{f} detail")),
             retries: 0,
         }
     }
@@ -367,6 +396,10 @@ mod tests {
         assert_eq!(s.longest_error_window_ms, 220, "100 → 320");
         assert!(!s.window_open_at_end);
         assert_eq!(s.failures["io"], 2);
+        assert_eq!(
+            s.examples["io"], "io detail",
+            "the first of its kind, in full"
+        );
 
         let open = summarise(
             "y",

@@ -75,6 +75,7 @@ pub fn run(args: &RollingArgs) -> anyhow::Result<()> {
         took.as_secs_f64()
     );
     print!("{}", table::clients(&clients));
+    eprint!("{}", table::examples(&clients));
     println!("\n| node | old process exited | SIGTERM → exit | start → listening | SIGTERM → back |\n|---|---|---:|---:|---:|");
     for r in &rows {
         println!(

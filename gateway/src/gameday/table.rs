@@ -39,3 +39,14 @@ pub fn clients(stats: &[ClientStats]) -> String {
 pub fn ms(value: Option<u64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"))
 }
+
+/// The first failure of each kind, one line each (empty when nothing failed).
+pub fn examples(stats: &[ClientStats]) -> String {
+    let mut out = String::new();
+    for s in stats {
+        for (kind, example) in &s.examples {
+            out.push_str(&format!("{}: first {kind}: {example}\n", s.client));
+        }
+    }
+    out
+}

@@ -27,7 +27,11 @@
 //! - [`metrics`]: counters and histograms with a hand-written Prometheus exposition;
 //! - [`policy`]: auth keys, guardrails, rate limits, budgets and cost of chat requests;
 //! - [`usage`]: the per-request usage log in its own SQLite file, and its admin queries;
-//! - [`state`]: what every request handler shares.
+//! - [`state`]: what every request handler shares;
+//! - operator tools run by the binary: [`dev`] (`aurora dev`, a local cluster of child
+//!   processes), [`gameday`] (`aurora gameday`, failover and rolling-restart drills
+//!   under load), and [`probe`], their small blocking HTTP client; [`signals`]: the
+//!   stop signals every long-running subcommand waits for.
 
 #![forbid(unsafe_code)]
 
@@ -36,13 +40,17 @@ pub mod admission;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod dev;
+pub mod gameday;
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod openai;
 pub mod policy;
+pub mod probe;
 pub mod provider;
 pub mod server;
+pub mod signals;
 pub mod state;
 pub mod upstream;
 pub mod usage;

@@ -25,6 +25,7 @@ use aurora_gateway::config::{
     AuthMode, GatewayConfig, MetricsAuth, MockDefaults, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PROVIDER_ENV_PREFIX,
 };
+use aurora_gateway::signals::wait_for_signal;
 use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenError, TokenSource};
 use aurora_io::config::ClusterSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -47,6 +48,11 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a local cluster of N nodes on 127.0.0.1..N with the mock provider.
+    Dev(aurora_gateway::dev::DevArgs),
+    /// Failover and rolling-restart drills under client load, against a running cluster.
+    #[command(subcommand)]
+    Gameday(aurora_gateway::gameday::GamedayCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +176,16 @@ struct ServeArgs {
     /// After the drain: seconds to announce departure to the cluster before exiting.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     leave_timeout_secs: u64,
+    /// A node joining through seeds opens its HTTP listener only once it caught up
+    /// with a peer, waiting at most this long (then it listens and answers 503
+    /// `node_syncing` until it has): clients meanwhile get "connection refused", which
+    /// they may retry on another node, instead of a 503. 0: listen at once.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    sync_wait_secs: u64,
+    /// Game days only, never in production: enable `POST /admin/api/cluster/fault`
+    /// (cut this node off the cluster network for a while, or crash it).
+    #[arg(long)]
+    allow_fault_injection: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -215,6 +231,8 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => *args,
         Some(Command::Config(ConfigCommand::Check { file })) => return config_check(&file),
+        Some(Command::Dev(args)) => return aurora_gateway::dev::main(args),
+        Some(Command::Gameday(command)) => return aurora_gateway::gameday::main(command),
         None => cli.serve,
     };
     init_logging(args.log_format);
@@ -388,9 +406,17 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         // The node first: its SQLite file is checked (and a foreign or corrupt one
         // refused) before anything listens.
-        let node = Node::start(&cluster, &args.data_dir)
+        if args.allow_fault_injection {
+            tracing::warn!(
+                "--allow-fault-injection: POST /admin/api/cluster/fault can isolate or crash this node; never use it in production"
+            );
+        }
+        let node = Node::start_with_faults(&cluster, &args.data_dir, args.allow_fault_injection)
             .await
             .context("starting the cluster node")?;
+        node.info
+            .wait_synced(Duration::from_secs(args.sync_wait_secs))
+            .await;
         let server = Server::bind_with(
             config,
             admin_token,
@@ -436,9 +462,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             }
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handover_info = node.info.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received; shutting down (send again to exit at once)");
+            // A leader hands its lease over first, so another node is ready before
+            // this one says `draining`.
+            aurora_gateway::cluster::handover::before_shutdown(&handover_info).await;
             let _ = tx.send(());
             wait_for_signal().await;
             tracing::warn!("second signal; exiting without waiting for the drain");
@@ -614,34 +644,5 @@ async fn reload_on_sighup(
                 }
             }
         }
-    }
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -38,6 +38,10 @@ use crate::http::conn::{EdgeIo, HEADER_TIMEOUT_RESPONSE, REFUSED_RESPONSE};
 use crate::http::router;
 use crate::state::AppState;
 
+/// After the listener closed, how long connections accepted just before get for their
+/// request to be read, before idle connections are closed.
+pub const JUST_ACCEPTED_GRACE: Duration = Duration::from_millis(250);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -168,6 +172,11 @@ impl Server {
             }
         }
         drop(listener);
+        // A connection accepted a moment ago whose request hyper has not read yet counts
+        // as idle, and the graceful shutdown closes idle connections at once: with the
+        // request unread in the socket that close is a reset, which a client cannot tell
+        // from a failure (seen in a rolling restart). Let such requests be read first.
+        tokio::time::sleep(JUST_ACCEPTED_GRACE).await;
 
         let in_flight = state.metrics.in_flight();
         tracing::info!(

@@ -210,3 +210,42 @@ async fn admin_status_needs_the_token() {
     reply.assert_error(405, None, Some("method_not_allowed"));
     server.stop().await;
 }
+
+/// A connection accepted just before the shutdown, whose request arrives just after it
+/// began, is answered: closing it unread would reset it, which a client that retries
+/// only on "connection refused" counts as a failure (a rolling restart under load
+/// showed it). Fails without the pause between the listener's close and the closing of
+/// idle connections (`server::JUST_ACCEPTED_GRACE`).
+#[tokio::test]
+async fn a_request_on_a_connection_accepted_just_before_shutdown_is_answered() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut server = TestServer::start().await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.state.connections.open() < 1 {
+        assert!(std::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.begin_stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.state.is_draining() {
+        assert!(std::time::Instant::now() < deadline, "never draining");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let request = format!(
+        "GET /health HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        matches!(read, Ok(Ok(_))) && answer.starts_with("HTTP/1.1 200"),
+        "{read:?}: {answer:?}"
+    );
+    assert_eq!(server.stop().await, DrainOutcome::Drained);
+}

@@ -26,7 +26,7 @@ use crate::driver::{self, DriverConfig, DriverError, Handle};
 use crate::identity::{IdentityError, NodeKey};
 use crate::store::{Store, StoreError};
 use crate::transport::tls::{self, TlsError};
-use crate::transport::{Transport, TransportError};
+use crate::transport::{IsolatableSocket, Isolation, Transport, TransportError};
 
 /// Inbound messages buffered between the transport and the driver.
 const INBOUND_QUEUE: usize = 4096;
@@ -66,6 +66,9 @@ pub enum Socket {
     Bind,
     /// A socket supplied by the caller (turmoil in tests), with its quinn runtime.
     Custom(Arc<dyn AsyncUdpSocket>, Arc<dyn Runtime>),
+    /// [`Socket::Bind`] behind a fault switch: while the [`Isolation`] is armed every
+    /// packet in and out is dropped (game days, `--allow-fault-injection`).
+    BindIsolatable(Isolation),
 }
 
 /// Starts a clustered node. `seed` fixes the core's RNG (tests); `None` draws it from
@@ -113,6 +116,25 @@ pub async fn launch(
             &settings.handshakes,
             inbound_tx,
         )?,
+        Socket::BindIsolatable(isolation) => {
+            let socket =
+                std::net::UdpSocket::bind(settings.bind).map_err(TransportError::Endpoint)?;
+            let runtime: Arc<dyn Runtime> = Arc::new(quinn::TokioRuntime);
+            let socket = runtime
+                .wrap_udp_socket(socket)
+                .map_err(TransportError::Endpoint)?;
+            tracing::warn!(
+                "fault injection is enabled: this node's cluster traffic can be cut off on request"
+            );
+            Transport::with_limits(
+                Arc::new(IsolatableSocket::new(socket, isolation)),
+                runtime,
+                &tls_config,
+                reset_key,
+                &settings.handshakes,
+                inbound_tx,
+            )?
+        }
         Socket::Custom(socket, runtime) => Transport::with_limits(
             socket,
             runtime,

@@ -3,6 +3,8 @@
 //! - `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes` ([`crate::cluster::status`]);
 //! - `POST /admin/api/cluster/switchover`, `POST /admin/api/cluster/forget`, sent to
 //!   the leader ([`failover`]); `POST /admin/api/cluster/admit` ([`identity`]);
+//! - `POST /admin/api/cluster/fault`, only on a node started with
+//!   `--allow-fault-injection` (403 `fault_injection_disabled` otherwise) ([`fault`]);
 //! - for each replicated collection (`keys` is `auth_keys`; `providers`, `models`,
 //!   `routes`, `guardrails`, `workflows`, `pricing`, `budgets`): `GET` list, `POST`
 //!   create, `GET`/`PUT`/`DELETE` `/{id}` ([`records`]); `POST /admin/api/keys`
@@ -17,6 +19,7 @@
 
 pub mod dashboard;
 pub mod failover;
+pub mod fault;
 pub mod guard;
 pub mod identity;
 pub mod keys;
@@ -67,7 +70,7 @@ where
                 data: crate::cluster::status::nodes(&state.cluster),
             })
         }),
-        "cluster/switchover" | "cluster/forget" | "cluster/admit" => {
+        "cluster/switchover" | "cluster/forget" | "cluster/admit" | "cluster/fault" => {
             if method != Method::POST {
                 return not_allowed(&method, &path, "POST");
             }
@@ -85,6 +88,7 @@ where
             match rest {
                 "cluster/switchover" => failover::switchover(&state.cluster, &body).await,
                 "cluster/admit" => identity::admit(&state.cluster, &body).await,
+                "cluster/fault" => fault::inject(state.cluster.faults.as_ref(), &body),
                 _ => failover::forget(&state.cluster, &body).await,
             }
         }

@@ -14,6 +14,7 @@
 //! down). With no seeds and no members the core sends nothing, so the socket is idle.
 
 pub mod catalog;
+pub mod handover;
 pub mod status;
 pub mod view;
 
@@ -64,6 +65,9 @@ pub struct ClusterInfo {
     pub zone: String,
     pub advertise_url: String,
     pub sync_addr: String,
+    /// The switch that cuts this node's cluster traffic (`POST cluster/fault`); `None`
+    /// unless the node was started with fault injection allowed.
+    pub faults: Option<aurora_io::transport::Isolation>,
     view: watch::Receiver<Arc<ClusterView>>,
     /// Runs failover commands (switchover, forget); `None` without a node.
     commander: Option<Commander>,
@@ -82,6 +86,7 @@ impl ClusterInfo {
             zone: String::new(),
             advertise_url: String::new(),
             sync_addr: String::new(),
+            faults: None,
             view,
             commander: None,
         }
@@ -128,6 +133,33 @@ impl ClusterInfo {
         }
     }
 
+    /// Waits at most `limit` until this node's state caught up with a peer (at once
+    /// for a node that joins no peers); logs how it went. Called before the HTTP
+    /// listener opens, so a restarted node refuses connections (which clients retry
+    /// elsewhere) instead of answering 503 `node_syncing` while it catches up.
+    pub async fn wait_synced(&self, limit: Duration) -> bool {
+        if self.view().state_synced() {
+            return true;
+        }
+        let started = std::time::Instant::now();
+        let synced = self
+            .settle(limit, ClusterView::state_synced)
+            .await
+            .state_synced();
+        if synced {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "caught up with a peer; opening the HTTP listener"
+            );
+        } else {
+            tracing::warn!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "not caught up with any peer yet; listening anyway (clients get 503 node_syncing until it has)"
+            );
+        }
+        synced
+    }
+
     /// Waits until a view satisfies `done`, at most `limit`; returns the view that
     /// did, or the latest one when time ran out (the caller checks `done` again).
     pub async fn settle(
@@ -158,20 +190,28 @@ impl Node {
     /// Starts the node: clustered when `settings.enabled`, otherwise a single node on
     /// loopback (see the module docs). `data_dir` must exist.
     pub async fn start(settings: &ClusterSettings, data_dir: &Path) -> Result<Node, StartError> {
+        Node::start_with_faults(settings, data_dir, false).await
+    }
+
+    /// [`Node::start`], with the QUIC socket behind a fault switch when
+    /// `allow_faults` (game days: `POST /admin/api/cluster/fault` can then cut it off).
+    pub async fn start_with_faults(
+        settings: &ClusterSettings,
+        data_dir: &Path,
+        allow_faults: bool,
+    ) -> Result<Node, StartError> {
         let version = env!("CARGO_PKG_VERSION");
         let run = if settings.enabled {
             settings.clone()
         } else {
             single_node_settings(settings)?
         };
-        let handle = aurora_io::launch(
-            &run,
-            &db_path(data_dir),
-            aurora_io::Socket::Bind,
-            None,
-            version,
-        )
-        .await?;
+        let faults = allow_faults.then(aurora_io::transport::Isolation::new);
+        let socket = match &faults {
+            Some(isolation) => aurora_io::Socket::BindIsolatable(isolation.clone()),
+            None => aurora_io::Socket::Bind,
+        };
+        let handle = aurora_io::launch(&run, &db_path(data_dir), socket, None, version).await?;
         let info = ClusterInfo {
             enabled: settings.enabled,
             mode: if settings.enabled {
@@ -185,6 +225,7 @@ impl Node {
             zone: run.zone.clone(),
             advertise_url: run.advertise_url.clone(),
             sync_addr: run.sync_bind.to_string(),
+            faults,
             view: handle.watch(),
             commander: Some(handle.commander()),
         };

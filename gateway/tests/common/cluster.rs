@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::TOKEN;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aurora");
+pub const BIN: &str = env!("CARGO_BIN_EXE_aurora");
 /// The cluster secret every test node shares.
 pub const SECRET: &str = "a-cluster-secret-of-more-than-16-bytes";
 

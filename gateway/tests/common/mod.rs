@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod cluster;
+pub mod dev;
 pub mod fake;
 pub mod netns;
 

@@ -11,6 +11,7 @@
 //! `AsyncUdpSocket` and `Runtime`, so the same code runs on a tokio UDP socket in
 //! production and on turmoil's simulated network in `aurora-tests`.
 
+pub mod fault;
 pub mod limits;
 pub mod quic;
 pub mod tls;
@@ -22,6 +23,7 @@ use aurora_core::Channel;
 
 use crate::identity::PeerIdentity;
 
+pub use fault::{IsolatableSocket, Isolation};
 pub use limits::{HandshakeLimits, PeerNetwork};
 pub use quic::{Transport, TransportError};
 

@@ -11,7 +11,7 @@
 //! request here). Only then is a provider called: the built-in mock answers here, any
 //! other target goes through [`crate::upstream::dispatch`] (retries, fallbacks,
 //! cooldown) and its answer is forwarded, translated where the protocol differs.
-//! Once admitted, the request is answered in a task of its own, so a client that goes
+//! Once admitted, the request is answered by a [`RunToEnd`], so a client that goes
 //! away (hyper then drops this handler) cannot stop an upstream call that will be
 //! billed anyway, nor the settle. When the answer is complete (for streams: when the
 //! stream ends, or breaks, or the client leaves) the request is settled exactly once
@@ -36,6 +36,7 @@ use crate::http::body::{
     held, json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
 };
 use crate::openai::billing::{completion_tokens_in, Bill, CLIENT_GONE};
+use crate::openai::run_to_end::RunToEnd;
 use crate::openai::types::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
     ChunkChoice, Delta, Usage,
@@ -143,9 +144,7 @@ where
     let clock = Arc::new(UpstreamClock::default());
     // From here on the request runs to its end even if this handler is dropped (the
     // client went away): the upstream answers, the bill settles (see the module docs).
-    // Boxed: the answer's future is about 2 KB, and a task moves its future several
-    // times (into the task cell, out as the output); a box moves as a pointer.
-    let work = tokio::spawn(Box::pin(answer(
+    let mut response = RunToEnd::new(answer(
         Arc::clone(state),
         resolved.clone(),
         request,
@@ -153,15 +152,8 @@ where
         Arc::clone(&label),
         bill,
         Arc::clone(&clock),
-    )));
-    let mut response = match work.await {
-        Ok(response) => response,
-        Err(error) => {
-            // A panic in the answer path; its bill settled while unwinding.
-            tracing::error!(%error, "chat completion task failed");
-            ApiError::internal().into_response()
-        }
-    };
+    ))
+    .await;
     response.extensions_mut().insert(ModelLabel(label));
     if clock.provider().is_some() {
         response.extensions_mut().insert(UpstreamTiming(clock));

@@ -6,12 +6,14 @@
 //! - [`errors`]: [`ApiError`], the `{"error":{…}}` body every failure uses;
 //! - [`chat`]: `POST /v1/chat/completions`, plain and streamed (SSE);
 //! - [`billing`]: the guard that settles an admitted request exactly once;
+//! - [`run_to_end`]: the answer that finishes even when its client went away;
 //! - [`models`]: `GET /v1/models` and `GET /v1/models/{id}`.
 
 pub mod billing;
 pub mod chat;
 pub mod errors;
 pub mod models;
+pub mod run_to_end;
 pub mod types;
 
 pub use errors::ApiError;

@@ -175,8 +175,8 @@ fn refuse(
     rejection.error.clone().into_response()
 }
 
-/// Calls the provider for an admitted request and settles its `bill`; runs in a
-/// task of its own (see the module docs).
+/// Calls the provider for an admitted request and settles its `bill`; runs to its
+/// end even when the client goes away ([`RunToEnd`]).
 async fn answer(
     state: Arc<AppState>,
     resolved: Resolved,

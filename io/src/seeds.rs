@@ -193,9 +193,12 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// One report: addresses, names pending, failures so far.
+    type Report = (Vec<SocketAddr>, usize, u64);
+
     /// Records what the task reports.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<(Vec<SocketAddr>, usize, u64)>>>);
+    struct Recorder(Arc<Mutex<Vec<Report>>>);
 
     impl SeedSink for Recorder {
         async fn resolved(&self, addrs: Vec<SocketAddr>, pending: usize, failures: u64) -> bool {

@@ -125,6 +125,11 @@ pub fn spec_in_netns(root: &Path, i: u8, netns: &str, ip: IpAddr, extra: &[&str]
 /// Starts `spec` with these seeds and cluster secret; returns once `/health` answers.
 pub fn spawn(spec: &Spec, seeds: &[Spec], secret: &str) -> Proc {
     let seeds: Vec<String> = seeds.iter().map(|s| s.gossip.to_string()).collect();
+    spawn_seeded(spec, &seeds, secret)
+}
+
+/// Like [`spawn`], with the seed list as written (`host:port` entries, names too).
+pub fn spawn_seeded(spec: &Spec, seeds: &[String], secret: &str) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -276,14 +276,17 @@ fn main() -> ExitCode {
 fn config_check(file: &Path) -> ExitCode {
     match load_config(Some(file), &cluster_env(None)) {
         Ok((gateway, cluster)) => {
+            // bootstrap_expect is shown because its default depends on the node id and
+            // the seeds (founder or newcomer): the Helm chart's CI check reads it.
             println!(
-                "{}: ok (clustering {}, {} providers, {} models, {} routes)",
+                "{}: ok (clustering {}, bootstrap_expect {}, {} providers, {} models, {} routes)",
                 file.display(),
                 if cluster.enabled {
                     "enabled"
                 } else {
                     "disabled"
                 },
+                cluster.bootstrap_expect,
                 gateway.catalog.providers.len(),
                 gateway.catalog.models.len(),
                 gateway.catalog.routes.len()

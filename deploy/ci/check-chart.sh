@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The Helm chart deploy/helm/aurora, rendered by a real helm (v3.17, see tools.sh):
+#   1. helm lint, for the default values and values-ha-3-witness.yaml;
+#   2. helm template for the default values, for values-ha-3-witness.yaml, and with
+#      the ServiceMonitor enabled;
+#   3. every rendered manifest validated against the Kubernetes 1.30 schemas
+#      (kubernetes-validate --strict). ServiceMonitor is a CRD of the Prometheus
+#      Operator with no schema there: it alone is left out of the validation (of the
+#      third render), and check_rendered.py checks its fields instead;
+#   4. check_rendered.py asserts the rendered numbers (replicas, HPA and behaviour,
+#      PDB, shutdown budget, probes, seeds) and runs `aurora config check` on the
+#      rendered config with each pod's environment;
+#   5. renders that must be refused are: terminationGracePeriodSeconds at or below the
+#      drain budget, and an HPA in active_passive.
+# Usage: deploy/ci/check-chart.sh [path/to/aurora]  (default target/debug/aurora)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=deploy/ci/tools.sh
+source "$root/deploy/ci/tools.sh"
+bin="${1:-$root/target/debug/aurora}"
+chart="$root/deploy/helm/aurora"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+"$HELM" version --short
+"$HELM" lint --strict "$chart"
+"$HELM" lint --strict "$chart" -f "$chart/values-ha-3-witness.yaml"
+
+"$HELM" template aurora "$chart" --namespace aurora >"$out/default.yaml"
+"$HELM" template aurora "$chart" --namespace aurora -f "$chart/values-ha-3-witness.yaml" >"$out/ha.yaml"
+"$HELM" template aurora "$chart" --namespace aurora --set serviceMonitor.enabled=true >"$out/monitor.yaml"
+
+# The validator must reject a manifest with an unknown field, or it checks nothing.
+cat >"$out/bad.yaml" <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: bad}
+spec: {ports: [{port: 80}], publishNotReady: true}
+YAML
+if "$KUBERNETES_VALIDATE" -k 1.30.0 --strict --quiet "$out/bad.yaml" >/dev/null 2>&1; then
+    echo "FAIL: kubernetes-validate --strict accepted an unknown field" >&2
+    exit 1
+fi
+
+# Everything but the ServiceMonitor (a CRD) of the third render.
+"$CI_PYTHON" - "$out/monitor.yaml" "$out/monitor-core.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kept = [d for d in docs if d["kind"] != "ServiceMonitor"]
+assert len(kept) == len(docs) - 1, "expected exactly one ServiceMonitor"
+yaml.safe_dump_all(kept, open(sys.argv[2], "w"))
+PY
+"$KUBERNETES_VALIDATE" -k 1.30.0 --strict "$out/default.yaml" "$out/ha.yaml" "$out/monitor-core.yaml"
+
+for render in default ha monitor; do
+    "$CI_PYTHON" "$root/deploy/ci/check_rendered.py" "$render" "$out/$render.yaml" "$bin"
+done
+
+refuse() {
+    local what="$1"
+    shift
+    if "$HELM" template aurora "$chart" "$@" >/dev/null 2>"$out/err"; then
+        echo "FAIL: helm template accepted $what" >&2
+        exit 1
+    fi
+    echo "refused as it should: $what: $(grep -o 'fail.*\|error.*' "$out/err" | head -n 1)"
+}
+refuse "terminationGracePeriodSeconds 40 with a 40 s drain budget" \
+    --set shutdown.terminationGracePeriodSeconds=40
+refuse "an HPA in active_passive" --set cluster.failoverMode=active_passive
+refuse "a failover mode the node does not know" --set cluster.failoverMode=active-active
+echo "chart: lint, render, schema validation and value checks passed"

@@ -11,7 +11,11 @@
 #      PDB, shutdown budget, probes, seeds) and runs `aurora config check` on the
 #      rendered config with each pod's environment;
 #   5. renders that must be refused are: terminationGracePeriodSeconds at or below the
-#      drain budget, and an HPA in active_passive.
+#      drain budget, and an HPA in active_passive;
+#   6. run_pods.py starts the default render's pods as real processes (founders at
+#      once while a peer's DNS name does not resolve yet, leader election, an HPA
+#      scale-up pod joining and a SIGTERM scale-down leaving); needs root (mount
+#      namespaces), and says so and skips that step without it.
 # Usage: deploy/ci/check-chart.sh [path/to/aurora]  (default target/debug/aurora)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -69,4 +73,9 @@ refuse "terminationGracePeriodSeconds 40 with a 40 s drain budget" \
     --set shutdown.terminationGracePeriodSeconds=40
 refuse "an HPA in active_passive" --set cluster.failoverMode=active_passive
 refuse "a failover mode the node does not know" --set cluster.failoverMode=active-active
-echo "chart: lint, render, schema validation and value checks passed"
+if [ "$(id -u)" -eq 0 ] && unshare --mount true 2>/dev/null; then
+    "$CI_PYTHON" "$root/deploy/ci/run_pods.py" "$out/default.yaml" "$bin"
+else
+    echo "SKIPPED run_pods.py: needs root for mount namespaces (CI runs as root)"
+fi
+echo "chart: lint, render, schema validation, value checks and pods passed"

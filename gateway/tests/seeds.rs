@@ -67,3 +67,88 @@ fn a_malformed_seed_entry_is_still_a_configuration_error() {
         "{stderr}"
     );
 }
+
+/// Writes `lines` into the hosts file in place (the bind mounts see the new text).
+fn write_hosts(path: &std::path::Path, lines: &[String]) {
+    let mut text = String::from("127.0.0.1 localhost\n");
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("write hosts");
+}
+
+/// A node started while its only other seed's name does not exist joins through it
+/// once the name resolves (a StatefulSet's pod-1 getting its address after pod-0
+/// started): the retry hands the address to the core, which joins at once.
+#[test]
+fn a_seed_name_that_resolves_later_is_joined() {
+    if !common::cluster::mount_namespaces_allowed() {
+        eprintln!("SKIPPED: needs mount namespaces (root) to control /etc/hosts; CI runs as root");
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let hosts = root.path().join("hosts");
+    write_hosts(&hosts, &[]);
+    let first = spec(root.path(), 1, &[]);
+    let mut second = spec(root.path(), 2, &[]);
+    second.hosts = Some(hosts.clone());
+    let n1 = spawn(&first, &[], SECRET);
+    let name = format!("aurora-0.aurora-peers.test:{}", first.gossip.port());
+    let n2 = spawn_seeded(&second, &[name], SECRET);
+    wait_for(
+        Duration::from_secs(10),
+        "a failed resolution counted",
+        || metric(&n2, "aurora_cluster_seed_resolve_failures_total") >= 2,
+    );
+    assert_eq!(alive(&n1), 1, "node-1 has not heard of node-2 yet");
+    assert!(
+        matches!(http(n2.http, "GET", "/health/ready", None), Ok((503, _))),
+        "a node whose seed is pending is not ready (it may be a peer to sync with)"
+    );
+    write_hosts(
+        &hosts,
+        &[format!("{} aurora-0.aurora-peers.test", first.gossip.ip())],
+    );
+    let took = wait_for(Duration::from_secs(40), "node-2 joined node-1", || {
+        alive(&n1) == 2 && alive(&n2) == 2
+    });
+    eprintln!("joined {took:?} after the name appeared");
+    wait_for(Duration::from_secs(20), "node-2 ready", || {
+        matches!(http(n2.http, "GET", "/health/ready", None), Ok((200, _)))
+    });
+    assert_eq!(metric(&n2, "aurora_cluster_seeds_unresolved"), 0);
+}
+
+/// A node whose only seed is its own name, not resolvable at start (a one-pod
+/// StatefulSet whose DNS record comes after the container starts): once the name
+/// resolves to itself the node is a founder alone and ready, as if started without
+/// seeds, instead of waiting for a sync with nobody.
+#[test]
+fn a_late_seed_that_is_this_node_makes_it_a_founder_alone() {
+    if !common::cluster::mount_namespaces_allowed() {
+        eprintln!("SKIPPED: needs mount namespaces (root) to control /etc/hosts; CI runs as root");
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let hosts = root.path().join("hosts");
+    write_hosts(&hosts, &[]);
+    let mut only = spec(root.path(), 1, &[]);
+    only.hosts = Some(hosts.clone());
+    let me = format!("node-1.aurora-peers.test:{}", only.gossip.port());
+    let n = spawn_seeded(&only, &[me], SECRET);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        matches!(http(n.http, "GET", "/health/ready", None), Ok((503, _))),
+        "not ready while its seed is pending"
+    );
+    write_hosts(
+        &hosts,
+        &[format!("{} node-1.aurora-peers.test", only.gossip.ip())],
+    );
+    wait_for(
+        Duration::from_secs(40),
+        "ready once the seed is known to be itself",
+        || matches!(http(n.http, "GET", "/health/ready", None), Ok((200, _))),
+    );
+}

@@ -60,6 +60,22 @@ for render in default ha monitor; do
     "$CI_PYTHON" "$root/deploy/ci/check_rendered.py" "$render" "$out/$render.yaml" "$bin"
 done
 
+# NOTES.txt is not rendered by `helm template`: render a copy of it as a template
+# (wrapped in a YAML block) for both values files, so a broken NOTES fails here.
+cp -r "$chart" "$out/notes-chart"
+for values in "" "$chart/values-ha-3-witness.yaml"; do
+    "$CI_PYTHON" - "$chart/templates/NOTES.txt" "$out/notes-chart/templates/notes-check.yaml" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+open(sys.argv[2], "w").write("notes: |\n" + "".join("  " + line + "\n" for line in text.splitlines()))
+PY
+    rm -f "$out/notes-chart/templates/NOTES.txt"
+    "$HELM" template aurora "$out/notes-chart" ${values:+-f "$values"} \
+        --show-only templates/notes-check.yaml >"$out/notes.yaml"
+    grep -q "serving node(s)" "$out/notes.yaml"
+done
+echo "NOTES.txt renders for both values files"
+
 refuse() {
     local what="$1"
     shift

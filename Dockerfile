@@ -11,8 +11,8 @@
 #   docker run --rm -p 8080:8080 -v aurora-data:/var/lib/aurora aurora
 
 # ---- builder: the release binary, stripped --------------------------------------
-# Debian 12 (bookworm) like the runtime, so the binary links against the same glibc.
-FROM rust:1.95-slim-bookworm AS builder
+# Debian 13 (trixie) like the runtime, so the binary links against the same glibc.
+FROM rust:1.95-slim-trixie AS builder
 WORKDIR /src
 COPY . .
 # debug = 1 in [profile.release] is for profiling on a workstation; the image ships
@@ -26,7 +26,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -d -m 0700 /out/data
 
 # ---- runtime -------------------------------------------------------------------------
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian13:nonroot
 COPY --from=builder /out/aurora /usr/local/bin/aurora
 # The data directory (node.db, node.key, admin_token, usage.db): owned by the user
 # the node runs as, owner-only like the node creates it.

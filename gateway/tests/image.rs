@@ -15,7 +15,8 @@
 //! Checked: the HEALTHCHECK command passes, `/health/ready` answers 200, the TCP
 //! ports listened on are the EXPOSEd tcp ports, a clustered start (the variables an
 //! operator adds, as the Helm chart does) listens on the EXPOSEd udp port, and the
-//! STOPSIGNAL ends the process with exit 0.
+//! STOPSIGNAL ends the process with exit 0. The node runs as the image's USER (setpriv)
+//! with the VOLUME owned by it and 0700, as the image creates it.
 
 mod common;
 
@@ -188,6 +189,12 @@ fn map_arg(arg: &str, volume: &str, data: &Path) -> String {
     }
 }
 
+/// Runs a setup command; panics naming it if it fails.
+fn run(command: &mut Command) {
+    let status = command.status().expect("run a setup command");
+    assert!(status.success(), "{command:?}: {status}");
+}
+
 fn namespaces_allowed() -> bool {
     Command::new("unshare")
         .args(["--net", "true"])
@@ -208,15 +215,26 @@ impl Contained {
         let data = root.join("data");
         let log = root.join("aurora.log");
         let args = command_line(stage, &data);
-        // `exec` keeps the pid: the child is the node itself, after lo is up.
+        // The VOLUME as the image has it: owned by USER, 0700; the node runs as USER.
+        let (uid, gid) = stage
+            .user
+            .split_once(':')
+            .unwrap_or((&stage.user, &stage.user));
+        std::fs::create_dir(&data).expect("volume dir");
+        run(Command::new("chown").arg(format!("{uid}:{gid}")).arg(&data));
+        run(Command::new("chmod").arg("0700").arg(&data));
+        run(Command::new("chmod").arg("0711").arg(root));
+        // `exec` keeps the pid: the child is the node itself, after lo is up (as
+        // root, in the new namespace), with the uid and gid of USER.
         let child = Command::new("unshare")
             .args([
                 "--net",
                 "--",
                 "sh",
                 "-c",
-                "ip link set lo up && exec \"$0\" \"$@\"",
+                "ip link set lo up && u=\"$0\" && g=\"$1\" && shift && exec setpriv --reuid=\"$u\" --regid=\"$g\" --clear-groups \"$@\"",
             ])
+            .args([uid, gid])
             .arg(BIN)
             .args(&args)
             .env_clear()
@@ -408,7 +426,14 @@ fn the_binary_starts_from_the_images_arguments_and_environment() {
     // Not clustered: the one-member cluster's QUIC endpoint is on loopback only.
     let udp = node.ports("udp");
     assert!(udp.iter().all(|(_, lo)| *lo), "unclustered UDP {udp:?}");
-    // The generated admin token went to the data dir (the VOLUME), mode 0600.
+    // It runs as USER, and wrote the generated admin token into the VOLUME.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).expect("status");
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("Uid line");
+    assert_eq!(Some(uid), stage.user.split(':').next(), "the node's uid");
     let token = root.path().join("data/admin_token");
     assert!(token.is_file(), "{}\n{}", token.display(), node.log());
     assert_eq!(node.stop(&stage.stopsignal), 0, "{}", node.log());

@@ -83,12 +83,13 @@ refuse() {
         echo "FAIL: helm template accepted $what" >&2
         exit 1
     fi
-    echo "refused as it should: $what: $(grep -o 'fail.*\|error.*' "$out/err" | head -n 1)"
+    echo "refused as it should: $what: $(grep -v -e '^ *$' -e 'Use --debug' "$out/err" | tail -n 1)"
 }
 refuse "terminationGracePeriodSeconds 40 with a 40 s drain budget" \
     --set shutdown.terminationGracePeriodSeconds=40
 refuse "an HPA in active_passive" --set cluster.failoverMode=active_passive
 refuse "a failover mode the node does not know" --set cluster.failoverMode=active-active
+refuse "a misspelt value (values.schema.json)" --set replicaCont=3
 if [ "$(id -u)" -eq 0 ] && unshare --mount true 2>/dev/null; then
     "$CI_PYTHON" "$root/deploy/ci/run_pods.py" "$out/default.yaml" "$bin"
 else

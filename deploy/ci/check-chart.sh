@@ -14,8 +14,10 @@
 #      drain budget, and an HPA in active_passive;
 #   6. run_pods.py starts the default render's pods as real processes (founders at
 #      once while a peer's DNS name does not resolve yet, leader election, an HPA
-#      scale-up pod joining and a SIGTERM scale-down leaving); needs root (mount
-#      namespaces), and says so and skips that step without it.
+#      scale-up pod joining and a SIGTERM scale-down leaving), then the HA render's
+#      (3 + witness, active_passive: one ready leader, standbys, SIGKILL of the
+#      leader and the failover); needs root (mount namespaces), and says so and
+#      skips that step without it.
 # Usage: deploy/ci/check-chart.sh [path/to/aurora]  (default target/debug/aurora)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -92,6 +94,7 @@ refuse "a failover mode the node does not know" --set cluster.failoverMode=activ
 refuse "a misspelt value (values.schema.json)" --set replicaCont=3
 if [ "$(id -u)" -eq 0 ] && unshare --mount true 2>/dev/null; then
     "$CI_PYTHON" "$root/deploy/ci/run_pods.py" "$out/default.yaml" "$bin"
+    "$CI_PYTHON" "$root/deploy/ci/run_pods.py" "$out/ha.yaml" "$bin"
 else
     echo "SKIPPED run_pods.py: needs root for mount namespaces (CI runs as root)"
 fi

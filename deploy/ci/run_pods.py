@@ -12,13 +12,17 @@ Service with publishNotReadyAddresses) appear there as each pod "gets its IP".
 All pods share this machine's network namespace, so each listens on its own
 loopback address (127.0.1.x) instead of 0.0.0.0: the one argument changed.
 
-What it shows, in the order a `helm install` and an HPA scale-up would do it:
+With the default render (no witness), in the order a `helm install` and an HPA
+scale-up would do it:
   1. both founders start at once (podManagementPolicy: Parallel), while aurora-1's
      name does not resolve yet for 3 s: aurora-0 keeps retrying it, then joins;
   2. both become ready (/health/ready 200), elect a leader, and list 2 voters;
   3. a third pod (aurora-2, as the HPA adds it) joins as a newcomer, becomes ready
      and is admitted as a third voter;
   4. SIGTERM (a scale-down) makes it leave: exit 0, and the roster is back to 2.
+With the HA render (values-ha-3-witness.yaml): all four start at once; exactly one
+serving pod is ready (the leader), the others answer 503 standby; 4 voters; SIGKILL of
+the leader, and another serving pod becomes the only ready one.
 Prints the times measured; exit 1 with the logs on any failure.
 """
 
@@ -48,15 +52,16 @@ def log(msg):
 def load(path):
     objs = [d for d in yaml.safe_load_all(open(path, encoding="utf-8")) if d]
     sts = next(o for o in objs if o["kind"] == "StatefulSet" and not o["metadata"]["name"].endswith("-witness"))
+    witness = next((o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"].endswith("-witness")), None)
     cm = next(o for o in objs if o["kind"] == "ConfigMap")
     secret = next(o for o in objs if o["kind"] == "Secret")
-    return sts, cm, {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    return sts, witness, cm, {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
 
 
 class Pod:
-    def __init__(self, sts, cm, secret, binary, ordinal):
+    def __init__(self, sts, cm, secret, binary, ordinal, net=1):
         self.name = f"{sts['metadata']['name']}-{ordinal}"
-        self.ip = f"127.0.1.{10 + ordinal}"
+        self.ip = f"127.0.{net}.{10 + ordinal}"
         c = sts["spec"]["template"]["spec"]["containers"][0]
         domain = sts["spec"]["serviceName"]
         env_list = c["env"]
@@ -86,6 +91,7 @@ class Pod:
                 env[e["name"]] = values[e["name"]]
         self.token = env["AURORA_ADMIN_TOKEN"]
         self.log_path = os.path.join(home, "aurora.log")
+        ALL.append(self)
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', HOSTS, binary, *args],
             env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
@@ -146,10 +152,8 @@ def stop(pods):
             p.proc.wait()
 
 
-def main():
-    sts, cm, secret = load(sys.argv[1])
-    binary = os.path.abspath(sys.argv[2])
-    open(HOSTS, "w").close()
+def scale_out_and_in(sts, cm, secret, binary):
+    """The default render: 2 founders, active_active, an HPA scale-up and -down."""
     replicas = sts["spec"]["replicas"]
     assert replicas == 2, f"this run expects the default 2 founders, got {replicas}"
     pods = []
@@ -191,6 +195,64 @@ def main():
     wait("roster back to 2 voters", 60, lambda: all(len(p.status().get("voters", [])) == 2 for p in rest), rest)
     stop(pods)
     print(f"pods: the chart's StatefulSet ran as {len(pods)} real processes: every step passed")
+
+
+def ready_codes(pods):
+    return sorted(p.get("/health/ready")[0] or 0 for p in pods)
+
+
+def failover(sts, witness, cm, secret, binary):
+    """values-ha-3-witness.yaml: 3 serving pods and the witness, active_passive. All
+    start at once; exactly one serving pod is ready (the leader), the others answer
+    503 standby naming it; 4 voters; then the leader is killed (SIGKILL, a lost
+    node) and another serving pod becomes the only ready one."""
+    replicas = sts["spec"]["replicas"]
+    pods = [Pod(sts, cm, secret, binary, i) for i in range(replicas)]
+    wit = Pod(witness, cm, secret, binary, 0, net=2)
+    everyone = pods + [wit]
+    hosts(everyone)
+    log(f"{replicas} serving pods and the witness started at once (active_passive)")
+    wait("one ready serving pod, the others standby", 90,
+         lambda: ready_codes(pods) == [200] + [503] * (replicas - 1)
+         and all("standby" in p.get("/health/ready")[1] for p in pods if p.get("/health/ready")[0] == 503), everyone)
+    wait("4 voters and one leader on every pod", 60,
+         lambda: all(len(s.get("voters", [])) == replicas + 1 for s in (p.status() for p in everyone))
+         and len({p.status().get("leader") for p in everyone}) == 1, everyone)
+    check = wit.get("/health/ready")
+    log(f"witness /health/ready: {check[0]} {check[1]}")
+    leader = next(p for p in pods if p.get("/health/ready")[0] == 200)
+    epoch = leader.status().get("epoch")
+    log(f"leader {leader.name} (epoch {epoch}); SIGKILL it")
+    leader.proc.kill()
+    leader.proc.wait()
+    rest = [p for p in pods if p is not leader]
+    took = wait("another serving pod is the only ready one", 60,
+                lambda: ready_codes(rest) == [200] + [503] * (len(rest) - 1), rest + [wit])
+    new = next(p for p in rest if p.get("/health/ready")[0] == 200)
+    log(f"new leader {new.name} (epoch {new.status().get('epoch')}), {took:.2f} s after the kill")
+    stop(everyone)
+    print(f"pods: the HA render ran as {len(everyone)} real processes: every step passed")
+
+
+ALL = []
+
+
+def main():
+    try:
+        run()
+    finally:
+        stop(ALL)
+
+
+def run():
+    sts, witness, cm, secret = load(sys.argv[1])
+    binary = os.path.abspath(sys.argv[2])
+    open(HOSTS, "w").close()
+    if witness is None:
+        scale_out_and_in(sts, cm, secret, binary)
+    else:
+        failover(sts, witness, cm, secret, binary)
+
 
 
 if __name__ == "__main__":

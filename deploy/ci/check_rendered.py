@@ -11,14 +11,14 @@ first pod, so a key the binary does not know, or a value it refuses, fails here.
 Every failure names what is wrong; exit 1 on any.
 """
 
-import base64
 import os
-import re
 import subprocess
 import sys
 import tempfile
 
 import yaml
+
+from pod_env import pod_env, secret_data
 
 failures = []
 
@@ -84,19 +84,10 @@ def config_check(objs, sts, binary, ordinal, expect):
     the number of seeds; a pod a scale-up added: 0, it joins)."""
     c = sts["spec"]["template"]["spec"]["containers"][0]
     cm = one(objs, "ConfigMap")
-    secret = one(objs, "Secret")
-    secret_data = {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
+    secrets = secret_data(one(objs, "Secret"))
     file = os.path.basename(arg(c, "--config"))
     pod = f"{sts['metadata']['name']}-{ordinal}"
-    values = {"POD_NAME": pod, "POD_IP": "10.1.2.3"}
-    env = {"PATH": os.environ.get("PATH", "")}
-    for e in c["env"]:
-        if "value" in e:
-            env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: values.get(m.group(1), m.group(0)), e["value"])
-        elif "secretKeyRef" in e.get("valueFrom", {}):
-            env[e["name"]] = secret_data[e["valueFrom"]["secretKeyRef"]["key"]]
-        elif e["name"] in values:
-            env[e["name"]] = values[e["name"]]
+    env = pod_env(c, secrets, {"POD_NAME": pod, "POD_IP": "10.1.2.3"})
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, file)
         with open(path, "w", encoding="utf-8") as f:

@@ -26,7 +26,6 @@ the leader, and another serving pod becomes the only ready one.
 Prints the times measured; exit 1 with the logs on any failure.
 """
 
-import base64
 import json
 import os
 import re
@@ -39,6 +38,8 @@ import urllib.error
 import urllib.request
 
 import yaml
+
+from pod_env import pod_env, secret_data
 
 ROOT = tempfile.mkdtemp(prefix="aurora-pods-")
 HOSTS = os.path.join(ROOT, "hosts")
@@ -55,7 +56,7 @@ def load(path):
     witness = next((o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"].endswith("-witness")), None)
     cm = next(o for o in objs if o["kind"] == "ConfigMap")
     secret = next(o for o in objs if o["kind"] == "Secret")
-    return sts, witness, cm, {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    return sts, witness, cm, secret_data(secret)
 
 
 class Pod:
@@ -80,15 +81,7 @@ class Pod:
         open(local_config, "w", encoding="utf-8").write(cm["data"][os.path.basename(config)])
         args[args.index("--config") + 1] = local_config
         args[args.index("--data-dir") + 1] = os.path.join(home, "data", "node")
-        values = {"POD_NAME": self.name, "POD_IP": self.ip}
-        env = {"PATH": os.environ.get("PATH", "")}
-        for e in env_list:
-            if "value" in e:
-                env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: values.get(m.group(1), m.group(0)), e["value"])
-            elif "secretKeyRef" in e.get("valueFrom", {}):
-                env[e["name"]] = secret[e["valueFrom"]["secretKeyRef"]["key"]]
-            elif e["name"] in values:
-                env[e["name"]] = values[e["name"]]
+        env = pod_env(c, secret, {"POD_NAME": self.name, "POD_IP": self.ip})
         self.token = env["AURORA_ADMIN_TOKEN"]
         self.log_path = os.path.join(home, "aurora.log")
         ALL.append(self)

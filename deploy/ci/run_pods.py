@@ -19,7 +19,9 @@ scale-up would do it:
   2. both become ready (/health/ready 200), elect a leader, and list 2 voters;
   3. a third pod (aurora-2, as the HPA adds it) joins as a newcomer, becomes ready
      and is admitted as a third voter;
-  4. SIGTERM (a scale-down) makes it leave: exit 0, and the roster is back to 2.
+  4. SIGTERM (a scale-down) makes it leave: exit 0, and the roster is back to 2;
+  5. aurora-1 is "rescheduled": SIGTERM, then started again with its volume and a new
+     IP (its DNS name follows): it rejoins as itself and is a voter again.
 With the HA render (values-ha-3-witness.yaml): all four start at once; exactly one
 serving pod is ready (the leader), the others answer 503 standby; 4 voters; SIGKILL of
 the leader, and another serving pod becomes the only ready one.
@@ -83,7 +85,7 @@ class Pod:
         args[args.index("--data-dir") + 1] = os.path.join(home, "data", "node")
         env = pod_env(c, secret, {"POD_NAME": self.name, "POD_IP": self.ip})
         self.token = env["AURORA_ADMIN_TOKEN"]
-        self.log_path = os.path.join(home, "aurora.log")
+        self.log_path = os.path.join(home, f"aurora-{self.ip}.log")
         ALL.append(self)
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', HOSTS, binary, *args],
@@ -186,8 +188,28 @@ def scale_out_and_in(sts, cm, secret, binary):
         fail(f"aurora-2 exited {code} after SIGTERM", pods)
     rest = pods[:2]
     wait("roster back to 2 voters", 60, lambda: all(len(p.status().get("voters", [])) == 2 for p in rest), rest)
-    stop(pods)
-    print(f"pods: the chart's StatefulSet ran as {len(pods)} real processes: every step passed")
+
+    # A pod rescheduled onto another node: SIGTERM, then the same name and volume
+    # with a new IP (the DNS record follows it). It must rejoin as itself.
+    old = rest[1]
+    old.proc.send_signal(signal.SIGTERM)
+    old.proc.wait(timeout=60)
+    moved = Pod(sts, cm, secret, binary, 1, net=3)
+    rest = [rest[0], moved]
+    hosts(rest)
+    log(f"{moved.name} rescheduled: same volume, new IP {moved.ip}")
+
+    def sees_new_address():
+        rows = json.loads(rest[0].get("/admin/api/cluster/nodes", admin=True)[1] or "{}").get("data", [])
+        return any(r.get("name") == moved.name and r.get("state") == "alive" for r in rows)
+
+    wait(f"{moved.name} back: ready, alive on aurora-0", 60,
+         lambda: moved.get("/health/ready")[0] == 200 and sees_new_address(), rest)
+    wait("2 voters again, one leader", 60,
+         lambda: all(len(p.status().get("voters", [])) == 2 for p in rest)
+         and len({p.status().get("leader") for p in rest}) == 1 and rest[0].status().get("leader"), rest)
+    stop(pods + rest)
+    print(f"pods: the chart's StatefulSet ran as {len(pods) + 1} real processes: every step passed")
 
 
 def ready_codes(pods):

@@ -495,3 +495,29 @@ fn env_lines_parse_like_docker_does() {
     assert_eq!(stage.env.len(), 2, "only the final stage: {:?}", stage.env);
     assert_eq!(stage.cmd, vec!["serve"]);
 }
+
+/// `aurora health`'s exit codes, which Docker and Kubernetes read: 1 when nothing
+/// answers (or not 200), 2 for a URL it cannot use, naming it.
+#[test]
+fn the_health_command_exits_1_without_an_answer_and_2_on_a_bad_url() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let closed = Command::new(BIN)
+        .args([
+            "health",
+            "--url",
+            &format!("http://127.0.0.1:{port}/health"),
+        ])
+        .output()
+        .expect("run aurora health");
+    assert_eq!(closed.status.code(), Some(1));
+    let bad = Command::new(BIN)
+        .args(["health", "--url", "https://127.0.0.1:8080/health"])
+        .output()
+        .expect("run aurora health");
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("https://127.0.0.1:8080/health"), "{stderr}");
+}

@@ -2,8 +2,8 @@
 //! Kubernetes StatefulSet sees at start, since a pod's DNS name exists only once that
 //! pod has an address (deploy/helm/aurora lists every founding pod as a seed). The
 //! node starts, joins through the seeds that do resolve, and counts the name it keeps
-//! retrying in `/metrics`. Before the fix the start failed with exit 2 ("a
-//! resolvable host:port").
+//! retrying in `/metrics`. Before the fix the start failed (exit 1, "`cluster.seed_nodes`:
+//! expected a resolvable host:port"), so such a pod crash-looped.
 
 mod common;
 

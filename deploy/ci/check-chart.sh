@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Helm chart deploy/helm/aurora, rendered by a real helm (v3.17, see tools.sh):
 #   1. helm lint, for the default values and values-ha-3-witness.yaml;
-#   2. helm template for the default values, for values-ha-3-witness.yaml, and with
-#      the ServiceMonitor enabled;
+#   2. helm template for the default values, for values-ha-3-witness.yaml, with the
+#      ServiceMonitor enabled, and with the witness (2 + witness);
 #   3. every rendered manifest validated against the Kubernetes 1.30 schemas
 #      (kubernetes-validate --strict). ServiceMonitor is a CRD of the Prometheus
 #      Operator with no schema there: it alone is left out of the validation (of the
@@ -35,6 +35,8 @@ trap 'rm -rf "$out"' EXIT
 "$HELM" template aurora "$chart" --namespace aurora >"$out/default.yaml"
 "$HELM" template aurora "$chart" --namespace aurora -f "$chart/values-ha-3-witness.yaml" >"$out/ha.yaml"
 "$HELM" template aurora "$chart" --namespace aurora --set serviceMonitor.enabled=true >"$out/monitor.yaml"
+# 2 nodes + witness, the smallest cluster that fails over (the seeds' default topology).
+"$HELM" template aurora "$chart" --namespace aurora --set witness.enabled=true >"$out/witness.yaml"
 
 # The validator must reject a manifest with an unknown field, or it checks nothing.
 cat >"$out/bad.yaml" <<'YAML'
@@ -56,9 +58,9 @@ kept = [d for d in docs if d["kind"] != "ServiceMonitor"]
 assert len(kept) == len(docs) - 1, "expected exactly one ServiceMonitor"
 yaml.safe_dump_all(kept, open(sys.argv[2], "w"))
 PY
-"$KUBERNETES_VALIDATE" -k 1.30.0 --strict "$out/default.yaml" "$out/ha.yaml" "$out/monitor-core.yaml"
+"$KUBERNETES_VALIDATE" -k 1.30.0 --strict "$out/default.yaml" "$out/ha.yaml" "$out/monitor-core.yaml" "$out/witness.yaml"
 
-for render in default ha monitor; do
+for render in default ha monitor witness; do
     "$CI_PYTHON" "$root/deploy/ci/check_rendered.py" "$render" "$out/$render.yaml" "$bin"
 done
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Asserts what the Helm chart must render (deploy/ci/check-chart.sh calls this).
 
-Usage: check_rendered.py default|ha|monitor RENDERED.yaml [AURORA_BINARY]
+Usage: check_rendered.py default|ha|monitor|witness RENDERED.yaml [AURORA_BINARY]
 
 Checks the numbers the issue and docs/operations.md promise (replicas, HPA and its
 behaviour block, PDB, shutdown budget, probes, Parallel pod management, the peers
@@ -115,6 +115,12 @@ def main():
     sts = nodes[0]
     spread = sts["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
     check(any(t["topologyKey"] == "topology.kubernetes.io/zone" for t in spread), "topology spread across zones")
+    if mode == "witness":
+        # The default values with the witness: 2 serving nodes + 1 witness = 3 founders.
+        check_statefulset(sts, 2, 3, False)
+        witness = one(objs, "StatefulSet", sts["metadata"]["name"] + "-witness")
+        if witness:
+            check_statefulset(witness, 1, 3, True)
     if mode in ("default", "monitor"):
         check_statefulset(sts, 2, 2, False)
         check(sts["spec"]["updateStrategy"]["type"] == "RollingUpdate", "active_active rolls")

@@ -152,3 +152,56 @@ fn a_late_seed_that_is_this_node_makes_it_a_founder_alone() {
         || matches!(http(n.http, "GET", "/health/ready", None), Ok((200, _))),
     );
 }
+
+/// Founders listed by DNS name, as the Helm chart lists its pods, with no
+/// `bootstrap_expect` set: each finds its own node id as the first label of a seed,
+/// so both are founders (bootstrap_expect 2) and elect the first leader. Before,
+/// names never matched: both defaulted to 0 (newcomers) and no leader was ever
+/// elected.
+#[test]
+fn founders_listed_by_name_find_themselves_and_elect_a_leader() {
+    if !common::cluster::mount_namespaces_allowed() {
+        eprintln!("SKIPPED: needs mount namespaces (root) to control /etc/hosts; CI runs as root");
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let hosts = root.path().join("hosts");
+    let mut specs = vec![spec(root.path(), 1, &[]), spec(root.path(), 2, &[])];
+    let names: Vec<String> = specs
+        .iter()
+        .map(|s| format!("{}.aurora-peers.test", s.name))
+        .collect();
+    write_hosts(
+        &hosts,
+        &specs
+            .iter()
+            .zip(&names)
+            .map(|(s, n)| format!("{} {n}", s.gossip.ip()))
+            .collect::<Vec<_>>(),
+    );
+    let seeds: Vec<String> = specs
+        .iter()
+        .zip(&names)
+        .map(|(s, n)| format!("{n}:{}", s.gossip.port()))
+        .collect();
+    for s in &mut specs {
+        s.hosts = Some(hosts.clone());
+    }
+    let procs: Vec<_> = specs
+        .iter()
+        .map(|s| spawn_seeded(s, &seeds, SECRET))
+        .collect();
+    wait_for(
+        Duration::from_secs(40),
+        "one leader and 2 voters on both",
+        || {
+            let status: Vec<serde_json::Value> = procs
+                .iter()
+                .map(|p| common::cluster::get_json(p, "/admin/api/cluster/status"))
+                .collect();
+            status.iter().all(|s| {
+                s["leader"].is_string() && s["voters"].as_array().is_some_and(|v| v.len() == 2)
+            }) && status[0]["leader"] == status[1]["leader"]
+        },
+    );
+}

@@ -35,6 +35,10 @@ use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
 pub enum Command {
     /// Join the cluster through these seed addresses.
     Join { seeds: Vec<Addr> },
+    /// More seed addresses, learnt while running (a seed name that resolved only
+    /// after start-up, as a StatefulSet's later pods do): kept with the others for
+    /// rejoining, and a node that is alone starts joining through them at once.
+    AddSeeds { seeds: Vec<Addr> },
     /// Leave gracefully; an `Event::Local(LocalChange::Left)` follows when done.
     Leave,
     /// Announce new metadata.
@@ -480,6 +484,7 @@ impl Node {
     fn membership_command(&mut self, now: Millis, command: Command) -> Result<(), CommandError> {
         match command {
             Command::Join { seeds } => self.membership.join(now, seeds, &mut self.outbox),
+            Command::AddSeeds { seeds } => self.membership.add_seeds(now, seeds, &mut self.outbox),
             Command::Leave => self.membership.leave(now, &mut self.outbox),
             Command::UpdateMeta(meta) => {
                 meta.validate().map_err(CommandError::InvalidMeta)?;

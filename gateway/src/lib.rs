@@ -30,7 +30,8 @@
 //! - [`state`]: what every request handler shares;
 //! - operator tools run by the binary: [`dev`] (`aurora dev`, a local cluster of child
 //!   processes), [`gameday`] (`aurora gameday`, failover and rolling-restart drills
-//!   under load), and [`probe`], their small blocking HTTP client; [`signals`]: the
+//!   under load), and [`probe`], their small blocking HTTP client (also `aurora health`,
+//!   the image's HEALTHCHECK); [`signals`]: the
 //!   stop signals every long-running subcommand waits for.
 
 #![forbid(unsafe_code)]

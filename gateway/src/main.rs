@@ -53,6 +53,25 @@ enum Command {
     /// Failover and rolling-restart drills under client load, against a running cluster.
     #[command(subcommand)]
     Gameday(aurora_gateway::gameday::GamedayCommand),
+    /// Check a running node's health endpoint (the container image's HEALTHCHECK):
+    /// exit 0 on 200, 1 on any other answer or none, 2 on a bad URL.
+    Health(HealthArgs),
+}
+
+/// `aurora health`.
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// The endpoint: `/health` (alive) or `/health/ready` (should get traffic).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080/health"
+    )]
+    url: String,
+    /// Seconds for the connection and for the answer.
+    #[arg(long, value_name = "SECS", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    timeout_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +252,7 @@ fn main() -> ExitCode {
         Some(Command::Config(ConfigCommand::Check { file })) => return config_check(&file),
         Some(Command::Dev(args)) => return aurora_gateway::dev::main(args),
         Some(Command::Gameday(command)) => return aurora_gateway::gameday::main(command),
+        Some(Command::Health(args)) => return health(&args),
         None => cli.serve,
     };
     init_logging(args.log_format);
@@ -256,14 +276,17 @@ fn main() -> ExitCode {
 fn config_check(file: &Path) -> ExitCode {
     match load_config(Some(file), &cluster_env(None)) {
         Ok((gateway, cluster)) => {
+            // bootstrap_expect is shown because its default depends on the node id and
+            // the seeds (founder or newcomer): the Helm chart's CI check reads it.
             println!(
-                "{}: ok (clustering {}, {} providers, {} models, {} routes)",
+                "{}: ok (clustering {}, bootstrap_expect {}, {} providers, {} models, {} routes)",
                 file.display(),
                 if cluster.enabled {
                     "enabled"
                 } else {
                     "disabled"
                 },
+                cluster.bootstrap_expect,
                 gateway.catalog.providers.len(),
                 gateway.catalog.models.len(),
                 gateway.catalog.routes.len()
@@ -273,6 +296,33 @@ fn config_check(file: &Path) -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `aurora health`: prints the status and body, exits 0 only on 200.
+fn health(args: &HealthArgs) -> ExitCode {
+    use aurora_gateway::probe;
+    let (addr, path) = match probe::addr_of_url(&args.url) {
+        Ok(addr) => (addr, probe::path_of_url(&args.url)),
+        Err(error) => {
+            eprintln!("error: --url {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = Duration::from_secs(args.timeout_secs);
+    match probe::request(addr, "GET", path, None, None, timeout) {
+        Ok(reply) if reply.status == 200 => {
+            println!("200 {}", reply.body.trim());
+            ExitCode::SUCCESS
+        }
+        Ok(reply) => {
+            println!("{} {}", reply.status, reply.body.trim());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {}: {error}", args.url);
+            ExitCode::FAILURE
         }
     }
 }

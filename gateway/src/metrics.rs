@@ -511,6 +511,24 @@ pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
         "aurora_upstream_buffered_bytes {}",
         state.upstreams.buffered.used()
     );
+    // What /health/ready answers now, one series per status (1 for the current one),
+    // so an alert can tell "syncing for minutes" from "standby" (expected).
+    let now = match crate::admission::readiness(state) {
+        Ok(()) => "ready",
+        Err(not) => not.status(),
+    };
+    let _ = writeln!(
+        text,
+        "# HELP aurora_readiness What /health/ready answers: 1 for the current status (ready, standby, syncing, draining, driver_stopped), 0 for the others."
+    );
+    let _ = writeln!(text, "# TYPE aurora_readiness gauge");
+    for status in ["ready", "standby", "syncing", "draining", "driver_stopped"] {
+        let _ = writeln!(
+            text,
+            "aurora_readiness{{status=\"{status}\"}} {}",
+            u8::from(status == now)
+        );
+    }
     if let Some(log) = state.policy.usage_log() {
         crate::usage::render_metrics(&log, &mut text);
     }

@@ -1,5 +1,5 @@
 //! A minimal blocking HTTP/1.1 client for the operator tools (`aurora dev`,
-//! `aurora gameday`): one request per connection, every step bounded by a timeout.
+//! `aurora gameday`, and `aurora health`, the container image's HEALTHCHECK): one request per connection, every step bounded by a timeout.
 //!
 //! Why not the gateway's upstream client: the game day must tell *how* a request
 //! failed (refused before any byte was sent, which a client may safely retry
@@ -75,6 +75,17 @@ pub fn addr_of_url(url: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("`{url}`: {e}"))?
         .next()
         .ok_or_else(|| format!("`{url}` resolves to no address"))
+}
+
+/// The path of an `http://host:port/path` URL (`/` when there is none), for
+/// `aurora health --url`.
+pub fn path_of_url(url: &str) -> &str {
+    let rest = url.trim();
+    let rest = rest.strip_prefix("http://").unwrap_or(rest);
+    match rest.find('/') {
+        Some(i) => &rest[i..],
+        None => "/",
+    }
 }
 
 /// One request; `bearer` goes in `Authorization`, `body` (JSON) with its length.
@@ -172,6 +183,11 @@ mod tests {
         .expect("chunked");
         assert_eq!((r.status, r.body.as_str()), (503, "abcd"));
         assert!(parse(b"garbage").is_err());
+        assert_eq!(
+            path_of_url("http://127.0.0.1:8080/health/ready"),
+            "/health/ready"
+        );
+        assert_eq!(path_of_url("http://127.0.0.1:8080"), "/");
     }
 
     #[test]

@@ -263,7 +263,8 @@ pub struct ClusterSettings {
     /// binds it yet: push-pull and anti-entropy ride on QUIC streams of the gossip
     /// endpoint, which already gives them reliability, flow control and mutual TLS.
     pub sync_bind: SocketAddr,
-    /// `host:port` strings; resolved at start-up by [`resolve_seeds`].
+    /// `host:port` strings; resolved at start-up and retried while running by
+    /// [`crate::seeds`].
     pub seed_nodes: Vec<String>,
     pub advertise_url: String,
     pub failover_mode: FailoverMode,
@@ -329,15 +330,36 @@ fn parse_bool(key: &str, s: &str) -> Result<bool, ConfigError> {
 
 /// `cluster.bootstrap_expect` when it is not set: 1 on a node without seed nodes
 /// (it founds the cluster alone; the others join it); the number of seed nodes
-/// when this node's own `ip:port` is one of them (the seed list is then the list
-/// of founders, the usual layout of a fixed cluster); otherwise 0 (a newcomer,
-/// admitted by the leader). Seeds given by host name never match: set the key.
-pub fn default_bootstrap_expect(seeds: &[String], advertise: SocketAddr, max: u32) -> u32 {
+/// when this node is one of them (the seed list is then the list of founders, the
+/// usual layout of a fixed cluster); otherwise 0 (a newcomer, admitted by the
+/// leader). A seed names this node when it is its own `ip:port`, or when its host
+/// is the node id or starts with the node id and a dot: a StatefulSet pod
+/// `aurora-0` (node id from the pod name) listed as
+/// `aurora-0.aurora-peers.ns.svc.cluster.local:7946`. So the founding pods of a
+/// Helm chart found the cluster and the pods a scale-up adds later join it, from
+/// the same seed list and environment.
+pub fn default_bootstrap_expect(
+    seeds: &[String],
+    advertise: SocketAddr,
+    node_id: &str,
+    max: u32,
+) -> u32 {
     if seeds.is_empty() {
         return 1;
     }
     let own = advertise.to_string();
-    if seeds.iter().any(|s| s.trim() == own) {
+    let names_self = |seed: &str| {
+        let seed = seed.trim();
+        if seed == own {
+            return true;
+        }
+        let host = split_host_port(seed).map_or(seed, |(h, _)| h);
+        !node_id.is_empty()
+            && host.len() >= node_id.len()
+            && host[..node_id.len()].eq_ignore_ascii_case(node_id)
+            && matches!(host.as_bytes().get(node_id.len()), None | Some(b'.'))
+    };
+    if seeds.iter().any(|s| names_self(s)) {
         return u32::try_from(seeds.len()).unwrap_or(u32::MAX).min(max);
     }
     0
@@ -495,9 +517,9 @@ impl ClusterFile {
         }
         let capacity = self.capacity.unwrap_or(100);
         let max_voters = aurora_core::failover::FailoverConfig::default().max_voters;
-        let bootstrap_expect = self
-            .bootstrap_expect
-            .unwrap_or_else(|| default_bootstrap_expect(&seed_nodes, advertise, max_voters));
+        let bootstrap_expect = self.bootstrap_expect.unwrap_or_else(|| {
+            default_bootstrap_expect(&seed_nodes, advertise, &node_id, max_voters)
+        });
         if bootstrap_expect > max_voters {
             return Err(invalid(
                 "cluster.bootstrap_expect",
@@ -602,18 +624,25 @@ fn port(key: &str, v: Option<u16>, default: u16) -> Result<u16, ConfigError> {
 
 /// `host:port`, `host` (default port) or `[v6]:port`.
 fn check_seed(seed: &str) -> Result<(), ConfigError> {
+    split_seed(seed).map(drop)
+}
+
+/// A seed entry's host and port (`None`: the default port), or the error naming
+/// `cluster.seed_nodes` and the entry.
+pub(crate) fn split_seed(seed: &str) -> Result<(&str, Option<u16>), ConfigError> {
     let bad = || invalid("cluster.seed_nodes", "a list of host:port entries", seed);
     let (host, port_str) = split_host_port(seed).ok_or_else(bad)?;
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(bad());
     }
-    if let Some(p) = port_str {
-        match p.parse::<u16>() {
+    let port = match port_str {
+        Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => return Err(bad()),
-            Ok(_) => {}
-        }
-    }
-    Ok(())
+            Ok(p) => Some(p),
+        },
+        None => None,
+    };
+    Ok((host, port))
 }
 
 fn split_host_port(seed: &str) -> Option<(&str, Option<&str>)> {
@@ -777,36 +806,6 @@ impl ClusterSettings {
         );
         aurora_core::hash::fnv1a64(canonical.as_bytes())
     }
-}
-
-/// Resolves `host:port` seeds (DNS included) to addresses, skipping `own` (a node
-/// listed in its own seed list). A seed that does not resolve is an error naming it.
-pub async fn resolve_seeds(
-    seeds: &[String],
-    own: SocketAddr,
-) -> Result<Vec<SocketAddr>, ConfigError> {
-    let mut out = Vec::new();
-    for seed in seeds {
-        let (host, port) = split_host_port(seed)
-            .ok_or_else(|| invalid("cluster.seed_nodes", "host:port", seed))?;
-        let port: u16 = match port {
-            Some(p) => parse_num("cluster.seed_nodes", p, "host:port")?,
-            None => DEFAULT_BIND_PORT,
-        };
-        let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
-            invalid(
-                "cluster.seed_nodes",
-                "a resolvable host:port",
-                format!("{seed} ({e})"),
-            )
-        })?;
-        for addr in addrs {
-            if addr != own && !out.contains(&addr) {
-                out.push(addr);
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

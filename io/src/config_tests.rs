@@ -351,9 +351,10 @@ async fn seeds_resolve_and_skip_self() -> Result<(), ConfigError> {
         "127.0.0.2".to_string(),
         "[::1]:9000".to_string(),
     ];
-    let got = resolve_seeds(&seeds, own).await?;
+    let got = crate::seeds::resolve(&seeds, own).await?;
+    assert!(got.lists_self && got.unresolved.is_empty());
     assert_eq!(
-        got,
+        got.addrs,
         vec![
             "127.0.0.2:7946".parse().expect("addr"),
             "[::1]:9000".parse().expect("addr")
@@ -407,6 +408,20 @@ fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<()
         founder.bootstrap_expect, 3,
         "one of the seeds: the seeds found it"
     );
+    // By name, as a StatefulSet lists its founding pods: the pod whose node id
+    // begins a seed's host name is a founder, a pod added by a scale-up is not.
+    let pods = "  seed_nodes: ['aurora-0.aurora-peers.ns.svc:7946', 'Aurora-1.aurora-peers.ns.svc:7946']\n";
+    let mut pod = e.clone();
+    pod.insert("CLUSTER_NODE_ID".into(), "aurora-1".into());
+    assert_eq!(load(&format!("{MINIMAL}{pods}"), &pod)?.bootstrap_expect, 2);
+    for later in ["aurora-2", "aurora-1x", "aurora"] {
+        pod.insert("CLUSTER_NODE_ID".into(), later.into());
+        assert_eq!(
+            load(&format!("{MINIMAL}{pods}"), &pod)?.bootstrap_expect,
+            0,
+            "{later} is not listed: it joins"
+        );
+    }
     let three = load(&format!("{MINIMAL}  bootstrap_expect: 3\n"), &e)?;
     assert_eq!(three.bootstrap_expect, 3);
     let (config, identity) = three.to_core("test");

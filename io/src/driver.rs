@@ -74,6 +74,10 @@ pub struct DriverConfig {
     pub seed: u64,
     /// Joined through at start-up (own address excluded). Empty: start alone.
     pub seeds: Vec<SocketAddr>,
+    /// Seed names that did not resolve at start-up and are being retried
+    /// ([`crate::seeds`]). While any is pending the node counts as joining peers
+    /// (readiness waits for a first sync), since the name may be another member.
+    pub pending_seeds: usize,
 }
 
 enum Request {
@@ -86,6 +90,13 @@ enum Request {
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
     Stop,
+    /// From the seed retry task: addresses a late name resolved to (may be empty
+    /// after a failed attempt), names still pending, failed attempts so far.
+    Seeds {
+        addrs: Vec<SocketAddr>,
+        pending: usize,
+        failures: u64,
+    },
 }
 
 /// The caller's side of a running driver. Dropping it stops the node (without leaving).
@@ -117,6 +128,12 @@ impl Handle {
     /// A receiver notified after each round that changed the replicated store.
     pub fn watch_state(&self) -> watch::Receiver<Arc<StateSnapshot>> {
         self.state.clone()
+    }
+
+    /// The sink of the seed retry task: a weak sender, so it never keeps the driver
+    /// alive after every handle is gone.
+    pub(crate) fn seed_sink(&self) -> DriverSeedSink {
+        DriverSeedSink(self.requests.downgrade())
     }
 
     /// A cloneable sender of commands, for tasks that must not own the handle.
@@ -186,6 +203,35 @@ impl Commander {
     /// state snapshot that contains it is published).
     pub async fn command(&self, command: Command) -> Result<(), DriverError> {
         send_command(&self.requests, command).await
+    }
+}
+
+/// Reports of the seed retry task ([`crate::seeds`]) to the driver.
+pub(crate) struct DriverSeedSink(mpsc::WeakSender<Request>);
+
+impl DriverSeedSink {
+    async fn send(&self, addrs: Vec<SocketAddr>, pending: usize, failures: u64) -> bool {
+        match self.0.upgrade() {
+            Some(tx) => tx
+                .send(Request::Seeds {
+                    addrs,
+                    pending,
+                    failures,
+                })
+                .await
+                .is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl crate::seeds::SeedSink for DriverSeedSink {
+    async fn resolved(&self, addrs: Vec<SocketAddr>, pending: usize, failures: u64) -> bool {
+        self.send(addrs, pending, failures).await
+    }
+
+    async fn failed(&self, pending: usize, failures: u64) -> bool {
+        self.send(Vec::new(), pending, failures).await
     }
 }
 
@@ -259,7 +305,11 @@ pub fn start(
         state: state_tx,
         live_count,
         counters: ReplicaCounters::default(),
-        joins_peers: !seeds.is_empty(),
+        joins_peers: !seeds.is_empty() || cfg.pending_seeds > 0,
+        seed_addrs: seeds.clone(),
+        own_addr: cfg.identity.addr,
+        seeds_unresolved: cfg.pending_seeds,
+        seed_failures: cfg.pending_seeds as u64,
         stopped: None,
     };
     // Readers get a real view (id, address, incarnation) from the first moment.
@@ -297,6 +347,13 @@ struct Driver {
     counters: ReplicaCounters,
     /// Started with seeds to join (see [`ClusterView::joins_peers`]).
     joins_peers: bool,
+    /// Every seed address known (own excluded): at start and resolved since.
+    seed_addrs: Vec<SocketAddr>,
+    /// This node's gossip address (never a seed).
+    own_addr: SocketAddr,
+    /// Seed names not resolved yet, and failed resolution attempts so far.
+    seeds_unresolved: usize,
+    seed_failures: u64,
     /// Why the loop ended on an error (published in the last view).
     stopped: Option<String>,
 }
@@ -420,6 +477,40 @@ impl Driver {
                 Err(e) => round.acks.push((reply, Err(e.into()))),
             },
             Request::Stop => round.stop = true,
+            Request::Seeds {
+                addrs,
+                pending,
+                failures,
+            } => self.add_seeds(addrs, pending, failures),
+        }
+    }
+
+    /// A late seed name resolved (or failed again). New addresses go to the core,
+    /// which joins through them if this node is alone. Once no name is pending and
+    /// every one of them was this node itself, the node is a founder alone, as if
+    /// started without seeds: it has no peer to wait for.
+    fn add_seeds(&mut self, addrs: Vec<SocketAddr>, pending: usize, failures: u64) {
+        self.dirty = true;
+        self.seeds_unresolved = pending;
+        self.seed_failures = failures;
+        let own = self.own_addr;
+        let new: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| *a != own && !self.seed_addrs.contains(a))
+            .collect();
+        if !new.is_empty() {
+            self.seed_addrs.extend(&new);
+            let now = self.clock.now();
+            if let Err(e) = self
+                .node
+                .handle_command(now, Command::AddSeeds { seeds: new })
+            {
+                tracing::warn!(error = %e, "late seeds refused");
+            }
+        }
+        if pending == 0 && self.seed_addrs.is_empty() && self.node.replica().first_sync().is_none()
+        {
+            self.joins_peers = false;
         }
     }
 
@@ -603,6 +694,8 @@ impl Driver {
                 }
             },
             joins_peers: self.joins_peers,
+            seeds_unresolved: self.seeds_unresolved,
+            seed_resolve_failures: self.seed_failures,
             first_sync: self.node.replica().first_sync(),
             stopped: self.stopped.clone(),
             life: self.node.life(),

@@ -7,7 +7,8 @@
 //!    database are one storage life;
 //! 3. derive the cluster keys from the secret (Argon2id: about a second by design; never
 //!    logged, only the fingerprint is) and build the TLS configuration;
-//! 4. resolve the seeds, bind the QUIC endpoint with the handshake limits;
+//! 4. resolve the seeds (a name that does not resolve yet is retried in the
+//!    background, see [`crate::seeds`]), bind the QUIC endpoint with the handshake limits;
 //! 5. start the driver, which commits the new incarnation before its first packet.
 //!
 //! The socket is a parameter so tests can run the very same start-up on turmoil.
@@ -21,7 +22,7 @@ use aurora_core::Life;
 use quinn::{AsyncUdpSocket, Runtime};
 use tokio::sync::mpsc;
 
-use crate::config::{resolve_seeds, ClusterSettings, ConfigError};
+use crate::config::{ClusterSettings, ConfigError};
 use crate::driver::{self, DriverConfig, DriverError, Handle};
 use crate::identity::{IdentityError, NodeKey};
 use crate::store::{Store, StoreError};
@@ -106,7 +107,11 @@ pub async fn launch(
         rotation = secrets.previous.is_some(),
         "starting cluster node"
     );
-    let seeds: Vec<SocketAddr> = resolve_seeds(&settings.seed_nodes, identity.addr).await?;
+    // Names that do not resolve yet are retried once the driver runs (crate::seeds);
+    // only a malformed entry stops the start.
+    let resolution = crate::seeds::resolve(&settings.seed_nodes, identity.addr).await?;
+    let seeds: Vec<SocketAddr> = resolution.addrs;
+    let own = identity.addr;
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let transport = match socket {
         Socket::Bind => Transport::bind_with_limits(
@@ -154,11 +159,19 @@ pub async fn launch(
             identity,
             seed,
             seeds,
+            pending_seeds: resolution.unresolved.len(),
         },
         store,
         transport,
         inbound_rx,
     )?;
+    if !resolution.unresolved.is_empty() {
+        tokio::spawn(crate::seeds::retry_unresolved(
+            resolution.unresolved,
+            own,
+            handle.seed_sink(),
+        ));
+    }
     Ok(handle)
 }
 

@@ -12,6 +12,7 @@
 //! - [`clock`]: tokio time as core milliseconds (virtual under turmoil);
 //! - [`driver`]: the task that owns the `Node` and honours the persistence contract;
 //! - [`view`]: the immutable snapshot other tasks read;
+//! - [`seeds`]: seed names to addresses, retried while a name does not resolve yet;
 //! - [`launch`]: start-up in the right order.
 
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod config;
 pub mod driver;
 pub mod identity;
 pub mod launch;
+pub mod seeds;
 pub mod store;
 pub mod transport;
 pub mod view;

@@ -80,6 +80,10 @@ pub struct ClusterView {
     /// Whether the node was started with seeds to join (its own address aside): only
     /// then is its state incomplete until [`ClusterView::first_sync`].
     pub joins_peers: bool,
+    /// Seed names that have not resolved yet (retried in the background).
+    pub seeds_unresolved: usize,
+    /// Failed seed resolution attempts since start (the start's included).
+    pub seed_resolve_failures: u64,
     /// When the node first completed an anti-entropy exchange with a peer (driver
     /// clock; see [`aurora_core::state::replica::Replica::first_sync`]).
     pub first_sync: Option<Millis>,

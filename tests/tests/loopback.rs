@@ -65,6 +65,7 @@ async fn node_certified_as(
             identity,
             seed: 1,
             seeds,
+            pending_seeds: 0,
         },
         store,
         transport,

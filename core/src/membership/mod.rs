@@ -347,6 +347,30 @@ impl Membership {
         self.send_join(now, out);
     }
 
+    /// Adds seed addresses learnt late (see `Command::AddSeeds`). Nothing else
+    /// changes for a node that already has live members: the seeds only join the
+    /// reconnect loop's candidates. A node that is alone (it started while none of
+    /// its seeds resolved) joins through them now instead of waiting for the
+    /// reconnect timer; one already joining includes them from this attempt on.
+    pub(crate) fn add_seeds(&mut self, now: Millis, seeds: Vec<Addr>, out: &mut Outbox) {
+        for seed in seeds {
+            if seed != self.addr && !self.seeds.contains(&seed) {
+                self.seeds.push(seed);
+            }
+        }
+        if self.seeds.is_empty() {
+            return;
+        }
+        match self.phase {
+            Phase::Active if self.active_count() == 0 => {
+                self.phase = Phase::Joining;
+                self.send_join(now, out);
+            }
+            Phase::Joining => self.send_join(now, out),
+            _ => {}
+        }
+    }
+
     /// Leaves gracefully: announces `Left` and stops after `leave_propagate`.
     pub(crate) fn leave(&mut self, now: Millis, out: &mut Outbox) {
         if matches!(self.phase, Phase::Leaving | Phase::Left) {

@@ -1219,3 +1219,66 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
     }
     assert!(datagrams > 0);
 }
+
+/// The join push-pulls among `outs`, by destination.
+fn join_targets(outs: &[Output]) -> Vec<Addr> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Transmit(t) => {
+                let envelope = crate::wire::decode(CLUSTER, t.channel, &t.bytes).ok()?;
+                matches!(
+                    envelope.message,
+                    Message::PushPull {
+                        kind: PushPullKind::Join,
+                        ..
+                    }
+                )
+                .then_some(t.to)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
+    // Started while none of its seeds resolved: a cluster of one.
+    let mut alone = new_node(1, Restored::default(), START);
+    let _ = outputs(&mut alone);
+    assert!(!alone.membership().is_joining());
+    alone
+        .handle_command(
+            START,
+            Command::AddSeeds {
+                seeds: vec![addr(1), addr(2)],
+            },
+        )
+        .unwrap();
+    assert!(alone.membership().is_joining(), "a lone node joins at once");
+    assert_eq!(
+        join_targets(&outputs(&mut alone)),
+        vec![addr(2)],
+        "never itself"
+    );
+
+    // Already joining through seed 2: seed 3 resolves later and is asked too.
+    let mut joining = new_node(1, Restored::default(), START);
+    joining
+        .handle_command(
+            START,
+            Command::Join {
+                seeds: vec![addr(2)],
+            },
+        )
+        .unwrap();
+    let _ = outputs(&mut joining);
+    joining
+        .handle_command(
+            START,
+            Command::AddSeeds {
+                seeds: vec![addr(3), addr(2)],
+            },
+        )
+        .unwrap();
+    assert_eq!(join_targets(&outputs(&mut joining)), vec![addr(2), addr(3)]);
+}

@@ -413,6 +413,52 @@ pub fn render_metrics(info: &ClusterInfo, text: &mut String) {
             counts[i]
         );
     }
+    // Leadership as this node sees it: what the alerts on "no leader" and "lease
+    // lost" read (deploy/prometheus/aurora-alerts.yaml).
+    if let Some(f) = view.failover.as_ref() {
+        gauge(
+            text,
+            "aurora_cluster_leader_known",
+            "1 while this node knows a lease holder (0 during an election or without a majority).",
+            u64::from(f.leader.is_some()),
+        );
+        gauge(
+            text,
+            "aurora_cluster_is_leader",
+            "1 while this node holds the failover lease.",
+            u64::from(f.this_node_holds_lease),
+        );
+        gauge(
+            text,
+            "aurora_cluster_epoch",
+            "Fencing epoch of the current leadership as this node knows it; only grows.",
+            f.epoch.0,
+        );
+        gauge(
+            text,
+            "aurora_cluster_can_fail_over",
+            "1 when losing the leader now would still leave a majority of voters to elect another.",
+            u64::from(f.can_fail_over),
+        );
+        gauge(
+            text,
+            "aurora_cluster_voters",
+            "Members on the voter roster this node follows.",
+            f.voters.len() as u64,
+        );
+    }
+    gauge(
+        text,
+        "aurora_cluster_seeds_unresolved",
+        "Seed names that did not resolve yet; retried with backoff while the node runs.",
+        view.seeds_unresolved as u64,
+    );
+    counter(
+        text,
+        "aurora_cluster_seed_resolve_failures_total",
+        "Failed seed name resolutions since start.",
+        view.seed_resolve_failures,
+    );
     let m = &view.metrics;
     counter(
         text,
@@ -592,6 +638,11 @@ pub fn render_metrics(info: &ClusterInfo, text: &mut String) {
 fn header(text: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(text, "# HELP {name} {help}");
     let _ = writeln!(text, "# TYPE {name} {kind}");
+}
+
+fn gauge(text: &mut String, name: &str, help: &str, value: u64) {
+    header(text, name, help, "gauge");
+    let _ = writeln!(text, "{name} {value}");
 }
 
 fn counter(text: &mut String, name: &str, help: &str, value: u64) {

@@ -64,6 +64,10 @@ pub struct Spec {
     pub extra: Vec<String>,
     /// The network namespace to run in (`None`: this process's own).
     pub netns: Option<String>,
+    /// Run the process in a mount namespace of its own whose `/etc/hosts` is this
+    /// file (root only, see [`mount_namespaces_allowed`]): the test decides what seed
+    /// names resolve to, and when (glibc reads the file on every lookup).
+    pub hosts: Option<PathBuf>,
 }
 
 fn loopback(i: u8) -> IpAddr {
@@ -102,6 +106,7 @@ pub fn spec(root: &Path, i: u8, extra: &[&str]) -> Spec {
         dir,
         extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         netns: None,
+        hosts: None,
     }
 }
 
@@ -119,27 +124,57 @@ pub fn spec_in_netns(root: &Path, i: u8, netns: &str, ip: IpAddr, extra: &[&str]
         dir,
         extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         netns: Some(netns.to_owned()),
+        hosts: None,
     }
+}
+
+/// Whether this process may make mount namespaces (`unshare --mount`, root).
+pub fn mount_namespaces_allowed() -> bool {
+    Command::new("unshare")
+        .args(["--mount", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Starts `spec` with these seeds and cluster secret; returns once `/health` answers.
 pub fn spawn(spec: &Spec, seeds: &[Spec], secret: &str) -> Proc {
     let seeds: Vec<String> = seeds.iter().map(|s| s.gossip.to_string()).collect();
+    spawn_seeded(spec, &seeds, secret)
+}
+
+/// Like [`spawn`], with the seed list as written (`host:port` entries, names too).
+pub fn spawn_seeded(spec: &Spec, seeds: &[String], secret: &str) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(spec.dir.join("aurora.log"))
         .expect("log file");
-    let mut command = match &spec.netns {
-        Some(netns) => {
-            // `ip netns exec` enters the namespace and execs the binary: the child's
-            // pid is the node's, so `kill_9` kills the node itself.
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", netns, BIN]);
-            c
-        }
-        None => Command::new(BIN),
-    };
+    // The wrappers, outermost first: the network namespace (`ip netns exec`), then a
+    // mount namespace with its own /etc/hosts; each execs the next, so the child's
+    // pid is the node's and `kill_9` kills the node itself.
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(netns) = &spec.netns {
+        argv.extend(["ip", "netns", "exec", netns.as_str()].map(Into::into));
+    }
+    if let Some(hosts) = &spec.hosts {
+        argv.extend(
+            [
+                "unshare",
+                "--mount",
+                "--",
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+            ]
+            .map(Into::into),
+        );
+        argv.push(hosts.into());
+    }
+    argv.push(BIN.into());
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
     let child = command
         .arg("serve")
         .arg("--listen")

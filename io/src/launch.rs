@@ -87,6 +87,7 @@ pub async fn launch(
     }
     let (config, mut identity) = settings.to_core(version);
     let mut store = Store::open(db_path, identity.id)?;
+    store.set_history_retention(settings.timing.tombstone_ttl);
     let data_dir = match db_path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

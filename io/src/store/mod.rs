@@ -33,6 +33,8 @@
 //! commits several. Each `PersistItem` kind is matched exhaustively, so when the core adds
 //! a kind this crate stops compiling until the new kind has a table and a migration.
 
+pub mod backup;
+pub mod history;
 mod migrations;
 mod schema;
 
@@ -99,12 +101,21 @@ pub enum StoreError {
     },
 }
 
+/// How long replaced record versions are kept by default (the default tombstone TTL).
+pub const DEFAULT_HISTORY_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// An open node database.
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     node: NodeId,
+    /// The latest commit time used ([`history`]); never goes back.
+    history_clock: i64,
+    /// How long replaced versions are kept ([`Store::set_history_retention`]).
+    history_retention_ms: i64,
+    /// When (store clock) the history was last pruned.
+    last_prune: i64,
 }
 
 impl Store {
@@ -118,7 +129,14 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| sqlite(&path, e))?;
-        let mut store = Store { conn, path, node };
+        let mut store = Store {
+            conn,
+            path,
+            node,
+            history_clock: 0,
+            history_retention_ms: DEFAULT_HISTORY_RETENTION_MS,
+            last_prune: 0,
+        };
         store.check_integrity()?;
         store.check_application_id()?;
         store.configure()?;
@@ -135,7 +153,14 @@ impl Store {
             migrations::MigrateError::Sqlite(e) => sqlite(&store.path, e),
         })?;
         store.bind_node()?;
+        store.history_clock = history::load_clock(&store.conn).map_err(|e| store.err(e))?;
         Ok(store)
+    }
+
+    /// Keeps replaced record versions for `retention` (the tombstone TTL: the window
+    /// in which `state export --at` answers exactly).
+    pub fn set_history_retention(&mut self, retention: std::time::Duration) {
+        self.history_retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     }
 
     /// The storage life this file was written under, if one was recorded
@@ -268,16 +293,39 @@ impl Store {
     /// Commits several batches in one transaction (one fsync), in order. Either all of
     /// them are durable afterwards or none is.
     pub fn apply_all(&mut self, batches: &[PersistBatch]) -> Result<(), StoreError> {
+        self.apply_all_at(batches, wall_ms())
+    }
+
+    /// [`Store::apply_all`] with the wall clock given (ms since the Unix epoch): the
+    /// commit time recorded in the history is the later of it and the last one used.
+    pub fn apply_all_at(
+        &mut self,
+        batches: &[PersistBatch],
+        wall_ms: i64,
+    ) -> Result<(), StoreError> {
         if batches.iter().all(|b| b.items.is_empty()) {
             return Ok(());
         }
-        let tx = self.conn.transaction().map_err(|e| sqlite(&self.path, e))?;
+        let now = history::next_clock(self.history_clock, wall_ms);
+        let prune = now.saturating_sub(self.last_prune) >= history::PRUNE_EVERY_MS;
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sqlite(&path, e))?;
         for batch in batches {
             for item in &batch.items {
-                apply_item(&tx, item).map_err(|e| sqlite(&self.path, e))?;
+                apply_item(&tx, item, now).map_err(|e| sqlite(&path, e))?;
             }
         }
-        tx.commit().map_err(|e| sqlite(&self.path, e))
+        history::save_clock(&tx, now).map_err(|e| sqlite(&path, e))?;
+        if prune {
+            let cutoff = now.saturating_sub(self.history_retention_ms);
+            history::prune(&tx, cutoff).map_err(|e| sqlite(&path, e))?;
+        }
+        tx.commit().map_err(|e| sqlite(&path, e))?;
+        self.history_clock = now;
+        if prune {
+            self.last_prune = now;
+        }
+        Ok(())
     }
 
     /// The schema version the file is at.
@@ -382,21 +430,30 @@ impl Store {
 
 /// Writes one item inside the caller's transaction. New `PersistItem` kinds get an arm
 /// here (and a table in a new migration).
-fn apply_item(tx: &Transaction<'_>, item: &PersistItem) -> rusqlite::Result<()> {
+fn apply_item(tx: &Transaction<'_>, item: &PersistItem, now: i64) -> rusqlite::Result<()> {
     match item {
         PersistItem::Incarnation(i) => {
             tx.prepare_cached("UPDATE identity SET incarnation = ?1 WHERE id = 1")?
                 .execute([to_sql_u64(i.0)])?;
         }
         PersistItem::Entry(e) => {
-            tx.prepare_cached("INSERT OR REPLACE INTO entries (key, entry) VALUES (?1, ?2)")?
-                .execute((encode_key(&e.key), encode_entry(e)))?;
+            let bytes = encode_entry(e);
+            history::supersede(tx, &e.key, Some(&bytes), now)?;
+            // An upsert, not `INSERT OR REPLACE`: unchanged bytes keep their
+            // `since_ms` (they are no new version).
+            tx.prepare_cached(
+                "INSERT INTO entries (key, entry, since_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET entry = excluded.entry, since_ms = excluded.since_ms
+                 WHERE entries.entry != excluded.entry",
+            )?
+            .execute((encode_key(&e.key), bytes, now))?;
         }
         PersistItem::Epoch(epoch) => {
             tx.prepare_cached("UPDATE identity SET epoch = max(epoch, ?1) WHERE id = 1")?
                 .execute([to_sql_u64(epoch.0)])?;
         }
         PersistItem::Remove(key) => {
+            history::supersede(tx, key, None, now)?;
             tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
                 .execute([encode_key(key)])?;
         }
@@ -463,6 +520,14 @@ fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Wall-clock ms since the Unix epoch (0 if the clock is before it).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// SQLite integers are signed 64-bit; ids and counters are `u64`. They are stored

@@ -56,4 +56,31 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
             life    INTEGER NOT NULL
         ) STRICT;",
     ),
+    (
+        6,
+        // Point-in-time history (`super::history`): when each stored entry became this
+        // node's version (`entries.since_ms`, local wall ms; NULL for rows older than
+        // this migration, which count from `history_meta.since_ms`), and every record
+        // version this node has replaced or removed since, with the interval it was
+        // current (`since_ms <= t < until_ms`). Pruned after the tombstone TTL.
+        // `history_meta`: from when history is complete (`since_ms`), up to when it
+        // was pruned (`pruned_ms`), and the latest commit time used (`clock_ms`, so a
+        // wall clock stepping back cannot make two versions of a key overlap).
+        "ALTER TABLE entries ADD COLUMN since_ms INTEGER;
+        CREATE TABLE history (
+            key      BLOB NOT NULL,
+            entry    BLOB NOT NULL,
+            since_ms INTEGER NOT NULL,
+            until_ms INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX history_until ON history (until_ms);
+        CREATE TABLE history_meta (
+            id        INTEGER PRIMARY KEY CHECK (id = 1),
+            since_ms  INTEGER NOT NULL,
+            pruned_ms INTEGER NOT NULL,
+            clock_ms  INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO history_meta (id, since_ms, pruned_ms, clock_ms) VALUES (1,
+            CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 0, 0);",
+    ),
 ];

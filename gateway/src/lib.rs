@@ -47,6 +47,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod openai;
+pub mod ops;
 pub mod policy;
 pub mod probe;
 pub mod provider;

@@ -56,6 +56,13 @@ enum Command {
     /// Check a running node's health endpoint (the container image's HEALTHCHECK):
     /// exit 0 on 200, 1 on any other answer or none, 2 on a bad URL.
     Health(HealthArgs),
+    /// Copy a node's node.db (running or not) to a backup file, consistently.
+    Backup(aurora_gateway::ops::cli::BackupArgs),
+    /// Restore a backup into an empty data directory, as a new storage life.
+    Restore(aurora_gateway::ops::cli::RestoreArgs),
+    /// Export or import the replicated state (every collection, secrets as hashes).
+    #[command(subcommand)]
+    State(aurora_gateway::ops::cli::StateCommand),
 }
 
 /// `aurora health`.
@@ -253,6 +260,9 @@ fn main() -> ExitCode {
         Some(Command::Dev(args)) => return aurora_gateway::dev::main(args),
         Some(Command::Gameday(command)) => return aurora_gateway::gameday::main(command),
         Some(Command::Health(args)) => return health(&args),
+        Some(Command::Backup(args)) => return aurora_gateway::ops::cli::run_backup(&args),
+        Some(Command::Restore(args)) => return aurora_gateway::ops::cli::run_restore(&args),
+        Some(Command::State(command)) => return aurora_gateway::ops::cli::run_state(&command),
         None => cli.serve,
     };
     init_logging(args.log_format);

@@ -10,6 +10,9 @@
 //!   create, `GET`/`PUT`/`DELETE` `/{id}` ([`records`]); `POST /admin/api/keys`
 //!   generates the key's secret and answers it once ([`keys`]).
 //!
+//! - `GET /admin/api/state/export[?at=TIME]` and `POST /admin/api/state/import[?dry_run=true]`:
+//!   the whole replicated state as one document, and loading one ([`state`]).
+//!
 //! The HTML page `/admin/dashboard/cluster` is in [`dashboard`] (same token, also
 //! accepted there as HTTP Basic credentials so a browser can send it).
 //!
@@ -24,6 +27,7 @@ pub mod guard;
 pub mod identity;
 pub mod keys;
 pub mod records;
+pub mod state;
 pub mod token;
 
 use std::sync::Arc;
@@ -70,6 +74,33 @@ where
                 data: crate::cluster::status::nodes(&state.cluster),
             })
         }),
+        "state/export" => {
+            if method != Method::GET {
+                return not_allowed(&method, &path, "GET");
+            }
+            state::export(state, parts.uri.query())
+                .await
+                .unwrap_or_else(ApiError::into_response)
+        }
+        "state/import" => {
+            if method != Method::POST {
+                return not_allowed(&method, &path, "POST");
+            }
+            let body = match read_limited(
+                &parts.headers,
+                body,
+                state::MAX_IMPORT_BYTES,
+                state.config.limits.body_read_timeout(),
+            )
+            .await
+            {
+                Ok(bytes) => bytes,
+                Err(error) => return error.into_response(),
+            };
+            state::import(state, parts.uri.query(), &body)
+                .await
+                .unwrap_or_else(ApiError::into_response)
+        }
         "cluster/switchover" | "cluster/forget" | "cluster/admit" | "cluster/fault" => {
             if method != Method::POST {
                 return not_allowed(&method, &path, "POST");

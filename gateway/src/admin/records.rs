@@ -229,7 +229,7 @@ pub fn check(record: &Record, id: &RecordId) -> Result<(), ApiError> {
 
 /// A provider may only name an API-key variable under `gateway.provider_env_prefix`
 /// (see [`crate::cluster::catalog::refused_providers`]); 400 naming `api_key_env`.
-fn check_env_prefix(state: &AppState, record: &Record) -> Result<(), ApiError> {
+pub fn check_env_prefix(state: &AppState, record: &Record) -> Result<(), ApiError> {
     let prefix = &state.config.provider_env_prefix;
     match record {
         Record::Provider(p) => match &p.api_key_env {

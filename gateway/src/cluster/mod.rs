@@ -71,6 +71,9 @@ pub struct ClusterInfo {
     view: watch::Receiver<Arc<ClusterView>>,
     /// Runs failover commands (switchover, forget); `None` without a node.
     commander: Option<Commander>,
+    /// This node's SQLite file, read (read-only) for point-in-time exports; `None`
+    /// without a node.
+    pub db_path: Option<PathBuf>,
 }
 
 impl ClusterInfo {
@@ -89,6 +92,7 @@ impl ClusterInfo {
             faults: None,
             view,
             commander: None,
+            db_path: None,
         }
     }
 
@@ -228,6 +232,7 @@ impl Node {
             faults,
             view: handle.watch(),
             commander: Some(handle.commander()),
+            db_path: Some(db_path(data_dir)),
         };
         let state_view = StateView::new(handle.watch_state(), handle.commander());
         Ok(Node {

@@ -148,16 +148,12 @@ pub async fn import(
         for c in WRITE_ORDER.into_iter().rev() {
             for id in &diff[crate::admin::records::path_name(c)].removed {
                 let id = RecordId::new(id.as_str()).map_err(|_| ApiError::internal())?;
-                state
-                    .state_view
-                    .delete(c, id)
-                    .await
-                    .map_err(|e| match e {
-                        crate::cluster::WriteError::Invalid(_) => ApiError::internal(),
-                        crate::cluster::WriteError::Driver(e) => {
-                            super::node_unavailable("commit the delete", &e)
-                        }
-                    })?;
+                state.state_view.delete(c, id).await.map_err(|e| match e {
+                    crate::cluster::WriteError::Invalid(_) => ApiError::internal(),
+                    crate::cluster::WriteError::Driver(e) => {
+                        super::node_unavailable("commit the delete", &e)
+                    }
+                })?;
                 deleted += 1;
             }
         }

@@ -46,13 +46,23 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct Target {
     /// A data directory (its `node.db`; for export the node may be running).
-    #[arg(long, value_name = "DIR", conflicts_with = "url", required_unless_present = "url")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "url",
+        required_unless_present = "url"
+    )]
     pub data_dir: Option<PathBuf>,
     /// A running node's HTTP URL (its admin API).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The admin token for --url.
-    #[arg(long, value_name = "TOKEN", env = "AURORA_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "AURORA_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 }
 
@@ -216,8 +226,8 @@ fn export(target: &Target, at: Option<&str>) -> Result<(), Failed> {
 fn import(file: &Path, target: &Target, dry_run: bool) -> Result<(), Failed> {
     let bytes = std::fs::read(file)
         .map_err(|e| usage(anyhow::anyhow!("{}: cannot read it: {e}", file.display())))?;
-    let (_, records) = Document::parse(&bytes)
-        .map_err(|e| usage(anyhow::anyhow!("{}: {e}", file.display())))?;
+    let (_, records) =
+        Document::parse(&bytes).map_err(|e| usage(anyhow::anyhow!("{}: {e}", file.display())))?;
     match (&target.data_dir, &target.url) {
         (Some(dir), _) => {
             if dry_run {
@@ -244,7 +254,13 @@ fn import(file: &Path, target: &Target, dry_run: bool) -> Result<(), Failed> {
             } else {
                 "/admin/api/state/import"
             };
-            let body = call(url, token(target)?, http::Method::POST, path, Bytes::from(bytes))?;
+            let body = call(
+                url,
+                token(target)?,
+                http::Method::POST,
+                path,
+                Bytes::from(bytes),
+            )?;
             let answer: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| failure(anyhow::anyhow!("{url} answered no JSON: {e}")))?;
             eprint!("{}", summary(&answer));

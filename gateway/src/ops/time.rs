@@ -57,7 +57,11 @@ pub fn parse_at(value: &str) -> Result<u64, AtParseError> {
         if digits == 0 {
             return Err(err("a `.` without fraction digits"));
         }
-        let first3: String = frac[..digits].chars().chain("000".chars()).take(3).collect();
+        let first3: String = frac[..digits]
+            .chars()
+            .chain("000".chars())
+            .take(3)
+            .collect();
         millis = first3.parse().map_err(|_| err("bad fraction"))?;
         rest = &frac[digits..];
     }
@@ -78,8 +82,8 @@ pub fn parse_at(value: &str) -> Result<u64, AtParseError> {
         _ => return Err(err("a zone is required (`Z` or `+HH:MM`)")),
     };
     let days = days_from_civil(year, month, day);
-    let ms = (((days * 24 + hour) * 60 + minute) * 60 + second) * 1000 + millis
-        - offset_min * 60_000;
+    let ms =
+        (((days * 24 + hour) * 60 + minute) * 60 + second) * 1000 + millis - offset_min * 60_000;
     u64::try_from(ms).map_err(|_| err("before 1970"))
 }
 
@@ -130,7 +134,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -142,7 +154,10 @@ mod tests {
         // date -u -d 2026-12-04T18:55:20Z +%s -> 1796410520
         assert_eq!(parse_at("2026-12-04T18:55:20Z"), Ok(1_796_410_520_000));
         assert_eq!(parse_at("1796410520000"), Ok(1_796_410_520_000));
-        assert_eq!(parse_at("2026-12-04T19:55:20.25+01:00"), Ok(1_796_410_520_250));
+        assert_eq!(
+            parse_at("2026-12-04T19:55:20.25+01:00"),
+            Ok(1_796_410_520_250)
+        );
         assert_eq!(parse_at("2024-02-29T00:00:00.000Z"), Ok(1_709_164_800_000));
         assert_eq!(rfc3339(1_796_410_520_250), "2026-12-04T18:55:20.250Z");
         for ms in [0, 951_782_400_000, 1_709_164_800_000, 1_796_410_520_999] {

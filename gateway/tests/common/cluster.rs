@@ -239,14 +239,43 @@ pub fn advertise_url(spec: &Spec) -> String {
 /// Starts three nodes seeded with each other (`extra` arguments on each) and waits
 /// until every one lists three alive members.
 pub fn start_three(root: &Path, extra: &[&str]) -> (Vec<Spec>, Vec<Proc>) {
-    let specs: Vec<Spec> = (1..=3).map(|i| spec(root, i, extra)).collect();
+    start_cluster(root, 3, extra)
+}
+
+/// Starts `n` nodes (`node-1` …) seeded with each other and waits until every one
+/// lists `n` alive members.
+pub fn start_cluster(root: &Path, n: u8, extra: &[&str]) -> (Vec<Spec>, Vec<Proc>) {
+    let specs: Vec<Spec> = (1..=n).map(|i| spec(root, i, extra)).collect();
     let procs: Vec<Proc> = specs.iter().map(|s| spawn(s, &specs, SECRET)).collect();
     for p in &procs {
-        wait_for(Duration::from_secs(20), "three alive members", || {
-            alive(p) == 3
+        wait_for(Duration::from_secs(20), "all members alive", || {
+            alive(p) == usize::from(n)
         });
     }
     (specs, procs)
+}
+
+/// What a finished `aurora` subcommand (not `serve`) printed and exited with.
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `aurora ARGS…` to completion (the admin token in its environment unless
+/// `env` sets it), bounded by the caller's test timeout.
+pub fn aurora(args: &[&str], env: &[(&str, &str)]) -> CliRun {
+    let mut command = Command::new(BIN);
+    command.args(args).env("AURORA_ADMIN_TOKEN", TOKEN);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run aurora");
+    CliRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// An admin request (the admin token as bearer).

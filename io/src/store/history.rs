@@ -77,9 +77,7 @@ impl Window {
 /// Why a point in time cannot be answered exactly.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AtError {
-    #[error(
-        "--at {at} is in the future (now is {now}): the state then is not known yet"
-    )]
+    #[error("--at {at} is in the future (now is {now}): the state then is not known yet")]
     Future { at: u64, now: u64 },
     #[error(
         "--at {at} is before this node.db started keeping history ({since}, unix ms: its \
@@ -173,9 +171,11 @@ pub(super) fn prune(tx: &Transaction<'_>, cutoff: i64) -> rusqlite::Result<usize
 /// The latest commit time recorded (0 for none).
 pub(super) fn load_clock(conn: &Connection) -> rusqlite::Result<i64> {
     Ok(conn
-        .query_row("SELECT clock_ms FROM history_meta WHERE id = 1", [], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT clock_ms FROM history_meta WHERE id = 1",
+            [],
+            |row| row.get(0),
+        )
         .optional()?
         .unwrap_or(0))
 }

@@ -63,9 +63,15 @@ fn each_version_is_answered_for_the_interval_it_was_current() {
     let path = dir.path().join(DB_FILE);
     let mut store = Store::open(&path, NodeId(1)).expect("open");
     let t = wall_ms() + 10_000;
-    store.apply_all_at(&[put(model_entry("m", "v1", 1))], t).expect("v1");
-    store.apply_all_at(&[put(model_entry("m", "v2", 2))], t + 100).expect("v2");
-    store.apply_all_at(&[put(tombstone("m", 3))], t + 200).expect("delete");
+    store
+        .apply_all_at(&[put(model_entry("m", "v1", 1))], t)
+        .expect("v1");
+    store
+        .apply_all_at(&[put(model_entry("m", "v2", 2))], t + 100)
+        .expect("v2");
+    store
+        .apply_all_at(&[put(tombstone("m", 3))], t + 200)
+        .expect("delete");
     store
         .apply_all_at(
             &[PersistBatch {
@@ -75,16 +81,33 @@ fn each_version_is_answered_for_the_interval_it_was_current() {
         )
         .expect("collect the tombstone");
     // The same bytes again are no new version.
-    store.apply_all_at(&[put(model_entry("n", "w", 4))], t + 400).expect("n");
-    store.apply_all_at(&[put(model_entry("n", "w", 4))], t + 500).expect("n again");
+    store
+        .apply_all_at(&[put(model_entry("n", "w", 4))], t + 400)
+        .expect("n");
+    store
+        .apply_all_at(&[put(model_entry("n", "w", 4))], t + 500)
+        .expect("n again");
     let conn = &store.conn;
     assert_eq!(upstream_at(conn, t - 1), vec![]);
     assert_eq!(upstream_at(conn, t), vec![("m".into(), Some("v1".into()))]);
-    assert_eq!(upstream_at(conn, t + 99), vec![("m".into(), Some("v1".into()))]);
-    assert_eq!(upstream_at(conn, t + 100), vec![("m".into(), Some("v2".into()))]);
-    assert_eq!(upstream_at(conn, t + 250), vec![("m".into(), None)], "the tombstone");
+    assert_eq!(
+        upstream_at(conn, t + 99),
+        vec![("m".into(), Some("v1".into()))]
+    );
+    assert_eq!(
+        upstream_at(conn, t + 100),
+        vec![("m".into(), Some("v2".into()))]
+    );
+    assert_eq!(
+        upstream_at(conn, t + 250),
+        vec![("m".into(), None)],
+        "the tombstone"
+    );
     assert_eq!(upstream_at(conn, t + 300), vec![]);
-    assert_eq!(upstream_at(conn, t + 450), vec![("n".into(), Some("w".into()))]);
+    assert_eq!(
+        upstream_at(conn, t + 450),
+        vec![("n".into(), Some("w".into()))]
+    );
     let rows: i64 = conn
         .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
         .expect("count");
@@ -96,10 +119,17 @@ fn a_wall_clock_that_steps_back_never_makes_versions_overlap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(dir.path().join(DB_FILE), NodeId(1)).expect("open");
     let t = wall_ms() + 10_000;
-    store.apply_all_at(&[put(model_entry("m", "v1", 1))], t).expect("v1");
+    store
+        .apply_all_at(&[put(model_entry("m", "v1", 1))], t)
+        .expect("v1");
     // The clock went back 5 s: the commit is stamped at the last time used.
-    store.apply_all_at(&[put(model_entry("m", "v2", 2))], t - 5_000).expect("v2");
-    assert_eq!(upstream_at(&store.conn, t), vec![("m".into(), Some("v2".into()))]);
+    store
+        .apply_all_at(&[put(model_entry("m", "v2", 2))], t - 5_000)
+        .expect("v2");
+    assert_eq!(
+        upstream_at(&store.conn, t),
+        vec![("m".into(), Some("v2".into()))]
+    );
     assert_eq!(upstream_at(&store.conn, t - 5_000), vec![]);
 }
 
@@ -110,19 +140,41 @@ fn pruned_history_is_refused_not_guessed() {
     let mut store = Store::open(&path, NodeId(1)).expect("open");
     store.set_history_retention(std::time::Duration::from_millis(1_000));
     let now = wall_ms();
-    store.apply_all_at(&[put(model_entry("m", "v1", 1))], now).expect("v1");
+    store
+        .apply_all_at(&[put(model_entry("m", "v1", 1))], now)
+        .expect("v1");
     let file = StateFile::open(&path).expect("read-only");
     let window = file.window().expect("window");
-    assert_eq!(window.pruned_ms, u64::try_from(now - 1_000).expect("positive"));
+    assert_eq!(
+        window.pruned_ms,
+        u64::try_from(now - 1_000).expect("positive")
+    );
     let before = window.earliest_ms() - 1;
-    let err = file.record_entries(Some(before)).expect_err("before the window");
+    let err = file
+        .record_entries(Some(before))
+        .expect_err("before the window");
     assert!(
-        matches!(err, BackupError::At { source: AtError::BeforeHistory { .. } | AtError::Pruned { .. }, .. }),
+        matches!(
+            err,
+            BackupError::At {
+                source: AtError::BeforeHistory { .. } | AtError::Pruned { .. },
+                ..
+            }
+        ),
         "{err}"
     );
     let future = u64::try_from(wall_ms()).expect("positive") + 60_000;
     let err = file.record_entries(Some(future)).expect_err("future");
-    assert!(matches!(err, BackupError::At { source: AtError::Future { .. }, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BackupError::At {
+                source: AtError::Future { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("in the future"), "{err}");
 }
 
@@ -159,10 +211,17 @@ fn a_restore_keeps_the_entries_and_drops_the_old_life() {
     let target = dir.path().join("restored");
     restore(&out, &target).expect("restore");
     let restored = target.join(DB_FILE);
-    assert_eq!(all_entries(&restored).expect("entries"), vec![model_entry("m", "v1", 1)]);
+    assert_eq!(
+        all_entries(&restored).expect("entries"),
+        vec![model_entry("m", "v1", 1)]
+    );
     // Another node id is fine now (the identity went), and it is a new life.
     let store = Store::open(&restored, NodeId(2)).expect("a new member's file");
-    assert_eq!(store.life().expect("life"), None, "a new life is made at start");
+    assert_eq!(
+        store.life().expect("life"),
+        None,
+        "a new life is made at start"
+    );
     let loaded = store.load().expect("load");
     assert_eq!(loaded.own_seq, 0);
     assert!(loaded.bindings.is_empty());
@@ -181,13 +240,19 @@ fn damaged_foreign_and_missing_files_are_refused_before_anything_is_written() {
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, b"not a database at all, just text").expect("write");
     let err = restore(&junk, &target).expect_err("junk");
-    assert!(matches!(err, BackupError::Store(StoreError::NotSqlite { .. })), "{err}");
+    assert!(
+        matches!(err, BackupError::Store(StoreError::NotSqlite { .. })),
+        "{err}"
+    );
     let foreign = dir.path().join("foreign.db");
     Connection::open(&foreign)
         .and_then(|c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);"))
         .expect("foreign");
     let err = restore(&foreign, &target).expect_err("foreign");
-    assert!(matches!(err, BackupError::Store(StoreError::Foreign { .. })), "{err}");
+    assert!(
+        matches!(err, BackupError::Store(StoreError::Foreign { .. })),
+        "{err}"
+    );
     let err = restore(&dir.path().join("absent.db"), &target).expect_err("absent");
     assert!(matches!(err, BackupError::Missing { .. }), "{err}");
     assert!(!target.exists(), "nothing was created");

@@ -185,6 +185,32 @@ fn a_backup_under_write_load_restores_to_a_node_that_converges() {
         alive, 4,
         "node 1 lists the restored node as a member: {nodes}"
     );
+
+    // The same backup started under the original's node id while the original runs:
+    // a new life, so the peers refuse it (identity mismatch) and keep the original.
+    let mut twin = spec(root.path(), 5, &[]);
+    let run = aurora(&["restore", path(&out), "--data-dir", path(&twin.dir)], &[]);
+    assert_eq!(run.code, 0, "restore: {}", run.stderr);
+    twin.name = "node-1".into();
+    let seeds = specs.clone();
+    let _twin = spawn(&twin, &seeds, SECRET);
+    wait_for(Duration::from_secs(30), "node 2 refuses the twin", || {
+        let status = common::cluster::get_json(&procs[1], "/admin/api/cluster/status");
+        status["identity"]["strangers"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["reason"] == "identity_mismatch"))
+    });
+    let nodes = common::cluster::get_json(&procs[1], "/admin/api/cluster/nodes");
+    let node1 = nodes["data"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "node-1").cloned())
+        .expect("node-1 listed");
+    assert_eq!(node1["state"], "alive", "the original stays: {node1}");
+    assert_eq!(
+        node1["advertise_url"].as_str(),
+        Some(common::cluster::advertise_url(&specs[0]).as_str()),
+        "node-1 is still the original process, not the twin"
+    );
 }
 
 #[test]

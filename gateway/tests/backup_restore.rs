@@ -425,6 +425,40 @@ fn export_at_a_past_time_equals_the_export_taken_then_and_refusals_are_clear() {
         "--url after a restart",
     );
 
+    // The node read its own file for that export. Doing so must leave its SQLite locks
+    // alone: were they dropped (POSIX locks go with any closed descriptor of the file in
+    // the process), the next outside connection to close (an operator's `sqlite3`)
+    // would take itself for the last one and delete the WAL the node still writes to,
+    // and the node's later commits would be lost at its next start.
+    // The outside program is Python's sqlite3 module (the system's libsqlite3, like the
+    // `sqlite3` shell; CI has python3 for the openai client test).
+    let db = specs[0].dir.join("node.db");
+    let outside = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             print(c.execute('SELECT count(*) FROM entries').fetchone()[0]); c.close()",
+        ])
+        .arg(&db)
+        .output()
+        .expect("python3 (with its sqlite3 module) acts as the outside SQLite program");
+    assert!(
+        outside.status.success(),
+        "{}",
+        String::from_utf8_lossy(&outside.stderr)
+    );
+    assert!(
+        specs[0].dir.join("node.db-wal").exists(),
+        "the node's WAL is still there after an outside connection closed"
+    );
+    create_key(&procs[0], "after-export").expect("key");
+    procs[0].kill_9();
+    procs[0] = spawn(&specs[0], &specs, SECRET);
+    assert!(
+        common::cluster::has(&procs[0], "/admin/api/keys/after-export"),
+        "a write acknowledged after the --at export survives a restart"
+    );
+
     // Refusals, each exit 2 naming what is at fault.
     let refused = |run: common::cluster::CliRun, needle: &str| {
         assert_eq!(run.code, 2, "stdout {} stderr {}", run.stdout, run.stderr);

@@ -65,15 +65,15 @@ pub async fn export(state: &Arc<AppState>, query: Option<&str>) -> Result<Respon
                 ));
             };
             let read = tokio::task::spawn_blocking(move || {
-                aurora_io::store::backup::StateFile::open(&path)
+                aurora_io::store::backup::StateFile::open_own(&path)
                     .and_then(|f| f.record_entries(Some(at)))
             })
             .await
             .map_err(|_| ApiError::internal())?;
             match read {
                 Ok(entries) => Records::from_entries(entries),
-                Err(aurora_io::store::backup::BackupError::At { source, .. }) => {
-                    return Err(at_error(source.to_string()))
+                Err(aurora_io::store::backup::BackupError::At { why, .. }) => {
+                    return Err(at_error(why.to_string()))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reading the node file for a state export failed");

@@ -62,9 +62,9 @@ pub enum BackupError {
         found: i64,
         supported: i64,
     },
-    #[error("{path}: {source}")]
-    At { path: PathBuf, source: AtError },
-    #[error("{path}: {what}: {source}")]
+    #[error("{path}: {why}")]
+    At { path: PathBuf, why: AtError },
+    #[error("{path}: {what}")]
     Io {
         path: PathBuf,
         what: &'static str,
@@ -94,7 +94,25 @@ impl StateFile {
     /// build writes (an older file has no history; a newer one may hold fields this
     /// build cannot read).
     pub fn open(path: &Path) -> Result<StateFile, BackupError> {
-        let conn = open_checked(path, "quick_check")?;
+        Self::open_with(path, true)
+    }
+
+    /// [`StateFile::open`] for the node process reading its own `node.db` (the admin
+    /// API's `state/export?at=`): the file is opened through SQLite only, never as a
+    /// plain file. Why: POSIX locks belong to the process, and closing *any* descriptor
+    /// of a file drops all of them, so a header check here would silently release the
+    /// running store's locks; the next outside program to close the database (an
+    /// operator's `sqlite3`) would then take itself for the last user, checkpoint and
+    /// delete the WAL the node still writes to, and the node's later commits would be
+    /// lost at its next start. SQLite shares one descriptor per file between the
+    /// connections of a process, so a second connection is safe. (The node checked the
+    /// header when it opened the file at start.)
+    pub fn open_own(path: &Path) -> Result<StateFile, BackupError> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, header: bool) -> Result<StateFile, BackupError> {
+        let conn = open_checked(path, "quick_check", header)?;
         let file = StateFile {
             conn,
             path: path.to_path_buf(),
@@ -137,9 +155,9 @@ impl StateFile {
             let now = u64::try_from(wall_ms()).unwrap_or(0);
             self.window()?
                 .check(at, now)
-                .map_err(|source| BackupError::At {
+                .map_err(|why| BackupError::At {
                     path: self.path.clone(),
-                    source,
+                    why,
                 })?;
         }
         history::record_entries(&self.conn, at).map_err(|e| match e {
@@ -184,7 +202,7 @@ pub fn backup(db: &Path, out: &Path, force: bool) -> Result<FileInfo, BackupErro
 /// Checks a backup file the way a restore will: SQLite header, application id, a full
 /// `integrity_check` (every page and index), and a schema this build can migrate.
 pub fn verify_file(path: &Path) -> Result<FileInfo, BackupError> {
-    let conn = open_checked(path, "integrity_check")?;
+    let conn = open_checked(path, "integrity_check", true)?;
     let sqlite = |e| BackupError::from(super::sqlite(path, e));
     let found = migrations::current_version(&conn).map_err(sqlite)?;
     let supported = migrations::latest();
@@ -230,7 +248,7 @@ pub fn restore(file: &Path, data_dir: &Path) -> Result<FileInfo, BackupError> {
     }
     require_empty(data_dir)?;
     let info = verify_file(file)?;
-    let source = open_checked(file, "quick_check")?;
+    let source = open_checked(file, "quick_check", true)?;
     prepare_dir(data_dir)?;
     let target = data_dir.join(DB_FILE);
     let partial = partial_path(&target);
@@ -289,7 +307,7 @@ pub fn seed(data_dir: &Path, entries: &[Entry]) -> Result<(), BackupError> {
 
 /// Every entry of a file (for tests and tools that check what a restore kept).
 pub fn all_entries(path: &Path) -> Result<Vec<Entry>, BackupError> {
-    let conn = open_checked(path, "quick_check")?;
+    let conn = open_checked(path, "quick_check", true)?;
     let sqlite = |e| BackupError::from(super::sqlite(path, e));
     let mut stmt = conn.prepare("SELECT entry FROM entries").map_err(sqlite)?;
     let mut rows = stmt.query([]).map_err(sqlite)?;
@@ -340,13 +358,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), BackupError> {
 
 /// Opens an existing file read-only and runs `check` (`quick_check` or the full
 /// `integrity_check`), refusing what is not an Aurora node file.
-fn open_checked(path: &Path, check: &str) -> Result<Connection, BackupError> {
+fn open_checked(path: &Path, check: &str, header: bool) -> Result<Connection, BackupError> {
     if !path.is_file() {
         return Err(BackupError::Missing {
             path: path.to_path_buf(),
         });
     }
-    check_header(path)?;
+    if header {
+        check_header(path)?;
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| super::sqlite(path, e))?;
     let corrupt = |detail: String| StoreError::Corrupt {
@@ -373,8 +393,22 @@ fn open_checked(path: &Path, check: &str) -> Result<Connection, BackupError> {
     Ok(conn)
 }
 
-/// `VACUUM INTO`: a consistent, compacted copy of what `conn` sees.
+/// `VACUUM INTO`: a consistent, compacted copy of what `conn` sees. The target is
+/// created empty first, owner-only (0600): it holds every key's hash, like `node.db`
+/// (SQLite writes into an empty file and keeps its mode).
 fn vacuum_into(conn: &Connection, from: &Path, to: &Path) -> Result<(), BackupError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(to).map_err(|source| BackupError::Io {
+        path: to.to_path_buf(),
+        what: "creating the copy",
+        source,
+    })?;
     let target = to.to_str().ok_or_else(|| BackupError::Io {
         path: to.to_path_buf(),
         what: "the path is not UTF-8",

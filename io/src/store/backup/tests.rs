@@ -202,6 +202,12 @@ fn a_restore_keeps_the_entries_and_drops_the_old_life() {
         let out = dir.path().join("b.db");
         let info = backup(&db, &out, false).expect("backup");
         assert_eq!(info.entries, 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&out).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "owner-only: it holds key hashes");
+        }
         assert!(!dir.path().join(".b.db.partial").exists());
         let err = backup(&db, &out, false).expect_err("exists");
         assert!(matches!(err, BackupError::Exists { .. }), "{err}");

@@ -157,7 +157,7 @@ fn pruned_history_is_refused_not_guessed() {
         matches!(
             err,
             BackupError::At {
-                source: AtError::BeforeHistory { .. } | AtError::Pruned { .. },
+                why: AtError::BeforeHistory { .. } | AtError::Pruned { .. },
                 ..
             }
         ),
@@ -169,7 +169,7 @@ fn pruned_history_is_refused_not_guessed() {
         matches!(
             err,
             BackupError::At {
-                source: AtError::Future { .. },
+                why: AtError::Future { .. },
                 ..
             }
         ),

@@ -4,7 +4,7 @@
 //! Why a history table at all: the store is one last-writer-wins register per key,
 //! so a record overwritten after `T` has lost its older value. Keeping every version
 //! a node replaces, for as long as tombstones are kept (`cluster.timing.tombstone_ttl`,
-//! 7 days by default), makes "the state as of `T`" exact instead of a guess.
+//! one day in the default timing; `launch` passes it to the store), makes "the state as of `T`" exact instead of a guess.
 //!
 //! What "as of `T`" means, and why: each version carries the interval during which it
 //! was *this node's* copy, `since_ms <= t < until_ms`, on this node's wall clock at

@@ -101,8 +101,9 @@ pub enum StoreError {
     },
 }
 
-/// How long replaced record versions are kept by default (the default tombstone TTL).
-pub const DEFAULT_HISTORY_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// How long replaced record versions are kept until [`Store::set_history_retention`]
+/// says otherwise (`launch` sets the configured tombstone TTL, one day by default).
+pub const DEFAULT_HISTORY_RETENTION_MS: i64 = 24 * 3600 * 1000;
 
 /// An open node database.
 #[derive(Debug)]

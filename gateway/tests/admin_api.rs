@@ -640,3 +640,94 @@ async fn api_key_env_outside_the_provider_prefix_is_refused_and_skipped() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_import_checks_the_whole_document_before_writing_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = NodeServer::start(dir.path()).await;
+    let created = server
+        .call(
+            Method::POST,
+            "/admin/api/keys",
+            Some(&json!({"id": "k1", "name": "one"})),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.text());
+    let export = server
+        .call(Method::GET, "/admin/api/state/export", None)
+        .await;
+    assert_eq!(export.status.as_u16(), 200, "{}", export.text());
+    let doc = export.json();
+    let digest = doc["digest"].clone();
+    assert_eq!(doc["collections"]["keys"][0]["id"], "k1");
+    assert!(!export.text().contains("sk-aurora-"), "no secret exported");
+
+    // A record that fails the admin API's checks refuses the whole document: the
+    // budget beside it is not written either.
+    let mut bad = doc.clone();
+    bad.as_object_mut().expect("object").remove("digest");
+    bad["collections"]["budgets"] = json!([{"id": "b1", "name": "B", "limit": null,
+        "max_requests": 5, "period": "total"}]);
+    bad["collections"]["providers"] = json!([{"id": "evil", "kind": "open_ai_compatible",
+        "base_url": "http://127.0.0.1:9/v1", "api_key_env": "AWS_SECRET_ACCESS_KEY",
+        "timeout_ms": 1000, "max_retries": 0, "cooldown_ms": 0}]);
+    let refused = server
+        .call(Method::POST, "/admin/api/state/import", Some(&bad))
+        .await;
+    refused.assert_error(400, Some("api_key_env"), Some("invalid_field"));
+    let mut wrong_id = doc.clone();
+    wrong_id["collections"]["keys"][0]["id"] = json!("not an id!");
+    let refused = server
+        .call(Method::POST, "/admin/api/state/import", Some(&wrong_id))
+        .await;
+    let error = refused.assert_error(400, None, Some("invalid_state_document"));
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("keys[0]")),
+        "{error}"
+    );
+    let refused = server
+        .call(
+            Method::POST,
+            "/admin/api/state/import?dry_run=maybe",
+            Some(&doc),
+        )
+        .await;
+    refused.assert_error(400, Some("dry_run"), Some("invalid_field"));
+    let refused = server
+        .call(Method::GET, "/admin/api/state/export?at=yesterday", None)
+        .await;
+    refused.assert_error(400, Some("at"), Some("at_out_of_range"));
+    let refused = server
+        .call(Method::GET, "/admin/api/state/export?at=1000", None)
+        .await;
+    let error = refused.assert_error(400, Some("at"), Some("at_out_of_range"));
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("before this node.db started keeping history")),
+        "{error}"
+    );
+    let after = server
+        .call(Method::GET, "/admin/api/state/export", None)
+        .await;
+    assert_eq!(after.json()["digest"], digest, "nothing was written");
+
+    // The valid part alone goes in; the answer's digest is the new state's.
+    let mut good = bad.clone();
+    good["collections"]["providers"] = json!([]);
+    let imported = server
+        .call(Method::POST, "/admin/api/state/import", Some(&good))
+        .await;
+    assert_eq!(imported.status.as_u16(), 200, "{}", imported.text());
+    let answer = imported.json();
+    assert_eq!(answer["diff"]["budgets"]["added"], json!(["b1"]));
+    assert_eq!(answer["written"], 1);
+    let now = server
+        .call(Method::GET, "/admin/api/state/export", None)
+        .await;
+    assert_eq!(answer["digest_after"], now.json()["digest"]);
+    assert_eq!(answer["digest"], now.json()["digest"]);
+    server.stop().await;
+}

@@ -19,8 +19,8 @@
 //!
 //! What holds:
 //! * per key, the intervals of its versions never overlap: commit times are taken
-//!   from a clock that never goes back (`history_meta.clock_ms`, persisted), even if
-//!   the wall clock does;
+//!   from a clock that never goes back, even if the wall clock does (across a restart
+//!   too: it starts above every time the file's rows carry, see `load_clock`);
 //! * usage counters are not kept (they change on every flush and are not part of the
 //!   control-plane state an export carries);
 //! * a time is answered only inside the window where the history is complete: not
@@ -43,7 +43,8 @@ pub struct Window {
     pub since_ms: u64,
     /// Versions that ended before this time were pruned.
     pub pruned_ms: u64,
-    /// The latest commit time the store used.
+    /// The commit time recorded at the last prune, restore or import (the latest
+    /// commit time is at least this).
     pub clock_ms: u64,
 }
 
@@ -119,65 +120,50 @@ pub(super) fn next_clock(clock_ms: i64, wall_ms: i64) -> i64 {
     wall_ms.max(clock_ms)
 }
 
-/// Before `key` gets `new` (or is removed, `new = None`) at `now`: moves the version
-/// stored now into the history, ending at `now`. Unchanged bytes are no new version.
-pub(super) fn supersede(
-    tx: &Transaction<'_>,
-    key: &Key,
-    new: Option<&[u8]>,
-    now: i64,
-) -> rusqlite::Result<()> {
+/// Before `key` is removed at `now`: moves the version stored now into the history,
+/// ending at `now`. (A replacement is moved by the trigger of migration 6.)
+pub(super) fn remove(tx: &Transaction<'_>, key: &Key, now: i64) -> rusqlite::Result<()> {
     if !keeps(key) {
         return Ok(());
     }
-    let encoded = encode_key(key);
-    match new {
-        Some(bytes) => tx
-            .prepare_cached(
-                "INSERT INTO history (key, entry, since_ms, until_ms)
-                 SELECT key, entry, coalesce(since_ms, (SELECT since_ms FROM history_meta)), ?2
-                 FROM entries WHERE key = ?1 AND entry != ?3",
-            )?
-            .execute((encoded, now, bytes))?,
-        None => tx
-            .prepare_cached(
-                "INSERT INTO history (key, entry, since_ms, until_ms)
-                 SELECT key, entry, coalesce(since_ms, (SELECT since_ms FROM history_meta)), ?2
-                 FROM entries WHERE key = ?1",
-            )?
-            .execute((encoded, now))?,
-    };
-    Ok(())
-}
-
-/// Records the commit time used by this transaction.
-pub(super) fn save_clock(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE history_meta SET clock_ms = max(clock_ms, ?1) WHERE id = 1")?
-        .execute([now])?;
+    tx.prepare_cached(
+        "INSERT INTO history (key, entry, since_ms, until_ms)
+         SELECT key, entry, coalesce(since_ms, (SELECT since_ms FROM history_meta)), ?2
+         FROM entries WHERE key = ?1",
+    )?
+    .execute((encode_key(key), now))?;
     Ok(())
 }
 
 /// Drops versions that ended before `cutoff` and records that the history now starts
 /// there.
-pub(super) fn prune(tx: &Transaction<'_>, cutoff: i64) -> rusqlite::Result<usize> {
+pub(super) fn prune(tx: &Transaction<'_>, cutoff: i64, now: i64) -> rusqlite::Result<usize> {
     let removed = tx
         .prepare_cached("DELETE FROM history WHERE until_ms < ?1")?
         .execute([cutoff])?;
-    tx.prepare_cached("UPDATE history_meta SET pruned_ms = max(pruned_ms, ?1) WHERE id = 1")?
-        .execute([cutoff])?;
+    tx.prepare_cached(
+        "UPDATE history_meta SET pruned_ms = max(pruned_ms, ?1), clock_ms = max(clock_ms, ?2)
+         WHERE id = 1",
+    )?
+    .execute([cutoff, now])?;
     Ok(removed)
 }
 
-/// The latest commit time recorded (0 for none).
+/// The latest commit time the file holds (0 for none), read once at open so that
+/// commit times never go back across a restart either. Not written on every commit
+/// (that would be one more page per commit in the WAL): it is the largest of the
+/// times the rows themselves carry (`entries.since_ms`: one pass, beside the one the
+/// start-up load makes anyway; `history.until_ms`: its index) and `clock_ms` (set by a
+/// restore, an import, a prune).
 pub(super) fn load_clock(conn: &Connection) -> rusqlite::Result<i64> {
-    Ok(conn
-        .query_row(
-            "SELECT clock_ms FROM history_meta WHERE id = 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
+    conn.query_row(
+        "SELECT max(
+            coalesce((SELECT clock_ms FROM history_meta WHERE id = 1), 0),
+            coalesce((SELECT max(since_ms) FROM entries), 0),
+            coalesce((SELECT max(until_ms) FROM history), 0))",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// Starts the history afresh at `now`: nothing before is known (a restore or an

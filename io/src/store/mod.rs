@@ -316,10 +316,9 @@ impl Store {
                 apply_item(&tx, item, now).map_err(|e| sqlite(&path, e))?;
             }
         }
-        history::save_clock(&tx, now).map_err(|e| sqlite(&path, e))?;
         if prune {
             let cutoff = now.saturating_sub(self.history_retention_ms);
-            history::prune(&tx, cutoff).map_err(|e| sqlite(&path, e))?;
+            history::prune(&tx, cutoff, now).map_err(|e| sqlite(&path, e))?;
         }
         tx.commit().map_err(|e| sqlite(&path, e))?;
         self.history_clock = now;
@@ -438,23 +437,22 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem, now: i64) -> rusqlite::R
                 .execute([to_sql_u64(i.0)])?;
         }
         PersistItem::Entry(e) => {
-            let bytes = encode_entry(e);
-            history::supersede(tx, &e.key, Some(&bytes), now)?;
-            // An upsert, not `INSERT OR REPLACE`: unchanged bytes keep their
-            // `since_ms` (they are no new version).
+            // An upsert, not `INSERT OR REPLACE`: an update fires the trigger that
+            // keeps the replaced version (migration 6), and unchanged bytes keep
+            // their `since_ms` (they are no new version).
             tx.prepare_cached(
                 "INSERT INTO entries (key, entry, since_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET entry = excluded.entry, since_ms = excluded.since_ms
                  WHERE entries.entry != excluded.entry",
             )?
-            .execute((encode_key(&e.key), bytes, now))?;
+            .execute((encode_key(&e.key), encode_entry(e), now))?;
         }
         PersistItem::Epoch(epoch) => {
             tx.prepare_cached("UPDATE identity SET epoch = max(epoch, ?1) WHERE id = 1")?
                 .execute([to_sql_u64(epoch.0)])?;
         }
         PersistItem::Remove(key) => {
-            history::supersede(tx, key, None, now)?;
+            history::remove(tx, key, now)?;
             tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
                 .execute([encode_key(key)])?;
         }

@@ -64,8 +64,12 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         // version this node has replaced or removed since, with the interval it was
         // current (`since_ms <= t < until_ms`). Pruned after the tombstone TTL.
         // `history_meta`: from when history is complete (`since_ms`), up to when it
-        // was pruned (`pruned_ms`), and the latest commit time used (`clock_ms`, so a
+        // was pruned (`pruned_ms`), and a commit time floor (`clock_ms`, so a
         // wall clock stepping back cannot make two versions of a key overlap).
+        // The trigger moves a replaced record version into `history` inside SQLite (no
+        // extra statement per write from the driver); `x'00'` is the first byte of an
+        // encoded `Key::Record` (postcard's variant index), so usage counters, rewritten
+        // on every flush, are not kept. Removals are moved by `Store::apply`.
         "ALTER TABLE entries ADD COLUMN since_ms INTEGER;
         CREATE TABLE history (
             key      BLOB NOT NULL,
@@ -81,6 +85,12 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
             clock_ms  INTEGER NOT NULL
         ) STRICT;
         INSERT INTO history_meta (id, since_ms, pruned_ms, clock_ms) VALUES (1,
-            CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 0, 0);",
+            CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 0, 0);
+        CREATE TRIGGER history_on_replace AFTER UPDATE OF entry ON entries
+        WHEN substr(OLD.key, 1, 1) = x'00' AND OLD.entry IS NOT NEW.entry
+        BEGIN
+            INSERT INTO history (key, entry, since_ms, until_ms) VALUES (OLD.key, OLD.entry,
+                coalesce(OLD.since_ms, (SELECT since_ms FROM history_meta)), NEW.since_ms);
+        END;",
     ),
 ];

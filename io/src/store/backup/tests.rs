@@ -117,12 +117,16 @@ fn each_version_is_answered_for_the_interval_it_was_current() {
 #[test]
 fn a_wall_clock_that_steps_back_never_makes_versions_overlap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = Store::open(dir.path().join(DB_FILE), NodeId(1)).expect("open");
+    let path = dir.path().join(DB_FILE);
     let t = wall_ms() + 10_000;
-    store
-        .apply_all_at(&[put(model_entry("m", "v1", 1))], t)
-        .expect("v1");
-    // The clock went back 5 s: the commit is stamped at the last time used.
+    {
+        let mut store = Store::open(&path, NodeId(1)).expect("open");
+        store
+            .apply_all_at(&[put(model_entry("m", "v1", 1))], t)
+            .expect("v1");
+    }
+    // Restarted with the clock 5 s back: the commit is stamped at the last time used.
+    let mut store = Store::open(&path, NodeId(1)).expect("reopen");
     store
         .apply_all_at(&[put(model_entry("m", "v2", 2))], t - 5_000)
         .expect("v2");
@@ -130,7 +134,15 @@ fn a_wall_clock_that_steps_back_never_makes_versions_overlap() {
         upstream_at(&store.conn, t),
         vec![("m".into(), Some("v2".into()))]
     );
-    assert_eq!(upstream_at(&store.conn, t - 5_000), vec![]);
+    assert_eq!(upstream_at(&store.conn, t - 1), vec![]);
+    store
+        .apply_all_at(&[put(model_entry("m", "v3", 3))], t - 4_000)
+        .expect("v3");
+    assert_eq!(
+        upstream_at(&store.conn, t),
+        vec![("m".into(), Some("v3".into()))],
+        "still no overlap within one run"
+    );
 }
 
 #[test]
@@ -262,4 +274,46 @@ fn damaged_foreign_and_missing_files_are_refused_before_anything_is_written() {
     let err = restore(&dir.path().join("absent.db"), &target).expect_err("absent");
     assert!(matches!(err, BackupError::Missing { .. }), "{err}");
     assert!(!target.exists(), "nothing was created");
+}
+
+#[test]
+fn replaced_usage_counters_are_not_kept_but_records_are() {
+    use aurora_core::state::store::Usage;
+    // The trigger of migration 6 tells the two apart by the first byte of the key.
+    let record_key = model_entry("m", "v1", 1).key;
+    assert_eq!(encode_key(&record_key)[0], 0x00);
+    let usage = |seq: u64, requests: u64| Entry {
+        key: Key::Usage {
+            budget: RecordId::new("b").expect("id"),
+            period: 1,
+            node: Origin::new(NodeId(9), Life(3)),
+        },
+        value: Some(Value::Usage(Usage {
+            spend_nanos: 0,
+            requests,
+            tokens: 0,
+        })),
+        ..model_entry("m", "x", seq)
+    };
+    assert_ne!(encode_key(&usage(1, 1).key)[0], 0x00);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path().join(DB_FILE), NodeId(1)).expect("open");
+    let t = wall_ms();
+    for (i, e) in [
+        usage(1, 1),
+        usage(2, 5),
+        model_entry("m", "v1", 3),
+        model_entry("m", "v2", 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store.apply_all_at(&[put(e)], t + i as i64).expect("write");
+    }
+    let kept: Vec<Vec<u8>> = store
+        .conn
+        .prepare("SELECT key FROM history")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("history");
+    assert_eq!(kept, vec![encode_key(&record_key)], "only the record's v1");
 }

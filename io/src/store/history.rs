@@ -31,7 +31,7 @@
 
 use aurora_core::persist::{decode_entry, encode_key};
 use aurora_core::state::store::{Entry, Key};
-use rusqlite::{Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, Transaction};
 
 /// How often (store clock, ms) a commit also prunes versions older than the retention.
 pub const PRUNE_EVERY_MS: i64 = 60_000;

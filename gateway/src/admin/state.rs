@@ -10,7 +10,8 @@
 //!   before writing anything, and answers the diff per collection; without `dry_run`
 //!   it then writes the added and changed records as they are in the file (auth keys
 //!   keep their `secret_hash`, so the clients' keys keep working) and deletes the
-//!   records the file does not have, one committed write each, so the node ends with
+//!   records the file does not have, each a committed write (up to 64 in flight, which
+//!   the driver commits together), collection by collection, so the node ends with
 //!   exactly the file's records (`digest_after` equals the file's digest unless other
 //!   writes arrived meanwhile).
 
@@ -139,23 +140,19 @@ pub async fn import(
     if !dry_run {
         for c in WRITE_ORDER {
             let d = &diff[crate::admin::records::path_name(c)];
+            let mut writes = Vec::with_capacity(d.added.len() + d.changed.len());
             for id in d.added.iter().chain(&d.changed) {
-                let (id, record) = lookup(&wanted, c, id)?;
-                super::records::write(state, id, record).await?;
-                written += 1;
+                writes.push(Change::Put(Box::new(lookup(&wanted, c, id)?)));
             }
+            written += apply(state, writes).await?;
         }
         for c in WRITE_ORDER.into_iter().rev() {
+            let mut deletes = Vec::new();
             for id in &diff[crate::admin::records::path_name(c)].removed {
                 let id = RecordId::new(id.as_str()).map_err(|_| ApiError::internal())?;
-                state.state_view.delete(c, id).await.map_err(|e| match e {
-                    crate::cluster::WriteError::Invalid(_) => ApiError::internal(),
-                    crate::cluster::WriteError::Driver(e) => {
-                        super::node_unavailable("commit the delete", &e)
-                    }
-                })?;
-                deleted += 1;
+                deletes.push(Change::Delete(c, id));
             }
+            deleted += apply(state, deletes).await?;
         }
     }
     let digest_after =
@@ -170,6 +167,64 @@ pub async fn import(
         written,
         deleted,
     }))
+}
+
+/// Writes that an import makes.
+enum Change {
+    Put(Box<(RecordId, Record)>),
+    Delete(Collection, RecordId),
+}
+
+/// Writes in flight at once: the driver commits what is waiting in one transaction,
+/// so an import of many records costs a few fsyncs per batch, not one per record.
+const IN_FLIGHT: usize = 64;
+
+/// Applies `changes` (one collection's) with up to [`IN_FLIGHT`] at once; returns how
+/// many were committed, or the first error (the others in flight still finish).
+async fn apply(state: &Arc<AppState>, changes: Vec<Change>) -> Result<usize, ApiError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut done = 0;
+    let mut first_error = None;
+    let mut collect = |result: Result<Result<(), ApiError>, tokio::task::JoinError>| match result {
+        Ok(Ok(())) => done += 1,
+        Ok(Err(e)) => {
+            first_error.get_or_insert(e);
+        }
+        Err(_) => {
+            first_error.get_or_insert_with(ApiError::internal);
+        }
+    };
+    for change in changes {
+        if tasks.len() >= IN_FLIGHT {
+            if let Some(result) = tasks.join_next().await {
+                collect(result);
+            }
+        }
+        let state = Arc::clone(state);
+        tasks.spawn(async move {
+            match change {
+                Change::Put(put) => {
+                    let (id, record) = *put;
+                    super::records::write(&state, id, record).await
+                }
+                Change::Delete(c, id) => {
+                    state.state_view.delete(c, id).await.map_err(|e| match e {
+                        crate::cluster::WriteError::Invalid(_) => ApiError::internal(),
+                        crate::cluster::WriteError::Driver(e) => {
+                            super::node_unavailable("commit the delete", &e)
+                        }
+                    })
+                }
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        collect(result);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
 }
 
 fn lookup(records: &Records, c: Collection, id: &str) -> Result<(RecordId, Record), ApiError> {

@@ -416,6 +416,9 @@ fn export_at_a_past_time_equals_the_export_taken_then_and_refusals_are_clear() {
         aurora(&["state", "export", "--data-dir", &dir, "--at", &at], &[]),
         "--data-dir, node stopped",
     );
+    std::thread::sleep(Duration::from_millis(50));
+    let down = aurora_io::store::wall_ms().to_string();
+    std::thread::sleep(Duration::from_millis(50));
     procs[0] = spawn(&specs[0], &specs, SECRET);
     check(
         aurora(
@@ -424,6 +427,10 @@ fn export_at_a_past_time_equals_the_export_taken_then_and_refusals_are_clear() {
         ),
         "--url after a restart",
     );
+    // While it was down its copy was not kept current: that time is refused.
+    let run = aurora(&["state", "export", "--data-dir", &dir, "--at", &down], &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("was not running"), "{}", run.stderr);
 
     // The node read its own file for that export. Doing so must leave its SQLite locks
     // alone: were they dropped (POSIX locks go with any closed descriptor of the file in

@@ -153,12 +153,14 @@ impl StateFile {
     pub fn record_entries(&self, at: Option<u64>) -> Result<Vec<Entry>, BackupError> {
         if let Some(at) = at {
             let now = u64::try_from(wall_ms()).unwrap_or(0);
-            self.window()?
-                .check(at, now)
-                .map_err(|why| BackupError::At {
-                    path: self.path.clone(),
-                    why,
-                })?;
+            let refuse = |why| BackupError::At {
+                path: self.path.clone(),
+                why,
+            };
+            self.window()?.check(at, now).map_err(refuse)?;
+            if let Some((from, to)) = history::gap_at(&self.conn, at).map_err(|e| self.sqlite(e))? {
+                return Err(refuse(AtError::NotRunning { at, from, to }));
+            }
         }
         history::record_entries(&self.conn, at).map_err(|e| match e {
             ReadError::Sqlite(e) => self.sqlite(e),

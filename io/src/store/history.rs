@@ -26,8 +26,11 @@
 //! * a time is answered only inside the window where the history is complete: not
 //!   before the file started keeping it (`since_ms`: the first open by a build with
 //!   this table, a restore or an import), not before what was pruned (`pruned_ms`),
-//!   not after the latest commit time plus nothing (a future time is refused, it
-//!   could still change). Everything else is an [`AtError`] saying which bound.
+//!   not while the node was not running (`history_gaps`: from its last commit or clean
+//!   stop to its next start, when its copy was not kept current; and after a clean
+//!   stop it has not started from since), and not in the future (it could still
+//!   change). A node killed and not restarted cannot know it stopped: until its next
+//!   start records the gap, its file answers times after the crash with what it held. Everything else is an [`AtError`] saying which.
 
 use aurora_core::persist::{decode_entry, encode_key};
 use aurora_core::state::store::{Entry, Key};
@@ -43,9 +46,11 @@ pub struct Window {
     pub since_ms: u64,
     /// Versions that ended before this time were pruned.
     pub pruned_ms: u64,
-    /// The commit time recorded at the last prune, restore or import (the latest
-    /// commit time is at least this).
+    /// The commit time recorded at the last prune, restore, import or clean stop (the
+    /// latest commit time is at least this).
     pub clock_ms: u64,
+    /// When the node stopped cleanly, if it has not started since (0 while it runs).
+    pub stopped_ms: u64,
 }
 
 impl Window {
@@ -71,6 +76,13 @@ impl Window {
                 pruned: self.pruned_ms,
             });
         }
+        if self.stopped_ms > 0 && at > self.stopped_ms {
+            return Err(AtError::NotRunning {
+                at,
+                from: self.stopped_ms,
+                to: now_ms,
+            });
+        }
         Ok(())
     }
 }
@@ -87,6 +99,11 @@ pub enum AtError {
     )]
     BeforeHistory { at: u64, since: u64 },
     #[error(
+        "--at {at} is while this node was not running (from {from} to {to}, unix ms): its \
+         copy was not kept current then, so nothing is exported; ask a node that ran then"
+    )]
+    NotRunning { at: u64, from: u64, to: u64 },
+    #[error(
         "--at {at} is older than the history kept ({pruned}, unix ms: versions are kept \
          for the tombstone TTL, cluster.timing.tombstone_ttl_seconds); an older state is \
          not known exactly, so nothing is exported"
@@ -99,16 +116,54 @@ pub(super) fn keeps(key: &Key) -> bool {
     matches!(key, Key::Record(..))
 }
 
+/// The stretch when the node was not running that contains `at` (strictly inside:
+/// at its start the last commit is known, from its end the node held its file again).
+pub fn gap_at(conn: &Connection, at: u64) -> rusqlite::Result<Option<(u64, u64)>> {
+    let at = i64::try_from(at).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT from_ms, to_ms FROM history_gaps WHERE from_ms < ?1 AND ?1 < to_ms LIMIT 1",
+    )?;
+    let mut rows = stmt.query([at])?;
+    match rows.next()? {
+        Some(row) => Ok(Some((non_negative(row.get(0)?), non_negative(row.get(1)?)))),
+        None => Ok(None),
+    }
+}
+
+/// Records at start (`now`) that the node did not run since `last` (its last commit
+/// or clean stop).
+pub(super) fn record_gap(conn: &Connection, last: i64, now: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE history_meta SET stopped_ms = 0 WHERE id = 1", [])?;
+    if last > 0 && now > last {
+        conn.execute(
+            "INSERT INTO history_gaps (from_ms, to_ms) VALUES (?1, ?2)",
+            [last, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Records a clean stop at `now`, so the next start's gap begins there rather than
+/// at the last commit.
+pub(super) fn record_stop(conn: &Connection, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE history_meta SET clock_ms = max(clock_ms, ?1), stopped_ms = ?1 WHERE id = 1",
+        [now],
+    )?;
+    Ok(())
+}
+
 /// Reads `history_meta`.
 pub fn window(conn: &Connection) -> rusqlite::Result<Window> {
     conn.query_row(
-        "SELECT since_ms, pruned_ms, clock_ms FROM history_meta WHERE id = 1",
+        "SELECT since_ms, pruned_ms, clock_ms, stopped_ms FROM history_meta WHERE id = 1",
         [],
         |row| {
             Ok(Window {
                 since_ms: non_negative(row.get(0)?),
                 pruned_ms: non_negative(row.get(1)?),
                 clock_ms: non_negative(row.get(2)?),
+                stopped_ms: non_negative(row.get(3)?),
             })
         },
     )
@@ -141,6 +196,8 @@ pub(super) fn prune(tx: &Transaction<'_>, cutoff: i64, now: i64) -> rusqlite::Re
     let removed = tx
         .prepare_cached("DELETE FROM history WHERE until_ms < ?1")?
         .execute([cutoff])?;
+    tx.prepare_cached("DELETE FROM history_gaps WHERE to_ms < ?1")?
+        .execute([cutoff])?;
     tx.prepare_cached(
         "UPDATE history_meta SET pruned_ms = max(pruned_ms, ?1), clock_ms = max(clock_ms, ?2)
          WHERE id = 1",
@@ -169,10 +226,11 @@ pub(super) fn load_clock(conn: &Connection) -> rusqlite::Result<i64> {
 /// Starts the history afresh at `now`: nothing before is known (a restore or an
 /// import of a file whose past is not this node's).
 pub(super) fn reset(conn: &Connection, now: i64) -> rusqlite::Result<()> {
-    conn.execute_batch("DELETE FROM history")?;
+    conn.execute_batch("DELETE FROM history; DELETE FROM history_gaps;")?;
     conn.execute("UPDATE entries SET since_ms = ?1", [now])?;
     conn.execute(
-        "UPDATE history_meta SET since_ms = ?1, pruned_ms = 0, clock_ms = ?1 WHERE id = 1",
+        "UPDATE history_meta SET since_ms = ?1, pruned_ms = 0, clock_ms = ?1, stopped_ms = 0
+         WHERE id = 1",
         [now],
     )?;
     Ok(())

@@ -155,6 +155,8 @@ impl Store {
         })?;
         store.bind_node()?;
         store.history_clock = history::load_clock(&store.conn).map_err(|e| store.err(e))?;
+        history::record_gap(&store.conn, store.history_clock, wall_ms())
+            .map_err(|e| store.err(e))?;
         Ok(store)
     }
 
@@ -424,6 +426,17 @@ impl Store {
                 )
                 .map(drop)
                 .map_err(|e| self.err(e)),
+        }
+    }
+}
+
+impl Drop for Store {
+    /// A clean stop: the time is recorded, so a point-in-time export knows the node's
+    /// copy was current until now (after a crash it is known only until the last
+    /// commit). A failure here only makes that window more cautious.
+    fn drop(&mut self) {
+        if let Err(error) = history::record_stop(&self.conn, wall_ms()) {
+            tracing::warn!(path = %self.path.display(), %error, "could not record the stop time in the history");
         }
     }
 }

@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         // extra statement per write from the driver); `x'00'` is the first byte of an
         // encoded `Key::Record` (postcard's variant index), so usage counters, rewritten
         // on every flush, are not kept. Removals are moved by `Store::apply`.
+        // `history_gaps`: when the node was not running (from its last commit or clean
+        // stop to its next start): its copy then was not kept current, so those times
+        // are refused rather than answered with a stale state; `stopped_ms`: when the
+        // node last stopped cleanly, 0 while it runs (a stopped node's file is not kept
+        // current either).
         "ALTER TABLE entries ADD COLUMN since_ms INTEGER;
         CREATE TABLE history (
             key      BLOB NOT NULL,
@@ -82,10 +87,15 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
             id        INTEGER PRIMARY KEY CHECK (id = 1),
             since_ms  INTEGER NOT NULL,
             pruned_ms INTEGER NOT NULL,
-            clock_ms  INTEGER NOT NULL
+            clock_ms  INTEGER NOT NULL,
+            stopped_ms INTEGER NOT NULL DEFAULT 0
         ) STRICT;
         INSERT INTO history_meta (id, since_ms, pruned_ms, clock_ms) VALUES (1,
             CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 0, 0);
+        CREATE TABLE history_gaps (
+            from_ms INTEGER NOT NULL,
+            to_ms   INTEGER NOT NULL
+        ) STRICT;
         CREATE TRIGGER history_on_replace AFTER UPDATE OF entry ON entries
         WHEN substr(OLD.key, 1, 1) = x'00' AND OLD.entry IS NOT NEW.entry
         BEGIN

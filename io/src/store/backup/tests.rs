@@ -317,3 +317,70 @@ fn replaced_usage_counters_are_not_kept_but_records_are() {
         .expect("history");
     assert_eq!(kept, vec![encode_key(&record_key)], "only the record's v1");
 }
+
+#[test]
+fn times_when_the_node_was_not_running_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(DB_FILE);
+    let before_stop;
+    {
+        let mut store = Store::open(&path, NodeId(1)).expect("open");
+        store
+            .apply_all_at(&[put(model_entry("m", "v1", 1))], wall_ms())
+            .expect("v1");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        before_stop = u64::try_from(wall_ms()).expect("positive");
+    } // a clean stop records its time
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let down = u64::try_from(wall_ms()).expect("positive");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let store = Store::open(&path, NodeId(1)).expect("restart");
+    let file = StateFile::open(&path).expect("read-only");
+    assert_eq!(
+        file.record_entries(Some(before_stop))
+            .expect("running then")
+            .len(),
+        1
+    );
+    let err = file
+        .record_entries(Some(down))
+        .expect_err("not running then");
+    assert!(
+        matches!(
+            err,
+            BackupError::At {
+                why: AtError::NotRunning { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("was not running"), "{err}");
+    let running = u64::try_from(wall_ms()).expect("positive");
+    assert_eq!(
+        file.record_entries(Some(running)).expect("running").len(),
+        1
+    );
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let stopped = u64::try_from(wall_ms()).expect("positive");
+    let err = file
+        .record_entries(Some(stopped))
+        .expect_err("stopped and not started since");
+    assert!(
+        matches!(
+            err,
+            BackupError::At {
+                why: AtError::NotRunning { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        file.record_entries(Some(running))
+            .expect("before the stop")
+            .len(),
+        1
+    );
+}

@@ -175,6 +175,11 @@ mod tests {
             ("2026-12-04T18:55:20", "a zone is required"),
             ("99999999999999999999999", "too large"),
             ("1969-12-31T23:59:59Z", "before 1970"),
+            // Multi-byte characters anywhere never split a slice (no panic).
+            ("2026-12-04T18:55:2\u{e9}Z", "bad"),
+            ("2026-12-04T18:55:20+\u{e9}:00", "bad zone offset"),
+            ("\u{ff12}\u{ff10}26-12-04T18:55:20Z", "not unix ms"),
+            ("2026-12-04T18:55:20.\u{e9}Z", "without fraction digits"),
         ] {
             let e = parse_at(value).expect_err(value);
             assert!(e.to_string().contains(reason), "{value}: {e}");

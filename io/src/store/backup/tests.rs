@@ -384,3 +384,65 @@ fn times_when_the_node_was_not_running_are_refused() {
         1
     );
 }
+
+/// Random puts, tombstones and removals of a few keys at times that repeat and step
+/// back: at every time, the history answers exactly the state after the last commit
+/// stamped at or before it.
+#[test]
+fn the_history_matches_a_model_of_every_commit() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path().join(DB_FILE), NodeId(1)).expect("open");
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    type State = BTreeMap<String, Option<String>>;
+    let base = wall_ms() + 100_000;
+    let (mut wall, mut clock) = (base, 0_i64);
+    let mut model: State = BTreeMap::new();
+    // (commit time, state after it)
+    let mut timeline: Vec<(i64, State)> = Vec::new();
+    for seq in 1..=300u64 {
+        wall += match next(10) {
+            0 => -30, // the clock steps back
+            1..=3 => 0,
+            _ => i64::try_from(next(20)).expect("small"),
+        };
+        let id = ["a", "b", "c"][usize::try_from(next(3)).expect("small")];
+        let item = match next(6) {
+            0 => {
+                model.insert(id.into(), None);
+                PersistItem::Entry(Box::new(tombstone(id, seq)))
+            }
+            1 => {
+                model.remove(id);
+                PersistItem::Remove(Box::new(tombstone(id, seq).key))
+            }
+            _ => {
+                let v = format!("v{}", next(4));
+                model.insert(id.into(), Some(v.clone()));
+                PersistItem::Entry(Box::new(model_entry(id, &v, seq)))
+            }
+        };
+        store
+            .apply_all_at(&[PersistBatch { items: vec![item] }], wall)
+            .expect("commit");
+        clock = clock.max(wall);
+        timeline.push((clock, model.clone()));
+    }
+    let last = timeline.last().expect("commits").0;
+    for t in base - 40..=last + 1 {
+        let expected = timeline
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= t)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        let got: State = upstream_at(&store.conn, t).into_iter().collect();
+        assert_eq!(got, expected, "at {t} (base {base})");
+    }
+}

@@ -42,16 +42,12 @@ pub struct RestoreArgs {
     pub data_dir: PathBuf,
 }
 
-/// Where `state export` reads and `state import` writes.
+/// Where `state export` reads and `state import` writes: exactly one of the two.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "url"])))]
 pub struct Target {
     /// A data directory (its `node.db`; for export the node may be running).
-    #[arg(
-        long,
-        value_name = "DIR",
-        conflicts_with = "url",
-        required_unless_present = "url"
-    )]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// A running node's HTTP URL (its admin API).
     #[arg(long, value_name = "URL")]

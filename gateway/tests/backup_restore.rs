@@ -547,6 +547,14 @@ fn export_at_a_past_time_equals_the_export_taken_then_and_refusals_are_clear() {
     );
     assert!(!into.exists(), "nothing was created for a refused file");
 
+    // Not SQLite at all.
+    let text = root.path().join("notes.txt");
+    std::fs::write(&text, "not a database, just some text").expect("write");
+    refused(
+        aurora(&["restore", path(&text), "--data-dir", path(&into)], &[]),
+        "not an SQLite database",
+    );
+
     // A file of a newer schema than this build.
     let newer = root.path().join("newer.db");
     std::fs::copy(&backup, &newer).expect("copy");

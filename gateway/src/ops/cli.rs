@@ -114,6 +114,7 @@ fn classify(e: BackupError) -> Failed {
         BackupError::Exists { .. }
         | BackupError::NotEmpty { .. }
         | BackupError::Missing { .. }
+        | BackupError::NotSqlite { .. }
         | BackupError::OldSchema { .. }
         | BackupError::At { .. } => true,
         BackupError::Store(s) => matches!(

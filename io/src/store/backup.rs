@@ -46,6 +46,8 @@ pub enum BackupError {
     Store(#[from] StoreError),
     #[error("{path}: no such file (is the data directory right?)")]
     Missing { path: PathBuf },
+    #[error("{path}: not an SQLite database (bad header): neither a node.db nor a backup of one")]
+    NotSqlite { path: PathBuf },
     #[error("{path} exists; pass --force to replace it")]
     Exists { path: PathBuf },
     #[error(
@@ -367,7 +369,10 @@ fn open_checked(path: &Path, check: &str, header: bool) -> Result<Connection, Ba
         });
     }
     if header {
-        check_header(path)?;
+        check_header(path).map_err(|e| match e {
+            StoreError::NotSqlite { path } => BackupError::NotSqlite { path },
+            other => other.into(),
+        })?;
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| super::sqlite(path, e))?;

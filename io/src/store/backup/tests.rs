@@ -258,10 +258,7 @@ fn damaged_foreign_and_missing_files_are_refused_before_anything_is_written() {
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, b"not a database at all, just text").expect("write");
     let err = restore(&junk, &target).expect_err("junk");
-    assert!(
-        matches!(err, BackupError::Store(StoreError::NotSqlite { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, BackupError::NotSqlite { .. }), "{err}");
     let foreign = dir.path().join("foreign.db");
     Connection::open(&foreign)
         .and_then(|c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);"))

@@ -33,9 +33,7 @@ impl Clock {
     /// The wall clock, ms since the Unix epoch, for the core's hybrid logical clock
     /// (which bounds how far a skewed clock can move replicated timestamps).
     pub fn wall_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        unix_ms()
     }
 
     /// The tokio instant of a core deadline. Deadlines are whole milliseconds, so a
@@ -43,6 +41,14 @@ impl Clock {
     pub fn instant(&self, at: Millis) -> Instant {
         self.origin + Duration::from_millis(at.0)
     }
+}
+
+/// The wall clock, ms since the Unix epoch (0 before it): also the commit times of the
+/// store's point-in-time history.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

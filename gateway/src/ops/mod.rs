@@ -11,7 +11,7 @@ pub mod cli;
 pub mod document;
 pub mod time;
 
-/// Wall-clock ms since the Unix epoch.
+/// Wall-clock ms since the Unix epoch (the clock the history's commit times use).
 pub fn now_ms() -> u64 {
-    u64::try_from(aurora_io::store::wall_ms()).unwrap_or(0)
+    aurora_io::clock::unix_ms()
 }

@@ -534,12 +534,9 @@ fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Wall-clock ms since the Unix epoch (0 if the clock is before it).
+/// [`crate::clock::unix_ms`] as SQLite stores it.
 pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX)
 }
 
 /// SQLite integers are signed 64-bit; ids and counters are `u64`. They are stored

@@ -5,12 +5,15 @@
 //! 1. a backup taken from a node while a writer creates keys through it restores into
 //!    a fresh directory that holds every write acknowledged before the backup began;
 //!    started as a new member, it converges with the cluster (same export digest);
+//!    started under the original's node id while the original runs, it is refused;
 //! 2. an export of a source cluster imported into a fresh cluster, once into an empty
 //!    data directory and once through the admin API of a running cluster (after a
 //!    dry run that shows the diff), gives the source's digest on every node, and the
 //!    clients' keys keep working there;
 //! 3. `export --at T` equals the export taken at `T` after overwrites and deletes,
-//!    from the data directory and from the URL, also after a restart;
+//!    from the data directory and from the URL, also after a restart; a time the node
+//!    was down is refused; the node reading its own file for it leaves its SQLite locks
+//!    alone (an outside `sqlite3`-like program closing next does not delete its WAL);
 //! 4. refusals: a non-empty directory, a corrupt file, a newer schema, an existing
 //!    backup file, bad and out-of-range `--at`, a wrong admin token: exit 2 with the
 //!    thing at fault named, nothing written.

@@ -8,8 +8,11 @@
 //!
 //! What "as of `T`" means, and why: each version carries the interval during which it
 //! was *this node's* copy, `since_ms <= t < until_ms`, on this node's wall clock at
-//! commit time. So the answer is exactly the state this node's admin API showed at
-//! `T` (an export taken then gives the same document and digest). It is not a cut by
+//! commit time (stamped as the transaction starts, so a commit in flight at `T` for the
+//! few milliseconds of its fsync counts as done at `T`; every write acknowledged before
+//! `T` is in, every write started after `T` is out). So the answer is the state this
+//! node's admin API showed at `T` (an export taken then gives the same document and
+//! digest, short of that in-flight commit). It is not a cut by
 //! the writers' hybrid clocks: a node only ever sees the versions that reached it
 //! (anti-entropy sends the latest version of a key, not every one in between), so a
 //! cut by write time could silently miss versions; the node's own view cannot. On a

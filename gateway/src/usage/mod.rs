@@ -12,7 +12,7 @@
 //! blocking, so a plain thread rather than a Tokio task — waits up to [`LINGER`] after
 //! the first row of a batch for more, up to [`MAX_BATCH`] rows, and inserts them in one
 //! transaction. Without the wait a writer as fast as the requests committed each row
-//! on its own: 1.6 rows a transaction at 2,000 req/s, about 52 µs a transaction
+//! on its own: 1.6 rows a transaction at 2,000 req/s, about 85 µs a transaction (wall time)
 //! (docs/benchmarks-gateway.md). The wait only delays the log (a flush ends it at
 //! once); a crash loses what is queued either way, and budgets do not depend on it
 //! (they count in the replicated store). WAL mode lets the admin queries read while

@@ -13,8 +13,6 @@ set -euo pipefail
 RATE="$1"; SECS="$2"; ROUNDS="$3"; shift 3
 [ "$#" -ge 1 ] || { echo "usage: $0 RATE SECS ROUNDS BIN [BIN...]"; exit 2; }
 command -v oha >/dev/null || { echo "missing: oha (cargo install oha --locked)"; exit 1; }
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-[ -x "$NGINX" ] || { echo "missing: nginx (apt-get install -y nginx-light)"; exit 1; }
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -23,31 +21,13 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null -m 1 "$1" && return 0; sleep 0.1; done; return 1; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=gateway/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rss_kb() { status_kb "$1" VmRSS; }
+ticks() { cpu_ticks "$1"; }
 
-NGINX_PORT="$(free_port)"
-CANNED='{"id":"chatcmpl-bench","object":"chat.completion","created":1735689600,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the benchmark mock upstream.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}}'
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<NG
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$NGINX_PORT; location / { default_type application/json; return 200 '$CANNED'; } }
-}
-NG
-"$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
-wait_http "http://127.0.0.1:$NGINX_PORT/" || { echo "nginx did not start"; exit 1; }
+start_nginx_mock "$work/nginx"
+pids+=("$NGINX_PID")
 cat > "$work/aurora.yaml" <<Y
 gateway:
   providers:
@@ -68,7 +48,7 @@ for round in $(seq 1 "$ROUNDS"); do
             --listen "127.0.0.1:$port" --data-dir "$work/data-$i-$round" --config "$work/aurora.yaml" \
             2>"$work/aurora-$i.log" &
         apid=$!
-        wait_http "http://127.0.0.1:$port/health" || { echo "$bin did not start"; cat "$work/aurora-$i.log"; exit 1; }
+        wait_http "http://127.0.0.1:$port/health" 20 || { echo "$bin did not start"; cat "$work/aurora-$i.log"; exit 1; }
         url="http://127.0.0.1:$port/v1/chat/completions"
         oha --no-tui -z 3s -q "$RATE" -c 64 -m POST -H 'content-type: application/json' -d "$BODY" "$url" >/dev/null 2>&1 || true
         t0="$(ticks "$apid")"

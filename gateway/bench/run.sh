@@ -40,53 +40,16 @@ trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 ($2)"; exit 1; }; }
 need oha "cargo install oha --locked"
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-[ -x "$NGINX" ] || { echo "missing: nginx (apt-get install -y nginx-light)"; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url, seconds
-    for _ in $(seq 1 $(( $2 * 10 ))); do
-        if curl -s -o /dev/null -m 1 "$1"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# shellcheck source=gateway/bench/lib.sh
+source "$root/gateway/bench/lib.sh"
+rss_kb() { status_kb "$1" VmRSS; }
+hwm_kb() { status_kb "$1" VmHWM; }
 
 echo "== machine: $(nproc) cores, $(uname -sr), load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # (a) nginx mock upstream ----------------------------------------------------------
-NGINX_PORT="$(free_port)"
-CANNED='{"id":"chatcmpl-bench","object":"chat.completion","created":1735689600,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the benchmark mock upstream.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}}'
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            default_type application/json;
-            return 200 '$CANNED';
-        }
-    }
-}
-EOF
-"$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
-NGINX_PID=$!
-wait_http "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" 10 || { echo "nginx did not start"; cat "$work/nginx/error.log"; exit 1; }
+start_nginx_mock "$work/nginx"
+pids+=("$NGINX_PID")
 
 # (b) Aurora ------------------------------------------------------------------------
 # AURORA_BIN overrides the binary (e.g. a saved copy); otherwise build the release one.

@@ -32,9 +32,8 @@ if [ -z "${AURORA_BIN:-}" ]; then
     AURORA_BIN="${CARGO_TARGET_DIR:-$root/target}/release/aurora"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# shellcheck source=gateway/bench/lib.sh
+source "$root/gateway/bench/lib.sh"
 TICKS="$(getconf CLK_TCK)"
 BODY='{"model":"mock/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
 
@@ -48,7 +47,7 @@ for rate in $RATES; do
             >"$work/node.log" 2>&1 &
         pid=$!
         url="http://127.0.0.1:$port/v1/chat/completions"
-        for _ in $(seq 1 100); do curl -s -o /dev/null -m 1 "http://127.0.0.1:$port/health" && break; sleep 0.1; done
+        wait_http "http://127.0.0.1:$port/health" 10 || true
         "$OHA" --no-tui -z 3s -q "$rate" -c "$CONNECTIONS" -m POST -H 'content-type: application/json' \
             -d "$BODY" "$url" >/dev/null 2>&1 || true
         before="$(cpu_ticks "$pid")"

@@ -1368,7 +1368,7 @@ fn reap_period(t: &Timing) -> Duration {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod period_tests {

@@ -1,26 +1,24 @@
-//! One test per protocol rule, driving `Membership` (or `Node`) directly and
-//! inspecting what it emits.
+//! One test per protocol rule, driving `Membership` directly and inspecting what it
+//! emits. The fixtures marked `pub(crate)` are shared with the `Node` tests
+//! (`crate::node::tests`), which exercise membership through the whole node.
 
 use super::*;
-use crate::config::{Config, Role};
-use crate::id::ClusterId;
-use crate::node::{Command, Node, Output};
+use crate::config::Role;
 use crate::outbox::Effect;
-use crate::persist::Restored;
 
 /// Tests start well after the clock's origin, so no `now - span` saturates.
-const START: Millis = Millis(1_000_000);
+pub(crate) const START: Millis = Millis(1_000_000);
 
-fn ms(n: u64) -> Duration {
+pub(crate) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn id(n: u64) -> NodeId {
+pub(crate) fn id(n: u64) -> NodeId {
     NodeId(n)
 }
 
 /// Node `n` lives at port `7000 + n`.
-fn addr(n: u64) -> Addr {
+pub(crate) fn addr(n: u64) -> Addr {
     Addr::from(([10, 0, 0, 1], 7000 + n as u16))
 }
 
@@ -44,7 +42,7 @@ fn meta(n: u64) -> MemberMeta {
     }
 }
 
-fn identity(n: u64) -> Identity {
+pub(crate) fn identity(n: u64) -> Identity {
     Identity {
         id: id(n),
         life: crate::id::Life(n),
@@ -53,11 +51,11 @@ fn identity(n: u64) -> Identity {
     }
 }
 
-fn timing() -> Timing {
+pub(crate) fn timing() -> Timing {
     Timing::lan()
 }
 
-fn alive(n: u64, inc: u64) -> MemberUpdate {
+pub(crate) fn alive(n: u64, inc: u64) -> MemberUpdate {
     MemberUpdate::Alive {
         node: id(n),
         incarnation: Incarnation(inc),
@@ -74,7 +72,7 @@ fn suspect(n: u64, inc: u64, from: u64) -> MemberUpdate {
     }
 }
 
-fn dead(n: u64, inc: u64, from: u64) -> MemberUpdate {
+pub(crate) fn dead(n: u64, inc: u64, from: u64) -> MemberUpdate {
     MemberUpdate::Dead {
         node: id(n),
         incarnation: Incarnation(inc),
@@ -89,7 +87,7 @@ fn left(n: u64, inc: u64) -> MemberUpdate {
     }
 }
 
-fn gossip(updates: Vec<MemberUpdate>) -> Message {
+pub(crate) fn gossip(updates: Vec<MemberUpdate>) -> Message {
     Message::Gossip {
         rumors: updates.into_iter().map(Rumor::Member).collect(),
     }
@@ -234,10 +232,10 @@ fn rumors_sent(effects: &[Effect]) -> Vec<Rumor> {
 // ---- the harness -------------------------------------------------------------------
 
 /// One `Membership` with its outbox and a virtual clock.
-struct Harness {
+pub(crate) struct Harness {
     m: Membership,
     out: Outbox,
-    now: Millis,
+    pub(crate) now: Millis,
     /// Answer every ping to a member at once, as a healthy member would, so that
     /// unrelated probes neither raise suspicions nor the awareness score.
     auto_ack: bool,
@@ -261,7 +259,7 @@ impl Harness {
     }
 
     /// Node `n` that already knows `others` as alive at incarnation 0.
-    fn with(n: u64, others: &[u64]) -> Harness {
+    pub(crate) fn with(n: u64, others: &[u64]) -> Harness {
         let mut h = Harness::at(n, START);
         for &o in others {
             h.update(alive(o, 0));
@@ -270,7 +268,7 @@ impl Harness {
         h
     }
 
-    fn acking(mut self) -> Harness {
+    pub(crate) fn acking(mut self) -> Harness {
         self.auto_ack = true;
         self
     }
@@ -283,12 +281,12 @@ impl Harness {
         effects
     }
 
-    fn update(&mut self, update: MemberUpdate) -> Vec<Effect> {
+    pub(crate) fn update(&mut self, update: MemberUpdate) -> Vec<Effect> {
         self.m.apply_update(self.now, update, &mut self.out);
         self.drain()
     }
 
-    fn recv(&mut self, from: u64, message: Message) -> Vec<Effect> {
+    pub(crate) fn recv(&mut self, from: u64, message: Message) -> Vec<Effect> {
         self.m
             .handle_message(self.now, addr(from), id(from), message, &mut self.out);
         self.drain()
@@ -347,13 +345,18 @@ impl Harness {
     }
 
     /// Runs until member `n` changes as `change`; returns when.
-    fn when(&mut self, n: u64, change: MemberChange, within: Duration) -> Option<Millis> {
+    pub(crate) fn when(
+        &mut self,
+        n: u64,
+        change: MemberChange,
+        within: Duration,
+    ) -> Option<Millis> {
         let limit = self.now + within;
         self.run_until_found(limit, |e| changes(e, n).contains(&change).then_some(()))
             .map(|(at, ())| at)
     }
 
-    fn liveness(&self, n: u64) -> Option<Liveness> {
+    pub(crate) fn liveness(&self, n: u64) -> Option<Liveness> {
         self.m.member(id(n)).map(|m| m.liveness)
     }
 }
@@ -874,43 +877,6 @@ fn active_members_are_never_reaped() {
 
 // ---- rejoin ----------------------------------------------------------------------------------
 
-const CLUSTER: ClusterId = ClusterId(42);
-
-fn config(timing: Timing) -> Config {
-    Config {
-        cluster: CLUSTER,
-        timing,
-        state: Default::default(),
-        failover: Default::default(),
-        admission: Default::default(),
-    }
-}
-
-fn new_node(n: u64, restored: Restored, now: Millis) -> Node {
-    Node::new(config(timing()), identity(n), n, restored, now).expect("valid config")
-}
-
-fn outputs(node: &mut Node) -> Vec<Output> {
-    std::iter::from_fn(|| node.poll_output()).collect()
-}
-
-#[test]
-fn restart_starts_above_the_persisted_incarnation_and_persists_it_first() {
-    let restored = Restored {
-        incarnation: Some(Incarnation(4)),
-        ..Restored::default()
-    };
-    let mut node = new_node(1, restored, START);
-    assert_eq!(node.membership().incarnation(), Incarnation(5));
-    let out = outputs(&mut node);
-    assert_eq!(
-        out.first(),
-        Some(&Output::Persist(PersistBatch {
-            items: vec![PersistItem::Incarnation(Incarnation(5))]
-        }))
-    );
-}
-
 #[test]
 fn higher_incarnation_at_a_new_address_replaces_the_old_one() {
     let moved = Addr::from(([10, 0, 0, 2], 7002));
@@ -1142,143 +1108,4 @@ fn broadcast_seen_at_time_zero_is_delivered_once() {
     // Past the first reap sweep (every 5 s), well within the dedup window.
     h.run_until(Millis(2 * reap_period(&timing()).as_millis() as u64));
     assert!(broadcasts(&h.recv(3, app_gossip(3, 1))).is_empty());
-}
-
-/// Regression: before 1339d52 a first start persisted nothing, so a node that
-/// restarted before it ever refuted came back at #0 and was ignored for
-/// `tombstone_ttl` by peers that had reaped it at #0.
-#[test]
-fn node_restarted_from_its_persisted_state_is_readmitted_after_being_reaped() {
-    // First life: keep what the driver would have persisted.
-    let mut restored = Restored::default();
-    let mut first = new_node(1, Restored::default(), START);
-    for out in outputs(&mut first) {
-        if let Output::Persist(batch) = out {
-            restored.apply(&batch);
-        }
-    }
-    let announced = first.membership().incarnation();
-    // A peer knew it at that incarnation, saw it fail, and reaped it.
-    let mut peer = Harness::with(2, &[3]).acking();
-    peer.update(alive(1, announced.0));
-    peer.update(dead(1, announced.0, 3));
-    peer.when(1, MemberChange::Reaped, timing().reap_after * 2)
-        .expect("reaped");
-    // Second life, from the persisted state, joining through the peer.
-    let mut second = new_node(1, restored, peer.now);
-    second
-        .handle_command(
-            peer.now,
-            Command::Join {
-                seeds: vec![addr(2)],
-            },
-        )
-        .unwrap();
-    for out in outputs(&mut second) {
-        if let Output::Transmit(t) = out {
-            let envelope = crate::wire::decode(CLUSTER, t.channel, &t.bytes).unwrap();
-            peer.recv(1, envelope.message);
-        }
-    }
-    assert_eq!(peer.liveness(1), Some(Liveness::Alive));
-}
-
-#[test]
-fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
-    let mut t = timing();
-    t.max_datagram = crate::wire::MAX_DATAGRAM + 1;
-    assert!(config(t.clone()).validate().is_err());
-    t.max_datagram = crate::wire::MAX_DATAGRAM;
-    let config = config(t);
-    assert_eq!(config.validate(), Ok(()));
-    let mut node = Node::new(config, identity(1), 1, Restored::default(), START).unwrap();
-    let hello = crate::wire::encode(
-        CLUSTER,
-        id(2),
-        crate::id::Life(2),
-        &gossip(vec![alive(2, 0)]),
-    );
-    node.handle_datagram(START, addr(2), &hello);
-    for i in 0..64u8 {
-        let payload = vec![i; crate::wire::MAX_APP_PAYLOAD];
-        node.handle_command(START, Command::Broadcast(payload))
-            .unwrap();
-    }
-    let mut datagrams = 0;
-    while let Some(at) = node.poll_timeout().filter(|&at| at <= START + ms(1_000)) {
-        node.handle_timeout(at);
-        for out in outputs(&mut node) {
-            if let Output::Transmit(t) = out {
-                if t.channel == Channel::Datagram {
-                    datagrams += 1;
-                    let decoded = crate::wire::decode(CLUSTER, Channel::Datagram, &t.bytes);
-                    assert!(decoded.is_ok(), "{} bytes: {decoded:?}", t.bytes.len());
-                }
-            }
-        }
-    }
-    assert!(datagrams > 0);
-}
-
-/// The join push-pulls among `outs`, by destination.
-fn join_targets(outs: &[Output]) -> Vec<Addr> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Transmit(t) => {
-                let envelope = crate::wire::decode(CLUSTER, t.channel, &t.bytes).ok()?;
-                matches!(
-                    envelope.message,
-                    Message::PushPull {
-                        kind: PushPullKind::Join,
-                        ..
-                    }
-                )
-                .then_some(t.to)
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-#[test]
-fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
-    // Started while none of its seeds resolved: a cluster of one.
-    let mut alone = new_node(1, Restored::default(), START);
-    let _ = outputs(&mut alone);
-    assert!(!alone.membership().is_joining());
-    alone
-        .handle_command(
-            START,
-            Command::AddSeeds {
-                seeds: vec![addr(1), addr(2)],
-            },
-        )
-        .unwrap();
-    assert!(alone.membership().is_joining(), "a lone node joins at once");
-    assert_eq!(
-        join_targets(&outputs(&mut alone)),
-        vec![addr(2)],
-        "never itself"
-    );
-
-    // Already joining through seed 2: seed 3 resolves later and is asked too.
-    let mut joining = new_node(1, Restored::default(), START);
-    joining
-        .handle_command(
-            START,
-            Command::Join {
-                seeds: vec![addr(2)],
-            },
-        )
-        .unwrap();
-    let _ = outputs(&mut joining);
-    joining
-        .handle_command(
-            START,
-            Command::AddSeeds {
-                seeds: vec![addr(3), addr(2)],
-            },
-        )
-        .unwrap();
-    assert_eq!(join_targets(&outputs(&mut joining)), vec![addr(2), addr(3)]);
 }

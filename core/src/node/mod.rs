@@ -622,3 +622,6 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! `Node` tests: what the whole node does on start-up, restart, seeds and datagram
+//! sizes, driven through its public `handle_*`/`poll_*` API. The membership fixtures
+//! (ids, addresses, identities, rumours, the `Membership` harness) are shared with
+//! `crate::membership::tests`.
+
+use crate::config::{Config, Timing};
+use crate::id::{Addr, ClusterId, Incarnation};
+use crate::membership::tests::{
+    addr, alive, dead, gossip, id, identity, ms, timing, Harness, START,
+};
+use crate::membership::MemberChange;
+use crate::node::{Command, Node, Output};
+use crate::persist::{PersistBatch, PersistItem, Restored};
+use crate::time::Millis;
+use crate::wire::{Channel, Liveness, Message, PushPullKind};
+
+const CLUSTER: ClusterId = ClusterId(42);
+
+fn config(timing: Timing) -> Config {
+    Config {
+        cluster: CLUSTER,
+        timing,
+        state: Default::default(),
+        failover: Default::default(),
+        admission: Default::default(),
+    }
+}
+
+fn new_node(n: u64, restored: Restored, now: Millis) -> Node {
+    Node::new(config(timing()), identity(n), n, restored, now).expect("valid config")
+}
+
+fn outputs(node: &mut Node) -> Vec<Output> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+#[test]
+fn restart_starts_above_the_persisted_incarnation_and_persists_it_first() {
+    let restored = Restored {
+        incarnation: Some(Incarnation(4)),
+        ..Restored::default()
+    };
+    let mut node = new_node(1, restored, START);
+    assert_eq!(node.membership().incarnation(), Incarnation(5));
+    let out = outputs(&mut node);
+    assert_eq!(
+        out.first(),
+        Some(&Output::Persist(PersistBatch {
+            items: vec![PersistItem::Incarnation(Incarnation(5))]
+        }))
+    );
+}
+
+/// Regression: before 1339d52 a first start persisted nothing, so a node that
+/// restarted before it ever refuted came back at #0 and was ignored for
+/// `tombstone_ttl` by peers that had reaped it at #0.
+#[test]
+fn node_restarted_from_its_persisted_state_is_readmitted_after_being_reaped() {
+    // First life: keep what the driver would have persisted.
+    let mut restored = Restored::default();
+    let mut first = new_node(1, Restored::default(), START);
+    for out in outputs(&mut first) {
+        if let Output::Persist(batch) = out {
+            restored.apply(&batch);
+        }
+    }
+    let announced = first.membership().incarnation();
+    // A peer knew it at that incarnation, saw it fail, and reaped it.
+    let mut peer = Harness::with(2, &[3]).acking();
+    peer.update(alive(1, announced.0));
+    peer.update(dead(1, announced.0, 3));
+    peer.when(1, MemberChange::Reaped, timing().reap_after * 2)
+        .expect("reaped");
+    // Second life, from the persisted state, joining through the peer.
+    let mut second = new_node(1, restored, peer.now);
+    second
+        .handle_command(
+            peer.now,
+            Command::Join {
+                seeds: vec![addr(2)],
+            },
+        )
+        .unwrap();
+    for out in outputs(&mut second) {
+        if let Output::Transmit(t) = out {
+            let envelope = crate::wire::decode(CLUSTER, t.channel, &t.bytes).unwrap();
+            peer.recv(1, envelope.message);
+        }
+    }
+    assert_eq!(peer.liveness(1), Some(Liveness::Alive));
+}
+
+#[test]
+fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
+    let mut t = timing();
+    t.max_datagram = crate::wire::MAX_DATAGRAM + 1;
+    assert!(config(t.clone()).validate().is_err());
+    t.max_datagram = crate::wire::MAX_DATAGRAM;
+    let config = config(t);
+    assert_eq!(config.validate(), Ok(()));
+    let mut node = Node::new(config, identity(1), 1, Restored::default(), START).unwrap();
+    let hello = crate::wire::encode(
+        CLUSTER,
+        id(2),
+        crate::id::Life(2),
+        &gossip(vec![alive(2, 0)]),
+    );
+    node.handle_datagram(START, addr(2), &hello);
+    for i in 0..64u8 {
+        let payload = vec![i; crate::wire::MAX_APP_PAYLOAD];
+        node.handle_command(START, Command::Broadcast(payload))
+            .unwrap();
+    }
+    let mut datagrams = 0;
+    while let Some(at) = node.poll_timeout().filter(|&at| at <= START + ms(1_000)) {
+        node.handle_timeout(at);
+        for out in outputs(&mut node) {
+            if let Output::Transmit(t) = out {
+                if t.channel == Channel::Datagram {
+                    datagrams += 1;
+                    let decoded = crate::wire::decode(CLUSTER, Channel::Datagram, &t.bytes);
+                    assert!(decoded.is_ok(), "{} bytes: {decoded:?}", t.bytes.len());
+                }
+            }
+        }
+    }
+    assert!(datagrams > 0);
+}
+
+/// The join push-pulls among `outs`, by destination.
+fn join_targets(outs: &[Output]) -> Vec<Addr> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Transmit(t) => {
+                let envelope = crate::wire::decode(CLUSTER, t.channel, &t.bytes).ok()?;
+                matches!(
+                    envelope.message,
+                    Message::PushPull {
+                        kind: PushPullKind::Join,
+                        ..
+                    }
+                )
+                .then_some(t.to)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
+    // Started while none of its seeds resolved: a cluster of one.
+    let mut alone = new_node(1, Restored::default(), START);
+    let _ = outputs(&mut alone);
+    assert!(!alone.membership().is_joining());
+    alone
+        .handle_command(
+            START,
+            Command::AddSeeds {
+                seeds: vec![addr(1), addr(2)],
+            },
+        )
+        .unwrap();
+    assert!(alone.membership().is_joining(), "a lone node joins at once");
+    assert_eq!(
+        join_targets(&outputs(&mut alone)),
+        vec![addr(2)],
+        "never itself"
+    );
+
+    // Already joining through seed 2: seed 3 resolves later and is asked too.
+    let mut joining = new_node(1, Restored::default(), START);
+    joining
+        .handle_command(
+            START,
+            Command::Join {
+                seeds: vec![addr(2)],
+            },
+        )
+        .unwrap();
+    let _ = outputs(&mut joining);
+    joining
+        .handle_command(
+            START,
+            Command::AddSeeds {
+                seeds: vec![addr(3), addr(2)],
+            },
+        )
+        .unwrap();
+    assert_eq!(join_targets(&outputs(&mut joining)), vec![addr(2), addr(3)]);
+}

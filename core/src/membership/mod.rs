@@ -1,27 +1,37 @@
 //! SWIM membership with the Lifeguard refinements, as HashiCorp memberlist does it.
 //!
-//! * **Probing.** Every probe interval the next member of a shuffled round-robin
-//!   list is pinged. No ack within the probe timeout: `indirect_checks` other members
-//!   are asked to ping it (`PingReq`). No ack by the end of the interval: the member
-//!   is suspected.
-//! * **Suspicion.** A suspect has a timer ([`suspicion`]) that shrinks with every
-//!   independent accusation. When it runs out the member is declared dead. A member
-//!   that hears it is suspected refutes by announcing a higher incarnation; a claim
-//!   with a lower incarnation than the one known is always ignored.
+//! One room per concern, all of them `impl Membership` blocks over the one state
+//! defined here (so the state machine stays one value, cloned and compared whole):
+//!
+//! * **Probing** (module `probe`). Every probe interval the next member of a
+//!   shuffled round-robin list is pinged. No ack within the probe timeout:
+//!   `indirect_checks` other members are asked to ping it (`PingReq`). No ack by the
+//!   end of the interval: the member is suspected.
+//! * **The rules** (module `rules`). One claim about a member at an incarnation
+//!   changes what this node believes, in SWIM's order of precedence. A suspect has a
+//!   timer ([`suspicion`]) that shrinks with every independent accusation. When it
+//!   runs out the member is declared dead. A member that hears it is suspected
+//!   refutes by announcing a higher incarnation; a claim with a lower incarnation
+//!   than the one known is always ignored.
 //! * **Lifeguard.** Timeouts are scaled by the local health multiplier
 //!   ([`awareness`]); relays send nacks so a prober can tell its own trouble from the
 //!   target's; a suspect being probed is told directly that it is suspected.
-//! * **Dissemination.** Rumours piggyback on pings, acks and gossip rounds
-//!   ([`rumors`]), each sent about `retransmit_mult × log10(N+1)` times. A push-pull
-//!   exchange of full member lists with one random member repairs anything missed.
-//! * **Lifecycle.** Joining is a push-pull with a seed. Leaving is a `Left` rumour
-//!   gossiped for a moment before the node stops. Dead and departed members are
-//!   reaped after `reap_after`, but their incarnation is remembered as a tombstone
-//!   for `tombstone_ttl`, so stale state cannot revive them (memberlist #312). A node
-//!   that restarts comes back with a higher incarnation, at any address (#157).
+//! * **Dissemination** (module `dissemination`). Rumours piggyback on pings, acks
+//!   and gossip rounds ([`rumors`]), each sent about `retransmit_mult × log10(N+1)`
+//!   times. A push-pull exchange of full member lists with one random member
+//!   repairs anything missed.
+//! * **Lifecycle** (here, with the inputs, timers and housekeeping). Joining is a
+//!   push-pull with a seed. Leaving is a `Left` rumour gossiped for a moment before
+//!   the node stops. Dead and departed members are reaped after `reap_after`, but
+//!   their incarnation is remembered as a tombstone for `tombstone_ttl`, so stale
+//!   state cannot revive them (memberlist #312). A node that restarts comes back
+//!   with a higher incarnation, at any address (#157).
 
 pub mod awareness;
+mod dissemination;
 pub mod member;
+mod probe;
+mod rules;
 pub mod rumors;
 pub mod suspicion;
 
@@ -34,16 +44,13 @@ use crate::config::{Identity, MemberMeta, Timing};
 use crate::event::Event;
 use crate::id::{Addr, Incarnation, NodeId};
 use crate::outbox::Outbox;
-use crate::persist::{PersistBatch, PersistItem};
 use crate::rng::DetRng;
 use crate::time::Millis;
 use crate::timers::Timers;
-use crate::wire::{
-    encoded_len, AppRumor, Channel, Liveness, MemberRecord, MemberUpdate, Message, PushPullKind,
-    Rumor, Seq,
-};
+use crate::wire::{AppRumor, Channel, Liveness, MemberUpdate, Message, PushPullKind, Rumor, Seq};
 
 use awareness::Awareness;
+use probe::{Probe, Relay};
 use rumors::RumorQueue;
 use suspicion::Suspicion;
 
@@ -78,16 +85,6 @@ pub enum Phase {
     Left,
 }
 
-/// The probe in flight.
-#[derive(Clone, Debug)]
-struct Probe {
-    seq: Seq,
-    target: NodeId,
-    acked: bool,
-    expected_nacks: u32,
-    nacks: u32,
-}
-
 /// What is remembered of a reaped member.
 #[derive(Clone, Debug)]
 struct Tombstone {
@@ -96,13 +93,6 @@ struct Tombstone {
     /// Left on purpose (never reconnected to) rather than failed.
     left: bool,
     expires: Millis,
-}
-
-/// A probe this node makes on another's behalf (it received a `PingReq`).
-#[derive(Clone, Debug)]
-struct Relay {
-    requester: Addr,
-    requester_seq: Seq,
 }
 
 /// Counters for metrics.
@@ -117,10 +107,6 @@ pub struct MembershipStats {
     pub rumors_dropped: u64,
 }
 
-/// Bytes reserved in a datagram for the header and the message around its rumours.
-const PACKET_OVERHEAD: usize = crate::wire::HEADER_LEN + 48;
-/// Relays nack after this fraction of the probe timeout, as memberlist does.
-const NACK_FRACTION: f64 = 0.8;
 /// A node that just joined got the seed's member list as of that instant; when
 /// many nodes join together (a cold start) the seed knew few of them yet. A few
 /// early push-pulls (after 2, 4 and 8 s) fetch the rest in bulk instead of waiting
@@ -458,11 +444,7 @@ impl Membership {
                 self.apply_rumors(now, rumors, out);
                 self.relay_probe(now, from, seq, target, target_addr, out);
             }
-            Message::Nack { seq } => {
-                if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
-                    p.nacks += 1;
-                }
-            }
+            Message::Nack { seq } => self.handle_nack(seq),
             Message::Gossip { rumors } => self.apply_rumors(now, rumors, out),
             // Replication messages are routed to the replica by the node.
             Message::SyncRequest { .. }
@@ -537,14 +519,7 @@ impl Membership {
                 }
             }
             Timer::ProbeTimeout(seq) => self.probe_indirectly(seq, out),
-            Timer::RelayNack(seq) => {
-                if let Some(relay) = self.relays.get(&seq) {
-                    let nack = Message::Nack {
-                        seq: relay.requester_seq,
-                    };
-                    out.send(relay.requester, Channel::Datagram, nack);
-                }
-            }
+            Timer::RelayNack(seq) => self.relay_nack(seq, out),
             Timer::RelayExpire(seq) => {
                 self.relays.remove(&seq);
             }
@@ -599,717 +574,6 @@ impl Membership {
                 out.event(Event::Local(LocalChange::Left));
             }
         }
-    }
-
-    // ---- probing -------------------------------------------------------------
-
-    fn start_probe(&mut self, now: Millis, out: &mut Outbox) {
-        let Some(target) = self.next_probe_target() else {
-            return;
-        };
-        let member = &self.members[&target];
-        let (addr, liveness, incarnation) = (member.addr, member.liveness, member.incarnation);
-        let seq = self.next_seq();
-        self.stats.probes += 1;
-        self.probe = Some(Probe {
-            seq,
-            target,
-            acked: false,
-            expected_nacks: 0,
-            nacks: 0,
-        });
-        // Lifeguard's buddy system: a suspect hears of its suspicion first-hand.
-        let mut rumors = Vec::new();
-        if liveness == Liveness::Suspect {
-            rumors.push(Rumor::Member(MemberUpdate::Suspect {
-                node: target,
-                incarnation,
-                from: self.id,
-            }));
-        }
-        let used = rumors.iter().map(encoded_len).sum();
-        rumors.extend(self.take_rumors(used));
-        let ping = Message::Ping {
-            seq,
-            target,
-            heartbeat: self.heartbeat,
-            rumors,
-        };
-        out.send(addr, Channel::Datagram, ping);
-        let timeout = self.awareness.scale(self.timing.probe_timeout);
-        self.timers.set(now + timeout, Timer::ProbeTimeout(seq));
-    }
-
-    /// The next active member in a shuffled round-robin order; the order is
-    /// reshuffled after each full pass, so every member is probed once per pass
-    /// (SWIM's bounded detection time) in an order nobody can predict.
-    fn next_probe_target(&mut self) -> Option<NodeId> {
-        while let Some(id) = self.probe_soon.pop() {
-            if self
-                .members
-                .get(&id)
-                .is_some_and(|m| m.liveness == Liveness::Suspect)
-            {
-                return Some(id);
-            }
-        }
-        for _ in 0..2 {
-            while self.probe_next < self.probe_order.len() {
-                let id = self.probe_order[self.probe_next];
-                self.probe_next += 1;
-                if self.members.get(&id).is_some_and(Member::is_active) {
-                    return Some(id);
-                }
-            }
-            self.probe_order = self
-                .members
-                .values()
-                .filter(|m| m.is_active())
-                .map(|m| m.id)
-                .collect();
-            let mut order = std::mem::take(&mut self.probe_order);
-            self.rng.shuffle(&mut order);
-            self.probe_order = order;
-            self.probe_next = 0;
-        }
-        None
-    }
-
-    fn probe_indirectly(&mut self, seq: Seq, out: &mut Outbox) {
-        let Some(probe) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
-            return;
-        };
-        let target = probe.target;
-        let Some(target_addr) = self.members.get(&target).map(|m| m.addr) else {
-            return;
-        };
-        let candidates: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| m.liveness == Liveness::Alive && m.id != target)
-            .map(|m| m.id)
-            .collect();
-        let relays = self.rng.sample(&candidates, self.timing.indirect_checks);
-        for relay in &relays {
-            let rumors = self.take_rumors(0);
-            let req = Message::PingReq {
-                seq,
-                target,
-                target_addr,
-                rumors,
-            };
-            out.send(self.members[relay].addr, Channel::Datagram, req);
-        }
-        self.stats.indirect_probes += relays.len() as u64;
-        if let Some(p) = self.probe.as_mut() {
-            p.expected_nacks = relays.len() as u32;
-        }
-    }
-
-    fn handle_ack(&mut self, seq: Seq, out: &mut Outbox) {
-        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
-            p.acked = true;
-            return;
-        }
-        if let Some(relay) = self.relays.remove(&seq) {
-            let ack = Message::Ack {
-                seq: relay.requester_seq,
-                heartbeat: self.heartbeat,
-                rumors: Vec::new(),
-            };
-            out.send(relay.requester, Channel::Datagram, ack);
-        }
-    }
-
-    fn relay_probe(
-        &mut self,
-        now: Millis,
-        requester: Addr,
-        requester_seq: Seq,
-        target: NodeId,
-        target_addr: Addr,
-        out: &mut Outbox,
-    ) {
-        let seq = self.next_seq();
-        self.relays.insert(
-            seq,
-            Relay {
-                requester,
-                requester_seq,
-            },
-        );
-        let ping = Message::Ping {
-            seq,
-            target,
-            heartbeat: self.heartbeat,
-            rumors: Vec::new(),
-        };
-        out.send(target_addr, Channel::Datagram, ping);
-        let nack_at = crate::time::scale(self.timing.probe_timeout, NACK_FRACTION);
-        self.timers.set(now + nack_at, Timer::RelayNack(seq));
-        self.timers
-            .set(now + self.timing.probe_interval, Timer::RelayExpire(seq));
-    }
-
-    /// Closes the probe in flight at the end of its interval: an ack lowers the
-    /// local health score; no ack raises it (by the nacks that did not come, when
-    /// relays were asked) and makes the target a suspect.
-    fn finish_probe(&mut self, now: Millis, out: &mut Outbox) {
-        let Some(p) = self.probe.take() else {
-            return;
-        };
-        if p.acked {
-            self.awareness.apply(-1);
-            return;
-        }
-        let missed_nacks = p.expected_nacks.saturating_sub(p.nacks);
-        let delta = if p.expected_nacks > 0 {
-            missed_nacks
-        } else {
-            1
-        };
-        self.awareness.apply(delta as i32);
-        self.stats.probe_failures += 1;
-        if let Some(m) = self.members.get(&p.target).filter(|m| m.is_active()) {
-            let update = MemberUpdate::Suspect {
-                node: p.target,
-                incarnation: m.incarnation,
-                from: self.id,
-            };
-            self.apply_update(now, update, out);
-        }
-    }
-
-    // ---- dissemination -------------------------------------------------------
-
-    fn gossip(&mut self, now: Millis, out: &mut Outbox) {
-        if self.rumors.is_empty() {
-            return;
-        }
-        let dead_horizon = now - self.timing.gossip_to_the_dead;
-        let candidates: Vec<(NodeId, Addr)> = self
-            .members
-            .values()
-            .filter(|m| m.is_active() || m.since >= dead_horizon)
-            .map(|m| (m.id, m.addr))
-            .collect();
-        for (_, addr) in self.rng.sample(&candidates, self.timing.gossip_nodes) {
-            let rumors = self.take_rumors(0);
-            if rumors.is_empty() {
-                break;
-            }
-            out.send(addr, Channel::Datagram, Message::Gossip { rumors });
-        }
-    }
-
-    /// Rumours for one datagram that already holds `used` bytes of them.
-    fn take_rumors(&mut self, used: usize) -> Vec<Rumor> {
-        let budget = self
-            .timing
-            .max_datagram
-            .saturating_sub(PACKET_OVERHEAD + used);
-        let n = self.members.len() + 1;
-        let scale = (n as f64 + 1.0).log10().ceil().max(1.0) as u32;
-        let limits = rumors::Limits {
-            member: self.timing.retransmit_mult * scale,
-            data: self.timing.data_retransmit_mult * scale,
-        };
-        self.rumors.take(budget, limits)
-    }
-
-    fn push_pull(&mut self, out: &mut Outbox) {
-        let alive: Vec<Addr> = self
-            .members
-            .values()
-            .filter(|m| m.liveness == Liveness::Alive)
-            .map(|m| m.addr)
-            .collect();
-        if let Some(&addr) = self.rng.sample(&alive, 1).first() {
-            let msg = self.push_pull_message(PushPullKind::Periodic);
-            out.send(addr, Channel::Stream, msg);
-        }
-    }
-
-    /// Push-pull with one failed member, so two sides of a healed partition that
-    /// declared each other dead find each other again (SWIM alone never probes the
-    /// dead; serf adds the same reconnect loop), or with one seed that is not a
-    /// live member: newcomers that only ever met each other (one joined through
-    /// the other while the cluster was out of reach) would otherwise stay an island,
-    /// since neither knows any member of the cluster to reconnect to (sim seed
-    /// 3577). A node that is alone asks its seeds.
-    fn reconnect(&mut self, now: Millis, out: &mut Outbox) {
-        if self.active_count() == 0 && !self.seeds.is_empty() {
-            self.phase = Phase::Joining;
-            self.send_join(now, out);
-            return;
-        }
-        let mut failed: Vec<Addr> = self
-            .members
-            .values()
-            .filter(|m| m.liveness == Liveness::Dead)
-            .map(|m| m.addr)
-            .collect();
-        failed.extend(self.tombstones.values().filter(|t| !t.left).map(|t| t.addr));
-        let live: Vec<Addr> = self
-            .members
-            .values()
-            .filter(|m| m.is_active())
-            .map(|m| m.addr)
-            .collect();
-        failed.extend(self.seeds.iter().filter(|s| !live.contains(s)));
-        if let Some(&addr) = self.rng.sample(&failed, 1).first() {
-            let msg = self.push_pull_message(PushPullKind::Periodic);
-            out.send(addr, Channel::Stream, msg);
-        }
-    }
-
-    fn send_join(&mut self, now: Millis, out: &mut Outbox) {
-        if self.phase != Phase::Joining {
-            return;
-        }
-        let msg = self.push_pull_message(PushPullKind::Join);
-        for &seed in &self.seeds {
-            out.send(seed, Channel::Stream, msg.clone());
-        }
-        self.timers
-            .set(now + self.timing.join_retry, Timer::JoinRetry);
-    }
-
-    fn push_pull_message(&self, kind: PushPullKind) -> Message {
-        let mut members = Vec::with_capacity(self.members.len() + 1);
-        members.push(self.self_record());
-        members.extend(self.members.values().map(Member::record));
-        Message::PushPull {
-            kind,
-            heartbeat: self.heartbeat,
-            members,
-        }
-    }
-
-    /// A peer we reaped is talking to us with an incarnation we consider stale (it
-    /// restarted without its disk, say). Reaped members are not in our list, so
-    /// tell it explicitly that it is dead: it will refute with a higher incarnation.
-    fn tombstone_record(&self, sender: MemberRecord) -> Option<MemberRecord> {
-        let t = self.tombstones.get(&sender.node)?;
-        Some(MemberRecord {
-            incarnation: t.incarnation,
-            liveness: Liveness::Dead,
-            ..sender
-        })
-    }
-
-    fn self_record(&self) -> MemberRecord {
-        MemberRecord {
-            node: self.id,
-            incarnation: self.incarnation,
-            liveness: if self.phase == Phase::Leaving {
-                Liveness::Left
-            } else {
-                Liveness::Alive
-            },
-            addr: self.addr,
-            heartbeat: self.heartbeat,
-            meta: self.meta.clone(),
-        }
-    }
-
-    /// Merges a peer's full member list. Its "dead" is only taken as "suspect":
-    /// a stale list must not kill a member outright (memberlist does the same), and
-    /// the suspect itself gets the chance to refute.
-    fn merge_remote_state(
-        &mut self,
-        now: Millis,
-        sender: NodeId,
-        records: Vec<MemberRecord>,
-        out: &mut Outbox,
-    ) {
-        for r in records {
-            let update = match r.liveness {
-                Liveness::Alive => MemberUpdate::Alive {
-                    node: r.node,
-                    incarnation: r.incarnation,
-                    addr: r.addr,
-                    meta: r.meta,
-                },
-                Liveness::Suspect | Liveness::Dead => MemberUpdate::Suspect {
-                    node: r.node,
-                    incarnation: r.incarnation,
-                    from: sender,
-                },
-                Liveness::Left => MemberUpdate::Left {
-                    node: r.node,
-                    incarnation: r.incarnation,
-                },
-            };
-            self.apply_update(now, update, out);
-            self.observe_heartbeat(now, r.node, r.heartbeat);
-        }
-    }
-
-    fn apply_rumors(&mut self, now: Millis, rumors: Vec<Rumor>, out: &mut Outbox) {
-        for rumor in rumors {
-            match rumor {
-                Rumor::Member(update) => self.apply_update(now, update, out),
-                Rumor::App(app) => self.apply_app(now, app, out),
-                Rumor::State(entry) => self.state_inbox.push(entry),
-            }
-        }
-    }
-
-    fn apply_app(&mut self, now: Millis, app: AppRumor, out: &mut Outbox) {
-        let key = (app.origin, app.seq);
-        if self.app_seen.contains_key(&key) {
-            return;
-        }
-        self.app_seen.insert(key, now);
-        out.event(Event::Broadcast {
-            origin: app.origin,
-            seq: app.seq,
-            payload: app.payload.clone(),
-        });
-        self.rumors.push(Rumor::App(app));
-    }
-
-    fn observe_heartbeat(&mut self, now: Millis, node: NodeId, heartbeat: u64) {
-        if let Some(m) = self.members.get_mut(&node) {
-            if heartbeat > m.heartbeat {
-                m.heartbeat = heartbeat;
-                m.last_heartbeat = Some(now);
-            }
-        }
-    }
-
-    // ---- the rules -----------------------------------------------------------
-
-    /// Applies one claim about a member. The rules, in SWIM's order of precedence:
-    /// a claim with a lower incarnation than known is stale; `Alive` overrides a
-    /// suspicion only with a strictly higher incarnation; `Suspect` and `Dead`
-    /// override `Alive` at an equal or higher one; nothing revives a dead or
-    /// departed member but a higher incarnation. Claims about this node are
-    /// refuted, not applied.
-    pub(crate) fn apply_update(&mut self, now: Millis, update: MemberUpdate, out: &mut Outbox) {
-        let node = update.node();
-        if node == self.id {
-            self.refute_if_needed(&update, out);
-            return;
-        }
-        match update {
-            MemberUpdate::Alive {
-                node,
-                incarnation,
-                addr,
-                meta,
-            } => self.apply_alive(now, node, incarnation, addr, meta, out),
-            MemberUpdate::Suspect {
-                node,
-                incarnation,
-                from,
-            } => self.apply_suspect(now, node, incarnation, from, out),
-            MemberUpdate::Dead {
-                node,
-                incarnation,
-                from,
-            } => self.apply_dead(now, node, incarnation, from, out),
-            MemberUpdate::Left { node, incarnation } => {
-                self.apply_left(now, node, incarnation, out)
-            }
-        }
-    }
-
-    fn apply_alive(
-        &mut self,
-        now: Millis,
-        node: NodeId,
-        incarnation: Incarnation,
-        addr: Addr,
-        meta: MemberMeta,
-        out: &mut Outbox,
-    ) {
-        if let Some(t) = self.tombstones.get(&node) {
-            if incarnation <= t.incarnation {
-                self.stats.stale_updates += 1;
-                return;
-            }
-            self.tombstones.remove(&node);
-        }
-        let change = match self.members.get_mut(&node) {
-            None => {
-                self.members.insert(
-                    node,
-                    Member {
-                        id: node,
-                        addr,
-                        meta: meta.clone(),
-                        incarnation,
-                        liveness: Liveness::Alive,
-                        since: now,
-                        heartbeat: 0,
-                        last_heartbeat: None,
-                    },
-                );
-                MemberChange::Joined
-            }
-            Some(m) => {
-                if incarnation <= m.incarnation {
-                    self.stats.stale_updates += 1;
-                    return;
-                }
-                let change = match m.liveness {
-                    Liveness::Suspect => MemberChange::AliveAgain,
-                    Liveness::Dead | Liveness::Left => MemberChange::Joined,
-                    Liveness::Alive if m.addr != addr || m.meta != meta => MemberChange::Updated,
-                    Liveness::Alive => {
-                        // A plain re-announcement: adopt it and pass it on quietly.
-                        m.incarnation = incarnation;
-                        self.rumors.push(Rumor::Member(MemberUpdate::Alive {
-                            node,
-                            incarnation,
-                            addr,
-                            meta,
-                        }));
-                        return;
-                    }
-                };
-                if m.liveness != Liveness::Alive {
-                    m.since = now;
-                }
-                m.incarnation = incarnation;
-                m.liveness = Liveness::Alive;
-                m.addr = addr;
-                m.meta = meta.clone();
-                change
-            }
-        };
-        self.suspicions.remove(&node);
-        self.rumors.push(Rumor::Member(MemberUpdate::Alive {
-            node,
-            incarnation,
-            addr,
-            meta,
-        }));
-        self.changes += 1;
-        out.event(Event::Member { node, change });
-    }
-
-    fn apply_suspect(
-        &mut self,
-        now: Millis,
-        node: NodeId,
-        incarnation: Incarnation,
-        from: NodeId,
-        out: &mut Outbox,
-    ) {
-        let n = self.members.len() + 1;
-        let Some(m) = self.members.get_mut(&node) else {
-            return;
-        };
-        if incarnation < m.incarnation || !m.is_active() {
-            self.stats.stale_updates += 1;
-            return;
-        }
-        if m.liveness == Liveness::Suspect {
-            if incarnation > m.incarnation {
-                m.incarnation = incarnation;
-            }
-            // Another accuser: shorten the timer and pass the confirmation on.
-            let grace = now + self.timing.probe_interval;
-            let confirmed = self
-                .suspicions
-                .get_mut(&node)
-                .is_some_and(|s| s.confirm(from, grace));
-            if confirmed {
-                let deadline = self.suspicions[&node].deadline();
-                self.timers.set(deadline, Timer::Suspicion(node));
-                self.rumors.push(Rumor::Member(MemberUpdate::Suspect {
-                    node,
-                    incarnation,
-                    from,
-                }));
-            }
-            return;
-        }
-        m.liveness = Liveness::Suspect;
-        m.incarnation = incarnation;
-        m.since = now;
-        // Probe the suspect at the next tick: if someone else accused it, our
-        // probe is an independent confirmation (or its ack clears it); if we did,
-        // the ping carries the suspicion to the suspect itself (the buddy system),
-        // so it can refute even if every gossip copy of the rumour was lost.
-        if !self.probe_soon.contains(&node) {
-            self.probe_soon.push(node);
-        }
-        let t = &self.timing;
-        let (min, max) = suspicion::bounds(
-            t.suspicion_mult,
-            t.suspicion_max_timeout_mult,
-            n,
-            t.probe_interval,
-        );
-        // Confirmations can only come from members other than the suspect and us.
-        let k = t.suspicion_mult.saturating_sub(2);
-        let k = if (n as u32).saturating_sub(2) < k {
-            0
-        } else {
-            k
-        };
-        let s = Suspicion::new(now, from, min, max, k);
-        self.timers.set(s.deadline(), Timer::Suspicion(node));
-        self.suspicions.insert(node, s);
-        self.rumors.push(Rumor::Member(MemberUpdate::Suspect {
-            node,
-            incarnation,
-            from,
-        }));
-        self.report(out, node, MemberChange::Suspected);
-    }
-
-    fn apply_dead(
-        &mut self,
-        now: Millis,
-        node: NodeId,
-        incarnation: Incarnation,
-        from: NodeId,
-        out: &mut Outbox,
-    ) {
-        let Some(m) = self.members.get_mut(&node) else {
-            return;
-        };
-        if incarnation < m.incarnation || !m.is_active() {
-            self.stats.stale_updates += 1;
-            return;
-        }
-        m.liveness = Liveness::Dead;
-        m.incarnation = incarnation;
-        m.since = now;
-        self.suspicions.remove(&node);
-        self.rumors.push(Rumor::Member(MemberUpdate::Dead {
-            node,
-            incarnation,
-            from,
-        }));
-        self.report(out, node, MemberChange::Failed);
-    }
-
-    fn apply_left(
-        &mut self,
-        now: Millis,
-        node: NodeId,
-        incarnation: Incarnation,
-        out: &mut Outbox,
-    ) {
-        let Some(m) = self.members.get_mut(&node) else {
-            return;
-        };
-        if incarnation < m.incarnation || m.liveness == Liveness::Left {
-            self.stats.stale_updates += 1;
-            return;
-        }
-        m.liveness = Liveness::Left;
-        m.incarnation = incarnation;
-        m.since = now;
-        self.suspicions.remove(&node);
-        self.rumors
-            .push(Rumor::Member(MemberUpdate::Left { node, incarnation }));
-        self.departed.push(node);
-        self.report(out, node, MemberChange::Left);
-    }
-
-    fn suspicion_expired(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
-        let Some(deadline) = self.suspicions.get(&node).map(Suspicion::deadline) else {
-            return;
-        };
-        if deadline > now {
-            // An older, later timer of a suspicion that has since been shortened or
-            // restarted; the current deadline has its own timer.
-            return;
-        }
-        self.suspicions.remove(&node);
-        let Some(incarnation) = self
-            .members
-            .get(&node)
-            .filter(|m| m.liveness == Liveness::Suspect)
-            .map(|m| m.incarnation)
-        else {
-            return;
-        };
-        let update = MemberUpdate::Dead {
-            node,
-            incarnation,
-            from: self.id,
-        };
-        self.apply_update(now, update, out);
-    }
-
-    /// Someone claims something about us. A suspicion or death at our current (or a
-    /// higher) incarnation is refuted with a higher one; our own `Left` while leaving
-    /// is just our own rumour coming back.
-    fn refute_if_needed(&mut self, update: &MemberUpdate, out: &mut Outbox) {
-        let claimed = match update {
-            MemberUpdate::Alive {
-                incarnation,
-                addr,
-                meta,
-                ..
-            } => {
-                // Only an Alive that is newer and differs from us (someone replaying
-                // an old identity of this node, say) needs overriding.
-                if *incarnation < self.incarnation
-                    || (*incarnation == self.incarnation
-                        && *addr == self.addr
-                        && *meta == self.meta)
-                {
-                    return;
-                }
-                *incarnation
-            }
-            MemberUpdate::Suspect { incarnation, .. } | MemberUpdate::Dead { incarnation, .. } => {
-                if *incarnation < self.incarnation {
-                    // The accuser missed our refutation (its retransmits ran out,
-                    // or went to dead members): say it again, at the same
-                    // incarnation. It rides on the ack to a buddy-system probe.
-                    if !matches!(self.phase, Phase::Leaving | Phase::Left) {
-                        self.announce();
-                    }
-                    return;
-                }
-                *incarnation
-            }
-            MemberUpdate::Left { incarnation, .. } => {
-                if matches!(self.phase, Phase::Leaving | Phase::Left)
-                    || *incarnation < self.incarnation
-                {
-                    return;
-                }
-                *incarnation
-            }
-        };
-        if matches!(self.phase, Phase::Leaving | Phase::Left) {
-            return;
-        }
-        self.stats.refutations += 1;
-        self.awareness.apply(1);
-        self.bump_incarnation(claimed, out);
-        out.event(Event::Local(LocalChange::Refuted(self.incarnation)));
-    }
-
-    /// Moves to an incarnation above `above`, persists it before anything is sent
-    /// under it, and announces it.
-    fn bump_incarnation(&mut self, above: Incarnation, out: &mut Outbox) {
-        self.incarnation = above.max(self.incarnation).next();
-        out.persist(PersistBatch {
-            items: vec![PersistItem::Incarnation(self.incarnation)],
-        });
-        self.announce();
-    }
-
-    /// Queues an `Alive` rumour for this node at its current incarnation.
-    fn announce(&mut self) {
-        self.rumors.push(Rumor::Member(MemberUpdate::Alive {
-            node: self.id,
-            incarnation: self.incarnation,
-            addr: self.addr,
-            meta: self.meta.clone(),
-        }));
     }
 
     // ---- housekeeping ----------------------------------------------------------

@@ -5,6 +5,8 @@
 use super::*;
 use crate::config::Role;
 use crate::outbox::Effect;
+use crate::persist::PersistItem;
+use crate::wire::MemberRecord;
 
 /// Tests start well after the clock's origin, so no `now - span` saturates.
 pub(crate) const START: Millis = Millis(1_000_000);

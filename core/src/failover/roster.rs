@@ -144,10 +144,20 @@ impl Roster {
     /// One step away: `change` applied, under `version`.
     pub fn changed(&self, version: RosterVersion, change: Change) -> Roster {
         let voters = self.members();
-        match change {
+        let next = match change {
             Change::Add(id, life) => Roster::with_lives(version, voters.chain([(id, life)])),
             Change::Remove(id) => Roster::with_lives(version, voters.filter(|&(v, _)| v != id)),
-        }
+        };
+        // Holds because the leader adds only members outside the roster and
+        // removes only voters on it: one voter more or fewer, which is what keeps
+        // any majority of the old roster and of the new one overlapping.
+        debug_assert_eq!(
+            next.len().abs_diff(self.len()),
+            1,
+            "{change:?} on {:?} is not a one-voter change",
+            self.voters
+        );
+        next
     }
 
     /// Whether a well-formed roster: sorted, no duplicates, not empty, one life
@@ -325,5 +335,15 @@ mod tests {
         assert!(!s.offer(&empty));
         assert!(!s.offer(&lifeless));
         assert!(!s.bootstrapped);
+    }
+
+    /// The one-step rule is asserted where a change is made: re-adding a voter in
+    /// another life would swap it without a step, and trips the assertion.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not a one-voter change")]
+    fn a_change_that_is_not_one_voter_trips_the_assertion() {
+        let r = Roster::with_lives(v(1, 0), [(NodeId(1), Life(10)), (NodeId(2), Life(20))]);
+        let _ = r.changed(v(1, 1), Change::Add(NodeId(1), Life(11)));
     }
 }

@@ -177,12 +177,20 @@ impl Voter {
             }
         }
         // The promise is replaced: keep the record of the highest epoch granted.
-        self.floor = self.granted_epoch();
+        let granted = self.granted_epoch();
+        self.floor = granted;
         self.promise = Some(Promise {
             to: from,
             epoch,
             until: now + b.promise_len,
         });
+        // Holds because `floor` keeps the highest epoch of every promise replaced:
+        // what a restarted voter restores never lets it grant an epoch twice.
+        debug_assert!(
+            self.granted_epoch() >= granted,
+            "granted epoch went from {granted:?} to {:?}",
+            self.granted_epoch()
+        );
         Decision::Grant
     }
 

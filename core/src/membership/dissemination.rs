@@ -138,7 +138,7 @@ impl Membership {
     fn self_record(&self) -> MemberRecord {
         MemberRecord {
             node: self.id,
-            incarnation: self.incarnation,
+            incarnation: self.announced_incarnation(),
             liveness: if self.phase == Phase::Leaving {
                 Liveness::Left
             } else {

@@ -27,6 +27,19 @@ impl Member {
         matches!(self.liveness, Liveness::Alive | Liveness::Suspect)
     }
 
+    /// Moves the member to `incarnation`, the one place the rules do so.
+    pub(crate) fn advance(&mut self, incarnation: Incarnation) {
+        // Holds because every rule drops a claim below the known incarnation as
+        // stale before it gets here: what is known of a member never goes back.
+        debug_assert!(
+            incarnation >= self.incarnation,
+            "{} would go back from incarnation {} to {incarnation}",
+            self.id,
+            self.incarnation
+        );
+        self.incarnation = incarnation;
+    }
+
     pub fn record(&self) -> MemberRecord {
         MemberRecord {
             node: self.id,
@@ -66,4 +79,30 @@ pub enum LocalChange {
     Refuted(Incarnation),
     /// The graceful leave has been gossiped; the driver may stop the node.
     Left,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::tests::{addr, id, meta};
+
+    /// What is known of a member never goes back: a rule that tried would trip
+    /// the assertion in `advance` (debug builds; the simulator runs them).
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "would go back from incarnation #3 to #2")]
+    fn moving_a_member_back_trips_the_assertion() {
+        let mut m = Member {
+            id: id(2),
+            addr: addr(2),
+            meta: meta(2),
+            incarnation: Incarnation(3),
+            liveness: Liveness::Alive,
+            since: Millis(0),
+            heartbeat: 0,
+            last_heartbeat: None,
+        };
+        m.advance(Incarnation(3));
+        m.advance(Incarnation(2));
+    }
 }

@@ -123,6 +123,9 @@ pub struct Membership {
     addr: Addr,
     meta: MemberMeta,
     incarnation: Incarnation,
+    /// The highest incarnation handed to the driver to persist (the start one by
+    /// `Node::new`): nothing above it may be announced.
+    persisted: Incarnation,
     heartbeat: u64,
     phase: Phase,
     timing: Timing,
@@ -158,7 +161,8 @@ pub struct Membership {
 
 impl Membership {
     /// A node that knows nobody yet. `incarnation` is where it starts (above any it
-    /// announced before a restart).
+    /// announced before a restart), already queued for persisting by the caller
+    /// (`Node::new` makes it its first output).
     pub(crate) fn new(
         identity: Identity,
         incarnation: Incarnation,
@@ -171,6 +175,7 @@ impl Membership {
             addr: identity.addr,
             meta: identity.meta,
             incarnation,
+            persisted: incarnation,
             heartbeat: 0,
             phase: Phase::Active,
             awareness: Awareness::new(timing.awareness_max_multiplier),
@@ -365,7 +370,7 @@ impl Membership {
         self.phase = Phase::Leaving;
         self.rumors.push(Rumor::Member(MemberUpdate::Left {
             node: self.id,
-            incarnation: self.incarnation,
+            incarnation: self.announced_incarnation(),
         }));
         // Tell a few members at once rather than waiting for the next gossip round.
         self.gossip(now, out);

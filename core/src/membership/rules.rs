@@ -94,7 +94,7 @@ impl Membership {
                     Liveness::Alive if m.addr != addr || m.meta != meta => MemberChange::Updated,
                     Liveness::Alive => {
                         // A plain re-announcement: adopt it and pass it on quietly.
-                        m.incarnation = incarnation;
+                        m.advance(incarnation);
                         self.rumors.push(Rumor::Member(MemberUpdate::Alive {
                             node,
                             incarnation,
@@ -107,7 +107,7 @@ impl Membership {
                 if m.liveness != Liveness::Alive {
                     m.since = now;
                 }
-                m.incarnation = incarnation;
+                m.advance(incarnation);
                 m.liveness = Liveness::Alive;
                 m.addr = addr;
                 m.meta = meta.clone();
@@ -143,7 +143,7 @@ impl Membership {
         }
         if m.liveness == Liveness::Suspect {
             if incarnation > m.incarnation {
-                m.incarnation = incarnation;
+                m.advance(incarnation);
             }
             // Another accuser: shorten the timer and pass the confirmation on.
             let grace = now + self.timing.probe_interval;
@@ -163,7 +163,7 @@ impl Membership {
             return;
         }
         m.liveness = Liveness::Suspect;
-        m.incarnation = incarnation;
+        m.advance(incarnation);
         m.since = now;
         // Probe the suspect at the next tick: if someone else accused it, our
         // probe is an independent confirmation (or its ack clears it); if we did,
@@ -213,7 +213,7 @@ impl Membership {
             return;
         }
         m.liveness = Liveness::Dead;
-        m.incarnation = incarnation;
+        m.advance(incarnation);
         m.since = now;
         self.suspicions.remove(&node);
         self.rumors.push(Rumor::Member(MemberUpdate::Dead {
@@ -239,7 +239,7 @@ impl Membership {
             return;
         }
         m.liveness = Liveness::Left;
-        m.incarnation = incarnation;
+        m.advance(incarnation);
         m.since = now;
         self.suspicions.remove(&node);
         self.rumors
@@ -329,18 +329,43 @@ impl Membership {
     /// Moves to an incarnation above `above`, persists it before anything is sent
     /// under it, and announces it.
     pub(super) fn bump_incarnation(&mut self, above: Incarnation, out: &mut Outbox) {
+        let before = self.incarnation;
         self.incarnation = above.max(self.incarnation).next();
+        // Holds because `next` is `+ 1`, saturating only at the very top (a peer
+        // may claim `u64::MAX`; then there is nothing higher to refute with).
+        debug_assert!(
+            self.incarnation > before || before == Incarnation(u64::MAX),
+            "own incarnation went from {before} to {}",
+            self.incarnation
+        );
         out.persist(PersistBatch {
             items: vec![PersistItem::Incarnation(self.incarnation)],
         });
+        self.persisted = self.incarnation;
         self.announce();
+    }
+
+    /// This node's incarnation, for a message about itself. Every announcement
+    /// goes through here.
+    pub(super) fn announced_incarnation(&self) -> Incarnation {
+        // Holds because the incarnation only moves in `bump_incarnation`, which
+        // queues its persist first, and starts at one `Node::new` persisted: the
+        // driver commits a persist before any later transmit, so no peer hears of
+        // an incarnation a crash could make this node forget.
+        debug_assert!(
+            self.incarnation <= self.persisted,
+            "incarnation {} announced, only {} persisted",
+            self.incarnation,
+            self.persisted
+        );
+        self.incarnation
     }
 
     /// Queues an `Alive` rumour for this node at its current incarnation.
     fn announce(&mut self) {
         self.rumors.push(Rumor::Member(MemberUpdate::Alive {
             node: self.id,
-            incarnation: self.incarnation,
+            incarnation: self.announced_incarnation(),
             addr: self.addr,
             meta: self.meta.clone(),
         }));

@@ -350,11 +350,27 @@ impl Node {
         }
         let mut items = Vec::new();
         let epoch = self.failover.durable_epoch();
+        // Holds because the failover machine only ever raises its epochs (`max`),
+        // from the floor restored at start: epochs only grow, across restarts too.
+        debug_assert!(
+            epoch >= self.persisted_epoch,
+            "durable epoch {epoch:?} below the persisted {:?}",
+            self.persisted_epoch
+        );
         if epoch > self.persisted_epoch {
             self.persisted_epoch = epoch;
             items.push(PersistItem::Epoch(epoch));
         }
         if self.failover.durable_roster() != &self.persisted_roster {
+            // Holds because a node adopts only newer versions and the leader makes
+            // each new one above the last: a roster persisted is never replaced by
+            // an older one (a restart would otherwise bring the older one back).
+            debug_assert!(
+                self.failover.durable_roster().version() >= self.persisted_roster.version(),
+                "roster {:?} replaces the persisted {:?}",
+                self.failover.durable_roster().version(),
+                self.persisted_roster.version()
+            );
             let old = std::mem::replace(
                 &mut self.persisted_roster,
                 self.failover.durable_roster().clone(),

@@ -80,6 +80,7 @@ impl HlcClock {
     /// A timestamp for a local event at wall time `wall`: later than every
     /// timestamp issued or observed before, even if the wall clock went back.
     pub fn tick(&mut self, wall: u64) -> Hlc {
+        let before = self.last;
         if wall > self.last.wall {
             self.last.wall = wall;
             self.last.logical = 0;
@@ -90,6 +91,9 @@ impl HlcClock {
         } else {
             self.last.logical += 1;
         }
+        // Holds because each branch moves (wall, logical) up: timestamps of one
+        // origin only grow, so its own writes are ordered and never tie.
+        debug_assert!(self.last > before, "tick {:?} after {before:?}", self.last);
         self.last
     }
 
@@ -108,6 +112,9 @@ impl HlcClock {
         if (remote.wall, remote.logical) > (self.last.wall, self.last.logical) {
             self.last = Hlc { origin, ..remote };
         }
+        // Holds because only a later remote time is taken, and the origin is kept:
+        // observing never moves this clock back or makes it another origin's.
+        debug_assert_eq!(self.last.origin, origin);
         Ok(())
     }
 }

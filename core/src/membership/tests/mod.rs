@@ -30,7 +30,7 @@ fn node_at(a: Addr) -> NodeId {
     NodeId(u64::from(a.port() - 7000))
 }
 
-fn meta(n: u64) -> MemberMeta {
+pub(crate) fn meta(n: u64) -> MemberMeta {
     MemberMeta {
         name: format!("node-{n}"),
         region: "eu-west-1".into(),

@@ -24,7 +24,10 @@ pub mod node;
 mod outbox;
 pub mod persist;
 pub mod rng;
+mod round;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 mod timers;
 pub mod wire;
@@ -35,6 +38,7 @@ pub use id::{Addr, ClusterId, Incarnation, Life, NodeId, Origin};
 pub use membership::{LocalChange, Member, MemberChange, Phase};
 pub use node::{Command, CommandError, Node, NodeMetrics, Output, Transmit};
 pub use persist::{PersistBatch, PersistItem, Restored};
+pub use round::{Effect, Round};
 pub use state::hlc::Hlc;
 pub use time::Millis;
 pub use wire::{Channel, DecodeError, Liveness};

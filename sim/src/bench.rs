@@ -249,7 +249,7 @@ pub fn idle_bandwidth(sizes: &[usize], seed: u64) -> Vec<String> {
 fn totals(w: &World) -> (u64, u64) {
     w.nodes
         .iter()
-        .filter_map(|n| n.node.as_ref())
+        .filter_map(|n| n.node())
         .map(|n| {
             let m = n.metrics();
             (m.packets_out, m.bytes_out)
@@ -281,7 +281,7 @@ pub fn throughput(seeds: u64, threads: usize) -> Vec<String> {
 fn total_receptions(w: &World) -> u64 {
     w.nodes
         .iter()
-        .filter_map(|n| n.node.as_ref())
+        .filter_map(|n| n.node())
         .map(|n| {
             let s = n.replica().stats();
             s.applied_from_gossip + s.applied_from_sync + s.duplicates

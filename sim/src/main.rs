@@ -218,7 +218,7 @@ fn replay(o: &Opts) -> ExitCode {
     // Where each live node's failover stands at the end: what a leadership verdict
     // is about.
     for n in &world.nodes {
-        if let Some(node) = n.node.as_ref() {
+        if let Some(node) = n.node() {
             let fo = node.failover();
             let s = fo.status();
             let roster = fo

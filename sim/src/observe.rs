@@ -123,7 +123,7 @@ impl Observations {
     ) {
         let mut holders = Vec::new();
         for n in nodes {
-            let Some(node) = n.node.as_ref() else {
+            let Some(node) = n.node() else {
                 continue;
             };
             let f = node.failover();
@@ -186,14 +186,14 @@ impl Observations {
         // every one of whom the first leader needs.
         let roster = up
             .iter()
-            .filter_map(|n| n.node.as_ref()?.failover().roster().cloned())
+            .filter_map(|n| n.node()?.failover().roster().cloned())
             .max_by_key(|r| r.version);
         let (voters, quorum) = match &roster {
             Some(r) => (r.len(), r.quorum()),
             None => {
                 let founders = up
                     .iter()
-                    .filter_map(|n| n.node.as_ref())
+                    .filter_map(|n| n.node())
                     .map(|x| x.membership().meta().bootstrap_expect as usize)
                     .max()
                     .unwrap_or(0);
@@ -203,8 +203,7 @@ impl Observations {
         let on_roster = |n: &&&SimNode| match &roster {
             Some(r) => r.contains(n.id),
             None => n
-                .node
-                .as_ref()
+                .node()
                 .is_some_and(|x| x.membership().meta().bootstrap_expect > 0),
         };
         let up_voters = up.iter().filter(on_roster).count();
@@ -212,8 +211,7 @@ impl Observations {
             return;
         }
         let holder = up.iter().find(|n| {
-            n.node
-                .as_ref()
+            n.node()
                 .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
         });
         let Some(holder) = holder else {
@@ -228,7 +226,7 @@ impl Observations {
         let best = up
             .iter()
             .filter(on_roster)
-            .filter_map(|n| n.node.as_ref().map(|x| (n.id, x.membership().meta())))
+            .filter_map(|n| n.node().map(|x| (n.id, x.membership().meta())))
             .filter(|(_, m)| m.role == aurora_core::Role::Serving)
             .min_by_key(|(id, m)| (m.promotion_tier, core::cmp::Reverse(m.capacity), *id))
             .map(|(id, _)| id);
@@ -294,8 +292,7 @@ impl Observations {
             let digests: Vec<String> = up
                 .iter()
                 .filter_map(|n| {
-                    n.node
-                        .as_ref()
+                    n.node()
                         .map(|x| format!("{}={:016x}", n.id, x.replica().store().digest()))
                 })
                 .collect();
@@ -320,7 +317,7 @@ impl Observations {
             }
         }
         for n in &up {
-            let Some(store) = n.node.as_ref().map(|x| x.replica().store()) else {
+            let Some(store) = n.node().map(|x| x.replica().store()) else {
                 continue;
             };
             for (key, hlc, _) in &self.acked {
@@ -455,8 +452,7 @@ fn index_of(id: NodeId, nodes: &[SimNode]) -> Option<usize> {
 
 fn sees_active(observer: &SimNode, target: NodeId) -> bool {
     observer
-        .node
-        .as_ref()
+        .node()
         .and_then(|n| n.membership().member(target))
         .is_some_and(|m| m.is_active())
 }
@@ -466,7 +462,7 @@ pub fn digests_agree(nodes: &[SimNode]) -> bool {
     let mut digests = nodes
         .iter()
         .filter(|n| n.is_up())
-        .filter_map(|n| n.node.as_ref().map(|x| x.replica().store().digest()));
+        .filter_map(|n| n.node().map(|x| x.replica().store().digest()));
     match digests.next() {
         Some(first) => digests.all(|d| d == first),
         None => true,
@@ -483,7 +479,7 @@ pub fn views_agree(nodes: &[SimNode]) -> bool {
 }
 
 fn view_matches(n: &SimNode, live: &[NodeId]) -> bool {
-    let Some(node) = n.node.as_ref() else {
+    let Some(node) = n.node() else {
         return false;
     };
     let mut active = 0;
@@ -502,8 +498,7 @@ fn disagreement(nodes: &[SimNode]) -> String {
     for n in nodes.iter().filter(|n| n.is_up()) {
         if !view_matches(n, &live) {
             let mut seen: Vec<NodeId> = n
-                .node
-                .as_ref()
+                .node()
                 .map(|node| {
                     node.members()
                         .filter(|m| m.is_active())

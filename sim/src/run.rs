@@ -43,7 +43,7 @@ pub fn simulate(seed: u64, params: &SimParams) -> (World, SeedOutcome) {
     world.run();
     let secs = world.now.0 as f64 / 1000.0;
     let (mut msgs, mut bytes, mut count) = (0u64, 0u64, 0usize);
-    for n in world.nodes.iter().filter_map(|n| n.node.as_ref()) {
+    for n in world.nodes.iter().filter_map(|n| n.node()) {
         let m = n.metrics();
         msgs += m.packets_out;
         bytes += m.bytes_out;

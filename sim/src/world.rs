@@ -16,15 +16,17 @@ use aurora_core::rng::DetRng;
 use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::replica::StateTiming;
 use aurora_core::state::store::{Key, Store, Usage};
+use aurora_core::testing::{self, Driver, Host};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, Life, LocalChange,
-    MemberChange, MemberMeta, Millis, Node, NodeId, Origin, Output, Restored, Role, Timing,
+    MemberChange, MemberMeta, Millis, Node, NodeId, Origin, PersistBatch, Restored, Role, Timing,
+    Transmit,
 };
 
 use crate::faults::{self, FaultKind, FaultProfile};
 use crate::net::{self, Fate, LinkConditions, PartitionKind, Partitions};
-use crate::observe::Observations;
+use crate::observe::{CheckFailure, Observations};
 use crate::trace::Trace;
 
 /// A deliberately injected protocol bug, applied by the simulator to what nodes send,
@@ -276,9 +278,8 @@ pub struct SimNode {
     pub id: NodeId,
     pub addr: Addr,
     pub status: Status,
-    pub node: Option<Node>,
-    /// What survives a crash.
-    disk: Restored,
+    /// The process, its disk (what survives a crash) and its contract checks.
+    pub host: Host,
     clock: Clock,
     /// The global time of the pending wake-up, if any.
     wake_at: Option<Millis>,
@@ -307,9 +308,14 @@ impl SimNode {
         self.status == Status::Up
     }
 
+    /// The running process, if any.
+    pub fn node(&self) -> Option<&Node> {
+        self.host.node.as_ref()
+    }
+
     /// What it would restart with.
     pub(crate) fn disk(&self) -> &Restored {
-        &self.disk
+        &self.host.disk
     }
 }
 
@@ -387,7 +393,11 @@ impl World {
         for _ in 0..w.params.nodes {
             let i = w.add_node();
             for e in &preload {
-                w.nodes[i].disk.entries.insert(e.key.clone(), e.clone());
+                w.nodes[i]
+                    .host
+                    .disk
+                    .entries
+                    .insert(e.key.clone(), e.clone());
             }
             let spread = w.params.start_spread.as_millis().max(1) as usize;
             let at = Millis(w.rng.below(spread) as u64);
@@ -442,6 +452,15 @@ impl World {
         if self.profile.expects_no_false_positives() {
             self.obs.check_false_positives();
         }
+        // The driver contract, checked by the harness on every round of every node.
+        for n in &self.nodes {
+            for v in n.host.contract.violations() {
+                self.obs.failures.push(CheckFailure {
+                    check: v.check,
+                    detail: v.detail.clone(),
+                });
+            }
+        }
     }
 
     pub fn run_until(&mut self, end: Millis) {
@@ -492,12 +511,13 @@ impl World {
         let node_seed = self.rng.next_u64();
         let wall_skew = self.rng.below(1_001) as i64 - 500;
         let addr = sim_addr(i, 0);
+        let id = NodeId(i as u64 + 1);
+        let life = Life(DetRng::from_seed(node_seed ^ LIFE_SALT).next_u64());
         self.nodes.push(SimNode {
-            id: NodeId(i as u64 + 1),
+            id,
             addr,
             status: Status::Pending,
-            node: None,
-            disk: Restored::default(),
+            host: Host::new(self.cluster, id, life),
             clock,
             wake_at: None,
             inbox: Vec::new(),
@@ -505,7 +525,7 @@ impl World {
             generation: 0,
             node_seed,
             wall_skew,
-            life: Life(DetRng::from_seed(node_seed ^ LIFE_SALT).next_u64()),
+            life,
         });
         self.by_addr.insert(addr, i);
         self.partitions.grow(self.nodes.len());
@@ -592,7 +612,7 @@ impl World {
         // A restarted node draws a fresh seed, as a real process would.
         let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
         let local = self.nodes[i].clock.local(self.now);
-        let disk = self.nodes[i].disk.clone();
+        let disk = self.nodes[i].host.disk.clone();
         let node = match Node::new(config, identity, seed, disk, local) {
             Ok(node) => node,
             Err(e) => panic!("simulator built an invalid node config: {e}"),
@@ -601,7 +621,7 @@ impl World {
         let wall = EPOCH_MS as i64 + (local.0 - n.clock.offset) as i64 + n.wall_skew;
         let mut node = node;
         node.set_wall_clock(local, wall.max(0) as u64);
-        self.nodes[i].node = Some(node);
+        self.nodes[i].host.boot(node);
         self.nodes[i].status = Status::Up;
         self.nodes[i].wake_at = None;
         let seeds = self.seeds(i);
@@ -618,40 +638,18 @@ impl World {
     /// Runs `f` on node `i` at its local time, then carries out its outputs.
     fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Node, Millis)) {
         let local = self.nodes[i].clock.local(self.now);
-        let Some(node) = self.nodes[i].node.as_mut() else {
+        let Some(node) = self.nodes[i].host.node.as_mut() else {
             return;
         };
         f(node, local);
-        self.drain(i);
-    }
-
-    fn drain(&mut self, i: usize) {
-        while let Some(out) = self.nodes[i].node.as_mut().and_then(Node::poll_output) {
-            match out {
-                Output::Transmit(t) => {
-                    let bytes = match self.params.mutation {
-                        Some(m) => mutate(m, self.cluster, self.nodes[i].id, t.channel, t.bytes),
-                        None => t.bytes,
-                    };
-                    self.send(i, t.to, t.channel, bytes);
-                }
-                Output::Persist(batch) => {
-                    if self.params.track_writes {
-                        self.obs.persisted(i, &batch, self.now);
-                    }
-                    self.nodes[i].disk.apply(&batch);
-                }
-                Output::Event(e) => self.on_event(i, e),
-            }
-        }
+        testing::drain(self, i);
         self.reschedule(i);
     }
 
     fn reschedule(&mut self, i: usize) {
         let n = &self.nodes[i];
         let next = n
-            .node
-            .as_ref()
+            .node()
             .and_then(Node::poll_timeout)
             .map(|local| n.clock.global(local).max(self.now));
         if next.is_some() && next != n.wake_at {
@@ -874,7 +872,7 @@ impl World {
         match action {
             Action::Crash(i) => {
                 if self.nodes[i].is_up() || matches!(self.nodes[i].status, Status::Paused { .. }) {
-                    self.nodes[i].node = None;
+                    self.nodes[i].host.crash();
                     self.nodes[i].status = Status::Crashed;
                     self.nodes[i].inbox.clear();
                     self.nodes[i].wake_at = None;
@@ -883,15 +881,16 @@ impl World {
             }
             Action::Wipe(i) => {
                 if self.nodes[i].status == Status::Crashed {
-                    self.nodes[i].disk = Restored::default();
                     let id = self.nodes[i].id;
                     let lost = Origin::new(id, self.nodes[i].life);
-                    self.nodes[i].life = Life(DetRng::from_seed(lost.life.0).next_u64());
+                    let life = Life(DetRng::from_seed(lost.life.0).next_u64());
+                    self.nodes[i].life = life;
+                    self.nodes[i].host.wipe(life);
                     let others: Vec<&Store> = self
                         .nodes
                         .iter()
                         .filter(|n| n.id != id)
-                        .filter_map(|n| n.node.as_ref().map(|x| x.replica().store()))
+                        .filter_map(|n| n.node().map(|x| x.replica().store()))
                         .collect();
                     self.obs.disk_lost(lost, &others);
                 }
@@ -1068,8 +1067,7 @@ impl World {
     pub fn lease_holder(&self) -> Option<usize> {
         (0..self.nodes.len()).find(|&i| {
             let n = &self.nodes[i];
-            n.node
-                .as_ref()
+            n.node()
                 .is_some_and(|x| x.failover().holds_lease_at(n.local(self.now)))
         })
     }
@@ -1107,7 +1105,7 @@ impl World {
             Event::Local(change) => {
                 if *change == LocalChange::Left {
                     self.nodes[i].status = Status::Gone;
-                    self.nodes[i].node = None;
+                    self.nodes[i].host.crash();
                 }
                 let change = *change;
                 self.trace
@@ -1125,6 +1123,32 @@ impl World {
                 let e = e.clone();
                 self.trace.event(self.now, &who, || format!("{e:?}"));
             }
+        }
+    }
+}
+
+/// The world as the harness's driver: its faulty network carries the transmits, its
+/// observers see the events and commits.
+impl Driver for World {
+    fn host(&mut self, i: usize) -> &mut Host {
+        &mut self.nodes[i].host
+    }
+
+    fn transmit(&mut self, i: usize, t: Transmit) {
+        let bytes = match self.params.mutation {
+            Some(m) => mutate(m, self.cluster, self.nodes[i].id, t.channel, t.bytes),
+            None => t.bytes,
+        };
+        self.send(i, t.to, t.channel, bytes);
+    }
+
+    fn event(&mut self, i: usize, e: Event) {
+        self.on_event(i, e);
+    }
+
+    fn committed(&mut self, i: usize, batch: &PersistBatch) {
+        if self.params.track_writes {
+            self.obs.persisted(i, batch, self.now);
         }
     }
 }

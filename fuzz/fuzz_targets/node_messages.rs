@@ -32,10 +32,11 @@ use aurora_core::state::hlc::{Hlc, HlcClock};
 use aurora_core::state::records::{Collection, Model, Record};
 use aurora_core::state::replica::StateTiming;
 use aurora_core::state::store::{Entry, Key, Store, Usage, Value, VersionVector};
+use aurora_core::testing::{self, Driver, Host};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Channel, Command, CommandError, Config, Event, Identity, Incarnation, LocalChange, MemberMeta,
-    Millis, Node, NodeId, Origin, Output, PersistItem, Restored, Role, Timing,
+    Millis, Node, NodeId, Origin, PersistBatch, PersistItem, Restored, Role, Timing, Transmit,
 };
 use aurora_fuzz::{
     addr_of, budget_id, life_of, model, model_id, origin_of, packet, parse, sender, Op,
@@ -146,91 +147,45 @@ impl Peer {
     }
 }
 
-/// Everything the harness tracks about the node's outputs.
+/// What this target checks beyond the driver contract (which the harness's
+/// [`Contract`] checks on every round: sends decode and name the node, no incarnation
+/// or entry is sent before it is persisted, the incarnation never goes down, the
+/// timer is there until the node left, the store holds only persisted writes).
 struct Checker {
-    incarnation: Incarnation,
-    persisted: Option<Incarnation>,
     left: bool,
-    /// Every entry ever persisted, by (origin, seq).
+    /// Every entry ever persisted, by (origin, seq): one id names one write.
     persisted_entries: BTreeMap<(Origin, u64), Entry>,
-    /// What the driver's storage holds: rebuilt into a node on `Restart`.
-    image: Restored,
     /// The node's newest own write: (seq, timestamp).
     last_own: Option<(u64, Hlc)>,
 }
 
 impl Checker {
-    fn drain(&mut self, node: &mut Node, peers: &mut [Peer; 2], wall: u64) {
-        while let Some(out) = node.poll_output() {
-            match out {
-                Output::Persist(batch) => {
-                    self.image.apply(&batch);
-                    let own_seq = batch.items.iter().find_map(|i| match i {
-                        PersistItem::OwnSeq(s) => Some(*s),
-                        _ => None,
-                    });
-                    for item in batch.items {
-                        match item {
-                            PersistItem::Incarnation(i) => {
-                                self.persisted = self.persisted.max(Some(i));
-                            }
-                            PersistItem::Entry(e) => {
-                                if let Some(s) = own_seq.filter(|_| e.origin() == origin_of(SELF)) {
-                                    assert_eq!(e.seq, s, "own write persisted with another seq");
-                                    self.own_write(&e);
-                                }
-                                let id = (e.origin(), e.seq);
-                                if let Some(old) = self.persisted_entries.get(&id) {
-                                    assert_eq!(*old, *e, "two different writes named {id:?}");
-                                }
-                                self.persisted_entries.insert(id, *e);
-                            }
-                            PersistItem::Binding { node, .. } => {
-                                // Its own binding is fixed; nothing rebinds it.
-                                assert_ne!(node, SELF, "the node rebound its own id");
-                            }
-                            PersistItem::OwnSeq(_)
-                            | PersistItem::Remove(_)
-                            | PersistItem::Epoch(_)
-                            | PersistItem::Roster(_) => {}
-                        }
+    /// A batch the harness committed.
+    fn committed(&mut self, batch: &PersistBatch) {
+        let own_seq = batch.items.iter().find_map(|i| match i {
+            PersistItem::OwnSeq(s) => Some(*s),
+            _ => None,
+        });
+        for item in &batch.items {
+            match item {
+                PersistItem::Entry(e) => {
+                    if let Some(s) = own_seq.filter(|_| e.origin() == origin_of(SELF)) {
+                        assert_eq!(e.seq, s, "own write persisted with another seq");
+                        self.own_write(e);
                     }
+                    let id = (e.origin(), e.seq);
+                    if let Some(old) = self.persisted_entries.get(&id) {
+                        assert_eq!(old, &**e, "two different writes named {id:?}");
+                    }
+                    self.persisted_entries.insert(id, (**e).clone());
                 }
-                Output::Transmit(t) => {
-                    let envelope = wire::decode(CLUSTER, t.channel, &t.bytes)
-                        .unwrap_or_else(|e| panic!("undecodable {} B send: {e}", t.bytes.len()));
-                    assert_eq!(envelope.sender, SELF);
-                    assert_eq!(envelope.life, life_of(SELF));
-                    let message = envelope.message;
-                    for i in announced(&message) {
-                        assert!(
-                            Some(i) <= self.persisted,
-                            "announced {i:?} before persisting it ({:?})",
-                            self.persisted
-                        );
-                    }
-                    for e in carried(&message) {
-                        assert_eq!(
-                            self.persisted_entries.get(&(e.origin(), e.seq)),
-                            Some(e),
-                            "sent an entry before persisting it ({})",
-                            message.kind()
-                        );
-                    }
-                    if let Some(peer) = peers.iter_mut().find(|p| addr_of(p.id) == t.to) {
-                        deliver(peer, message, wall);
-                    }
+                PersistItem::Binding { node, .. } => {
+                    // Its own binding is fixed; nothing rebinds it.
+                    assert_ne!(*node, SELF, "the node rebound its own id");
                 }
-                Output::Event(Event::Local(LocalChange::Left)) => self.left = true,
-                Output::Event(_) => {}
+                _ => {}
             }
         }
-        let now = node.membership().incarnation();
-        assert!(now >= self.incarnation, "{now:?} < {:?}", self.incarnation);
-        self.incarnation = now;
-        assert_eq!(node.membership().has_left(), self.left);
-        assert_eq!(node.poll_timeout().is_some(), !self.left);
-        self.check_store(node);
     }
 
     /// A write of the node's own: numbered and timed after every earlier one.
@@ -241,27 +196,22 @@ impl Checker {
         }
         self.last_own = Some((e.seq, e.hlc));
     }
-
-    fn check_store(&self, node: &Node) {
-        let store = node.replica().store();
-        let mut fresh = Store::default();
-        for e in store.entries() {
-            assert_eq!(
-                self.persisted_entries.get(&(e.origin(), e.seq)),
-                Some(e),
-                "the store holds an entry that was never persisted"
-            );
-            fresh.merge(e.clone());
-        }
-        assert_eq!(
-            fresh.digest(),
-            store.digest(),
-            "digest differs from one recomputed from the entries"
-        );
-        assert_eq!(fresh.live_count(), store.live_count());
-    }
 }
 
+/// The store's digest equals that of a fresh store that merged its entries.
+fn check_digest(node: &Node) {
+    let store = node.replica().store();
+    let mut fresh = Store::default();
+    for e in store.entries() {
+        fresh.merge(e.clone());
+    }
+    assert_eq!(
+        fresh.digest(),
+        store.digest(),
+        "digest differs from one recomputed from the entries"
+    );
+    assert_eq!(fresh.live_count(), store.live_count());
+}
 /// A peer receives something the node sent it.
 fn deliver(peer: &mut Peer, message: Message, wall: u64) {
     for r in message.rumors() {
@@ -283,47 +233,9 @@ fn deliver(peer: &mut Peer, message: Message, wall: u64) {
     }
 }
 
-/// Incarnations of this node that a message announces.
-fn announced(message: &Message) -> Vec<Incarnation> {
-    let mut out: Vec<Incarnation> = message
-        .rumors()
-        .iter()
-        .filter_map(|r| match r {
-            Rumor::Member(MemberUpdate::Alive {
-                node, incarnation, ..
-            }) if *node == SELF => Some(*incarnation),
-            _ => None,
-        })
-        .collect();
-    if let Message::PushPull { members, .. } = message {
-        out.extend(
-            members
-                .iter()
-                .filter(|r| r.node == SELF)
-                .map(|r| r.incarnation),
-        );
-    }
-    out
-}
-
-/// Replicated writes a message carries.
-fn carried(message: &Message) -> Vec<&Entry> {
-    let mut out: Vec<&Entry> = message
-        .rumors()
-        .iter()
-        .filter_map(|r| match r {
-            Rumor::State(e) => Some(e),
-            _ => None,
-        })
-        .collect();
-    if let Message::SyncResponse { delta, .. } | Message::SyncPush { delta } = message {
-        out.extend(&delta.entries);
-    }
-    out
-}
-
 struct Harness {
-    node: Node,
+    /// The node, its disk (what it asked to persist) and its contract checks.
+    host: Host,
     now: Millis,
     /// wall = now + wall_offset (ms), as the driver's clocks would say.
     wall_offset: i64,
@@ -336,13 +248,28 @@ impl Harness {
         (self.now.0 as i64).saturating_add(self.wall_offset).max(0) as u64
     }
 
+    /// The fuzzed node: it always runs (a restart replaces it at once).
+    fn node(&mut self) -> &mut Node {
+        self.host.node.as_mut().expect("the fuzzed node always runs")
+    }
+
+    fn view(&self) -> &Node {
+        self.host.node.as_ref().expect("the fuzzed node always runs")
+    }
+
     fn drain(&mut self) {
-        let wall = self.wall();
-        self.checker.drain(&mut self.node, &mut self.peers, wall);
+        testing::drain(self, 0);
+        if let Some(v) = self.host.contract.violations().first() {
+            panic!("driver contract broken: {v}");
+        }
+        let node = self.view();
+        assert_eq!(node.membership().has_left(), self.checker.left);
+        check_digest(node);
     }
 
     fn command(&mut self, command: Command) -> Result<Option<Hlc>, CommandError> {
-        let result = self.node.handle_command(self.now, command);
+        let now = self.now;
+        let result = self.node().handle_command(now, command);
         if self.checker.left {
             assert!(result.is_err(), "a node that left takes no command");
         }
@@ -351,10 +278,10 @@ impl Harness {
 
     /// A write was acknowledged: its timestamp is the one now held under its key
     /// (nothing can have superseded it within the same call).
-    fn check_written(&self, key: &Key, result: Result<Option<Hlc>, CommandError>) {
+    fn check_written(&mut self, key: &Key, result: Result<Option<Hlc>, CommandError>) {
         if let Ok(hlc) = result {
             let hlc = hlc.expect("a write answers with its timestamp");
-            let held = self.node.replica().store().get(key).expect("written key");
+            let held = self.view().replica().store().get(key).expect("written key");
             assert_eq!(held.hlc, hlc);
             assert_eq!(held.origin(), origin_of(SELF));
         }
@@ -375,8 +302,8 @@ impl Harness {
             model(variant)
         };
         let key = Key::Record(Collection::Models, id.clone());
-        let before = self.node.replica().store().digest();
-        let own_seq = self.node.replica().own_seq();
+        let before = self.view().replica().store().digest();
+        let own_seq = self.view().replica().own_seq();
         let result = self.command(Command::Put { id, record });
         if invalid {
             assert!(
@@ -386,8 +313,8 @@ impl Harness {
                 ),
                 "an invalid record was accepted: {result:?}"
             );
-            assert_eq!(self.node.replica().store().digest(), before);
-            assert_eq!(self.node.replica().own_seq(), own_seq);
+            assert_eq!(self.view().replica().store().digest(), before);
+            assert_eq!(self.view().replica().own_seq(), own_seq);
         } else {
             self.check_written(&key, result);
         }
@@ -425,7 +352,8 @@ impl Harness {
             .wall_offset
             .saturating_add(i64::from(delta) * unit)
             .clamp(-START_WALL, 100 * START_WALL);
-        self.node.set_wall_clock(self.now, self.wall());
+        let (now, wall) = (self.now, self.wall());
+        self.node().set_wall_clock(now, wall);
     }
 
     /// Member `peer` writes into its own store; the node hears of it later.
@@ -468,7 +396,7 @@ impl Harness {
         // What the peer believes the node has: its last request, or (bit 7) the
         // truth, or nothing yet (a full snapshot).
         let theirs = if arg & 0x80 != 0 {
-            self.node.replica().store().version_vector()
+            self.view().replica().store().version_vector()
         } else {
             p.last_request.clone().unwrap_or_default()
         };
@@ -505,49 +433,83 @@ impl Harness {
                         rumors: vec![Rumor::State(e)],
                     },
                 );
-                self.node.handle_datagram(self.now, addr_of(p.id), &bytes);
+                let (now, from) = (self.now, addr_of(p.id));
+                self.node().handle_datagram(now, from, &bytes);
                 return;
             }
         };
         let bytes = wire::encode(CLUSTER, p.id, life_of(p.id), &message);
-        self.node.handle_stream(self.now, addr_of(p.id), &bytes);
+        let (now, from) = (self.now, addr_of(p.id));
+        self.node().handle_stream(now, from, &bytes);
     }
 
     /// The process restarts: everything not persisted is gone.
     fn restart(&mut self) {
-        let before = self.node.replica().store().digest();
-        self.node = start(self.checker.image.clone(), self.now);
+        let before = self.view().replica().store().digest();
+        self.host.crash();
+        let node = start(self.host.disk.clone(), self.now);
+        self.host.boot(node);
         self.checker.left = false;
         assert_eq!(
-            self.node.replica().store().digest(),
+            self.view().replica().store().digest(),
             before,
             "the persisted state does not rebuild the live state"
         );
         // A driver tells a new node the wall clock before anything else.
-        self.node.set_wall_clock(self.now, self.wall());
+        let (now, wall) = (self.now, self.wall());
+        self.node().set_wall_clock(now, wall);
+    }
+}
+
+/// The harness's driver: the two peers are the network, commits feed the checker.
+impl Driver for Harness {
+    fn host(&mut self, _: usize) -> &mut Host {
+        &mut self.host
+    }
+
+    fn transmit(&mut self, _: usize, t: Transmit) {
+        // An undecodable send is the contract's `wire` violation, reported after the round.
+        let Ok(envelope) = wire::decode(CLUSTER, t.channel, &t.bytes) else {
+            return;
+        };
+        let wall = self.wall();
+        if let Some(peer) = self.peers.iter_mut().find(|p| addr_of(p.id) == t.to) {
+            deliver(peer, envelope.message, wall);
+        }
+    }
+
+    fn event(&mut self, _: usize, e: Event) {
+        if e == Event::Local(LocalChange::Left) {
+            self.checker.left = true;
+        }
+    }
+
+    fn committed(&mut self, _: usize, batch: &PersistBatch) {
+        self.checker.committed(batch);
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let ops = parse(data);
     let now = Millis(1_000_000);
+    let mut host = Host::new(CLUSTER, SELF, life_of(SELF));
+    host.contract.check_store = true;
+    host.boot(start(Restored::default(), now));
     let mut h = Harness {
-        node: start(Restored::default(), now),
+        host,
         now,
         wall_offset: START_WALL - now.0 as i64,
         checker: Checker {
-            incarnation: Incarnation(0),
-            persisted: None,
             left: false,
             persisted_entries: BTreeMap::new(),
-            image: Restored::default(),
             last_own: None,
         },
         peers: [Peer::new(MEMBER_A), Peer::new(MEMBER_B)],
     };
-    h.node.set_wall_clock(h.now, h.wall());
+    let wall = h.wall();
+    h.node().set_wall_clock(now, wall);
     h.drain();
-    assert_eq!(h.node.membership().active_count(), 2);
+    assert_eq!(h.view().membership().active_count(), 2);
 
     for op in ops {
         match op {
@@ -558,6 +520,7 @@ fuzz_target!(|data: &[u8]| {
                 body,
             } => {
                 let who = sender(from);
+                let now = h.now;
                 let bytes = if raw { body } else { packet(who, &body) };
                 let channel = if stream {
                     Channel::Stream
@@ -565,14 +528,15 @@ fuzz_target!(|data: &[u8]| {
                     Channel::Datagram
                 };
                 match channel {
-                    Channel::Stream => h.node.handle_stream(h.now, addr_of(who), &bytes),
-                    Channel::Datagram => h.node.handle_datagram(h.now, addr_of(who), &bytes),
+                    Channel::Stream => h.node().handle_stream(now, addr_of(who), &bytes),
+                    Channel::Datagram => h.node().handle_datagram(now, addr_of(who), &bytes),
                 }
             }
             Op::Wait(ms) => {
                 h.now = Millis(h.now.0 + u64::from(ms));
-                if h.node.poll_timeout().is_some_and(|t| t <= h.now) {
-                    h.node.handle_timeout(h.now);
+                let now = h.now;
+                if h.view().poll_timeout().is_some_and(|t| t <= now) {
+                    h.node().handle_timeout(now);
                 }
             }
             Op::Command { kind, payload } => {
@@ -587,9 +551,10 @@ fuzz_target!(|data: &[u8]| {
                 let _ = h.command(command);
             }
             Op::Tick => {
-                if let Some(t) = h.node.poll_timeout() {
+                if let Some(t) = h.view().poll_timeout() {
                     h.now = h.now.max(t);
-                    h.node.handle_timeout(h.now);
+                    let now = h.now;
+                    h.node().handle_timeout(now);
                 }
             }
             Op::Put { id, variant } => h.put(id, variant),

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_core::{
-    Command, CommandError, Config, ConfigError, DecodeError, Event, Identity, LocalChange,
-    MemberChange, Millis, Node, Output, PersistBatch, PersistItem,
+    Command, CommandError, Config, ConfigError, DecodeError, Effect, Event, Identity, LocalChange,
+    MemberChange, Millis, Node, PersistBatch, PersistItem,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -515,16 +515,13 @@ impl Driver {
     }
 
     /// Drains every output: commits all persist batches in one transaction, then sends
-    /// and reports in order.
+    /// and reports in order (the split is the core's [`aurora_core::Round`], the same
+    /// one the simulator's and the fuzzer's harness runs on).
     fn flush(&mut self, round: &mut Round) -> Result<(), DriverError> {
-        let mut batches: Vec<PersistBatch> = Vec::new();
-        let mut rest = Vec::new();
-        while let Some(output) = self.node.poll_output() {
-            match output {
-                Output::Persist(batch) => batches.push(batch),
-                other => rest.push(other),
-            }
-        }
+        let aurora_core::Round {
+            persists: batches,
+            effects,
+        } = aurora_core::Round::drain(&mut self.node);
         if !batches.is_empty() {
             let started = std::time::Instant::now();
             self.store.apply_all(&batches)?;
@@ -534,11 +531,10 @@ impl Driver {
             self.persisted_batches += batches.len() as u64;
             self.publish_state(&batches);
         }
-        for output in rest {
-            match output {
-                Output::Transmit(t) => self.transport.send(t.to, t.channel, t.bytes),
-                Output::Event(event) => self.on_event(event, round),
-                Output::Persist(_) => {} // taken out above
+        for (_, effect) in effects {
+            match effect {
+                Effect::Transmit(t) => self.transport.send(t.to, t.channel, t.bytes),
+                Effect::Event(event) => self.on_event(event, round),
             }
         }
         Ok(())

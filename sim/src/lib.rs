@@ -10,10 +10,12 @@
 //! - [`world`]: nodes with drifting clocks and disks, crash/restart, pauses, joins
 //!   and leaves, one event queue;
 //! - [`observe`]: what the checkers record and their verdicts;
+//! - [`checks`]: how often each named check ran and failed (the table after a run);
 //! - [`run`]: running many seeds on all cores, determinism, figures;
 //! - [`scenario`]: named cases that bit other systems.
 
 pub mod bench;
+pub mod checks;
 pub mod faults;
 pub mod net;
 pub mod observe;
@@ -22,6 +24,7 @@ pub mod scenario;
 pub mod trace;
 pub mod world;
 
+pub use checks::CheckTally;
 pub use observe::CheckFailure;
 pub use run::{run_seed, run_seeds, Figures, SeedOutcome};
 pub use world::{Action, Mutation, ProfileSpec, SimParams, World};

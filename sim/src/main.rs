@@ -195,6 +195,14 @@ fn run(o: &Opts) -> ExitCode {
         "traffic per node: {:.1} msgs/s, {:.0} bytes/s",
         fig.messages_per_node_s, fig.bytes_per_node_s
     );
+    // Which checks were on, and how often each ran: a green run is only as good as them.
+    let mut checks = aurora_sim::CheckTally::default();
+    for outcome in &outcomes {
+        checks.merge(&outcome.checks);
+    }
+    for line in checks.table() {
+        println!("{line}");
+    }
     println!(
         "{} passed, {} failed",
         fig.passed,

@@ -12,6 +12,7 @@ use aurora_core::state::hlc::Hlc;
 use aurora_core::state::store::{Key, Store};
 use aurora_core::{MemberChange, Millis, NodeId, Origin};
 
+use crate::checks::CheckTally;
 use crate::world::SimNode;
 
 /// A property that did not hold.
@@ -70,6 +71,12 @@ pub struct Observations {
     /// Payload → (origin, sent at, receipts).
     broadcasts: BTreeMap<Vec<u8>, (NodeId, Millis, BTreeMap<NodeId, Millis>)>,
     pub failures: Vec<CheckFailure>,
+    /// How often each check ran and failed (see [`CheckTally`]).
+    pub checks: CheckTally,
+    /// `leader-safety` and `epochs-grow` run after every event: counted here, in
+    /// plain fields, and added to `checks` with the end-of-run verdicts.
+    lease_checks: (u64, u64),
+    epoch_checks: (u64, u64),
     /// (when, observer, target, change), when `SimParams::record_events` is set.
     pub events: Vec<(Millis, NodeId, NodeId, MemberChange)>,
 }
@@ -132,6 +139,8 @@ impl Observations {
             }
             let epoch = f.durable_epoch().0;
             let seen = self.epochs.entry(n.id).or_insert(epoch);
+            self.epoch_checks.0 += 1;
+            self.epoch_checks.1 += u64::from(epoch < *seen);
             if epoch < *seen && self.epoch_regression.is_none() {
                 self.epoch_regression = Some(format!(
                     "{} went from epoch {} to {epoch} at {now}",
@@ -140,6 +149,8 @@ impl Observations {
             }
             *seen = (*seen).max(epoch);
         }
+        self.lease_checks.0 += 1;
+        self.lease_checks.1 += u64::from(holders.len() > 1);
         if holders.len() > 1 && self.lease_overlap.is_none() {
             self.lease_overlap = Some(format!("{holders:?} all hold a lease at {now}"));
         }
@@ -167,6 +178,10 @@ impl Observations {
     /// `leader-liveness` (with a majority of voters up, someone leads) and
     /// `leader-tier` (it is the best-ranked live voting member).
     pub fn check_leadership(&mut self, now: Millis, nodes: &[SimNode]) {
+        let (evaluated, failed) = std::mem::take(&mut self.lease_checks);
+        self.checks.add("leader-safety", evaluated, failed);
+        let (evaluated, failed) = std::mem::take(&mut self.epoch_checks);
+        self.checks.add("epochs-grow", evaluated, failed);
         if let Some(d) = self.lease_overlap.clone() {
             self.failures.push(CheckFailure {
                 check: "leader-safety",
@@ -214,6 +229,7 @@ impl Observations {
             n.node()
                 .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
         });
+        self.checks.ran("leader-liveness", holder.is_some());
         let Some(holder) = holder else {
             self.failures.push(CheckFailure {
                 check: "leader-liveness",
@@ -230,6 +246,7 @@ impl Observations {
             .filter(|(_, m)| m.role == aurora_core::Role::Serving)
             .min_by_key(|(id, m)| (m.promotion_tier, core::cmp::Reverse(m.capacity), *id))
             .map(|(id, _)| id);
+        self.checks.ran("leader-tier", best == Some(holder.id));
         if best != Some(holder.id) {
             self.failures.push(CheckFailure {
                 check: "leader-tier",
@@ -288,6 +305,7 @@ impl Observations {
     /// ([`Observations::disk_lost`]).
     pub fn check_state(&mut self, nodes: &[SimNode]) {
         let up: Vec<&SimNode> = nodes.iter().filter(|n| n.is_up()).collect();
+        self.checks.ran("state-convergence", digests_agree(nodes));
         if !digests_agree(nodes) {
             let digests: Vec<String> = up
                 .iter()
@@ -321,7 +339,9 @@ impl Observations {
                 continue;
             };
             for (key, hlc, _) in &self.acked {
-                if store.get(key).is_none_or(|e| e.hlc < *hlc) && !on_origin_disk(key, hlc) {
+                let lost = store.get(key).is_none_or(|e| e.hlc < *hlc) && !on_origin_disk(key, hlc);
+                self.checks.ran("durability", !lost);
+                if lost {
                     self.failures.push(CheckFailure {
                         check: "durability",
                         detail: format!("{} lacks acknowledged write {hlc:?} to {key:?}", n.id),
@@ -335,6 +355,7 @@ impl Observations {
                     && store
                         .get(key)
                         .is_some_and(|e| e.value.is_some() && e.hlc < *hlc);
+                self.checks.ran("no-resurrection", !resurrected);
                 if resurrected {
                     self.failures.push(CheckFailure {
                         check: "no-resurrection",
@@ -406,6 +427,8 @@ impl Observations {
 
     /// The end-of-run verdicts.
     pub fn finish(&mut self, now: Millis, nodes: &[SimNode]) {
+        let converged = self.converged_at.is_some() && views_agree(nodes);
+        self.checks.ran("convergence", converged);
         if self.converged_at.is_none() {
             self.failures.push(CheckFailure {
                 check: "convergence",
@@ -419,6 +442,9 @@ impl Observations {
         }
         for (&t, &crash) in &self.down_since {
             let target = nodes[t].id;
+            for n in nodes.iter().filter(|n| n.is_up() && n.id != target) {
+                self.checks.ran("detection", !sees_active(n, target));
+            }
             for n in nodes.iter().filter(|n| n.is_up() && sees_active(n, target)) {
                 self.failures.push(CheckFailure {
                     check: "detection",
@@ -433,6 +459,8 @@ impl Observations {
 
     /// Records the false-positive failures (only for seeds calm enough to demand it).
     pub fn check_false_positives(&mut self) {
+        self.checks
+            .ran("false-positive", self.false_positives.is_empty());
         if let Some(&(at, observer, target)) = self.false_positives.first() {
             self.failures.push(CheckFailure {
                 check: "false-positive",

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::checks::CheckTally;
 use crate::observe::CheckFailure;
 use crate::world::{SimParams, World};
 
@@ -15,6 +16,8 @@ pub struct SeedOutcome {
     pub trace_hash: u64,
     pub profile: String,
     pub failures: Vec<CheckFailure>,
+    /// How often each check ran and failed in this seed (all its runs).
+    pub checks: CheckTally,
     pub detection_ms: Vec<u64>,
     /// From the start of the liveness phase to agreeing views.
     pub convergence_ms: Option<u64>,
@@ -56,6 +59,7 @@ pub fn simulate(seed: u64, params: &SimParams) -> (World, SeedOutcome) {
         trace_hash: world.trace.hash(),
         profile: world.profile.describe(),
         failures: obs.failures.clone(),
+        checks: obs.checks.clone(),
         detection_ms: obs.detection_ms.clone(),
         convergence_ms: obs
             .converged_at
@@ -85,8 +89,12 @@ pub fn run_seed(seed: u64, params: &SimParams, check_determinism: bool) -> SeedO
         Ok(o) => o,
         Err(payload) => return panicked(seed, payload),
     };
+    outcome.checks.ran("no-panic", true);
     if check_determinism {
-        match once() {
+        let again = once();
+        let same = matches!(&again, Ok(a) if a.trace_hash == outcome.trace_hash);
+        outcome.checks.ran("determinism", same);
+        match again {
             Ok(again) if again.trace_hash == outcome.trace_hash => {}
             Ok(again) => outcome.failures.push(CheckFailure {
                 check: "determinism",
@@ -115,6 +123,11 @@ fn panicked(seed: u64, payload: Box<dyn std::any::Any + Send>) -> SeedOutcome {
             check: "no-panic",
             detail: msg,
         }],
+        checks: {
+            let mut c = CheckTally::default();
+            c.ran("no-panic", false);
+            c
+        },
         detection_ms: Vec::new(),
         convergence_ms: None,
         state_convergence_ms: None,

@@ -454,6 +454,7 @@ impl World {
         }
         // The driver contract, checked by the harness on every round of every node.
         for n in &self.nodes {
+            self.obs.checks.contract(&n.host.contract);
             for v in n.host.contract.violations() {
                 self.obs.failures.push(CheckFailure {
                     check: v.check,

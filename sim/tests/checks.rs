@@ -124,3 +124,55 @@ fn a_write_acknowledged_right_before_a_permanent_crash_is_owed_by_its_disk() {
     // ... and the run passes because the crashed node's disk holds it.
     assert!(w.obs.failures.is_empty(), "{:?}", w.obs.failures);
 }
+
+/// The table after `aurora-sim run` counts where each check runs: a seed with a
+/// leader, writes and a crash evaluates leader-safety, durability, convergence,
+/// detection and the harness's contract checks many times, and a seed with the
+/// injected grant-everything bug shows leader-safety failures rising from zero.
+#[test]
+fn the_check_table_counts_evaluations_and_failures_where_they_run() {
+    let params = SimParams {
+        failover_mode: Some(aurora_core::failover::FailoverMode::ActivePassive),
+        profile: ProfileSpec::Fixed(FaultProfile::none()),
+        ..quick()
+    };
+    let mut crashed = params.clone();
+    crashed
+        .script
+        .push((Duration::from_secs(5), Action::Crash(4)));
+    let o = run_seed(3, &crashed, true);
+    assert!(o.passed(), "{:?}", o.failures);
+    for check in [
+        "leader-safety",
+        "epochs-grow",
+        "leader-liveness",
+        "durability",
+        "state-convergence",
+        "convergence",
+        "detection",
+        "wire",
+        "announced-after-persisted",
+        "persist-before-transmit",
+        "timer",
+        "no-panic",
+        "determinism",
+    ] {
+        let (evaluated, failed) = o.checks.get(check);
+        assert!(evaluated > 0, "{check} never ran: {:?}", o.checks.table());
+        assert_eq!(failed, 0, "{check}");
+    }
+    assert!(o.checks.get("leader-safety").0 > 1_000, "after every event");
+
+    // As the `grant-everything` scenario does: drawn faults split the voters.
+    let broken = SimParams {
+        mutation: Some(aurora_sim::Mutation::GrantEverything),
+        failover_mode: Some(aurora_core::failover::FailoverMode::ActivePassive),
+        ..SimParams::default()
+    };
+    let failing = (0..30)
+        .map(|seed| run_seed(seed, &broken, false))
+        .find(|o| o.checks.get("leader-safety").1 > 0);
+    let o = failing.expect("grant-everything breaks leader safety on some seed");
+    let (evaluated, failed) = o.checks.get("leader-safety");
+    assert!(failed > 0 && failed <= evaluated, "{:?}", o.checks.table());
+}

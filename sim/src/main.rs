@@ -6,25 +6,117 @@
 //! aurora-sim scenario NAME [--seed S]      (names: aurora-sim scenario --list)
 //! aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|all
 //! ```
+//!
+//! Flags are parsed by clap (`aurora-sim --help`, `aurora-sim run --help`); a bad flag
+//! exits 2 with clap's message. Every command takes the same world flags, as the
+//! hand-written parser before it did, so every documented invocation keeps working.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use aurora_core::failover::FailoverMode;
 use aurora_sim::faults::FaultProfile;
 use aurora_sim::run::{run_seeds, simulate, Figures};
 use aurora_sim::scenario;
 use aurora_sim::{bench, ProfileSpec, SimParams};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const USAGE: &str = "usage:
-  aurora-sim run --seeds N [--start S] [--nodes K] [--duration SECS] [--liveness SECS] [--threads T] [--no-determinism]
-  aurora-sim replay --seed S [--nodes K] [--duration SECS] [--liveness SECS]
-  aurora-sim scenario NAME [--seed S]    (aurora-sim scenario --list)
-  aurora-sim bench detection|false-positives|cold-start|idle-bandwidth|throughput|
-                   write-propagation|partition-heal|anti-entropy|merge|snapshot|failover|all [--seeds N] [--nodes K] [--assert]
-options: --assert makes bench exit 1 when detection, false-positives or write-propagation misses a bound;
-         --bench-world detection runs and replays the detection benchmark's world (give it first); --profile drawn|calm|none selects the fault profile of run and replay (default drawn);
-         --failover-mode single_node|active_passive|active_active (default: drawn per seed);
-         --crash-at SECS crashes the last node at SECS (as the detection bench does)";
+/// Deterministic simulator of aurora-core clusters: seeded worlds over a faulty
+/// network, with named invariant checks.
+#[derive(Parser, Debug)]
+#[command(name = "aurora-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run many seeds with every check; ends with the table of checks it ran.
+    Run(Flags),
+    /// Run one seed with a readable trace and its trace-hash.
+    Replay(Flags),
+    /// Run a named case (`aurora-sim scenario --list`).
+    Scenario {
+        /// The scenario's name.
+        name: Option<String>,
+        /// List the scenarios.
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Measure: detection, false-positives, cold-start, idle-bandwidth, throughput,
+    /// write-propagation, partition-heal, anti-entropy, merge, snapshot, failover or all.
+    Bench {
+        /// Which benchmark (or `all`).
+        name: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
+/// The flags every command takes (each means what it meant before clap).
+#[derive(Args, Debug, Clone)]
+struct Flags {
+    /// Seeds to run (run: default 100; bench: each benchmark's own default).
+    #[arg(long, value_name = "N")]
+    seeds: Option<u64>,
+    /// The first seed (`--seed` is the same flag: replay's and scenario's seed).
+    #[arg(long, visible_alias = "seed", value_name = "S", default_value_t = 0)]
+    start: u64,
+    /// Nodes at start (at least 1).
+    #[arg(long, value_name = "K")]
+    nodes: Option<u64>,
+    /// Seconds of the fault phase.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+    /// Seconds of the liveness phase (faults healed).
+    #[arg(long, value_name = "SECS")]
+    liveness: Option<u64>,
+    /// Threads (default: the available cores).
+    #[arg(long, value_name = "T")]
+    threads: Option<u64>,
+    /// Run each seed once, without the determinism re-run.
+    #[arg(long)]
+    no_determinism: bool,
+    /// bench: exit 1 when detection, false-positives or write-propagation misses a bound.
+    #[arg(long)]
+    assert: bool,
+    /// Crash the last node at SECS (as the detection bench does).
+    #[arg(long, value_name = "SECS")]
+    crash_at: Option<u64>,
+    /// The fault profile of run and replay.
+    #[arg(long, value_enum, default_value_t = Profile::Drawn)]
+    profile: Profile,
+    /// The failover mode (default: drawn per seed).
+    #[arg(long, value_enum)]
+    failover_mode: Option<Mode>,
+    /// Run and replay the world of a benchmark (its parameters; other world flags
+    /// apply on top).
+    #[arg(long, value_enum)]
+    bench_world: Option<BenchWorld>,
+}
+
+#[derive(ValueEnum, Copy, Clone, Debug)]
+enum Profile {
+    Drawn,
+    Calm,
+    None,
+}
+
+#[derive(ValueEnum, Copy, Clone, Debug)]
+#[value(rename_all = "snake_case")]
+enum Mode {
+    SingleNode,
+    ActivePassive,
+    ActiveActive,
+}
+
+#[derive(ValueEnum, Copy, Clone, Debug)]
+enum BenchWorld {
+    Detection,
+}
 
 /// Parsed command-line options.
 struct Opts {
@@ -35,102 +127,70 @@ struct Opts {
     determinism: bool,
     /// `bench`: exit 1 when a guarded benchmark misses a bound.
     assert: bool,
-    rest: Vec<String>,
+    /// `--seeds` / `--nodes` were given (bench keeps its own defaults otherwise).
+    seeds_given: bool,
+    nodes_given: bool,
 }
 
-fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        seeds: 100,
-        start: 0,
-        params: SimParams::default(),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        determinism: true,
-        assert: false,
-        rest: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| -> Result<u64, String> {
-            let v = it.next().ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse::<u64>()
-                .map_err(|_| format!("{name} expects a whole number, got {v:?}"))
+impl From<&Flags> for Opts {
+    fn from(f: &Flags) -> Opts {
+        let mut params = match f.bench_world {
+            Some(BenchWorld::Detection) => bench::detection_params(),
+            None => SimParams::default(),
         };
-        match a.as_str() {
-            "--seeds" => o.seeds = value("--seeds")?,
-            "--start" | "--seed" => o.start = value(a)?,
-            "--nodes" => o.params.nodes = value("--nodes")?.max(1) as usize,
-            "--duration" => o.params.safety = Duration::from_secs(value("--duration")?),
-            "--liveness" => o.params.liveness = Duration::from_secs(value("--liveness")?),
-            "--threads" => o.threads = value("--threads")?.max(1) as usize,
-            "--no-determinism" => o.determinism = false,
-            "--assert" => o.assert = true,
-            "--crash-at" => {
-                let at = Duration::from_secs(value("--crash-at")?);
-                let last = o.params.nodes.saturating_sub(1);
-                o.params.script.push((at, aurora_sim::Action::Crash(last)));
-            }
-            "--failover-mode" => {
-                use aurora_core::failover::FailoverMode;
-                o.params.failover_mode = Some(match it.next().map(String::as_str) {
-                    Some("single_node") => FailoverMode::SingleNode,
-                    Some("active_passive") => FailoverMode::ActivePassive,
-                    Some("active_active") => FailoverMode::ActiveActive,
-                    other => {
-                        return Err(format!(
-                            "--failover-mode expects single_node, active_passive or active_active, got {other:?}"
-                        ))
-                    }
-                });
-            }
-            "--bench-world" => {
-                o.params = match it.next().map(String::as_str) {
-                    Some("detection") => bench::detection_params(),
-                    other => return Err(format!("--bench-world expects detection, got {other:?}")),
-                }
-            }
-            "--profile" => {
-                o.params.profile = match it.next().map(String::as_str) {
-                    Some("drawn") => ProfileSpec::Drawn,
-                    Some("calm") => ProfileSpec::Calm,
-                    Some("none") => ProfileSpec::Fixed(FaultProfile::none()),
-                    other => {
-                        return Err(format!(
-                            "--profile expects drawn, calm or none, got {other:?}"
-                        ))
-                    }
-                }
-            }
-            other if other.starts_with("--") && other != "--list" => {
-                return Err(format!("unknown option {other}"))
-            }
-            other => o.rest.push(other.to_string()),
+        if let Some(n) = f.nodes {
+            params.nodes = n.max(1) as usize;
+        }
+        if let Some(secs) = f.duration {
+            params.safety = Duration::from_secs(secs);
+        }
+        if let Some(secs) = f.liveness {
+            params.liveness = Duration::from_secs(secs);
+        }
+        if let Some(secs) = f.crash_at {
+            let last = params.nodes.saturating_sub(1);
+            params
+                .script
+                .push((Duration::from_secs(secs), aurora_sim::Action::Crash(last)));
+        }
+        if let Some(mode) = f.failover_mode {
+            params.failover_mode = Some(match mode {
+                Mode::SingleNode => FailoverMode::SingleNode,
+                Mode::ActivePassive => FailoverMode::ActivePassive,
+                Mode::ActiveActive => FailoverMode::ActiveActive,
+            });
+        }
+        // Only an explicit choice replaces the profile a bench world brings.
+        match f.profile {
+            Profile::Drawn if f.bench_world.is_some() => {}
+            Profile::Drawn => params.profile = ProfileSpec::Drawn,
+            Profile::Calm => params.profile = ProfileSpec::Calm,
+            Profile::None => params.profile = ProfileSpec::Fixed(FaultProfile::none()),
+        }
+        Opts {
+            seeds: f.seeds.unwrap_or(100),
+            start: f.start,
+            params,
+            threads: f.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |t| t.max(1) as usize,
+            ),
+            determinism: !f.no_determinism,
+            assert: f.assert,
+            seeds_given: f.seeds.is_some(),
+            nodes_given: f.nodes.is_some(),
         }
     }
-    Ok(o)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let opts = match parse(&args[1..]) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("aurora-sim: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match cmd.as_str() {
-        "run" => run(&opts),
-        "replay" => replay(&opts),
-        "scenario" => run_scenario(&opts),
-        "bench" => run_bench(&opts, &args[1..]),
-        _ => {
-            eprintln!("aurora-sim: unknown command {cmd:?}\n{USAGE}");
-            ExitCode::from(2)
-        }
+    // Bad flags: clap prints its message and exits 2; --help and --version exit 0.
+    let cli = Cli::parse();
+    match &cli.command {
+        Cmd::Run(f) => run(&Opts::from(f)),
+        Cmd::Replay(f) => replay(&Opts::from(f)),
+        Cmd::Scenario { name, list, flags } => run_scenario(&Opts::from(flags), name, *list),
+        Cmd::Bench { name, flags } => run_bench(&Opts::from(flags), name),
     }
 }
 
@@ -255,18 +315,18 @@ fn replay(o: &Opts) -> ExitCode {
     }
 }
 
-fn run_scenario(o: &Opts) -> ExitCode {
-    let Some(name) = o.rest.first() else {
-        eprintln!("aurora-sim: scenario needs a name\n{USAGE}");
-        return ExitCode::from(2);
-    };
-    if name == "--list" {
+fn run_scenario(o: &Opts, name: &Option<String>, list: bool) -> ExitCode {
+    if list {
         for s in scenario::ALL {
             println!("{:<32} {}", s.name, s.about);
         }
         return ExitCode::SUCCESS;
     }
-    let Some(s) = scenario::ALL.iter().find(|s| s.name == name) else {
+    let Some(name) = name else {
+        eprintln!("aurora-sim: scenario needs a name (aurora-sim scenario --list)");
+        return ExitCode::from(2);
+    };
+    let Some(s) = scenario::ALL.iter().find(|s| s.name == *name) else {
         eprintln!("aurora-sim: unknown scenario {name:?} (try --list)");
         return ExitCode::from(2);
     };
@@ -289,13 +349,8 @@ fn run_scenario(o: &Opts) -> ExitCode {
     }
 }
 
-fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
-    let Some(name) = o.rest.first() else {
-        eprintln!("aurora-sim: bench needs a name\n{USAGE}");
-        return ExitCode::from(2);
-    };
-    let seeds_given = args.iter().any(|a| a == "--seeds");
-    let nodes_given = args.iter().any(|a| a == "--nodes");
+fn run_bench(o: &Opts, name: &str) -> ExitCode {
+    let (seeds_given, nodes_given) = (o.seeds_given, o.nodes_given);
     let seeds = |default: u64| if seeds_given { o.seeds } else { default };
     let nodes = |default: usize| if nodes_given { o.params.nodes } else { default };
     let mut lines = Vec::new();
@@ -351,7 +406,7 @@ fn run_bench(o: &Opts, args: &[String]) -> ExitCode {
         lines.extend(bench::failover(seeds(1000), o.threads));
     }
     if lines.is_empty() {
-        eprintln!("aurora-sim: unknown bench {name:?}\n{USAGE}");
+        eprintln!("aurora-sim: unknown bench {name:?} (aurora-sim bench --help)");
         return ExitCode::from(2);
     }
     for l in lines {

@@ -26,7 +26,7 @@ pub mod persist;
 pub mod rng;
 mod round;
 pub mod state;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
 mod timers;

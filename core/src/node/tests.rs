@@ -11,6 +11,8 @@ use crate::membership::tests::{
 use crate::membership::MemberChange;
 use crate::node::{Command, Node, Output};
 use crate::persist::{PersistBatch, PersistItem, Restored};
+use crate::round::Effect;
+use crate::testing::Host;
 use crate::time::Millis;
 use crate::wire::{Channel, Liveness, Message, PushPullKind};
 
@@ -56,37 +58,42 @@ fn restart_starts_above_the_persisted_incarnation_and_persists_it_first() {
 /// `tombstone_ttl` by peers that had reaped it at #0.
 #[test]
 fn node_restarted_from_its_persisted_state_is_readmitted_after_being_reaped() {
-    // First life: keep what the driver would have persisted.
-    let mut restored = Restored::default();
-    let mut first = new_node(1, Restored::default(), START);
-    for out in outputs(&mut first) {
-        if let Output::Persist(batch) = out {
-            restored.apply(&batch);
-        }
-    }
-    let announced = first.membership().incarnation();
+    // First life: the harness's host keeps what the driver would have committed.
+    let me = identity(1);
+    let mut host = Host::new(CLUSTER, me.id, me.life);
+    host.boot(new_node(1, Restored::default(), START));
+    let _ = host.round();
+    let announced = host
+        .node
+        .as_ref()
+        .expect("running")
+        .membership()
+        .incarnation();
     // A peer knew it at that incarnation, saw it fail, and reaped it.
     let mut peer = Harness::with(2, &[3]).acking();
     peer.update(alive(1, announced.0));
     peer.update(dead(1, announced.0, 3));
     peer.when(1, MemberChange::Reaped, timing().reap_after * 2)
         .expect("reaped");
-    // Second life, from the persisted state, joining through the peer.
-    let mut second = new_node(1, restored, peer.now);
-    second
-        .handle_command(
-            peer.now,
-            Command::Join {
-                seeds: vec![addr(2)],
-            },
-        )
-        .unwrap();
-    for out in outputs(&mut second) {
-        if let Output::Transmit(t) = out {
+    // Second life, from the committed disk, joining through the peer.
+    host.crash();
+    host.boot(new_node(1, host.disk.clone(), peer.now));
+    let node = host.node.as_mut().expect("running");
+    node.handle_command(
+        peer.now,
+        Command::Join {
+            seeds: vec![addr(2)],
+        },
+    )
+    .unwrap();
+    let round = host.round().expect("running");
+    for (_, effect) in round.effects {
+        if let Effect::Transmit(t) = effect {
             let envelope = crate::wire::decode(CLUSTER, t.channel, &t.bytes).unwrap();
             peer.recv(1, envelope.message);
         }
     }
+    assert_eq!(host.contract.violations(), &[]);
     assert_eq!(peer.liveness(1), Some(Liveness::Alive));
 }
 
@@ -98,7 +105,10 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
     t.max_datagram = crate::wire::MAX_DATAGRAM;
     let config = config(t);
     assert_eq!(config.validate(), Ok(()));
-    let mut node = Node::new(config, identity(1), 1, Restored::default(), START).unwrap();
+    let me = identity(1);
+    let mut host = Host::new(CLUSTER, me.id, me.life);
+    host.boot(Node::new(config, me, 1, Restored::default(), START).unwrap());
+    let node = host.node.as_mut().expect("running");
     let hello = crate::wire::encode(
         CLUSTER,
         id(2),
@@ -112,18 +122,21 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
             .unwrap();
     }
     let mut datagrams = 0;
-    while let Some(at) = node.poll_timeout().filter(|&at| at <= START + ms(1_000)) {
+    loop {
+        let node = host.node.as_mut().expect("running");
+        let Some(at) = node.poll_timeout().filter(|&at| at <= START + ms(1_000)) else {
+            break;
+        };
         node.handle_timeout(at);
-        for out in outputs(&mut node) {
-            if let Output::Transmit(t) = out {
-                if t.channel == Channel::Datagram {
-                    datagrams += 1;
-                    let decoded = crate::wire::decode(CLUSTER, Channel::Datagram, &t.bytes);
-                    assert!(decoded.is_ok(), "{} bytes: {decoded:?}", t.bytes.len());
-                }
-            }
-        }
+        // The harness's contract decodes every send on its channel (`wire`).
+        let round = host.round().expect("running");
+        datagrams += round
+            .effects
+            .iter()
+            .filter(|(_, e)| matches!(e, Effect::Transmit(t) if t.channel == Channel::Datagram))
+            .count();
     }
+    assert_eq!(host.contract.violations(), &[]);
     assert!(datagrams > 0);
 }
 

@@ -167,7 +167,12 @@ pub enum ConfigError {
 
 /// Whether a member serves traffic. A witness votes in leader elections but never
 /// leads and never serves, so two serving nodes plus a witness can fail over safely.
+///
+/// Serde names are the configuration's (`serving`, `witness`: the io config parses
+/// `cluster.role` straight into this type); the wire encoding (postcard) numbers
+/// variants and does not see the names.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     #[default]
     Serving,

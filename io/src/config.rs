@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aurora_core::failover::FailoverMode;
 use aurora_core::identity::Admission;
 use aurora_core::{ClusterId, Config, Identity, MemberMeta, NodeId, Role, Timing};
 use serde::Deserialize;
@@ -63,9 +64,11 @@ pub const ENV_VARS: [&str; 14] = [
     "CLUSTER_SECRET",
 ];
 
-/// A configuration that cannot run.
+/// A `cluster:` block (or `CLUSTER_*` variable) that cannot run; every variant names
+/// the key or variable at fault. (The core's own [`aurora_core::ConfigError`] is about
+/// a [`Config`] built in code; [`resolve_timing`] turns it into this, naming the key.)
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum ClusterConfigError {
     #[error("invalid YAML: {0}")]
     Yaml(String),
     #[error("`{key}`: expected {expected}, got {got:?}")]
@@ -84,56 +87,19 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &str, expected: &str, got: impl fmt::Display) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(key: &str, expected: &str, got: impl fmt::Display) -> ClusterConfigError {
+    ClusterConfigError::Invalid {
         key: key.to_string(),
         expected: expected.to_string(),
         got: got.to_string(),
     }
 }
 
-/// How the cluster fails over (see the design). Parsed and validated now; acted on by
-/// the failover module later.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailoverMode {
-    SingleNode,
-    ActivePassive,
-    #[default]
-    ActiveActive,
-}
-
-impl FailoverMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailoverMode::SingleNode => "single_node",
-            FailoverMode::ActivePassive => "active_passive",
-            FailoverMode::ActiveActive => "active_active",
-        }
-    }
-
-    fn parse(key: &str, s: &str) -> Result<FailoverMode, ConfigError> {
-        match s.trim() {
-            "single_node" => Ok(FailoverMode::SingleNode),
-            "active_passive" => Ok(FailoverMode::ActivePassive),
-            "active_active" => Ok(FailoverMode::ActiveActive),
-            other => Err(invalid(
-                key,
-                "one of single_node, active_passive, active_active",
-                other,
-            )),
-        }
-    }
-}
-
-/// The `role:` key; mirrors [`Role`].
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RoleSetting {
-    #[default]
-    Serving,
-    Witness,
-}
+/// `cluster.failover_mode` when it is not set. Not the core's
+/// [`FailoverMode::default`] (`single_node`, the safe choice for a bare `Node` built in
+/// code): a node an operator clusters without naming a mode has always served from
+/// every member (`active_active`), and keeping it so is part of the config format.
+pub const DEFAULT_FAILOVER_MODE: FailoverMode = FailoverMode::ActiveActive;
 
 /// Timing base profile.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -193,7 +159,7 @@ pub struct ClusterFile {
     pub bootstrap_expect: Option<u32>,
     pub promotion_tier: Option<u8>,
     pub capacity: Option<u32>,
-    pub role: Option<RoleSetting>,
+    pub role: Option<Role>,
     pub timing: Option<TimingFile>,
     pub secret_file: Option<PathBuf>,
     pub previous_secret_file: Option<PathBuf>,
@@ -216,7 +182,7 @@ pub struct Secret(Vec<u8>);
 
 impl Secret {
     /// Validates length; surrounding whitespace (a file's trailing newline) is trimmed.
-    pub fn new(key: &str, bytes: &[u8]) -> Result<Secret, ConfigError> {
+    pub fn new(key: &str, bytes: &[u8]) -> Result<Secret, ClusterConfigError> {
         let trimmed = bytes.trim_ascii();
         if trimmed.len() < MIN_SECRET_LEN {
             return Err(invalid(
@@ -292,7 +258,10 @@ pub struct ClusterSettings {
 
 /// Parses the `cluster:` block of an `aurora.yaml` document and overlays `env`.
 /// A document without a `cluster:` key gives the disabled defaults (still overlaid).
-pub fn load(yaml: &str, env: &HashMap<String, String>) -> Result<ClusterSettings, ConfigError> {
+pub fn load(
+    yaml: &str,
+    env: &HashMap<String, String>,
+) -> Result<ClusterSettings, ClusterConfigError> {
     let file = parse_document(yaml)?;
     file.overlay_env(env)?.resolve(env)
 }
@@ -302,25 +271,27 @@ pub fn load(yaml: &str, env: &HashMap<String, String>) -> Result<ClusterSettings
 pub fn load_value(
     cluster: Option<serde_norway::Value>,
     env: &HashMap<String, String>,
-) -> Result<ClusterSettings, ConfigError> {
+) -> Result<ClusterSettings, ClusterConfigError> {
     let file: ClusterFile = match cluster {
         Some(serde_norway::Value::Null) | None => ClusterFile::default(),
-        Some(v) => serde_norway::from_value(v).map_err(|e| ConfigError::Yaml(e.to_string()))?,
+        Some(v) => {
+            serde_norway::from_value(v).map_err(|e| ClusterConfigError::Yaml(e.to_string()))?
+        }
     };
     file.overlay_env(env)?.resolve(env)
 }
 
 /// Just the `cluster:` block, unvalidated.
-pub fn parse_document(yaml: &str) -> Result<ClusterFile, ConfigError> {
+pub fn parse_document(yaml: &str) -> Result<ClusterFile, ClusterConfigError> {
     if yaml.trim().is_empty() {
         return Ok(ClusterFile::default());
     }
     let doc: Document =
-        serde_norway::from_str(yaml).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        serde_norway::from_str(yaml).map_err(|e| ClusterConfigError::Yaml(e.to_string()))?;
     Ok(doc.cluster.unwrap_or_default())
 }
 
-fn parse_bool(key: &str, s: &str) -> Result<bool, ConfigError> {
+fn parse_bool(key: &str, s: &str) -> Result<bool, ClusterConfigError> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
@@ -365,14 +336,21 @@ pub fn default_bootstrap_expect(
     0
 }
 
-fn parse_num<T: std::str::FromStr>(key: &str, s: &str, expected: &str) -> Result<T, ConfigError> {
+fn parse_num<T: std::str::FromStr>(
+    key: &str,
+    s: &str,
+    expected: &str,
+) -> Result<T, ClusterConfigError> {
     s.trim().parse().map_err(|_| invalid(key, expected, s))
 }
 
 impl ClusterFile {
     /// Applies the `CLUSTER_*` variables over the file's values. `CLUSTER_SECRET` is
     /// read in [`ClusterFile::resolve`].
-    pub fn overlay_env(mut self, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn overlay_env(
+        mut self,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ClusterConfigError> {
         let get = |k: &str| env.get(k).map(String::as_str);
         if let Some(v) = get("CLUSTER_ENABLED") {
             self.enabled = Some(parse_bool("CLUSTER_ENABLED", v)?);
@@ -414,7 +392,12 @@ impl ClusterFile {
             )?);
         }
         if let Some(v) = get("CLUSTER_FAILOVER_MODE") {
-            self.failover_mode = Some(FailoverMode::parse("CLUSTER_FAILOVER_MODE", v)?);
+            let mode = v.parse::<FailoverMode>().map_err(|e| match e {
+                aurora_core::ConfigError::Invalid { expected, .. } => {
+                    invalid("CLUSTER_FAILOVER_MODE", expected, v.trim())
+                }
+            })?;
+            self.failover_mode = Some(mode);
         }
         if let Some(v) = get("CLUSTER_ADMISSION") {
             self.admission = Some(match v.trim() {
@@ -434,7 +417,10 @@ impl ClusterFile {
     }
 
     /// Applies defaults, checks every value, reads the secrets.
-    pub fn resolve(self, env: &HashMap<String, String>) -> Result<ClusterSettings, ConfigError> {
+    pub fn resolve(
+        self,
+        env: &HashMap<String, String>,
+    ) -> Result<ClusterSettings, ClusterConfigError> {
         let enabled = self.enabled.unwrap_or(false);
         let cluster_name = self
             .cluster_name
@@ -446,7 +432,7 @@ impl ClusterFile {
                 id
             }
             None if enabled => {
-                return Err(ConfigError::Missing {
+                return Err(ClusterConfigError::Missing {
                     key: "cluster.node_id (or CLUSTER_NODE_ID)".into(),
                     expected: "a stable, unique name for this node, e.g. `node-1`".into(),
                 })
@@ -466,7 +452,7 @@ impl ClusterFile {
         let advertise_ip = match self.advertise_addr.as_deref() {
             Some(s) => parse_ip("cluster.advertise_addr", Some(s))?,
             None if bind_ip.is_unspecified() && enabled => {
-                return Err(ConfigError::Missing {
+                return Err(ClusterConfigError::Missing {
                     key: "cluster.advertise_addr".into(),
                     expected: "the IP peers reach this node at, because bind_addr is a wildcard"
                         .into(),
@@ -527,10 +513,7 @@ impl ClusterFile {
                 bootstrap_expect,
             ));
         }
-        let role = match self.role.unwrap_or_default() {
-            RoleSetting::Serving => Role::Serving,
-            RoleSetting::Witness => Role::Witness,
-        };
+        let role = self.role.unwrap_or_default();
         let timing = resolve_timing(
             self.timing.unwrap_or_default(),
             self.heartbeat_interval_seconds,
@@ -548,7 +531,7 @@ impl ClusterFile {
                 None => match &self.secret_file {
                     Some(path) => read_secret("cluster.secret_file", path)?,
                     None => {
-                        return Err(ConfigError::Missing {
+                        return Err(ClusterConfigError::Missing {
                             key: "CLUSTER_SECRET (or cluster.secret_file)".into(),
                             expected: "the shared cluster secret, at least 32 random bytes (`openssl rand -hex 32`)"
                                 .into(),
@@ -577,7 +560,7 @@ impl ClusterFile {
             sync_bind,
             seed_nodes,
             advertise_url,
-            failover_mode: self.failover_mode.unwrap_or_default(),
+            failover_mode: self.failover_mode.unwrap_or(DEFAULT_FAILOVER_MODE),
             admission: self.admission.unwrap_or_default(),
             bootstrap_expect,
             promotion_tier,
@@ -591,7 +574,7 @@ impl ClusterFile {
     }
 }
 
-fn check_str(key: &str, s: &str, empty_ok: bool) -> Result<(), ConfigError> {
+fn check_str(key: &str, s: &str, empty_ok: bool) -> Result<(), ClusterConfigError> {
     if !empty_ok && s.trim().is_empty() {
         return Err(invalid(key, "a non-empty string", s));
     }
@@ -605,7 +588,7 @@ fn check_str(key: &str, s: &str, empty_ok: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn parse_ip(key: &str, s: Option<&str>) -> Result<IpAddr, ConfigError> {
+fn parse_ip(key: &str, s: Option<&str>) -> Result<IpAddr, ClusterConfigError> {
     match s {
         None => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         Some(s) => s
@@ -615,7 +598,7 @@ fn parse_ip(key: &str, s: Option<&str>) -> Result<IpAddr, ConfigError> {
     }
 }
 
-fn port(key: &str, v: Option<u16>, default: u16) -> Result<u16, ConfigError> {
+fn port(key: &str, v: Option<u16>, default: u16) -> Result<u16, ClusterConfigError> {
     match v.unwrap_or(default) {
         0 => Err(invalid(key, "a port 1-65535", 0)),
         p => Ok(p),
@@ -623,13 +606,13 @@ fn port(key: &str, v: Option<u16>, default: u16) -> Result<u16, ConfigError> {
 }
 
 /// `host:port`, `host` (default port) or `[v6]:port`.
-fn check_seed(seed: &str) -> Result<(), ConfigError> {
+fn check_seed(seed: &str) -> Result<(), ClusterConfigError> {
     split_seed(seed).map(drop)
 }
 
 /// A seed entry's host and port (`None`: the default port), or the error naming
 /// `cluster.seed_nodes` and the entry.
-pub(crate) fn split_seed(seed: &str) -> Result<(&str, Option<u16>), ConfigError> {
+pub(crate) fn split_seed(seed: &str) -> Result<(&str, Option<u16>), ClusterConfigError> {
     let bad = || invalid("cluster.seed_nodes", "a list of host:port entries", seed);
     let (host, port_str) = split_host_port(seed).ok_or_else(bad)?;
     if host.is_empty() || host.contains(char::is_whitespace) {
@@ -661,8 +644,8 @@ fn split_host_port(seed: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-fn read_secret(key: &str, path: &PathBuf) -> Result<Secret, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::SecretFile {
+fn read_secret(key: &str, path: &PathBuf) -> Result<Secret, ClusterConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ClusterConfigError::SecretFile {
         key: key.to_string(),
         path: path.clone(),
         source,
@@ -670,7 +653,7 @@ fn read_secret(key: &str, path: &PathBuf) -> Result<Secret, ConfigError> {
     Secret::new(key, &bytes)
 }
 
-fn resolve_timing(t: TimingFile, heartbeat_s: Option<f64>) -> Result<Timing, ConfigError> {
+fn resolve_timing(t: TimingFile, heartbeat_s: Option<f64>) -> Result<Timing, ClusterConfigError> {
     let mut timing = match t.profile.unwrap_or_default() {
         TimingProfile::Lan => Timing::lan(),
         TimingProfile::Wan => Timing::wan(),
@@ -744,13 +727,7 @@ impl ClusterSettings {
             state: Default::default(),
             failover: aurora_core::failover::FailoverConfig {
                 expected_voters: self.bootstrap_expect,
-                ..aurora_core::failover::FailoverConfig::with_mode(match self.failover_mode {
-                    FailoverMode::SingleNode => aurora_core::failover::FailoverMode::SingleNode,
-                    FailoverMode::ActivePassive => {
-                        aurora_core::failover::FailoverMode::ActivePassive
-                    }
-                    FailoverMode::ActiveActive => aurora_core::failover::FailoverMode::ActiveActive,
-                })
+                ..aurora_core::failover::FailoverConfig::with_mode(self.failover_mode)
             },
             admission: self.admission,
         };

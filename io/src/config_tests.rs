@@ -28,7 +28,7 @@ fn err_of(yaml: &str, env: &HashMap<String, String>) -> String {
 }
 
 #[test]
-fn empty_document_is_disabled_defaults() -> Result<(), ConfigError> {
+fn empty_document_is_disabled_defaults() -> Result<(), ClusterConfigError> {
     let s = load("", &HashMap::new())?;
     assert!(!s.enabled);
     assert_eq!(s.bind.port(), DEFAULT_BIND_PORT);
@@ -41,7 +41,7 @@ fn empty_document_is_disabled_defaults() -> Result<(), ConfigError> {
 }
 
 #[test]
-fn full_file_parses() -> Result<(), ConfigError> {
+fn full_file_parses() -> Result<(), ClusterConfigError> {
     let yaml = "
 cluster:
   enabled: true
@@ -98,7 +98,7 @@ cluster:
 }
 
 #[test]
-fn env_overlays_file() -> Result<(), ConfigError> {
+fn env_overlays_file() -> Result<(), ClusterConfigError> {
     let e = env(&[
         ("CLUSTER_ENABLED", "true"),
         ("CLUSTER_NODE_ID", "from-env"),
@@ -260,7 +260,8 @@ fn short_secret_is_refused_without_echoing_it() {
 }
 
 #[test]
-fn a_secret_shorter_than_32_bytes_is_refused_with_the_openssl_hint() -> Result<(), ConfigError> {
+fn a_secret_shorter_than_32_bytes_is_refused_with_the_openssl_hint(
+) -> Result<(), ClusterConfigError> {
     // 31 bytes: long enough for the old 16-byte rule, too short now.
     let short = "0123456789abcdef0123456789abcde";
     let msg = err_of(MINIMAL, &env(&[("CLUSTER_SECRET", short)]));
@@ -276,7 +277,7 @@ fn a_secret_shorter_than_32_bytes_is_refused_with_the_openssl_hint() -> Result<(
 }
 
 #[test]
-fn secret_files_current_and_previous() -> Result<(), ConfigError> {
+fn secret_files_current_and_previous() -> Result<(), ClusterConfigError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let cur = dir.path().join("secret");
     let prev = dir.path().join("previous");
@@ -313,7 +314,7 @@ fn secret_files_current_and_previous() -> Result<(), ConfigError> {
 }
 
 #[test]
-fn secret_debug_is_redacted() -> Result<(), ConfigError> {
+fn secret_debug_is_redacted() -> Result<(), ClusterConfigError> {
     let s = Secret::new("k", SECRET.as_bytes())?;
     let printed = format!("{s:?}");
     assert!(!printed.contains(SECRET), "{printed}");
@@ -323,7 +324,7 @@ fn secret_debug_is_redacted() -> Result<(), ConfigError> {
 }
 
 #[test]
-fn fingerprint_is_stable_and_sensitive() -> Result<(), ConfigError> {
+fn fingerprint_is_stable_and_sensitive() -> Result<(), ClusterConfigError> {
     let a = load(MINIMAL, &enabled_env())?;
     let b = load(MINIMAL, &enabled_env())?;
     assert_eq!(a.config_fingerprint(), b.config_fingerprint());
@@ -344,7 +345,7 @@ fn fingerprint_is_stable_and_sensitive() -> Result<(), ConfigError> {
 }
 
 #[tokio::test]
-async fn seeds_resolve_and_skip_self() -> Result<(), ConfigError> {
+async fn seeds_resolve_and_skip_self() -> Result<(), ClusterConfigError> {
     let own: SocketAddr = "127.0.0.1:7946".parse().expect("addr");
     let seeds = vec![
         "127.0.0.1:7946".to_string(),
@@ -373,7 +374,7 @@ fn bad_bind_addr_is_named() {
 }
 
 #[test]
-fn a_pre_parsed_cluster_value_loads_the_same() -> Result<(), ConfigError> {
+fn a_pre_parsed_cluster_value_loads_the_same() -> Result<(), ClusterConfigError> {
     let value: serde_norway::Value =
         serde_norway::from_str("enabled: true\nnode_id: node-1\nbind_addr: 10.0.0.1\n")
             .expect("yaml");
@@ -390,7 +391,8 @@ fn a_pre_parsed_cluster_value_loads_the_same() -> Result<(), ConfigError> {
 }
 
 #[test]
-fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<(), ConfigError> {
+fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<(), ClusterConfigError>
+{
     let e = enabled_env();
     let alone = load(MINIMAL, &e)?;
     assert_eq!(
@@ -438,7 +440,7 @@ fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<()
 }
 
 #[test]
-fn admission_defaults_to_auto_and_reaches_the_core() -> Result<(), ConfigError> {
+fn admission_defaults_to_auto_and_reaches_the_core() -> Result<(), ClusterConfigError> {
     use aurora_core::identity::Admission;
     let auto = ClusterFile::default().resolve(&HashMap::new())?;
     assert_eq!(auto.admission, Admission::Auto);
@@ -446,5 +448,63 @@ fn admission_defaults_to_auto_and_reaches_the_core() -> Result<(), ConfigError> 
     let manual = file.resolve(&HashMap::new())?;
     assert_eq!(manual.admission, Admission::Manual);
     assert_eq!(manual.to_core("t").0.admission, Admission::Manual);
+    Ok(())
+}
+
+/// The failover mode and role are the core's own enums now (io keeps no mirror of
+/// them): every spelling the file, the environment and the flags (which reach here as
+/// `CLUSTER_*` variables) accepted before is accepted the same, the default stays
+/// `active_active`, and refusals read as they did.
+#[test]
+fn failover_mode_and_role_parse_as_before() -> Result<(), ClusterConfigError> {
+    let e = enabled_env();
+    let unset = load(MINIMAL, &e)?;
+    assert_eq!(unset.failover_mode, FailoverMode::ActiveActive);
+    assert_eq!(unset.role, Role::Serving);
+    assert_eq!(
+        load("", &HashMap::new())?.failover_mode,
+        FailoverMode::ActiveActive
+    );
+    for (name, mode) in [
+        ("single_node", FailoverMode::SingleNode),
+        ("active_passive", FailoverMode::ActivePassive),
+        ("active_active", FailoverMode::ActiveActive),
+    ] {
+        let file = load(&format!("{MINIMAL}  failover_mode: {name}\n"), &e)?;
+        assert_eq!(file.failover_mode, mode, "file {name}");
+        let mut env = e.clone();
+        env.insert("CLUSTER_FAILOVER_MODE".into(), format!(" {name}\n"));
+        assert_eq!(load(MINIMAL, &env)?.failover_mode, mode, "env {name}");
+        // The fingerprint's text form is the configuration's name.
+        assert_eq!(file.failover_mode.as_str(), name);
+    }
+    for (name, role) in [("serving", Role::Serving), ("witness", Role::Witness)] {
+        let s = load(&format!("{MINIMAL}  role: {name}\n"), &e)?;
+        assert_eq!(s.role, role, "{name}");
+        assert_eq!(s.to_core("t").1.meta.role, role);
+    }
+    let env_err = err_of("", &env(&[("CLUSTER_FAILOVER_MODE", " primary ")]));
+    assert_eq!(
+        env_err,
+        "`CLUSTER_FAILOVER_MODE`: expected one of single_node, active_passive, active_active, got \"primary\""
+    );
+    for (yaml, needle) in [
+        (
+            "cluster:\n  failover_mode: primary\n",
+            "unknown variant `primary`, expected one of `single_node`, `active_passive`, `active_active`",
+        ),
+        (
+            "cluster:\n  failover_mode: ActiveActive\n",
+            "unknown variant `ActiveActive`",
+        ),
+        (
+            "cluster:\n  role: leader\n",
+            "unknown variant `leader`, expected `serving` or `witness`",
+        ),
+        ("cluster:\n  role: Serving\n", "unknown variant `Serving`"),
+    ] {
+        let msg = err_of(yaml, &HashMap::new());
+        assert!(msg.contains(needle), "{yaml:?} -> {msg}");
+    }
     Ok(())
 }

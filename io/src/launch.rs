@@ -22,7 +22,7 @@ use aurora_core::Life;
 use quinn::{AsyncUdpSocket, Runtime};
 use tokio::sync::mpsc;
 
-use crate::config::{ClusterSettings, ConfigError};
+use crate::config::{ClusterConfigError, ClusterSettings};
 use crate::driver::{self, DriverConfig, DriverError, Handle};
 use crate::identity::{IdentityError, NodeKey};
 use crate::store::{Store, StoreError};
@@ -37,7 +37,7 @@ pub enum LaunchError {
     #[error("clustering is disabled (cluster.enabled / CLUSTER_ENABLED)")]
     Disabled,
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] ClusterConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("TLS: {0}")]

@@ -27,7 +27,7 @@ pub mod store;
 pub mod transport;
 pub mod view;
 
-pub use config::{ClusterSettings, ConfigError};
+pub use config::{ClusterConfigError, ClusterSettings};
 pub use driver::{Commander, DriverConfig, DriverError, Handle};
 pub use identity::{life_of_public_key, NodeKey, PeerIdentity};
 pub use launch::{launch, LaunchError, Socket};

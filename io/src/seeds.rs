@@ -22,7 +22,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{split_seed, ConfigError, DEFAULT_BIND_PORT};
+use crate::config::{split_seed, ClusterConfigError, DEFAULT_BIND_PORT};
 
 /// First wait before retrying a name that did not resolve.
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -40,7 +40,7 @@ pub struct SeedName {
 
 impl SeedName {
     /// Parses `host:port`, `host` (default port) or `[v6]:port`.
-    pub fn parse(entry: &str) -> Result<SeedName, ConfigError> {
+    pub fn parse(entry: &str) -> Result<SeedName, ClusterConfigError> {
         let (host, port) = split_seed(entry)?;
         Ok(SeedName {
             entry: entry.trim().to_string(),
@@ -62,7 +62,7 @@ pub struct Resolution {
 }
 
 /// Resolves every name once. Only a malformed entry is an error.
-pub async fn resolve(seeds: &[String], own: SocketAddr) -> Result<Resolution, ConfigError> {
+pub async fn resolve(seeds: &[String], own: SocketAddr) -> Result<Resolution, ClusterConfigError> {
     let names = seeds
         .iter()
         .map(|s| SeedName::parse(s))

@@ -21,9 +21,49 @@ pub enum FailoverMode {
 }
 
 impl FailoverMode {
+    /// Every mode, in the order the configuration docs list them.
+    pub const ALL: [FailoverMode; 3] = [
+        FailoverMode::SingleNode,
+        FailoverMode::ActivePassive,
+        FailoverMode::ActiveActive,
+    ];
+
     /// Whether this mode runs the lease protocol.
     pub fn elects(self) -> bool {
         !matches!(self, FailoverMode::SingleNode)
+    }
+
+    /// The configuration's (and serde's) name: `single_node`, `active_passive`,
+    /// `active_active`. Also part of the config fingerprint, so it never changes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverMode::SingleNode => "single_node",
+            FailoverMode::ActivePassive => "active_passive",
+            FailoverMode::ActiveActive => "active_active",
+        }
+    }
+}
+
+impl core::fmt::Display for FailoverMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses the names of [`FailoverMode::as_str`] (surrounding whitespace ignored), as
+/// an environment variable or flag gives them.
+impl core::str::FromStr for FailoverMode {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<FailoverMode, ConfigError> {
+        let s = s.trim();
+        FailoverMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or(ConfigError::Invalid {
+                field: "failover_mode",
+                expected: "one of single_node, active_passive, active_active",
+            })
     }
 }
 

@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use crate::config::ClusterConfigError;
 
 /// Default cap on inbound handshakes in progress. A cluster of tens of nodes that all
 /// restart at once needs a few at a time; a flood needs many.
@@ -136,8 +136,8 @@ impl HandshakeLimits {
         allowed_peers: Option<&[String]>,
         max_handshakes: Option<usize>,
         timeout_ms: Option<u64>,
-    ) -> Result<HandshakeLimits, ConfigError> {
-        let invalid = |key: &str, expected: &str, got: String| ConfigError::Invalid {
+    ) -> Result<HandshakeLimits, ClusterConfigError> {
+        let invalid = |key: &str, expected: &str, got: String| ClusterConfigError::Invalid {
             key: key.into(),
             expected: expected.into(),
             got,
@@ -220,7 +220,8 @@ mod tests {
 
     #[test]
     fn config_values_are_validated_naming_the_key() {
-        let err = |r: Result<HandshakeLimits, ConfigError>| r.expect_err("refused").to_string();
+        let err =
+            |r: Result<HandshakeLimits, ClusterConfigError>| r.expect_err("refused").to_string();
         let bad = ["10.0.0.1/8".to_string()];
         assert!(err(HandshakeLimits::from_config(Some(&bad), None, None))
             .contains("cluster.allowed_peers"));

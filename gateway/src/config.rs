@@ -1,8 +1,9 @@
 //! Start-up configuration of a gateway server.
 //!
 //! These are plain values, filled in by the binary from its flags and the `gateway:`
-//! section of `aurora.yaml` (and later the `CLUSTER_*` environment, issue 5). Keeping parsing out of the
-//! library means tests build a server from a struct literal, with no files or env.
+//! section of `aurora.yaml` (the `cluster:` section and the `CLUSTER_*` environment are
+//! parsed by `aurora_io::config`). Keeping parsing out of the library means tests build
+//! a server from a struct literal, with no files or env.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -5,13 +5,16 @@
 //!
 //! - [`config`]: the `cluster:` block of `aurora.yaml` plus `CLUSTER_*` variables,
 //!   validated and mapped to the core's `Config`/`Identity`;
-//! - [`store`]: the node's SQLite file (WAL, migrations, refusal of foreign files);
+//! - [`store`]: the node's SQLite file (WAL, migrations, refusal of foreign files),
+//!   online backup and verified restore, and the point-in-time history of its records;
 //! - [`identity`]: this node's own key pair (one storage life), kept in its data dir;
 //! - [`transport`]: QUIC with mutual TLS derived from the cluster secret, bounded
 //!   handshakes, and each connection's authenticated peer identity;
-//! - [`clock`]: tokio time as core milliseconds (virtual under turmoil);
+//! - [`clock`]: tokio time as core milliseconds (virtual under turmoil), and the wall
+//!   clock for the core's hybrid logical clock and the history's commit times;
 //! - [`driver`]: the task that owns the `Node` and honours the persistence contract;
-//! - [`view`]: the immutable snapshot other tasks read;
+//! - [`view`]: the immutable snapshots other tasks read (the cluster's [`ClusterView`],
+//!   the replicated records' [`StateSnapshot`]), swapped in by the driver;
 //! - [`seeds`]: seed names to addresses, retried while a name does not resolve yet;
 //! - [`launch`]: start-up in the right order.
 

@@ -3,7 +3,7 @@
 //! Why SQLite: one file per node, crash-safe transactions, and an inspectable format an
 //! operator can open with the `sqlite3` shell. Why these settings:
 //!
-//! * **WAL journal.** Readers (a future admin API or backup) never block the driver's
+//! * **WAL journal.** Readers (the online [`backup`], the history queries) never block the driver's
 //!   commits, and a commit is one sequential append rather than a rewrite of pages.
 //! * **`synchronous=FULL`.** In WAL mode `NORMAL` survives a process crash but may lose
 //!   the last commits on power loss. The core's contract is stronger: an incarnation the

@@ -6,13 +6,17 @@
 //! A single node serves the built-in mock provider by default, so `aurora serve`
 //! answers chat completions with no API key and no config; with a catalog (the
 //! `gateway:` section of `aurora.yaml`) it proxies OpenAI-compatible and Anthropic
-//! upstreams with weighted routes, retries, fallbacks and cooldown. Nothing here reads
-//! replicated state yet; the catalog is replaced through the same function the
-//! replicated store will call, and auth keys, budgets and the cluster view plug in
-//! beside the pieces that exist.
+//! upstreams with weighted routes, retries, fallbacks and cooldown. Every `aurora serve`
+//! runs a core node through the io driver ([`cluster`]), clustered or alone: auth keys,
+//! guardrails, workflows, pricing and budgets are read from its replicated state, and
+//! the replicated providers, models and routes are laid over the file's catalog through
+//! the same door a SIGHUP reload uses.
 //!
 //! One concern per module:
 //! - [`config`]: the knobs a server is started with (no parsing of files or env here);
+//! - [`cluster`]: starting the io driver, the read-only view of the replicated state
+//!   ([`cluster::view::StateView`]), the catalog rebuilt from it, and the cluster's
+//!   status, node list and metrics;
 //! - [`catalog`]: providers, models, aliases and routes; YAML loading; the replaceable
 //!   snapshot requests resolve model names against;
 //! - [`upstream`]: calling real providers (OpenAI-compatible, Anthropic): pooling,
@@ -27,7 +31,9 @@
 //! - [`metrics`]: counters and histograms with a hand-written Prometheus exposition;
 //! - [`policy`]: auth keys, guardrails, rate limits, budgets and cost of chat requests;
 //! - [`usage`]: the per-request usage log in its own SQLite file, and its admin queries;
-//! - [`state`]: what every request handler shares;
+//! - [`ops`]: `aurora backup`, `restore` and `state export|import`, and the export
+//!   document the admin API shares;
+//! - [`state`]: what every request handler shares; [`clock`]: the one wall clock;
 //! - operator tools run by the binary: [`dev`] (`aurora dev`, a local cluster of child
 //!   processes), [`gameday`] (`aurora gameday`, failover and rolling-restart drills
 //!   under load), and [`probe`], their small blocking HTTP client (also `aurora health`,
@@ -39,6 +45,7 @@
 pub mod admin;
 pub mod admission;
 pub mod catalog;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod dev;

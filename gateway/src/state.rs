@@ -2,14 +2,13 @@
 //!
 //! One `Arc<AppState>` per server: configuration, the replaceable catalog, the
 //! upstream client with its cooldown state, metrics, the readiness flag flipped by
-//! shutdown, the admin token and the id generator. Later the read-only view of the
-//! replicated state (issue 5's driver) joins it here.
+//! shutdown, the admin token, the id generator, the read-only view of the replicated
+//! state ([`StateView`]), the cluster's status and the policy layer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admin::token::AdminToken;
 use crate::catalog::store::{process_env, EnvLookup};
@@ -143,8 +142,9 @@ impl AppState {
         Ok(())
     }
 
-    /// Replaces the catalog (config reload today, the replicated store later); cooldown
-    /// state of targets that no longer exist is dropped. On error nothing changes.
+    /// Replaces the catalog (a SIGHUP reload, or a change of the replicated providers,
+    /// models or routes: `cluster::catalog`); cooldown state of targets that no longer
+    /// exist is dropped. On error nothing changes.
     pub fn replace_catalog(&self, records: Catalog) -> Result<(), CatalogError> {
         let snapshot = self.catalog.replace(records)?;
         self.upstreams.breakers.retain(snapshot.target_ids());
@@ -198,7 +198,7 @@ impl IdGen {
     fn new() -> Self {
         // A failed OS random source only weakens cross-process uniqueness, so fall back
         // to the clock rather than refusing to start.
-        let prefix = getrandom::u64().unwrap_or_else(|_| unix_nanos());
+        let prefix = getrandom::u64().unwrap_or_else(|_| crate::clock::unix_nanos());
         Self {
             prefix,
             counter: AtomicU64::new(0),
@@ -209,20 +209,4 @@ impl IdGen {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("{kind}{:016x}{n:08x}", self.prefix)
     }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// Seconds since the Unix epoch, for the `created` field of responses; 0 if the clock
-/// is before 1970.
-pub fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

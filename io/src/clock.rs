@@ -46,9 +46,15 @@ impl Clock {
 /// The wall clock, ms since the Unix epoch (0 before it): also the commit times of the
 /// store's point-in-time history.
 pub fn unix_ms() -> u64 {
+    u64::try_from(unix_time().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The wall clock since the Unix epoch at the system clock's resolution (zero before
+/// it): the one reading of the time of day in io, and the gateway's (`clock.rs`).
+pub fn unix_time() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::store::{Key, Usage};
@@ -147,10 +146,7 @@ impl StateView {
     /// Wall-clock time in Unix milliseconds (the clock budget periods and key expiry
     /// are judged by).
     pub fn wall_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        crate::clock::wall_ms()
     }
 
     /// Adds to this node's usage of `budget` in `period`. Visible to [`StateView::usage`]

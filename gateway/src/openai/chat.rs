@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use crate::catalog::Resolved;
 use crate::catalog::{ProviderKind, Target};
+use crate::clock::unix_seconds;
 use crate::http::body::{
     held, json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
 };
@@ -44,7 +45,7 @@ use crate::openai::types::{
 use crate::openai::ApiError;
 use crate::policy::{cached_tokens_in, Allowance, Rejection, TokenUsage};
 use crate::provider::mock::{self, Completion, MockModel, MockParams};
-use crate::state::{unix_seconds, AppState};
+use crate::state::AppState;
 use crate::upstream::anthropic::AnthropicStream;
 use crate::upstream::dispatch::Outcome;
 use crate::upstream::openai::OpenAiStream;

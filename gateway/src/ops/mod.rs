@@ -13,5 +13,5 @@ pub mod time;
 
 /// Wall-clock ms since the Unix epoch (the clock the history's commit times use).
 pub fn now_ms() -> u64 {
-    aurora_io::clock::unix_ms()
+    crate::clock::wall_ms()
 }

@@ -166,7 +166,7 @@ impl PolicyData for MemoryData {
 
     fn wall_ms(&self) -> u64 {
         match self.clock_ms.load(Ordering::Relaxed) {
-            0 => crate::policy::system_wall_ms(),
+            0 => crate::clock::wall_ms(),
             ms => ms,
         }
     }

@@ -53,7 +53,7 @@ pub mod unpriced;
 pub mod view;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use aurora_core::state::records::{
@@ -466,7 +466,7 @@ impl Policy {
         }
         if let Some(log) = self.usage_log() {
             log.record(UsageRow {
-                time_ms: system_wall_ms(),
+                time_ms: crate::clock::wall_ms(),
                 key_id: key_id.map(|k| k.to_string()),
                 model: model.to_owned(),
                 status,
@@ -529,7 +529,7 @@ impl Ticket {
         }
         if let Some(log) = policy.usage_log() {
             log.record(UsageRow {
-                time_ms: system_wall_ms(),
+                time_ms: crate::clock::wall_ms(),
                 key_id: self.key_id.as_ref().map(|k| k.to_string()),
                 model: label.to_string(),
                 provider: outcome.provider.as_ref().map(|p| p.to_string()),
@@ -554,14 +554,6 @@ fn workflow(data: &dyn PolicyData, id: &str) -> Option<Workflow> {
         Some(Record::Workflow(w)) => Some(w),
         _ => None,
     }
-}
-
-/// Wall-clock Unix milliseconds (0 before 1970).
-pub fn system_wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

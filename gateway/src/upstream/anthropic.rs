@@ -22,9 +22,9 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use crate::clock::unix_seconds;
 use crate::openai::types::{ChatCompletionRequest, ChatMessage, MessageContent, Usage};
 use crate::provider::tokens;
-use crate::state::unix_seconds;
 use crate::upstream::failure::Failure;
 use crate::upstream::sse::Event;
 use crate::upstream::stream::{data_frame, error_frame, Flow};

@@ -557,7 +557,7 @@ fn write_loop(
 
 /// One retention pass of the writer, counted in `stats`.
 fn prune(conn: &Connection, retention: &Retention, stats: &LogStats) -> Pruned {
-    match retention::prune(conn, retention, crate::policy::system_wall_ms()) {
+    match retention::prune(conn, retention, crate::clock::wall_ms()) {
         Ok(pruned) => {
             let n = pruned.by_age + pruned.by_size;
             stats.pruned.fetch_add(n, Ordering::Relaxed);

@@ -160,7 +160,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::policy::system_wall_ms;
+    use crate::clock::wall_ms;
     use crate::usage::{UsageLog, UsageRow};
 
     fn row(time_ms: u64) -> UsageRow {
@@ -188,7 +188,7 @@ mod tests {
             },
         )
         .expect("open");
-        let now = system_wall_ms();
+        let now = wall_ms();
         for age_days in [30, 10, 8, 6, 1, 0] {
             log.record(row(now - age_days * DAY));
         }
@@ -261,8 +261,8 @@ mod tests {
             },
         )
         .expect("open");
-        log.record(row(system_wall_ms() - 2 * DAY));
-        log.record(row(system_wall_ms()));
+        log.record(row(wall_ms() - 2 * DAY));
+        log.record(row(wall_ms()));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while log
             .stats()

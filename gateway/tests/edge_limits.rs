@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind};
 use aurora_gateway::http::conn::Refused;
 use aurora_gateway::http::limits::Limits;
+use aurora_gateway::metrics::Exposition;
 use aurora_gateway::ServerConfig;
 use bytes::Bytes;
 use common::fake::{FakeUpstream, Reply};
@@ -145,9 +146,9 @@ async fn connections_are_capped_per_address_and_in_total() {
     let mut again = connect_from([127, 0, 0, 2], server.addr).await;
     assert_eq!(get_health(&mut again).await, Some(200));
     let metrics = {
-        let mut text = String::new();
-        conns.render_metrics(&mut text);
-        text
+        let mut out = Exposition::new();
+        conns.write_metrics(&mut out);
+        out.into_string()
     };
     assert!(metrics.contains("aurora_http_connections_refused_total{reason=\"per_ip\"} 1"));
     assert!(metrics.contains("aurora_http_connections_refused_total{reason=\"global\"} 1"));
@@ -174,8 +175,9 @@ async fn slow_headers_get_a_408_within_the_deadline() {
     assert!(text.contains("request_timeout"));
     assert!(closed);
     assert!(started.elapsed() < Duration::from_secs(8));
-    let mut metrics = String::new();
-    server.state.connections.render_metrics(&mut metrics);
+    let mut out = Exposition::new();
+    server.state.connections.write_metrics(&mut out);
+    let metrics = out.into_string();
     assert!(metrics.contains("aurora_http_connections_timed_out_total{kind=\"header\"} 1"));
     server.stop().await;
 }
@@ -386,8 +388,9 @@ async fn a_client_that_never_reads_is_dropped_and_the_upstream_cancelled() {
         assert!(Instant::now() < deadline, "the connection stayed open");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut text = String::new();
-    conns.render_metrics(&mut text);
+    let mut out = Exposition::new();
+    conns.write_metrics(&mut out);
+    let text = out.into_string();
     assert!(
         text.contains("aurora_http_connections_timed_out_total{kind=\"send\"} 1"),
         "{text}"

@@ -6,14 +6,13 @@
 //! plus the voter roster. The roster is kept out of [`StatusDetails`] so the
 //! dashboard (and its fixed test cluster) need not change to carry it.
 
-use std::fmt::Write as _;
-
 use aurora_core::{Liveness, NodeId};
 use aurora_io::view::COMMIT_BUCKETS_US;
 use aurora_io::{ClusterView, LocalStatus};
 use serde::Serialize;
 
 use super::ClusterInfo;
+use crate::metrics::{Exposition, Kind};
 
 /// The status document. With clustering off only `enabled: false` is serialized.
 #[derive(Debug, Serialize)]
@@ -393,13 +392,12 @@ fn self_row(view: &ClusterView, info: &ClusterInfo) -> NodeRow {
 }
 
 /// The cluster's Prometheus series, appended to `/metrics`.
-pub fn render_metrics(info: &ClusterInfo, text: &mut String) {
+pub fn write_metrics(info: &ClusterInfo, out: &mut Exposition) {
     let view = info.view();
-    header(
-        text,
+    out.family(
         "aurora_cluster_members",
         "Members this node knows (itself included), by state.",
-        "gauge",
+        Kind::Gauge,
     );
     let mut counts = [0usize; 4];
     for m in &view.members {
@@ -407,113 +405,103 @@ pub fn render_metrics(info: &ClusterInfo, text: &mut String) {
     }
     counts[0] += usize::from(view.status == LocalStatus::Active);
     for (i, state) in ["alive", "suspect", "dead", "left"].iter().enumerate() {
-        let _ = writeln!(
-            text,
-            "aurora_cluster_members{{state=\"{state}\"}} {}",
-            counts[i]
-        );
+        out.sample(&[("state", state)], counts[i]);
     }
     // Leadership as this node sees it: what the alerts on "no leader" and "lease
     // lost" read (deploy/prometheus/aurora-alerts.yaml).
     if let Some(f) = view.failover.as_ref() {
-        gauge(
-            text,
+        out.single(
             "aurora_cluster_leader_known",
             "1 while this node knows a lease holder (0 during an election or without a majority).",
+            Kind::Gauge,
             u64::from(f.leader.is_some()),
         );
-        gauge(
-            text,
+        out.single(
             "aurora_cluster_is_leader",
             "1 while this node holds the failover lease.",
+            Kind::Gauge,
             u64::from(f.this_node_holds_lease),
         );
-        gauge(
-            text,
+        out.single(
             "aurora_cluster_epoch",
             "Fencing epoch of the current leadership as this node knows it; only grows.",
+            Kind::Gauge,
             f.epoch.0,
         );
-        gauge(
-            text,
+        out.single(
             "aurora_cluster_can_fail_over",
             "1 when losing the leader now would still leave a majority of voters to elect another.",
+            Kind::Gauge,
             u64::from(f.can_fail_over),
         );
-        gauge(
-            text,
+        out.single(
             "aurora_cluster_voters",
             "Members on the voter roster this node follows.",
-            f.voters.len() as u64,
+            Kind::Gauge,
+            f.voters.len(),
         );
     }
-    gauge(
-        text,
+    out.single(
         "aurora_cluster_seeds_unresolved",
         "Seed names that did not resolve yet; retried with backoff while the node runs.",
-        view.seeds_unresolved as u64,
-    );
-    counter(
-        text,
-        "aurora_cluster_seed_resolve_failures_total",
-        "Failed seed name resolutions since start.",
-        view.seed_resolve_failures,
+        Kind::Gauge,
+        view.seeds_unresolved,
     );
     let m = &view.metrics;
-    counter(
-        text,
-        "aurora_gossip_messages_sent_total",
-        "Cluster messages sent (gossip datagrams and sync streams).",
-        m.packets_out,
-    );
-    counter(
-        text,
-        "aurora_gossip_messages_received_total",
-        "Cluster messages received.",
-        m.packets_in,
-    );
-    counter(
-        text,
-        "aurora_gossip_bytes_sent_total",
-        "Cluster message bytes sent (before QUIC framing).",
-        m.bytes_out,
-    );
-    counter(
-        text,
-        "aurora_gossip_bytes_received_total",
-        "Cluster message bytes received.",
-        m.bytes_in,
-    );
-    counter(
-        text,
-        "aurora_cluster_tls_rejected_total",
-        "QUIC handshakes refused: the peer does not hold the cluster secret.",
-        m.transport.tls_rejected,
-    );
-    counter(
-        text,
-        "aurora_cluster_connect_failures_total",
-        "Outgoing QUIC connections that failed.",
-        m.transport.connect_failures,
-    );
     let t = &m.transport;
-    counter(
-        text,
-        "aurora_cluster_identity_mismatch_total",
-        "Cluster messages dropped: their sender id is not the node id of the connection's certificate.",
-        t.identity_mismatch,
-    );
-    counter(
-        text,
-        "aurora_cluster_identity_refused_total",
-        "QUIC connections closed: the peer's certificate names no node id.",
-        t.identity_refused,
-    );
-    header(
-        text,
+    for (name, help, value) in [
+        (
+            "aurora_cluster_seed_resolve_failures_total",
+            "Failed seed name resolutions since start.",
+            view.seed_resolve_failures,
+        ),
+        (
+            "aurora_gossip_messages_sent_total",
+            "Cluster messages sent (gossip datagrams and sync streams).",
+            m.packets_out,
+        ),
+        (
+            "aurora_gossip_messages_received_total",
+            "Cluster messages received.",
+            m.packets_in,
+        ),
+        (
+            "aurora_gossip_bytes_sent_total",
+            "Cluster message bytes sent (before QUIC framing).",
+            m.bytes_out,
+        ),
+        (
+            "aurora_gossip_bytes_received_total",
+            "Cluster message bytes received.",
+            m.bytes_in,
+        ),
+        (
+            "aurora_cluster_tls_rejected_total",
+            "QUIC handshakes refused: the peer does not hold the cluster secret.",
+            t.tls_rejected,
+        ),
+        (
+            "aurora_cluster_connect_failures_total",
+            "Outgoing QUIC connections that failed.",
+            t.connect_failures,
+        ),
+        (
+            "aurora_cluster_identity_mismatch_total",
+            "Cluster messages dropped: their sender id is not the node id of the connection's certificate.",
+            t.identity_mismatch,
+        ),
+        (
+            "aurora_cluster_identity_refused_total",
+            "QUIC connections closed: the peer's certificate names no node id.",
+            t.identity_refused,
+        ),
+    ] {
+        out.single(name, help, Kind::Counter, value);
+    }
+    out.family(
         "aurora_cluster_handshakes_total",
         "Inbound QUIC handshakes held back by the handshake policy, by outcome (retry: a Retry was sent to validate the address).",
-        "counter",
+        Kind::Counter,
     );
     for (outcome, n) in [
         ("not_allowed", t.peer_not_allowed),
@@ -521,131 +509,78 @@ pub fn render_metrics(info: &ClusterInfo, text: &mut String) {
         ("refused_busy", t.handshakes_refused),
         ("timed_out", t.handshake_timeouts),
     ] {
-        let _ = writeln!(
-            text,
-            "aurora_cluster_handshakes_total{{outcome=\"{outcome}\"}} {n}"
-        );
+        out.sample(&[("outcome", &outcome)], n);
     }
-    header(
-        text,
+    out.single(
         "aurora_cluster_handshakes_in_progress",
         "Inbound QUIC handshakes in progress (at most cluster.max_handshakes).",
-        "gauge",
+        Kind::Gauge,
+        t.handshakes_in_progress,
     );
-    let _ = writeln!(
-        text,
-        "aurora_cluster_handshakes_in_progress {}",
-        t.handshakes_in_progress
-    );
-    header(
-        text,
+    out.family(
         "aurora_cluster_dropped_total",
         "Inbound cluster messages dropped, by reason.",
-        "counter",
+        Kind::Counter,
     );
     for (reason, n) in &m.decode_dropped {
-        let _ = writeln!(
-            text,
-            "aurora_cluster_dropped_total{{reason=\"{reason}\"}} {n}"
-        );
+        out.sample(&[("reason", reason)], n);
     }
-    header(
-        text,
+    out.family(
         "aurora_sync_lag_versions",
         "Writes a peer had that this node lacked at the last sync with it.",
-        "gauge",
+        Kind::Gauge,
     );
     for (id, lag) in &view.lag {
-        let _ = writeln!(
-            text,
-            "aurora_sync_lag_versions{{peer=\"{id}\"}} {}",
-            lag.versions
-        );
+        out.sample(&[("peer", id)], lag.versions);
     }
-    header(
-        text,
+    out.family(
         "aurora_sync_lag_milliseconds",
         "How much newer a peer's newest write was than this node's at the last sync.",
-        "gauge",
+        Kind::Gauge,
     );
     for (id, lag) in &view.lag {
-        let _ = writeln!(
-            text,
-            "aurora_sync_lag_milliseconds{{peer=\"{id}\"}} {}",
-            lag.millis
-        );
+        out.sample(&[("peer", id)], lag.millis);
     }
     let r = &view.replica;
-    header(
-        text,
+    out.family(
         "aurora_sqlite_commit_seconds",
         "Latency of the node's SQLite commits (one per driver round that persisted something).",
-        "histogram",
+        Kind::Histogram,
+    )
+    .histogram(
+        &[],
+        COMMIT_BUCKETS_US.iter().map(|&us| us as f64 / 1e6),
+        &r.commit_buckets,
+        r.commit_micros_total as f64 / 1e6,
     );
-    let mut cumulative = 0u64;
-    for (i, bound) in COMMIT_BUCKETS_US.iter().enumerate() {
-        cumulative += r.commit_buckets[i];
-        let _ = writeln!(
-            text,
-            "aurora_sqlite_commit_seconds_bucket{{le=\"{}\"}} {cumulative}",
-            *bound as f64 / 1e6
-        );
-    }
-    cumulative += r.commit_buckets[COMMIT_BUCKETS_US.len()];
-    let _ = writeln!(
-        text,
-        "aurora_sqlite_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-    );
-    let _ = writeln!(
-        text,
-        "aurora_sqlite_commit_seconds_sum {}",
-        r.commit_micros_total as f64 / 1e6
-    );
-    let _ = writeln!(text, "aurora_sqlite_commit_seconds_count {cumulative}");
-    header(
-        text,
+    out.single(
         "aurora_state_records",
         "Live replicated records on this node.",
-        "gauge",
+        Kind::Gauge,
+        r.live_records,
     );
-    let _ = writeln!(text, "aurora_state_records {}", r.live_records);
-    counter(
-        text,
-        "aurora_state_writes_local_total",
-        "Replicated writes made on this node.",
-        r.local_writes,
-    );
-    counter(
-        text,
-        "aurora_state_applied_gossip_total",
-        "Replicated writes applied from gossip.",
-        r.applied_from_gossip,
-    );
-    counter(
-        text,
-        "aurora_state_applied_sync_total",
-        "Replicated writes applied from anti-entropy.",
-        r.applied_from_sync,
-    );
-    counter(
-        text,
-        "aurora_state_snapshot_publish_micros_total",
-        "Time spent updating the published state snapshot, microseconds.",
-        r.publish_micros_total,
-    );
-}
-
-fn header(text: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(text, "# HELP {name} {help}");
-    let _ = writeln!(text, "# TYPE {name} {kind}");
-}
-
-fn gauge(text: &mut String, name: &str, help: &str, value: u64) {
-    header(text, name, help, "gauge");
-    let _ = writeln!(text, "{name} {value}");
-}
-
-fn counter(text: &mut String, name: &str, help: &str, value: u64) {
-    header(text, name, help, "counter");
-    let _ = writeln!(text, "{name} {value}");
+    for (name, help, value) in [
+        (
+            "aurora_state_writes_local_total",
+            "Replicated writes made on this node.",
+            r.local_writes,
+        ),
+        (
+            "aurora_state_applied_gossip_total",
+            "Replicated writes applied from gossip.",
+            r.applied_from_gossip,
+        ),
+        (
+            "aurora_state_applied_sync_total",
+            "Replicated writes applied from anti-entropy.",
+            r.applied_from_sync,
+        ),
+        (
+            "aurora_state_snapshot_publish_micros_total",
+            "Time spent updating the published state snapshot, microseconds.",
+            r.publish_micros_total,
+        ),
+    ] {
+        out.single(name, help, Kind::Counter, value);
+    }
 }

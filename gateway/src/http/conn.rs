@@ -15,6 +15,7 @@
 //! no second file descriptor), which is how a connection whose headers did not
 //! arrive in time still gets its 408 written after hyper has given up on it.
 
+use crate::metrics::{Exposition, Kind};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -160,44 +161,31 @@ impl Connections {
     }
 
     /// Appends the connection series to a Prometheus exposition.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP aurora_http_connections_open Client connections open now."
+    pub fn write_metrics(&self, out: &mut Exposition) {
+        out.single(
+            "aurora_http_connections_open",
+            "Client connections open now.",
+            Kind::Gauge,
+            self.open(),
         );
-        let _ = writeln!(out, "# TYPE aurora_http_connections_open gauge");
-        let _ = writeln!(out, "aurora_http_connections_open {}", self.open());
-        let _ = writeln!(
-            out,
-            "# HELP aurora_http_connections_refused_total Client connections refused by a cap (global: max_connections, per_ip: max_connections_per_ip)."
+        out.family(
+            "aurora_http_connections_refused_total",
+            "Client connections refused by a cap (global: max_connections, per_ip: max_connections_per_ip).",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_http_connections_refused_total counter");
         for reason in [Refused::Global, Refused::PerIp] {
-            let _ = writeln!(
-                out,
-                "aurora_http_connections_refused_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                self.refused(reason)
-            );
+            out.sample(&[("reason", &reason.label())], self.refused(reason));
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_http_connections_timed_out_total Client connections closed by a deadline (header: request headers late or keep-alive idle with a partial request, send: client not reading)."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE aurora_http_connections_timed_out_total counter"
+        out.family(
+            "aurora_http_connections_timed_out_total",
+            "Client connections closed by a deadline (header: request headers late or keep-alive idle with a partial request, send: client not reading).",
+            Kind::Counter,
         );
         for (kind, n) in [
             ("header", &self.header_timeouts),
             ("send", &self.send_timeouts),
         ] {
-            let _ = writeln!(
-                out,
-                "aurora_http_connections_timed_out_total{{kind=\"{kind}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
+            out.sample(&[("kind", &kind)], n.load(Ordering::Relaxed));
         }
     }
 }

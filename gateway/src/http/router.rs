@@ -216,22 +216,10 @@ async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>)
         },
         Route::Health => health::live(),
         Route::Ready => health::ready(state),
-        Route::Metrics => Box::pin(metrics(state)).await,
+        Route::Metrics => crate::metrics::endpoint(state),
         Route::Dashboard => admin::dashboard::cluster(state, request.headers()),
         Route::Admin => Box::pin(admin::handle(state, request)).await,
     }
-}
-
-/// `/metrics`: the gateway's series followed by the cluster's.
-async fn metrics(state: &Arc<AppState>) -> Response {
-    let response = crate::metrics::endpoint(state);
-    let (parts, body) = response.into_parts();
-    let mut text = match http_body_util::BodyExt::collect(body).await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
-        Err(never) => match never {},
-    };
-    crate::cluster::status::render_metrics(&state.cluster, &mut text);
-    http::Response::from_parts(parts, crate::http::body::full(text))
 }
 
 #[cfg(test)]

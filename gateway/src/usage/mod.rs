@@ -39,6 +39,7 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use self::retention::{Pruned, Retention};
+use crate::metrics::{Exposition, Kind};
 
 /// Rows that may wait for the writer.
 pub const QUEUE: usize = 16_384;
@@ -428,50 +429,36 @@ pub struct SummaryRow {
 }
 
 /// Appends the usage log's counters to a Prometheus exposition.
-pub fn render_metrics(log: &UsageLog, out: &mut String) {
-    use std::fmt::Write as _;
+pub fn write_metrics(log: &UsageLog, out: &mut Exposition) {
     let s = log.stats();
-    let _ = writeln!(
-        out,
-        "# HELP aurora_usage_log_rows_total Usage-log rows by result (written, dropped: queue full, failed: transaction error, pruned: deleted by retention)."
+    out.family(
+        "aurora_usage_log_rows_total",
+        "Usage-log rows by result (written, dropped: queue full, failed: transaction error, pruned: deleted by retention).",
+        Kind::Counter,
     );
-    let _ = writeln!(out, "# TYPE aurora_usage_log_rows_total counter");
     for (result, n) in [
         ("written", &s.written),
         ("dropped", &s.dropped),
         ("failed", &s.failed),
         ("pruned", &s.pruned),
     ] {
-        let _ = writeln!(
-            out,
-            "aurora_usage_log_rows_total{{result=\"{result}\"}} {}",
-            n.load(Ordering::Relaxed)
-        );
+        out.sample(&[("result", &result)], n.load(Ordering::Relaxed));
     }
-    let _ = writeln!(
-        out,
-        "# HELP aurora_usage_log_commit_seconds SQLite transactions of the usage log: count and total time."
+    out.family(
+        "aurora_usage_log_commit_seconds",
+        "SQLite transactions of the usage log: count and total time.",
+        Kind::Summary,
+    )
+    .summary(
+        &[],
+        s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        s.batches.load(Ordering::Relaxed),
     );
-    let _ = writeln!(out, "# TYPE aurora_usage_log_commit_seconds summary");
-    let _ = writeln!(
-        out,
-        "aurora_usage_log_commit_seconds_sum {}",
-        s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(
-        out,
-        "aurora_usage_log_commit_seconds_count {}",
-        s.batches.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP aurora_usage_log_bytes Bytes of the usage log in use at its last prune (kept under gateway.usage_log.max_bytes)."
-    );
-    let _ = writeln!(out, "# TYPE aurora_usage_log_bytes gauge");
-    let _ = writeln!(
-        out,
-        "aurora_usage_log_bytes {}",
-        s.bytes.load(Ordering::Relaxed)
+    out.single(
+        "aurora_usage_log_bytes",
+        "Bytes of the usage log in use at its last prune (kept under gateway.usage_log.max_bytes).",
+        Kind::Gauge,
+        s.bytes.load(Ordering::Relaxed),
     );
 }
 

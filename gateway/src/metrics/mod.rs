@@ -1,8 +1,8 @@
-//! Request metrics and their Prometheus text exposition.
+//! Request metrics, and `/metrics` ([`endpoint`]) with every series of the node.
 //!
-//! Written by hand rather than with a metrics crate: a handful of metric families do
-//! not justify a registry, and owning the exposition keeps label cardinality under our
-//! control. Every label value comes from a bounded set (route patterns, names in the
+//! Counted here rather than in a metrics crate's registry: a handful of metric
+//! families do not justify one, and owning the counters keeps label cardinality under
+//! our control; the text is written by the one writer, [`exposition`]. Every label value comes from a bounded set (route patterns, names in the
 //! catalog, provider names, error kinds, status codes): a request naming an unknown
 //! model is labelled `""`, so a client sending random model names or paths cannot
 //! blow up the series count.
@@ -16,11 +16,14 @@
 //! if the client went away), so streamed completions are timed end to end and the
 //! in-flight gauge covers streams still being written.
 
+pub mod exposition;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+pub use exposition::{Exposition, Kind};
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implicit.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -76,27 +79,13 @@ impl Histogram {
         self.count += 1;
     }
 
-    fn render(&self, out: &mut String, name: &str, label: &str, value: &str) {
-        let value = escape(value);
-        let mut cumulative = 0;
-        for (i, le) in self.bounds.iter().enumerate() {
-            cumulative += self.buckets[i];
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{label}=\"{value}\",le=\"{le}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.buckets[self.bounds.len()];
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {cumulative}"
+    fn write(&self, out: &mut Exposition, label: &str, value: &str) {
+        out.histogram(
+            &[(label, &value)],
+            self.bounds.iter().copied(),
+            &self.buckets,
+            self.sum_seconds,
         );
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{label}=\"{value}\"}} {}",
-            self.sum_seconds
-        );
-        let _ = writeln!(out, "{name}_count{{{label}=\"{value}\"}} {}", self.count);
     }
 }
 
@@ -294,222 +283,174 @@ impl Metrics {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
+    /// These series as Prometheus text (a test's view; `/metrics` is [`endpoint`]).
     pub fn render(&self) -> String {
+        let mut out = Exposition::new();
+        self.write(&mut out);
+        out.into_string()
+    }
+
+    /// Writes these series into `out`.
+    pub fn write(&self, out: &mut Exposition) {
         let inner = self.lock();
-        let mut out = String::with_capacity(4096);
-        // Writing to a String cannot fail; the results are ignored on purpose.
-        let _ = writeln!(
-            out,
-            "# HELP aurora_http_requests_total HTTP requests served, by route, model and status."
+        out.family(
+            "aurora_http_requests_total",
+            "HTTP requests served, by route, model and status.",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_http_requests_total counter");
         for (l, n) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "aurora_http_requests_total{{route=\"{}\",model=\"{}\",status=\"{}\"}} {n}",
-                escape(l.route),
-                escape(&l.model),
-                l.status
+            out.sample(
+                &[
+                    ("route", &l.route),
+                    ("model", &l.model),
+                    ("status", &l.status),
+                ],
+                n,
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_http_request_duration_seconds Time from request start to the end of its response body."
+        out.family(
+            "aurora_http_request_duration_seconds",
+            "Time from request start to the end of its response body.",
+            Kind::Histogram,
         );
-        let _ = writeln!(out, "# TYPE aurora_http_request_duration_seconds histogram");
         for (route, h) in &inner.latency {
-            h.render(
-                &mut out,
-                "aurora_http_request_duration_seconds",
-                "route",
-                route,
-            );
+            h.write(out, "route", route);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_upstream_duration_seconds Time a request waited on upstreams (all attempts and retry waits), by the provider that served or last failed it."
+        out.family(
+            "aurora_upstream_duration_seconds",
+            "Time a request waited on upstreams (all attempts and retry waits), by the provider that served or last failed it.",
+            Kind::Histogram,
         );
-        let _ = writeln!(out, "# TYPE aurora_upstream_duration_seconds histogram");
         for (provider, h) in &inner.upstream_latency {
-            h.render(
-                &mut out,
-                "aurora_upstream_duration_seconds",
-                "provider",
-                provider,
-            );
+            h.write(out, "provider", provider);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_gateway_overhead_seconds Total request time minus upstream time, for requests that reached an upstream."
+        out.family(
+            "aurora_gateway_overhead_seconds",
+            "Total request time minus upstream time, for requests that reached an upstream.",
+            Kind::Histogram,
         );
-        let _ = writeln!(out, "# TYPE aurora_gateway_overhead_seconds histogram");
         for (route, h) in &inner.overhead {
-            h.render(&mut out, "aurora_gateway_overhead_seconds", "route", route);
+            h.write(out, "route", route);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_upstream_errors_total Failed upstream attempts, by provider and kind (connect, timeout, rate_limited, server_error, auth, client_error, protocol, config, stream)."
+        out.family(
+            "aurora_upstream_errors_total",
+            "Failed upstream attempts, by provider and kind (connect, timeout, rate_limited, server_error, auth, client_error, protocol, config, stream).",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_upstream_errors_total counter");
         for ((provider, kind), n) in &inner.upstream_errors {
-            let _ = writeln!(
-                out,
-                "aurora_upstream_errors_total{{provider=\"{}\",kind=\"{kind}\"}} {n}",
-                escape(provider)
-            );
+            out.sample(&[("provider", provider), ("kind", kind)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_tokens_total Tokens of answered requests, by model and direction (input, output)."
+        out.family(
+            "aurora_tokens_total",
+            "Tokens of answered requests, by model and direction (input, output).",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_tokens_total counter");
         for ((model, direction), n) in &inner.tokens {
-            let _ = writeln!(
-                out,
-                "aurora_tokens_total{{model=\"{}\",direction=\"{direction}\"}} {n}",
-                escape(model)
-            );
+            out.sample(&[("model", model), ("direction", direction)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_key_requests_total Chat requests by auth key id (at most 1000 ids, then `_other`) and status."
+        out.family(
+            "aurora_key_requests_total",
+            "Chat requests by auth key id (at most 1000 ids, then `_other`) and status.",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_key_requests_total counter");
         for ((key, status), n) in &inner.key_requests {
-            let _ = writeln!(
-                out,
-                "aurora_key_requests_total{{key=\"{}\",status=\"{status}\"}} {n}",
-                escape(key)
-            );
+            out.sample(&[("key", key), ("status", status)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_policy_rejections_total Requests refused before going upstream, by status and reason (missing_key, unknown_key, key_disabled, key_expired, key_misconfigured, model_not_allowed, guardrail_denied, guardrail_input_too_large, budget_exceeded, max_parallel_requests, rpm_limit, tpm_limit)."
+        out.family(
+            "aurora_policy_rejections_total",
+            "Requests refused before going upstream, by status and reason (missing_key, unknown_key, key_disabled, key_expired, key_misconfigured, model_not_allowed, guardrail_denied, guardrail_input_too_large, budget_exceeded, max_parallel_requests, rpm_limit, tpm_limit).",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_policy_rejections_total counter");
         for ((status, reason), n) in &inner.rejections {
-            let _ = writeln!(
-                out,
-                "aurora_policy_rejections_total{{status=\"{status}\",reason=\"{reason}\"}} {n}"
-            );
+            out.sample(&[("status", status), ("reason", reason)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_billed_estimates_total Answered requests charged an estimate (prompt + streamed tokens by the heuristic) because no usage was reported, by final status."
+        out.family(
+            "aurora_billed_estimates_total",
+            "Answered requests charged an estimate (prompt + streamed tokens by the heuristic) because no usage was reported, by final status.",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_billed_estimates_total counter");
         for (status, n) in &inner.billed_estimates {
-            let _ = writeln!(
-                out,
-                "aurora_billed_estimates_total{{status=\"{status}\"}} {n}"
-            );
+            out.sample(&[("status", status)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_cost_nanousd_total Spend of answered requests in nano-USD (10^-9 USD, exact), by model."
+        out.family(
+            "aurora_cost_nanousd_total",
+            "Spend of answered requests in nano-USD (10^-9 USD, exact), by model.",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_cost_nanousd_total counter");
         for (model, n) in &inner.cost_nanos {
-            let _ = writeln!(
-                out,
-                "aurora_cost_nanousd_total{{model=\"{}\"}} {n}",
-                escape(model)
-            );
+            out.sample(&[("model", model)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_limit_exceeded_total Requests and streams cut off by a bound of gateway.limits (body_read_timeout, stream_duration, upstream_body, upstream_stream, upstream_event, upstream_buffered)."
+        out.family(
+            "aurora_limit_exceeded_total",
+            "Requests and streams cut off by a bound of gateway.limits (body_read_timeout, stream_duration, upstream_body, upstream_stream, upstream_event, upstream_buffered).",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE aurora_limit_exceeded_total counter");
         for (limit, n) in &inner.limits {
-            let _ = writeln!(out, "aurora_limit_exceeded_total{{limit=\"{limit}\"}} {n}");
+            out.sample(&[("limit", limit)], n);
         }
         drop(inner);
-        let _ = writeln!(
-            out,
-            "# HELP aurora_http_requests_in_flight Requests being served, streams included."
+        out.single(
+            "aurora_http_requests_in_flight",
+            "Requests being served, streams included.",
+            Kind::Gauge,
+            self.in_flight(),
         );
-        let _ = writeln!(out, "# TYPE aurora_http_requests_in_flight gauge");
-        let _ = writeln!(out, "aurora_http_requests_in_flight {}", self.in_flight());
-        let _ = writeln!(
-            out,
-            "# HELP aurora_replicated_providers_refused Replicated providers left out of the catalog because their api_key_env is outside gateway.provider_env_prefix."
+        out.single(
+            "aurora_replicated_providers_refused",
+            "Replicated providers left out of the catalog because their api_key_env is outside gateway.provider_env_prefix.",
+            Kind::Gauge,
+            self.providers_refused.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "# TYPE aurora_replicated_providers_refused gauge");
-        let _ = writeln!(
-            out,
-            "aurora_replicated_providers_refused {}",
-            self.providers_refused.load(Ordering::Relaxed)
+        out.family(
+            "aurora_admin_auth_failures_total",
+            "Admin requests with a missing or wrong admin token, by surface.",
+            Kind::Counter,
         );
-        let _ = writeln!(
-            out,
-            "# HELP aurora_admin_auth_failures_total Admin requests with a missing or wrong admin token, by surface."
-        );
-        let _ = writeln!(out, "# TYPE aurora_admin_auth_failures_total counter");
         for surface in [
             AdminSurface::Api,
             AdminSurface::Dashboard,
             AdminSurface::Metrics,
         ] {
-            let _ = writeln!(
-                out,
-                "aurora_admin_auth_failures_total{{surface=\"{}\"}} {}",
-                surface.label(),
-                self.admin_auth_failures[surface as usize].load(Ordering::Relaxed)
+            out.sample(
+                &[("surface", &surface.label())],
+                self.admin_auth_failures[surface as usize].load(Ordering::Relaxed),
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP aurora_admin_auth_limited_total Admin requests refused (429) because their client IP failed to log in too often."
+        out.single(
+            "aurora_admin_auth_limited_total",
+            "Admin requests refused (429) because their client IP failed to log in too often.",
+            Kind::Counter,
+            self.admin_auth_limited.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "# TYPE aurora_admin_auth_limited_total counter");
-        let _ = writeln!(
-            out,
-            "aurora_admin_auth_limited_total {}",
-            self.admin_auth_limited.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP aurora_build_info Build information; the value is always 1."
-        );
-        let _ = writeln!(out, "# TYPE aurora_build_info gauge");
-        let _ = writeln!(
-            out,
-            "aurora_build_info{{version=\"{}\"}} 1",
-            escape(env!("CARGO_PKG_VERSION"))
-        );
-        out
+        out.family(
+            "aurora_build_info",
+            "Build information; the value is always 1.",
+            Kind::Gauge,
+        )
+        .sample(&[("version", &env!("CARGO_PKG_VERSION"))], 1);
     }
 }
 
-/// `GET /metrics`: the exposition with Prometheus's content type, plus the state of
-/// every upstream target's breaker.
+/// `GET /metrics`: every series of the node, with Prometheus's content type: the
+/// request metrics, each upstream target's breaker, the connection caps, buffered
+/// upstream bytes, readiness, the usage log and the cluster.
 pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
-    let mut text = state.metrics.render();
-    let _ = writeln!(
-        text,
-        "# HELP aurora_upstream_target_state Cooldown breaker of each upstream target that has failed: 0 closed, 1 open (cooling down), 2 half-open (trial allowed)."
+    let mut out = Exposition::new();
+    state.metrics.write(&mut out);
+    out.family(
+        "aurora_upstream_target_state",
+        "Cooldown breaker of each upstream target that has failed: 0 closed, 1 open (cooling down), 2 half-open (trial allowed).",
+        Kind::Gauge,
     );
-    let _ = writeln!(text, "# TYPE aurora_upstream_target_state gauge");
     for (target, breaker) in state.upstreams.breakers.states(std::time::Instant::now()) {
-        let _ = writeln!(
-            text,
-            "aurora_upstream_target_state{{target=\"{}\"}} {}",
-            escape(&target),
-            breaker.gauge()
-        );
+        out.sample(&[("target", &target)], breaker.gauge());
     }
-    state.connections.render_metrics(&mut text);
-    let _ = writeln!(
-        text,
-        "# HELP aurora_upstream_buffered_bytes Upstream answer bytes held in memory now, all requests together (bounded by gateway.limits.max_buffered_upstream_bytes)."
-    );
-    let _ = writeln!(text, "# TYPE aurora_upstream_buffered_bytes gauge");
-    let _ = writeln!(
-        text,
-        "aurora_upstream_buffered_bytes {}",
-        state.upstreams.buffered.used()
+    state.connections.write_metrics(&mut out);
+    out.single(
+        "aurora_upstream_buffered_bytes",
+        "Upstream answer bytes held in memory now, all requests together (bounded by gateway.limits.max_buffered_upstream_bytes).",
+        Kind::Gauge,
+        state.upstreams.buffered.used(),
     );
     // What /health/ready answers now, one series per status (1 for the current one),
     // so an alert can tell "syncing for minutes" from "standby" (expected).
@@ -517,41 +458,24 @@ pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
         Ok(()) => "ready",
         Err(not) => not.status(),
     };
-    let _ = writeln!(
-        text,
-        "# HELP aurora_readiness What /health/ready answers: 1 for the current status (ready, standby, syncing, draining, driver_stopped), 0 for the others."
+    out.family(
+        "aurora_readiness",
+        "What /health/ready answers: 1 for the current status (ready, standby, syncing, draining, driver_stopped), 0 for the others.",
+        Kind::Gauge,
     );
-    let _ = writeln!(text, "# TYPE aurora_readiness gauge");
     for status in ["ready", "standby", "syncing", "draining", "driver_stopped"] {
-        let _ = writeln!(
-            text,
-            "aurora_readiness{{status=\"{status}\"}} {}",
-            u8::from(status == now)
-        );
+        out.sample(&[("status", &status)], u8::from(status == now));
     }
     if let Some(log) = state.policy.usage_log() {
-        crate::usage::render_metrics(&log, &mut text);
+        crate::usage::write_metrics(&log, &mut out);
     }
-    let mut response = http::Response::new(crate::http::body::full(text));
+    crate::cluster::status::write_metrics(&state.cluster, &mut out);
+    let mut response = http::Response::new(crate::http::body::full(out.into_string()));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
-}
-
-/// Escapes a label value as the exposition format requires (`\`, `"`, newline).
-fn escape(value: &str) -> String {
-    let mut s = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
 }
 
 #[cfg(test)]
@@ -635,10 +559,5 @@ mod tests {
         assert!(text
             .contains("aurora_policy_rejections_total{status=\"401\",reason=\"unknown_key\"} 1"));
         assert!(text.contains("aurora_cost_nanousd_total{model=\"m\"} 2000"));
-    }
-
-    #[test]
-    fn escapes_label_values() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

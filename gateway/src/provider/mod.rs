@@ -1,9 +1,10 @@
-//! Model backends.
+//! The built-in model backend.
 //!
-//! Only the built-in [`mock`] provider exists yet: it is what the default single-node
-//! run, the tests and (later) the benchmarks use, so nothing needs a real API key.
-//! There is deliberately no provider trait yet; it will be shaped by the second
-//! backend (OpenAI-compatible upstreams, then Anthropic), not guessed now.
+//! [`mock`] is what the default single-node run, the tests and the benchmarks
+//! (`gateway/bench`) use, so nothing needs a real API key. Real providers
+//! (OpenAI-compatible, Anthropic) are called by [`crate::upstream`]; there is no
+//! provider trait between the two, because the mock answers in-process while
+//! upstreams go through pooling, retries and cooldown.
 
 pub mod mock;
 pub mod tokens;

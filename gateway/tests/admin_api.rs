@@ -525,9 +525,15 @@ async fn a_lone_leader_lists_its_roster_and_refuses_what_it_cannot_do() {
     status["identity"]["life"] = json!("[life]");
     insta::assert_json_snapshot!("cluster_status_lone_leader", status);
 
-    let me = status["this_node"]["id"].as_str().expect("id").to_owned();
-    // By the shown id or the configured one: it already leads.
-    for to in [me.as_str(), "solo"] {
+    // The configured node_id is the id shown; the core's numeric id stands beside it.
+    assert_eq!(status["this_node"]["id"], "solo");
+    assert_eq!(status["leader"], "solo");
+    let numeric = status["this_node"]["numeric_id"]
+        .as_str()
+        .expect("numeric_id")
+        .to_owned();
+    // By the shown (configured) id or the numeric one: it already leads.
+    for to in ["solo", numeric.as_str()] {
         let reply = server
             .call(Method::POST, SWITCHOVER, Some(&json!({"to": to})))
             .await;

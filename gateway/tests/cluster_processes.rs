@@ -253,20 +253,25 @@ fn forget_the_killed_node(survivors: &[(&Spec, &Proc)], after: &Agreed, killed: 
 const SWITCHOVER: &str = "/admin/api/cluster/switchover";
 const FORGET: &str = "/admin/api/cluster/forget";
 
-/// The number of an id as cluster/status shows it (`n` and digits).
+/// The number of a `numeric_id` as cluster/status shows it (`n` and digits): the
+/// core ranks equal candidates by it.
 fn id_number(id: &str) -> u64 {
     id.strip_prefix('n')
         .and_then(|d| d.parse().ok())
-        .unwrap_or_else(|| panic!("not a node id: {id}"))
+        .unwrap_or_else(|| panic!("not a numeric node id: {id}"))
 }
 
-/// `this_node.id` of a node's cluster/status.
-fn own_id(p: &Proc) -> String {
+/// `this_node.id` (the configured node id) and `this_node.numeric_id` of a node's
+/// cluster/status.
+fn own_id(p: &Proc) -> (String, String) {
     let status = get_json(p, "/admin/api/cluster/status");
-    status["this_node"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {status}"))
-        .to_owned()
+    let field = |name: &str| {
+        status["this_node"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .to_owned()
+    };
+    (field("id"), field("numeric_id"))
 }
 
 /// An admin POST of `body`; panics if the node does not answer.
@@ -280,10 +285,13 @@ fn post(p: &Proc, path: &str, body: &serde_json::Value) -> (u16, serde_json::Val
 /// refusals on the way and returns what the nodes agree on afterwards.
 fn switch_over_to_the_best_standby(all: &[(&Spec, &Proc)], before: Agreed) -> Agreed {
     let leader = all[before.active].1;
-    let ids: Vec<String> = all.iter().map(|(_, p)| own_id(p)).collect();
+    let (ids, numeric): (Vec<String>, Vec<String>) = all.iter().map(|(_, p)| own_id(p)).unzip();
+    for ((spec, _), id) in all.iter().zip(&ids) {
+        assert_eq!(id, &spec.name, "the API shows the configured node id");
+    }
     let target = (0..all.len())
         .filter(|&i| i != before.active)
-        .min_by_key(|&i| id_number(&ids[i]))
+        .min_by_key(|&i| id_number(&numeric[i]))
         .expect("a standby");
 
     // A bad body names the field; a live member cannot be forgotten.

@@ -86,7 +86,8 @@ async fn the_page_needs_the_admin_token_and_basic_is_accepted_only_there() {
 fn row(name: &str, state: &'static str, leader: bool, is_self: bool) -> NodeRow {
     let i = name.trim_start_matches("node-");
     NodeRow {
-        id: format!("n00000000000000{i}"),
+        id: name.to_owned(),
+        numeric_id: format!("n00000000000000{i}"),
         name: name.to_owned(),
         region: "eu-west".into(),
         zone: format!("eu-west-{i}"),
@@ -111,14 +112,15 @@ fn page_of_a_three_node_cluster() {
         details: Some(StatusDetails {
             mode: "active_passive",
             node_count: 2,
-            leader: Some("n000000000000002".into()),
+            leader: Some("node-2".into()),
             leader_advertise_url: Some("http://127.0.0.2:8080".into()),
             epoch: 7,
             serving: false,
             can_fail_over: false,
             failover_reason: Some("one voter of three is suspect".into()),
             this_node: ThisNode {
-                id: "n000000000000001".into(),
+                id: "node-1".into(),
+                numeric_id: "n000000000000001".into(),
                 name: "node-1".into(),
                 status: "active",
                 gossip_addr: Some("127.0.0.1:7946".into()),

@@ -219,7 +219,7 @@ fn summary(out: &mut String, status: &Status, nodes: &[NodeRow]) {
         (_, Some(row)) => format!(
             "{} <span class=\"muted\">{}</span>",
             escape(&row.name),
-            escape(&row.id)
+            escape(&row.numeric_id)
         ),
         (Some(id), None) => escape(id),
         (None, None) => "<span class=\"muted\">none</span>".to_owned(),
@@ -279,9 +279,15 @@ fn table(out: &mut String, nodes: &[NodeRow]) {
         } else {
             format!("{} versions, {} ms", n.sync_lag.versions, n.sync_lag.millis)
         };
+        // The configured id, with the core's numeric one beside it when they differ.
+        let numeric = if n.numeric_id == n.id {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">{}</span>", escape(&n.numeric_id))
+        };
         let _ = writeln!(
             out,
-            "<tr><td>{}{badges}</td><td><code>{}</code></td><td>{}</td><td>{}</td>\
+            "<tr><td>{}{badges}</td><td><code>{}</code>{numeric}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{heartbeat}</td><td>{lag}</td></tr>",
             escape(&n.name),
             escape(&n.id),

@@ -262,13 +262,14 @@ fn running(view: &ClusterView, id: NodeId) -> Option<&'static str> {
 }
 
 /// `node-2 (n123)`: the node's name, or else what the caller `typed` when that is not
-/// the id itself, and the id.
+/// the id itself, and the numeric id.
 fn describe(node: &NodeRef, typed: &str) -> String {
     let typed = typed.trim();
+    let id = &node.numeric_id;
     match &node.name {
-        Some(name) => format!("{name} ({})", node.id),
-        None if typed != node.id && !typed.is_empty() => format!("{typed} ({})", node.id),
-        None => node.id.clone(),
+        Some(name) => format!("{name} ({id})"),
+        None if typed != id && !typed.is_empty() => format!("{typed} ({id})"),
+        None => id.clone(),
     }
 }
 
@@ -374,26 +375,13 @@ fn with_member(error: ApiError, key: &str, value: &impl Serialize) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurora_core::failover::Epoch;
-    use aurora_core::failover::{FailoverMode, FailoverStatus};
     use http_body_util::BodyExt;
 
     fn view(voters: &[NodeId]) -> ClusterView {
         ClusterView {
             node_id: Some(NodeId(1)),
             node_name: "node-1".into(),
-            failover: Some(FailoverStatus {
-                mode: FailoverMode::ActivePassive,
-                leader: Some(NodeId(2)),
-                epoch: Epoch(3),
-                this_node_holds_lease: false,
-                lease_until: None,
-                serving: false,
-                can_fail_over: true,
-                reason: None,
-                drift: Vec::new(),
-                voters: voters.to_vec(),
-            }),
+            failover: Some(crate::cluster::status::tests::standby(NodeId(2), voters)),
             ..ClusterView::default()
         }
     }
@@ -422,16 +410,20 @@ mod tests {
     fn messages_name_a_node_as_known_or_as_typed() {
         let unknown = NodeRef {
             id: "n9".into(),
+            numeric_id: "n9".into(),
             name: None,
             advertise_url: None,
         };
         assert_eq!(describe(&unknown, "node-9"), "node-9 (n9)");
         assert_eq!(describe(&unknown, " n9 "), "n9");
         let known = NodeRef {
+            id: "node-2".into(),
             name: Some("node-2".into()),
             ..unknown
         };
+        // Shown by its configured id, described with the numeric one beside it.
         assert_eq!(describe(&known, "n9"), "node-2 (n9)");
+        assert_eq!(describe(&known, "node-2"), "node-2 (n9)");
     }
 
     async fn body_json(response: Response) -> Value {
@@ -447,7 +439,8 @@ mod tests {
     #[tokio::test]
     async fn not_leader_names_the_leader_beside_the_openai_error() {
         let leader = NodeRef {
-            id: "n2".into(),
+            id: "node-2".into(),
+            numeric_id: "n2".into(),
             name: Some("node-2".into()),
             advertise_url: Some("http://127.0.0.2:8080".into()),
         };
@@ -462,7 +455,7 @@ mod tests {
         );
         assert_eq!(
             v["leader"],
-            serde_json::json!({"id": "n2", "name": "node-2", "advertise_url": "http://127.0.0.2:8080"})
+            serde_json::json!({"id": "node-2", "numeric_id": "n2", "name": "node-2", "advertise_url": "http://127.0.0.2:8080"})
         );
 
         let response = not_leader_response(None);
@@ -476,28 +469,10 @@ mod tests {
     fn only_dead_or_departed_members_may_be_forgotten() {
         let mut v = view(&[NodeId(1), NodeId(2)]);
         assert_eq!(running(&v, NodeId(2)), None, "unknown member: not running");
-        let addr: std::net::SocketAddr = "127.0.0.2:7946".parse().expect("addr");
-        let meta = aurora_core::MemberMeta {
-            name: "node-2".into(),
-            region: String::new(),
-            zone: String::new(),
-            advertise_url: String::new(),
-            sync_addr: addr,
-            promotion_tier: 0,
-            capacity: 1,
-            role: aurora_core::Role::Serving,
-            version: String::new(),
-            config_fingerprint: 0,
-            bootstrap_expect: 0,
-        };
         let member = |liveness| aurora_io::MemberView {
             id: NodeId(2),
-            addr,
-            meta: meta.clone(),
             liveness,
-            incarnation: Default::default(),
-            heartbeat: 0,
-            last_heartbeat: None,
+            ..crate::cluster::status::tests::member("node-2", "node-2")
         };
         for (liveness, expected) in [
             (Liveness::Alive, Some("alive")),

@@ -54,6 +54,9 @@ pub enum StartError {
 pub struct ClusterInfo {
     /// `cluster.enabled`.
     pub enabled: bool,
+    /// This node's configured `cluster.node_id` (`local` for a lone node without one),
+    /// the id the API shows for it (`status::shown_id`); empty without a node.
+    pub node_id: String,
     /// `cluster.failover_mode` (`single_node` when clustering is disabled).
     pub mode: &'static str,
     /// This node's settings fingerprint, compared with the members' for drift warnings.
@@ -82,6 +85,7 @@ impl ClusterInfo {
         let (_tx, view) = watch::channel(Arc::new(ClusterView::default()));
         ClusterInfo {
             enabled: false,
+            node_id: String::new(),
             mode: "single_node",
             fingerprint: 0,
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -218,6 +222,7 @@ impl Node {
         let handle = aurora_io::launch(&run, &db_path(data_dir), socket, None, version).await?;
         let info = ClusterInfo {
             enabled: settings.enabled,
+            node_id: run.node_id.clone(),
             mode: if settings.enabled {
                 settings.failover_mode.as_str()
             } else {

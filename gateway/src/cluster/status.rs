@@ -28,8 +28,8 @@ pub struct StatusDetails {
     pub mode: &'static str,
     /// Members alive, this node included.
     pub node_count: usize,
-    /// The leader's id (`null` while there is none, and always in single_node mode,
-    /// where every node is its own leader).
+    /// The leader's id as [`shown_id`] names it (`null` while there is none, and
+    /// always in single_node mode, where every node is its own leader).
     pub leader: Option<String>,
     /// The leader's advertise URL, for standbys to point clients at.
     pub leader_advertise_url: Option<String>,
@@ -49,7 +49,10 @@ pub struct StatusDetails {
 
 #[derive(Debug, Serialize)]
 pub struct ThisNode {
+    /// The configured `cluster.node_id` (see [`shown_id`]).
     pub id: String,
+    /// The core's numeric id, `n` and digits (what logs and older tooling show).
+    pub numeric_id: String,
     pub name: String,
     /// `joining`, `active` or `left`.
     pub status: &'static str,
@@ -133,7 +136,10 @@ pub struct StrangerRow {
 /// nothing: a voter that was never seen, or whose member entry is gone).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NodeRef {
+    /// As [`shown_id`] names it.
     pub id: String,
+    /// The core's numeric id, `n` and digits.
+    pub numeric_id: String,
     pub name: Option<String>,
     pub advertise_url: Option<String>,
 }
@@ -141,7 +147,10 @@ pub struct NodeRef {
 /// One row of `/admin/api/cluster/nodes`.
 #[derive(Debug, Serialize)]
 pub struct NodeRow {
+    /// As [`shown_id`] names it.
     pub id: String,
+    /// The core's numeric id, `n` and digits.
+    pub numeric_id: String,
     pub name: String,
     pub region: String,
     pub zone: String,
@@ -181,8 +190,32 @@ fn local_status(s: LocalStatus) -> &'static str {
     }
 }
 
-fn node_id(id: Option<NodeId>) -> String {
+fn numeric(id: Option<NodeId>) -> String {
     id.map(|i| i.to_string()).unwrap_or_default()
+}
+
+/// How the API names node `id`: by its configured `cluster.node_id` where this node
+/// knows it, else by the core's numeric form (`n` and digits, the hash of the
+/// node id). This node knows its own node id; of a member it knows only the metadata
+/// that member announces, whose `name` is `cluster.node_name` — by default the node
+/// id. A name is shown as the id only when it hashes to that id (so it *is* the node
+/// id), which also makes every node name every member alike: a member that set a
+/// `node_name` different from its node id is shown as `n…` by every node, itself
+/// included. (Carrying the node id in the metadata would change the wire format.)
+/// Every field that shows an id has the numeric form beside it (`numeric_id`), and
+/// inputs (`switchover`, `forget`, `admit`) take either.
+pub fn shown_id(view: &ClusterView, info: &ClusterInfo, id: NodeId) -> String {
+    let named = |name: &str| (NodeId::from_name(name) == id).then(|| name.to_owned());
+    let known = if view.node_id == Some(id) {
+        named(&info.node_id)
+    } else {
+        view.member(id).and_then(|m| named(&m.meta.name))
+    };
+    known.unwrap_or_else(|| id.to_string())
+}
+
+fn shown(view: &ClusterView, info: &ClusterInfo, id: Option<NodeId>) -> String {
+    id.map(|i| shown_id(view, info, i)).unwrap_or_default()
 }
 
 /// The status document.
@@ -216,14 +249,15 @@ pub fn status(info: &ClusterInfo) -> Status {
         details: Some(StatusDetails {
             mode: info.mode,
             node_count: 1 + view.alive().count(),
-            leader: leader.map(|id| id.to_string()),
+            leader: leader.map(|id| shown_id(&view, info, id)),
             leader_advertise_url: leader_url(&view, info, leader),
             epoch: failover.map_or(0, |f| f.epoch.0),
             serving: failover.is_none_or(|f| f.serving),
             can_fail_over: failover.is_some_and(|f| f.can_fail_over),
             failover_reason: failover.and_then(|f| f.reason.clone()),
             this_node: ThisNode {
-                id: node_id(view.node_id),
+                id: shown(&view, info, view.node_id),
+                numeric_id: numeric(view.node_id),
                 name: view.node_name.clone(),
                 status: local_status(view.status),
                 gossip_addr: view.addr.map(|a| a.to_string()),
@@ -317,7 +351,8 @@ pub fn node_ref(view: &ClusterView, info: &ClusterInfo, id: NodeId) -> NodeRef {
         })
     };
     NodeRef {
-        id: id.to_string(),
+        id: shown_id(view, info, id),
+        numeric_id: id.to_string(),
         name,
         advertise_url,
     }
@@ -351,7 +386,8 @@ pub fn nodes(info: &ClusterInfo) -> Vec<NodeRow> {
             millis: l.millis,
         });
         rows.push(NodeRow {
-            id: m.id.to_string(),
+            id: shown_id(&view, info, m.id),
+            numeric_id: m.id.to_string(),
             name: m.meta.name.clone(),
             region: m.meta.region.clone(),
             zone: m.meta.zone.clone(),
@@ -372,7 +408,8 @@ pub fn nodes(info: &ClusterInfo) -> Vec<NodeRow> {
 
 fn self_row(view: &ClusterView, info: &ClusterInfo) -> NodeRow {
     NodeRow {
-        id: node_id(view.node_id),
+        id: shown(view, info, view.node_id),
+        numeric_id: numeric(view.node_id),
         name: view.node_name.clone(),
         region: info.region.clone(),
         zone: info.zone.clone(),
@@ -530,16 +567,21 @@ pub fn write_metrics(info: &ClusterInfo, out: &mut Exposition) {
         "Writes a peer had that this node lacked at the last sync with it.",
         Kind::Gauge,
     );
-    for (id, lag) in &view.lag {
-        out.sample(&[("peer", id)], lag.versions);
+    let peers: Vec<(String, _)> = view
+        .lag
+        .iter()
+        .map(|(&id, lag)| (shown_id(&view, info, id), lag))
+        .collect();
+    for (peer, lag) in &peers {
+        out.sample(&[("peer", peer)], lag.versions);
     }
     out.family(
         "aurora_sync_lag_milliseconds",
         "How much newer a peer's newest write was than this node's at the last sync.",
         Kind::Gauge,
     );
-    for (id, lag) in &view.lag {
-        out.sample(&[("peer", id)], lag.millis);
+    for (peer, lag) in &peers {
+        out.sample(&[("peer", peer)], lag.millis);
     }
     let r = &view.replica;
     out.family(
@@ -582,5 +624,142 @@ pub fn write_metrics(info: &ClusterInfo, out: &mut Exposition) {
         ),
     ] {
         out.single(name, help, Kind::Counter, value);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use aurora_core::{Incarnation, MemberMeta, Role};
+    use aurora_io::MemberView;
+
+    /// An alive member with id `node_id` announcing `name` (also for other modules' tests).
+    pub(crate) fn member(node_id: &str, name: &str) -> MemberView {
+        let addr: std::net::SocketAddr = "127.0.0.2:7946".parse().expect("addr");
+        MemberView {
+            id: NodeId::from_name(node_id),
+            addr,
+            meta: MemberMeta {
+                name: name.into(),
+                region: String::new(),
+                zone: String::new(),
+                advertise_url: String::new(),
+                sync_addr: addr,
+                promotion_tier: 0,
+                capacity: 1,
+                role: Role::Serving,
+                version: String::new(),
+                config_fingerprint: 0,
+                bootstrap_expect: 0,
+            },
+            liveness: Liveness::Alive,
+            incarnation: Incarnation(0),
+            heartbeat: 0,
+            last_heartbeat: None,
+        }
+    }
+
+    /// A standby's failover status in active_passive at epoch 3 (also for other
+    /// modules' tests).
+    pub(crate) fn standby(
+        leader: NodeId,
+        voters: &[NodeId],
+    ) -> aurora_core::failover::FailoverStatus {
+        aurora_core::failover::FailoverStatus {
+            mode: aurora_core::failover::FailoverMode::ActivePassive,
+            leader: Some(leader),
+            epoch: aurora_core::failover::Epoch(3),
+            this_node_holds_lease: false,
+            lease_until: None,
+            serving: false,
+            can_fail_over: true,
+            reason: None,
+            drift: Vec::new(),
+            voters: voters.to_vec(),
+        }
+    }
+
+    /// A node `enterprise-node-1` that knows `node-2` (node_name left at its node id)
+    /// and `node-3` (node_name "Node Three", so its node id never reached us).
+    fn info() -> ClusterInfo {
+        let me = NodeId::from_name("enterprise-node-1");
+        let two = NodeId::from_name("node-2");
+        let three = NodeId::from_name("node-3");
+        let view = ClusterView {
+            node_id: Some(me),
+            node_name: "Enterprise One".into(),
+            status: LocalStatus::Active,
+            members: vec![member("node-2", "node-2"), member("node-3", "Node Three")],
+            lag: [(two, Default::default()), (three, Default::default())]
+                .into_iter()
+                .collect(),
+            failover: Some(standby(two, &[me, two, three])),
+            ..ClusterView::default()
+        };
+        let (_tx, view) = tokio::sync::watch::channel(std::sync::Arc::new(view));
+        ClusterInfo {
+            enabled: true,
+            node_id: "enterprise-node-1".into(),
+            view,
+            ..ClusterInfo::detached()
+        }
+    }
+
+    #[test]
+    fn nodes_are_shown_by_their_configured_node_id_where_it_is_known() {
+        let info = info();
+        let numeric = |name: &str| NodeId::from_name(name).to_string();
+        let doc = document(&info);
+        let details = doc.status.details.as_ref().expect("details");
+        assert_eq!(details.this_node.id, "enterprise-node-1");
+        assert_eq!(details.this_node.numeric_id, numeric("enterprise-node-1"));
+        assert_eq!(details.this_node.name, "Enterprise One");
+        assert_eq!(details.leader.as_deref(), Some("node-2"));
+        let voters: Vec<(&str, &str)> = doc
+            .voters
+            .iter()
+            .flatten()
+            .map(|v| (v.id.as_str(), v.numeric_id.as_str()))
+            .collect();
+        let three = numeric("node-3");
+        assert_eq!(
+            voters,
+            [
+                ("enterprise-node-1", numeric("enterprise-node-1").as_str()),
+                ("node-2", numeric("node-2").as_str()),
+                // Its announced name is not its node id: shown by the numeric form.
+                (three.as_str(), three.as_str()),
+            ]
+        );
+        let rows: Vec<String> = nodes(&info).into_iter().map(|r| r.id).collect();
+        assert_eq!(rows, ["enterprise-node-1", "node-2", three.as_str()]);
+
+        let mut out = Exposition::new();
+        write_metrics(&info, &mut out);
+        let text = out.into_string();
+        assert!(
+            text.contains("aurora_sync_lag_versions{peer=\"node-2\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "aurora_sync_lag_milliseconds{{peer=\"{three}\"}} 0"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_name_that_does_not_hash_to_the_id_is_never_shown_as_it() {
+        let info = ClusterInfo {
+            // A configured id that is not this node's (a detached or test info).
+            node_id: "someone-else".into(),
+            ..info()
+        };
+        let view = info.view();
+        let me = view.node_id.expect("id");
+        assert_eq!(shown_id(&view, &info, me), me.to_string());
+        let stranger = NodeId(7);
+        assert_eq!(shown_id(&view, &info, stranger), "n7");
     }
 }

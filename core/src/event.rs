@@ -28,6 +28,11 @@ pub enum Event {
         bound: Life,
         from: Addr,
     },
+    /// The failover machine addressed a lease message to `to`, which this node's
+    /// membership has no address for, so it was not sent (counted in
+    /// `NodeMetrics::failover_undeliverable`). Reported once until a message to
+    /// `to` gets through again.
+    FailoverUndeliverable { to: NodeId },
     /// An unknown `node` in `life` asked to take part and waits for an operator
     /// (`cluster.admission: manual`). Reported once per (id, life).
     AdmissionPending {

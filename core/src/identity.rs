@@ -228,7 +228,7 @@ fn note(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn addr() -> Addr {
@@ -315,7 +315,7 @@ mod tests {
 
     // ---- through a Node: the gate in front of every state machine -------------
 
-    mod node {
+    pub(crate) mod node {
         use super::super::Admission;
         use crate::config::{Config, Identity, MemberMeta, Role};
         use crate::id::{Addr, ClusterId, Incarnation, Life, NodeId};
@@ -325,14 +325,14 @@ mod tests {
         use crate::wire::{self, MemberUpdate, Message, Rumor};
         use crate::Event;
 
-        const CLUSTER: ClusterId = ClusterId(5);
+        pub(crate) const CLUSTER: ClusterId = ClusterId(5);
         const T: Millis = Millis(1_000_000);
 
-        fn addr(n: u64) -> Addr {
+        pub(crate) fn addr(n: u64) -> Addr {
             Addr::from(([10, 0, 0, 1], 7000 + n as u16))
         }
 
-        fn meta(n: u64) -> MemberMeta {
+        pub(crate) fn meta(n: u64) -> MemberMeta {
             MemberMeta {
                 name: format!("node-{n}"),
                 region: String::new(),
@@ -414,7 +414,7 @@ mod tests {
             n.handle_datagram(T, addr(2), &hello(2, 20));
             let out = drain(&mut n);
             assert_eq!(bindings_persisted(&out), vec![(NodeId(2), Some(Life(20)))]);
-            assert!(n.membership().member(NodeId(2)).is_some());
+            assert!(n.view().member(NodeId(2)).is_some());
             // A secret holder speaks as n2 with another key: "n2 says n2 is dead".
             n.handle_datagram(T, addr(9), &death(2, 21, 2));
             n.handle_datagram(T, addr(9), &death(2, 21, 2));
@@ -436,7 +436,7 @@ mod tests {
                 }]
             );
             assert_eq!(n.metrics().identity_mismatch, 2);
-            let m = n.membership().member(NodeId(2)).expect("still known");
+            let m = n.view().member(NodeId(2)).expect("still known");
             assert_eq!(m.liveness, crate::wire::Liveness::Alive);
             assert_eq!(m.incarnation, Incarnation(0));
             // Nobody speaks as this node either.
@@ -489,7 +489,7 @@ mod tests {
                     ..
                 })
             )));
-            assert!(n.membership().member(NodeId(3)).is_none(), "not admitted");
+            assert!(n.view().member(NodeId(3)).is_none(), "not admitted");
             assert_eq!(n.metrics().pending_admission, 1);
             assert_eq!(n.bindings().pending().count(), 1);
             n.handle_command(
@@ -501,7 +501,7 @@ mod tests {
             )
             .expect("admit");
             n.handle_datagram(T, addr(3), &hello(3, 30));
-            assert!(n.membership().member(NodeId(3)).is_some(), "admitted");
+            assert!(n.view().member(NodeId(3)).is_some(), "admitted");
             assert_eq!(n.bindings().pending().count(), 0);
         }
     }

@@ -30,6 +30,7 @@ pub mod state;
 pub mod testing;
 pub mod time;
 mod timers;
+mod view;
 pub mod wire;
 
 pub use config::{Config, ConfigError, Identity, MemberMeta, Role, Timing};
@@ -41,4 +42,5 @@ pub use persist::{PersistBatch, PersistItem, Restored};
 pub use round::{Effect, Round};
 pub use state::hlc::Hlc;
 pub use time::Millis;
+pub use view::NodeView;
 pub use wire::{Channel, DecodeError, Liveness};

@@ -95,7 +95,7 @@ fn a_cluster_forms_and_replicates_with_every_contract_check_on() {
     for h in &c.hosts {
         let node = h.node.as_ref().expect("running");
         assert_eq!(
-            node.membership().active_count(),
+            node.view().active_count(),
             2,
             "{} sees both others",
             node.id()

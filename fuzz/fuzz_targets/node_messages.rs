@@ -200,7 +200,7 @@ impl Checker {
 
 /// The store's digest equals that of a fresh store that merged its entries.
 fn check_digest(node: &Node) {
-    let store = node.replica().store();
+    let store = node.view().store();
     let mut fresh = Store::default();
     for e in store.entries() {
         fresh.merge(e.clone());
@@ -253,7 +253,7 @@ impl Harness {
         self.host.node.as_mut().expect("the fuzzed node always runs")
     }
 
-    fn view(&self) -> &Node {
+    fn fuzzed(&self) -> &Node {
         self.host.node.as_ref().expect("the fuzzed node always runs")
     }
 
@@ -262,8 +262,8 @@ impl Harness {
         if let Some(v) = self.host.contract.violations().first() {
             panic!("driver contract broken: {v}");
         }
-        let node = self.view();
-        assert_eq!(node.membership().has_left(), self.checker.left);
+        let node = self.fuzzed();
+        assert_eq!(node.view().has_left(), self.checker.left);
         check_digest(node);
     }
 
@@ -281,7 +281,7 @@ impl Harness {
     fn check_written(&mut self, key: &Key, result: Result<Option<Hlc>, CommandError>) {
         if let Ok(hlc) = result {
             let hlc = hlc.expect("a write answers with its timestamp");
-            let held = self.view().replica().store().get(key).expect("written key");
+            let held = self.fuzzed().view().store().get(key).expect("written key");
             assert_eq!(held.hlc, hlc);
             assert_eq!(held.origin(), origin_of(SELF));
         }
@@ -302,8 +302,8 @@ impl Harness {
             model(variant)
         };
         let key = Key::Record(Collection::Models, id.clone());
-        let before = self.view().replica().store().digest();
-        let own_seq = self.view().replica().own_seq();
+        let before = self.fuzzed().view().store().digest();
+        let own_seq = self.fuzzed().view().own_seq();
         let result = self.command(Command::Put { id, record });
         if invalid {
             assert!(
@@ -313,8 +313,8 @@ impl Harness {
                 ),
                 "an invalid record was accepted: {result:?}"
             );
-            assert_eq!(self.view().replica().store().digest(), before);
-            assert_eq!(self.view().replica().own_seq(), own_seq);
+            assert_eq!(self.fuzzed().view().store().digest(), before);
+            assert_eq!(self.fuzzed().view().own_seq(), own_seq);
         } else {
             self.check_written(&key, result);
         }
@@ -396,7 +396,7 @@ impl Harness {
         // What the peer believes the node has: its last request, or (bit 7) the
         // truth, or nothing yet (a full snapshot).
         let theirs = if arg & 0x80 != 0 {
-            self.view().replica().store().version_vector()
+            self.fuzzed().view().store().version_vector()
         } else {
             p.last_request.clone().unwrap_or_default()
         };
@@ -445,13 +445,13 @@ impl Harness {
 
     /// The process restarts: everything not persisted is gone.
     fn restart(&mut self) {
-        let before = self.view().replica().store().digest();
+        let before = self.fuzzed().view().store().digest();
         self.host.crash();
         let node = start(self.host.disk.clone(), self.now);
         self.host.boot(node);
         self.checker.left = false;
         assert_eq!(
-            self.view().replica().store().digest(),
+            self.fuzzed().view().store().digest(),
             before,
             "the persisted state does not rebuild the live state"
         );
@@ -509,7 +509,7 @@ fuzz_target!(|data: &[u8]| {
     let wall = h.wall();
     h.node().set_wall_clock(now, wall);
     h.drain();
-    assert_eq!(h.view().membership().active_count(), 2);
+    assert_eq!(h.fuzzed().view().active_count(), 2);
 
     for op in ops {
         match op {
@@ -535,7 +535,7 @@ fuzz_target!(|data: &[u8]| {
             Op::Wait(ms) => {
                 h.now = Millis(h.now.0 + u64::from(ms));
                 let now = h.now;
-                if h.view().poll_timeout().is_some_and(|t| t <= now) {
+                if h.fuzzed().poll_timeout().is_some_and(|t| t <= now) {
                     h.node().handle_timeout(now);
                 }
             }
@@ -551,7 +551,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = h.command(command);
             }
             Op::Tick => {
-                if let Some(t) = h.view().poll_timeout() {
+                if let Some(t) = h.fuzzed().poll_timeout() {
                     h.now = h.now.max(t);
                     let now = h.now;
                     h.node().handle_timeout(now);

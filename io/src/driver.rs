@@ -271,15 +271,15 @@ pub fn start(
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
     let built = std::time::Instant::now();
-    let mut snapshot = StateSnapshot::build(node.replica().store(), node.replica().origin());
-    snapshot.wall_ms = node.replica().wall(clock.now());
+    let mut snapshot = StateSnapshot::build(node.view().store(), node.view().origin());
+    snapshot.wall_ms = node.view().wall(clock.now());
     tracing::info!(
         records = snapshot.live_records(),
         build_ms = built.elapsed().as_millis() as u64,
         "state snapshot built"
     );
     let (state_tx, state) = watch::channel(Arc::new(snapshot.clone()));
-    let live_count = node.replica().store().live_count();
+    let live_count = node.view().store().live_count();
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let seeds: Vec<SocketAddr> = cfg
         .seeds
@@ -508,8 +508,7 @@ impl Driver {
                 tracing::warn!(error = %e, "late seeds refused");
             }
         }
-        if pending == 0 && self.seed_addrs.is_empty() && self.node.replica().first_sync().is_none()
-        {
+        if pending == 0 && self.seed_addrs.is_empty() && self.node.view().first_sync().is_none() {
             self.joins_peers = false;
         }
     }
@@ -573,6 +572,10 @@ impl Driver {
                 member = %node, %presented, %bound, %from,
                 "a peer presented an unknown key (storage life) for a bound node id; its messages are dropped"
             ),
+            Event::FailoverUndeliverable { to } => tracing::warn!(
+                member = %to,
+                "a lease message is addressed to a voter this node has no address for; not sent (counted in aurora_cluster_lease_undeliverable_total)"
+            ),
             Event::AdmissionPending { node, life, from } => tracing::warn!(
                 member = %node, %life, %from,
                 "an unknown node waits for an operator's admission (cluster.admission: manual)"
@@ -586,8 +589,8 @@ impl Driver {
     /// Runs after the commit and before any acknowledgement of the round.
     fn publish_state(&mut self, batches: &[PersistBatch]) {
         let started = std::time::Instant::now();
-        let store = self.node.replica().store();
-        let own = self.node.replica().origin();
+        let store = self.node.view().store();
+        let own = self.node.view().origin();
         let mut changed = false;
         let mut other = false;
         for batch in batches {
@@ -618,7 +621,7 @@ impl Driver {
         }
         self.snapshot.version += 1;
         self.snapshot.digest = store.digest();
-        self.snapshot.wall_ms = self.node.replica().wall(self.clock.now());
+        self.snapshot.wall_ms = self.node.view().wall(self.clock.now());
         self.state.send_replace(Arc::new(self.snapshot.clone()));
         self.dirty = true;
         let micros = started.elapsed().as_micros() as u64;
@@ -638,10 +641,10 @@ impl Driver {
         }
         self.dirty = false;
         self.last_view = Some(now);
-        let membership = self.node.membership();
+        let membership = self.node.view();
         let metrics = self.node.metrics();
         let view = ClusterView {
-            failover: Some(self.node.failover().status()),
+            failover: Some(self.node.view().failover_status()),
             node_id: Some(self.node.id()),
             node_name: membership.meta().name.clone(),
             addr: self.transport.local_addr(),
@@ -673,14 +676,15 @@ impl Driver {
                         ("pending_admission", metrics.pending_admission),
                     ])
                     .collect(),
+                lease_undeliverable: metrics.failover_undeliverable,
                 transport: self.transport.stats(),
                 commits: self.commits,
                 persisted_batches: self.persisted_batches,
             },
             at: now,
-            lag: self.node.replica().lag().clone(),
+            lag: self.node.view().lag().clone(),
             replica: {
-                let stats = self.node.replica().stats();
+                let stats = self.node.view().replica_stats();
                 ReplicaCounters {
                     local_writes: stats.local_writes,
                     applied_from_gossip: stats.applied_from_gossip,
@@ -692,7 +696,7 @@ impl Driver {
             joins_peers: self.joins_peers,
             seeds_unresolved: self.seeds_unresolved,
             seed_resolve_failures: self.seed_failures,
-            first_sync: self.node.replica().first_sync(),
+            first_sync: self.node.view().first_sync(),
             stopped: self.stopped.clone(),
             life: self.node.life(),
             admission: self.node.bindings().admission(),

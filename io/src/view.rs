@@ -52,6 +52,9 @@ pub struct ViewMetrics {
     /// Packets the core dropped, by [`aurora_core::DecodeError::label`], then
     /// `identity_mismatch` and `pending_admission`.
     pub decode_dropped: Vec<(&'static str, u64)>,
+    /// Lease messages not sent: addressed to a voter with no known address
+    /// ([`aurora_core::NodeMetrics::failover_undeliverable`]).
+    pub lease_undeliverable: u64,
     pub transport: TransportStats,
     /// SQLite transactions committed, and the persist batches they carried.
     pub commits: u64,

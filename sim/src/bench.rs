@@ -283,7 +283,7 @@ fn total_receptions(w: &World) -> u64 {
         .iter()
         .filter_map(|n| n.node())
         .map(|n| {
-            let s = n.replica().stats();
+            let s = n.view().replica_stats();
             s.applied_from_gossip + s.applied_from_sync + s.duplicates
         })
         .sum()

@@ -287,8 +287,8 @@ fn replay(o: &Opts) -> ExitCode {
     // is about.
     for n in &world.nodes {
         if let Some(node) = n.node() {
-            let fo = node.failover();
-            let s = fo.status();
+            let fo = node.view();
+            let s = fo.failover_status();
             let roster = fo
                 .roster()
                 .map_or("none".to_string(), |r| r.version.to_string());

@@ -133,9 +133,9 @@ impl Observations {
             let Some(node) = n.node() else {
                 continue;
             };
-            let f = node.failover();
+            let f = node.view();
             if f.holds_lease_at(local(n, now)) {
-                holders.push((n.id, f.status().epoch));
+                holders.push((n.id, f.failover_status().epoch));
             }
             let epoch = f.durable_epoch().0;
             let seen = self.epochs.entry(n.id).or_insert(epoch);
@@ -201,7 +201,7 @@ impl Observations {
         // every one of whom the first leader needs.
         let roster = up
             .iter()
-            .filter_map(|n| n.node()?.failover().roster().cloned())
+            .filter_map(|n| n.node()?.view().roster().cloned())
             .max_by_key(|r| r.version);
         let (voters, quorum) = match &roster {
             Some(r) => (r.len(), r.quorum()),
@@ -209,7 +209,7 @@ impl Observations {
                 let founders = up
                     .iter()
                     .filter_map(|n| n.node())
-                    .map(|x| x.membership().meta().bootstrap_expect as usize)
+                    .map(|x| x.view().meta().bootstrap_expect as usize)
                     .max()
                     .unwrap_or(0);
                 (founders, founders)
@@ -219,7 +219,7 @@ impl Observations {
             Some(r) => r.contains(n.id),
             None => n
                 .node()
-                .is_some_and(|x| x.membership().meta().bootstrap_expect > 0),
+                .is_some_and(|x| x.view().meta().bootstrap_expect > 0),
         };
         let up_voters = up.iter().filter(on_roster).count();
         if up_voters < quorum || voters < 2 {
@@ -227,7 +227,7 @@ impl Observations {
         }
         let holder = up.iter().find(|n| {
             n.node()
-                .is_some_and(|x| x.failover().holds_lease_at(n.local(now)))
+                .is_some_and(|x| x.view().holds_lease_at(n.local(now)))
         });
         self.checks.ran("leader-liveness", holder.is_some());
         let Some(holder) = holder else {
@@ -242,7 +242,7 @@ impl Observations {
         let best = up
             .iter()
             .filter(on_roster)
-            .filter_map(|n| n.node().map(|x| (n.id, x.membership().meta())))
+            .filter_map(|n| n.node().map(|x| (n.id, x.view().meta())))
             .filter(|(_, m)| m.role == aurora_core::Role::Serving)
             .min_by_key(|(id, m)| (m.promotion_tier, core::cmp::Reverse(m.capacity), *id))
             .map(|(id, _)| id);
@@ -311,7 +311,7 @@ impl Observations {
                 .iter()
                 .filter_map(|n| {
                     n.node()
-                        .map(|x| format!("{}={:016x}", n.id, x.replica().store().digest()))
+                        .map(|x| format!("{}={:016x}", n.id, x.view().store().digest()))
                 })
                 .collect();
             self.failures.push(CheckFailure {
@@ -335,7 +335,7 @@ impl Observations {
             }
         }
         for n in &up {
-            let Some(store) = n.node().map(|x| x.replica().store()) else {
+            let Some(store) = n.node().map(|x| x.view().store()) else {
                 continue;
             };
             for (key, hlc, _) in &self.acked {
@@ -481,7 +481,7 @@ fn index_of(id: NodeId, nodes: &[SimNode]) -> Option<usize> {
 fn sees_active(observer: &SimNode, target: NodeId) -> bool {
     observer
         .node()
-        .and_then(|n| n.membership().member(target))
+        .and_then(|n| n.view().member(target))
         .is_some_and(|m| m.is_active())
 }
 
@@ -490,7 +490,7 @@ pub fn digests_agree(nodes: &[SimNode]) -> bool {
     let mut digests = nodes
         .iter()
         .filter(|n| n.is_up())
-        .filter_map(|n| n.node().map(|x| x.replica().store().digest()));
+        .filter_map(|n| n.node().map(|x| x.view().store().digest()));
     match digests.next() {
         Some(first) => digests.all(|d| d == first),
         None => true,

@@ -205,7 +205,7 @@ fn restart_new_address(seed: u64) -> Report {
     for (i, target) in [(3, id(3)), (4, id(4))] {
         let expected = sim_addr(i, 1);
         for n in w.nodes.iter().filter(|n| n.is_up() && n.id != target) {
-            let seen = n.node().and_then(|x| x.membership().member(target));
+            let seen = n.node().and_then(|x| x.view().member(target));
             match seen {
                 Some(m) if m.liveness == Liveness::Alive && m.addr == expected => {}
                 other => r.fail(
@@ -422,7 +422,7 @@ fn wiped_disk_keeps_numbering(seed: u64) -> Report {
     w.run();
     r.absorb(&w);
     for n in w.nodes.iter().filter(|n| n.is_up()) {
-        let Some(store) = n.node().map(|x| x.replica().store()) else {
+        let Some(store) = n.node().map(|x| x.view().store()) else {
             continue;
         };
         let missing: Vec<usize> = (0..15)
@@ -438,9 +438,9 @@ fn wiped_disk_keeps_numbering(seed: u64) -> Report {
             );
         }
     }
-    let (own, origin) = w.nodes[1].node().map_or((0, None), |x| {
-        (x.replica().own_seq(), Some(x.replica().origin()))
-    });
+    let (own, origin) = w.nodes[1]
+        .node()
+        .map_or((0, None), |x| (x.view().own_seq(), Some(x.view().origin())));
     r.lines.push(format!(
         "n2 restarted with empty storage as {origin:?} and numbered its new writes 1 to {own} at once; every node holds all 15 models"
     ));
@@ -494,12 +494,12 @@ fn tombstone_gc_no_resurrection(seed: u64) -> Report {
     let collected = w.nodes[..4]
         .iter()
         .filter_map(|n| n.node())
-        .map(|n| n.replica().stats().tombstones_collected)
+        .map(|n| n.view().replica_stats().tombstones_collected)
         .sum::<u64>();
     for n in w.nodes.iter().filter(|n| n.is_up()) {
         let live = n
             .node()
-            .and_then(|x| x.replica().store().get(&key))
+            .and_then(|x| x.view().store().get(&key))
             .is_some_and(|e| e.value.is_some());
         if live {
             r.fail(
@@ -508,7 +508,9 @@ fn tombstone_gc_no_resurrection(seed: u64) -> Report {
             );
         }
     }
-    let resets = w.nodes[4].node().map_or(0, |n| n.replica().stats().resets);
+    let resets = w.nodes[4]
+        .node()
+        .map_or(0, |n| n.view().replica_stats().resets);
     if resets != 1 {
         r.fail(
             "resync",

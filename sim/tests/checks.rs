@@ -119,7 +119,7 @@ fn a_write_acknowledged_right_before_a_permanent_crash_is_owed_by_its_disk() {
     w.run();
     // No live node has it (what `durability` used to demand of them) ...
     for n in w.nodes.iter().filter_map(|n| n.node()) {
-        assert!(n.replica().store().get(&key).is_none());
+        assert!(n.view().store().get(&key).is_none());
     }
     // ... and the run passes because the crashed node's disk holds it.
     assert!(w.obs.failures.is_empty(), "{:?}", w.obs.failures);

@@ -14,6 +14,8 @@
 //! `handle_timeout` no later than `poll_timeout` asks. Given the same seed and the
 //! same sequence of calls, a node produces the same outputs, byte for byte.
 
+use std::collections::BTreeSet;
+
 use crate::config::{Config, ConfigError, Identity, MemberMeta};
 use crate::event::Event;
 use crate::failover::{Candidate, Epoch, Failover, SwitchoverError};
@@ -28,6 +30,7 @@ use crate::state::records::{Collection, Record, RecordError, RecordId};
 use crate::state::replica::Replica;
 use crate::state::store::{Key, Usage, Value};
 use crate::time::Millis;
+use crate::view::NodeView;
 use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
 
 /// A request from the node's own process.
@@ -118,6 +121,10 @@ pub struct NodeMetrics {
     /// Packets dropped because their sender waits for an operator's admission
     /// (drop reason `pending_admission`).
     pub pending_admission: u64,
+    /// Lease messages the failover machine addressed to a node this node's
+    /// membership has no address for (a roster voter not yet, or no longer, known):
+    /// not sent. The first for each such node is [`Event::FailoverUndeliverable`].
+    pub failover_undeliverable: u64,
     pub membership: MembershipStats,
 }
 
@@ -146,6 +153,9 @@ pub struct Node {
     bindings: Bindings,
     outbox: Outbox,
     metrics: NodeMetrics,
+    /// Nodes whose lease messages found no address since one last got through
+    /// (so [`Event::FailoverUndeliverable`] is reported once per stretch).
+    undeliverable: BTreeSet<NodeId>,
 }
 
 impl Node {
@@ -215,6 +225,7 @@ impl Node {
             bindings,
             outbox,
             metrics: NodeMetrics::default(),
+            undeliverable: BTreeSet::new(),
         };
         node.pump_failover(now);
         Ok(node)
@@ -389,9 +400,23 @@ impl Node {
             } else {
                 self.membership.member(to).map(|m| m.addr)
             };
-            if let Some(addr) = addr {
-                self.outbox
-                    .send(addr, Channel::Datagram, Message::Lease(message));
+            match addr {
+                Some(addr) => {
+                    self.undeliverable.remove(&to);
+                    self.outbox
+                        .send(addr, Channel::Datagram, Message::Lease(message));
+                }
+                // Lease traffic to itself is settled inside the failover machine.
+                None if to == self.id() => {}
+                // A voter this node's membership does not know (yet, or any more):
+                // the message cannot go anywhere. Counted every time, reported once
+                // until a message to it gets through again.
+                None => {
+                    self.metrics.failover_undeliverable += 1;
+                    if self.undeliverable.insert(to) {
+                        self.outbox.event(Event::FailoverUndeliverable { to });
+                    }
+                }
             }
         }
         while let Some(event) = self.failover.poll_event() {
@@ -608,22 +633,15 @@ impl Node {
         self.membership.phase()
     }
 
-    /// Leadership: who leads, with which epoch, whether this node serves.
-    pub fn failover(&self) -> &Failover {
-        &self.failover
-    }
-
-    /// The replicated state.
-    pub fn replica(&self) -> &Replica {
-        &self.replica
+    /// A read-only look at membership, the replicated state and leadership
+    /// (see [`NodeView`]): what drivers, the simulator and fuzzers read.
+    #[must_use]
+    pub fn view(&self) -> NodeView<'_> {
+        NodeView::new(&self.membership, &self.replica, &self.failover)
     }
 
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    pub fn membership(&self) -> &Membership {
-        &self.membership
     }
 
     /// Every other member this node knows, by id.
@@ -641,3 +659,114 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+
+/// Lease messages the node cannot address (inline, not in the node's test module,
+/// so this file's tests move with it wherever the Node tests live).
+#[cfg(test)]
+mod undeliverable_tests {
+    use super::*;
+    use crate::failover::{FailoverConfig, FailoverMode, Roster, RosterState, RosterVersion};
+    use crate::wire::MemberUpdate;
+
+    // The node-level fixtures of the identity tests: lives numbered like ids.
+    use crate::identity::tests::node::{addr, meta, CLUSTER};
+
+    const T: Millis = Millis(1_000_000);
+
+    /// Node 1 restarted with a roster of voters 1, 2 and 3 (lives = ids) but has
+    /// not heard from either peer yet: it campaigns to voters it has no address for.
+    fn restarted_voter() -> Node {
+        let config = Config {
+            cluster: CLUSTER,
+            timing: Default::default(),
+            state: Default::default(),
+            failover: FailoverConfig::with_mode(FailoverMode::ActivePassive),
+            admission: Default::default(),
+        };
+        let identity = Identity {
+            id: NodeId(1),
+            life: Life(1),
+            addr: addr(1),
+            meta: meta(1),
+        };
+        let roster = Roster::with_lives(
+            RosterVersion {
+                epoch: Epoch(1),
+                seq: 0,
+            },
+            (1..=3).map(|n| (NodeId(n), Life(n))),
+        );
+        let restored = Restored {
+            incarnation: Some(Incarnation(3)),
+            epoch: Some(Epoch(1)),
+            roster: Some(RosterState {
+                roster: Some(roster),
+                bootstrapped: true,
+            }),
+            ..Restored::default()
+        };
+        Node::new(config, identity, 7, restored, T).expect("valid config")
+    }
+
+    /// Runs the node's timers for `span` ms; returns what it output.
+    fn run(node: &mut Node, from: Millis, span: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        let end = Millis(from.0 + span);
+        while let Some(at) = node.poll_timeout().filter(|t| *t <= end) {
+            node.handle_timeout(at.max(from));
+            out.extend(std::iter::from_fn(|| node.poll_output()));
+        }
+        out
+    }
+
+    fn undeliverable(out: &[Output]) -> Vec<NodeId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Event(Event::FailoverUndeliverable { to }) => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent_to(out: &[Output], a: Addr) -> usize {
+        out.iter()
+            .filter(|o| matches!(o, Output::Transmit(t) if t.to == a))
+            .count()
+    }
+
+    #[test]
+    fn a_lease_message_to_an_unknown_voter_is_an_event_once_and_a_counter_each_time() {
+        let mut node = restarted_voter();
+        let out = run(&mut node, T, 20_000);
+        assert_eq!(undeliverable(&out), vec![NodeId(2), NodeId(3)], "{out:?}");
+        let dropped = node.metrics().failover_undeliverable;
+        assert!(dropped > 2, "every retried campaign counts: {dropped}");
+        assert_eq!(sent_to(&out, addr(2)) + sent_to(&out, addr(3)), 0);
+
+        // n2 introduces itself: its lease messages now go out, n3's still do not,
+        // and neither is reported again.
+        let hello = wire::encode(
+            CLUSTER,
+            NodeId(2),
+            Life(2),
+            &Message::Gossip {
+                rumors: vec![Rumor::Member(MemberUpdate::Alive {
+                    node: NodeId(2),
+                    incarnation: Incarnation(0),
+                    addr: addr(2),
+                    meta: meta(2),
+                })],
+            },
+        );
+        let later = Millis(T.0 + 20_000);
+        node.handle_datagram(later, addr(2), &hello);
+        let mut out: Vec<Output> = std::iter::from_fn(|| node.poll_output()).collect();
+        out.extend(run(&mut node, later, 20_000));
+        assert!(sent_to(&out, addr(2)) > 0, "n2 is reachable now: {out:?}");
+        assert_eq!(undeliverable(&out), vec![], "reported once per stretch");
+        assert!(
+            node.metrics().failover_undeliverable > dropped,
+            "n3 still counts"
+        );
+    }
+}

@@ -43,7 +43,7 @@ fn restart_starts_above_the_persisted_incarnation_and_persists_it_first() {
         ..Restored::default()
     };
     let mut node = new_node(1, restored, START);
-    assert_eq!(node.membership().incarnation(), Incarnation(5));
+    assert_eq!(node.view().incarnation(), Incarnation(5));
     let out = outputs(&mut node);
     assert_eq!(
         out.first(),
@@ -63,12 +63,7 @@ fn node_restarted_from_its_persisted_state_is_readmitted_after_being_reaped() {
     let mut host = Host::new(CLUSTER, me.id, me.life);
     host.boot(new_node(1, Restored::default(), START));
     let _ = host.round();
-    let announced = host
-        .node
-        .as_ref()
-        .expect("running")
-        .membership()
-        .incarnation();
+    let announced = host.node.as_ref().expect("running").view().incarnation();
     // A peer knew it at that incarnation, saw it fail, and reaped it.
     let mut peer = Harness::with(2, &[3]).acking();
     peer.update(alive(1, announced.0));
@@ -165,7 +160,7 @@ fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
     // Started while none of its seeds resolved: a cluster of one.
     let mut alone = new_node(1, Restored::default(), START);
     let _ = outputs(&mut alone);
-    assert!(!alone.membership().is_joining());
+    assert!(!alone.view().is_joining());
     alone
         .handle_command(
             START,
@@ -174,7 +169,7 @@ fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
             },
         )
         .unwrap();
-    assert!(alone.membership().is_joining(), "a lone node joins at once");
+    assert!(alone.view().is_joining(), "a lone node joins at once");
     assert_eq!(
         join_targets(&outputs(&mut alone)),
         vec![addr(2)],

@@ -207,13 +207,13 @@ impl Contract {
     /// while the node has not left, and (opt-in) the store holds only persisted writes.
     pub fn after_round(&mut self, node: &Node) {
         self.counts.rounds += 1;
-        let now = node.membership().incarnation();
+        let now = node.view().incarnation();
         if now < self.incarnation {
             let detail = format!("incarnation went from {:?} to {now:?}", self.incarnation);
             self.violated("incarnation-monotone", detail);
         }
         self.incarnation = self.incarnation.max(now);
-        let left = node.membership().has_left();
+        let left = node.view().has_left();
         if node.poll_timeout().is_some() == left {
             let detail = format!(
                 "poll_timeout is {:?} while has_left is {left}",
@@ -224,7 +224,7 @@ impl Contract {
         if self.check_store {
             self.counts.store_walks += 1;
             let missing = node
-                .replica()
+                .view()
                 .store()
                 .entries()
                 .find(|e| !self.was_persisted(e))

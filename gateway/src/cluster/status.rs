@@ -554,6 +554,12 @@ pub fn write_metrics(info: &ClusterInfo, out: &mut Exposition) {
         Kind::Gauge,
         t.handshakes_in_progress,
     );
+    out.single(
+        "aurora_cluster_lease_undeliverable_total",
+        "Lease messages not sent: addressed to a voter this node has no address for.",
+        Kind::Counter,
+        m.lease_undeliverable,
+    );
     out.family(
         "aurora_cluster_dropped_total",
         "Inbound cluster messages dropped, by reason.",

@@ -142,7 +142,7 @@ fn phases(path: &Path, runs: u64) -> Result<(), String> {
         node.set_wall_clock(Millis::ZERO, wall_ms());
         steps[2].1.push(millis(t.elapsed()));
         let t = Instant::now();
-        let snapshot = StateSnapshot::build(node.replica().store(), node.replica().origin());
+        let snapshot = StateSnapshot::build(node.view().store(), node.view().origin());
         steps[3].1.push(millis(t.elapsed()));
         let t = Instant::now();
         tls::node_tls(&keys, &node_key, node.id(), &settings.node_name)

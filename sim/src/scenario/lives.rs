@@ -29,7 +29,7 @@ fn voters(seed: u64) -> World {
 /// The roster the current lease holder follows, as (id, life) pairs.
 fn leader_roster(w: &World) -> Option<Vec<(NodeId, Life)>> {
     let l = w.lease_holder()?;
-    let roster = w.nodes[l].node()?.failover().roster()?;
+    let roster = w.nodes[l].node()?.view().roster()?;
     Some(roster.members().collect())
 }
 
@@ -38,7 +38,7 @@ fn writes_of(w: &World, origin: Origin) -> Vec<(NodeId, usize)> {
     w.nodes
         .iter()
         .filter_map(|n| {
-            let store = n.node()?.replica().store();
+            let store = n.node()?.view().store();
             let count = store.entries().filter(|e| e.origin() == origin).count();
             Some((n.id, count))
         })
@@ -64,7 +64,7 @@ fn check_readmitted(w: &World, r: &mut Report, wiped: &[(usize, Life, Life)]) {
             );
         }
         for n in w.nodes.iter().filter(|n| n.is_up() && n.id != id(i)) {
-            let seen = n.node().and_then(|x| x.membership().member(id(i)));
+            let seen = n.node().and_then(|x| x.view().member(id(i)));
             if seen.map(|m| m.liveness) != Some(Liveness::Alive) {
                 r.fail(
                     "new-life",
@@ -202,7 +202,7 @@ pub fn impersonator_is_dropped(seed: u64) -> Report {
     let mut w = voters(seed);
     w.run_until(Millis(25_000));
     let leader = w.lease_holder();
-    let epoch = leader.and_then(|l| w.nodes[l].node().map(|n| n.failover().status().epoch));
+    let epoch = leader.and_then(|l| w.nodes[l].node().map(|n| n.view().failover_status().epoch));
     w.at(secs(26), Action::Impersonate(2));
     if let Some(l) = leader {
         w.at(secs(26), Action::Impersonate(l));
@@ -226,7 +226,7 @@ pub fn impersonator_is_dropped(seed: u64) -> Report {
             );
         }
         for &v in victims.iter().filter(|&&v| id(v) != n.id) {
-            if let Some(m) = node.membership().member(id(v)) {
+            if let Some(m) = node.view().member(id(v)) {
                 if m.liveness != Liveness::Alive || m.incarnation.0 >= u64::MAX / 4 {
                     r.fail(
                         "impersonation",

@@ -74,7 +74,7 @@ impl World {
                         .nodes
                         .iter()
                         .filter(|n| n.id != id)
-                        .filter_map(|n| n.node().map(|x| x.replica().store()))
+                        .filter_map(|n| n.node().map(|x| x.view().store()))
                         .collect();
                     self.obs.disk_lost(lost, &others);
                 }

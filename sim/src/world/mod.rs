@@ -484,7 +484,7 @@ impl World {
         (0..self.nodes.len()).find(|&i| {
             let n = &self.nodes[i];
             n.node()
-                .is_some_and(|x| x.failover().holds_lease_at(n.local(self.now)))
+                .is_some_and(|x| x.view().holds_lease_at(n.local(self.now)))
         })
     }
 
@@ -519,7 +519,9 @@ impl World {
                 let f = f.clone();
                 self.trace.event(self.now, &who, || format!("{f:?}"));
             }
-            Event::IdentityMismatch { .. } | Event::AdmissionPending { .. } => {
+            Event::IdentityMismatch { .. }
+            | Event::AdmissionPending { .. }
+            | Event::FailoverUndeliverable { .. } => {
                 let e = e.clone();
                 self.trace.event(self.now, &who, || format!("{e:?}"));
             }

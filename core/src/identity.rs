@@ -321,7 +321,7 @@ pub(crate) mod tests {
         use crate::id::{Addr, ClusterId, Incarnation, Life, NodeId};
         use crate::node::{Command, Node, Output};
         use crate::persist::{PersistItem, Restored};
-        use crate::time::Millis;
+        use crate::time::{Millis, Now};
         use crate::wire::{self, MemberUpdate, Message, Rumor};
         use crate::Event;
 
@@ -362,7 +362,7 @@ pub(crate) mod tests {
                 addr: addr(1),
                 meta: meta(1),
             };
-            Node::new(config, identity, 1, restored, T).expect("valid config")
+            Node::new(config, identity, 1, restored, Now::at(T)).expect("valid config")
         }
 
         /// "n`n` is alive", sent by n`n` in `life`.
@@ -411,13 +411,13 @@ pub(crate) mod tests {
         #[test]
         fn another_life_under_a_bound_id_is_dropped_counted_and_reported() {
             let mut n = node(Admission::Auto, Restored::default());
-            n.handle_datagram(T, addr(2), &hello(2, 20));
+            n.handle_datagram(Now::at(T), addr(2), &hello(2, 20));
             let out = drain(&mut n);
             assert_eq!(bindings_persisted(&out), vec![(NodeId(2), Some(Life(20)))]);
             assert!(n.view().member(NodeId(2)).is_some());
             // A secret holder speaks as n2 with another key: "n2 says n2 is dead".
-            n.handle_datagram(T, addr(9), &death(2, 21, 2));
-            n.handle_datagram(T, addr(9), &death(2, 21, 2));
+            n.handle_datagram(Now::at(T), addr(9), &death(2, 21, 2));
+            n.handle_datagram(Now::at(T), addr(9), &death(2, 21, 2));
             let out = drain(&mut n);
             let reported: Vec<&Event> = out
                 .iter()
@@ -440,19 +440,19 @@ pub(crate) mod tests {
             assert_eq!(m.liveness, crate::wire::Liveness::Alive);
             assert_eq!(m.incarnation, Incarnation(0));
             // Nobody speaks as this node either.
-            n.handle_datagram(T, addr(9), &death(1, 7, 2));
+            n.handle_datagram(Now::at(T), addr(9), &death(1, 7, 2));
             assert_eq!(n.metrics().identity_mismatch, 3);
         }
 
         #[test]
         fn forget_releases_the_binding_and_a_new_life_binds() {
             let mut n = node(Admission::Auto, Restored::default());
-            n.handle_datagram(T, addr(2), &hello(2, 20));
+            n.handle_datagram(Now::at(T), addr(2), &hello(2, 20));
             drain(&mut n);
-            n.handle_command(T, Command::ForgetMember { node: NodeId(2) })
+            n.handle_command(Now::at(T), Command::ForgetMember { node: NodeId(2) })
                 .expect("forget");
             assert_eq!(bindings_persisted(&drain(&mut n)), vec![(NodeId(2), None)]);
-            n.handle_datagram(T, addr(2), &hello(2, 21));
+            n.handle_datagram(Now::at(T), addr(2), &hello(2, 21));
             assert_eq!(
                 bindings_persisted(&drain(&mut n)),
                 vec![(NodeId(2), Some(Life(21)))]
@@ -465,21 +465,21 @@ pub(crate) mod tests {
         fn bindings_survive_a_restart() {
             let mut restored = Restored::default();
             let mut n = node(Admission::Auto, Restored::default());
-            n.handle_datagram(T, addr(2), &hello(2, 20));
+            n.handle_datagram(Now::at(T), addr(2), &hello(2, 20));
             for o in drain(&mut n) {
                 if let Output::Persist(b) = o {
                     restored.apply(&b);
                 }
             }
             let mut again = node(Admission::Auto, restored);
-            again.handle_datagram(T, addr(2), &hello(2, 21));
+            again.handle_datagram(Now::at(T), addr(2), &hello(2, 21));
             assert_eq!(again.metrics().identity_mismatch, 1);
         }
 
         #[test]
         fn manual_admission_holds_a_stranger_until_an_operator_admits_it() {
             let mut n = node(Admission::Manual, Restored::default());
-            n.handle_datagram(T, addr(3), &hello(3, 30));
+            n.handle_datagram(Now::at(T), addr(3), &hello(3, 30));
             let out = drain(&mut n);
             assert!(out.iter().any(|o| matches!(
                 o,
@@ -493,14 +493,14 @@ pub(crate) mod tests {
             assert_eq!(n.metrics().pending_admission, 1);
             assert_eq!(n.bindings().pending().count(), 1);
             n.handle_command(
-                T,
+                Now::at(T),
                 Command::AdmitMember {
                     node: NodeId(3),
                     life: Life(30),
                 },
             )
             .expect("admit");
-            n.handle_datagram(T, addr(3), &hello(3, 30));
+            n.handle_datagram(Now::at(T), addr(3), &hello(3, 30));
             assert!(n.view().member(NodeId(3)).is_some(), "admitted");
             assert_eq!(n.bindings().pending().count(), 0);
         }

@@ -41,6 +41,6 @@ pub use node::{Command, CommandError, Node, NodeMetrics, Output, Transmit};
 pub use persist::{PersistBatch, PersistItem, Restored};
 pub use round::{Effect, Round};
 pub use state::hlc::Hlc;
-pub use time::Millis;
+pub use time::{Millis, Now};
 pub use view::NodeView;
 pub use wire::{Channel, DecodeError, Liveness};

@@ -1,8 +1,10 @@
 //! Time as the core sees it: a number handed in by the caller.
 //!
-//! The core never reads a clock. Every `handle_*` call carries `now`, a reading of a
-//! monotonic millisecond clock chosen by the driver (tokio's clock in production, the
-//! simulator's virtual clock in `aurora-sim`). Spans are `core::time::Duration`.
+//! The core never reads a clock. `Node::new` and every `handle_*` call carry a
+//! [`Now`]: a reading of a monotonic millisecond clock chosen by the driver (tokio's
+//! clock in production, the simulator's virtual clock in `aurora-sim`), which orders
+//! timers, and of the wall clock, which stamps replicated writes. Spans are
+//! `core::time::Duration`.
 
 use core::fmt;
 use core::ops::{Add, Sub};
@@ -47,6 +49,35 @@ impl fmt::Debug for Millis {
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:03}s", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// The time of one call into the node: both clocks, read together by the driver.
+///
+/// Why both on every call: the wall clock may be stepped (NTP, an operator) while
+/// the node runs, and timestamps of writes must follow it; carrying it with the
+/// monotonic reading leaves no "tell the node the wall clock first" step to forget.
+/// The node keeps the latest `wall - mono` offset, so reads between calls
+/// ([`crate::NodeView::wall`]) follow the last reading.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// The monotonic clock: deadlines from `poll_timeout` are on this clock.
+    pub mono: Millis,
+    /// The wall clock, ms since the Unix epoch.
+    pub wall: u64,
+}
+
+impl Now {
+    /// A reading of both clocks.
+    pub fn new(mono: Millis, wall: u64) -> Now {
+        Now { mono, wall }
+    }
+
+    /// For the core's own tests: a wall clock that reads the monotonic one (what a
+    /// node that was never told the wall clock used before `Now` existed).
+    #[cfg(test)]
+    pub(crate) fn at(mono: Millis) -> Now {
+        Now { mono, wall: mono.0 }
     }
 }
 

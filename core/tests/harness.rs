@@ -8,7 +8,7 @@ use aurora_core::testing::{Cluster, Contract, Host, Lossless};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Addr, Channel, ClusterId, Command, Config, Identity, Incarnation, Life, MemberMeta, Millis,
-    Node, NodeId, PersistBatch, PersistItem, Restored, Role, Timing, Transmit,
+    Node, NodeId, Now, PersistBatch, PersistItem, Restored, Role, Timing, Transmit,
 };
 
 const CLUSTER: ClusterId = ClusterId(0x7e57);
@@ -41,7 +41,7 @@ fn meta(i: usize) -> MemberMeta {
     }
 }
 
-fn node(i: usize, disk: Restored, now: Millis) -> Node {
+fn node(i: usize, disk: Restored, now: Now) -> Node {
     let identity = Identity {
         id: id(i),
         life: life(i),
@@ -55,18 +55,20 @@ fn node(i: usize, disk: Restored, now: Millis) -> Node {
         failover: Default::default(),
         admission: aurora_core::identity::Admission::Auto,
     };
-    let mut node = Node::new(config, identity, 40 + i as u64, disk, now).expect("valid config");
-    node.set_wall_clock(now, 1_800_000_000_000 + now.0);
-    node
+    Node::new(config, identity, 40 + i as u64, disk, now).expect("valid config")
 }
+
+/// The wall clock of these tests runs `WALL - mono` ahead of the shared clock.
+const WALL: u64 = 1_800_000_000_000;
 
 fn cluster_of(n: usize) -> Cluster<Lossless> {
     let now = Millis(10_000);
     let mut c = Cluster::new(Lossless::new(2), now);
+    c.wall_offset = WALL;
     for i in 0..n {
         let mut host = Host::new(CLUSTER, id(i), life(i));
         host.contract.check_store = true;
-        host.boot(node(i, Restored::default(), now));
+        host.boot(node(i, Restored::default(), c.clock()));
         c.add(host, addr(i));
     }
     for i in 0..n {
@@ -148,7 +150,7 @@ fn a_crashed_host_restarts_from_what_it_committed() {
         disk.own_seq, 1,
         "the acknowledged write was committed before its answer"
     );
-    let now = c.now;
+    let now = c.clock();
     c.hosts[1].boot(node(1, disk, now));
     c.with_node(1, |node, now| {
         node.handle_command(

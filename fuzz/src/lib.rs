@@ -21,7 +21,7 @@
 //!          the id), which must be refused without a write
 //!   9      delete   id:u8                Command::Delete of model `m{id % 4}`
 //!   10     usage    budget:u8 period:u8 amount:u16le   Command::RecordUsage
-//!   11     wall     scale:u8 delta:i16le set_wall_clock: the wall clock jumps by
+//!   11     wall     scale:u8 delta:i16le the wall clock (the next call's `Now`) jumps by
 //!          delta × [1 ms, 1 s, 1 h, 1 day][scale % 4] (back or forward)
 //!   12     remote   peer:u8 key:u8 variant:u8 skew:i8   a write at member A or B
 //!          (peer % 2) into that member's own store, not sent yet; its wall clock

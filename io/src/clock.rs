@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use aurora_core::Millis;
+use aurora_core::{Millis, Now};
 use tokio::time::Instant;
 
 /// Converts between tokio instants and core milliseconds.
@@ -34,6 +34,12 @@ impl Clock {
     /// (which bounds how far a skewed clock can move replicated timestamps).
     pub fn wall_ms(&self) -> u64 {
         unix_ms()
+    }
+
+    /// Both clocks, read together: what every call into the core carries, so the
+    /// core's timestamps follow the wall clock when it is stepped while running.
+    pub fn read(&self) -> Now {
+        Now::new(self.now(), self.wall_ms())
     }
 
     /// The tokio instant of a core deadline. Deadlines are whole milliseconds, so a

@@ -260,14 +260,13 @@ pub fn start(
 ) -> Result<Handle, DriverError> {
     let clock = Clock::start();
     let restored = store.load()?;
-    let mut node = Node::new(
+    let node = Node::new(
         cfg.config,
         cfg.identity.clone(),
         cfg.seed,
         restored,
-        clock.now(),
+        clock.read(),
     )?;
-    node.set_wall_clock(clock.now(), clock.wall_ms());
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
     let built = std::time::Instant::now();
@@ -388,7 +387,7 @@ impl Driver {
         if seeds.is_empty() {
             self.status = LocalStatus::Active;
         } else {
-            let now = self.clock.now();
+            let now = self.clock.read();
             if let Err(e) = self.node.handle_command(now, Command::Join { seeds }) {
                 tracing::warn!(error = %e, "join refused");
             }
@@ -427,8 +426,8 @@ impl Driver {
             }
             // Timers are checked every round, so a flood of packets cannot starve them.
             if let Some(due) = self.node.poll_timeout() {
-                let now = self.clock.now();
-                if now >= due {
+                let now = self.clock.read();
+                if now.mono >= due {
                     self.node.handle_timeout(now);
                 }
             }
@@ -450,7 +449,7 @@ impl Driver {
     }
 
     fn feed(&mut self, message: Inbound) {
-        let now = self.clock.now();
+        let now = self.clock.read();
         match message.channel {
             aurora_core::Channel::Datagram => {
                 self.node.handle_datagram(now, message.from, &message.bytes)
@@ -462,7 +461,7 @@ impl Driver {
     }
 
     fn handle_request(&mut self, request: Request, round: &mut Round) {
-        let now = self.clock.now();
+        let now = self.clock.read();
         match request {
             Request::Command { command, reply } => {
                 let result = self
@@ -500,7 +499,7 @@ impl Driver {
             .collect();
         if !new.is_empty() {
             self.seed_addrs.extend(&new);
-            let now = self.clock.now();
+            let now = self.clock.read();
             if let Err(e) = self
                 .node
                 .handle_command(now, Command::AddSeeds { seeds: new })

@@ -1,14 +1,17 @@
 //! The node: one sans-IO state machine with a quinn-proto-style API.
 //!
 //! ```text
-//! node.handle_datagram(now, from, &bytes)   // a packet from a peer
-//! node.handle_stream(now, from, &bytes)     // a whole stream message from a peer
-//! node.handle_command(now, command)         // a local request
-//! node.handle_timeout(now)                  // a deadline from poll_timeout passed
+//! Node::new(config, identity, seed, restored, Now::at(now))  // start (restored: from disk)
+//! node.handle_datagram(Now::at(now), from, &bytes)   // a packet from a peer
+//! node.handle_stream(Now::at(now), from, &bytes)     // a whole stream message from a peer
+//! node.handle_command(Now::at(now), command)         // a local request
+//! node.handle_timeout(Now::at(now))                  // a deadline from poll_timeout passed
 //! node.poll_timeout() -> Option<Millis>     // when to call handle_timeout next
 //! node.poll_output()  -> Option<Output>     // Transmit | Persist | Event, in order
+//! node.view()         -> NodeView           // read-only: members, state, leadership
 //! ```
 //!
+//! `now` is a [`Now`]: the monotonic and the wall clock, read together at each call.
 //! The driver owns all I/O. It must drain `poll_output` after every `handle_*` call,
 //! commit each `Persist` before carrying out any later `Transmit`, and call
 //! `handle_timeout` no later than `poll_timeout` asks. Given the same seed and the
@@ -29,7 +32,7 @@ use crate::state::hlc::Hlc;
 use crate::state::records::{Collection, Record, RecordError, RecordId};
 use crate::state::replica::Replica;
 use crate::state::store::{Key, Usage, Value};
-use crate::time::Millis;
+use crate::time::{Millis, Now};
 use crate::view::NodeView;
 use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
 
@@ -168,8 +171,9 @@ impl Node {
         identity: Identity,
         seed: u64,
         restored: Restored,
-        now: Millis,
+        now: Now,
     ) -> Result<Node, ConfigError> {
+        let (wall, now) = (now.wall, now.mono);
         config.validate()?;
         identity.meta.validate()?;
         let mut failover =
@@ -228,17 +232,33 @@ impl Node {
             undeliverable: BTreeSet::new(),
         };
         node.pump_failover(now);
+        // The first wall reading decides whether this node was away so long that
+        // it must resync from scratch (after the failover's start, as the old
+        // separate call did, so the output order is what it was).
+        node.replica.set_wall_clock(now, wall, &mut node.outbox);
         Ok(node)
     }
 
-    /// A packet that arrived as a datagram.
-    pub fn handle_datagram(&mut self, now: Millis, from: Addr, bytes: &[u8]) {
+    /// Call when a datagram arrived from `from` (the transport's peer address);
+    /// then drain [`Node::poll_output`]. Malformed or foreign packets are dropped
+    /// and counted in [`NodeMetrics`], never an error.
+    pub fn handle_datagram(&mut self, now: Now, from: Addr, bytes: &[u8]) {
+        let now = self.observe(now);
         self.handle_packet(now, from, Channel::Datagram, bytes);
     }
 
-    /// A complete message that arrived on a stream.
-    pub fn handle_stream(&mut self, now: Millis, from: Addr, bytes: &[u8]) {
+    /// Call when a whole message arrived on a stream from `from`; then drain
+    /// [`Node::poll_output`]. Same rules as [`Node::handle_datagram`].
+    pub fn handle_stream(&mut self, now: Now, from: Addr, bytes: &[u8]) {
+        let now = self.observe(now);
         self.handle_packet(now, from, Channel::Stream, bytes);
+    }
+
+    /// Takes the wall clock of this call; returns its monotonic reading.
+    fn observe(&mut self, now: Now) -> Millis {
+        self.replica
+            .set_wall_clock(now.mono, now.wall, &mut self.outbox);
+        now.mono
     }
 
     fn handle_packet(&mut self, now: Millis, from: Addr, channel: Channel, bytes: &[u8]) {
@@ -456,12 +476,16 @@ impl Node {
         }
     }
 
-    /// Carries out a local command. Writes answer with their timestamp.
+    /// Call for each local request (an admin write, a join, a switchover); then
+    /// drain [`Node::poll_output`]. Writes answer with their timestamp and are
+    /// durable once the `Persist` that follows is committed; a refused command
+    /// leaves the node unchanged.
     pub fn handle_command(
         &mut self,
-        now: Millis,
+        now: Now,
         command: Command,
     ) -> Result<Option<Hlc>, CommandError> {
+        let now = self.observe(now);
         if self.membership.has_left() {
             return Err(CommandError::Left);
         }
@@ -547,14 +571,11 @@ impl Node {
         Ok(())
     }
 
-    /// Tells the node the wall-clock time (ms since the Unix epoch) at monotonic
-    /// time `now`. Call it at start, before any write, and whenever the wall clock
-    /// may have been adjusted; timestamps of writes follow it.
-    pub fn set_wall_clock(&mut self, now: Millis, wall_ms: u64) {
-        self.replica.set_wall_clock(now, wall_ms, &mut self.outbox);
-    }
-
-    pub fn handle_timeout(&mut self, now: Millis) {
+    /// Call when the monotonic clock reached the deadline [`Node::poll_timeout`]
+    /// gave (calling early or late is harmless: what is not due waits, what is
+    /// overdue runs now); then drain [`Node::poll_output`].
+    pub fn handle_timeout(&mut self, now: Now) {
+        let now = self.observe(now);
         self.membership.handle_timeout(now, &mut self.outbox);
         if self.membership.has_left() {
             return;
@@ -575,6 +596,10 @@ impl Node {
         self.pump_failover(now);
     }
 
+    /// When to call [`Node::handle_timeout`] next, on the monotonic clock; ask
+    /// again after every `handle_*` call (any of them may move it). `None`: no
+    /// timer is set (a node that has left).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         let membership = self.membership.poll_timeout();
         if self.membership.has_left() {
@@ -588,6 +613,10 @@ impl Node {
             })
     }
 
+    /// Call after every `handle_*` call until it returns `None`: the next thing
+    /// to do, in the order the node decided it. Commit each [`Output::Persist`]
+    /// before carrying out any later [`Output::Transmit`].
+    #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
         let effect = self.outbox.pop()?;
         Some(match effect {
@@ -660,8 +689,8 @@ impl Node {
 #[cfg(test)]
 mod tests;
 
-/// Lease messages the node cannot address (inline, not in the node's test module,
-/// so this file's tests move with it wherever the Node tests live).
+/// Lease messages the node cannot address, and the wall clock that comes with each
+/// call (inline, not in the node's test module, so they move with this file).
 #[cfg(test)]
 mod undeliverable_tests {
     use super::*;
@@ -675,7 +704,7 @@ mod undeliverable_tests {
 
     /// Node 1 restarted with a roster of voters 1, 2 and 3 (lives = ids) but has
     /// not heard from either peer yet: it campaigns to voters it has no address for.
-    fn restarted_voter() -> Node {
+    fn restarted_voter(now: Now) -> Node {
         let config = Config {
             cluster: CLUSTER,
             timing: Default::default(),
@@ -705,7 +734,7 @@ mod undeliverable_tests {
             }),
             ..Restored::default()
         };
-        Node::new(config, identity, 7, restored, T).expect("valid config")
+        Node::new(config, identity, 7, restored, now).expect("valid config")
     }
 
     /// Runs the node's timers for `span` ms; returns what it output.
@@ -713,7 +742,7 @@ mod undeliverable_tests {
         let mut out = Vec::new();
         let end = Millis(from.0 + span);
         while let Some(at) = node.poll_timeout().filter(|t| *t <= end) {
-            node.handle_timeout(at.max(from));
+            node.handle_timeout(Now::at(at.max(from)));
             out.extend(std::iter::from_fn(|| node.poll_output()));
         }
         out
@@ -736,7 +765,7 @@ mod undeliverable_tests {
 
     #[test]
     fn a_lease_message_to_an_unknown_voter_is_an_event_once_and_a_counter_each_time() {
-        let mut node = restarted_voter();
+        let mut node = restarted_voter(Now::at(T));
         let out = run(&mut node, T, 20_000);
         assert_eq!(undeliverable(&out), vec![NodeId(2), NodeId(3)], "{out:?}");
         let dropped = node.metrics().failover_undeliverable;
@@ -759,7 +788,7 @@ mod undeliverable_tests {
             },
         );
         let later = Millis(T.0 + 20_000);
-        node.handle_datagram(later, addr(2), &hello);
+        node.handle_datagram(Now::at(later), addr(2), &hello);
         let mut out: Vec<Output> = std::iter::from_fn(|| node.poll_output()).collect();
         out.extend(run(&mut node, later, 20_000));
         assert!(sent_to(&out, addr(2)) > 0, "n2 is reachable now: {out:?}");
@@ -768,5 +797,27 @@ mod undeliverable_tests {
             node.metrics().failover_undeliverable > dropped,
             "n3 still counts"
         );
+    }
+
+    /// The wall clock is read at every call, not once at start: a step of the
+    /// wall clock while the node runs (NTP, an operator) stamps the next write.
+    #[test]
+    fn each_call_brings_its_wall_clock_and_writes_follow_it() {
+        use crate::state::records::{Collection, RecordId};
+        const W: u64 = 1_800_000_000_000;
+        let mut node = restarted_voter(Now::new(T, W));
+        let _ = std::iter::from_fn(|| node.poll_output()).count();
+        let delete = || Command::Delete {
+            collection: Collection::Models,
+            id: RecordId::new("m1").expect("valid id"),
+        };
+        let first = node.handle_command(Now::new(T, W), delete());
+        assert_eq!(first.map(|h| h.map(|h| h.wall)), Ok(Some(W)));
+        // One second later on the monotonic clock, an hour later on the wall.
+        let later = Millis(T.0 + 1_000);
+        let stepped = W + 3_600_000;
+        let second = node.handle_command(Now::new(later, stepped), delete());
+        assert_eq!(second.map(|h| h.map(|h| h.wall)), Ok(Some(stepped)));
+        assert_eq!(node.view().wall(later), stepped);
     }
 }

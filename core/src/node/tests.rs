@@ -13,7 +13,7 @@ use crate::node::{Command, Node, Output};
 use crate::persist::{PersistBatch, PersistItem, Restored};
 use crate::round::Effect;
 use crate::testing::Host;
-use crate::time::Millis;
+use crate::time::{Millis, Now};
 use crate::wire::{Channel, Liveness, Message, PushPullKind};
 
 const CLUSTER: ClusterId = ClusterId(42);
@@ -29,7 +29,7 @@ fn config(timing: Timing) -> Config {
 }
 
 fn new_node(n: u64, restored: Restored, now: Millis) -> Node {
-    Node::new(config(timing()), identity(n), n, restored, now).expect("valid config")
+    Node::new(config(timing()), identity(n), n, restored, Now::at(now)).expect("valid config")
 }
 
 fn outputs(node: &mut Node) -> Vec<Output> {
@@ -75,7 +75,7 @@ fn node_restarted_from_its_persisted_state_is_readmitted_after_being_reaped() {
     host.boot(new_node(1, host.disk.clone(), peer.now));
     let node = host.node.as_mut().expect("running");
     node.handle_command(
-        peer.now,
+        Now::at(peer.now),
         Command::Join {
             seeds: vec![addr(2)],
         },
@@ -102,7 +102,7 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
     assert_eq!(config.validate(), Ok(()));
     let me = identity(1);
     let mut host = Host::new(CLUSTER, me.id, me.life);
-    host.boot(Node::new(config, me, 1, Restored::default(), START).unwrap());
+    host.boot(Node::new(config, me, 1, Restored::default(), Now::at(START)).unwrap());
     let node = host.node.as_mut().expect("running");
     let hello = crate::wire::encode(
         CLUSTER,
@@ -110,10 +110,10 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
         crate::id::Life(2),
         &gossip(vec![alive(2, 0)]),
     );
-    node.handle_datagram(START, addr(2), &hello);
+    node.handle_datagram(Now::at(START), addr(2), &hello);
     for i in 0..64u8 {
         let payload = vec![i; crate::wire::MAX_APP_PAYLOAD];
-        node.handle_command(START, Command::Broadcast(payload))
+        node.handle_command(Now::at(START), Command::Broadcast(payload))
             .unwrap();
     }
     let mut datagrams = 0;
@@ -122,7 +122,7 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
         let Some(at) = node.poll_timeout().filter(|&at| at <= START + ms(1_000)) else {
             break;
         };
-        node.handle_timeout(at);
+        node.handle_timeout(Now::at(at));
         // The harness's contract decodes every send on its channel (`wire`).
         let round = host.round().expect("running");
         datagrams += round
@@ -163,7 +163,7 @@ fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
     assert!(!alone.view().is_joining());
     alone
         .handle_command(
-            START,
+            Now::at(START),
             Command::AddSeeds {
                 seeds: vec![addr(1), addr(2)],
             },
@@ -180,7 +180,7 @@ fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
     let mut joining = new_node(1, Restored::default(), START);
     joining
         .handle_command(
-            START,
+            Now::at(START),
             Command::Join {
                 seeds: vec![addr(2)],
             },
@@ -189,7 +189,7 @@ fn seeds_added_late_make_a_lone_node_join_and_widen_a_join_under_way() {
     let _ = outputs(&mut joining);
     joining
         .handle_command(
-            START,
+            Now::at(START),
             Command::AddSeeds {
                 seeds: vec![addr(3), addr(2)],
             },

@@ -243,14 +243,18 @@ impl Replica {
         (now.0 as i64 + self.wall_offset.unwrap_or(0)).max(0) as u64
     }
 
-    /// Sets the wall clock. The first reading decides whether this node was away
-    /// longer than the tombstone TTL and must resync from scratch.
+    /// Takes the wall clock of a call (every node input carries one, see
+    /// [`crate::Now`]). The first reading decides whether this node was away
+    /// longer than the tombstone TTL and must resync from scratch; later ones only
+    /// move the offset that [`Replica::wall`] adds.
     pub(crate) fn set_wall_clock(&mut self, now: Millis, wall: u64, out: &mut Outbox) {
         let first = self.wall_offset.is_none();
         self.wall_offset = Some(wall as i64 - now.0 as i64);
+        if !first || self.store.is_empty() {
+            return;
+        }
         let horizon = wall.saturating_sub(self.timing.tombstone_ttl.as_millis() as u64);
-        let newest = self.store.newest();
-        if first && !self.store.is_empty() && newest.wall < horizon {
+        if self.store.newest().wall < horizon {
             // Storage forgets too: otherwise the next restart would bring back
             // writes whose deletes the cluster has collected meanwhile.
             let forgotten = self.store.reset_except(self.origin);

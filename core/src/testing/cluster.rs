@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::event::Event;
 use crate::id::Addr;
 use crate::node::{Node, Transmit};
-use crate::time::Millis;
+use crate::time::{Millis, Now};
 use crate::wire::Channel;
 
 use super::host::{drain, Driver, Host};
@@ -86,6 +86,9 @@ pub struct Cluster<N: Network> {
     pub net: N,
     /// The shared clock.
     pub now: Millis,
+    /// The shared wall clock is `now + wall_offset` (ms since the Unix epoch);
+    /// 0 unless a test sets it: the wall clock then reads the monotonic one.
+    pub wall_offset: u64,
     /// Every event, with the index of the host that reported it.
     pub events: Vec<(usize, Event)>,
 }
@@ -112,6 +115,7 @@ impl<N: Network> Cluster<N> {
             addrs: Vec::new(),
             net,
             now,
+            wall_offset: 0,
             events: Vec::new(),
         }
     }
@@ -123,9 +127,14 @@ impl<N: Network> Cluster<N> {
         self.hosts.len() - 1
     }
 
+    /// Both clocks now, as every call into a node carries them.
+    pub fn clock(&self) -> Now {
+        Now::new(self.now, self.now.0.saturating_add(self.wall_offset))
+    }
+
     /// Runs `f` on host `i`'s node now, then drains it. Does nothing while it is down.
-    pub fn with_node<T>(&mut self, i: usize, f: impl FnOnce(&mut Node, Millis) -> T) -> Option<T> {
-        let now = self.now;
+    pub fn with_node<T>(&mut self, i: usize, f: impl FnOnce(&mut Node, Now) -> T) -> Option<T> {
+        let now = self.clock();
         let out = f(self.hosts[i].node.as_mut()?, now);
         drain(self, i);
         Some(out)

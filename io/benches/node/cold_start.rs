@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aurora_core::{Millis, Node, NodeId, PersistBatch, PersistItem};
+use aurora_core::{Millis, Node, NodeId, Now, PersistBatch, PersistItem};
 use aurora_io::transport::tls;
 use aurora_io::{LocalStatus, Socket, StateSnapshot, Store};
 
@@ -111,10 +111,7 @@ fn phases(path: &Path, runs: u64) -> Result<(), String> {
     let mut steps: [(&str, Vec<f64>); 5] = [
         ("Store::open (header, quick_check, migrations)", Vec::new()),
         ("Store::load (read + decode every entry)", Vec::new()),
-        (
-            "Node::new + set_wall_clock (restore the replica)",
-            Vec::new(),
-        ),
+        ("Node::new (restore the replica)", Vec::new()),
         ("StateSnapshot::build (readers' maps)", Vec::new()),
         ("TLS from the derived cluster keys", Vec::new()),
     ];
@@ -137,9 +134,8 @@ fn phases(path: &Path, runs: u64) -> Result<(), String> {
         let restored = store.load().map_err(|e| e.to_string())?;
         steps[1].1.push(millis(t.elapsed()));
         let t = Instant::now();
-        let mut node =
-            Node::new(config, identity, 1, restored, Millis::ZERO).map_err(|e| e.to_string())?;
-        node.set_wall_clock(Millis::ZERO, wall_ms());
+        let now = Now::new(Millis::ZERO, wall_ms());
+        let node = Node::new(config, identity, 1, restored, now).map_err(|e| e.to_string())?;
         steps[2].1.push(millis(t.elapsed()));
         let t = Instant::now();
         let snapshot = StateSnapshot::build(node.view().store(), node.view().origin());

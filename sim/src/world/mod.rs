@@ -26,8 +26,8 @@ use aurora_core::testing::{self, Driver, Host};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, Life, LocalChange,
-    MemberChange, MemberMeta, Millis, Node, NodeId, Origin, PersistBatch, Restored, Role, Timing,
-    Transmit,
+    MemberChange, MemberMeta, Millis, Node, NodeId, Now, Origin, PersistBatch, Restored, Role,
+    Timing, Transmit,
 };
 
 use crate::faults::{self, FaultKind, FaultProfile};
@@ -98,6 +98,14 @@ impl SimNode {
     /// This node's clock reading at global time `t`.
     pub fn local(&self, t: Millis) -> Millis {
         self.clock.local(t)
+    }
+
+    /// Both of this node's clocks at global time `t`: its monotonic clock, and a
+    /// wall clock that runs with it from [`EPOCH_MS`], off by its `wall_skew`.
+    fn now(&self, t: Millis) -> Now {
+        let local = self.clock.local(t);
+        let wall = EPOCH_MS as i64 + (local.0 - self.clock.offset) as i64 + self.wall_skew;
+        Now::new(local, wall.max(0) as u64)
     }
 
     /// Up and not paused: it answers.
@@ -382,16 +390,12 @@ impl World {
         };
         // A restarted node draws a fresh seed, as a real process would.
         let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
-        let local = self.nodes[i].clock.local(self.now);
+        let now = self.nodes[i].now(self.now);
         let disk = self.nodes[i].host.disk.clone();
-        let node = match Node::new(config, identity, seed, disk, local) {
+        let node = match Node::new(config, identity, seed, disk, now) {
             Ok(node) => node,
             Err(e) => panic!("simulator built an invalid node config: {e}"),
         };
-        let n = &self.nodes[i];
-        let wall = EPOCH_MS as i64 + (local.0 - n.clock.offset) as i64 + n.wall_skew;
-        let mut node = node;
-        node.set_wall_clock(local, wall.max(0) as u64);
         self.nodes[i].host.boot(node);
         self.nodes[i].status = Status::Up;
         self.nodes[i].wake_at = None;
@@ -407,12 +411,12 @@ impl World {
     }
 
     /// Runs `f` on node `i` at its local time, then carries out its outputs.
-    fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Node, Millis)) {
-        let local = self.nodes[i].clock.local(self.now);
+    fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Node, Now)) {
+        let now = self.nodes[i].now(self.now);
         let Some(node) = self.nodes[i].host.node.as_mut() else {
             return;
         };
-        f(node, local);
+        f(node, now);
         testing::drain(self, i);
         self.reschedule(i);
     }

@@ -111,6 +111,7 @@ pub fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
 }
 
 /// CRC-32 of `bytes`.
+#[cfg(test)]
 pub fn crc32(bytes: &[u8]) -> u32 {
     !crc32_update(!0, bytes)
 }

@@ -1,46 +1,60 @@
 //! # aurora-core
 //!
 //! The pure heart of an Aurora node: a deterministic state machine with no I/O, no
-//! clock, no threads and no OS randomness. Time comes in as an argument, randomness
-//! from a seed, bytes in through `handle_*` and out through `poll_output`. That is what
-//! lets `aurora-sim` run thousands of seeded fault schedules a minute and replay any
-//! one of them exactly, and what lets `aurora-io` drive the very same code over QUIC.
+//! clock, no threads and no OS randomness. Time comes in as an argument ([`Now`]),
+//! randomness from a seed, bytes in through `handle_*` and out through
+//! [`Node::poll_output`]. That is what lets `aurora-sim` run thousands of seeded
+//! fault schedules a minute and replay any one of them exactly, and what lets
+//! `aurora-io` drive the very same code over QUIC.
 //!
-//! Layout, one concern per module:
-//! - [`wire`]: the versioned envelope and messages, bounded decoding;
-//! - [`membership`]: SWIM with Lifeguard (probing, suspicion, dissemination);
-//! - [`node`]: the [`Node`] that ties them together behind a quinn-proto-style API.
+//! The surface is the list below; the modules behind it are private, except the
+//! replicated state (`state`, being made generic), the wire format (`wire`, for
+//! transports and fuzzers that build or inspect packets) and, behind the
+//! `testing` feature, the harness that drives nodes (`testing`).
 
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod event;
-pub mod failover;
-pub mod hash;
-pub mod id;
-pub mod identity;
-pub mod membership;
-pub mod node;
+mod config;
+mod event;
+mod failover;
+mod hash;
+mod id;
+mod identity;
+mod membership;
+mod node;
 mod outbox;
-pub mod persist;
-pub mod rng;
+mod persist;
+mod rng;
 mod round;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod time;
+mod time;
 mod timers;
 mod view;
 pub mod wire;
 
-pub use config::{Config, ConfigError, Identity, MemberMeta, Role, Timing};
+// ---- the node: inputs, outputs, reading ---------------------------------------
 pub use event::Event;
-pub use id::{Addr, ClusterId, Incarnation, Life, NodeId, Origin};
-pub use membership::{LocalChange, Member, MemberChange, Phase};
 pub use node::{Command, CommandError, Node, NodeMetrics, Output, Transmit};
-pub use persist::{PersistBatch, PersistItem, Restored};
 pub use round::{Effect, Round};
-pub use state::hlc::Hlc;
 pub use time::{Millis, Now};
 pub use view::NodeView;
+// ---- configuration and identity -------------------------------------------------
+pub use config::{Config, ConfigError, Identity, MemberMeta, Role, Timing};
+pub use id::{Addr, ClusterId, Incarnation, Life, NodeId, Origin};
+pub use identity::{Admission, Bindings, Stranger};
+// ---- membership (SWIM + Lifeguard) ----------------------------------------------
+pub use membership::{LocalChange, Member, MemberChange, MembershipStats, Phase};
+// ---- failover (majority lease, fencing epochs, voter roster) ---------------------
+pub use failover::{Epoch, LeaseMessage, Roster, RosterState, RosterVersion, SwitchoverError};
+pub use failover::{FailoverConfig, FailoverEvent, FailoverMode, FailoverStatus};
+// ---- persistence: what the driver stores and hands back --------------------------
+pub use persist::{decode_entry, decode_roster, encode_entry, encode_key, encode_roster};
+pub use persist::{PersistBatch, PersistItem, Restored};
+pub use state::hlc::Hlc;
+// ---- wire: the envelope's channel and decode errors ------------------------------
 pub use wire::{Channel, DecodeError, Liveness};
+// ---- deterministic helpers (stable across builds and platforms) ------------------
+pub use hash::{crc32_update, fnv1a64, Fnv64};
+pub use rng::DetRng;

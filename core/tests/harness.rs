@@ -53,7 +53,7 @@ fn node(i: usize, disk: Restored, now: Now) -> Node {
         timing: Timing::lan(),
         state: Default::default(),
         failover: Default::default(),
-        admission: aurora_core::identity::Admission::Auto,
+        admission: aurora_core::Admission::Auto,
     };
     Node::new(config, identity, 40 + i as u64, disk, now).expect("valid config")
 }

@@ -75,13 +75,13 @@ fn config() -> Config {
         },
         // A founder of a one-voter cluster: it leads at once, so forged lease
         // messages (rosters, grants, handovers) meet a holder, not a no-op.
-        failover: aurora_core::failover::FailoverConfig {
+        failover: aurora_core::FailoverConfig {
             expected_voters: 1,
-            ..aurora_core::failover::FailoverConfig::with_mode(
-                aurora_core::failover::FailoverMode::ActivePassive,
+            ..aurora_core::FailoverConfig::with_mode(
+                aurora_core::FailoverMode::ActivePassive,
             )
         },
-        admission: aurora_core::identity::Admission::Auto,
+        admission: aurora_core::Admission::Auto,
     }
 }
 

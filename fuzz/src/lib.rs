@@ -75,8 +75,8 @@ pub fn seal(packet: &mut [u8]) {
     if packet.len() < HEADER_LEN {
         return;
     }
-    let crc = aurora_core::hash::crc32_update(!0, &packet[..CRC_FIELD.start]);
-    let crc = !aurora_core::hash::crc32_update(crc, &packet[CRC_FIELD.end..]);
+    let crc = aurora_core::crc32_update(!0, &packet[..CRC_FIELD.start]);
+    let crc = !aurora_core::crc32_update(crc, &packet[CRC_FIELD.end..]);
     packet[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
 }
 

@@ -21,8 +21,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aurora_core::failover::FailoverMode;
-use aurora_core::identity::Admission;
+use aurora_core::Admission;
+use aurora_core::FailoverMode;
 use aurora_core::{ClusterId, Config, Identity, MemberMeta, NodeId, Role, Timing};
 use serde::Deserialize;
 
@@ -502,7 +502,7 @@ impl ClusterFile {
             return Err(invalid("cluster.promotion_tier", "0 to 15", promotion_tier));
         }
         let capacity = self.capacity.unwrap_or(100);
-        let max_voters = aurora_core::failover::FailoverConfig::default().max_voters;
+        let max_voters = aurora_core::FailoverConfig::default().max_voters;
         let bootstrap_expect = self.bootstrap_expect.unwrap_or_else(|| {
             default_bootstrap_expect(&seed_nodes, advertise, &node_id, max_voters)
         });
@@ -725,9 +725,9 @@ impl ClusterSettings {
             cluster: ClusterId::from_name(&self.cluster_name),
             timing: self.timing.clone(),
             state: Default::default(),
-            failover: aurora_core::failover::FailoverConfig {
+            failover: aurora_core::FailoverConfig {
                 expected_voters: self.bootstrap_expect,
-                ..aurora_core::failover::FailoverConfig::with_mode(self.failover_mode)
+                ..aurora_core::FailoverConfig::with_mode(self.failover_mode)
             },
             admission: self.admission,
         };
@@ -781,7 +781,7 @@ impl ClusterSettings {
             t.leave_propagate.as_millis(),
             t.max_datagram,
         );
-        aurora_core::hash::fnv1a64(canonical.as_bytes())
+        aurora_core::fnv1a64(canonical.as_bytes())
     }
 }
 

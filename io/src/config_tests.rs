@@ -441,7 +441,7 @@ fn bootstrap_expect_defaults_to_founding_alone_only_without_seeds() -> Result<()
 
 #[test]
 fn admission_defaults_to_auto_and_reaches_the_core() -> Result<(), ClusterConfigError> {
-    use aurora_core::identity::Admission;
+    use aurora_core::Admission;
     let auto = ClusterFile::default().resolve(&HashMap::new())?;
     assert_eq!(auto.admission, Admission::Auto);
     let file: ClusterFile = serde_norway::from_str("admission: manual\n").expect("yaml");

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 
 use std::collections::BTreeMap;
 
-use aurora_core::identity::Admission;
 use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::replica::SyncLag;
 use aurora_core::state::store::{Key, Store, Usage, Value};
+use aurora_core::Admission;
 use aurora_core::{Incarnation, Life, Liveness, MemberMeta, Millis, NodeId, Origin};
 
 use crate::transport::TransportStats;
@@ -79,7 +79,7 @@ pub struct ClusterView {
     /// Replication counters.
     pub replica: ReplicaCounters,
     /// Leadership as this node sees it (`None` before the driver's first view).
-    pub failover: Option<aurora_core::failover::FailoverStatus>,
+    pub failover: Option<aurora_core::FailoverStatus>,
     /// Whether the node was started with seeds to join (its own address aside): only
     /// then is its state incomplete until [`ClusterView::first_sync`].
     pub joins_peers: bool,
@@ -88,7 +88,7 @@ pub struct ClusterView {
     /// Failed seed resolution attempts since start (the start's included).
     pub seed_resolve_failures: u64,
     /// When the node first completed an anti-entropy exchange with a peer (driver
-    /// clock; see [`aurora_core::state::replica::Replica::first_sync`]).
+    /// clock; see [`aurora_core::NodeView::first_sync`]).
     pub first_sync: Option<Millis>,
     /// Why the driver stopped on an error, in the last view it published; `None`
     /// while it runs (or after a clean stop). A panicked driver publishes nothing:
@@ -136,7 +136,7 @@ pub struct StrangerView {
 
 impl StrangerView {
     /// The view of a core stranger.
-    pub fn of(s: &aurora_core::identity::Stranger, kind: StrangerKind) -> StrangerView {
+    pub fn of(s: &aurora_core::Stranger, kind: StrangerKind) -> StrangerView {
         StrangerView {
             node: s.node,
             life: s.life,

@@ -199,7 +199,7 @@ fn cold_start_world(nodes: usize, seed: u64) -> World {
         profile: lan_10ms(),
         // Membership figures: no write workload, no lease traffic, as documented.
         workload: Workload::none(),
-        failover_mode: Some(aurora_core::failover::FailoverMode::SingleNode),
+        failover_mode: Some(aurora_core::FailoverMode::SingleNode),
         ..SimParams::default()
     };
     World::new(seed, params)
@@ -302,7 +302,7 @@ fn quiet_world(nodes: usize, seed: u64, link: LinkConditions) -> World {
         workload: Workload::none(),
         track_writes: true,
         // These figures are about replication, measured without lease traffic.
-        failover_mode: Some(aurora_core::failover::FailoverMode::SingleNode),
+        failover_mode: Some(aurora_core::FailoverMode::SingleNode),
         ..SimParams::default()
     };
     World::new(seed, params)
@@ -333,7 +333,7 @@ pub fn write_propagation(nodes: usize, writes: usize, seed: u64) -> Measured {
     let mut t = done + Duration::from_secs(30);
     w.run_until(t);
     let before = total_receptions(&w);
-    let mut rng = aurora_core::rng::DetRng::from_seed(seed);
+    let mut rng = aurora_core::DetRng::from_seed(seed);
     let mut sent = Vec::new();
     for k in 0..writes {
         w.run_until(t);
@@ -409,7 +409,7 @@ pub fn partition_heal(seed: u64) -> Vec<String> {
         Action::SplitOff((0..nodes / 2).collect()),
     );
     w.at(Duration::from_millis(heal.0), Action::Heal);
-    let mut rng = aurora_core::rng::DetRng::from_seed(seed);
+    let mut rng = aurora_core::DetRng::from_seed(seed);
     let mut t = split + Duration::from_millis(500);
     let mut k = 0;
     while t < heal {
@@ -527,7 +527,7 @@ fn merge_throughput_over(budget_count: usize) -> Vec<String> {
     let budgets: Vec<RecordId> = (0..budget_count)
         .filter_map(|b| RecordId::new(format!("budget-{b}")).ok())
         .collect();
-    let mut rng = aurora_core::rng::DetRng::from_seed(1);
+    let mut rng = aurora_core::DetRng::from_seed(1);
     // Each origin numbers its own writes 1, 2, 3, ... as a real node does.
     let mut next_seq = [0u64; 51];
     let entries: Vec<Entry> = (0..n)
@@ -616,7 +616,7 @@ pub fn snapshot_join(seed: u64) -> Vec<String> {
 // ---- failover ----------------------------------------------------------------------
 
 fn failover_params(
-    mode: aurora_core::failover::FailoverMode,
+    mode: aurora_core::FailoverMode,
     nodes: usize,
     script: Vec<(Duration, Action)>,
 ) -> SimParams {
@@ -642,7 +642,7 @@ fn failover_params(
 /// Leader crash to a new lease holder, and the leaderless window of a planned
 /// switchover, with default timing (lease 3 s, renew every 1 s).
 pub fn failover(seeds: u64, threads: usize) -> Vec<String> {
-    use aurora_core::failover::FailoverMode;
+    use aurora_core::FailoverMode;
     let mut lines = Vec::new();
     for nodes in [3, 5] {
         let crash = failover_params(

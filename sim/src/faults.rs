@@ -8,7 +8,7 @@
 
 use core::time::Duration;
 
-use aurora_core::rng::DetRng;
+use aurora_core::DetRng;
 
 use crate::net::{LinkConditions, PartitionKind};
 

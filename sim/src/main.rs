@@ -14,7 +14,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aurora_core::failover::FailoverMode;
+use aurora_core::FailoverMode;
 use aurora_sim::faults::FaultProfile;
 use aurora_sim::run::{run_seeds, simulate, Figures};
 use aurora_sim::scenario;

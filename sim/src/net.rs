@@ -7,8 +7,8 @@
 //! asymmetric one a single direction, a partial one only some pairs of groups
 //! (A cannot reach B, but both reach C).
 
-use aurora_core::rng::DetRng;
 use aurora_core::Channel;
+use aurora_core::DetRng;
 
 /// Conditions that apply to every message.
 #[derive(Clone, Debug, PartialEq)]

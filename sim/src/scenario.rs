@@ -530,7 +530,7 @@ fn injected_majority_bug_is_caught(seed: u64) -> Report {
     for s in seed..seed + 30 {
         let params = SimParams {
             mutation: Some(Mutation::GrantEverything),
-            failover_mode: Some(aurora_core::failover::FailoverMode::ActivePassive),
+            failover_mode: Some(aurora_core::FailoverMode::ActivePassive),
             ..SimParams::default()
         };
         let (_, outcome) = crate::run::simulate(s, &params);

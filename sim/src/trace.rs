@@ -6,7 +6,7 @@
 //! The lines are only formatted when a replay wants them: formatting costs more than
 //! the simulation itself.
 
-use aurora_core::hash::Fnv64;
+use aurora_core::Fnv64;
 use aurora_core::Millis;
 
 #[derive(Clone, Debug, Default)]

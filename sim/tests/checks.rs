@@ -132,7 +132,7 @@ fn a_write_acknowledged_right_before_a_permanent_crash_is_owed_by_its_disk() {
 #[test]
 fn the_check_table_counts_evaluations_and_failures_where_they_run() {
     let params = SimParams {
-        failover_mode: Some(aurora_core::failover::FailoverMode::ActivePassive),
+        failover_mode: Some(aurora_core::FailoverMode::ActivePassive),
         profile: ProfileSpec::Fixed(FaultProfile::none()),
         ..quick()
     };
@@ -166,7 +166,7 @@ fn the_check_table_counts_evaluations_and_failures_where_they_run() {
     // As the `grant-everything` scenario does: drawn faults split the voters.
     let broken = SimParams {
         mutation: Some(aurora_sim::Mutation::GrantEverything),
-        failover_mode: Some(aurora_core::failover::FailoverMode::ActivePassive),
+        failover_mode: Some(aurora_core::FailoverMode::ActivePassive),
         ..SimParams::default()
     };
     let failing = (0..30)

@@ -86,7 +86,7 @@ impl Harness<'_> {
         let views = self.views.clone();
         let leaves = self.leaves.clone();
         let db = self.db(spec.name);
-        let seed = aurora_core::hash::fnv1a64(spec.name.as_bytes());
+        let seed = aurora_core::fnv1a64(spec.name.as_bytes());
         self.sim.host(spec.name, move || {
             let views = views.clone();
             let leaves = leaves.clone();

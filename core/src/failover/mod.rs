@@ -89,7 +89,7 @@ mod tests;
 
 pub use config::{FailoverConfig, FailoverMode};
 pub use message::{Epoch, LeaseMessage};
-pub use rank::{best_candidate, Candidate};
+pub use rank::Candidate;
 pub use roster::{Electorate, Roster, RosterState, RosterVersion};
 pub use status::{FailoverEvent, FailoverStatus, SwitchoverError};
 
@@ -364,11 +364,6 @@ impl Failover {
         self.drive(now);
     }
 
-    /// This node's storage life.
-    pub fn life(&self) -> Life {
-        self.life
-    }
-
     // ---- outputs ---------------------------------------------------------------
 
     pub fn poll_timeout(&self) -> Option<Millis> {
@@ -402,17 +397,10 @@ impl Failover {
 
     // ---- read access -----------------------------------------------------------
 
-    pub fn id(&self) -> NodeId {
-        self.id
-    }
-
-    pub fn config(&self) -> &FailoverConfig {
-        &self.config
-    }
-
     /// How many voters majorities are taken over: the roster's (a member that
     /// failed keeps counting until it is forgotten), or before any roster the
     /// founders expected.
+    #[cfg(test)]
     pub fn voters(&self) -> usize {
         match &self.roster.roster {
             Some(r) => r.len(),
@@ -435,12 +423,6 @@ impl Failover {
     /// `single_node`). Checkers compare this across nodes at one real instant.
     pub fn holds_lease_at(&self, now: Millis) -> bool {
         !self.config.mode.elects() || self.lease.holding(now)
-    }
-
-    /// The epoch of this node's lease, while it holds one: the fencing token to
-    /// stamp on singleton work.
-    pub fn lease_epoch(&self) -> Option<Epoch> {
-        self.lease.epoch.filter(|_| self.lease.holding(self.now))
     }
 
     /// The epoch to persist (whenever it grows) and hand back to

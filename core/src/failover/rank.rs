@@ -82,6 +82,7 @@ impl Candidate {
 /// The leader among `candidates` as this module ranks them: the best-ranked
 /// member that may lead and has `fingerprint`. Liveness, lapses and hold-down are
 /// left to the caller; this is the bare order, for tests and dashboards.
+#[cfg(test)]
 pub fn best_candidate(candidates: &[Candidate], fingerprint: u64) -> Option<&Candidate> {
     candidates
         .iter()

@@ -3,6 +3,7 @@
 //! snapshot of one traced failover.
 
 use super::harness::{active_passive, candidate, percentile, Net, Real, World, MS, SEC};
+use super::rank::best_candidate;
 use super::*;
 use crate::config::Role;
 use crate::rng::DetRng;

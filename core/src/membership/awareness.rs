@@ -25,6 +25,7 @@ impl Awareness {
         self.score = next.clamp(0, i64::from(self.max.saturating_sub(1))) as u32;
     }
 
+    #[cfg(test)]
     pub fn score(&self) -> u32 {
         self.score
     }

@@ -227,10 +227,6 @@ impl Membership {
         self.incarnation
     }
 
-    pub fn heartbeat(&self) -> u64 {
-        self.heartbeat
-    }
-
     pub fn meta(&self) -> &MemberMeta {
         &self.meta
     }
@@ -254,6 +250,7 @@ impl Membership {
         self.members.values().filter(|m| m.is_active()).count()
     }
 
+    #[cfg(test)]
     pub fn awareness(&self) -> u32 {
         self.awareness.score()
     }

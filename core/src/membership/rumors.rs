@@ -40,6 +40,7 @@ pub struct Limits {
 
 impl Limits {
     /// The same limit for both classes.
+    #[cfg(test)]
     pub fn both(limit: u32) -> Limits {
         Limits {
             member: limit,
@@ -97,6 +98,7 @@ impl RumorQueue {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

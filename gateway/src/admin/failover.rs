@@ -32,7 +32,7 @@
 
 use std::time::Duration;
 
-use aurora_core::failover::SwitchoverError;
+use aurora_core::SwitchoverError;
 use aurora_core::{Command, CommandError, Liveness, NodeId};
 use aurora_io::{ClusterView, DriverError};
 use bytes::Bytes;

@@ -291,7 +291,7 @@ pub fn document(info: &ClusterInfo) -> StatusDocument {
 
 /// The identity part of the status document.
 fn identity(view: &ClusterView) -> IdentityStatus {
-    use aurora_core::identity::Admission;
+    use aurora_core::Admission;
     use aurora_io::StrangerKind;
     IdentityStatus {
         life: view.life.to_string(),
@@ -667,14 +667,11 @@ pub(crate) mod tests {
 
     /// A standby's failover status in active_passive at epoch 3 (also for other
     /// modules' tests).
-    pub(crate) fn standby(
-        leader: NodeId,
-        voters: &[NodeId],
-    ) -> aurora_core::failover::FailoverStatus {
-        aurora_core::failover::FailoverStatus {
-            mode: aurora_core::failover::FailoverMode::ActivePassive,
+    pub(crate) fn standby(leader: NodeId, voters: &[NodeId]) -> aurora_core::FailoverStatus {
+        aurora_core::FailoverStatus {
+            mode: aurora_core::FailoverMode::ActivePassive,
             leader: Some(leader),
-            epoch: aurora_core::failover::Epoch(3),
+            epoch: aurora_core::Epoch(3),
             this_node_holds_lease: false,
             lease_until: None,
             serving: false,

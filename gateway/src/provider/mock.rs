@@ -19,7 +19,7 @@
 //! `max_tokens` / `max_completion_tokens` cut the answer short with
 //! `finish_reason: "length"`, as a real model would.
 
-use aurora_core::hash::fnv1a64;
+use aurora_core::fnv1a64;
 
 use crate::config::MockDefaults;
 use crate::openai::types::ChatMessage;

@@ -27,8 +27,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use aurora_core::persist::{decode_entry, encode_entry, encode_key};
 use aurora_core::state::store::Entry;
+use aurora_core::{decode_entry, encode_entry, encode_key};
 use rusqlite::{Connection, OpenFlags};
 
 use super::history::{self, AtError, ReadError, Window};

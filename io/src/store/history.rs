@@ -35,8 +35,8 @@
 //!   change). A node killed and not restarted cannot know it stopped: until its next
 //!   start records the gap, its file answers times after the crash with what it held. Everything else is an [`AtError`] saying which.
 
-use aurora_core::persist::{decode_entry, encode_key};
 use aurora_core::state::store::{Entry, Key};
+use aurora_core::{decode_entry, encode_key};
 use rusqlite::{Connection, Transaction};
 
 /// How often (store clock, ms) a commit also prunes versions older than the retention.

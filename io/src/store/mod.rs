@@ -42,8 +42,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use aurora_core::persist::{decode_entry, encode_entry, encode_key};
 use aurora_core::state::store::{Entry, Key};
+use aurora_core::{decode_entry, encode_entry, encode_key};
 use aurora_core::{Incarnation, Life, NodeId, PersistBatch, PersistItem, Restored};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction};
 
@@ -224,7 +224,7 @@ impl Store {
         let (incarnation, own_seq, epoch, roster) = identity.unwrap_or((None, 0, 0, None));
         let roster = roster
             .map(|bytes| {
-                aurora_core::persist::decode_roster(&bytes).map_err(|_| StoreError::Corrupt {
+                aurora_core::decode_roster(&bytes).map_err(|_| StoreError::Corrupt {
                     path: self.path.clone(),
                     detail: "the failover roster in table `identity` does not decode".into(),
                 })
@@ -241,7 +241,7 @@ impl Store {
             incarnation: incarnation.map(|i| Incarnation(from_sql_u64(i))),
             entries,
             own_seq: from_sql_u64(own_seq),
-            epoch: (epoch > 0).then(|| aurora_core::failover::Epoch(from_sql_u64(epoch))),
+            epoch: (epoch > 0).then(|| aurora_core::Epoch(from_sql_u64(epoch))),
             roster,
             bindings,
         })
@@ -471,7 +471,7 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem, now: i64) -> rusqlite::R
         }
         PersistItem::Roster(state) => {
             tx.prepare_cached("UPDATE identity SET roster = ?1 WHERE id = 1")?
-                .execute([aurora_core::persist::encode_roster(state)])?;
+                .execute([aurora_core::encode_roster(state)])?;
         }
         PersistItem::Binding { node, life } => match life {
             Some(life) => {

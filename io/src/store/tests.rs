@@ -339,7 +339,7 @@ fn an_undecodable_entry_is_a_corrupt_file_not_a_reset() -> Result<(), StoreError
 
 #[test]
 fn failover_epoch_and_roster_survive_a_restart() -> Result<(), StoreError> {
-    use aurora_core::failover::{Epoch, Roster, RosterState, RosterVersion};
+    use aurora_core::{Epoch, Roster, RosterState, RosterVersion};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("node.db");
     let state = RosterState {

@@ -4,7 +4,7 @@
 
 use core::time::Duration;
 
-use aurora_core::failover::FailoverMode;
+use aurora_core::FailoverMode;
 use aurora_core::{Life, Liveness, Millis, NodeId, Origin};
 
 use super::{id, secs, Report};

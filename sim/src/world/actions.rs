@@ -224,7 +224,7 @@ impl World {
                 rumors: vec![rumor],
             },
             Message::Lease(LeaseMessage::Release {
-                epoch: aurora_core::failover::Epoch(u64::MAX / 2),
+                epoch: aurora_core::Epoch(u64::MAX / 2),
             }),
         ];
         let targets: Vec<usize> = (0..self.nodes.len())

@@ -17,18 +17,18 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use aurora_core::failover::{FailoverMode, LeaseMessage};
-use aurora_core::rng::DetRng;
 use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::replica::StateTiming;
 use aurora_core::state::store::{Key, Store, Usage};
 use aurora_core::testing::{self, Driver, Host};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
+use aurora_core::DetRng;
 use aurora_core::{
     Addr, Channel, ClusterId, Command, Config, Event, Identity, Incarnation, Life, LocalChange,
     MemberChange, MemberMeta, Millis, Node, NodeId, Now, Origin, PersistBatch, Restored, Role,
     Timing, Transmit,
 };
+use aurora_core::{FailoverMode, LeaseMessage};
 
 use crate::faults::{self, FaultKind, FaultProfile};
 use crate::net::{self, Fate, LinkConditions, PartitionKind, Partitions};
@@ -338,7 +338,7 @@ impl World {
         let founders = self
             .params
             .nodes
-            .min(aurora_core::failover::FailoverConfig::default().max_voters as usize);
+            .min(aurora_core::FailoverConfig::default().max_voters as usize);
         if i < founders {
             founders as u32
         } else {
@@ -382,9 +382,9 @@ impl World {
             cluster: self.cluster,
             timing: self.params.timing.clone(),
             state: self.params.state.clone(),
-            failover: aurora_core::failover::FailoverConfig {
+            failover: aurora_core::FailoverConfig {
                 expected_voters: self.bootstrap_expect(i),
-                ..aurora_core::failover::FailoverConfig::with_mode(self.failover_mode)
+                ..aurora_core::FailoverConfig::with_mode(self.failover_mode)
             },
             admission: self.params.admission,
         };

@@ -35,7 +35,7 @@ pub struct SimParams {
     /// The last initial node is a witness: it votes, never leads, never serves.
     pub witness: bool,
     /// How nodes treat an id they have no binding for.
-    pub admission: aurora_core::identity::Admission,
+    pub admission: aurora_core::Admission,
 }
 
 impl Default for SimParams {
@@ -58,7 +58,7 @@ impl Default for SimParams {
             preload_records: 0,
             failover_mode: None,
             witness: false,
-            admission: aurora_core::identity::Admission::Auto,
+            admission: aurora_core::Admission::Auto,
         }
     }
 }

@@ -80,14 +80,20 @@ pub enum Command {
 /// A command the node refused; the node's state is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
+    /// A broadcast payload above [`MAX_APP_PAYLOAD`] bytes.
     #[error("broadcast payload of {0} bytes exceeds the {MAX_APP_PAYLOAD}-byte limit")]
     PayloadTooLarge(usize),
+    /// `UpdateMeta` with metadata that does not validate.
     #[error("invalid metadata: {0}")]
     InvalidMeta(ConfigError),
+    /// Any command after the node left.
     #[error("the node has left the cluster")]
     Left,
+    /// `Put` of a record that does not validate (or whose id does not match).
     #[error("invalid record: {0}")]
     InvalidRecord(RecordError),
+    /// `Switchover` refused: single_node mode, not the leader, the target already
+    /// leads or may not lead.
     #[error("switchover refused: {0}")]
     Switchover(SwitchoverError),
 }
@@ -95,26 +101,35 @@ pub enum CommandError {
 /// Bytes to send to a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
+    /// The peer's gossip address.
     pub to: Addr,
+    /// Datagram (gossip, probes, leases) or stream (anti-entropy sync).
     pub channel: Channel,
+    /// The encoded envelope, ready to send as it is.
     pub bytes: Vec<u8>,
 }
 
 /// What the driver must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
+    /// Send these bytes (after committing every earlier `Persist`).
     Transmit(Transmit),
     /// Commit before any later `Transmit`.
     Persist(PersistBatch),
+    /// Report: log, count, forward to subscribers.
     Event(Event),
 }
 
 /// Traffic counters, for metrics and the simulator's bandwidth figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeMetrics {
+    /// Packets handed to `handle_datagram`/`handle_stream`.
     pub packets_in: u64,
+    /// Their bytes.
     pub bytes_in: u64,
+    /// Transmits output.
     pub packets_out: u64,
+    /// Their bytes.
     pub bytes_out: u64,
     /// Dropped packets, indexed by [`DecodeError::index`].
     pub dropped: [u64; DecodeError::ALL.len()],
@@ -128,10 +143,12 @@ pub struct NodeMetrics {
     /// membership has no address for (a roster voter not yet, or no longer, known):
     /// not sent. The first for each such node is [`Event::FailoverUndeliverable`].
     pub failover_undeliverable: u64,
+    /// Membership's own counters (probes, suspicions, refutations, …).
     pub membership: MembershipStats,
 }
 
 impl NodeMetrics {
+    /// Every inbound packet dropped, whatever the reason.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum::<u64>() + self.identity_mismatch + self.pending_admission
     }
@@ -642,6 +659,7 @@ impl Node {
 
     // ---- read access -----------------------------------------------------------
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.membership.id()
     }
@@ -669,6 +687,7 @@ impl Node {
         NodeView::new(&self.membership, &self.replica, &self.failover)
     }
 
+    /// The configuration it was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -678,6 +697,8 @@ impl Node {
         self.membership.members()
     }
 
+    /// The counters now (a copy).
+    #[must_use]
     pub fn metrics(&self) -> NodeMetrics {
         NodeMetrics {
             membership: self.membership.stats(),

@@ -41,6 +41,15 @@ impl Trace {
         }
     }
 
+    /// A report that follows from what is already hashed (the deliveries and
+    /// events before it), kept as a line when replaying but not hashed, so adding
+    /// such a report to the core leaves every seed's trace hash as it was.
+    pub fn note(&mut self, at: Millis, who: &str, what: impl FnOnce() -> String) {
+        if let Some(lines) = self.lines.as_mut() {
+            lines.push(format!("{:>10} {:<6} {}", at.to_string(), who, what()));
+        }
+    }
+
     pub fn hash(&self) -> u64 {
         self.hash.finish()
     }

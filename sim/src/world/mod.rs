@@ -523,11 +523,15 @@ impl World {
                 let f = f.clone();
                 self.trace.event(self.now, &who, || format!("{f:?}"));
             }
-            Event::IdentityMismatch { .. }
-            | Event::AdmissionPending { .. }
-            | Event::FailoverUndeliverable { .. } => {
+            Event::IdentityMismatch { .. } | Event::AdmissionPending { .. } => {
                 let e = e.clone();
                 self.trace.event(self.now, &who, || format!("{e:?}"));
+            }
+            // A lease message with no address: a consequence of the membership
+            // and lease decisions already hashed, shown in replays only.
+            Event::FailoverUndeliverable { .. } => {
+                let e = e.clone();
+                self.trace.note(self.now, &who, || format!("{e:?}"));
             }
         }
     }

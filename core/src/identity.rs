@@ -362,7 +362,15 @@ pub(crate) mod tests {
                 addr: addr(1),
                 meta: meta(1),
             };
-            Node::new(config, identity, 1, restored, Now::at(T)).expect("valid config")
+            Node::new(
+                config,
+                identity,
+                crate::state::record::test_schema::arc(),
+                1,
+                restored,
+                Now::at(T),
+            )
+            .expect("valid config")
         }
 
         /// "n`n` is alive", sent by n`n` in `life`.

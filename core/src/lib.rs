@@ -53,6 +53,7 @@ pub use failover::{FailoverConfig, FailoverEvent, FailoverMode, FailoverStatus};
 pub use persist::{decode_entry, decode_roster, encode_entry, encode_key, encode_roster};
 pub use persist::{PersistBatch, PersistItem, Restored};
 pub use state::hlc::Hlc;
+pub use state::record::{CollectionId, RecordBytes, RecordError, RecordId, Schema};
 // ---- wire: the envelope's channel and decode errors ------------------------------
 pub use wire::{Channel, DecodeError, Liveness};
 // ---- deterministic helpers (stable across builds and platforms) ------------------

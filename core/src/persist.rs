@@ -142,7 +142,7 @@ mod tests {
     use super::*;
     use crate::failover::{Epoch, Roster, RosterState, RosterVersion};
     use crate::state::hlc::Hlc;
-    use crate::state::records::{Collection, RecordId};
+    use crate::state::record::{CollectionId, RecordId};
     use crate::state::store::{Usage, Value};
 
     fn origin(n: u64) -> crate::id::Origin {
@@ -158,8 +158,8 @@ mod tests {
     fn stored_values_encode_to_distinct_non_empty_bytes_that_read_back() {
         let budget = RecordId::new("team-a").expect("valid id");
         let keys = [
-            Key::Record(Collection::Budgets, budget.clone()),
-            Key::Record(Collection::AuthKeys, budget.clone()),
+            Key::Record(CollectionId(7), budget.clone()),
+            Key::Record(CollectionId(0), budget.clone()),
             Key::Usage {
                 budget: budget.clone(),
                 period: 7,

@@ -2,13 +2,14 @@
 //! contract check on, and the contract checker itself catches each broken promise
 //! (so a green run of the simulator or the fuzzer means the checks could have failed).
 
-use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::store::Key;
+use aurora_core::testing::test_schema::{self, NOTES};
 use aurora_core::testing::{Cluster, Contract, Host, Lossless};
 use aurora_core::wire::{self, MemberUpdate, Message, Rumor};
 use aurora_core::{
     Addr, Channel, ClusterId, Command, Config, Identity, Incarnation, Life, MemberMeta, Millis,
-    Node, NodeId, Now, PersistBatch, PersistItem, Restored, Role, Timing, Transmit,
+    Node, NodeId, Now, PersistBatch, PersistItem, RecordBytes, RecordId, Restored, Role, Timing,
+    Transmit,
 };
 
 const CLUSTER: ClusterId = ClusterId(0x7e57);
@@ -55,7 +56,15 @@ fn node(i: usize, disk: Restored, now: Now) -> Node {
         failover: Default::default(),
         admission: aurora_core::Admission::Auto,
     };
-    Node::new(config, identity, 40 + i as u64, disk, now).expect("valid config")
+    Node::new(
+        config,
+        identity,
+        test_schema::arc(),
+        40 + i as u64,
+        disk,
+        now,
+    )
+    .expect("valid config")
 }
 
 /// The wall clock of these tests runs `WALL - mono` ahead of the shared clock.
@@ -80,14 +89,8 @@ fn cluster_of(n: usize) -> Cluster<Lossless> {
     c
 }
 
-fn model(version: u64) -> Record {
-    Record::Model(Model {
-        provider_id: RecordId::new("mock").expect("valid id"),
-        upstream_model: format!("up-{version}"),
-        aliases: Vec::new(),
-        context_window: None,
-        enabled: true,
-    })
+fn model(version: u64) -> RecordBytes {
+    test_schema::note(&format!("up-{version}"))
 }
 
 #[test]
@@ -105,13 +108,14 @@ fn a_cluster_forms_and_replicates_with_every_contract_check_on() {
     }
     let m1 = RecordId::new("m1").expect("valid id");
     let put = Command::Put {
+        collection: NOTES,
         id: m1.clone(),
         record: model(1),
     };
     let written = c.with_node(0, |node, now| node.handle_command(now, put));
     assert!(matches!(written, Some(Ok(Some(_)))), "{written:?}");
     c.run_until(Millis(30_000));
-    let key = Key::Record(Collection::Models, m1);
+    let key = Key::Record(NOTES, m1);
     for h in &c.hosts {
         assert!(h.disk.entries.contains_key(&key), "committed everywhere");
         assert!(
@@ -140,6 +144,7 @@ fn a_crashed_host_restarts_from_what_it_committed() {
     let mut c = cluster_of(2);
     c.run_until(Millis(15_000));
     let put = Command::Put {
+        collection: NOTES,
         id: RecordId::new("m2").expect("valid id"),
         record: model(2),
     };
@@ -208,6 +213,7 @@ fn the_contract_catches_an_incarnation_announced_before_it_was_persisted() {
 fn the_contract_catches_a_write_sent_before_it_was_persisted() {
     let mut donor = cluster_of(1);
     let put = Command::Put {
+        collection: NOTES,
         id: RecordId::new("m3").expect("valid id"),
         record: model(3),
     };

@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 
 use aurora_core::state::hlc::{Hlc, HlcClock};
-use aurora_core::state::records::{Collection, Model, Record};
+use aurora_schema::{Collection, Model, Record};
 use aurora_core::state::replica::StateTiming;
 use aurora_core::state::store::{Entry, Key, Store, Usage, Value, VersionVector};
 use aurora_core::testing::{self, Driver, Host};
@@ -94,7 +94,7 @@ fn start(restored: Restored, now: Now) -> Node {
         addr: addr_of(SELF),
         meta: meta("self"),
     };
-    let mut node = Node::new(config(), identity, SEED, restored, now).expect("valid");
+    let mut node = Node::new(config(), identity, aurora_schema::GatewaySchema::arc(), SEED, restored, now).expect("valid");
     for member in [MEMBER_A, MEMBER_B] {
         let hello = Message::Gossip {
             rumors: vec![Rumor::Member(MemberUpdate::Alive {
@@ -313,10 +313,10 @@ impl Harness {
         } else {
             model(variant)
         };
-        let key = Key::Record(Collection::Models, id.clone());
+        let key = Key::Record(Collection::Models.id(), id.clone());
         let before = self.fuzzed().view().store().digest();
         let own_seq = self.fuzzed().view().own_seq();
-        let result = self.command(Command::Put { id, record });
+        let result = self.command(aurora_schema::put(id, &record));
         if invalid {
             assert!(
                 matches!(
@@ -334,9 +334,9 @@ impl Harness {
 
     fn delete(&mut self, id: u8) {
         let id = model_id(id);
-        let key = Key::Record(Collection::Models, id.clone());
+        let key = Key::Record(Collection::Models.id(), id.clone());
         let result = self.command(Command::Delete {
-            collection: Collection::Models,
+                collection: Collection::Models.id(),
             id,
         });
         self.check_written(&key, result);
@@ -373,8 +373,8 @@ impl Harness {
         let p = &mut self.peers[usize::from(peer % 2)];
         let (key, value) = match key % 6 {
             n @ 0..=3 => (
-                Key::Record(Collection::Models, model_id(n)),
-                Value::Record(model(variant & 0x7f)),
+                Key::Record(Collection::Models.id(), model_id(n)),
+                Value::Record(aurora_schema::encode(&model(variant & 0x7f))),
             ),
             n => (
                 Key::Usage {

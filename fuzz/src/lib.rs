@@ -41,7 +41,7 @@
 use core::time::Duration;
 
 use aurora_core::state::hlc::{Hlc, HlcClock};
-use aurora_core::state::records::{Collection, Model, Record, RecordId};
+use aurora_schema::{Collection, Model, Record, RecordId};
 use aurora_core::state::store::{Entry, Key, Usage, Value};
 use aurora_core::wire::{HEADER_LEN, MAGIC, PROTOCOL_VERSION};
 use aurora_core::{Addr, ClusterId, Life, NodeId, Origin};
@@ -373,8 +373,8 @@ pub fn merge_entries(data: &[u8]) -> MergeInput {
         let tombstone = k & 8 != 0;
         let (key, value) = match (k & 7) % 5 {
             n @ 0..=2 => (
-                Key::Record(Collection::Models, model_id(n)),
-                Value::Record(model(v)),
+                Key::Record(Collection::Models.id(), model_id(n)),
+                Value::Record(aurora_schema::encode(&model(v))),
             ),
             n => (
                 Key::Usage {

@@ -613,9 +613,8 @@ fn announce_auth(
     if auth != AuthMode::Open {
         return;
     }
-    let keys = state.state_view.snapshot().records
-        [aurora_core::state::records::Collection::AuthKeys as usize]
-        .len();
+    let keys =
+        state.state_view.snapshot().records[aurora_schema::Collection::AuthKeys as usize].len();
     if AuthMode::default_for(listen, clustered) == AuthMode::Open {
         if keys == 0 {
             tracing::info!(

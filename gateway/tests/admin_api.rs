@@ -347,7 +347,7 @@ async fn a_key_secret_is_shown_once_and_only_its_hash_is_kept() {
         server
             .state
             .state_view
-            .record(aurora_core::state::records::Collection::AuthKeys, &id)
+            .record(aurora_schema::Collection::AuthKeys, &id)
     );
     assert!(!stored.contains(&secret));
 
@@ -587,7 +587,7 @@ async fn a_lone_leader_lists_its_roster_and_refuses_what_it_cannot_do() {
 /// of the catalog, with a gauge: no node ever reads `AWS_SECRET_ACCESS_KEY` for it.
 #[tokio::test]
 async fn api_key_env_outside_the_provider_prefix_is_refused_and_skipped() {
-    use aurora_core::state::records::{Provider, ProviderKind, Record, RecordId};
+    use aurora_schema::{Provider, ProviderKind, Record, RecordId};
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NodeServer::start(dir.path()).await;
     let provider = |var: &str| {

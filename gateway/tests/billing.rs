@@ -9,15 +9,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aurora_core::state::records::{
-    AuthKey, Budget, BudgetPeriod, Model as ModelRecord, Money, Pricing, Record, RecordId,
-    RoutingPolicy, Workflow,
-};
 use aurora_core::state::store::Usage;
 use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind};
 use aurora_gateway::policy::auth;
 use aurora_gateway::state::AppState;
 use aurora_gateway::usage::UsageLog;
+use aurora_schema::{
+    AuthKey, Budget, BudgetPeriod, Model as ModelRecord, Money, Pricing, Record, RecordId,
+    RoutingPolicy, Workflow,
+};
 use bytes::Bytes;
 use common::fake::{FakeUpstream, Reply as Scripted};
 use common::{send, Reply, TestServer, TOKEN};

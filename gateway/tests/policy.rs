@@ -9,14 +9,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurora_core::state::records::{
-    AuthKey, Budget, BudgetPeriod, Guardrail, GuardrailKind, Money, Pricing, Record, RecordId,
-    RoutingPolicy, Workflow,
-};
 use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind};
 use aurora_gateway::policy::auth;
 use aurora_gateway::state::AppState;
 use aurora_gateway::usage::UsageLog;
+use aurora_schema::{
+    AuthKey, Budget, BudgetPeriod, Guardrail, GuardrailKind, Money, Pricing, Record, RecordId,
+    RoutingPolicy, Workflow,
+};
 use bytes::Bytes;
 use common::fake::{FakeUpstream, Reply as Scripted};
 use common::{chat, send, sse_data, Reply, TestServer};

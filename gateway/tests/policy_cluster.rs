@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aurora_core::state::records::{AuthKey, Budget, BudgetPeriod, Collection, Record, RecordId};
 use aurora_core::state::store::Usage;
 use aurora_gateway::metrics::Metrics;
 use aurora_gateway::openai::types::ChatCompletionRequest;
 use aurora_gateway::policy::data::PolicyData;
 use aurora_gateway::policy::{auth, Policy, Served, Settled, TokenUsage};
+use aurora_schema::{AuthKey, Budget, BudgetPeriod, Collection, Record, RecordId};
 
 /// How usage travels from the node that recorded it to the others.
 #[derive(Clone, Copy, Debug, Default)]

@@ -263,6 +263,7 @@ pub fn start(
     let node = Node::new(
         cfg.config,
         cfg.identity.clone(),
+        aurora_schema::GatewaySchema::arc(),
         cfg.seed,
         restored,
         clock.read(),

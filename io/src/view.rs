@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 
 use std::collections::BTreeMap;
 
-use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::replica::SyncLag;
 use aurora_core::state::store::{Key, Store, Usage, Value};
-use aurora_core::Admission;
+use aurora_core::{Admission, RecordId};
 use aurora_core::{Incarnation, Life, Liveness, MemberMeta, Millis, NodeId, Origin};
+use aurora_schema::{Collection, Record};
 
 use crate::transport::TransportStats;
 
@@ -202,6 +202,15 @@ impl ClusterView {
 /// Usage counters keyed by (budget, period).
 pub type UsageMap = imbl::OrdMap<(RecordId, u64), Usage>;
 
+/// The typed record in `bytes` of `collection`, with its slot in
+/// [`StateSnapshot::records`]. `None` for bytes the schema does not read, which the
+/// node never merges (it validates every record against the same schema), so a
+/// snapshot holds only records the gateway can act on.
+fn typed(collection: aurora_core::CollectionId, bytes: &[u8]) -> Option<(usize, Record)> {
+    let record = aurora_schema::decode(collection, bytes).ok()?;
+    Some((record.collection() as usize, record))
+}
+
 /// An immutable copy of the replicated store's live records and usage counters.
 ///
 /// Why persistent maps (`imbl`): a clone is O(1) and an update O(log n) with
@@ -238,8 +247,10 @@ impl StateSnapshot {
         let mut open: Option<((RecordId, u64), Usage)> = None;
         for entry in store.entries() {
             match (&entry.key, &entry.value) {
-                (Key::Record(collection, id), Some(Value::Record(record))) => {
-                    snapshot.records[*collection as usize].insert(id.clone(), record.clone());
+                (Key::Record(collection, id), Some(Value::Record(bytes))) => {
+                    if let Some((slot, record)) = typed(*collection, bytes.as_slice()) {
+                        snapshot.records[slot].insert(id.clone(), record);
+                    }
                 }
                 // Tombstones (and a value of the wrong kind, which the store
                 // refuses anyway) are not live records.
@@ -286,10 +297,16 @@ impl StateSnapshot {
     pub fn apply_key(&mut self, store: &Store, own: Origin, key: &Key) {
         match key {
             Key::Record(collection, id) => {
-                let map = &mut self.records[*collection as usize];
-                match store.record(*collection, id) {
-                    Some(record) => {
-                        map.insert(id.clone(), record.clone());
+                let Some(c) = Collection::from_id(*collection) else {
+                    return;
+                };
+                let map = &mut self.records[c as usize];
+                match store
+                    .record(*collection, id)
+                    .and_then(|bytes| typed(*collection, bytes.as_slice()))
+                {
+                    Some((_, record)) => {
+                        map.insert(id.clone(), record);
                     }
                     None => {
                         map.remove(id);
@@ -357,23 +374,25 @@ impl StateSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurora_core::state::records::{Budget, BudgetPeriod};
     use aurora_core::state::store::Entry;
     use aurora_core::Hlc;
+    use aurora_schema::{Budget, BudgetPeriod};
     use std::time::Instant;
 
     fn budget_entry(i: u64, wall: u64) -> Entry {
         Entry {
             key: Key::Record(
-                Collection::Budgets,
+                Collection::Budgets.id(),
                 RecordId::new(format!("budget-{i}")).expect("id"),
             ),
-            value: Some(Value::Record(Record::Budget(Budget {
-                name: format!("Budget {i}"),
-                limit: None,
-                max_requests: Some(i),
-                period: BudgetPeriod::Daily,
-            }))),
+            value: Some(Value::Record(aurora_schema::encode(&Record::Budget(
+                Budget {
+                    name: format!("Budget {i}"),
+                    limit: None,
+                    max_requests: Some(i),
+                    period: BudgetPeriod::Daily,
+                },
+            )))),
             hlc: Hlc {
                 wall,
                 logical: 0,

@@ -13,7 +13,6 @@ use aurora_core::Millis;
 
 use crate::faults::FaultProfile;
 use crate::net::LinkConditions;
-use aurora_core::Command;
 
 use crate::run::{quantile, run_seeds, Figures};
 use crate::world::{Action, ProfileSpec, SimParams, Workload, World};
@@ -339,7 +338,7 @@ pub fn write_propagation(nodes: usize, writes: usize, seed: u64) -> Measured {
         w.run_until(t);
         let node = rng.below(nodes);
         let (id, record) = crate::world::sample_model(k, 1);
-        if let Some(hlc) = w.command(node, Command::Put { id, record }) {
+        if let Some(hlc) = w.command(node, aurora_schema::put(id, &record)) {
             sent.push((hlc, t));
         }
         t = t + Duration::from_millis(200);
@@ -415,7 +414,7 @@ pub fn partition_heal(seed: u64) -> Vec<String> {
     while t < heal {
         w.run_until(t);
         let (id, record) = crate::world::sample_model(k % 50, k as u64);
-        w.command(rng.below(nodes), Command::Put { id, record });
+        w.command(rng.below(nodes), aurora_schema::put(id, &record));
         k += 1;
         t = t + Duration::from_millis(500);
     }
@@ -442,8 +441,8 @@ pub fn anti_entropy_bytes() -> Vec<String> {
         .map(|k| {
             let (id, record) = crate::world::sample_model(k, 1);
             Entry {
-                key: Key::Record(aurora_core::state::records::Collection::Models, id),
-                value: Some(Value::Record(record)),
+                key: Key::Record(aurora_schema::Collection::Models.id(), id),
+                value: Some(Value::Record(aurora_schema::encode(&record))),
                 hlc: aurora_core::Hlc {
                     wall: 1_000 + k as u64,
                     logical: 0,
@@ -520,9 +519,9 @@ pub fn merge_throughput() -> Vec<String> {
 
 /// Merge throughput with `budgets` × 4 periods × 50 nodes keys.
 fn merge_throughput_over(budget_count: usize) -> Vec<String> {
-    use aurora_core::state::records::RecordId;
     use aurora_core::state::store::{Entry, Key, Store, Usage, Value};
     use aurora_core::NodeId;
+    use aurora_schema::RecordId;
     let n = 1_000_000usize;
     let budgets: Vec<RecordId> = (0..budget_count)
         .filter_map(|b| RecordId::new(format!("budget-{b}")).ok())

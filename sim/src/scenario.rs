@@ -377,9 +377,8 @@ fn injected_tombstone_bug_is_caught(seed: u64) -> Report {
 }
 
 fn wiped_disk_keeps_numbering(seed: u64) -> Report {
-    use aurora_core::state::records::Collection;
     use aurora_core::state::store::Key;
-    use aurora_core::Command;
+    use aurora_schema::Collection;
     let params = SimParams {
         nodes: 3,
         profile: ProfileSpec::Fixed(FaultProfile::none()),
@@ -391,7 +390,7 @@ fn wiped_disk_keeps_numbering(seed: u64) -> Report {
     let mut w = World::new(seed, params);
     let put = |w: &mut World, k: usize| {
         let (id, record) = crate::world::sample_model(k, 1);
-        w.command(1, Command::Put { id, record })
+        w.command(1, aurora_schema::put(id, &record))
     };
     w.run_until(Millis(5_000));
     for k in 0..10 {
@@ -428,7 +427,9 @@ fn wiped_disk_keeps_numbering(seed: u64) -> Report {
         let missing: Vec<usize> = (0..15)
             .filter(|&k| {
                 let (id, _) = crate::world::sample_model(k, 1);
-                store.get(&Key::Record(Collection::Models, id)).is_none()
+                store
+                    .get(&Key::Record(Collection::Models.id(), id))
+                    .is_none()
             })
             .collect();
         if !missing.is_empty() {
@@ -448,9 +449,9 @@ fn wiped_disk_keeps_numbering(seed: u64) -> Report {
 }
 
 fn tombstone_gc_no_resurrection(seed: u64) -> Report {
-    use aurora_core::state::records::Collection;
     use aurora_core::state::store::Key;
     use aurora_core::Command;
+    use aurora_schema::Collection;
     let mut params = SimParams {
         profile: ProfileSpec::Fixed(FaultProfile::none()),
         workload: crate::world::Workload::none(),
@@ -461,22 +462,16 @@ fn tombstone_gc_no_resurrection(seed: u64) -> Report {
     params.state.tombstone_ttl = secs(20);
     let mut w = World::new(seed, params);
     let (id, record) = crate::world::sample_model(7, 1);
-    let key = Key::Record(Collection::Models, id.clone());
+    let key = Key::Record(Collection::Models.id(), id.clone());
     w.run_until(Millis(5_000));
-    w.command(
-        0,
-        Command::Put {
-            id: id.clone(),
-            record,
-        },
-    );
+    w.command(0, aurora_schema::put(id.clone(), &record));
     // n5 has the record on disk when it goes down.
     w.at(secs(8), Action::Crash(4));
     w.run_until(Millis(10_000));
     let deleted = w.command(
         1,
         Command::Delete {
-            collection: Collection::Models,
+            collection: Collection::Models.id(),
             id,
         },
     );

@@ -89,9 +89,8 @@ fn invalid_timing_is_a_reported_failure_not_an_abort() {
 /// were never lost. The check now looks at the crashed origin's disk instead.
 #[test]
 fn a_write_acknowledged_right_before_a_permanent_crash_is_owed_by_its_disk() {
-    use aurora_core::state::records::Collection;
     use aurora_core::state::store::Key;
-    use aurora_core::Command;
+    use aurora_schema::Collection;
     let params = SimParams {
         profile: ProfileSpec::Fixed(FaultProfile::none()),
         safety: Duration::from_secs(10),
@@ -104,15 +103,9 @@ fn a_write_acknowledged_right_before_a_permanent_crash_is_owed_by_its_disk() {
     w.run_until(aurora_core::Millis::ZERO + at);
     let (id, record) = aurora_sim::world::sample_model(1, 7);
     let hlc = w
-        .command(
-            4,
-            Command::Put {
-                id: id.clone(),
-                record,
-            },
-        )
+        .command(4, aurora_schema::put(id.clone(), &record))
         .expect("an active node with a known history writes");
-    let key = Key::Record(Collection::Models, id);
+    let key = Key::Record(Collection::Models.id(), id);
     w.obs.acked(key.clone(), hlc, true);
     // Crashed in the same instant: the write never left its rumour queue.
     w.at(at, Action::Crash(4));

@@ -18,6 +18,7 @@
 //! same sequence of calls, a node produces the same outputs, byte for byte.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, Identity, MemberMeta};
 use crate::event::Event;
@@ -29,7 +30,7 @@ use crate::outbox::{Effect, Outbox};
 use crate::persist::{PersistBatch, PersistItem, Restored};
 use crate::rng::DetRng;
 use crate::state::hlc::Hlc;
-use crate::state::records::{Collection, Record, RecordError, RecordId};
+use crate::state::record::{CollectionId, RecordBytes, RecordError, RecordId, Schema};
 use crate::state::replica::Replica;
 use crate::state::store::{Key, Usage, Value};
 use crate::time::{Millis, Now};
@@ -53,10 +54,15 @@ pub enum Command {
     Broadcast(Vec<u8>),
     /// Create or replace a record. The node answers with the write's timestamp;
     /// the write is durable once the `Persist` batch that follows is committed.
-    Put { id: RecordId, record: Record },
+    /// The node's [`Schema`] must accept `record` as one of `collection` under `id`.
+    Put {
+        collection: CollectionId,
+        id: RecordId,
+        record: RecordBytes,
+    },
     /// Delete a record (a tombstone, replicated like any write).
     Delete {
-        collection: Collection,
+        collection: CollectionId,
         id: RecordId,
     },
     /// Add to this node's usage of a budget in a period (published in batches).
@@ -180,12 +186,14 @@ pub struct Node {
 
 impl Node {
     /// Builds a node. `seed` drives every random choice; `restored` is what the
-    /// driver read back from disk (empty on first start). A restarted node comes
-    /// back with an incarnation above any it announced, so its return overrides
-    /// the cluster's memory of its death.
+    /// driver read back from disk (empty on first start); `schema` says which records
+    /// are well formed (asked of every local and remote write). A restarted node
+    /// comes back with an incarnation above any it announced, so its return
+    /// overrides the cluster's memory of its death.
     pub fn new(
         config: Config,
         identity: Identity,
+        schema: Arc<dyn Schema>,
         seed: u64,
         restored: Restored,
         now: Now,
@@ -220,6 +228,7 @@ impl Node {
         }
         let replica = Replica::new(
             Origin::new(identity.id, life),
+            schema,
             config.state.clone(),
             restored.entries.into_values(),
             restored.own_seq,
@@ -507,11 +516,16 @@ impl Node {
             return Err(CommandError::Left);
         }
         let written = match command {
-            Command::Put { id, record } => {
-                record
-                    .validate_with_id(&id)
+            Command::Put {
+                collection,
+                id,
+                record,
+            } => {
+                self.replica
+                    .schema()
+                    .validate(collection, &id, record.as_slice())
                     .map_err(CommandError::InvalidRecord)?;
-                let key = Key::Record(record.collection(), id);
+                let key = Key::Record(collection, id);
                 Some(
                     self.replica
                         .write(now, key, Some(Value::Record(record)), &mut self.outbox),
@@ -755,7 +769,15 @@ mod undeliverable_tests {
             }),
             ..Restored::default()
         };
-        Node::new(config, identity, 7, restored, now).expect("valid config")
+        Node::new(
+            config,
+            identity,
+            crate::state::record::test_schema::arc(),
+            7,
+            restored,
+            now,
+        )
+        .expect("valid config")
     }
 
     /// Runs the node's timers for `span` ms; returns what it output.
@@ -824,12 +846,13 @@ mod undeliverable_tests {
     /// wall clock while the node runs (NTP, an operator) stamps the next write.
     #[test]
     fn each_call_brings_its_wall_clock_and_writes_follow_it() {
-        use crate::state::records::{Collection, RecordId};
+        use crate::state::record::test_schema::NOTES;
+        use crate::state::record::RecordId;
         const W: u64 = 1_800_000_000_000;
         let mut node = restarted_voter(Now::new(T, W));
         let _ = std::iter::from_fn(|| node.poll_output()).count();
         let delete = || Command::Delete {
-            collection: Collection::Models,
+            collection: NOTES,
             id: RecordId::new("m1").expect("valid id"),
         };
         let first = node.handle_command(Now::new(T, W), delete());

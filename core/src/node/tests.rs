@@ -12,6 +12,7 @@ use crate::membership::MemberChange;
 use crate::node::{Command, Node, Output};
 use crate::persist::{PersistBatch, PersistItem, Restored};
 use crate::round::Effect;
+use crate::state::record::test_schema;
 use crate::testing::Host;
 use crate::time::{Millis, Now};
 use crate::wire::{Channel, Liveness, Message, PushPullKind};
@@ -29,7 +30,15 @@ fn config(timing: Timing) -> Config {
 }
 
 fn new_node(n: u64, restored: Restored, now: Millis) -> Node {
-    Node::new(config(timing()), identity(n), n, restored, Now::at(now)).expect("valid config")
+    Node::new(
+        config(timing()),
+        identity(n),
+        test_schema::arc(),
+        n,
+        restored,
+        Now::at(now),
+    )
+    .expect("valid config")
 }
 
 fn outputs(node: &mut Node) -> Vec<Output> {
@@ -102,7 +111,17 @@ fn every_datagram_sent_under_a_valid_config_is_accepted_by_peers() {
     assert_eq!(config.validate(), Ok(()));
     let me = identity(1);
     let mut host = Host::new(CLUSTER, me.id, me.life);
-    host.boot(Node::new(config, me, 1, Restored::default(), Now::at(START)).unwrap());
+    host.boot(
+        Node::new(
+            config,
+            me,
+            test_schema::arc(),
+            1,
+            Restored::default(),
+            Now::at(START),
+        )
+        .unwrap(),
+    );
     let node = host.node.as_mut().expect("running");
     let hello = crate::wire::encode(
         CLUSTER,

@@ -1,8 +1,8 @@
 //! Replicated control-plane state.
 //!
 //! - [`hlc`]: hybrid logical clocks, the order of writes;
-//! - [`records`]: the typed records of each collection, with validation;
-//!   [`record_wire`]: their serde forms, and how a record gains a field;
+//! - [`record`]: what the core knows of a record (collection id, record id, bytes)
+//!   and the [`record::Schema`] it asks whether a record is well formed;
 //! - [`seqset`]: per-origin sets of applied sequence numbers (version vectors
 //!   with gaps);
 //! - [`store`]: last-writer-wins registers, usage counters, digests and deltas;
@@ -10,8 +10,7 @@
 //!   anti-entropy, usage flushing, tombstone collection).
 
 pub mod hlc;
-pub mod record_wire;
-pub mod records;
+pub mod record;
 pub mod replica;
 pub mod seqset;
 pub mod store;

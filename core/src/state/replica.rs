@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::hlc::{Hlc, HlcClock};
-use super::records::RecordId;
+use super::record::{RecordId, Schema};
 use super::store::{Delta, Entry, Key, Merge, Store, Usage, Value, VersionVector};
 use crate::id::{Addr, NodeId, Origin};
 use crate::outbox::Outbox;
@@ -107,6 +107,8 @@ enum Timer {
 pub struct Replica {
     /// This node in its storage life: the origin of its writes.
     origin: Origin,
+    /// What a well-formed record is, and which records own usage counters.
+    schema: std::sync::Arc<dyn Schema>,
     timing: StateTiming,
     clock: HlcClock,
     store: Store,
@@ -132,6 +134,7 @@ impl Replica {
     /// be learnt from peers first (see [`Origin`]).
     pub(crate) fn new(
         origin: Origin,
+        schema: std::sync::Arc<dyn Schema>,
         timing: StateTiming,
         restored: impl IntoIterator<Item = Entry>,
         own_seq: u64,
@@ -158,6 +161,7 @@ impl Replica {
         timers.set(now + collect_period(&timing), Timer::Collect);
         Replica {
             origin,
+            schema,
             timing,
             clock,
             store,
@@ -194,6 +198,11 @@ impl Replica {
             .and_then(|(_, ranges)| ranges.iter().map(|r| r.end).max())
             .unwrap_or(0);
         self.learn_own_seq(own, out);
+    }
+
+    /// The schema the node was given: what a well-formed record is.
+    pub fn schema(&self) -> &dyn Schema {
+        &*self.schema
     }
 
     /// The origin of this node's writes.
@@ -337,7 +346,7 @@ impl Replica {
         let wall = self.wall(now);
         let mut applied = Vec::new();
         for e in entries {
-            if !e.is_well_formed() {
+            if !e.is_well_formed(&*self.schema) {
                 self.stats.invalid_entries += 1;
                 continue;
             }
@@ -415,7 +424,7 @@ impl Replica {
                     let collected = self.store.collect_tombstones(horizon);
                     self.stats.tombstones_collected += collected.len() as u64;
                     forget(collected, out);
-                    let compacted = self.store.compact_old_usage(self.wall(now));
+                    let compacted = self.store.compact_old_usage(self.wall(now), &*self.schema);
                     self.stats.usage_compacted += compacted.len() as u64;
                     forget(compacted, out);
                 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
-use super::records::{BudgetPeriod, Collection, Record, RecordId};
+use super::record::{CollectionId, RecordBytes, RecordId, Schema};
 use super::seqset::{SeqRange, SeqSet};
 use crate::hash::Fnv64;
 use crate::id::{Life, NodeId, Origin};
@@ -52,7 +52,7 @@ impl Usage {
 /// What a register is keyed by.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Key {
-    Record(Collection, RecordId),
+    Record(CollectionId, RecordId),
     /// One node's usage of one budget in one period, counted per storage life
     /// (an [`Origin`]): a node that lost its disk starts a new counter rather than
     /// overwriting its earlier life's total with a smaller one.
@@ -66,7 +66,8 @@ pub enum Key {
 /// What a register holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Value {
-    Record(Record),
+    /// A record in the schema's encoding.
+    Record(RecordBytes),
     Usage(Usage),
 }
 
@@ -87,12 +88,13 @@ impl Entry {
     }
 
     /// Whether an entry from a peer may be merged: the value is of the key's kind
-    /// (a record of the key's collection, usage under a usage key), and ids and
-    /// records pass validation. Decoding alone checks none of this.
-    pub fn is_well_formed(&self) -> bool {
+    /// (a record of the key's collection, as `schema` judges it, or usage under a
+    /// usage key), and ids and records pass validation. Decoding alone checks none
+    /// of this.
+    pub fn is_well_formed(&self, schema: &dyn Schema) -> bool {
         match (&self.key, &self.value) {
             (Key::Record(collection, id), Some(Value::Record(record))) => {
-                record.collection() == *collection && record.validate_with_id(id).is_ok()
+                schema.validate(*collection, id, record.as_slice()).is_ok()
             }
             (Key::Record(_, id), None) => id.validate().is_ok(),
             (Key::Usage { budget, .. }, Some(Value::Usage(_)) | None) => budget.validate().is_ok(),
@@ -226,22 +228,24 @@ impl Store {
     /// need not be hashed. Length prefixes keep different keys apart.
     fn fingerprint(e: &Entry) -> u64 {
         let mut h = Fnv64::new();
-        let mut text = |s: &str| {
+        let text = |h: &mut Fnv64, s: &[u8]| {
             h.write_u64(s.len() as u64);
-            h.write(s.as_bytes());
+            h.write(s);
         };
         match &e.key {
             Key::Record(collection, id) => {
-                text(collection.name());
-                text(id.as_str());
+                // The collection as 4 bytes of text: no usage key starts so (its
+                // text is "usage", 5 bytes).
+                text(&mut h, &collection.0.to_le_bytes());
+                text(&mut h, id.as_str().as_bytes());
             }
             Key::Usage {
                 budget,
                 period,
                 node,
             } => {
-                text("usage");
-                text(budget.as_str());
+                text(&mut h, b"usage");
+                text(&mut h, budget.as_str().as_bytes());
                 h.write_u64(*period);
                 h.write_u64(node.node.0);
                 h.write_u64(node.life.0);
@@ -272,7 +276,7 @@ impl Store {
     }
 
     /// The live record `id` of `collection`.
-    pub fn record(&self, collection: Collection, id: &RecordId) -> Option<&Record> {
+    pub fn record(&self, collection: CollectionId, id: &RecordId) -> Option<&RecordBytes> {
         match self
             .registers
             .get(&Key::Record(collection, id.clone()))?
@@ -285,7 +289,10 @@ impl Store {
     }
 
     /// Live records of one collection, by id.
-    pub fn records(&self, collection: Collection) -> impl Iterator<Item = (&RecordId, &Record)> {
+    pub fn records(
+        &self,
+        collection: CollectionId,
+    ) -> impl Iterator<Item = (&RecordId, &RecordBytes)> {
         self.registers
             .iter()
             .filter_map(move |(k, e)| match (k, &e.value) {
@@ -502,22 +509,29 @@ impl Store {
     /// on the budget records and the clock, so all nodes drop the same keys within
     /// the clock-skew bound, and the dropped writes' numbers stay seen, so no peer
     /// sends them again.
-    pub fn compact_old_usage(&mut self, wall_ms: u64) -> Vec<Key> {
-        let periods: BTreeMap<RecordId, Option<BudgetPeriod>> = self
+    pub fn compact_old_usage(&mut self, wall_ms: u64, schema: &dyn Schema) -> Vec<Key> {
+        let Some(owner) = schema.usage_owner() else {
+            return Vec::new();
+        };
+        let periods: BTreeMap<RecordId, Option<u64>> = self
             .registers
             .iter()
             .filter_map(|(k, e)| match (k, &e.value) {
-                (Key::Record(Collection::Budgets, id), Some(Value::Record(Record::Budget(b)))) => {
-                    Some((id.clone(), Some(b.period)))
+                (Key::Record(c, id), Some(Value::Record(r))) if *c == owner => {
+                    // A record the schema cannot place keeps its counters.
+                    Some((
+                        id.clone(),
+                        Some(schema.period_index(r.as_slice(), wall_ms)?),
+                    ))
                 }
-                (Key::Record(Collection::Budgets, id), None) => Some((id.clone(), None)),
+                (Key::Record(c, id), None) if *c == owner => Some((id.clone(), None)),
                 _ => None,
             })
             .collect();
         self.compact_usage(|budget, period| match periods.get(budget) {
             None => true,
             Some(None) => false,
-            Some(Some(p)) => period.saturating_add(1) >= p.index(wall_ms),
+            Some(Some(current)) => period.saturating_add(1) >= *current,
         })
     }
 

@@ -17,6 +17,8 @@ mod cluster;
 mod contract;
 mod host;
 
+/// The core's own tiny [`crate::Schema`] (notes and budgets), for harness tests.
+pub use crate::state::record::test_schema;
 pub use cluster::{Cluster, Delivery, Lossless, Network};
 pub use contract::{announced, carried, Contract, ContractCounts, Violation};
 pub use host::{drain, Driver, Host};

@@ -36,8 +36,9 @@ pub const MAGIC: [u8; 2] = *b"AU";
 /// The protocol version this build speaks. Bumped on any incompatible change
 /// (3: lease messages carry the voter roster; member metadata `bootstrap_expect`;
 /// 4: the header carries the sender's storage life, write origins and the roster
-/// name lives).
-pub const PROTOCOL_VERSION: u8 = 4;
+/// name lives; 5: a record value inside an entry is length-prefixed bytes, the
+/// schema's encoding, which the core does not parse).
+pub const PROTOCOL_VERSION: u8 = 5;
 pub const HEADER_LEN: usize = 31;
 const LIFE_AT: usize = 19;
 const CRC_AT: usize = 27;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aurora_core::state::records::{AuthKey, Collection, Record, RecordId};
+use aurora_schema::{AuthKey, Collection, Record, RecordId};
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;

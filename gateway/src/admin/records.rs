@@ -1,6 +1,6 @@
 //! CRUD of the replicated collections.
 //!
-//! Bodies are the record's own JSON shape (as `aurora_core::state::records` defines
+//! Bodies are the record's own JSON shape (as `aurora_schema` defines
 //! it) plus an optional `id`; answers are the same shape with `id` filled in. Shape
 //! errors and validation errors are 400 with `param` naming the field (`targets[0].weight`,
 //! `kind.deny_patterns.patterns`), an unknown id is 404 and creating an id that exists
@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use aurora_core::state::records::{Collection, Record, RecordError, RecordId};
+use aurora_schema::{Collection, Record, RecordError, RecordId};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;

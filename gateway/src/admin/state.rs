@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use aurora_core::state::records::{Collection, Record, RecordId};
+use aurora_schema::{Collection, Record, RecordId};
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;

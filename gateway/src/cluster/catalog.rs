@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
-use aurora_core::state::records::{self as rec, Collection, Record};
 use aurora_io::StateSnapshot;
+use aurora_schema::{self as rec, Collection, Record};
 
 use crate::catalog::records::MAX_WEIGHT;
 use crate::catalog::records::{Catalog, Model, Provider, ProviderKind, Route, RouteTarget};

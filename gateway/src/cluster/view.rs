@@ -22,10 +22,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::store::{Key, Usage};
 use aurora_core::Command;
 use aurora_io::{Commander, DriverError, StateSnapshot};
+use aurora_schema::{Collection, Record, RecordId};
 use tokio::sync::watch;
 
 /// A write the node did not take.
@@ -33,7 +33,7 @@ use tokio::sync::watch;
 pub enum WriteError {
     /// The record breaks a rule (the core validates again before writing).
     #[error("invalid record: {0}")]
-    Invalid(#[from] aurora_core::state::records::RecordError),
+    Invalid(#[from] aurora_schema::RecordError),
     /// The driver stopped or refused the command (storage failure, node left).
     #[error(transparent)]
     Driver(#[from] DriverError),
@@ -119,7 +119,7 @@ impl StateView {
             .collect()
     }
 
-    /// Cluster-wide usage of `budget` in `period` (see [`aurora_core::state::records::BudgetPeriod::index`]):
+    /// Cluster-wide usage of `budget` in `period` (see [`aurora_schema::BudgetPeriod::index`]):
     /// every node's published counter plus what this node recorded and has not
     /// published yet.
     pub fn usage(&self, budget: &RecordId, period: u64) -> Usage {
@@ -187,7 +187,7 @@ impl StateView {
         record.validate_with_id(&id)?;
         match &self.inner.backend {
             Backend::Driver(commander) => {
-                commander.command(Command::Put { id, record }).await?;
+                commander.command(aurora_schema::put(id, &record)).await?;
             }
             Backend::Detached(tx) => tx.send_modify(|snapshot| {
                 let s = Arc::make_mut(snapshot);
@@ -204,7 +204,7 @@ impl StateView {
         match &self.inner.backend {
             Backend::Driver(commander) => {
                 commander
-                    .command(Command::Delete { collection, id })
+                    .command(aurora_schema::delete(collection, id))
                     .await?;
             }
             Backend::Detached(tx) => tx.send_modify(|snapshot| {
@@ -219,7 +219,7 @@ impl StateView {
 
 /// The store key of a record, for callers that speak in keys.
 pub fn record_key(collection: Collection, id: RecordId) -> Key {
-    Key::Record(collection, id)
+    Key::Record(collection.id(), id)
 }
 
 fn sub(a: Usage, b: Usage) -> Usage {
@@ -241,7 +241,7 @@ fn max(a: Usage, b: Usage) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurora_core::state::records::{Budget, BudgetPeriod};
+    use aurora_schema::{Budget, BudgetPeriod};
 
     fn budget() -> Record {
         Record::Budget(Budget {

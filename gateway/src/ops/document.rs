@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::store::{Entry, Key, Value};
+use aurora_schema::{Collection, Record, RecordId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -35,8 +35,11 @@ impl Records {
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Records {
         let mut out = Records::default();
         for entry in entries {
-            if let (Key::Record(c, id), Some(Value::Record(r))) = (entry.key, entry.value) {
-                out.0[c as usize].insert(id, r);
+            if let (Key::Record(c, id), Some(Value::Record(bytes))) = (entry.key, entry.value) {
+                // The node merged only records its schema reads (this one).
+                if let Ok(r) = aurora_schema::decode(c, bytes.as_slice()) {
+                    out.0[r.collection() as usize].insert(id, r);
+                }
             }
         }
         out
@@ -109,8 +112,8 @@ impl Records {
             for (id, r) in &self.0[c as usize] {
                 let seq = out.len() as u64 + 1;
                 out.push(Entry {
-                    key: Key::Record(c, id.clone()),
-                    value: Some(Value::Record(r.clone())),
+                    key: Key::Record(c.id(), id.clone()),
+                    value: Some(Value::Record(aurora_schema::encode(r))),
                     hlc: aurora_core::Hlc {
                         wall: wall_ms,
                         logical: u32::try_from(seq).unwrap_or(u32::MAX),

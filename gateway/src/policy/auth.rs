@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use aurora_core::state::records::{AuthKey, Collection, Record, RecordId};
+use aurora_schema::{AuthKey, Collection, Record, RecordId};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

@@ -20,8 +20,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use aurora_core::state::records::{Budget, BudgetPeriod, Money, RecordId};
 use aurora_core::state::store::Usage;
+use aurora_schema::{Budget, BudgetPeriod, Money, RecordId};
 
 use super::{errors, Rejection};
 

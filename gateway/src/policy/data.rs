@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::store::Usage;
+use aurora_schema::{Collection, Record, RecordId};
 
 /// The reads and the one write the policy layer needs.
 pub trait PolicyData: Send + Sync + 'static {
@@ -81,11 +81,7 @@ impl MemoryData {
     }
 
     /// Inserts or replaces a record.
-    pub fn put(
-        &self,
-        id: &str,
-        record: Record,
-    ) -> Result<(), aurora_core::state::records::RecordError> {
+    pub fn put(&self, id: &str, record: Record) -> Result<(), aurora_schema::RecordError> {
         let id = RecordId::new(id)?;
         let mut inner = self.lock();
         inner.records.insert((record.collection(), id), record);

@@ -9,7 +9,7 @@
 //! What is "input": the text of every message — string contents and the `text` of
 //! content parts. Tool-call arguments, images and other fields are not scanned.
 
-use aurora_core::state::records::{Collection, Guardrail, GuardrailKind, Record, Workflow};
+use aurora_schema::{Collection, Guardrail, GuardrailKind, Record, Workflow};
 
 use super::data::PolicyData;
 use super::redact::{self, Categories};
@@ -169,7 +169,7 @@ fn for_each_text_mut(request: &mut ChatCompletionRequest, mut f: impl FnMut(&mut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurora_core::state::records::RoutingPolicy;
+    use aurora_schema::RoutingPolicy;
 
     fn request(contents: serde_json::Value) -> ChatCompletionRequest {
         serde_json::from_value(serde_json::json!({"model": "m", "messages": contents})).unwrap()
@@ -286,7 +286,7 @@ mod tests {
             name: "w".into(),
             guardrails: ids
                 .iter()
-                .map(|i| aurora_core::state::records::RecordId::new(*i).unwrap())
+                .map(|i| aurora_schema::RecordId::new(*i).unwrap())
                 .collect(),
             routing: RoutingPolicy::Weighted,
         };

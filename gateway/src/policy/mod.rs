@@ -56,10 +56,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
-use aurora_core::state::records::{
-    AuthKey, Budget, Collection, Money, Pricing, Record, RecordId, Workflow,
-};
 use aurora_core::state::store::Usage;
+use aurora_schema::{AuthKey, Budget, Collection, Money, Pricing, Record, RecordId, Workflow};
 
 use crate::metrics::Metrics;
 use crate::openai::types::ChatCompletionRequest;
@@ -559,7 +557,7 @@ fn workflow(data: &dyn PolicyData, id: &str) -> Option<Workflow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurora_core::state::records::BudgetPeriod;
+    use aurora_schema::BudgetPeriod;
 
     #[test]
     fn cost_bills_cached_tokens_at_their_rate() {

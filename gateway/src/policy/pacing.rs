@@ -59,8 +59,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
-use aurora_core::state::records::RecordId;
 use aurora_core::state::store::Usage;
+use aurora_schema::RecordId;
 
 /// The propagation delay assumed until one was measured: the 500 ms usage flush plus
 /// gossip on a LAN.

@@ -37,8 +37,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use aurora_core::state::records::{Collection, Money, Record, RecordId};
 use aurora_core::state::store::Usage;
+use aurora_schema::{Collection, Money, Record, RecordId};
 
 use super::data::PolicyData;
 use super::TokenUsage;

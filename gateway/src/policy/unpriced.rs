@@ -3,7 +3,7 @@
 //! Shown as warnings in `GET /admin/api/cluster/status` (every target of the live
 //! catalog) and on each record of `GET /admin/api/models`.
 
-use aurora_core::state::records::{Collection, Record};
+use aurora_schema::{Collection, Record};
 
 use super::data::PolicyData;
 use crate::state::AppState;

@@ -11,8 +11,8 @@
 use std::future::Future;
 use std::task::{Context, Waker};
 
-use aurora_core::state::records::{Collection, Record, RecordId};
 use aurora_core::state::store::Usage;
+use aurora_schema::{Collection, Record, RecordId};
 
 use super::data::PolicyData;
 use crate::cluster::StateView;

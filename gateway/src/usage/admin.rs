@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use aurora_core::state::records::Money;
+use aurora_schema::Money;
 use http::{Method, StatusCode};
 use serde::Serialize;
 

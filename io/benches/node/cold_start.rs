@@ -135,7 +135,15 @@ fn phases(path: &Path, runs: u64) -> Result<(), String> {
         steps[1].1.push(millis(t.elapsed()));
         let t = Instant::now();
         let now = Now::new(Millis::ZERO, wall_ms());
-        let node = Node::new(config, identity, 1, restored, now).map_err(|e| e.to_string())?;
+        let node = Node::new(
+            config,
+            identity,
+            aurora_schema::GatewaySchema::arc(),
+            1,
+            restored,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         steps[2].1.push(millis(t.elapsed()));
         let t = Instant::now();
         let snapshot = StateSnapshot::build(node.view().store(), node.view().origin());

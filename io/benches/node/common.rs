@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aurora_core::state::records::{AuthKey, Collection, Record, RecordId};
 use aurora_core::state::store::{Entry, Key, Value};
 use aurora_core::{Hlc, NodeId};
 use aurora_io::config::{self, ClusterSettings};
+use aurora_schema::{AuthKey, Collection, Record, RecordId};
 
 /// The cluster secret every bench node shares (loopback only).
 pub const SECRET: &str = "aurora-io-bench-secret-0123456789abcdef";
@@ -60,8 +60,8 @@ pub fn auth_key_entry(origin: NodeId, i: u64) -> Entry {
     let (id, record) = auth_key(i);
     let hour_ago = wall_ms().saturating_sub(3_600_000);
     Entry {
-        key: Key::Record(Collection::AuthKeys, id),
-        value: Some(Value::Record(record)),
+        key: Key::Record(Collection::AuthKeys.id(), id),
+        value: Some(Value::Record(aurora_schema::encode(&record))),
         hlc: Hlc {
             wall: hour_ago + i,
             logical: 0,

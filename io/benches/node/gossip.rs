@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use aurora_core::Command;
 use aurora_io::{Handle, Socket};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
@@ -217,7 +216,7 @@ async fn write_steadily(commander: aurora_io::Commander, rate: u64) {
     for i in 0.. {
         tick.tick().await;
         let (id, record) = auth_key(1_000_000 + i);
-        if let Err(e) = commander.command(Command::Put { id, record }).await {
+        if let Err(e) = commander.command(aurora_schema::put(id, &record)).await {
             eprintln!("write refused: {e}");
             return;
         }

@@ -263,8 +263,8 @@ fn batched_apply_is_one_transaction() -> Result<(), StoreError> {
 }
 
 fn usage_entry(node: u64, seq: u64, requests: u64) -> aurora_core::state::store::Entry {
-    use aurora_core::state::records::RecordId;
     use aurora_core::state::store::{Entry, Key, Usage, Value};
+    use aurora_schema::RecordId;
     Entry {
         key: Key::Usage {
             budget: RecordId::new("team-a").expect("valid id"),

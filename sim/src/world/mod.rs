@@ -17,7 +17,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::replica::StateTiming;
 use aurora_core::state::store::{Key, Store, Usage};
 use aurora_core::testing::{self, Driver, Host};
@@ -29,6 +28,7 @@ use aurora_core::{
     Timing, Transmit,
 };
 use aurora_core::{FailoverMode, LeaseMessage};
+use aurora_schema::{Collection, Model, Record, RecordId};
 
 use crate::faults::{self, FaultKind, FaultProfile};
 use crate::net::{self, Fate, LinkConditions, PartitionKind, Partitions};
@@ -392,7 +392,14 @@ impl World {
         let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
         let now = self.nodes[i].now(self.now);
         let disk = self.nodes[i].host.disk.clone();
-        let node = match Node::new(config, identity, seed, disk, now) {
+        let node = match Node::new(
+            config,
+            identity,
+            aurora_schema::GatewaySchema::arc(),
+            seed,
+            disk,
+            now,
+        ) {
             Ok(node) => node,
             Err(e) => panic!("simulator built an invalid node config: {e}"),
         };

@@ -68,8 +68,8 @@ pub(super) fn preloaded(n: usize) -> Vec<aurora_core::state::store::Entry> {
         .map(|k| {
             let (id, record) = sample_model(k, 0);
             Entry {
-                key: Key::Record(Collection::Models, id),
-                value: Some(Value::Record(record)),
+                key: Key::Record(Collection::Models.id(), id),
+                value: Some(Value::Record(aurora_schema::encode(&record))),
                 hlc: aurora_core::Hlc {
                     wall: EPOCH_MS - 1_000,
                     logical: k as u32,
@@ -111,15 +111,12 @@ impl World {
         let version = self.rng.next_u64() % 1_000_000;
         let command = if delete {
             Command::Delete {
-                collection: Collection::Models,
+                collection: Collection::Models.id(),
                 id: id.clone(),
             }
         } else {
             let (_, record) = sample_model(k, version);
-            Command::Put {
-                id: id.clone(),
-                record,
-            }
+            aurora_schema::put(id.clone(), &record)
         };
         let mut acked = None;
         self.with_node(i, |node, now| {
@@ -128,7 +125,7 @@ impl World {
             }
         });
         if let Some(hlc) = acked {
-            let key = Key::Record(Collection::Models, id);
+            let key = Key::Record(Collection::Models.id(), id);
             self.obs.acked(key, hlc, !delete);
         }
     }

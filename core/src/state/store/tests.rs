@@ -1,7 +1,7 @@
 //! Merge laws and anti-entropy deltas.
 
 use super::*;
-use crate::state::records::{Budget, BudgetPeriod};
+use crate::state::record::test_schema::{self, TestSchema, BUDGETS, NOTES};
 use proptest::prelude::*;
 
 fn budget(n: u8) -> RecordId {
@@ -217,22 +217,24 @@ fn a_reset_keeps_only_own_writes() {
 #[test]
 fn entries_whose_value_does_not_match_their_key_are_not_well_formed() {
     let mut e = entry(0, 1, 1, 1, Some(1));
-    assert!(e.is_well_formed());
-    e.key = Key::Record(super::super::records::Collection::Models, budget(0));
-    assert!(!e.is_well_formed(), "usage under a record key");
+    assert!(e.is_well_formed(&TestSchema));
+    e.key = Key::Record(NOTES, budget(0));
+    assert!(!e.is_well_formed(&TestSchema), "usage under a record key");
+    e.value = Some(Value::Record(test_schema::note("hello")));
+    assert!(e.is_well_formed(&TestSchema), "a note under a note key");
+    e.key = Key::Record(BUDGETS, budget(0));
+    assert!(!e.is_well_formed(&TestSchema), "a note under a budget key");
     e.value = None;
-    assert!(e.is_well_formed(), "a tombstone under a valid id");
+    assert!(
+        e.is_well_formed(&TestSchema),
+        "a tombstone under a valid id"
+    );
 }
 
-fn budget_entry(b: u8, period: BudgetPeriod, seq: u64, live: bool) -> Entry {
-    let record = Record::Budget(Budget {
-        name: format!("budget {b}"),
-        limit: None,
-        max_requests: Some(100),
-        period,
-    });
+fn budget_entry(b: u8, period_ms: u64, seq: u64, live: bool) -> Entry {
+    let record = test_schema::budget(period_ms);
     Entry {
-        key: Key::Record(Collection::Budgets, budget(b)),
+        key: Key::Record(BUDGETS, budget(b)),
         value: live.then_some(Value::Record(record)),
         hlc: Hlc {
             wall: seq,
@@ -259,17 +261,17 @@ fn usage_of_past_periods_and_deleted_budgets_is_compacted() {
     const HOUR: u64 = 3_600_000;
     let mut s = Store::default();
     // Budget 0 is hourly; at 10:30 the current hour is 10.
-    s.merge(budget_entry(0, BudgetPeriod::Hourly, 1, true));
+    s.merge(budget_entry(0, HOUR, 1, true));
     for (p, seq) in [(8, 2), (9, 3), (10, 4)] {
         s.merge(usage_in(0, p, 1, seq));
     }
     // Budget 1 was deleted; budget 2 never arrived here; budget 3 never resets.
-    s.merge(budget_entry(1, BudgetPeriod::Daily, 5, false));
+    s.merge(budget_entry(1, 24 * HOUR, 5, false));
     s.merge(usage_in(1, 0, 1, 6));
     s.merge(usage_in(2, 3, 1, 7));
-    s.merge(budget_entry(3, BudgetPeriod::Total, 8, true));
+    s.merge(budget_entry(3, 0, 8, true));
     s.merge(usage_in(3, 0, 1, 9));
-    let mut dropped = s.compact_old_usage(10 * HOUR + HOUR / 2);
+    let mut dropped = s.compact_old_usage(10 * HOUR + HOUR / 2, &TestSchema);
     dropped.sort();
     let mut want = vec![usage_in(0, 8, 1, 0).key, usage_in(1, 0, 1, 0).key];
     want.sort();
@@ -360,6 +362,7 @@ proptest! {
         }
         let mut replica = Replica::new(
             me,
+            test_schema::arc(),
             timing,
             ws,
             own_seq,
@@ -383,4 +386,42 @@ fn bulk_restore_of_nothing_is_empty() {
     let s = Store::from_entries(Vec::new());
     assert!(s.is_empty());
     assert_eq!(everything(&s), everything(&Store::default()));
+}
+
+/// The door: a peer's record the node's schema refuses is counted and never merged,
+/// one it accepts is.
+#[test]
+fn a_replica_refuses_records_its_schema_refuses() {
+    let me = org(1);
+    let mut replica = crate::state::replica::Replica::new(
+        me,
+        test_schema::arc(),
+        crate::state::replica::StateTiming::default(),
+        Vec::new(),
+        0,
+        crate::rng::DetRng::from_seed(7),
+        crate::time::Millis::ZERO,
+    );
+    let mut out = crate::outbox::Outbox::default();
+    replica.set_wall_clock(crate::time::Millis::ZERO, 1_000, &mut out);
+    let note = |text: &str, seq| Entry {
+        key: Key::Record(NOTES, budget(0)),
+        value: Some(Value::Record(test_schema::note(text))),
+        hlc: Hlc {
+            wall: 1_000,
+            logical: seq as u32,
+            origin: org(2),
+        },
+        seq,
+    };
+    let now = crate::time::Millis::ZERO;
+    replica.handle_rumor(now, note("", 1), &mut out);
+    assert_eq!(replica.stats().invalid_entries, 1);
+    assert!(replica.store().is_empty(), "an empty note is refused");
+    replica.handle_rumor(now, note("hello", 2), &mut out);
+    assert_eq!(replica.stats().invalid_entries, 1);
+    assert_eq!(
+        replica.store().record(NOTES, &budget(0)),
+        Some(&test_schema::note("hello"))
+    );
 }

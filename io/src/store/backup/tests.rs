@@ -1,20 +1,22 @@
 use super::*;
 use crate::store::Store;
-use aurora_core::state::records::{Collection, Model, Record, RecordId};
 use aurora_core::state::store::{Key, Value};
 use aurora_core::{Hlc, Life, NodeId, Origin, PersistBatch, PersistItem};
+use aurora_schema::{Collection, Model, Record, RecordId};
 
 fn model_entry(id: &str, upstream: &str, seq: u64) -> Entry {
     let origin = Origin::new(NodeId(9), Life(3));
     Entry {
-        key: Key::Record(Collection::Models, RecordId::new(id).expect("id")),
-        value: Some(Value::Record(Record::Model(Model {
-            provider_id: RecordId::new("mock").expect("id"),
-            upstream_model: upstream.to_owned(),
-            aliases: Vec::new(),
-            context_window: None,
-            enabled: true,
-        }))),
+        key: Key::Record(Collection::Models.id(), RecordId::new(id).expect("id")),
+        value: Some(Value::Record(aurora_schema::encode(&Record::Model(
+            Model {
+                provider_id: RecordId::new("mock").expect("id"),
+                upstream_model: upstream.to_owned(),
+                aliases: Vec::new(),
+                context_window: None,
+                enabled: true,
+            },
+        )))),
         hlc: Hlc {
             wall: 1_000 + seq,
             logical: 0,
@@ -47,7 +49,12 @@ fn upstream_at(conn: &Connection, at: i64) -> Vec<(String, Option<String>)> {
                 Key::Usage { .. } => unreachable!("only records"),
             };
             let up = match e.value {
-                Some(Value::Record(Record::Model(m))) => Some(m.upstream_model),
+                Some(Value::Record(bytes)) => {
+                    match aurora_schema::decode(Collection::Models.id(), bytes.as_slice()) {
+                        Ok(Record::Model(m)) => Some(m.upstream_model),
+                        _ => None,
+                    }
+                }
                 _ => None,
             };
             (id, up)

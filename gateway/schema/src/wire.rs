@@ -3,7 +3,7 @@
 //!
 //! postcard encodes a struct's fields by position with no field defaults, so a field
 //! appended to a record cannot be read from bytes written before it (and inside an
-//! [`crate::state::store::Entry`] the next field's bytes would be misread). So:
+//! `aurora_core::state::store::Entry` the next field's bytes would be misread). So:
 //!
 //! - **Binary (postcard)**: each record keeps its original layout under its original
 //!   variant index. A record that *uses* a newer field (holds a non-empty value in
@@ -23,9 +23,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::records::{
-    AuthKey, Budget, Guardrail, Model, Pricing, Provider, Record, RecordId, Route, Workflow,
-};
+use aurora_core::RecordId;
+
+use crate::auth::AuthKey;
+use crate::billing::{Budget, Pricing};
+use crate::guardrail::{Guardrail, Workflow};
+use crate::provider::{Model, Provider};
+use crate::record::Record;
+use crate::route::Route;
 
 /// [`AuthKey`] as first defined (before `max_parallel_requests`), borrowed for writing.
 #[derive(Serialize)]

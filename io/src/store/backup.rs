@@ -344,20 +344,7 @@ fn new_life(conn: &mut Connection, path: &Path) -> Result<(), BackupError> {
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), BackupError> {
-    migrations::migrate(conn).map_err(|e| match e {
-        migrations::MigrateError::TooNew { found, supported } => StoreError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            supported,
-        }
-        .into(),
-        migrations::MigrateError::BeforeLives { found } => StoreError::BeforeLives {
-            path: path.to_path_buf(),
-            found,
-        }
-        .into(),
-        migrations::MigrateError::Sqlite(e) => super::sqlite(path, e).into(),
-    })
+    migrations::migrate(conn).map_err(|e| e.at(path).into())
 }
 
 /// Opens an existing file read-only and runs `check` (`quick_check` or the full

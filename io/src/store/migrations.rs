@@ -19,7 +19,40 @@ pub(super) enum MigrateError {
     BeforeLives {
         found: i64,
     },
+    /// A stored entry did not decode in the layout of the version it was written
+    /// under, so a migration that re-encodes entries could not read it; nothing was
+    /// changed.
+    Undecodable {
+        version: i64,
+        table: &'static str,
+    },
     Sqlite(rusqlite::Error),
+}
+
+impl MigrateError {
+    /// The store's error for a migration of the file at `path` that failed so.
+    pub(super) fn at(self, path: &std::path::Path) -> super::StoreError {
+        use super::StoreError;
+        match self {
+            MigrateError::TooNew { found, supported } => StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            },
+            MigrateError::BeforeLives { found } => StoreError::BeforeLives {
+                path: path.to_path_buf(),
+                found,
+            },
+            MigrateError::Undecodable { version, table } => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "an entry in table `{table}` does not decode in the layout migration \
+                     {version} converts from"
+                ),
+            },
+            MigrateError::Sqlite(e) => super::sqlite(path, e),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for MigrateError {
@@ -71,6 +104,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if *version == super::reencode::VERSION {
+            if let Err(e) = super::reencode::migrate(&tx)? {
+                return Err(MigrateError::Undecodable {
+                    version: *version,
+                    table: e.table,
+                });
+            }
+        }
         tx.execute("DELETE FROM schema_version", [])?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES (?1)",

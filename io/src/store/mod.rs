@@ -36,6 +36,7 @@
 pub mod backup;
 pub mod history;
 mod migrations;
+mod reencode;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -141,18 +142,7 @@ impl Store {
         store.check_integrity()?;
         store.check_application_id()?;
         store.configure()?;
-        migrations::migrate(&mut store.conn).map_err(|e| match e {
-            migrations::MigrateError::TooNew { found, supported } => StoreError::TooNew {
-                path: store.path.clone(),
-                found,
-                supported,
-            },
-            migrations::MigrateError::BeforeLives { found } => StoreError::BeforeLives {
-                path: store.path.clone(),
-                found,
-            },
-            migrations::MigrateError::Sqlite(e) => sqlite(&store.path, e),
-        })?;
+        migrations::migrate(&mut store.conn).map_err(|e| e.at(&store.path))?;
         store.bind_node()?;
         store.history_clock = history::load_clock(&store.conn).map_err(|e| store.err(e))?;
         history::record_gap(&store.conn, store.history_clock, wall_ms())

@@ -103,4 +103,12 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
                 coalesce(OLD.since_ms, (SELECT since_ms FROM history_meta)), NEW.since_ms);
         END;",
     ),
+    (
+        7,
+        // Entries hold a record as the schema's bytes, length-prefixed, no longer the
+        // typed record in place (the core became record-agnostic): every row of
+        // `entries` and `history` is re-encoded in Rust, in this migration's
+        // transaction, by `super::reencode` (nothing to do in SQL).
+        "-- entries re-encoded by store::reencode",
+    ),
 ];

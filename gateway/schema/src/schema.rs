@@ -28,8 +28,11 @@ pub enum SchemaError {
 
 /// The bytes of `record`, as the core replicates them.
 pub fn encode(record: &Record) -> RecordBytes {
-    // Encoding into a Vec fails only on types postcard cannot write (none here).
-    RecordBytes::new(postcard::to_allocvec(record).unwrap_or_default())
+    // Encoding into a Vec fails only for types postcard cannot write (sequences of
+    // unknown length, which no record holds): a bug here, never an empty record.
+    RecordBytes::new(
+        postcard::to_allocvec(record).expect("a record encodes into a Vec without error"),
+    )
 }
 
 /// The record in `bytes`, filed under `collection`: the bytes must hold exactly one

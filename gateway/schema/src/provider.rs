@@ -12,7 +12,10 @@ use crate::limits::*;
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// `/chat/completions` of OpenAI and the many servers that copy it (vLLM,
-    /// Ollama, Groq, ...).
+    /// Ollama, Groq, ...). Also read as `openai`, the name the YAML catalog has always
+    /// used (serde aliases only matter to self-describing formats: postcard encodes
+    /// the variant index, JSON output still says `open_ai_compatible`).
+    #[serde(alias = "openai")]
     OpenAiCompatible,
     /// Anthropic's Messages API, translated both ways by the gateway.
     Anthropic,

@@ -11,10 +11,18 @@ use crate::limits::*;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteTarget {
-    /// A record of the `models` collection (an id, not an alias).
+    /// A record of the `models` collection (an id, not an alias). Also read as
+    /// `model`, the YAML catalog's key.
+    #[serde(alias = "model")]
     pub model_id: RecordId,
-    /// Share of traffic relative to the other targets; at least 1.
+    /// Share of traffic relative to the other targets; at least 1. Absent in JSON or
+    /// YAML: 1 (an even share), the YAML catalog's default.
+    #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// A public model name that spreads requests over weighted model targets and falls

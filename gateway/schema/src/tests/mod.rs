@@ -262,3 +262,33 @@ fn sample_records_snapshot() {
 fn raw_id(s: String) -> RecordId {
     serde_json::from_value(serde_json::Value::String(s)).expect("an id is a string")
 }
+
+/// The YAML catalog's names (`kind: openai`, a target's `model`, an absent `weight`)
+/// are serde aliases and defaults: they are read, but what is written (JSON, and the
+/// postcard bytes that replicate) is exactly what it was.
+#[test]
+fn catalog_aliases_read_but_never_change_what_is_written() {
+    let kind: ProviderKind = serde_json::from_str("\"openai\"").unwrap();
+    assert_eq!(kind, ProviderKind::OpenAiCompatible);
+    assert_eq!(
+        serde_json::to_string(&kind).unwrap(),
+        "\"open_ai_compatible\""
+    );
+    assert_eq!(postcard::to_allocvec(&kind).unwrap(), [0]);
+    let target: RouteTarget = serde_json::from_str(r#"{"model": "mock/echo"}"#).unwrap();
+    assert_eq!(
+        target,
+        RouteTarget {
+            model_id: id("mock/echo"),
+            weight: 1
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&target).unwrap(),
+        r#"{"model_id":"mock/echo","weight":1}"#
+    );
+    assert_eq!(
+        postcard::to_allocvec(&target).unwrap(),
+        [9, b'm', b'o', b'c', b'k', b'/', b'e', b'c', b'h', b'o', 1]
+    );
+}

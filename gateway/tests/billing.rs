@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use aurora_core::state::store::Usage;
-use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind};
+use aurora_gateway::catalog::Catalog;
 use aurora_gateway::policy::auth;
 use aurora_gateway::state::AppState;
 use aurora_gateway::usage::UsageLog;
@@ -162,22 +162,7 @@ fn usage_log(state: &AppState, dir: &tempfile::TempDir) -> std::sync::Arc<UsageL
 }
 
 fn fake_catalog(fake: &FakeUpstream) -> Catalog {
-    Catalog {
-        providers: vec![Provider {
-            name: "up".into(),
-            kind: ProviderKind::Openai,
-            base_url: Some(fake.base_url()),
-            api_key_env: None,
-            timeout_ms: None,
-            max_retries: Some(0),
-        }],
-        models: vec![Model {
-            name: "up/m".into(),
-            upstream_model: None,
-            aliases: Vec::new(),
-        }],
-        routes: Vec::new(),
-    }
+    common::one_model_catalog(fake.base_url(), 0)
 }
 
 fn delta(content: &str) -> String {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind};
+use aurora_gateway::catalog::Catalog;
 use aurora_gateway::http::conn::Refused;
 use aurora_gateway::http::limits::Limits;
 use aurora_gateway::metrics::Exposition;
@@ -286,22 +286,7 @@ impl EndlessUpstream {
     }
 
     fn catalog(&self) -> Catalog {
-        Catalog {
-            providers: vec![Provider {
-                name: "up".into(),
-                kind: ProviderKind::Openai,
-                base_url: Some(format!("http://{}/v1", self.addr)),
-                api_key_env: None,
-                timeout_ms: None,
-                max_retries: Some(0),
-            }],
-            models: vec![Model {
-                name: "up/m".into(),
-                upstream_model: None,
-                aliases: Vec::new(),
-            }],
-            routes: Vec::new(),
-        }
+        common::one_model_catalog(format!("http://{}/v1", self.addr), 0)
     }
 
     async fn wait_cancelled(&self) -> bool {
@@ -504,22 +489,7 @@ async fn an_oversized_event_ends_the_stream() {
 }
 
 fn plain_catalog(fake: &FakeUpstream) -> Catalog {
-    Catalog {
-        providers: vec![Provider {
-            name: "up".into(),
-            kind: ProviderKind::Openai,
-            base_url: Some(fake.base_url()),
-            api_key_env: None,
-            timeout_ms: None,
-            max_retries: Some(0),
-        }],
-        models: vec![Model {
-            name: "up/m".into(),
-            upstream_model: None,
-            aliases: Vec::new(),
-        }],
-        routes: Vec::new(),
-    }
+    common::one_model_catalog(fake.base_url(), 0)
 }
 
 fn big_completion(content_len: usize) -> serde_json::Value {

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind};
+use aurora_gateway::catalog::Catalog;
 use aurora_gateway::policy::auth;
 use aurora_gateway::state::AppState;
 use aurora_gateway::usage::UsageLog;
@@ -394,22 +394,8 @@ async fn guardrails_refuse_with_400_and_413() {
 }
 
 fn fake_catalog(fake: &FakeUpstream) -> Catalog {
-    Catalog {
-        providers: vec![Provider {
-            name: "up".into(),
-            kind: ProviderKind::Openai,
-            base_url: Some(fake.base_url()),
-            api_key_env: None,
-            timeout_ms: None,
-            max_retries: None,
-        }],
-        models: vec![Model {
-            name: "up/m".into(),
-            upstream_model: None,
-            aliases: Vec::new(),
-        }],
-        routes: Vec::new(),
-    }
+    // The default policy's retries (2), as when the provider left them to it.
+    common::one_model_catalog(fake.base_url(), 2)
 }
 
 fn completion(prompt: u64, completion: u64, cached: u64) -> Value {

@@ -7,31 +7,54 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aurora_gateway::catalog::{Catalog, Model, Provider, ProviderKind, Route, RouteTarget};
+use aurora_gateway::catalog::{Catalog, Named};
 use aurora_gateway::upstream::policy::UpstreamPolicy;
+use aurora_schema::{Model, Provider, ProviderKind, RecordId, Route, RouteTarget};
 use common::fake::{FakeUpstream, Reply};
 use common::{chat, sse_data, TestServer};
 use serde_json::{json, Value};
 
 const CHAT: &str = "/v1/chat/completions";
 
-fn provider(name: &str, kind: ProviderKind, fake: &FakeUpstream) -> Provider {
-    Provider {
-        name: name.to_owned(),
-        kind,
-        base_url: Some(fake.base_url()),
-        api_key_env: None,
-        timeout_ms: None,
-        max_retries: None,
+/// A provider timeout the test leaves to the server's policy, as a file entry without
+/// `timeout_ms` does (0 is no valid timeout, so it cannot be meant).
+const FROM_POLICY: u32 = 0;
+
+fn provider(name: &str, kind: ProviderKind, fake: &FakeUpstream) -> Named<Provider> {
+    Named::new(
+        name,
+        Provider {
+            kind,
+            base_url: fake.base_url(),
+            api_key_env: None,
+            timeout_ms: FROM_POLICY,
+            max_retries: 0,
+            cooldown_ms: 0,
+        },
+    )
+}
+
+fn model(name: &str) -> Named<Model> {
+    common::model_record(name)
+}
+
+fn target(model: &str, weight: u32) -> RouteTarget {
+    RouteTarget {
+        model_id: RecordId::new(model).expect("id"),
+        weight,
     }
 }
 
-fn model(name: &str) -> Model {
-    Model {
-        name: name.to_owned(),
-        upstream_model: None,
-        aliases: Vec::new(),
+/// `catalog` with every provider's retries, and the timeouts left [`FROM_POLICY`],
+/// taken from `policy` (what reading a file does for entries that leave them out).
+fn with_policy(mut catalog: Catalog, policy: &UpstreamPolicy) -> Catalog {
+    for p in &mut catalog.providers {
+        if p.record.timeout_ms == FROM_POLICY {
+            p.record.timeout_ms = u32::try_from(policy.request_timeout_ms).expect("timeout");
+        }
+        p.record.max_retries = u8::try_from(policy.max_retries).expect("retries");
     }
+    catalog
 }
 
 /// Fast retries, no cooldown unless a test asks for it.
@@ -51,18 +74,18 @@ fn policy() -> UpstreamPolicy {
 fn a_then_b(a: &FakeUpstream, b: &FakeUpstream) -> Catalog {
     Catalog {
         providers: vec![
-            provider("a", ProviderKind::Openai, a),
-            provider("b", ProviderKind::Openai, b),
+            provider("a", ProviderKind::OpenAiCompatible, a),
+            provider("b", ProviderKind::OpenAiCompatible, b),
         ],
         models: vec![model("a/m"), model("b/m")],
-        routes: vec![Route {
-            name: "r".into(),
-            targets: vec![RouteTarget {
-                model: "a/m".into(),
-                weight: 1,
-            }],
-            fallbacks: vec!["b/m".into()],
-        }],
+        routes: vec![Named::new(
+            "r",
+            Route {
+                targets: vec![target("a/m", 1)],
+                fallbacks: vec![RecordId::new("b/m").expect("id")],
+                retries: 0,
+            },
+        )],
     }
 }
 
@@ -75,7 +98,7 @@ const ENV: &[(&str, &str)] = &[
 async fn gateway(catalog: Catalog, policy: UpstreamPolicy) -> TestServer {
     TestServer::start_with_env(
         move |c| {
-            c.gateway.catalog = catalog;
+            c.gateway.catalog = with_policy(catalog, &policy);
             c.gateway.upstream = policy;
         },
         ENV,
@@ -215,7 +238,7 @@ async fn a_slow_upstream_times_out_with_504() {
     )])
     .await;
     let mut catalog = a_then_b(&a, &a);
-    catalog.providers[0].timeout_ms = Some(200);
+    catalog.providers[0].record.timeout_ms = 200;
     let server = gateway(
         catalog,
         UpstreamPolicy {
@@ -240,7 +263,7 @@ async fn every_target_failing_is_502_and_refused_connections_are_retried() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     let mut catalog = a_then_b(&a, &a);
-    catalog.providers[1].base_url = Some(format!("http://{closed}/v1"));
+    catalog.providers[1].record.base_url = format!("http://{closed}/v1");
     let server = gateway(catalog, policy()).await;
     let reply = server.post_json(CHAT, &chat("r", "hi")).await;
     let error = reply.assert_error(502, None, Some("upstream_error"));
@@ -259,8 +282,9 @@ async fn every_target_failing_is_502_and_refused_connections_are_retried() {
 async fn the_api_key_comes_from_the_named_variable() {
     let a = FakeUpstream::start(vec![Reply::Json(200, completion("ok"))]).await;
     let mut catalog = a_then_b(&a, &a);
-    catalog.providers[0].api_key_env = Some("AURORA_PROVIDER_TEST_UPSTREAM_KEY_1".into());
-    catalog.providers[1].api_key_env = Some("AURORA_PROVIDER_TEST_UPSTREAM_KEY_UNSET".into());
+    catalog.providers[0].record.api_key_env = Some("AURORA_PROVIDER_TEST_UPSTREAM_KEY_1".into());
+    catalog.providers[1].record.api_key_env =
+        Some("AURORA_PROVIDER_TEST_UPSTREAM_KEY_UNSET".into());
     let server = gateway(catalog, policy()).await;
     let reply = server.post_json(CHAT, &chat("a/m", "hi")).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -347,14 +371,17 @@ async fn an_upstream_break_mid_stream_becomes_an_sse_error_line() {
 
 fn anthropic_catalog(fake: &FakeUpstream) -> Catalog {
     let mut p = provider("claude", ProviderKind::Anthropic, fake);
-    p.api_key_env = Some("AURORA_PROVIDER_TEST_ANTHROPIC_KEY".into());
+    p.record.api_key_env = Some("AURORA_PROVIDER_TEST_ANTHROPIC_KEY".into());
     Catalog {
         providers: vec![p],
-        models: vec![Model {
-            name: "claude/sonnet".into(),
-            upstream_model: Some("claude-sonnet-4-5".into()),
-            aliases: vec!["sonnet".into()],
-        }],
+        models: vec![Named::new(
+            "claude/sonnet",
+            Model {
+                upstream_model: "claude-sonnet-4-5".into(),
+                aliases: vec!["sonnet".into()],
+                ..model("claude/sonnet").record
+            },
+        )],
         routes: Vec::new(),
     }
 }
@@ -490,11 +517,11 @@ async fn the_catalog_can_be_replaced_at_run_time() {
         .await
         .assert_error(404, Some("model"), Some("model_not_found"));
 
-    let mut catalog = a_then_b(&a, &a);
+    let mut catalog = with_policy(a_then_b(&a, &a), &policy());
     catalog
         .providers
         .push(Catalog::builtin().providers.remove(0));
-    catalog.models[0].aliases.push("fast".into());
+    catalog.models[0].record.aliases.push("fast".into());
     server
         .state
         .replace_catalog(catalog)
@@ -521,14 +548,14 @@ async fn the_catalog_can_be_replaced_at_run_time() {
     );
     // An invalid replacement is refused and changes nothing.
     let mut bad = Catalog::builtin();
-    bad.routes.push(Route {
-        name: "x".into(),
-        targets: vec![RouteTarget {
-            model: "nope".into(),
-            weight: 1,
-        }],
-        fallbacks: Vec::new(),
-    });
+    bad.routes.push(Named::new(
+        "x",
+        Route {
+            targets: vec![target("nope", 1)],
+            fallbacks: Vec::new(),
+            retries: 0,
+        },
+    ));
     let error = server.state.replace_catalog(bad).expect_err("invalid");
     assert_eq!(error.path, "routes[0].targets[0].model");
     assert_eq!(
@@ -543,20 +570,14 @@ async fn weights_spread_load_and_metrics_split_overhead_from_upstream_time() {
     let a = FakeUpstream::start(vec![Reply::Json(200, completion("a"))]).await;
     let b = FakeUpstream::start(vec![Reply::Json(200, completion("b"))]).await;
     let mut catalog = a_then_b(&a, &b);
-    catalog.routes[0] = Route {
-        name: "r".into(),
-        targets: vec![
-            RouteTarget {
-                model: "a/m".into(),
-                weight: 3,
-            },
-            RouteTarget {
-                model: "b/m".into(),
-                weight: 1,
-            },
-        ],
-        fallbacks: Vec::new(),
-    };
+    catalog.routes[0] = Named::new(
+        "r",
+        Route {
+            targets: vec![target("a/m", 3), target("b/m", 1)],
+            fallbacks: Vec::new(),
+            retries: 0,
+        },
+    );
     let server = gateway(catalog, policy()).await;
     for _ in 0..200 {
         assert_eq!(server.post_json(CHAT, &chat("r", "hi")).await.status, 200);

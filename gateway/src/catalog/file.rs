@@ -9,12 +9,24 @@
 //!
 //! Top-level sections other than `gateway` belong to the cluster driver (issue 5):
 //! `cluster` is accepted and left to it; anything else is an error.
+//!
+//! Providers, models and routes are read straight into aurora-schema's records
+//! ([`crate::catalog::entry`]): an entry is the record's `name` and its fields. Fields
+//! the file may leave out are filled in here, once, when the file is read: a
+//! provider's `base_url` with its kind's default, its `timeout_ms` and `max_retries`
+//! with this file's `upstream.request_timeout_ms` and `upstream.max_retries` (so a
+//! SIGHUP that changes those also changes the providers that leave them out), a
+//! model's provider and upstream id from its `provider/model` name.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::catalog::records::{Catalog, CatalogError, Model, Provider, Route};
+use aurora_schema::limits::MAX_TIMEOUT_MS;
+use aurora_schema::{Model, Provider, ProviderKind, RecordId, Route};
+
+use crate::catalog::entry::Entry;
+use crate::catalog::records::{default_base_url, Catalog, CatalogError, Named, MAX_WEIGHT};
 use crate::config::{AuthMode, BudgetSettings, MetricsAuth};
 use crate::http::limits::Limits;
 use crate::upstream::policy::UpstreamPolicy;
@@ -109,11 +121,11 @@ struct Section {
     #[serde(default)]
     usage_log: Retention,
     #[serde(default)]
-    providers: Option<Vec<Provider>>,
+    providers: Option<Vec<Entry<Provider>>>,
     #[serde(default)]
-    models: Vec<Model>,
+    models: Vec<Entry<Model>>,
     #[serde(default)]
-    routes: Vec<Route>,
+    routes: Vec<Entry<Route>>,
     #[serde(default)]
     budgets: BudgetSettings,
     #[serde(default)]
@@ -192,13 +204,13 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
         .budgets
         .validate()
         .map_err(|e| ParseError::Invalid(e.under("budgets").under("gateway")))?;
-    let catalog = Catalog {
-        providers: section
-            .providers
-            .unwrap_or_else(|| Catalog::builtin().providers),
-        models: section.models,
-        routes: section.routes,
-    };
+    let catalog = complete(
+        section.providers,
+        section.models,
+        section.routes,
+        &section.upstream,
+    )
+    .map_err(|e| ParseError::Invalid(e.under("gateway")))?;
     catalog
         .validate()
         .map_err(|e| ParseError::Invalid(e.under("gateway")))?;
@@ -215,7 +227,7 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
         .as_deref()
         .unwrap_or(crate::config::DEFAULT_PROVIDER_ENV_PREFIX);
     for (i, p) in catalog.providers.iter().enumerate() {
-        if let Some(var) = &p.api_key_env {
+        if let Some(var) = &p.record.api_key_env {
             if !crate::config::env_name_allowed(var, prefix) {
                 return Err(ParseError::Invalid(CatalogError {
                     path: format!("gateway.providers[{i}].api_key_env"),
@@ -239,10 +251,150 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
     })
 }
 
+/// The catalog of the file's entries, with the fields they left out filled in (see
+/// the module docs); the built-in mock provider when there is no `providers` key.
+fn complete(
+    providers: Option<Vec<Entry<Provider>>>,
+    models: Vec<Entry<Model>>,
+    routes: Vec<Entry<Route>>,
+    upstream: &UpstreamPolicy,
+) -> Result<Catalog, CatalogError> {
+    let Some(providers) = providers else {
+        return Ok(Catalog {
+            models: models
+                .into_iter()
+                .enumerate()
+                .map(complete_model)
+                .collect::<Result<_, _>>()?,
+            routes: routes
+                .into_iter()
+                .enumerate()
+                .map(complete_route)
+                .collect::<Result<_, _>>()?,
+            ..Catalog::builtin()
+        });
+    };
+    let providers = providers
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| complete_provider(i, e, upstream))
+        .collect::<Result<_, _>>()?;
+    Ok(Catalog {
+        providers,
+        models: models
+            .into_iter()
+            .enumerate()
+            .map(complete_model)
+            .collect::<Result<_, _>>()?,
+        routes: routes
+            .into_iter()
+            .enumerate()
+            .map(complete_route)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn complete_provider(
+    i: usize,
+    entry: Entry<Provider>,
+    upstream: &UpstreamPolicy,
+) -> Result<Named<Provider>, CatalogError> {
+    let Entry {
+        name,
+        mut record,
+        absent,
+    } = entry;
+    if record.kind == ProviderKind::Mock {
+        for (field, set) in [
+            ("base_url", !absent.contains(&"base_url")),
+            ("api_key_env", record.api_key_env.is_some()),
+        ] {
+            if set {
+                return Err(CatalogError::new(
+                    format!("providers[{i}].{field}"),
+                    "a mock provider takes no base_url or api_key_env",
+                ));
+            }
+        }
+    }
+    for field in absent {
+        match field {
+            "base_url" => {
+                record.base_url = default_base_url(record.kind).unwrap_or("").to_owned();
+            }
+            "timeout_ms" => {
+                record.timeout_ms = u32::try_from(upstream.request_timeout_ms)
+                    .ok()
+                    .filter(|ms| *ms <= MAX_TIMEOUT_MS)
+                    .ok_or_else(|| {
+                        CatalogError::new(
+                            format!("providers[{i}].timeout_ms"),
+                            format!(
+                                "not set, and upstream.request_timeout_ms ({}) is above a \
+                                 provider's limit of {MAX_TIMEOUT_MS}: set it here",
+                                upstream.request_timeout_ms
+                            ),
+                        )
+                    })?;
+            }
+            "max_retries" => {
+                // `upstream.validate` keeps it at most 10.
+                record.max_retries = u8::try_from(upstream.max_retries).unwrap_or(u8::MAX);
+            }
+            _ => {}
+        }
+    }
+    Ok(Named::new(name, record))
+}
+
+fn complete_model((i, entry): (usize, Entry<Model>)) -> Result<Named<Model>, CatalogError> {
+    let Entry {
+        name,
+        mut record,
+        absent,
+    } = entry;
+    if absent.contains(&"provider_id") {
+        let Some((provider, _)) = name.split_once('/') else {
+            return Err(CatalogError::new(
+                format!("models[{i}].name"),
+                format!("{name:?} must be `provider/model`"),
+            ));
+        };
+        // A provider name that is no id is refused at the provider (and again here,
+        // naming this model, by `Catalog::validate`).
+        record.provider_id = RecordId::new(provider)
+            .map_err(|e| CatalogError::new(format!("models[{i}].name"), e.reason()))?;
+    }
+    if absent.contains(&"upstream_model") {
+        let provider = record.provider_id.as_str();
+        record.upstream_model = name
+            .strip_prefix(provider)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(&name)
+            .to_owned();
+    }
+    Ok(Named::new(name, record))
+}
+
+fn complete_route((i, entry): (usize, Entry<Route>)) -> Result<Named<Route>, CatalogError> {
+    // The file's limit: far from overflow in any sum, and what the file always took.
+    if let Some(j) = entry
+        .record
+        .targets
+        .iter()
+        .position(|t| t.weight > MAX_WEIGHT)
+    {
+        return Err(CatalogError::new(
+            format!("routes[{i}].targets[{j}].weight"),
+            format!("must be from 1 to {MAX_WEIGHT}"),
+        ));
+    }
+    Ok(Named::new(entry.name, entry.record))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::records::ProviderKind;
 
     fn key_of(text: &str) -> String {
         match parse(text) {
@@ -318,8 +470,11 @@ gateway:
         .expect("valid");
         assert_eq!(file.upstream.max_retries, 1);
         assert_eq!(file.upstream.cooldown_failures, 2);
-        assert_eq!(file.catalog.providers[1].kind, ProviderKind::Anthropic);
-        assert_eq!(file.catalog.routes[0].targets[1].weight, 1);
+        assert_eq!(
+            file.catalog.providers[1].record.kind,
+            ProviderKind::Anthropic
+        );
+        assert_eq!(file.catalog.routes[0].record.targets[1].weight, 1);
     }
 
     #[test]
@@ -400,5 +555,100 @@ gateway:
             key_of("gateway:\n  providers:\n    - {name: o, kind: openai, api_key_env: AURORA_PROVIDER_O}\n"),
             "ok"
         );
+    }
+
+    /// The file's entries are aurora-schema records: the fields a file may leave out
+    /// are filled in from the name, the kind and this file's `upstream` settings.
+    #[test]
+    fn entries_are_the_schema_records_with_their_gaps_filled() {
+        let file = parse(
+            r#"
+gateway:
+  upstream: {request_timeout_ms: 30000, max_retries: 4}
+  providers:
+    - {name: oai, kind: openai}
+    - {name: vllm, kind: open_ai_compatible, base_url: "http://10.0.0.1:8000/v1", timeout_ms: 900, max_retries: 0, cooldown_ms: 5}
+    - {name: claude, kind: anthropic}
+  models:
+    - {name: oai/gpt-4o-mini}
+    - {name: claude/sonnet, upstream_model: claude-sonnet-4-5, enabled: false}
+  routes:
+    - {name: chat, targets: [{model: oai/gpt-4o-mini}]}
+"#,
+        )
+        .expect("valid");
+        let [oai, vllm, claude] = &file.catalog.providers[..] else {
+            panic!("three providers");
+        };
+        assert_eq!(oai.name, "oai");
+        assert_eq!(
+            oai.record,
+            Provider {
+                kind: ProviderKind::OpenAiCompatible,
+                base_url: "https://api.openai.com/v1".into(),
+                api_key_env: None,
+                timeout_ms: 30_000,
+                max_retries: 4,
+                cooldown_ms: 0,
+            }
+        );
+        assert_eq!(
+            (
+                vllm.record.timeout_ms,
+                vllm.record.max_retries,
+                vllm.record.cooldown_ms
+            ),
+            (900, 0, 5)
+        );
+        assert_eq!(claude.record.base_url, "https://api.anthropic.com/v1");
+        let models = &file.catalog.models;
+        assert_eq!(models[0].record.provider_id.as_str(), "oai");
+        assert_eq!(models[0].record.upstream_model, "gpt-4o-mini");
+        assert!(!models[1].record.enabled);
+        let route = &file.catalog.routes[0].record;
+        assert_eq!((route.targets[0].weight, route.retries), (1, 0));
+    }
+
+    #[test]
+    fn narrower_schema_ranges_are_errors_naming_the_key() {
+        for (text, key) in [
+            // Above u32 (the file took u64): serde's range error, at the key.
+            ("gateway:\n  providers:\n    - {name: o, kind: openai, timeout_ms: 5000000000}\n", "gateway.providers[0].timeout_ms"),
+            // Within u32 but above the record's limit.
+            ("gateway:\n  providers:\n    - {name: o, kind: openai, timeout_ms: 600001}\n", "gateway.providers[0].timeout_ms"),
+            // Above u8 (the file took u32).
+            ("gateway:\n  providers:\n    - {name: o, kind: openai, max_retries: 300}\n", "gateway.providers[0].max_retries"),
+            ("gateway:\n  providers:\n    - {name: o, kind: openai, max_retries: 11}\n", "gateway.providers[0].max_retries"),
+            // Left out, and the node's setting is above a provider's limit.
+            ("gateway:\n  upstream: {request_timeout_ms: 1800000}\n  providers:\n    - {name: o, kind: openai}\n", "gateway.providers[0].timeout_ms"),
+            ("gateway:\n  providers:\n    - {name: o, kind: openai}\n  models:\n    - {name: gpt}\n", "gateway.models[0].name"),
+            ("gateway:\n  routes:\n    - {name: r, targets: [{model: mock/echo, weight: 1000001}]}\n", "gateway.routes[0].targets[0].weight"),
+            ("gateway:\n  routes:\n    - {name: r, targets: [{model: mock/echo}], retries: 11}\n", "gateway.routes[0].retries"),
+            ("gateway:\n  providers:\n    - {kind: mock}\n", "gateway.providers[0]"),
+            ("gateway:\n  providers:\n    - {name: m, kind: mock, base_url: \"\"}\n", "gateway.providers[0].base_url"),
+            ("gateway:\n  providers:\n    - {name: m, kind: mock, api_key_env: AURORA_PROVIDER_M}\n", "gateway.providers[0].api_key_env"),
+            ("gateway:\n  providers:\n    - {name: a, name: b, kind: mock}\n", "gateway.providers[0]"),
+        ] {
+            assert_eq!(key_of(text), key, "{text}");
+        }
+        assert_eq!(
+            key_of("gateway:\n  upstream: {request_timeout_ms: 1800000}\n  providers:\n    - {name: o, kind: openai, timeout_ms: 600000}\n"),
+            "ok",
+            "a provider that sets its own timeout is not bound by the node's"
+        );
+    }
+
+    /// An unknown key inside an entry is refused by the record's own
+    /// `deny_unknown_fields`, at its path and with its line.
+    #[test]
+    fn an_unknown_key_in_an_entry_has_its_path_and_line() {
+        let Err(ParseError::Syntax { key, message }) =
+            parse("gateway:\n  models:\n    - name: mock/echo\n      alias: [x]\n")
+        else {
+            panic!("syntax error expected");
+        };
+        assert_eq!(key, "gateway.models[0].alias");
+        assert!(message.contains("unknown field `alias`"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
     }
 }

@@ -10,7 +10,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::records::{Catalog, CatalogError, ProviderKind};
+use aurora_schema::ProviderKind;
+
+use crate::catalog::records::{public_names, Catalog, CatalogError, MAX_WEIGHT};
 use crate::provider::mock::{self, MockModel};
 
 /// An API key read from the environment. Never printed.
@@ -43,10 +45,10 @@ pub struct ProviderRuntime {
     pub api_key_env: Option<String>,
     /// The key, if `api_key_env` is set and the variable exists.
     pub api_key: Option<Secret>,
-    /// Per-attempt timeout override.
-    pub timeout: Option<Duration>,
-    /// Retry-count override.
-    pub max_retries: Option<u32>,
+    /// Per-attempt timeout (the record's `timeout_ms`).
+    pub timeout: Duration,
+    /// Retries of one target (the record's `max_retries`).
+    pub max_retries: u32,
 }
 
 /// One concrete place a request can go: a provider and the model id it expects.
@@ -100,23 +102,25 @@ impl Snapshot {
     ) -> Result<Self, CatalogError> {
         records.validate()?;
         let mut providers: HashMap<&str, Arc<ProviderRuntime>> = HashMap::new();
-        for p in &records.providers {
-            let base = p
-                .base_url
-                .as_deref()
-                .or(p.kind.default_base_url())
-                .unwrap_or("")
-                .trim_end_matches('/');
+        for named in &records.providers {
+            let p = &named.record;
+            let base = p.base_url.trim_end_matches('/');
             let endpoint = match p.kind {
-                ProviderKind::Openai => format!("{base}/chat/completions"),
+                ProviderKind::OpenAiCompatible => format!("{base}/chat/completions"),
                 ProviderKind::Anthropic => format!("{base}/messages"),
                 ProviderKind::Mock => String::new(),
             };
-            let api_key = p.api_key_env.as_deref().and_then(|var| match env(var) {
+            // The mock needs no key: a replicated mock record naming a variable is
+            // served without reading it.
+            let api_key_env = p
+                .api_key_env
+                .as_deref()
+                .filter(|_| p.kind != ProviderKind::Mock);
+            let api_key = api_key_env.and_then(|var| match env(var) {
                 Some(key) if !key.is_empty() => Some(Secret(key.into())),
                 _ => {
                     tracing::warn!(
-                        provider = p.name,
+                        provider = named.name,
                         variable = var,
                         "API key variable is unset or empty; requests to this provider will fail"
                     );
@@ -124,15 +128,15 @@ impl Snapshot {
                 }
             });
             providers.insert(
-                &p.name,
+                &named.name,
                 Arc::new(ProviderRuntime {
-                    name: p.name.as_str().into(),
+                    name: named.name.as_str().into(),
                     kind: p.kind,
                     endpoint,
-                    api_key_env: p.api_key_env.clone(),
+                    api_key_env: api_key_env.map(str::to_owned),
                     api_key,
-                    timeout: p.timeout_ms.map(Duration::from_millis),
-                    max_retries: p.max_retries,
+                    timeout: Duration::from_millis(u64::from(p.timeout_ms)),
+                    max_retries: u32::from(p.max_retries),
                 }),
             );
         }
@@ -151,7 +155,7 @@ impl Snapshot {
         for p in records
             .providers
             .iter()
-            .filter(|p| p.kind == ProviderKind::Mock)
+            .filter(|p| p.record.kind == ProviderKind::Mock)
         {
             for m in mock::MODELS {
                 let id: Arc<str> = format!("{}/{}", p.name, m.name).into();
@@ -167,21 +171,22 @@ impl Snapshot {
                 names.insert(Arc::clone(&id), single(&id, &target));
             }
         }
-        for m in &records.models {
-            // `validate` guarantees the slash and the provider.
-            let Some((provider_name, model)) = m.name.split_once('/') else {
+        let served: Vec<_> = records
+            .served_models()
+            .map(|(_, m)| (m, public_names(m)))
+            .collect();
+        for (m, public) in &served {
+            // `validate` guarantees the provider.
+            let Some(provider) = providers.get(m.record.provider_id.as_str()) else {
                 continue;
             };
-            let Some(provider) = providers.get(provider_name) else {
-                continue;
-            };
-            let upstream = m.upstream_model.clone().unwrap_or_else(|| model.to_owned());
+            let upstream = m.record.upstream_model.clone();
             let mock = if provider.kind == ProviderKind::Mock {
                 mock::find(&upstream)
             } else {
                 None
             };
-            let id: Arc<str> = m.name.as_str().into();
+            let id: Arc<str> = public.id.as_ref().into();
             let target = Arc::new(Target {
                 id: Arc::clone(&id),
                 provider: Arc::clone(provider),
@@ -189,15 +194,15 @@ impl Snapshot {
                 mock,
             });
             names.insert(Arc::clone(&id), single(&id, &target));
-            for alias in &m.aliases {
-                let alias: Arc<str> = alias.as_str().into();
+            for alias in &public.aliases {
+                let alias: Arc<str> = (*alias).into();
                 names.insert(Arc::clone(&alias), single(&alias, &target));
             }
-            model_targets.insert(m.name.as_str(), target);
+            model_targets.insert(public.id.as_ref(), target);
         }
         // Listing order: mock built-ins, model records, aliases, routes.
         for p in &records.providers {
-            if p.kind == ProviderKind::Mock {
+            if p.record.kind == ProviderKind::Mock {
                 for m in mock::MODELS {
                     let id = format!("{}/{}", p.name, m.name);
                     if !model_targets.contains_key(id.as_str()) {
@@ -210,16 +215,16 @@ impl Snapshot {
                 }
             }
         }
-        for m in &records.models {
-            let owned_by: Arc<str> = m.name.split('/').next().unwrap_or("").into();
+        for (m, public) in &served {
+            let owned_by: Arc<str> = m.record.provider_id.as_str().into();
             listed.push(Listed {
-                id: m.name.as_str().into(),
+                id: public.id.as_ref().into(),
                 owned_by: Arc::clone(&owned_by),
             });
-            targets.push(m.name.as_str().into());
-            for alias in &m.aliases {
+            targets.push(public.id.as_ref().into());
+            for alias in &public.aliases {
                 listed.push(Listed {
-                    id: alias.as_str().into(),
+                    id: (*alias).into(),
                     owned_by: Arc::clone(&owned_by),
                 });
             }
@@ -232,15 +237,22 @@ impl Snapshot {
         };
         for r in &records.routes {
             let label: Arc<str> = r.name.as_str().into();
+            // Weights above the file's limit (only replicated records can have them)
+            // are drawn as that limit.
             let route_targets = r
+                .record
                 .targets
                 .iter()
-                .filter_map(|t| lookup(&names, &t.model).map(|target| (target, t.weight)))
+                .filter_map(|t| {
+                    lookup(&names, t.model_id.as_str())
+                        .map(|target| (target, t.weight.min(MAX_WEIGHT)))
+                })
                 .collect();
             let fallbacks = r
+                .record
                 .fallbacks
                 .iter()
-                .filter_map(|f| lookup(&names, f))
+                .filter_map(|f| lookup(&names, f.as_str()))
                 .collect();
             listed.push(Listed {
                 id: Arc::clone(&label),
@@ -286,35 +298,52 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
+    use aurora_schema::{Model, Provider, RecordId, Route, RouteTarget};
+
     use super::*;
-    use crate::catalog::records::{Model, Provider, Route, RouteTarget};
+    use crate::catalog::records::Named;
+
+    fn id(s: &str) -> RecordId {
+        RecordId::new(s).expect("id")
+    }
 
     fn catalog() -> Catalog {
         Catalog {
             providers: vec![
-                Provider {
-                    name: "up".into(),
-                    kind: ProviderKind::Openai,
-                    base_url: Some("http://127.0.0.1:9/v1/".into()),
-                    api_key_env: Some("UP_KEY".into()),
-                    timeout_ms: None,
-                    max_retries: None,
-                },
+                Named::new(
+                    "up",
+                    Provider {
+                        kind: ProviderKind::OpenAiCompatible,
+                        base_url: "http://127.0.0.1:9/v1/".into(),
+                        api_key_env: Some("UP_KEY".into()),
+                        timeout_ms: 1_000,
+                        max_retries: 3,
+                        cooldown_ms: 0,
+                    },
+                ),
                 Catalog::builtin().providers.remove(0),
             ],
-            models: vec![Model {
-                name: "up/big".into(),
-                upstream_model: Some("big-2025".into()),
-                aliases: vec!["big".into()],
-            }],
-            routes: vec![Route {
-                name: "r".into(),
-                targets: vec![RouteTarget {
-                    model: "big".into(),
-                    weight: 2,
-                }],
-                fallbacks: vec!["mock/echo".into()],
-            }],
+            models: vec![Named::new(
+                "up/big",
+                Model {
+                    provider_id: id("up"),
+                    upstream_model: "big-2025".into(),
+                    aliases: vec!["big".into()],
+                    context_window: None,
+                    enabled: true,
+                },
+            )],
+            routes: vec![Named::new(
+                "r",
+                Route {
+                    targets: vec![RouteTarget {
+                        model_id: id("big"),
+                        weight: 2,
+                    }],
+                    fallbacks: vec![id("mock/echo")],
+                    retries: 0,
+                },
+            )],
         }
     }
 
@@ -326,19 +355,11 @@ mod tests {
         assert_eq!(&*big.label, "big");
         assert_eq!(&*big.targets[0].0.id, "up/big");
         assert_eq!(big.targets[0].0.upstream_model, "big-2025");
-        assert_eq!(
-            big.targets[0].0.provider.endpoint,
-            "http://127.0.0.1:9/v1/chat/completions"
-        );
-        assert_eq!(
-            big.targets[0]
-                .0
-                .provider
-                .api_key
-                .as_ref()
-                .map(Secret::expose),
-            Some("sk-1")
-        );
+        let provider = &big.targets[0].0.provider;
+        assert_eq!(provider.endpoint, "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(provider.api_key.as_ref().map(Secret::expose), Some("sk-1"));
+        assert_eq!(provider.timeout, Duration::from_millis(1_000));
+        assert_eq!(provider.max_retries, 3);
         let r = s.resolve("r").expect("route");
         assert_eq!(r.targets[0].1, 2);
         assert_eq!(&*r.fallbacks[0].id, "mock/echo");
@@ -356,6 +377,55 @@ mod tests {
                 "r"
             ]
         );
+    }
+
+    /// A model whose name does not start with its provider is served as
+    /// `provider/upstream_model` with its name as an alias; a disabled one is not
+    /// served; a replicated weight above the file's limit is drawn as the limit.
+    #[test]
+    fn unprefixed_disabled_and_heavy_records() {
+        let mut c = catalog();
+        c.models[0].name = "large".into();
+        c.routes[0].record.targets[0].model_id = id("large");
+        c.routes[0].record.targets[0].weight = u32::MAX;
+        c.models.push(Named::new(
+            "up/off",
+            Model {
+                provider_id: id("up"),
+                upstream_model: "off".into(),
+                aliases: Vec::new(),
+                context_window: None,
+                enabled: false,
+            },
+        ));
+        let s = Snapshot::compile(c, &|_| None).expect("valid");
+        assert_eq!(
+            &*s.resolve("large").expect("alias").targets[0].0.id,
+            "up/big-2025"
+        );
+        assert!(s.resolve("up/big-2025").is_some());
+        assert!(s.resolve("up/off").is_none(), "disabled");
+        assert_eq!(s.resolve("r").expect("route").targets[0].1, MAX_WEIGHT);
+        assert!(s.target_ids().iter().any(|t| &**t == "up/big-2025"));
+    }
+
+    /// The file refuses a mock with a URL or a key variable; a replicated mock record
+    /// may carry them (aurora-schema allows it), and they are not used.
+    #[test]
+    fn a_mock_record_with_a_url_and_a_key_variable_reads_no_key() {
+        let mut c = catalog();
+        c.providers[1].record.base_url = "http://127.0.0.1:9/v1".into();
+        c.providers[1].record.api_key_env = Some("MOCK_KEY".into());
+        let read = std::cell::Cell::new(false);
+        let s = Snapshot::compile(c, &|v| {
+            read.set(read.get() || v == "MOCK_KEY");
+            None
+        })
+        .expect("valid");
+        assert!(!read.get(), "the mock's variable is never read");
+        let echo = &s.resolve("mock/echo").expect("built-in").targets[0].0;
+        assert!(echo.mock.is_some());
+        assert!(echo.provider.api_key_env.is_none());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! The catalog a node routes with is the *base* catalog (the YAML `gateway:` section,
 //! or the built-in mock provider) with the replicated records laid over it: a
-//! replicated record replaces a base record of the same name. Every time one of the
+//! replicated record replaces a base record of the same name. Both are the same
+//! aurora-schema records, so nothing is converted: a replicated record enters the
+//! catalog as it is, under its id (a disabled model is left out, and so is a provider
+//! whose `api_key_env` is outside the prefix). Every time one of the
 //! three collections changes, the merged catalog is compiled and swapped in through
 //! [`AppState::replace_catalog`], the same door a SIGHUP reload uses.
 //!
@@ -17,69 +20,10 @@
 use std::sync::Arc;
 
 use aurora_io::StateSnapshot;
-use aurora_schema::{self as rec, Collection, Record};
+use aurora_schema::{Collection, Record};
 
-use crate::catalog::records::MAX_WEIGHT;
-use crate::catalog::records::{Catalog, Model, Provider, ProviderKind, Route, RouteTarget};
+use crate::catalog::records::{Catalog, Named};
 use crate::state::AppState;
-
-/// The gateway form of a replicated provider named `id`.
-pub fn provider(id: &str, p: &rec::Provider) -> Provider {
-    let kind = match p.kind {
-        rec::ProviderKind::OpenAiCompatible => ProviderKind::Openai,
-        rec::ProviderKind::Anthropic => ProviderKind::Anthropic,
-        rec::ProviderKind::Mock => ProviderKind::Mock,
-    };
-    let mock = kind == ProviderKind::Mock;
-    Provider {
-        name: id.to_owned(),
-        kind,
-        base_url: (!mock && !p.base_url.is_empty()).then(|| p.base_url.clone()),
-        api_key_env: if mock { None } else { p.api_key_env.clone() },
-        timeout_ms: Some(u64::from(p.timeout_ms)),
-        max_retries: Some(u32::from(p.max_retries)),
-    }
-}
-
-/// The gateway form of a replicated model named `id`, or `None` when it is disabled.
-/// The gateway takes the provider from the `provider/` part of the public name, so a
-/// model whose id does not start with its `provider_id` is served as
-/// `{provider_id}/{id}`'s alias `id`.
-pub fn model(id: &str, m: &rec::Model) -> Option<Model> {
-    if !m.enabled {
-        return None;
-    }
-    let prefix = format!("{}/", m.provider_id);
-    let (name, mut aliases) = if id.starts_with(&prefix) {
-        (id.to_owned(), m.aliases.clone())
-    } else {
-        let mut aliases = vec![id.to_owned()];
-        aliases.extend(m.aliases.iter().cloned());
-        (format!("{prefix}{}", m.upstream_model), aliases)
-    };
-    aliases.retain(|a| a != &name);
-    Some(Model {
-        name,
-        upstream_model: Some(m.upstream_model.clone()),
-        aliases,
-    })
-}
-
-/// The gateway form of a replicated route named `id`.
-pub fn route(id: &str, r: &rec::Route) -> Route {
-    Route {
-        name: id.to_owned(),
-        targets: r
-            .targets
-            .iter()
-            .map(|t| RouteTarget {
-                model: t.model_id.as_str().to_owned(),
-                weight: t.weight.min(MAX_WEIGHT),
-            })
-            .collect(),
-        fallbacks: r.fallbacks.iter().map(|f| f.as_str().to_owned()).collect(),
-    }
-}
 
 /// Replicated providers whose `api_key_env` is outside `prefix` (see
 /// [`crate::config::GatewayConfig::provider_env_prefix`]): any node's admin can
@@ -113,7 +57,9 @@ pub fn merge(base: &Catalog, snapshot: &StateSnapshot, env_prefix: &str) -> Cata
             "replicated provider skipped: its api_key_env is outside gateway.provider_env_prefix"
         );
     }
-    let providers: Vec<Provider> = snapshot
+    // The records as they are, under their ids; a disabled model is left out, so a
+    // base model of the same name keeps serving.
+    let providers: Vec<_> = snapshot
         .records(Collection::Providers)
         .filter_map(|(id, r)| match r {
             Record::Provider(p)
@@ -121,35 +67,35 @@ pub fn merge(base: &Catalog, snapshot: &StateSnapshot, env_prefix: &str) -> Cata
                     .as_deref()
                     .is_none_or(|var| crate::config::env_name_allowed(var, env_prefix)) =>
             {
-                Some(provider(id.as_str(), p))
+                Some(Named::new(id.as_str(), p.clone()))
             }
             _ => None,
         })
         .collect();
-    let models: Vec<Model> = snapshot
+    let models: Vec<_> = snapshot
         .records(Collection::Models)
         .filter_map(|(id, r)| match r {
-            Record::Model(m) => model(id.as_str(), m),
+            Record::Model(m) if m.enabled => Some(Named::new(id.as_str(), m.clone())),
             _ => None,
         })
         .collect();
-    let routes: Vec<Route> = snapshot
+    let routes: Vec<_> = snapshot
         .records(Collection::Routes)
         .filter_map(|(id, r)| match r {
-            Record::Route(rt) => Some(route(id.as_str(), rt)),
+            Record::Route(rt) => Some(Named::new(id.as_str(), rt.clone())),
             _ => None,
         })
         .collect();
 
     let mut all = base.clone();
     for p in &providers {
-        upsert(&mut all.providers, p.clone(), |x| &x.name);
+        upsert(&mut all.providers, p.clone());
     }
     for m in &models {
-        upsert(&mut all.models, m.clone(), |x| &x.name);
+        upsert(&mut all.models, m.clone());
     }
     for r in &routes {
-        upsert(&mut all.routes, r.clone(), |x| &x.name);
+        upsert(&mut all.routes, r.clone());
     }
     if all.validate().is_ok() {
         return all;
@@ -168,7 +114,7 @@ pub fn merge(base: &Catalog, snapshot: &StateSnapshot, env_prefix: &str) -> Cata
         let name = p.name.clone();
         try_add(
             &mut out,
-            &|c: &mut Catalog| upsert(&mut c.providers, p.clone(), |x| &x.name),
+            &|c: &mut Catalog| upsert(&mut c.providers, p.clone()),
             &name,
         );
     }
@@ -176,7 +122,7 @@ pub fn merge(base: &Catalog, snapshot: &StateSnapshot, env_prefix: &str) -> Cata
         let name = m.name.clone();
         try_add(
             &mut out,
-            &|c: &mut Catalog| upsert(&mut c.models, m.clone(), |x| &x.name),
+            &|c: &mut Catalog| upsert(&mut c.models, m.clone()),
             &name,
         );
     }
@@ -184,15 +130,16 @@ pub fn merge(base: &Catalog, snapshot: &StateSnapshot, env_prefix: &str) -> Cata
         let name = r.name.clone();
         try_add(
             &mut out,
-            &|c: &mut Catalog| upsert(&mut c.routes, r.clone(), |x| &x.name),
+            &|c: &mut Catalog| upsert(&mut c.routes, r.clone()),
             &name,
         );
     }
     out
 }
 
-fn upsert<T>(list: &mut Vec<T>, item: T, name: impl Fn(&T) -> &String) {
-    match list.iter().position(|x| name(x) == name(&item)) {
+/// `item` in place of the record of the same name, or appended.
+fn upsert<T>(list: &mut Vec<Named<T>>, item: Named<T>) {
+    match list.iter().position(|x| x.name == item.name) {
         Some(i) => list[i] = item,
         None => list.push(item),
     }

@@ -31,7 +31,7 @@ use http::{HeaderValue, Request, StatusCode};
 use serde_json::Value;
 
 use crate::catalog::Resolved;
-use crate::catalog::{ProviderKind, Target};
+use crate::catalog::Target;
 use crate::clock::unix_seconds;
 use crate::http::body::{
     held, json_ok, json_response, read_limited, ChannelBody, ModelLabel, Response, UpstreamTiming,
@@ -51,6 +51,7 @@ use crate::upstream::dispatch::Outcome;
 use crate::upstream::openai::OpenAiStream;
 use crate::upstream::stream::{pump, send_bounded, End, Stopped, Translator};
 use crate::upstream::UpstreamClock;
+use aurora_schema::ProviderKind;
 
 /// Chunks buffered between the producer and the socket: enough to keep the writer
 /// busy, small enough that a slow reader applies back-pressure quickly.

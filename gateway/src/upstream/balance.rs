@@ -44,19 +44,19 @@ pub fn order(resolved: &Resolved, rng: &mut fastrand::Rng) -> Vec<Arc<Target>> {
 mod tests {
     use super::*;
     use crate::catalog::snapshot::ProviderRuntime;
-    use crate::catalog::ProviderKind;
+    use aurora_schema::ProviderKind;
 
     fn target(id: &str) -> Arc<Target> {
         Arc::new(Target {
             id: id.into(),
             provider: Arc::new(ProviderRuntime {
                 name: "p".into(),
-                kind: ProviderKind::Openai,
+                kind: ProviderKind::OpenAiCompatible,
                 endpoint: String::new(),
                 api_key_env: None,
                 api_key: None,
-                timeout: None,
-                max_retries: None,
+                timeout: std::time::Duration::from_secs(1),
+                max_retries: 0,
             }),
             upstream_model: id.to_owned(),
             mock: None,

@@ -16,7 +16,9 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use crate::catalog::{ProviderKind, Resolved, Target};
+use aurora_schema::ProviderKind;
+
+use crate::catalog::{Resolved, Target};
 use crate::http::body::Response;
 use crate::http::limits::Limits;
 use crate::metrics::Metrics;
@@ -163,8 +165,8 @@ impl Upstreams {
             ProviderKind::Anthropic => anthropic::request_body(request, &target.upstream_model)?,
             _ => openai::request_body(request, &target.upstream_model)?,
         };
-        let timeout = provider.timeout.unwrap_or(self.policy.request_timeout());
-        let retries = provider.max_retries.unwrap_or(self.policy.max_retries);
+        let timeout = provider.timeout;
+        let retries = provider.max_retries;
         let max_wait = Duration::from_millis(self.policy.retry_max_ms);
         let mut attempt = 0u32;
         loop {

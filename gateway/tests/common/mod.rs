@@ -241,3 +241,47 @@ pub fn chat(model: &str, content: &str) -> serde_json::Value {
         "messages": [{"role": "user", "content": content}]
     })
 }
+
+/// An OpenAI-compatible provider record at `base_url`, without a key.
+pub fn openai_provider(
+    base_url: String,
+    timeout_ms: u32,
+    max_retries: u8,
+) -> aurora_schema::Provider {
+    aurora_schema::Provider {
+        kind: aurora_schema::ProviderKind::OpenAiCompatible,
+        base_url,
+        api_key_env: None,
+        timeout_ms,
+        max_retries,
+        cooldown_ms: 0,
+    }
+}
+
+/// The model `name` (`provider/model`), served upstream as the part after the slash.
+pub fn model_record(name: &str) -> aurora_gateway::catalog::Named<aurora_schema::Model> {
+    let (provider, upstream) = name.split_once('/').expect("provider/model");
+    aurora_gateway::catalog::Named::new(
+        name,
+        aurora_schema::Model {
+            provider_id: aurora_schema::RecordId::new(provider).expect("id"),
+            upstream_model: upstream.to_owned(),
+            aliases: Vec::new(),
+            context_window: None,
+            enabled: true,
+        },
+    )
+}
+
+/// Provider `up` at `base_url` (the default policy's 120 s timeout, `max_retries`)
+/// and its model `up/m`.
+pub fn one_model_catalog(base_url: String, max_retries: u8) -> aurora_gateway::catalog::Catalog {
+    aurora_gateway::catalog::Catalog {
+        providers: vec![aurora_gateway::catalog::Named::new(
+            "up",
+            openai_provider(base_url, 120_000, max_retries),
+        )],
+        models: vec![model_record("up/m")],
+        routes: Vec::new(),
+    }
+}

@@ -679,7 +679,7 @@ async fn reload_on_sighup(
     state: std::sync::Arc<aurora_gateway::state::AppState>,
 ) {
     while hangups.recv().await.is_some() {
-        match aurora_gateway::catalog::file::load(&path) {
+        match aurora_gateway::catalog::file::reload(&path, &state.config.upstream) {
             Err(error) => {
                 tracing::error!(%error, "config reload failed; keeping the running catalog")
             }

@@ -14,9 +14,9 @@
 //! ([`crate::catalog::entry`]): an entry is the record's `name` and its fields. Fields
 //! the file may leave out are filled in here, once, when the file is read: a
 //! provider's `base_url` with its kind's default, its `timeout_ms` and `max_retries`
-//! with this file's `upstream.request_timeout_ms` and `upstream.max_retries` (so a
-//! SIGHUP that changes those also changes the providers that leave them out), a
-//! model's provider and upstream id from its `provider/model` name.
+//! with the node's `upstream.request_timeout_ms` and `upstream.max_retries` (this
+//! file's at start; the running ones on a SIGHUP reload, which does not change
+//! `upstream`), a model's provider and upstream id from its `provider/model` name.
 
 use std::path::{Path, PathBuf};
 
@@ -138,11 +138,22 @@ struct Section {
 
 /// Reads and validates `path`.
 pub fn load(path: &Path) -> Result<GatewayFile, FileError> {
+    load_with(path, None)
+}
+
+/// [`load`] for a SIGHUP reload: providers that leave out `timeout_ms` or
+/// `max_retries` take them from `running`, the node's `gateway.upstream` (which a
+/// reload does not change), not from the file's new `upstream`.
+pub fn reload(path: &Path, running: &UpstreamPolicy) -> Result<GatewayFile, FileError> {
+    load_with(path, Some(running))
+}
+
+fn load_with(path: &Path, running: Option<&UpstreamPolicy>) -> Result<GatewayFile, FileError> {
     let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text).map_err(|e| match e {
+    parse_with(&text, running).map_err(|e| match e {
         ParseError::Syntax { key, message } => FileError::Parse {
             path: path.to_owned(),
             key,
@@ -171,6 +182,12 @@ pub enum ParseError {
 
 /// Parses the YAML text of a whole config file.
 pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
+    parse_with(text, None)
+}
+
+/// [`parse`], with the fields providers leave out taken from `running` instead of
+/// the file's `upstream` when it is given (see [`reload`]).
+fn parse_with(text: &str, running: Option<&UpstreamPolicy>) -> Result<GatewayFile, ParseError> {
     // An empty file (or only comments) means "all defaults"; serde would call it EOF.
     let empty = text
         .lines()
@@ -208,7 +225,7 @@ pub fn parse(text: &str) -> Result<GatewayFile, ParseError> {
         section.providers,
         section.models,
         section.routes,
-        &section.upstream,
+        running.unwrap_or(&section.upstream),
     )
     .map_err(|e| ParseError::Invalid(e.under("gateway")))?;
     catalog
@@ -650,5 +667,28 @@ gateway:
         assert_eq!(key, "gateway.models[0].alias");
         assert!(message.contains("unknown field `alias`"), "{message}");
         assert!(message.contains("line 4"), "{message}");
+    }
+
+    /// A reload keeps the running `upstream` (it changes only at a restart), so the
+    /// providers that leave their timeout and retries to it keep the running values.
+    #[test]
+    fn a_reload_fills_left_out_fields_from_the_running_upstream() {
+        let text = "gateway:\n  upstream: {request_timeout_ms: 1000, max_retries: 0}\n  providers:\n    - {name: o, kind: openai}\n";
+        let fresh = parse(text).expect("valid");
+        assert_eq!(
+            (
+                fresh.catalog.providers[0].record.timeout_ms,
+                fresh.catalog.providers[0].record.max_retries
+            ),
+            (1_000, 0)
+        );
+        let reloaded = parse_with(text, Some(&UpstreamPolicy::default())).expect("valid");
+        assert_eq!(
+            (
+                reloaded.catalog.providers[0].record.timeout_ms,
+                reloaded.catalog.providers[0].record.max_retries
+            ),
+            (120_000, 2)
+        );
     }
 }

@@ -201,9 +201,9 @@ impl Node {
         let (wall, now) = (now.wall, now.mono);
         config.validate()?;
         identity.meta.validate()?;
-        let mut failover =
-            Failover::new(identity.id, config.failover.clone(), now)?.with_life(identity.life);
         let mut outbox = Outbox::default();
+        let mut failover = Failover::new(identity.id, config.failover.clone(), now, &mut outbox)?
+            .with_life(identity.life);
         // Persisted even on first start: a restart must always come back above
         // whatever the cluster remembers of this node.
         let incarnation = restored
@@ -312,7 +312,8 @@ impl Node {
             }
             Message::Lease(lease) => {
                 if !self.membership.has_left() {
-                    self.failover.handle_lease(now, sender, life, lease);
+                    self.failover
+                        .handle_lease(now, sender, life, lease, &mut self.outbox);
                 }
             }
             _ => self
@@ -392,18 +393,21 @@ impl Node {
         }
     }
 
-    /// Feeds the failover machine the member list when it changed, persists a
-    /// grown epoch before any message that carries it, and carries out what the
-    /// failover machine wants sent and reported.
+    /// Feeds the failover machine the member list when it changed, then keeps the
+    /// persistence contract for lease traffic: it queues the batch that persists a
+    /// grown epoch or a changed roster first, and only then releases the
+    /// outbox's held lease messages (resolving each voter's id to its address)
+    /// and failover events behind it. Called at the end of every `handle_*` (and
+    /// of `new`), so nothing stays held while the driver polls.
     fn pump_failover(&mut self, now: Millis) {
         for node in self.membership.take_departed() {
-            self.failover.forget(now, node);
+            self.failover.forget(now, node, &mut self.outbox);
         }
         let changes = self.membership.changes();
         if self.members_seen != Some(changes) {
             self.members_seen = Some(changes);
             let live = self.candidates();
-            self.failover.handle_members(now, &live);
+            self.failover.handle_members(now, &live, &mut self.outbox);
         }
         let mut items = Vec::new();
         let epoch = self.failover.durable_epoch();
@@ -440,7 +444,8 @@ impl Node {
         if !items.is_empty() {
             self.outbox.persist(PersistBatch { items });
         }
-        while let Some((to, message)) = self.failover.poll_transmit() {
+        // Only now, behind the batch just queued, may lease traffic go out.
+        while let Some((to, message)) = self.outbox.release_lease() {
             let addr = if to == self.id() {
                 None
             } else {
@@ -465,7 +470,7 @@ impl Node {
                 }
             }
         }
-        while let Some(event) = self.failover.poll_event() {
+        while let Some(event) = self.outbox.release_failover_event() {
             self.outbox.event(Event::Failover(event));
         }
     }
@@ -544,7 +549,7 @@ impl Node {
                 None
             }
             Command::ForgetMember { node } => {
-                self.failover.forget(now, node);
+                self.failover.forget(now, node, &mut self.outbox);
                 if self.bindings.release(node) {
                     self.persist_binding(node, None);
                 }
@@ -558,12 +563,12 @@ impl Node {
             }
             Command::Switchover { to } => {
                 self.failover
-                    .switchover(now, to)
+                    .switchover(now, to, &mut self.outbox)
                     .map_err(CommandError::Switchover)?;
                 None
             }
             Command::Leave => {
-                self.failover.resign(now);
+                self.failover.resign(now, &mut self.outbox);
                 self.membership_command(now, Command::Leave)?;
                 None
             }
@@ -612,7 +617,7 @@ impl Node {
             return;
         }
         if self.failover.poll_timeout().is_some_and(|t| t <= now) {
-            self.failover.handle_timeout(now);
+            self.failover.handle_timeout(now, &mut self.outbox);
             // The lease timers are where membership is re-read too ("every tick").
             self.members_seen = None;
         }
@@ -729,7 +734,9 @@ mod tests;
 #[cfg(test)]
 mod undeliverable_tests {
     use super::*;
-    use crate::failover::{FailoverConfig, FailoverMode, Roster, RosterState, RosterVersion};
+    use crate::failover::{
+        FailoverConfig, FailoverMode, LeaseMessage, Roster, RosterState, RosterVersion,
+    };
     use crate::wire::MemberUpdate;
 
     // The node-level fixtures of the identity tests: lives numbered like ids.
@@ -840,6 +847,91 @@ mod undeliverable_tests {
             node.metrics().failover_undeliverable > dropped,
             "n3 still counts"
         );
+    }
+
+    /// The persistence contract for lease traffic, which the outbox's held section
+    /// keeps: every lease message the node transmits carries an epoch it has
+    /// already output a `Persist` for, and a roster no newer than the one it
+    /// persisted before. n2 is known before the quiet period ends, so the first
+    /// campaign (a grown epoch) goes out in the step that grows it; n2's grant
+    /// then wins the lease, and the announcing round carries the roster restamped
+    /// at the new epoch in the step that restamps it.
+    #[test]
+    fn a_lease_message_follows_the_persist_of_its_epoch_and_roster() {
+        fn lease_of(t: &Transmit) -> Option<LeaseMessage> {
+            match wire::decode(CLUSTER, t.channel, &t.bytes).map(|e| e.message) {
+                Ok(Message::Lease(msg)) => Some(msg),
+                _ => None,
+            }
+        }
+        let mut node = restarted_voter(Now::at(T));
+        let mut out: Vec<Output> = std::iter::from_fn(|| node.poll_output()).collect();
+        let hello = wire::encode(
+            CLUSTER,
+            NodeId(2),
+            Life(2),
+            &Message::Gossip {
+                rumors: vec![Rumor::Member(MemberUpdate::Alive {
+                    node: NodeId(2),
+                    incarnation: Incarnation(0),
+                    addr: addr(2),
+                    meta: meta(2),
+                })],
+            },
+        );
+        let t1 = Millis(T.0 + 500);
+        node.handle_datagram(Now::at(t1), addr(2), &hello);
+        out.extend(std::iter::from_fn(|| node.poll_output()));
+        out.extend(run(&mut node, t1, 3_000));
+        let asked = out.iter().rev().find_map(|o| match o {
+            Output::Transmit(t) if t.to == addr(2) => lease_of(t),
+            _ => None,
+        });
+        let Some(LeaseMessage::Request { epoch, round, .. }) = asked else {
+            panic!("no campaign reached n2: {out:?}");
+        };
+        let grant = wire::encode(
+            CLUSTER,
+            NodeId(2),
+            Life(2),
+            &Message::Lease(LeaseMessage::Grant { epoch, round }),
+        );
+        let t2 = Millis(T.0 + 3_500);
+        node.handle_datagram(Now::at(t2), addr(2), &grant);
+        out.extend(std::iter::from_fn(|| node.poll_output()));
+        assert!(node.view().holds_lease_at(t2), "n1 leads with n2's grant");
+
+        // What `restarted_voter` restored counts as persisted.
+        let restored = RosterVersion {
+            epoch: Epoch(1),
+            seq: 0,
+        };
+        let mut persisted = (Epoch(1), Some(restored));
+        let mut carried = (Epoch(1), None);
+        for o in &out {
+            match o {
+                Output::Persist(batch) => {
+                    for item in &batch.items {
+                        match item {
+                            PersistItem::Epoch(e) => persisted.0 = persisted.0.max(*e),
+                            PersistItem::Roster(r) => persisted.1 = persisted.1.max(r.version()),
+                            _ => {}
+                        }
+                    }
+                }
+                Output::Transmit(t) => {
+                    let Some(msg) = lease_of(t) else { continue };
+                    let roster = msg.roster().map(|r| r.version);
+                    assert!(msg.epoch() <= persisted.0, "{msg:?} before its epoch");
+                    assert!(roster <= persisted.1, "{msg:?} before its roster");
+                    carried = (carried.0.max(msg.epoch()), carried.1.max(roster));
+                }
+                Output::Event(_) => {}
+            }
+        }
+        let restamped = RosterVersion { epoch, seq: 0 };
+        assert!(epoch > Epoch(1), "the campaign grew the epoch");
+        assert_eq!(carried, (epoch, Some(restamped)), "both were carried");
     }
 
     /// The wall clock is read at every call, not once at start: a step of the

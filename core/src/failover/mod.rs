@@ -330,6 +330,8 @@ impl Failover {
         self.drive(now, out);
     }
 
+    /// Call when [`Failover::poll_timeout`]'s deadline passed (early is harmless):
+    /// steps down, hands over, campaigns or renews as the time now requires.
     pub fn handle_timeout(&mut self, now: Millis, out: &mut Outbox) {
         self.advance(now);
         self.drive(now, out);
@@ -400,6 +402,10 @@ impl Failover {
 
     // ---- outputs ---------------------------------------------------------------
 
+    /// When the machine next needs [`Failover::handle_timeout`]: a round to send,
+    /// a lease, promise, hint, quiet period or hold-down that ends. `None` in
+    /// `single_node` (nothing to time).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         if !self.config.mode.elects() {
             return None;
@@ -459,6 +465,8 @@ impl Failover {
             .max(self.voter.granted_epoch())
     }
 
+    /// Where this node stands at the latest `now` handed in: leader, epoch, whether
+    /// it serves, whether it could fail over and why not.
     pub fn status(&self) -> FailoverStatus {
         let now = self.now;
         let mode = self.config.mode;

@@ -1,11 +1,11 @@
 //! The node: one sans-IO state machine with a quinn-proto-style API.
 //!
 //! ```text
-//! Node::new(config, identity, seed, restored, Now::at(now))  // start (restored: from disk)
-//! node.handle_datagram(Now::at(now), from, &bytes)   // a packet from a peer
-//! node.handle_stream(Now::at(now), from, &bytes)     // a whole stream message from a peer
-//! node.handle_command(Now::at(now), command)         // a local request
-//! node.handle_timeout(Now::at(now))                  // a deadline from poll_timeout passed
+//! Node::new(config, identity, schema, seed, restored, now)  // start (restored: from disk)
+//! node.handle_datagram(now, from, &bytes)   // a packet from a peer
+//! node.handle_stream(now, from, &bytes)     // a whole stream message from a peer
+//! node.handle_command(now, command)         // a local request
+//! node.handle_timeout(now)                  // a deadline from poll_timeout passed
 //! node.poll_timeout() -> Option<Millis>     // when to call handle_timeout next
 //! node.poll_output()  -> Option<Output>     // Transmit | Persist | Event, in order
 //! node.view()         -> NodeView           // read-only: members, state, leadership
@@ -41,11 +41,17 @@ use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// Join the cluster through these seed addresses.
-    Join { seeds: Vec<Addr> },
+    Join {
+        /// Gossip addresses of members (or of nodes joining too); kept for rejoining.
+        seeds: Vec<Addr>,
+    },
     /// More seed addresses, learnt while running (a seed name that resolved only
     /// after start-up, as a StatefulSet's later pods do): kept with the others for
     /// rejoining, and a node that is alone starts joining through them at once.
-    AddSeeds { seeds: Vec<Addr> },
+    AddSeeds {
+        /// The addresses learnt.
+        seeds: Vec<Addr>,
+    },
     /// Leave gracefully; an `Event::Local(LocalChange::Left)` follows when done.
     Leave,
     /// Announce new metadata.
@@ -56,31 +62,50 @@ pub enum Command {
     /// the write is durable once the `Persist` batch that follows is committed.
     /// The node's [`Schema`] must accept `record` as one of `collection` under `id`.
     Put {
+        /// The record's collection (the schema's numbering).
         collection: CollectionId,
+        /// The record's id within it.
         id: RecordId,
+        /// The record in the schema's encoding.
         record: RecordBytes,
     },
     /// Delete a record (a tombstone, replicated like any write).
     Delete {
+        /// The record's collection.
         collection: CollectionId,
+        /// The record's id within it.
         id: RecordId,
     },
     /// Add to this node's usage of a budget in a period (published in batches).
     RecordUsage {
+        /// The budget record it counts against.
         budget: RecordId,
+        /// The budget's period index (`Schema::period_index`).
         period: u64,
+        /// What to add (the counter only grows).
         usage: Usage,
     },
     /// Hand leadership to `to` (this node must be the leader).
-    Switchover { to: NodeId },
+    Switchover {
+        /// A live serving voter with this node's settings.
+        to: NodeId,
+    },
     /// Stop counting `node` as a voter (an operator's decision that a member
     /// which failed, or left unseen, is gone for good), and release its id → life
     /// binding: the id may come back as a new life (a lost disk, a replaced key),
     /// which the leader then admits as a new member.
-    ForgetMember { node: NodeId },
+    ForgetMember {
+        /// The member that is gone.
+        node: NodeId,
+    },
     /// Bind `node` to `life` on an operator's word (`cluster.admission: manual`:
     /// the pending (id, life) is accepted from now on).
-    AdmitMember { node: NodeId, life: Life },
+    AdmitMember {
+        /// The id that waits.
+        node: NodeId,
+        /// The life to accept for it.
+        life: Life,
+    },
 }
 
 /// A command the node refused; the node's state is unchanged.
@@ -160,7 +185,30 @@ impl NodeMetrics {
     }
 }
 
-/// One Aurora node's cluster state machine.
+/// One Aurora node's cluster state machine: membership, the replicated store and
+/// the failover lease behind one quinn-proto-style surface. It does no I/O; the
+/// driver calls it and carries out what it outputs.
+///
+/// # Method groups
+///
+/// * **Start:** [`Node::new`], with what the driver read back from disk
+///   ([`Restored`]); drain [`Node::poll_output`] at once (the first batch persists
+///   the new incarnation).
+/// * **Inputs** (`handle_*`), each with the [`Now`] of the call:
+///   [`Node::handle_datagram`] when a datagram arrived, [`Node::handle_stream`]
+///   when a whole stream message arrived, [`Node::handle_command`] for each local
+///   request, [`Node::handle_timeout`] when the clock reached
+///   [`Node::poll_timeout`]'s deadline.
+/// * **Outputs** (`poll_*`, `#[must_use]`), after every input:
+///   [`Node::poll_output`] until it returns `None`, committing each
+///   [`Output::Persist`] before carrying out any later [`Output::Transmit`]; then
+///   [`Node::poll_timeout`] for the next deadline.
+/// * **Reading** (no effect on the node, call any time): [`Node::view`],
+///   [`Node::metrics`], [`Node::id`], [`Node::life`], [`Node::phase`],
+///   [`Node::members`], [`Node::bindings`], [`Node::config`].
+///
+/// There is no other call order to keep: the wall clock comes with every call and
+/// the failover session is derived at `new` from the restored incarnation.
 #[derive(Clone, Debug)]
 pub struct Node {
     config: Config,
@@ -185,7 +233,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Builds a node. `seed` drives every random choice; `restored` is what the
+    /// Call once per process start. Builds a node; then drain
+    /// [`Node::poll_output`] before any other call. `seed` drives every random choice;
+    /// `restored` is what the
     /// driver read back from disk (empty on first start); `schema` says which records
     /// are well formed (asked of every local and remote write). A restarted node
     /// comes back with an incarnation above any it announced, so its return

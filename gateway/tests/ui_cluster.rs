@@ -1,7 +1,8 @@
 //! The admin UI in a real browser (headless chromium, see `common/browser.rs`): login
 //! and logout, Settings → Routing, phone width, and the cluster page of a real
 //! three-node cluster: one leader badge, three nodes alive, the 30 s timer, a planned
-//! switchover from the leader's page, a killed node turning failed on refresh.
+//! switchover from the leader's page, a killed node turning failed on refresh and
+//! forgotten from the new leader's page.
 //!
 //! Without chromium and chromedriver these print SKIPPED and pass, unless
 //! `AURORA_REQUIRE_BROWSER=1` (CI). `AURORA_UI_SCREENSHOTS=docs/img` writes
@@ -195,7 +196,7 @@ async fn the_cluster_page_of_three_nodes_switchover_and_a_killed_node() {
         found.expect("agreed").active
     };
     let leader_name = specs[leader].name.clone();
-    let browser = Browser::start("ui cluster", specs[leader].http)
+    let mut browser = Browser::start("ui cluster", specs[leader].http)
         .await
         .expect("a browser (found a moment ago)");
     browser.login(CLUSTER, TOKEN).await;
@@ -331,5 +332,41 @@ async fn the_cluster_page_of_three_nodes_switchover_and_a_killed_node() {
         browser.js(&format!("return {ALIVE_ROWS};"), vec![]).await,
         2
     );
+    assert!(
+        browser.all("[data-testid=forget]").await.is_empty(),
+        "no forget button on a standby's page"
+    );
+    browser.assert_no_errors().await;
+
+    // On the new leader's UI (its own sign-in) the failed node can be forgotten.
+    let new_leader = specs
+        .iter()
+        .position(|s| s.name == target)
+        .expect("the new leader");
+    browser.switch_to(specs[new_leader].http);
+    browser.login(CLUSTER, TOKEN).await;
+    let forget = format!("[data-testid=node-row][data-node={victim_name}] [data-testid=forget]");
+    browser
+        .wait_until_clicking(
+            "a forget button on the failed node's row",
+            Duration::from_secs(30),
+            &format!("document.querySelector('{forget}') !== null"),
+            Some("[data-testid=refresh]"),
+        )
+        .await;
+    browser.click(&forget).await;
+    browser.wait_for("[data-testid=confirm-dialog][open]").await;
+    browser.click("[data-testid=confirm-yes]").await;
+    browser.wait_for("[data-testid=toast-ok]").await;
+    browser
+        .wait_until_clicking(
+            "the voter roster without the forgotten node",
+            Duration::from_secs(15),
+            &format!(
+                "!document.querySelector('[data-testid=voters]').textContent.includes('{victim_name}')"
+            ),
+            Some("[data-testid=refresh]"),
+        )
+        .await;
     browser.finish().await;
 }

@@ -169,6 +169,12 @@ impl Browser {
         })
     }
 
+    /// Points this session at another node (another origin: its session storage, so
+    /// its sign-in, is separate).
+    pub fn switch_to(&mut self, addr: SocketAddr) {
+        self.base = format!("http://{addr}");
+    }
+
     /// Opens `path` (e.g. `/admin/dashboard/cluster`) on this session's node.
     pub async fn goto(&self, path: &str) {
         self.client

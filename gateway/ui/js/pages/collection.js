@@ -23,6 +23,7 @@
 // record-save, record-cancel, confirm-dialog, confirm-delete, confirm-cancel,
 // key-secret, copy-secret, copy-status, secret-done, budget-bar, load-error.
 
+import { el as h, clear, fmtTime } from "../dom.js";
 import { spec as specOf } from "./collections.js";
 
 /** The page of collection `path` (keys, providers, …), for the page registry. */
@@ -43,40 +44,11 @@ export function mount(root, ctx) {
   return mountCollection(root, ctx, s);
 }
 
-// ---- DOM helpers (text only, never HTML) ------------------------------------------
-
-function h(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  const late = {};
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on") && typeof v === "function") e.addEventListener(k.slice(2), v);
-    else if (k === "class") e.className = v;
-    else if (k === "value" || k === "checked") late[k] = v;
-    else e.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
-    e.append(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
-  }
-  // A select's value can only be set once its options are in.
-  for (const [k, v] of Object.entries(late)) e[k] = v;
-  return e;
-}
-
-function clear(node) {
-  while (node.firstChild) node.removeChild(node.firstChild);
-}
+// ---- helpers ------------------------------------------------------------------------
 
 /** An element id from a field path (`targets[0].weight` → `targets_0__weight`). */
 function domId(prefix, path) {
   return `${prefix}-${path.replace(/[^A-Za-z0-9_-]/g, "_")}`;
-}
-
-function fmtTime(ms) {
-  if (ms === null || ms === undefined) return "—";
-  const d = new Date(ms);
-  return Number.isNaN(d.getTime()) ? String(ms) : d.toLocaleString();
 }
 
 /** Exact nano-USD of a decimal USD string ("0.15"), as a BigInt; null if malformed. */
@@ -618,7 +590,8 @@ class Form {
         const opts = f.ref ? [["", "— none —"], ...(this.refs[f.ref] || []).map((v) => [v, v])] : f.options;
         const initial = value === undefined ? (f.default !== undefined ? f.default : f.ref ? "" : opts[0][0]) : value === null ? "" : value;
         if (!opts.some(([v]) => v === initial)) opts.push([initial, `${initial} (missing)`]);
-        const select = h("select", { ...common, value: initial }, opts.map(([v, text]) => h("option", { value: v }, text)));
+        const select = h("select", common, opts.map(([v, text]) => h("option", { value: v }, text)));
+        select.value = initial; // once its options are in
         return {
           el: wrap(select),
           read: () => (select.value === "" && f.ref ? null : select.value),
@@ -757,9 +730,10 @@ class Form {
     const id = domId(this.prefix, path);
     const select = h(
       "select",
-      { id, name: path, "data-testid": `field-${path}`, "aria-describedby": helpId, value: chosen },
+      { id, name: path, "data-testid": `field-${path}`, "aria-describedby": helpId },
       f.variants.map((v) => h("option", { value: v.value }, v.label)),
     );
+    select.value = chosen;
     const panels = f.variants.map((v) => {
       const inner = value && typeof value === "object" && value[v.value] ? value[v.value] : undefined;
       const subs = v.fields.map((s) => this.field(s, `${path}.${v.value}.${s.name}`, inner ? inner[s.name] : undefined));

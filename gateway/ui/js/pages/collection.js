@@ -441,7 +441,7 @@ function usageBar(budget) {
     const ratio = limit === 0n ? 1 : Number((used * 10000n) / limit) / 10000;
     const pct = Math.min(100, ratio * 100);
     const state = ratio >= 1 ? "over" : ratio >= 0.8 ? "warn" : "ok";
-    const word = ratio >= 1 ? "limit reached" : ratio >= 0.8 ? "near the limit" : "within the limit";
+    const word = limit === 0n ? "a limit of 0 refuses every request" : ratio >= 1 ? "limit reached" : ratio >= 0.8 ? "near the limit" : "within the limit";
     const fill = h("div", { class: "bar-fill" });
     fill.style.width = `${pct.toFixed(1)}%`;
     parts.push(

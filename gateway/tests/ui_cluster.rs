@@ -1,7 +1,8 @@
 //! The admin UI in a real browser (headless chromium, see `common/browser.rs`): login
 //! and logout, Settings → Routing, phone width, and the cluster page of a real
 //! three-node cluster: one leader badge, three nodes alive, the 30 s timer, a planned
-//! switchover from the leader's page, a killed node turning failed on refresh.
+//! switchover from the leader's page, a killed node turning failed on refresh and
+//! forgotten from the new leader's page.
 //!
 //! Without chromium and chromedriver these print SKIPPED and pass, unless
 //! `AURORA_REQUIRE_BROWSER=1` (CI). `AURORA_UI_SCREENSHOTS=docs/img` writes
@@ -48,8 +49,21 @@ async fn login_settings_phone_width_and_logout_on_a_lone_node() {
         "a refused token is not kept"
     );
 
-    browser.login(CLUSTER, TOKEN).await;
+    browser.assert_labelled().await;
+
+    // Signing in with the keyboard only: the field has focus, Enter submits.
+    let focused = browser
+        .js("return document.activeElement.id;", vec![])
+        .await;
+    assert_eq!(focused, "login-token", "the token field takes focus");
+    let input = browser.wait_for("[data-testid=login-token]").await;
+    input
+        .send_keys(&format!("{TOKEN}\u{e007}"))
+        .await
+        .expect("type the token and Enter");
+    browser.wait_for("#app:not([hidden])").await;
     browser.wait_for("[data-testid=clustering-off]").await;
+    browser.assert_labelled().await;
     assert!(
         browser
             .all("[data-testid=leader-controls]")
@@ -115,6 +129,20 @@ async fn login_settings_phone_width_and_logout_on_a_lone_node() {
         .set_window_size(1280, 800)
         .await
         .expect("resize");
+
+    // A token the node refuses later (rotated) brings the login back with a word.
+    browser
+        .js(
+            "sessionStorage.setItem('aurora.admin_token', 'rotated-away'); return null;",
+            vec![],
+        )
+        .await;
+    browser.click("[data-testid=refresh]").await;
+    browser.wait_for("#login:not([hidden])").await;
+    let said = browser.wait_for("[data-testid=login-error]").await;
+    assert!(said.text().await.expect("text").contains("refused"));
+    browser.login(CLUSTER, TOKEN).await;
+    browser.wait_for("[data-testid=clustering-off]").await;
 
     // Logout forgets the token and shows the login again.
     browser.click("[data-testid=logout]").await;
@@ -195,7 +223,7 @@ async fn the_cluster_page_of_three_nodes_switchover_and_a_killed_node() {
         found.expect("agreed").active
     };
     let leader_name = specs[leader].name.clone();
-    let browser = Browser::start("ui cluster", specs[leader].http)
+    let mut browser = Browser::start("ui cluster", specs[leader].http)
         .await
         .expect("a browser (found a moment ago)");
     browser.login(CLUSTER, TOKEN).await;
@@ -210,6 +238,7 @@ async fn the_cluster_page_of_three_nodes_switchover_and_a_killed_node() {
         .await;
     assert_eq!(browser.js(&format!("return {BADGES};"), vec![]).await, 1);
     browser.wait_for("[data-testid=leader-controls]").await;
+    browser.assert_labelled().await;
     let count = browser.wait_for("[data-testid=node-count]").await;
     assert!(
         count.text().await.expect("text").contains("3 of 3"),
@@ -331,5 +360,41 @@ async fn the_cluster_page_of_three_nodes_switchover_and_a_killed_node() {
         browser.js(&format!("return {ALIVE_ROWS};"), vec![]).await,
         2
     );
+    assert!(
+        browser.all("[data-testid=forget]").await.is_empty(),
+        "no forget button on a standby's page"
+    );
+    browser.assert_no_errors().await;
+
+    // On the new leader's UI (its own sign-in) the failed node can be forgotten.
+    let new_leader = specs
+        .iter()
+        .position(|s| s.name == target)
+        .expect("the new leader");
+    browser.switch_to(specs[new_leader].http);
+    browser.login(CLUSTER, TOKEN).await;
+    let forget = format!("[data-testid=node-row][data-node={victim_name}] [data-testid=forget]");
+    browser
+        .wait_until_clicking(
+            "a forget button on the failed node's row",
+            Duration::from_secs(30),
+            &format!("document.querySelector('{forget}') !== null"),
+            Some("[data-testid=refresh]"),
+        )
+        .await;
+    browser.click(&forget).await;
+    browser.wait_for("[data-testid=confirm-dialog][open]").await;
+    browser.click("[data-testid=confirm-yes]").await;
+    browser.wait_for("[data-testid=toast-ok]").await;
+    browser
+        .wait_until_clicking(
+            "the voter roster without the forgotten node",
+            Duration::from_secs(15),
+            &format!(
+                "!document.querySelector('[data-testid=voters]').textContent.includes('{victim_name}')"
+            ),
+            Some("[data-testid=refresh]"),
+        )
+        .await;
     browser.finish().await;
 }

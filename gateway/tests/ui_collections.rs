@@ -277,6 +277,7 @@ async fn forms_on_one_node_show_on_another() {
 
     // A key on it: the secret is shown once, with a copy button.
     new_record(&b, "keys").await;
+    b.assert_labelled().await;
     fill(&b, "id", "ui-key").await;
     fill(&b, "name", "UI key").await;
     b.click(&format!(
@@ -359,11 +360,29 @@ async fn forms_on_one_node_show_on_another() {
         )
         .await;
     assert_eq!(others, json!(1), "one error shown, at its field");
+    b.assert_labelled().await;
     fill(&b, "targets[0].weight", "2").await;
     save_and_see(&b, "ui-route").await;
-    // Deleted through the confirmation dialog.
-    b.click(&format!("{} {}", row("ui-route"), tid("record-delete")))
-        .await;
+    // The delete asks first: Escape (focus is on Cancel) keeps the route...
+    let delete = format!("{} {}", row("ui-route"), tid("record-delete"));
+    b.click(&delete).await;
+    b.wait_for("[data-testid=confirm-dialog][open]").await;
+    b.client
+        .active_element()
+        .await
+        .expect("the focused button")
+        .send_keys("\u{E00C}")
+        .await
+        .expect("press Escape");
+    b.wait_until(
+        "the dialog closed by Escape",
+        Duration::from_secs(5),
+        "!document.querySelector('[data-testid=confirm-dialog]').open",
+    )
+    .await;
+    b.wait_for(&row("ui-route")).await;
+    // ... and confirming deletes it.
+    b.click(&delete).await;
     b.wait_for("[data-testid=confirm-dialog][open]").await;
     b.click(&tid("confirm-delete")).await;
     b.wait_until(
@@ -407,7 +426,7 @@ async fn forms_on_one_node_show_on_another() {
     assert_eq!(status, 200, "{answer}");
 
     // Node 2's UI (another origin: sign in again) shows what node 1's forms wrote.
-    b.base = format!("http://{}", procs[1].http);
+    b.switch_to(procs[1].http);
     b.login("/admin/dashboard/models", TOKEN).await;
     let refresh = tid("collection-refresh");
     b.wait_until_clicking(
@@ -463,5 +482,20 @@ async fn forms_on_one_node_show_on_another() {
         .and_then(|v| v.parse::<f64>().ok())
         .expect("a percentage");
     assert!(now > 0.0 && now <= 100.0, "{now}");
+    b.assert_labelled().await;
+
+    // Phone width: each row is a card of labelled cells, nothing scrolls sideways.
+    b.client.set_window_size(390, 844).await.expect("resize");
+    b.wait_until(
+        "the budget's row as a card",
+        Duration::from_secs(5),
+        r#"(() => {
+            const row = document.querySelector('[data-testid=record-row][data-id="ui-budget"]');
+            return getComputedStyle(row).display === 'block'
+                && document.documentElement.scrollWidth <= window.innerWidth;
+        })()"#,
+    )
+    .await;
+    b.client.set_window_size(1280, 800).await.expect("resize");
     b.finish().await;
 }

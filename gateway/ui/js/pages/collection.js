@@ -17,11 +17,13 @@
 // - A budget's bar is the `usage` its GET answers: the period's cluster-wide usage
 //   as the answering node sees it (docs/policy.md).
 //
-// Stable selectors for the browser tests are data-testid attributes: collection-page,
-// collection-search, collection-new, record-row (with data-id), record-edit,
-// record-delete, record-form, field-<path>, field-error-<path>, form-error,
-// record-save, record-cancel, confirm-dialog, confirm-delete, confirm-cancel,
-// key-secret, copy-secret, copy-status, secret-done, budget-bar, load-error.
+// Stable selectors for the browser tests are data-testid attributes: collection-page
+// (with data-collection), collection-search, collection-refresh, collection-new,
+// collection-empty, record-row (with data-id), record-edit, record-delete,
+// record-form, record-id, field-<path>, field-error-<path>, add-<path> and
+// remove-<path>[i] (rows), form-error, record-save, record-cancel, confirm-dialog,
+// confirm-delete, confirm-cancel, key-secret, copy-secret, copy-status, secret-done,
+// budget-bar (with data-state), budget-spend, load-error.
 
 import { el as h, clear, fmtTime } from "../dom.js";
 import { spec as specOf } from "./collections.js";

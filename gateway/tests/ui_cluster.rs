@@ -104,6 +104,18 @@ async fn login_settings_phone_width_and_logout_on_a_lone_node() {
     let url = browser.client.current_url().await.expect("url");
     assert_eq!(url.path(), "/admin/dashboard/settings/routing");
 
+    // The bare dashboard path goes to the start page; an unknown page says so.
+    browser.goto("/admin/dashboard").await;
+    browser
+        .wait_until(
+            "the start page",
+            Duration::from_secs(5),
+            "location.pathname.startsWith('/admin/dashboard/') && document.querySelector('#page').childElementCount > 0",
+        )
+        .await;
+    browser.goto("/admin/dashboard/no-such-page").await;
+    browser.wait_for("[data-testid=not-found]").await;
+
     // A reload keeps the session (session storage), and lands on the same page.
     browser.goto("/admin/dashboard/settings/routing").await;
     browser

@@ -306,6 +306,107 @@ async fn budget_request_and_spend_limits_answer_402() {
     server.stop().await;
 }
 
+/// `GET /admin/api/budgets/{id}` (and the list) shows the current period's usage, the
+/// amounts admission compares with the limits: what the admin UI draws as a bar.
+#[tokio::test]
+async fn budget_get_shows_the_current_periods_usage() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    put(
+        s,
+        MOCK,
+        Record::Pricing(Pricing {
+            input_per_million: Money::ZERO,
+            output_per_million: Money::from_usd(1).expect("usd"),
+            cached_input_per_million: None,
+        }),
+    )
+    .await;
+    for (name, period) in [("day", BudgetPeriod::Daily), ("ever", BudgetPeriod::Total)] {
+        put(
+            s,
+            name,
+            Record::Budget(Budget {
+                name: name.into(),
+                limit: Some(Money::from_usd(1).expect("usd")),
+                max_requests: Some(10),
+                period,
+            }),
+        )
+        .await;
+    }
+    put(
+        s,
+        "k",
+        Record::AuthKey(AuthKey {
+            budget_id: Some(id("day")),
+            ..key("sk-u")
+        }),
+    )
+    .await;
+    let admin = format!("Bearer {}", common::TOKEN);
+    let get = |path: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let reply = send(
+                server.addr,
+                Method::GET,
+                path,
+                &[("authorization", admin.as_str())],
+                Bytes::new(),
+            )
+            .await;
+            assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+            reply.json()
+        }
+    };
+
+    let fresh = get("/admin/api/budgets/day").await["usage"].clone();
+    assert_eq!(fresh["requests"], json!(0), "{fresh}");
+    assert_eq!(fresh["spend_usd"], json!("0"), "{fresh}");
+
+    assert_eq!(bearer(&server, "sk-u", &chat(MOCK, "hi")).await.status, 200);
+    let before = s.state_view.wall_ms();
+    let usage = get("/admin/api/budgets/day").await["usage"].clone();
+    let after = s.state_view.wall_ms();
+    // 16 completion tokens at 1 USD per million (as in the test above).
+    assert_eq!(usage["requests"], json!(1), "{usage}");
+    assert_eq!(usage["spend_nanos"], json!(16_000), "{usage}");
+    assert_eq!(usage["spend_usd"], json!("0.000016"), "{usage}");
+    assert!(usage["tokens"].as_u64().is_some_and(|t| t >= 16), "{usage}");
+    let index = usage["period_index"].as_u64().expect("period_index");
+    assert!(
+        [
+            BudgetPeriod::Daily.index(before),
+            BudgetPeriod::Daily.index(after)
+        ]
+        .contains(&index),
+        "{usage}"
+    );
+    let start = usage["period_start_ms"].as_u64().expect("start");
+    let reset = usage["resets_at_ms"]
+        .as_u64()
+        .expect("a daily budget resets");
+    assert_eq!(reset - start, 86_400_000, "{usage}");
+    assert!(start <= after && before < reset, "{usage}");
+
+    // The list carries the same; a `total` budget never resets.
+    let list = get("/admin/api/budgets").await;
+    let data = list["data"].as_array().expect("data");
+    let of = |name: &str| {
+        data.iter()
+            .find(|b| b["id"] == json!(name))
+            .unwrap_or_else(|| panic!("{name} in {list}"))["usage"]
+            .clone()
+    };
+    assert_eq!(of("day")["spend_usd"], json!("0.000016"));
+    let ever = of("ever");
+    assert_eq!(ever["requests"], json!(0), "{ever}");
+    assert_eq!(ever["period_index"], json!(0), "{ever}");
+    assert_eq!(ever["resets_at_ms"], Value::Null, "{ever}");
+    server.stop().await;
+}
+
 fn guardrail(kind: GuardrailKind) -> Record {
     Record::Guardrail(Guardrail {
         kind,

@@ -1,7 +1,9 @@
 //! CRUD of the replicated collections.
 //!
 //! Bodies are the record's own JSON shape (as `aurora_schema` defines
-//! it) plus an optional `id`; answers are the same shape with `id` filled in. Shape
+//! it) plus an optional `id`; answers are the same shape with `id` filled in (a `GET`
+//! adds read-only fields that are not part of the record: a model's `warnings`, a
+//! budget's current `usage`, see `read_json`). Shape
 //! errors and validation errors are 400 with `param` naming the field (`targets[0].weight`,
 //! `kind.deny_patterns.patterns`), an unknown id is 404 and creating an id that exists
 //! is 409. A write is answered only after this node's driver committed it to SQLite;
@@ -13,7 +15,7 @@
 
 use std::sync::Arc;
 
-use aurora_schema::{Collection, Record, RecordError, RecordId};
+use aurora_schema::{Budget, BudgetPeriod, Collection, Money, Record, RecordError, RecordId};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -55,13 +57,7 @@ pub async fn on_collection(
             let snapshot = state.state_view.snapshot();
             let data: Vec<Value> = snapshot
                 .records(collection)
-                .map(|(id, r)| {
-                    let mut json = record_json(id, r);
-                    if collection == Collection::Models {
-                        add_model_warnings(state, id, &mut json);
-                    }
-                    json
-                })
+                .map(|(id, r)| read_json(state, id, r))
                 .collect();
             Ok(json_ok(&List {
                 object: "list",
@@ -117,11 +113,7 @@ pub async fn on_record(
     match *method {
         Method::GET => {
             let record = current.ok_or_else(not_found)?;
-            let mut json = record_json(&id, &record);
-            if collection == Collection::Models {
-                add_model_warnings(state, &id, &mut json);
-            }
-            Ok(json_ok(&json))
+            Ok(json_ok(&read_json(state, &id, &record)))
         }
         Method::PUT => {
             let current = current.ok_or_else(not_found)?;
@@ -168,6 +160,52 @@ struct Deleted<'a> {
     id: &'a str,
     object: &'static str,
     deleted: bool,
+}
+
+/// What a `GET` answers for a record: its JSON shape plus what the node knows about
+/// it that is not part of the record (a model's `warnings`, a budget's `usage`).
+/// These read-only fields are not accepted back by `PUT` (the records deny unknown
+/// fields), so a client sends the record's own fields only.
+fn read_json(state: &AppState, id: &RecordId, record: &Record) -> Value {
+    let mut json = record_json(id, record);
+    match record {
+        Record::Model(_) => add_model_warnings(state, id, &mut json),
+        Record::Budget(budget) => add_budget_usage(state, id, budget, &mut json),
+        _ => {}
+    }
+    json
+}
+
+/// `usage` on a budget record's JSON: the current period's cluster-wide usage as this
+/// node sees it, the same amounts its admission compares with the limits
+/// ([`crate::cluster::StateView::usage`]: every node's published counters plus what
+/// this node recorded and has not published yet; other nodes' unpublished usage
+/// arrives with their next flush, so two nodes may differ by about a second of
+/// traffic). `spend_usd` is the exact decimal (as `limit` is written), `spend_nanos`
+/// the integer; `period_start_ms` and `resets_at_ms` bound the period (`resets_at_ms`
+/// is `null` for `total`, which never resets).
+fn add_budget_usage(state: &AppState, id: &RecordId, budget: &Budget, json: &mut Value) {
+    let Value::Object(map) = json else {
+        return;
+    };
+    let period = budget.period.index(state.state_view.wall_ms());
+    let used = state.state_view.usage(id, period);
+    let resets_at_ms = match budget.period {
+        BudgetPeriod::Total => None,
+        _ => budget.period.start_ms(period.saturating_add(1)),
+    };
+    map.insert(
+        "usage".to_owned(),
+        serde_json::json!({
+            "period_index": period,
+            "period_start_ms": budget.period.start_ms(period),
+            "resets_at_ms": resets_at_ms,
+            "spend_nanos": used.spend_nanos,
+            "spend_usd": Money::from_nanos(used.spend_nanos).to_string(),
+            "requests": used.requests,
+            "tokens": used.tokens,
+        }),
+    );
 }
 
 /// `warnings` on a model record's JSON: one entry when no pricing record exists

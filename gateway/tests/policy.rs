@@ -789,6 +789,81 @@ async fn usage_series_through_the_admin_handler() {
     server.stop().await;
 }
 
+/// Issue 13 (overview): what the usage log cannot show, the metrics history does: a
+/// burst of 401s is no row, but it is in `GET /admin/api/metrics/history` (over HTTP,
+/// behind the admin token), as requests and errors of its interval.
+#[tokio::test]
+async fn metrics_history_shows_the_401s_the_usage_log_does_not_hold() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    put(s, "alice", Record::AuthKey(key("sk-a"))).await;
+    // Samples around the burst; the sampler's own (every 10 s) may fall in between,
+    // so the points after `t0` add up to the burst, however they are split.
+    let t0 = aurora_gateway::clock::wall_ms();
+    s.metrics.history.record(s.metrics.sample(t0));
+    assert_eq!(bearer(&server, "sk-a", &chat(MOCK, "hi")).await.status, 200);
+    for _ in 0..4 {
+        assert_eq!(
+            bearer(&server, "sk-nope", &chat(MOCK, "hi")).await.status,
+            401
+        );
+    }
+    // The metrics count a request when its body ended: wait for the five.
+    for _ in 0..100 {
+        if s.metrics.sample(0).requests >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    s.metrics
+        .history
+        .record(s.metrics.sample(aurora_gateway::clock::wall_ms()));
+    let auth = format!("Bearer {}", common::TOKEN);
+    let reply = send(
+        server.addr,
+        Method::GET,
+        &format!("/admin/api/metrics/history?resolution=10s&since={}", t0 + 1),
+        &[("authorization", &auth)],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["object"], "metrics.history");
+    assert_eq!(body["resolution_ms"], 10_000);
+    let points = body["data"].as_array().expect("points");
+    assert!(!points.is_empty(), "{body}");
+    let sum = |field: &str| {
+        points
+            .iter()
+            .map(|p| p[field].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!((sum("requests"), sum("errors")), (5, 4), "{body}");
+    assert!(points.iter().any(|p| p["latency_p50_ms"].is_number()));
+
+    let unauthorized = send(
+        server.addr,
+        Method::GET,
+        "/admin/api/metrics/history",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(unauthorized.status, 401);
+    let bad = send(
+        server.addr,
+        Method::GET,
+        "/admin/api/metrics/history?resolution=1y",
+        &[("authorization", &auth)],
+        Bytes::new(),
+    )
+    .await;
+    bad.assert_error(400, Some("resolution"), None);
+    server.stop().await;
+}
+
 /// Issue 10 item 4(g): a flood of junk keys grows no file. 1000 requests with unknown
 /// keys leave the usage table as it was and show up only in the rejection counter.
 #[tokio::test]

@@ -30,13 +30,16 @@ async fn get(server: &TestServer, path: &str, authorization: Option<&str>) -> Re
 async fn the_page_needs_the_admin_token_and_basic_is_accepted_only_there() {
     let server = TestServer::start().await;
 
-    for authorization in [
-        None,
-        Some(BASIC_WRONG),
-        Some("Bearer nope"),
-        Some("Basic !!"),
+    // A request with credentials, or `?format=static` without, gets the server-rendered
+    // page; without either it is a browser opening the admin UI (see below).
+    let static_page = format!("{PAGE}?format=static");
+    for (path, authorization) in [
+        (static_page.as_str(), None),
+        (PAGE, Some(BASIC_WRONG)),
+        (PAGE, Some("Bearer nope")),
+        (PAGE, Some("Basic !!")),
     ] {
-        let reply = get(&server, PAGE, authorization).await;
+        let reply = get(&server, path, authorization).await;
         assert_eq!(reply.status, 401, "{authorization:?}");
         assert!(
             reply.header("www-authenticate").starts_with("Basic realm="),
@@ -80,6 +83,60 @@ async fn the_page_needs_the_admin_token_and_basic_is_accepted_only_there() {
     let reply = send(server.addr, Method::POST, PAGE, &[], Bytes::new()).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), "GET");
+    server.stop().await;
+}
+
+/// The admin UI over real HTTP: the shell for every page path without any token (it
+/// holds no data), the assets with their types, the strict CSP on all of them.
+#[tokio::test]
+async fn the_admin_ui_shell_and_assets_are_served_without_data_under_a_strict_csp() {
+    let server = TestServer::start().await;
+    for path in [
+        "/admin/dashboard",
+        PAGE,
+        "/admin/dashboard/settings/routing",
+        "/admin/dashboard/no-such-page",
+    ] {
+        let reply = get(&server, path, None).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type"), "text/html; charset=utf-8");
+        assert_eq!(
+            reply.header("content-security-policy"),
+            aurora_gateway::admin::ui::CSP
+        );
+        let page = reply.text();
+        assert!(page.contains("/admin/dashboard/assets/js/app.js"), "{page}");
+        assert!(!page.contains("<table"), "the shell holds no data");
+    }
+    let reply = get(&server, "/admin/dashboard/assets/js/app.js", None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        "text/javascript; charset=utf-8"
+    );
+    let etag = reply.header("etag").to_owned();
+    let again = send(
+        server.addr,
+        Method::GET,
+        "/admin/dashboard/assets/js/app.js",
+        &[("if-none-match", etag.as_str())],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    for path in [
+        "/admin/dashboard/assets/nope.js",
+        "/admin/dashboard/assets/../../Cargo.toml",
+        "/admin/dashboard/assets/%2e%2e/build.rs",
+    ] {
+        let reply = get(&server, path, None).await;
+        assert_eq!(reply.status, 404, "{path}");
+        assert_eq!(
+            reply.header("content-security-policy"),
+            aurora_gateway::admin::ui::CSP
+        );
+    }
     server.stop().await;
 }
 

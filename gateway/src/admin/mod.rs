@@ -1,6 +1,8 @@
 //! The admin API under `/admin/api/`, behind the admin token.
 //!
-//! - `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes` ([`crate::cluster::status`]);
+//! - `GET /admin/api/cluster/status`, `GET /admin/api/cluster/nodes`,
+//!   `GET /admin/api/cluster/settings` (this node's configured metadata)
+//!   ([`crate::cluster::status`]);
 //! - `POST /admin/api/cluster/switchover`, `POST /admin/api/cluster/forget`, sent to
 //!   the leader ([`failover`]); `POST /admin/api/cluster/admit` ([`identity`]);
 //! - `POST /admin/api/cluster/fault`, only on a node started with
@@ -17,8 +19,10 @@
 //! - `GET /admin/api/state/export[?at=TIME]` and `POST /admin/api/state/import[?dry_run=true]`:
 //!   the whole replicated state as one document, and loading one ([`state`]).
 //!
-//! The HTML page `/admin/dashboard/cluster` is in [`dashboard`] (same token, also
-//! accepted there as HTTP Basic credentials so a browser can send it).
+//! The admin UI (a static app under `/admin/dashboard`, which calls this API with the
+//! token) is served by [`ui`]. The server-rendered HTML page `/admin/dashboard/cluster`
+//! for `curl` and scripts is in [`dashboard`] (same token, also accepted there as HTTP
+//! Basic credentials).
 //!
 //! Authentication runs before path matching, so without the token every admin path
 //! looks the same (401). Every write goes through the node's driver and is answered
@@ -33,6 +37,7 @@ pub mod keys;
 pub mod records;
 pub mod state;
 pub mod token;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -74,6 +79,9 @@ where
         }),
         "metrics/history" => only_get(&method, &path, || {
             metrics_history(state, parts.uri.query()).unwrap_or_else(ApiError::into_response)
+        }),
+        "cluster/settings" => only_get(&method, &path, || {
+            json_ok(&crate::cluster::status::settings(&state.cluster))
         }),
         "cluster/nodes" => only_get(&method, &path, || {
             json_ok(&List {

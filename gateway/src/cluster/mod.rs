@@ -68,6 +68,9 @@ pub struct ClusterInfo {
     pub zone: String,
     pub advertise_url: String,
     pub sync_addr: String,
+    /// `cluster.heartbeat_interval_seconds`, in milliseconds (for the UI's Settings →
+    /// Routing page; the core's default when clustering is off).
+    pub heartbeat_interval_ms: u64,
     /// The switch that cuts this node's cluster traffic (`POST cluster/fault`); `None`
     /// unless the node was started with fault injection allowed.
     pub faults: Option<aurora_io::transport::Isolation>,
@@ -93,6 +96,7 @@ impl ClusterInfo {
             zone: String::new(),
             advertise_url: String::new(),
             sync_addr: String::new(),
+            heartbeat_interval_ms: aurora_core::Timing::lan().heartbeat_interval.as_millis() as u64,
             faults: None,
             view,
             commander: None,
@@ -234,6 +238,7 @@ impl Node {
             zone: run.zone.clone(),
             advertise_url: run.advertise_url.clone(),
             sync_addr: run.sync_bind.to_string(),
+            heartbeat_interval_ms: run.timing.heartbeat_interval.as_millis() as u64,
             faults,
             view: handle.watch(),
             commander: Some(handle.commander()),

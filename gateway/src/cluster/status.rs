@@ -268,6 +268,45 @@ pub fn status(info: &ClusterInfo) -> Status {
     }
 }
 
+/// `GET /admin/api/cluster/settings`: this node's cluster metadata as configured,
+/// read-only (the admin UI's Settings → Routing). Present with clustering off too,
+/// where it describes the lone node (`enabled: false`, mode `single_node`).
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    pub object: &'static str,
+    pub enabled: bool,
+    /// The configured `cluster.node_id` and the core's numeric form of it.
+    pub node_id: String,
+    pub numeric_id: String,
+    pub node_name: String,
+    pub region: String,
+    pub zone: String,
+    pub advertise_url: String,
+    pub sync_addr: String,
+    pub failover_mode: &'static str,
+    pub heartbeat_interval_ms: u64,
+    pub version: String,
+}
+
+/// The settings document.
+pub fn settings(info: &ClusterInfo) -> Settings {
+    let view = info.view();
+    Settings {
+        object: "cluster.settings",
+        enabled: info.enabled,
+        node_id: info.node_id.clone(),
+        numeric_id: numeric(view.node_id),
+        node_name: view.node_name.clone(),
+        region: info.region.clone(),
+        zone: info.zone.clone(),
+        advertise_url: info.advertise_url.clone(),
+        sync_addr: info.sync_addr.clone(),
+        failover_mode: info.mode,
+        heartbeat_interval_ms: info.heartbeat_interval_ms,
+        version: info.version.clone(),
+    }
+}
+
 /// The status document of the admin API.
 pub fn document(info: &ClusterInfo) -> StatusDocument {
     let status = status(info);
@@ -749,6 +788,42 @@ pub(crate) mod tests {
                 "aurora_sync_lag_milliseconds{{peer=\"{three}\"}} 0"
             )),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn settings_name_this_node_as_configured() {
+        let info = ClusterInfo {
+            region: "eu-west".into(),
+            zone: "eu-west-1a".into(),
+            advertise_url: "http://10.0.0.1:8080".into(),
+            sync_addr: "10.0.0.1:7947".into(),
+            mode: "active_passive",
+            heartbeat_interval_ms: 2_500,
+            ..info()
+        };
+        let s = settings(&info);
+        assert!(s.enabled);
+        assert_eq!(s.node_id, "enterprise-node-1");
+        assert_eq!(
+            s.numeric_id,
+            NodeId::from_name("enterprise-node-1").to_string()
+        );
+        assert_eq!(s.node_name, "Enterprise One");
+        assert_eq!(
+            (s.region.as_str(), s.zone.as_str(), s.sync_addr.as_str()),
+            ("eu-west", "eu-west-1a", "10.0.0.1:7947")
+        );
+        assert_eq!(s.advertise_url, "http://10.0.0.1:8080");
+        assert_eq!(
+            (s.failover_mode, s.heartbeat_interval_ms),
+            ("active_passive", 2_500)
+        );
+        let detached = settings(&ClusterInfo::detached());
+        assert!(!detached.enabled);
+        assert_eq!(
+            (detached.failover_mode, detached.heartbeat_interval_ms),
+            ("single_node", 1_000)
         );
     }
 

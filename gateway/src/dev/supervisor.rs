@@ -517,7 +517,7 @@ fn print_banner(c: &Cluster, mode: DevMode, took: Duration) {
         c.dir.join("admin_token").display()
     );
     println!(
-        "Dashboard:   {}/admin/dashboard/cluster  (any user name; the password is the admin token)",
+        "Admin UI:    {}/admin/dashboard/cluster  (sign in with the admin token)",
         first.url()
     );
     println!("Try:\n");

@@ -35,6 +35,11 @@ pub enum Route {
     /// `GET /admin/dashboard/cluster`, the HTML cluster page (it checks the admin token
     /// itself, also as HTTP Basic credentials).
     Dashboard,
+    /// `GET /admin/dashboard` and `/admin/dashboard/<page>`: the admin UI's shell
+    /// (no data, no token; see [`admin::ui`]).
+    UiShell,
+    /// `GET /admin/dashboard/assets/<file>`: a file of the admin UI.
+    UiAsset(String),
     /// Anything under `/admin/api/`; the token is checked before the path, so an
     /// unauthenticated caller cannot tell which admin paths exist.
     Admin,
@@ -51,6 +56,8 @@ impl Route {
             Route::Ready => "/health/ready",
             Route::Metrics => "/metrics",
             Route::Dashboard => "/admin/dashboard/cluster",
+            Route::UiShell => "/admin/dashboard",
+            Route::UiAsset(_) => "/admin/dashboard/assets",
             Route::Admin => "/admin/api",
         }
     }
@@ -80,6 +87,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         _ => {
             if let Some(id) = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty()) {
                 (Route::Model(id.to_owned()), "GET")
+            } else if let Some(rest) = path.strip_prefix(admin::ui::ASSETS_PREFIX) {
+                (Route::UiAsset(rest.to_owned()), "GET")
+            } else if admin::ui::is_page(path) {
+                (Route::UiShell, "GET")
             } else if path.starts_with("/admin/api/") {
                 // Admin routes check their own methods after authentication.
                 return Ok(Route::Admin);
@@ -217,7 +228,13 @@ async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>)
         Route::Health => health::live(),
         Route::Ready => health::ready(state),
         Route::Metrics => crate::metrics::endpoint(state),
-        Route::Dashboard => admin::dashboard::cluster(state, request.headers()),
+        // The UI's cluster page has the same path as the server-rendered one; a request
+        // with credentials or `?format=static` (curl, scripts) gets the latter.
+        Route::Dashboard if admin::ui::wants_static(request.headers(), request.uri().query()) => {
+            admin::dashboard::cluster(state, request.headers())
+        }
+        Route::Dashboard | Route::UiShell => admin::ui::shell(request.headers()),
+        Route::UiAsset(rest) => admin::ui::serve_asset(&rest, request.headers()),
         Route::Admin => Box::pin(admin::handle(state, request)).await,
     }
 }
@@ -257,6 +274,23 @@ mod tests {
         assert_eq!(
             route(&Method::POST, "/admin/dashboard/cluster"),
             Err(NoRoute::MethodNotAllowed { allow: "GET" })
+        );
+        assert_eq!(route(&Method::GET, "/admin/dashboard"), Ok(Route::UiShell));
+        assert_eq!(
+            route(&Method::GET, "/admin/dashboard/settings/routing"),
+            Ok(Route::UiShell)
+        );
+        assert_eq!(
+            route(&Method::GET, "/admin/dashboard/assets/js/app.js"),
+            Ok(Route::UiAsset("js/app.js".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/admin/dashboard/assets/app.css"),
+            Err(NoRoute::MethodNotAllowed { allow: "GET" })
+        );
+        assert_eq!(
+            route(&Method::GET, "/admin/dashboard/A"),
+            Err(NoRoute::NotFound)
         );
     }
 }

@@ -21,7 +21,7 @@ function select(id, label, options, value) {
     if (o.value === value) option.selected = true;
     control.append(option);
   }
-  return [el("label", { for: id }, label), control];
+  return el("div", { class: "field" }, el("label", { for: id }, label), control);
 }
 
 function groupName(series, groupBy) {
@@ -35,10 +35,10 @@ function ms(v) {
 }
 
 function tile(testid, label, value, detail) {
-  const box = el("div", { class: "tile", "data-testid": testid });
-  box.append(el("div", { class: "tile-label" }, label));
-  box.append(el("div", { class: "tile-value", "data-testid": `${testid}-value` }, value));
-  if (detail) box.append(el("div", { class: "tile-detail" }, detail));
+  const box = el("div", { class: "stat", "data-testid": testid });
+  box.append(el("div", { class: "label" }, label));
+  box.append(el("div", { class: "value", "data-testid": `${testid}-value` }, value));
+  if (detail) box.append(el("div", { class: "label" }, detail));
   return box;
 }
 
@@ -53,7 +53,7 @@ export function render(out, doc, groupBy) {
   const seconds = step / 1000;
   const xs = doc.buckets;
   const t = doc.total.total;
-  const tiles = el("div", { class: "tiles" });
+  const tiles = el("div", { class: "summary" });
   tiles.append(
     tile("total-requests", "Requests", String(t.requests), `${fmtShort(t.requests / ((doc.until - doc.since) / 1000))} /s`),
     tile("total-errors", "Errors (status ≥ 400)", String(t.errors), percent(t.errors, t.requests)),
@@ -144,7 +144,7 @@ export function render(out, doc, groupBy) {
   out.append(charts);
 
   // The same totals as a table: the numbers beside the colours.
-  const table = el("table", { class: "data-table", "data-testid": "overview-groups" });
+  const table = el("table", { "data-testid": "overview-groups" });
   table.append(el("caption", {}, `Totals by ${by}`));
   const head = el("tr", {});
   for (const h of [by, "requests", "errors", "p50", "p99", "prompt tokens", "completion tokens", "spend"]) {
@@ -177,7 +177,7 @@ export function render(out, doc, groupBy) {
     body.append(row);
   }
   table.append(body);
-  out.append(table);
+  out.append(el("div", { class: "table-wrap card" }, table));
 }
 
 function fmtStep(step) {
@@ -199,9 +199,10 @@ export function mount(root, ctx) {
     { class: "muted" },
     "This node's requests, from its own usage log. Requests refused before authentication (401) are counted in /metrics only.",
   );
-  const form = el("form", { class: "toolbar", "data-testid": "overview-controls" });
-  const [rangeLabel, rangeSelect] = select("overview-range", "Range", RANGES, range);
-  const [groupLabel, groupSelect] = select(
+  const form = el("form", { class: "controls", "data-testid": "overview-controls" });
+  const rangeField = select("overview-range", "Range", RANGES, range);
+  const rangeSelect = rangeField.querySelector("select");
+  const groupField = select(
     "overview-group",
     "Group by",
     [
@@ -210,9 +211,10 @@ export function mount(root, ctx) {
     ],
     groupBy,
   );
+  const groupSelect = groupField.querySelector("select");
   const refresh = el("button", { type: "submit", "data-testid": "overview-refresh" }, "Refresh");
   const status = el("span", { class: "muted", role: "status", "data-testid": "overview-status" });
-  form.append(rangeLabel, rangeSelect, groupLabel, groupSelect, refresh, status);
+  form.append(rangeField, groupField, refresh, status);
   const out = el("div", { "data-testid": "overview" });
   root.append(heading, note, form, out);
 

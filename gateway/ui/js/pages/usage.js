@@ -35,7 +35,7 @@ export function mount(root, ctx) {
   const models = el("datalist", { id: "usage-models" });
   const apply = el("button", { type: "submit", "data-testid": "usage-apply" }, "Apply");
   const reset = el("button", { type: "button", "data-testid": "usage-reset" }, "Clear filters");
-  const form = el("form", { class: "toolbar", "data-testid": "usage-filters" });
+  const form = el("form", { class: "controls", "data-testid": "usage-filters" });
   form.append(
     field("usage-since", "From", since),
     field("usage-until", "Until", until),
@@ -47,7 +47,7 @@ export function mount(root, ctx) {
     reset,
   );
   const status = el("p", { class: "muted", role: "status", "data-testid": "usage-status" });
-  const table = el("table", { class: "data-table", "data-testid": "usage-table" });
+  const table = el("table", { "data-testid": "usage-table" });
   table.append(el("caption", {}, "Requests on this node, newest first"));
   const head = el("tr", {});
   for (const h of ["time", "key", "model", "provider", "status", "latency", "prompt", "completion", "cached", "cost"]) {
@@ -58,7 +58,7 @@ export function mount(root, ctx) {
   table.append(body);
   const more = el("button", { type: "button", "data-testid": "usage-more" }, "Older rows");
   more.hidden = true;
-  root.append(el("h1", {}, "Usage log"), form, status, table, more);
+  root.append(el("h1", {}, "Usage log"), form, status, el("div", { class: "table-wrap card" }, table), more);
 
   function query(extra) {
     const q = new URLSearchParams();
@@ -77,7 +77,7 @@ export function mount(root, ctx) {
       r.key_id ?? "anonymous",
       r.model,
       r.provider ?? "–",
-      `${r.status}${failed ? " error" : " ok"}`,
+      `${r.status} ${failed ? "error" : "ok"}`,
       `${r.latency_ms} ms`,
       String(r.prompt_tokens),
       String(r.completion_tokens),
@@ -85,7 +85,7 @@ export function mount(root, ctx) {
       fmtUsd(r.cost_usd),
     ];
     cells.forEach((text, i) => {
-      const td = el("td", i === 4 ? { class: failed ? "status-bad" : "status-ok" } : {}, text);
+      const td = el("td", {}, i === 4 ? el("span", { class: `state ${failed ? "state-bad" : "state-ok"}` }, text) : text);
       tr.append(td);
     });
     return tr;

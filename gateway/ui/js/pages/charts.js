@@ -55,7 +55,7 @@ export function fmtShort(n) {
   if (abs >= 1e6) return `${(n / 1e6).toPrecision(3)}M`;
   if (abs >= 1e3) return `${(n / 1e3).toPrecision(3)}k`;
   if (abs === 0) return "0";
-  if (abs < 0.01) return n.toExponential(1);
+  if (abs < 0.0001) return n.toExponential(1);
   return String(Number(n.toPrecision(3)));
 }
 
@@ -160,12 +160,17 @@ export function lineChart({ id, title, unit, xs, step, series, format = fmtShort
       if (v === null || v === undefined || !Number.isFinite(v)) {
         return;
       }
-      const prev = i > 0 ? s.values[i - 1] : null;
-      const joined = prev !== null && prev !== undefined && Number.isFinite(prev);
+      const known = (w) => w !== null && w !== undefined && Number.isFinite(w);
+      const joined = i > 0 && known(s.values[i - 1]);
       path += `${joined ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)} `;
-      const dot = svg("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5 });
-      dot.append(svg("title", {}, `${s.name} ${fmtClock(xs[i], false)}: ${format(v)}`));
-      group.append(dot);
+      // A dot (with its value as a tooltip) where something happened, or where a
+      // point stands alone between gaps and would otherwise not be drawn.
+      const alone = !joined && !(i + 1 < s.values.length && known(s.values[i + 1]));
+      if (v !== 0 || alone) {
+        const dot = svg("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5 });
+        dot.append(svg("title", {}, `${s.name} ${fmtClock(xs[i], false)}: ${format(v)}`));
+        group.append(dot);
+      }
     });
     if (path) {
       group.prepend(svg("path", { d: path.trim(), class: "chart-line" }));

@@ -46,8 +46,47 @@ function percent(part, whole) {
   return whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : "–";
 }
 
+/**
+ * The chart of every API request the node's metrics counted (401s and malformed
+ * requests included, which the usage log holds no row for), from the in-memory
+ * history, on the same buckets as the other charts: a history interval counts in
+ * the bucket its start falls in; a bucket the history does not reach (before the
+ * node started, or past what the ring keeps) is a gap, not a zero. `null` when
+ * there is nothing to draw yet.
+ */
+export function trafficChart(history, doc) {
+  const step = doc.bucket_ms;
+  const first = doc.buckets[0];
+  const n = doc.buckets.length;
+  const requests = new Array(n).fill(null);
+  const errors = new Array(n).fill(null);
+  let total = 0;
+  let failed = 0;
+  for (const p of history?.data || []) {
+    const i = Math.floor((p.time_ms - p.interval_ms - first) / step);
+    if (i < 0 || i >= n) continue;
+    requests[i] = (requests[i] ?? 0) + p.requests;
+    errors[i] = (errors[i] ?? 0) + p.errors;
+    total += p.requests;
+    failed += p.errors;
+  }
+  if (requests.every((v) => v === null)) return null;
+  const perSecond = (v) => (v === null ? null : v / (step / 1000));
+  return lineChart({
+    id: "traffic",
+    title: "All API requests (metrics, 401s included)",
+    unit: "requests/s",
+    xs: doc.buckets,
+    step,
+    series: [
+      { name: "requests", cls: "series-total", values: requests.map(perSecond), summary: `${total}` },
+      { name: "status ≥ 400", cls: "series-1", values: errors.map(perSecond), summary: `${failed}` },
+    ],
+  });
+}
+
 /** Draws one answer of the series endpoint into `out`. */
-export function render(out, doc, groupBy) {
+export function render(out, doc, groupBy, history) {
   clear(out);
   const step = doc.bucket_ms;
   const seconds = step / 1000;
@@ -141,6 +180,8 @@ export function render(out, doc, groupBy) {
       ],
     }),
   );
+  const traffic = trafficChart(history, doc);
+  if (traffic) charts.append(traffic);
   out.append(charts);
 
   // The same totals as a table: the numbers beside the colours.
@@ -197,7 +238,7 @@ export function mount(root, ctx) {
   const note = el(
     "p",
     { class: "muted" },
-    "This node's requests, from its own usage log. Requests refused before authentication (401) are counted in /metrics only.",
+    "This node's requests, from its own usage log; the last chart is every API request its metrics counted, 401s included (kept in memory: an hour by 10 s, a day by the minute).",
   );
   const form = el("form", { class: "controls", "data-testid": "overview-controls" });
   const rangeField = select("overview-range", "Range", RANGES, range);
@@ -224,9 +265,14 @@ export function mount(root, ctx) {
     const query = new URLSearchParams({ window: r.value, bucket: r.bucket, group_by: groupBy, groups: "8" });
     status.textContent = "Loading…";
     try {
-      const doc = await ctx.api("GET", `/admin/api/usage/series?${query}`);
+      const resolution = r.value === "24h" ? "1m" : "10s";
+      const [doc, history] = await Promise.all([
+        ctx.api("GET", `/admin/api/usage/series?${query}`),
+        // The metrics history is a complement: the page works without it.
+        ctx.api("GET", `/admin/api/metrics/history?resolution=${resolution}`).catch(() => null),
+      ]);
       if (!alive || mine !== seq) return;
-      render(out, doc, groupBy);
+      render(out, doc, groupBy, history);
       out.setAttribute("data-loaded", String(mine));
       status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (error) {

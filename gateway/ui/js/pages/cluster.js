@@ -164,7 +164,7 @@ function nodeTables(nodes, env) {
       el("h3", {}, `Region ${region}`));
     for (const zone of [...zones.keys()].sort()) {
       const rows = zones.get(zone).sort((a, b) => a.name.localeCompare(b.name));
-      section.append(el("div", { class: "table-wrap" }, el("table", { "data-testid": "zone", "data-zone": zone },
+      section.append(el("div", { class: "table-wrap" }, el("table", { class: "nodes", "data-testid": "zone", "data-zone": zone },
         el("caption", {}, `Zone ${zone}`),
         el("thead", {}, el("tr", {},
           ["Node", "State", "Advertise URL", "Sync address", "Last heartbeat", "Sync lag", "Incarnation"].map((h) => el("th", { scope: "col" }, h)),

@@ -95,6 +95,7 @@ export function lineChart({ id, title, unit, xs, step, series, format = fmtShort
     class: "chart",
     "data-testid": `chart-${id}`,
     "data-points": points,
+    "data-buckets": xs.length,
     "data-max": max,
   });
   const captionId = `chart-${id}-title`;

@@ -42,6 +42,10 @@ function tile(testid, label, value, detail) {
   return box;
 }
 
+function errorCount(n) {
+  return n === 1 ? "1 error" : `${n} errors`;
+}
+
 function percent(part, whole) {
   return whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : "–";
 }
@@ -135,13 +139,13 @@ export function render(out, doc, groupBy, history) {
           name: "all",
           cls: "series-total",
           values: doc.total.points.map((p) => (p.requests ? (100 * p.errors) / p.requests : null)),
-          summary: `${t.errors} errors, ${percent(t.errors, t.requests)}`,
+          summary: `${errorCount(t.errors)}, ${percent(t.errors, t.requests)}`,
         },
         ...groups.map((g) => ({
           name: g.name,
           cls: g.cls,
           values: g.points.map((p) => (p.requests ? (100 * p.errors) / p.requests : null)),
-          summary: `${g.total.errors} errors, ${percent(g.total.errors, g.total.requests)}`,
+          summary: `${errorCount(g.total.errors)}, ${percent(g.total.errors, g.total.requests)}`,
         })),
       ],
     }),

@@ -159,8 +159,11 @@ impl Default for Timing {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid `{field}`: expected {expected}")]
+    /// `field` (as the configuration names it) is out of range.
     Invalid {
+        /// The setting, as the configuration names it.
         field: &'static str,
+        /// What would be accepted.
         expected: &'static str,
     },
 }
@@ -175,7 +178,10 @@ pub enum ConfigError {
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     #[default]
+    /// Serves traffic and may lead.
     Serving,
+    /// Votes in elections (so two serving nodes plus a witness have a majority after one
+    /// fails), never leads, never serves.
     Witness,
 }
 
@@ -183,15 +189,26 @@ pub enum Role {
 /// rumours and push-pull records; a change is announced with a new incarnation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberMeta {
+    /// The operator's name for the node (the configured `node_id`), for people: not an
+    /// identity.
     pub name: String,
+    /// Where it runs, as the operator names it (shown, not interpreted by the core).
     pub region: String,
+    /// The zone within the region (shown, not interpreted by the core).
     pub zone: String,
+    /// The gateway's public URL (empty or `http(s)://…`), so a client or proxy can be sent
+    /// to the leader.
     pub advertise_url: String,
+    /// The address announced for state sync (shown; sync rides on the gossip endpoint's
+    /// streams).
     pub sync_addr: Addr,
     /// 0 (preferred) to 15, as in Aurora/RDS promotion tiers.
     pub promotion_tier: u8,
+    /// Relative capacity: among equal tiers the higher one is preferred as leader.
     pub capacity: u32,
+    /// Serving or witness.
     pub role: Role,
+    /// The build's version, for the operator's view of a rolling upgrade.
     pub version: String,
     /// Hash of the settings that must agree across the cluster.
     pub config_fingerprint: u64,
@@ -236,28 +253,37 @@ impl MemberMeta {
 /// Who this node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
+    /// The node's id: names its role in the cluster across restarts and disk losses.
     pub id: NodeId,
     /// The storage life this process speaks with (see [`Life`]): derived by the
     /// driver from the node's own key pair, which lives with its data directory.
     pub life: Life,
     /// The gossip address peers reach this node at.
     pub addr: Addr,
+    /// What it announces to the cluster (must pass [`MemberMeta::validate`]).
     pub meta: MemberMeta,
 }
 
 /// Everything a [`crate::Node`] is built from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// The cluster every packet is stamped with; packets of another are dropped.
     pub cluster: ClusterId,
+    /// SWIM and Lifeguard timing.
     pub timing: Timing,
+    /// Timing of the replicated state: gossip, anti-entropy, usage flush, tombstone TTL,
+    /// clock skew bound.
     pub state: crate::state::replica::StateTiming,
+    /// Failover mode, lease timing and voters.
     pub failover: crate::failover::FailoverConfig,
     /// How an id this node has no binding for is treated (see
-    /// [`crate::identity`]): bound on first contact, or held for an operator.
+    /// [`Bindings`](crate::Bindings)): bound on first contact, or held for an operator.
     pub admission: crate::identity::Admission,
 }
 
 impl Config {
+    /// Checks the SWIM timing; `Node::new` also checks the failover settings and the
+    /// identity's metadata, so a node that was built runs with settings it accepts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.timing.validate()
     }

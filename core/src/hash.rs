@@ -24,10 +24,12 @@ impl Fnv64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
 
+    /// A hasher at the FNV offset basis (the hash of no bytes).
     pub fn new() -> Self {
         Fnv64(Self::OFFSET)
     }
 
+    /// Feeds `bytes`, in order: writing "ab" equals writing "a" then "b".
     pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
@@ -35,10 +37,12 @@ impl Fnv64 {
         }
     }
 
+    /// Feeds `v` as its 8 little-endian bytes (the same on every platform).
     pub fn write_u64(&mut self, v: u64) {
         self.write(&v.to_le_bytes());
     }
 
+    /// The hash of everything written so far (the hasher can go on).
     pub fn finish(&self) -> u64 {
         self.0
     }

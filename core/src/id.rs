@@ -99,11 +99,14 @@ impl fmt::Display for Life {
 /// nodes wiped at once included), whatever its peers know or do not know.
 #[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Origin {
+    /// The writing node.
     pub node: NodeId,
+    /// The storage life it wrote in.
     pub life: Life,
 }
 
 impl Origin {
+    /// The origin of `node`'s writes in `life`.
     pub fn new(node: NodeId, life: Life) -> Origin {
         Origin { node, life }
     }

@@ -73,11 +73,15 @@ pub enum Verdict {
 /// binding.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Stranger {
+    /// The id it claimed.
     pub node: NodeId,
+    /// The life it presented.
     pub life: Life,
     /// The address its last message came from.
     pub addr: Addr,
+    /// When it was first turned away (this node's monotonic clock).
     pub first_seen: Millis,
+    /// When its last message was turned away.
     pub last_seen: Millis,
     /// Messages dropped from it.
     pub dropped: u64,
@@ -170,6 +174,7 @@ impl Bindings {
         self.bound.get(&node).copied()
     }
 
+    /// Whether an unknown (id, life) is bound on first contact or held for an operator.
     pub fn admission(&self) -> Admission {
         self.admission
     }

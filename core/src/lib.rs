@@ -8,11 +8,15 @@
 //! `aurora-io` drive the very same code over QUIC.
 //!
 //! The surface is the list below; the modules behind it are private, except the
-//! replicated state (`state`, being made generic), the wire format (`wire`, for
-//! transports and fuzzers that build or inspect packets) and, behind the
-//! `testing` feature, the harness that drives nodes (`testing`).
+//! replicated state (`state`: the generic store of opaque records, its clock and
+//! replica types), the wire format (`wire`, for transports and fuzzers that build
+//! or inspect packets) and, behind the `testing` feature, the harness that drives
+//! nodes (`testing`). Every public item is documented (`deny(missing_docs)`): what
+//! it is and what holds of it; [`Node`] lists its methods by group and when to call
+//! each.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod config;
 mod event;

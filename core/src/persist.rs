@@ -13,9 +13,12 @@ use crate::state::store::{Entry, Key};
 /// Items to commit together.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PersistBatch {
+    /// Committed in one transaction, in order (a later item for the same key wins).
     pub items: Vec<PersistItem>,
 }
 
+/// One thing to store. Every kind replaces what is stored under its own key, so replaying
+/// batches in order (`Restored::apply`) rebuilds the state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PersistItem {
     /// The node's current incarnation.
@@ -33,9 +36,14 @@ pub enum PersistItem {
     Remove(Box<Key>),
     /// The failover voter roster this node follows; replaces the one stored.
     Roster(Box<crate::failover::RosterState>),
-    /// `node` is bound to `life` (see [`crate::identity`]), or its binding was
+    /// `node` is bound to `life` (see [`Bindings`](crate::Bindings)), or its binding was
     /// released (`None`): a restarted node must keep refusing a life it refused.
-    Binding { node: NodeId, life: Option<Life> },
+    Binding {
+        /// The id.
+        node: NodeId,
+        /// The life it is bound to, or `None`: released.
+        life: Option<Life>,
+    },
 }
 
 /// State the driver read back from disk for [`crate::Node::new`].

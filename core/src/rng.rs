@@ -13,10 +13,13 @@ use rand_core::{Rng, SeedableRng};
 pub struct DetRng(ChaCha8Rng);
 
 impl DetRng {
+    /// The stream for `seed`: the same seed gives the same numbers on every build and
+    /// platform.
     pub fn from_seed(seed: u64) -> DetRng {
         DetRng(ChaCha8Rng::seed_from_u64(seed))
     }
 
+    /// The next 64 random bits of the stream.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }

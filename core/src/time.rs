@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Millis(pub u64);
 
 impl Millis {
+    /// The clock's origin (what `Default` gives).
     pub const ZERO: Millis = Millis(0);
 
     /// The span from `earlier` to `self`, zero if `earlier` is later.

@@ -25,7 +25,7 @@ use aurora_gateway::config::{
     AuthMode, GatewayConfig, MetricsAuth, MockDefaults, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PROVIDER_ENV_PREFIX,
 };
-use aurora_gateway::signals::wait_for_signal;
+use aurora_gateway::signals::StopSignals;
 use aurora_gateway::{AdminToken, DrainOutcome, Server, ServerConfig, TokenError, TokenSource};
 use aurora_io::config::ClusterSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -464,6 +464,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .context("starting the tokio runtime")?;
     let leave_timeout = Duration::from_secs(args.leave_timeout_secs);
     runtime.block_on(async move {
+        // Before anything listens: a SIGTERM from now on drains instead of killing
+        // (gateway/src/signals.rs says why this cannot wait for the task that awaits it).
+        let mut stop = StopSignals::install();
         // The node first: its SQLite file is checked (and a foreign or corrupt one
         // refused) before anything listens.
         if args.allow_fault_injection {
@@ -524,13 +527,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handover_info = node.info.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            stop.recv().await;
             tracing::info!("signal received; shutting down (send again to exit at once)");
             // A leader hands its lease over first, so another node is ready before
             // this one says `draining`.
             aurora_gateway::cluster::handover::before_shutdown(&handover_info).await;
             let _ = tx.send(());
-            wait_for_signal().await;
+            stop.recv().await;
             tracing::warn!("second signal; exiting without waiting for the drain");
             std::process::exit(1);
         });

@@ -49,8 +49,21 @@ async fn login_settings_phone_width_and_logout_on_a_lone_node() {
         "a refused token is not kept"
     );
 
-    browser.login(CLUSTER, TOKEN).await;
+    browser.assert_labelled().await;
+
+    // Signing in with the keyboard only: the field has focus, Enter submits.
+    let focused = browser
+        .js("return document.activeElement.id;", vec![])
+        .await;
+    assert_eq!(focused, "login-token", "the token field takes focus");
+    let input = browser.wait_for("[data-testid=login-token]").await;
+    input
+        .send_keys(&format!("{TOKEN}\u{e007}"))
+        .await
+        .expect("type the token and Enter");
+    browser.wait_for("#app:not([hidden])").await;
     browser.wait_for("[data-testid=clustering-off]").await;
+    browser.assert_labelled().await;
     assert!(
         browser
             .all("[data-testid=leader-controls]")
@@ -91,6 +104,18 @@ async fn login_settings_phone_width_and_logout_on_a_lone_node() {
     let url = browser.client.current_url().await.expect("url");
     assert_eq!(url.path(), "/admin/dashboard/settings/routing");
 
+    // The bare dashboard path goes to the start page; an unknown page says so.
+    browser.goto("/admin/dashboard").await;
+    browser
+        .wait_until(
+            "the start page",
+            Duration::from_secs(5),
+            "location.pathname.startsWith('/admin/dashboard/') && document.querySelector('#page').childElementCount > 0",
+        )
+        .await;
+    browser.goto("/admin/dashboard/no-such-page").await;
+    browser.wait_for("[data-testid=not-found]").await;
+
     // A reload keeps the session (session storage), and lands on the same page.
     browser.goto("/admin/dashboard/settings/routing").await;
     browser
@@ -116,6 +141,20 @@ async fn login_settings_phone_width_and_logout_on_a_lone_node() {
         .set_window_size(1280, 800)
         .await
         .expect("resize");
+
+    // A token the node refuses later (rotated) brings the login back with a word.
+    browser
+        .js(
+            "sessionStorage.setItem('aurora.admin_token', 'rotated-away'); return null;",
+            vec![],
+        )
+        .await;
+    browser.click("[data-testid=refresh]").await;
+    browser.wait_for("#login:not([hidden])").await;
+    let said = browser.wait_for("[data-testid=login-error]").await;
+    assert!(said.text().await.expect("text").contains("refused"));
+    browser.login(CLUSTER, TOKEN).await;
+    browser.wait_for("[data-testid=clustering-off]").await;
 
     // Logout forgets the token and shows the login again.
     browser.click("[data-testid=logout]").await;
@@ -211,6 +250,7 @@ async fn the_cluster_page_of_three_nodes_switchover_and_a_killed_node() {
         .await;
     assert_eq!(browser.js(&format!("return {BADGES};"), vec![]).await, 1);
     browser.wait_for("[data-testid=leader-controls]").await;
+    browser.assert_labelled().await;
     let count = browser.wait_for("[data-testid=node-count]").await;
     assert!(
         count.text().await.expect("text").contains("3 of 3"),

@@ -433,6 +433,12 @@ impl Driver {
                 }
             }
             let flushed = self.flush(&mut round);
+            if let Err(e) = &flushed {
+                // Published before any caller hears of the failure, so whoever is told
+                // "stopped" and then asks the node (`/health/ready`) is told the same.
+                self.stopped = Some(e.to_string());
+                self.publish(true);
+            }
             // Acknowledge only after the commit; on failure every caller hears of it.
             for (reply, result) in round.acks {
                 let result = match (&flushed, result) {

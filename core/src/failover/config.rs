@@ -70,6 +70,9 @@ impl core::str::FromStr for FailoverMode {
 /// Timing of the majority lease.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FailoverConfig {
+    /// `single_node` (no election: every node serves), `active_passive` (one lease holder
+    /// serves) or `active_active` (every serving node serves; the lease still names a
+    /// leader).
     pub mode: FailoverMode,
     /// How long a voter's promise lasts, on the voter's clock, from when it received
     /// the request (stretched by `1 + max_drift`). The holder's own lease is shorter.

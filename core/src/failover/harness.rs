@@ -15,13 +15,102 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::{Deref, DerefMut};
 
-use crate::config::Role;
-use crate::id::{Addr, NodeId};
+use crate::config::{ConfigError, Role};
+use crate::id::{Addr, Life, NodeId};
+use crate::outbox::Outbox;
 use crate::rng::DetRng;
 use crate::time::Millis;
 
-use super::{Candidate, Epoch, Failover, FailoverConfig, FailoverEvent, LeaseMessage};
+use super::{
+    Candidate, Epoch, Failover, FailoverConfig, FailoverEvent, LeaseMessage, SwitchoverError,
+};
+
+/// A bare failover machine with the outbox a node would give it, for tests that
+/// drive the machine without a node: the inputs are the machine's own, minus
+/// `out`, and [`Bare::messages`] / [`Bare::events`] take what it said from the
+/// outbox's held section (the node's `pump_failover` releases the same). Reads go
+/// to the machine through `Deref`.
+#[derive(Clone, Debug)]
+pub struct Bare {
+    fo: Failover,
+    out: Outbox,
+}
+
+impl Bare {
+    pub fn new(id: NodeId, config: FailoverConfig, now: Millis) -> Result<Bare, ConfigError> {
+        let mut out = Outbox::default();
+        let fo = Failover::new(id, config, now, &mut out)?;
+        Ok(Bare { fo, out })
+    }
+
+    pub fn with_session(self, session: u64) -> Bare {
+        Bare {
+            fo: self.fo.with_session(session),
+            ..self
+        }
+    }
+
+    pub fn with_life(self, life: Life) -> Bare {
+        Bare {
+            fo: self.fo.with_life(life),
+            ..self
+        }
+    }
+
+    pub fn handle_members(&mut self, now: Millis, live: &[Candidate]) {
+        self.fo.handle_members(now, live, &mut self.out);
+    }
+
+    pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: LeaseMessage) {
+        self.fo.handle_message(now, from, msg, &mut self.out);
+    }
+
+    pub fn handle_lease(&mut self, now: Millis, from: NodeId, life: Life, msg: LeaseMessage) {
+        self.fo.handle_lease(now, from, life, msg, &mut self.out);
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.fo.handle_timeout(now, &mut self.out);
+    }
+
+    pub fn switchover(&mut self, now: Millis, to: NodeId) -> Result<(), SwitchoverError> {
+        self.fo.switchover(now, to, &mut self.out)
+    }
+
+    pub fn resign(&mut self, now: Millis) {
+        self.fo.resign(now, &mut self.out);
+    }
+
+    pub fn forget(&mut self, now: Millis, node: NodeId) {
+        self.fo.forget(now, node, &mut self.out);
+    }
+
+    /// The lease messages sent since last asked, in order, with their voter.
+    pub fn messages(&mut self) -> Vec<(NodeId, LeaseMessage)> {
+        std::iter::from_fn(|| self.out.release_lease()).collect()
+    }
+
+    /// The events reported since last asked, in order.
+    pub fn events(&mut self) -> Vec<FailoverEvent> {
+        std::iter::from_fn(|| self.out.release_failover_event()).collect()
+    }
+}
+
+impl Deref for Bare {
+    type Target = Failover;
+
+    fn deref(&self) -> &Failover {
+        &self.fo
+    }
+}
+
+impl DerefMut for Bare {
+    fn deref_mut(&mut self) -> &mut Failover {
+        &mut self.fo
+    }
+}
 
 /// Real time, in microseconds.
 pub type Real = u64;
@@ -59,7 +148,7 @@ impl Net {
 
 pub struct SimNode {
     pub cand: Candidate,
-    pub fo: Option<Failover>,
+    pub fo: Option<Bare>,
     pub rate: f64,
     pub offset: u64,
     /// The one wake-up that counts (earlier scheduled ones are stale).
@@ -143,7 +232,7 @@ impl World {
             .zip(rates)
             .map(|(cand, rate)| {
                 let offset = 1_000_000 + rng.below(1_000_000) as u64;
-                let fo = Failover::new(cand.id, config.clone(), Millis(offset)).unwrap();
+                let fo = Bare::new(cand.id, config.clone(), Millis(offset)).unwrap();
                 SimNode {
                     cand,
                     fo: Some(fo),
@@ -219,14 +308,8 @@ impl World {
         let Some(fo) = self.nodes[i].fo.as_mut() else {
             return;
         };
-        let mut out = Vec::new();
-        while let Some(t) = fo.poll_transmit() {
-            out.push(t);
-        }
-        let mut events = Vec::new();
-        while let Some(e) = fo.poll_event() {
-            events.push(e);
-        }
+        let out = fo.messages();
+        let events = fo.events();
         let status_epoch = fo.status().epoch;
         let durable = fo.durable_epoch();
         let roster = fo.durable_roster().clone();
@@ -392,7 +475,7 @@ impl World {
         let (id, session, durable) = (n.cand.id, n.session, n.durable);
         let roster = n.roster.clone();
         let now = self.local(i, self.now);
-        let mut fo = Failover::new(id, self.config.clone(), now)
+        let mut fo = Bare::new(id, self.config.clone(), now)
             .unwrap()
             .with_session(session);
         fo.restore_epoch(durable);
@@ -431,13 +514,13 @@ impl World {
         self.nodes[i].fo.as_ref().unwrap()
     }
 
-    pub fn fo_mut(&mut self, i: usize) -> &mut Failover {
+    pub fn fo_mut(&mut self, i: usize) -> &mut Bare {
         self.nodes[i].fo.as_mut().unwrap()
     }
 
     /// Calls `f` on node `i` at the current instant with its local time, then
     /// collects its output.
-    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Failover, Millis) -> R) -> R {
+    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Bare, Millis) -> R) -> R {
         let now = self.local(i, self.now);
         let r = f(self.fo_mut(i), now);
         self.after_call(i);

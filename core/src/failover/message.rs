@@ -22,6 +22,7 @@ use super::roster::Electorate;
 pub struct Epoch(pub u64);
 
 impl Epoch {
+    /// No epoch: below every leadership's (the floor of a node that never saw one).
     pub const ZERO: Epoch = Epoch(0);
 
     /// The epoch after `self`.
@@ -44,18 +45,28 @@ pub enum LeaseMessage {
     /// holder's renewals keep their epoch and set `holding`. `electorate` is whom
     /// the sender counts: a voter grants only under its own roster version (or,
     /// before any roster exists, as a founder with the same `expected_voters`), and
-    /// learns a newer roster from it (see [`super::roster`]). `round` identifies
-    /// the request; its high 32 bits are the sender's session (see
-    /// [`super::Failover::with_session`]).
+    /// learns a newer roster from it (see [`Roster`](crate::Roster)). `round` identifies
+    /// the request; its high 32 bits are the sender's session (the
+    /// node's incarnation at start), so a restarted node never reuses a round id.
     Request {
+        /// The epoch asked for (a campaign: above every epoch the sender has seen) or held
+        /// (a renewal).
         epoch: Epoch,
+        /// Identifies the round; a grant counts only for the round it answers.
         round: u64,
+        /// The sender holds the lease for `epoch` and is renewing it.
         holding: bool,
+        /// Whom the sender counts: its roster, or the founders at bootstrap.
         electorate: Electorate,
     },
     /// "I promise not to grant another node a lease until my promise, started when
     /// I received round `round`, runs out."
-    Grant { epoch: Epoch, round: u64 },
+    Grant {
+        /// The epoch granted (the request's).
+        epoch: Epoch,
+        /// The round answered.
+        round: u64,
+    },
     /// "No." `epoch` is the highest epoch the voter knows; `electorate` whom it
     /// counts (a candidate behind it learns the newer roster); `retry_after_ms`
     /// when asking again may succeed (the rest of its promise to another node, for
@@ -63,18 +74,31 @@ pub enum LeaseMessage {
     /// which tells the leader that a member its membership never saw go has in
     /// fact restarted (its hold-down starts over).
     Reject {
+        /// The highest epoch the voter knows.
         epoch: Epoch,
+        /// The round refused.
         round: u64,
+        /// Whom the voter counts.
         electorate: Electorate,
+        /// When asking again may succeed, in ms.
         retry_after_ms: u32,
+        /// The voter is in its quiet period after a (re)start.
         starting: bool,
     },
     /// The holder of `epoch` has stopped holding it and asks voters to release
     /// their promise at once and to prefer `to` for the next epoch.
-    Handover { epoch: Epoch, to: NodeId },
+    Handover {
+        /// The epoch the sender held.
+        epoch: Epoch,
+        /// The node voters should grant next.
+        to: NodeId,
+    },
     /// The sender gives up `epoch` (it abandoned a campaign or resigned): voters
     /// may release their promise to it at once.
-    Release { epoch: Epoch },
+    Release {
+        /// The epoch given up.
+        epoch: Epoch,
+    },
 }
 
 impl LeaseMessage {

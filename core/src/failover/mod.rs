@@ -1,16 +1,28 @@
 //! Failover: who leads, proven by a majority lease with a fencing epoch.
 //!
-//! A pure state machine in the quinn-proto style, driven by the node:
+//! A pure state machine in the quinn-proto style, driven by the node. Like
+//! membership and the replica it writes what it has to say into the node's
+//! [`Outbox`], passed as `out` to every call that may say something:
 //!
 //! ```text
-//! fo.handle_members(now, &live)          // membership changed, and on every tick
-//! fo.handle_message(now, from, msg)      // a LeaseMessage from a peer
-//! fo.handle_timeout(now)                 // poll_timeout passed
+//! Failover::new(id, config, now, out)        // start; then with_session, with_life,
+//!                                            // restore_epoch, restore_roster
+//! fo.handle_members(now, &live, out)         // membership changed, and on every tick
+//! fo.handle_lease(now, from, life, msg, out) // a LeaseMessage from a peer
+//! fo.handle_timeout(now, out)                // poll_timeout passed
+//! fo.switchover(now, to, out), fo.resign(now, out), fo.forget(now, node, out)
 //! fo.poll_timeout()  -> Option<Millis>
-//! fo.poll_transmit() -> Option<(NodeId, LeaseMessage)>
-//! fo.poll_event()    -> Option<FailoverEvent>
-//! fo.status(), fo.switchover(now, to), fo.holds_lease_at(now)
+//! fo.durable_epoch(), fo.durable_roster()    // what to persist before anything is sent
+//! fo.status(), fo.roster(), fo.holds_lease_at(now)
 //! ```
+//!
+//! Lease messages go to [`Outbox::lease`] addressed by [`NodeId`] and events to
+//! [`Outbox::failover_event`]; both wait in the outbox's held section until the
+//! node has queued the persist batch of [`Failover::durable_epoch`] and
+//! [`Failover::durable_roster`] and resolved each voter to an address (one it has
+//! none for is `Event::FailoverUndeliverable` and a counter). So a message that
+//! carries a grown epoch or a new roster is never transmitted before that epoch or
+//! roster is persisted.
 //!
 //! # Protocol
 //!
@@ -94,10 +106,11 @@ pub use roster::{Electorate, Roster, RosterState, RosterVersion};
 pub use status::{FailoverEvent, FailoverStatus, SwitchoverError};
 
 use core::time::Duration;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use crate::config::{ConfigError, Role};
 use crate::id::{Life, NodeId};
+use crate::outbox::Outbox;
 use crate::time::Millis;
 
 use lease::{Lease, Won};
@@ -151,8 +164,6 @@ pub struct Failover {
     stand_aside_until: Millis,
     /// When this node's current leadership began.
     led_since: Millis,
-    transmits: VecDeque<(NodeId, LeaseMessage)>,
-    events: VecDeque<FailoverEvent>,
     reported: (Option<NodeId>, Epoch),
     /// The voter roster this node follows (persisted; see [`roster`]).
     roster: RosterState,
@@ -173,7 +184,12 @@ impl Failover {
     /// A node that just started. It knows no members yet (feed them with
     /// [`Failover::handle_members`], this node included) and grants nothing for one
     /// promise length, since it may have forgotten promises made before a restart.
-    pub fn new(id: NodeId, config: FailoverConfig, now: Millis) -> Result<Failover, ConfigError> {
+    pub fn new(
+        id: NodeId,
+        config: FailoverConfig,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Failover, ConfigError> {
         config.validate()?;
         let promise_len = scale_up(config.lease, 1.0 + config.max_drift);
         let mut fo = Failover {
@@ -188,8 +204,6 @@ impl Failover {
             hint: None,
             stand_aside_until: now,
             led_since: now,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
             reported: (None, Epoch::ZERO),
             roster: RosterState::default(),
             committed: None,
@@ -198,7 +212,7 @@ impl Failover {
             break_majority: false,
             config,
         };
-        fo.report();
+        fo.report(out);
         Ok(fo)
     }
 
@@ -236,7 +250,7 @@ impl Failover {
     /// The live members, this node included, as membership sees them now. Call it
     /// when membership changes and on every tick. Members missing from `live` stay
     /// voters (they count towards the majority) until [`Failover::forget`].
-    pub fn handle_members(&mut self, now: Millis, live: &[Candidate]) {
+    pub fn handle_members(&mut self, now: Millis, live: &[Candidate], out: &mut Outbox) {
         self.advance(now);
         // A member that left (or was forgotten) and is back is a candidate voter
         // again: a rolling restart must not shrink the roster for good.
@@ -246,21 +260,34 @@ impl Failover {
             }
         }
         for node in self.view.update(now, live) {
-            self.events.push_back(FailoverEvent::ConfigDrift { node });
+            out.failover_event(FailoverEvent::ConfigDrift { node });
         }
-        self.drive(now);
+        self.drive(now, out);
     }
 
     /// A lease message from `from` in the default life (harnesses whose nodes
     /// never lose their disks).
     #[cfg(test)]
-    pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: LeaseMessage) {
-        self.handle_lease(now, from, Life::default(), msg);
+    pub fn handle_message(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        msg: LeaseMessage,
+        out: &mut Outbox,
+    ) {
+        self.handle_lease(now, from, Life::default(), msg, out);
     }
 
     /// A lease message from `from` speaking in `life` (the wire header's, which
     /// the node checked against its binding for `from`).
-    pub fn handle_lease(&mut self, now: Millis, from: NodeId, life: Life, msg: LeaseMessage) {
+    pub fn handle_lease(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        life: Life,
+        msg: LeaseMessage,
+        out: &mut Outbox,
+    ) {
         self.advance(now);
         if !self.config.mode.elects() || from == self.id {
             return;
@@ -281,8 +308,10 @@ impl Failover {
                 round,
                 holding,
                 electorate,
-            } => self.on_request(now, (from, life), epoch, round, holding, &electorate),
-            LeaseMessage::Grant { epoch, round } => self.on_grant(now, from, life, epoch, round),
+            } => self.on_request(now, (from, life), (epoch, round, holding), &electorate, out),
+            LeaseMessage::Grant { epoch, round } => {
+                self.on_grant(now, (from, life), (epoch, round), out)
+            }
             LeaseMessage::Reject { retry_after_ms, .. } => {
                 // A campaign asks again when the voter says it may succeed; a holder
                 // keeps its own rhythm.
@@ -298,19 +327,26 @@ impl Failover {
             }
             LeaseMessage::Release { epoch } => self.release_from(now, from, epoch),
         }
-        self.drive(now);
+        self.drive(now, out);
     }
 
-    pub fn handle_timeout(&mut self, now: Millis) {
+    /// Call when [`Failover::poll_timeout`]'s deadline passed (early is harmless):
+    /// steps down, hands over, campaigns or renews as the time now requires.
+    pub fn handle_timeout(&mut self, now: Millis, out: &mut Outbox) {
         self.advance(now);
-        self.drive(now);
+        self.drive(now, out);
     }
 
     /// Hands the lease to `to`: this node stops holding at once, then tells every
     /// voter, which releases its promise and grants only `to` for one promise
     /// length. `to` campaigns as soon as it hears, so the cluster is without a
     /// leader for about one round trip.
-    pub fn switchover(&mut self, now: Millis, to: NodeId) -> Result<(), SwitchoverError> {
+    pub fn switchover(
+        &mut self,
+        now: Millis,
+        to: NodeId,
+        out: &mut Outbox,
+    ) -> Result<(), SwitchoverError> {
         self.advance(now);
         if !self.config.mode.elects() {
             return Err(SwitchoverError::SingleNode);
@@ -324,14 +360,14 @@ impl Failover {
         if self.view.eligible(to).is_none() {
             return Err(SwitchoverError::NotEligible(to));
         }
-        self.hand_over(now, to);
-        self.drive(now);
+        self.hand_over(now, to, out);
+        self.drive(now, out);
         Ok(())
     }
 
     /// Gives the lease up (before a graceful leave): voters release their promise at
     /// once and this node does not campaign again for `hold_down`.
-    pub fn resign(&mut self, now: Millis) {
+    pub fn resign(&mut self, now: Millis, out: &mut Outbox) {
         self.advance(now);
         let Some(epoch) = self.lease.epoch else {
             return;
@@ -340,18 +376,18 @@ impl Failover {
         self.lease.clear();
         self.stand_aside_until = now + self.config.hold_down;
         if was_holding {
-            self.step_down("resigned".into());
+            self.step_down("resigned".into(), out);
         }
         self.voter.release(now, self.id, epoch, &mut self.view);
-        self.broadcast(LeaseMessage::Release { epoch });
-        self.drive(now);
+        self.broadcast(LeaseMessage::Release { epoch }, out);
+        self.drive(now, out);
     }
 
     /// A member left on purpose, or an operator says a failed one is gone for
     /// good: on the leader, it is taken off the roster (one change, once the
     /// current version is committed); elsewhere it is only dropped from the view.
     /// If it comes back alive it is a candidate voter again and may be re-admitted.
-    pub fn forget(&mut self, now: Millis, node: NodeId) {
+    pub fn forget(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
         self.advance(now);
         let life = self
             .roster()
@@ -361,11 +397,15 @@ impl Failover {
         if let (true, Some(life)) = (node != self.id, life) {
             self.forgotten.insert((node, life));
         }
-        self.drive(now);
+        self.drive(now, out);
     }
 
     // ---- outputs ---------------------------------------------------------------
 
+    /// When the machine next needs [`Failover::handle_timeout`]: a round to send,
+    /// a lease, promise, hint, quiet period or hold-down that ends. `None` in
+    /// `single_node` (nothing to time).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         if !self.config.mode.elects() {
             return None;
@@ -384,15 +424,6 @@ impl Failover {
         deadlines.extend(self.hint.map(|h| h.until));
         deadlines.extend(self.view.hold_down_ends(now, self.config.hold_down));
         deadlines.into_iter().filter(|&t| t > now).min()
-    }
-
-    /// The next message to send, and to whom; the node maps the id to an address.
-    pub fn poll_transmit(&mut self) -> Option<(NodeId, LeaseMessage)> {
-        self.transmits.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<FailoverEvent> {
-        self.events.pop_front()
     }
 
     // ---- read access -----------------------------------------------------------
@@ -434,6 +465,8 @@ impl Failover {
             .max(self.voter.granted_epoch())
     }
 
+    /// Where this node stands at the latest `now` handed in: leader, epoch, whether
+    /// it serves, whether it could fail over and why not.
     pub fn status(&self) -> FailoverStatus {
         let now = self.now;
         let mode = self.config.mode;
@@ -631,18 +664,18 @@ impl Failover {
 
     /// Everything that follows from the state at `now`: step down, hand over,
     /// campaign, send the round that is due, report.
-    fn drive(&mut self, now: Millis) {
+    fn drive(&mut self, now: Millis, out: &mut Outbox) {
         if self.config.mode.elects() {
             self.tick(now);
             if let Some(until) = self.lease.until {
                 if now >= until {
                     self.lease.clear();
-                    self.step_down("lease ran out: no majority renewed it".into());
+                    self.step_down("lease ran out: no majority renewed it".into(), out);
                 }
             }
             if self.lease.holding(now) {
                 if let Some(to) = self.better_settled(now) {
-                    self.hand_over(now, to);
+                    self.hand_over(now, to, out);
                 }
             }
             if self.lease.holding(now) {
@@ -668,11 +701,11 @@ impl Failover {
             // expected voter) is followed at once by the announcing round.
             for _ in 0..2 {
                 if self.lease.epoch.is_some() && self.lease.next_send <= now {
-                    self.send_round(now);
+                    self.send_round(now, out);
                 }
             }
         }
-        self.report();
+        self.report(out);
     }
 
     /// Whether this node should ask for the lease now.
@@ -717,7 +750,7 @@ impl Failover {
             .map(|k| k.cand.id)
     }
 
-    fn send_round(&mut self, now: Millis) {
+    fn send_round(&mut self, now: Millis, out: &mut Outbox) {
         let holding = self.lease.holding(now);
         let Some(mut epoch) = self.lease.epoch else {
             return;
@@ -730,7 +763,7 @@ impl Failover {
             // Taken off the roster by a later leadership: nothing to ask under.
             self.lease.clear();
             if holding {
-                self.step_down("no longer on the voter roster".into());
+                self.step_down("no longer on the voter roster".into(), out);
             }
             return;
         };
@@ -747,10 +780,10 @@ impl Failover {
             holding,
             electorate: electorate.clone(),
         };
-        self.broadcast(msg);
+        self.broadcast(msg, out);
         // This node's own vote, under the same rules as anyone's.
         if self.vote(now, (self.id, self.life), (epoch, holding), &electorate) == Decision::Grant {
-            self.on_grant(now, self.id, self.life, epoch, round);
+            self.on_grant(now, (self.id, self.life), (epoch, round), out);
         }
     }
 
@@ -775,14 +808,14 @@ impl Failover {
     /// Sends `msg` to every other member with this node's fingerprint (voters
     /// and those waiting to be admitted, who learn the leader and the roster from
     /// it) and to roster voters it has not seen live.
-    fn broadcast(&mut self, msg: LeaseMessage) {
+    fn broadcast(&mut self, msg: LeaseMessage, out: &mut Outbox) {
         let mut to: BTreeSet<NodeId> = self.view.members().map(|k| k.cand.id).collect();
         if let Some(r) = &self.roster.roster {
             to.extend(r.voters.iter().copied());
         }
         to.remove(&self.id);
         for n in to {
-            self.transmits.push_back((n, msg.clone()));
+            out.lease(n, msg.clone());
         }
     }
 
@@ -861,10 +894,9 @@ impl Failover {
         &mut self,
         now: Millis,
         (from, life): (NodeId, Life),
-        epoch: Epoch,
-        round: u64,
-        holding: bool,
+        (epoch, round, holding): (Epoch, u64, bool),
         electorate: &Electorate,
+        out: &mut Outbox,
     ) {
         if holding && self.hint.is_none_or(|h| epoch >= h.epoch) {
             self.hint = Some(Hint {
@@ -904,10 +936,16 @@ impl Failover {
                 starting: now < self.voter.quiet_until,
             },
         };
-        self.transmits.push_back((from, reply));
+        out.lease(from, reply);
     }
 
-    fn on_grant(&mut self, now: Millis, from: NodeId, life: Life, epoch: Epoch, round: u64) {
+    fn on_grant(
+        &mut self,
+        now: Millis,
+        (from, life): (NodeId, Life),
+        (epoch, round): (Epoch, u64),
+        out: &mut Outbox,
+    ) {
         // Roster rounds count only their members (the lease checks); a
         // bootstrap round anyone with this node's settings who granted it.
         if from != self.id && !self.view.is_member(from) {
@@ -924,7 +962,7 @@ impl Failover {
             self.leader_epoch = self.leader_epoch.max(epoch);
             self.hint = None;
             self.led_since = now;
-            self.events.push_back(FailoverEvent::BecameLeader { epoch });
+            out.failover_event(FailoverEvent::BecameLeader { epoch });
             // Announce at once: the next round carries `holding`, so standbys learn
             // the leader now rather than one renewal later.
             self.lease.next_send = now;
@@ -959,28 +997,28 @@ impl Failover {
         }
     }
 
-    fn hand_over(&mut self, now: Millis, to: NodeId) {
+    fn hand_over(&mut self, now: Millis, to: NodeId, out: &mut Outbox) {
         let Some(epoch) = self.lease.epoch else {
             return;
         };
         // Stop holding before anyone is told: voters release on receipt.
         self.lease.clear();
-        self.step_down(format!("handed over to {to}"));
+        self.step_down(format!("handed over to {to}"), out);
         self.voter.release(now, self.id, epoch, &mut self.view);
         self.voter.prefer = Some((to, now + self.promise_len()));
-        self.broadcast(LeaseMessage::Handover { epoch, to });
+        self.broadcast(LeaseMessage::Handover { epoch, to }, out);
     }
 
-    fn step_down(&mut self, reason: String) {
-        self.events.push_back(FailoverEvent::SteppedDown { reason });
+    fn step_down(&mut self, reason: String, out: &mut Outbox) {
+        out.failover_event(FailoverEvent::SteppedDown { reason });
     }
 
     /// Emits `LeaderChanged` when the leader or epoch this node reports changed.
-    fn report(&mut self) {
+    fn report(&mut self, out: &mut Outbox) {
         let current = (self.leader(), self.leader_epoch);
         if current != self.reported {
             self.reported = current;
-            self.events.push_back(FailoverEvent::LeaderChanged {
+            out.failover_event(FailoverEvent::LeaderChanged {
                 leader: current.0,
                 epoch: current.1,
             });

@@ -54,7 +54,9 @@ use super::message::Epoch;
     Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct RosterVersion {
+    /// The leadership that made it (its lease epoch).
     pub epoch: Epoch,
+    /// Its change number within that leadership (0: the re-stamp).
     pub seq: u32,
 }
 
@@ -75,8 +77,11 @@ impl core::fmt::Display for RosterVersion {
 /// does only once the old one was forgotten.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Roster {
+    /// Which roster this is; a node only ever adopts a newer one.
     pub version: RosterVersion,
+    /// The voters' ids, sorted, no duplicates.
     pub voters: Vec<NodeId>,
+    /// `lives[i]` is the life `voters[i]` was admitted with.
     pub lives: Vec<Life>,
 }
 
@@ -120,10 +125,12 @@ impl Roster {
         self.voters.iter().copied().zip(self.lives.iter().copied())
     }
 
+    /// How many voters; majorities are taken over this number.
     pub fn len(&self) -> usize {
         self.voters.len()
     }
 
+    /// Whether it names no voter.
     pub fn is_empty(&self) -> bool {
         self.voters.is_empty()
     }
@@ -208,6 +215,7 @@ pub struct RosterState {
 }
 
 impl RosterState {
+    /// The version of the roster followed, if any.
     pub fn version(&self) -> Option<RosterVersion> {
         self.roster.as_ref().map(|r| r.version)
     }

@@ -14,26 +14,39 @@ use super::message::Epoch;
 pub enum FailoverEvent {
     /// The leader this node knows of changed (`None`: it knows of none right now).
     LeaderChanged {
+        /// The leader, or `None` while this node knows of none.
         leader: Option<NodeId>,
+        /// The highest epoch of a leadership this node knows of.
         epoch: Epoch,
     },
     /// This node now holds the lease for `epoch`.
-    BecameLeader { epoch: Epoch },
+    BecameLeader {
+        /// The epoch of this leadership (above every earlier one).
+        epoch: Epoch,
+    },
     /// This node no longer holds the lease.
-    SteppedDown { reason: String },
+    SteppedDown {
+        /// Why, for people: the lease ran out, handed over, resigned, off the roster.
+        reason: String,
+    },
     /// A live member's config fingerprint differs from this node's: it takes no
     /// part in leader choice until the configs agree.
-    ConfigDrift { node: NodeId },
+    ConfigDrift {
+        /// The member whose settings differ.
+        node: NodeId,
+    },
 }
 
 /// Where this node stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverStatus {
+    /// The configured mode.
     pub mode: FailoverMode,
     /// The lease holder as this node knows it (itself in `single_node`).
     pub leader: Option<NodeId>,
     /// The highest epoch of a leadership this node knows of; it never goes down.
     pub epoch: Epoch,
+    /// Whether this node holds the lease now, on its own clock (always in `single_node`).
     pub this_node_holds_lease: bool,
     /// When this node's lease ends, on its own clock.
     pub lease_until: Option<Millis>,
@@ -55,11 +68,15 @@ pub struct FailoverStatus {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SwitchoverError {
     #[error("single_node mode has no leader to hand over")]
+    /// There is no lease in `single_node` mode.
     SingleNode,
     #[error("this node does not hold the lease")]
+    /// Only the lease holder can hand it over.
     NotLeader,
     #[error("{0} already leads")]
+    /// The target is the leader already (this node).
     AlreadyLeader(NodeId),
     #[error("{0} is not a live voting member that may lead (unknown, witness, or config drift)")]
+    /// The target is unknown, a witness, not live, or has another config fingerprint.
     NotEligible(NodeId),
 }

@@ -2,7 +2,7 @@
 //! that assert safety at every step, a measurement of failover time, and a
 //! snapshot of one traced failover.
 
-use super::harness::{active_passive, candidate, percentile, Net, Real, World, MS, SEC};
+use super::harness::{active_passive, candidate, percentile, Bare, Net, Real, World, MS, SEC};
 use super::rank::best_candidate;
 use super::*;
 use crate::config::Role;
@@ -55,9 +55,9 @@ fn boot_request(n: u32) -> LeaseMessage {
 }
 
 /// Node `i + 1` alone with `live` (all founders), in active-passive.
-fn lone(i: usize, live: &[Candidate]) -> Failover {
+fn lone(i: usize, live: &[Candidate]) -> Bare {
     let live = as_founders(live);
-    let mut fo = Failover::new(live[i].id, founders(live.len()), START).unwrap();
+    let mut fo = Bare::new(live[i].id, founders(live.len()), START).unwrap();
     fo.handle_members(START, &live);
     fo
 }
@@ -72,12 +72,12 @@ fn as_founders(live: &[Candidate]) -> Vec<Candidate> {
         .collect()
 }
 
-fn drain(fo: &mut Failover) -> Vec<(NodeId, LeaseMessage)> {
-    std::iter::from_fn(|| fo.poll_transmit()).collect()
+fn drain(fo: &mut Bare) -> Vec<(NodeId, LeaseMessage)> {
+    fo.messages()
 }
 
-fn events(fo: &mut Failover) -> Vec<FailoverEvent> {
-    std::iter::from_fn(|| fo.poll_event()).collect()
+fn events(fo: &mut Bare) -> Vec<FailoverEvent> {
+    fo.events()
 }
 
 /// After the quiet period (one promise length).
@@ -113,7 +113,7 @@ fn defaults_validate_and_bad_timing_is_refused() {
         ..c.clone()
     };
     assert!(wild_drift.validate().is_err());
-    assert!(Failover::new(n(1), slow_renew, START).is_err());
+    assert!(Bare::new(n(1), slow_renew, START).is_err());
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn a_witness_never_leads_and_a_drifted_member_takes_no_part() {
 
 /// Node 1 of `live` after winning the bootstrap lease (grants from 2 and 3 at
 /// `t + 1 ms`), with the messages it sent drained.
-fn bootstrapped_leader(live: &[Candidate], t: Millis) -> (Failover, Epoch, u64) {
+fn bootstrapped_leader(live: &[Candidate], t: Millis) -> (Bare, Epoch, u64) {
     let mut fo = lone(0, live);
     fo.handle_timeout(t);
     let LeaseMessage::Request { epoch, round, .. } = drain(&mut fo)[0].1 else {
@@ -280,7 +280,7 @@ fn bootstrap_needs_every_founder_and_its_granters_become_the_roster() {
 fn a_newcomer_never_bootstraps_and_waits_to_be_admitted() {
     let live = [serving(0), serving(1)];
     // expected_voters 0: a node that joins an existing cluster.
-    let mut fo = Failover::new(n(1), active_passive(), START).unwrap();
+    let mut fo = Bare::new(n(1), active_passive(), START).unwrap();
     fo.handle_members(START, &live);
     fo.handle_timeout(after_quiet());
     assert!(
@@ -379,7 +379,7 @@ fn a_voter_never_grants_two_unexpired_leases() {
         candidate(1, 2, 10, Role::Serving),
         candidate(2, 1, 10, Role::Serving),
     ]);
-    let mut v = Failover::new(n(2), founders(3), START).unwrap();
+    let mut v = Bare::new(n(2), founders(3), START).unwrap();
     // Only 1 and 2 live at first, so 1 is the voter's own pick.
     v.handle_members(START, &live[..2]);
     let t = after_quiet();
@@ -756,7 +756,7 @@ fn two_serving_nodes_and_a_witness_fail_over() {
 #[test]
 fn single_node_mode_leads_at_once_and_sends_nothing() {
     let live = [serving(0), serving(1)];
-    let mut fo = Failover::new(n(1), FailoverConfig::default(), START).unwrap();
+    let mut fo = Bare::new(n(1), FailoverConfig::default(), START).unwrap();
     fo.handle_members(START, &live);
     fo.handle_timeout(START + ms(10_000));
     assert!(drain(&mut fo).is_empty());
@@ -1053,7 +1053,7 @@ fn a_new_life_does_not_grant_under_a_roster_that_names_its_old_one() {
     let (leader, epoch, _) = bootstrapped_leader(&live, t);
     let roster = leader.roster().unwrap().clone();
     let as_founders = as_founders(&live);
-    let mut wiped = Failover::new(n(2), founders(3), t)
+    let mut wiped = Bare::new(n(2), founders(3), t)
         .unwrap()
         .with_life(Life(0xbeef));
     wiped.handle_members(t, &as_founders);

@@ -8,10 +8,15 @@ use crate::wire::{Liveness, MemberRecord};
 /// One member as seen from this node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
+    /// Its node id.
     pub id: NodeId,
+    /// Its gossip address, as last announced.
     pub addr: Addr,
+    /// What it announced at its current incarnation.
     pub meta: MemberMeta,
+    /// The highest incarnation known of it; only grows.
     pub incarnation: Incarnation,
+    /// Alive, suspect, dead or left, at that incarnation.
     pub liveness: Liveness,
     /// When `liveness` last changed, on this node's clock.
     pub since: Millis,
@@ -40,6 +45,7 @@ impl Member {
         self.incarnation = incarnation;
     }
 
+    /// The row a push-pull carries for it.
     pub fn record(&self) -> MemberRecord {
         MemberRecord {
             node: self.id,
@@ -57,6 +63,7 @@ impl Member {
 pub enum MemberChange {
     /// First seen, or back after being dead or gone.
     Joined,
+    /// Missed a probe; failed unless it refutes in time.
     Suspected,
     /// A suspicion was refuted.
     AliveAgain,

@@ -78,6 +78,7 @@ enum Timer {
 pub enum Phase {
     /// Asking the seeds for the member list.
     Joining,
+    /// A member: probing, gossiping, taking part in failover.
     Active,
     /// Gossiping its departure until the deadline.
     Leaving,
@@ -98,12 +99,21 @@ struct Tombstone {
 /// Counters for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MembershipStats {
+    /// Direct probes sent.
     pub probes: u64,
+    /// Probe rounds that ended without an ack (direct or indirect): each raises a
+    /// suspicion.
     pub probe_failures: u64,
+    /// Indirect probes (`PingReq`) sent after a direct probe went unanswered.
     pub indirect_probes: u64,
+    /// Suspicions of this node it refuted by raising its incarnation.
     pub refutations: u64,
+    /// Pings addressed to another node id than this one (a peer's stale address book), not
+    /// acked.
     pub misdirected_pings: u64,
+    /// Claims dropped because they were about an incarnation older than the one known.
     pub stale_updates: u64,
+    /// Rumours dropped from a full queue before they were spread as often as planned.
     pub rumors_dropped: u64,
 }
 
@@ -274,6 +284,9 @@ impl Membership {
         self.phase == Phase::Left
     }
 
+    /// When membership's next timer (probe, suspicion, gossip, push-pull, reaping,
+    /// leave deadline) is due; `handle_timeout` runs what is due.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.timers.next()
     }

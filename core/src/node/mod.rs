@@ -1,11 +1,11 @@
 //! The node: one sans-IO state machine with a quinn-proto-style API.
 //!
 //! ```text
-//! Node::new(config, identity, seed, restored, Now::at(now))  // start (restored: from disk)
-//! node.handle_datagram(Now::at(now), from, &bytes)   // a packet from a peer
-//! node.handle_stream(Now::at(now), from, &bytes)     // a whole stream message from a peer
-//! node.handle_command(Now::at(now), command)         // a local request
-//! node.handle_timeout(Now::at(now))                  // a deadline from poll_timeout passed
+//! Node::new(config, identity, schema, seed, restored, now)  // start (restored: from disk)
+//! node.handle_datagram(now, from, &bytes)   // a packet from a peer
+//! node.handle_stream(now, from, &bytes)     // a whole stream message from a peer
+//! node.handle_command(now, command)         // a local request
+//! node.handle_timeout(now)                  // a deadline from poll_timeout passed
 //! node.poll_timeout() -> Option<Millis>     // when to call handle_timeout next
 //! node.poll_output()  -> Option<Output>     // Transmit | Persist | Event, in order
 //! node.view()         -> NodeView           // read-only: members, state, leadership
@@ -41,11 +41,17 @@ use crate::wire::{self, Channel, DecodeError, Message, Rumor, MAX_APP_PAYLOAD};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// Join the cluster through these seed addresses.
-    Join { seeds: Vec<Addr> },
+    Join {
+        /// Gossip addresses of members (or of nodes joining too); kept for rejoining.
+        seeds: Vec<Addr>,
+    },
     /// More seed addresses, learnt while running (a seed name that resolved only
     /// after start-up, as a StatefulSet's later pods do): kept with the others for
     /// rejoining, and a node that is alone starts joining through them at once.
-    AddSeeds { seeds: Vec<Addr> },
+    AddSeeds {
+        /// The addresses learnt.
+        seeds: Vec<Addr>,
+    },
     /// Leave gracefully; an `Event::Local(LocalChange::Left)` follows when done.
     Leave,
     /// Announce new metadata.
@@ -56,31 +62,50 @@ pub enum Command {
     /// the write is durable once the `Persist` batch that follows is committed.
     /// The node's [`Schema`] must accept `record` as one of `collection` under `id`.
     Put {
+        /// The record's collection (the schema's numbering).
         collection: CollectionId,
+        /// The record's id within it.
         id: RecordId,
+        /// The record in the schema's encoding.
         record: RecordBytes,
     },
     /// Delete a record (a tombstone, replicated like any write).
     Delete {
+        /// The record's collection.
         collection: CollectionId,
+        /// The record's id within it.
         id: RecordId,
     },
     /// Add to this node's usage of a budget in a period (published in batches).
     RecordUsage {
+        /// The budget record it counts against.
         budget: RecordId,
+        /// The budget's period index (`Schema::period_index`).
         period: u64,
+        /// What to add (the counter only grows).
         usage: Usage,
     },
     /// Hand leadership to `to` (this node must be the leader).
-    Switchover { to: NodeId },
+    Switchover {
+        /// A live serving voter with this node's settings.
+        to: NodeId,
+    },
     /// Stop counting `node` as a voter (an operator's decision that a member
     /// which failed, or left unseen, is gone for good), and release its id → life
     /// binding: the id may come back as a new life (a lost disk, a replaced key),
     /// which the leader then admits as a new member.
-    ForgetMember { node: NodeId },
+    ForgetMember {
+        /// The member that is gone.
+        node: NodeId,
+    },
     /// Bind `node` to `life` on an operator's word (`cluster.admission: manual`:
     /// the pending (id, life) is accepted from now on).
-    AdmitMember { node: NodeId, life: Life },
+    AdmitMember {
+        /// The id that waits.
+        node: NodeId,
+        /// The life to accept for it.
+        life: Life,
+    },
 }
 
 /// A command the node refused; the node's state is unchanged.
@@ -160,7 +185,30 @@ impl NodeMetrics {
     }
 }
 
-/// One Aurora node's cluster state machine.
+/// One Aurora node's cluster state machine: membership, the replicated store and
+/// the failover lease behind one quinn-proto-style surface. It does no I/O; the
+/// driver calls it and carries out what it outputs.
+///
+/// # Method groups
+///
+/// * **Start:** [`Node::new`], with what the driver read back from disk
+///   ([`Restored`]); drain [`Node::poll_output`] at once (the first batch persists
+///   the new incarnation).
+/// * **Inputs** (`handle_*`), each with the [`Now`] of the call:
+///   [`Node::handle_datagram`] when a datagram arrived, [`Node::handle_stream`]
+///   when a whole stream message arrived, [`Node::handle_command`] for each local
+///   request, [`Node::handle_timeout`] when the clock reached
+///   [`Node::poll_timeout`]'s deadline.
+/// * **Outputs** (`poll_*`, `#[must_use]`), after every input:
+///   [`Node::poll_output`] until it returns `None`, committing each
+///   [`Output::Persist`] before carrying out any later [`Output::Transmit`]; then
+///   [`Node::poll_timeout`] for the next deadline.
+/// * **Reading** (no effect on the node, call any time): [`Node::view`],
+///   [`Node::metrics`], [`Node::id`], [`Node::life`], [`Node::phase`],
+///   [`Node::members`], [`Node::bindings`], [`Node::config`].
+///
+/// There is no other call order to keep: the wall clock comes with every call and
+/// the failover session is derived at `new` from the restored incarnation.
 #[derive(Clone, Debug)]
 pub struct Node {
     config: Config,
@@ -185,7 +233,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Builds a node. `seed` drives every random choice; `restored` is what the
+    /// Call once per process start. Builds a node; then drain
+    /// [`Node::poll_output`] before any other call. `seed` drives every random choice;
+    /// `restored` is what the
     /// driver read back from disk (empty on first start); `schema` says which records
     /// are well formed (asked of every local and remote write). A restarted node
     /// comes back with an incarnation above any it announced, so its return
@@ -201,9 +251,9 @@ impl Node {
         let (wall, now) = (now.wall, now.mono);
         config.validate()?;
         identity.meta.validate()?;
-        let mut failover =
-            Failover::new(identity.id, config.failover.clone(), now)?.with_life(identity.life);
         let mut outbox = Outbox::default();
+        let mut failover = Failover::new(identity.id, config.failover.clone(), now, &mut outbox)?
+            .with_life(identity.life);
         // Persisted even on first start: a restart must always come back above
         // whatever the cluster remembers of this node.
         let incarnation = restored
@@ -312,7 +362,8 @@ impl Node {
             }
             Message::Lease(lease) => {
                 if !self.membership.has_left() {
-                    self.failover.handle_lease(now, sender, life, lease);
+                    self.failover
+                        .handle_lease(now, sender, life, lease, &mut self.outbox);
                 }
             }
             _ => self
@@ -392,18 +443,21 @@ impl Node {
         }
     }
 
-    /// Feeds the failover machine the member list when it changed, persists a
-    /// grown epoch before any message that carries it, and carries out what the
-    /// failover machine wants sent and reported.
+    /// Feeds the failover machine the member list when it changed, then keeps the
+    /// persistence contract for lease traffic: it queues the batch that persists a
+    /// grown epoch or a changed roster first, and only then releases the
+    /// outbox's held lease messages (resolving each voter's id to its address)
+    /// and failover events behind it. Called at the end of every `handle_*` (and
+    /// of `new`), so nothing stays held while the driver polls.
     fn pump_failover(&mut self, now: Millis) {
         for node in self.membership.take_departed() {
-            self.failover.forget(now, node);
+            self.failover.forget(now, node, &mut self.outbox);
         }
         let changes = self.membership.changes();
         if self.members_seen != Some(changes) {
             self.members_seen = Some(changes);
             let live = self.candidates();
-            self.failover.handle_members(now, &live);
+            self.failover.handle_members(now, &live, &mut self.outbox);
         }
         let mut items = Vec::new();
         let epoch = self.failover.durable_epoch();
@@ -440,7 +494,8 @@ impl Node {
         if !items.is_empty() {
             self.outbox.persist(PersistBatch { items });
         }
-        while let Some((to, message)) = self.failover.poll_transmit() {
+        // Only now, behind the batch just queued, may lease traffic go out.
+        while let Some((to, message)) = self.outbox.release_lease() {
             let addr = if to == self.id() {
                 None
             } else {
@@ -465,7 +520,7 @@ impl Node {
                 }
             }
         }
-        while let Some(event) = self.failover.poll_event() {
+        while let Some(event) = self.outbox.release_failover_event() {
             self.outbox.event(Event::Failover(event));
         }
     }
@@ -544,7 +599,7 @@ impl Node {
                 None
             }
             Command::ForgetMember { node } => {
-                self.failover.forget(now, node);
+                self.failover.forget(now, node, &mut self.outbox);
                 if self.bindings.release(node) {
                     self.persist_binding(node, None);
                 }
@@ -558,12 +613,12 @@ impl Node {
             }
             Command::Switchover { to } => {
                 self.failover
-                    .switchover(now, to)
+                    .switchover(now, to, &mut self.outbox)
                     .map_err(CommandError::Switchover)?;
                 None
             }
             Command::Leave => {
-                self.failover.resign(now);
+                self.failover.resign(now, &mut self.outbox);
                 self.membership_command(now, Command::Leave)?;
                 None
             }
@@ -612,7 +667,7 @@ impl Node {
             return;
         }
         if self.failover.poll_timeout().is_some_and(|t| t <= now) {
-            self.failover.handle_timeout(now);
+            self.failover.handle_timeout(now, &mut self.outbox);
             // The lease timers are where membership is re-read too ("every tick").
             self.members_seen = None;
         }
@@ -724,144 +779,5 @@ impl Node {
 #[cfg(test)]
 mod tests;
 
-/// Lease messages the node cannot address, and the wall clock that comes with each
-/// call (inline, not in the node's test module, so they move with this file).
 #[cfg(test)]
-mod undeliverable_tests {
-    use super::*;
-    use crate::failover::{FailoverConfig, FailoverMode, Roster, RosterState, RosterVersion};
-    use crate::wire::MemberUpdate;
-
-    // The node-level fixtures of the identity tests: lives numbered like ids.
-    use crate::identity::tests::node::{addr, meta, CLUSTER};
-
-    const T: Millis = Millis(1_000_000);
-
-    /// Node 1 restarted with a roster of voters 1, 2 and 3 (lives = ids) but has
-    /// not heard from either peer yet: it campaigns to voters it has no address for.
-    fn restarted_voter(now: Now) -> Node {
-        let config = Config {
-            cluster: CLUSTER,
-            timing: Default::default(),
-            state: Default::default(),
-            failover: FailoverConfig::with_mode(FailoverMode::ActivePassive),
-            admission: Default::default(),
-        };
-        let identity = Identity {
-            id: NodeId(1),
-            life: Life(1),
-            addr: addr(1),
-            meta: meta(1),
-        };
-        let roster = Roster::with_lives(
-            RosterVersion {
-                epoch: Epoch(1),
-                seq: 0,
-            },
-            (1..=3).map(|n| (NodeId(n), Life(n))),
-        );
-        let restored = Restored {
-            incarnation: Some(Incarnation(3)),
-            epoch: Some(Epoch(1)),
-            roster: Some(RosterState {
-                roster: Some(roster),
-                bootstrapped: true,
-            }),
-            ..Restored::default()
-        };
-        Node::new(
-            config,
-            identity,
-            crate::state::record::test_schema::arc(),
-            7,
-            restored,
-            now,
-        )
-        .expect("valid config")
-    }
-
-    /// Runs the node's timers for `span` ms; returns what it output.
-    fn run(node: &mut Node, from: Millis, span: u64) -> Vec<Output> {
-        let mut out = Vec::new();
-        let end = Millis(from.0 + span);
-        while let Some(at) = node.poll_timeout().filter(|t| *t <= end) {
-            node.handle_timeout(Now::at(at.max(from)));
-            out.extend(std::iter::from_fn(|| node.poll_output()));
-        }
-        out
-    }
-
-    fn undeliverable(out: &[Output]) -> Vec<NodeId> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Event(Event::FailoverUndeliverable { to }) => Some(*to),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn sent_to(out: &[Output], a: Addr) -> usize {
-        out.iter()
-            .filter(|o| matches!(o, Output::Transmit(t) if t.to == a))
-            .count()
-    }
-
-    #[test]
-    fn a_lease_message_to_an_unknown_voter_is_an_event_once_and_a_counter_each_time() {
-        let mut node = restarted_voter(Now::at(T));
-        let out = run(&mut node, T, 20_000);
-        assert_eq!(undeliverable(&out), vec![NodeId(2), NodeId(3)], "{out:?}");
-        let dropped = node.metrics().failover_undeliverable;
-        assert!(dropped > 2, "every retried campaign counts: {dropped}");
-        assert_eq!(sent_to(&out, addr(2)) + sent_to(&out, addr(3)), 0);
-
-        // n2 introduces itself: its lease messages now go out, n3's still do not,
-        // and neither is reported again.
-        let hello = wire::encode(
-            CLUSTER,
-            NodeId(2),
-            Life(2),
-            &Message::Gossip {
-                rumors: vec![Rumor::Member(MemberUpdate::Alive {
-                    node: NodeId(2),
-                    incarnation: Incarnation(0),
-                    addr: addr(2),
-                    meta: meta(2),
-                })],
-            },
-        );
-        let later = Millis(T.0 + 20_000);
-        node.handle_datagram(Now::at(later), addr(2), &hello);
-        let mut out: Vec<Output> = std::iter::from_fn(|| node.poll_output()).collect();
-        out.extend(run(&mut node, later, 20_000));
-        assert!(sent_to(&out, addr(2)) > 0, "n2 is reachable now: {out:?}");
-        assert_eq!(undeliverable(&out), vec![], "reported once per stretch");
-        assert!(
-            node.metrics().failover_undeliverable > dropped,
-            "n3 still counts"
-        );
-    }
-
-    /// The wall clock is read at every call, not once at start: a step of the
-    /// wall clock while the node runs (NTP, an operator) stamps the next write.
-    #[test]
-    fn each_call_brings_its_wall_clock_and_writes_follow_it() {
-        use crate::state::record::test_schema::NOTES;
-        use crate::state::record::RecordId;
-        const W: u64 = 1_800_000_000_000;
-        let mut node = restarted_voter(Now::new(T, W));
-        let _ = std::iter::from_fn(|| node.poll_output()).count();
-        let delete = || Command::Delete {
-            collection: NOTES,
-            id: RecordId::new("m1").expect("valid id"),
-        };
-        let first = node.handle_command(Now::new(T, W), delete());
-        assert_eq!(first.map(|h| h.map(|h| h.wall)), Ok(Some(W)));
-        // One second later on the monotonic clock, an hour later on the wall.
-        let later = Millis(T.0 + 1_000);
-        let stepped = W + 3_600_000;
-        let second = node.handle_command(Now::new(later, stepped), delete());
-        assert_eq!(second.map(|h| h.map(|h| h.wall)), Ok(Some(stepped)));
-        assert_eq!(node.view().wall(later), stepped);
-    }
-}
+mod lease_tests;

@@ -24,6 +24,8 @@ use crate::id::Origin;
 pub struct Hlc {
     /// Wall-clock milliseconds since the Unix epoch.
     pub wall: u64,
+    /// Orders writes within one wall millisecond (and while the wall clock stands still or
+    /// steps back).
     pub logical: u32,
     /// Who wrote it (see [`Origin`]): the last tie-breaker.
     pub origin: Origin,
@@ -49,8 +51,15 @@ impl fmt::Debug for Hlc {
 /// A remote timestamp was refused.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HlcError {
+    /// Accepting it would drag this node's clock further ahead than `max_skew`
+    /// (a peer with a runaway wall clock); the entry is refused, not merged.
     #[error("timestamp {ahead_ms} ms ahead of the local clock (limit {limit_ms} ms)")]
-    TooFarAhead { ahead_ms: u64, limit_ms: u64 },
+    TooFarAhead {
+        /// How far ahead of the local wall clock it was.
+        ahead_ms: u64,
+        /// The configured bound (`max_skew`).
+        limit_ms: u64,
+    },
 }
 
 /// One node's clock.
@@ -61,6 +70,8 @@ pub struct HlcClock {
 }
 
 impl HlcClock {
+    /// A clock for `origin`'s writes that refuses remote timestamps more than `max_skew`
+    /// ahead of the wall clock.
     pub fn new(origin: Origin, max_skew: Duration) -> HlcClock {
         HlcClock {
             last: Hlc {

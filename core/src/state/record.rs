@@ -150,7 +150,12 @@ pub enum RecordError {
     /// `field` is a path in the serde shape of the record, e.g. `targets[1].weight`,
     /// `metadata["team"]` or `id` for the record's own key.
     #[error("invalid `{field}`: {reason}")]
-    Invalid { field: String, reason: &'static str },
+    Invalid {
+        /// Where in the record (a serde path, or `id`).
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl RecordError {
@@ -231,10 +236,12 @@ impl RecordId {
         RecordId::check(&self.0).map_err(|r| invalid("id", r))
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The id's text, without copying.
     pub fn into_string(self) -> String {
         self.0
     }

@@ -81,17 +81,30 @@ pub struct SyncLag {
 /// Counters for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplicaStats {
+    /// Writes made on this node (`Put`, `Delete`, usage flushes).
     pub local_writes: u64,
+    /// Peer entries merged from gossip rumours.
     pub applied_from_gossip: u64,
+    /// Peer entries merged from anti-entropy.
     pub applied_from_sync: u64,
+    /// Peer entries already seen (a rumour and a sync carrying the same write).
     pub duplicates: u64,
+    /// Peer entries refused because their timestamp was too far ahead of our wall clock
+    /// (`max_skew`).
     pub refused_clock_skew: u64,
+    /// Peer entries refused by the schema or malformed for their key
+    /// (`Entry::is_well_formed`).
     pub invalid_entries: u64,
+    /// Anti-entropy rounds this node started.
     pub sync_rounds: u64,
+    /// Entries sent in anti-entropy responses and pushes.
     pub sync_entries_sent: u64,
+    /// Tombstones removed after their TTL.
     pub tombstones_collected: u64,
     /// Usage counters dropped because their period is over or their budget gone.
     pub usage_compacted: u64,
+    /// Times this node dropped its replicated state to resync from scratch (away longer
+    /// than the tombstone TTL).
     pub resets: u64,
 }
 
@@ -227,22 +240,29 @@ impl Replica {
         }
     }
 
+    /// The replicated store as this node holds it.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The counters now.
     pub fn stats(&self) -> &ReplicaStats {
         &self.stats
     }
 
+    /// Per peer, how far its newest write was ahead of ours when we last synced with it.
     pub fn lag(&self) -> &BTreeMap<NodeId, SyncLag> {
         &self.lag
     }
 
+    /// The last write number this node used in this life (its next write is one above).
     pub fn own_seq(&self) -> u64 {
         self.own_seq
     }
 
+    /// When the replica's next timer (gossip flush, anti-entropy, usage flush, collection)
+    /// is due.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.timers.next()
     }

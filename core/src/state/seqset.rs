@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 /// An inclusive range of sequence numbers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SeqRange {
+    /// The first number in the range.
     pub start: u64,
+    /// The last number in the range (inclusive; `start > end` is empty).
     pub end: u64,
 }
 
@@ -25,10 +27,12 @@ pub struct SeqSet {
 }
 
 impl SeqSet {
+    /// The empty set.
     pub fn new() -> SeqSet {
         SeqSet::default()
     }
 
+    /// The union of `ranges` (in any order; overlapping and empty ones allowed).
     pub fn from_ranges(ranges: &[SeqRange]) -> SeqSet {
         let mut s = SeqSet::new();
         for r in ranges {
@@ -55,6 +59,7 @@ impl SeqSet {
         }
     }
 
+    /// Whether `seq` is in the set.
     pub fn contains(&self, seq: u64) -> bool {
         self.ranges
             .range(..=seq)
@@ -84,6 +89,8 @@ impl SeqSet {
         true
     }
 
+    /// Adds every number of `r`, merging with ranges it overlaps or touches; an empty `r`
+    /// is ignored.
     pub fn insert_range(&mut self, r: SeqRange) {
         if r.start > r.end {
             return;
@@ -115,6 +122,7 @@ impl SeqSet {
         self.ranges.iter().map(|(s, e)| e - s + 1).sum()
     }
 
+    /// The ranges, in order: disjoint and not adjacent (the shortest form of the set).
     pub fn ranges(&self) -> impl Iterator<Item = SeqRange> + '_ {
         self.ranges
             .iter()

@@ -31,11 +31,15 @@ use crate::id::{Life, NodeId, Origin};
 pub struct Usage {
     /// Spend in nano-USD.
     pub spend_nanos: u64,
+    /// Requests counted (what one is, is the schema's business).
     pub requests: u64,
+    /// Tokens counted.
     pub tokens: u64,
 }
 
 impl Usage {
+    /// The field-wise sum, saturating at `u64::MAX` (a counter never wraps back to a small
+    /// value).
     pub fn saturating_add(self, o: Usage) -> Usage {
         Usage {
             spend_nanos: self.spend_nanos.saturating_add(o.spend_nanos),
@@ -44,6 +48,7 @@ impl Usage {
         }
     }
 
+    /// Whether nothing was recorded (every field 0).
     pub fn is_zero(&self) -> bool {
         *self == Usage::default()
     }
@@ -52,13 +57,17 @@ impl Usage {
 /// What a register is keyed by.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Key {
+    /// A record of a collection, under its id: the schema's bytes, last writer wins.
     Record(CollectionId, RecordId),
     /// One node's usage of one budget in one period, counted per storage life
     /// (an [`Origin`]): a node that lost its disk starts a new counter rather than
     /// overwriting its earlier life's total with a smaller one.
     Usage {
+        /// The budget record it counts against.
         budget: RecordId,
+        /// The budget's period index (`Schema::period_index` of the wall time).
         period: u64,
+        /// The counting node's (id, life): the one writer of this register.
         node: Origin,
     },
 }
@@ -68,21 +77,25 @@ pub enum Key {
 pub enum Value {
     /// A record in the schema's encoding.
     Record(RecordBytes),
+    /// A usage counter (only under a `Key::Usage`).
     Usage(Usage),
 }
 
 /// One write: the unit that is gossiped, synced and persisted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The register written.
     pub key: Key,
     /// `None` is a tombstone.
     pub value: Option<Value>,
+    /// When, and by which origin: the order that decides which write wins.
     pub hlc: Hlc,
     /// The origin's sequence number for this write (the origin is `hlc.origin`).
     pub seq: u64,
 }
 
 impl Entry {
+    /// The (node, life) that made this write (`hlc.origin`).
     pub fn origin(&self) -> Origin {
         self.hlc.origin
     }
@@ -122,16 +135,22 @@ pub type VersionVector = Vec<(Origin, Vec<SeqRange>)>;
 /// What a peer lacks: entries, and sequence numbers whose writes were superseded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
+    /// Entries the peer has not seen, latest per key.
     pub entries: Vec<Entry>,
+    /// Numbers the peer can mark seen without an entry: their writes were superseded here.
     pub cleared: Vec<(Origin, SeqRange)>,
 }
 
 impl Delta {
+    /// Whether the delta carries nothing (the exchange is done).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.cleared.is_empty()
     }
 }
 
+/// The replicated store: per key the winning entry, per origin the write numbers seen, and
+/// the digest of the live state. Merge is commutative, associative and idempotent, so
+/// replicas that saw the same writes hold the same state.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     registers: BTreeMap<Key, Entry>,
@@ -271,6 +290,7 @@ impl Store {
         self.seen.entry(origin).or_default().insert_range(range);
     }
 
+    /// The entry that won for `key`, tombstone included.
     pub fn get(&self, key: &Key) -> Option<&Entry> {
         self.registers.get(key)
     }
@@ -335,14 +355,17 @@ impl Store {
         self.digest
     }
 
+    /// Live registers (tombstones not counted).
     pub fn live_count(&self) -> usize {
         self.live
     }
 
+    /// Registers, tombstones included.
     pub fn len(&self) -> usize {
         self.registers.len()
     }
 
+    /// Whether it holds no register at all.
     pub fn is_empty(&self) -> bool {
         self.registers.is_empty()
     }
@@ -352,6 +375,8 @@ impl Store {
         self.newest
     }
 
+    /// Per origin, the ranges of write numbers seen (applied or cleared): what anti-entropy
+    /// sends to learn what it lacks.
     pub fn version_vector(&self) -> VersionVector {
         self.seen
             .iter()

@@ -32,6 +32,8 @@ pub use message::*;
 use crate::config::MemberMeta;
 use crate::id::{ClusterId, Life, NodeId};
 
+/// The first two bytes of every packet: a packet without them is no Aurora packet
+/// (`BadMagic`), rejected before anything else is read.
 pub const MAGIC: [u8; 2] = *b"AU";
 /// The protocol version this build speaks. Bumped on any incompatible change
 /// (3: lease messages carry the voter roster; member metadata `bootstrap_expect`;
@@ -39,6 +41,8 @@ pub const MAGIC: [u8; 2] = *b"AU";
 /// name lives; 5: a record value inside an entry is length-prefixed bytes, the
 /// schema's encoding, which the core does not parse).
 pub const PROTOCOL_VERSION: u8 = 5;
+/// The fixed header's size in bytes (magic, version, cluster, sender id, life, CRC); the
+/// body starts here.
 pub const HEADER_LEN: usize = 31;
 const LIFE_AT: usize = 19;
 const CRC_AT: usize = 27;
@@ -56,6 +60,8 @@ pub const MAX_APP_PAYLOAD: usize = 1024;
 pub const MAX_ENTRIES: usize = 64 * 1024;
 /// Most origins in a version vector, and ranges per origin.
 pub const MAX_ORIGINS: usize = 16 * 1024;
+/// Most ranges per origin in a version vector (a long run of gaps in one origin's numbers
+/// is refused, not parsed).
 pub const MAX_RANGES: usize = 4096;
 
 /// How a packet arrived; it decides the size limit.
@@ -68,6 +74,8 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The largest packet accepted on this channel (`MAX_DATAGRAM` or
+    /// `MAX_STREAM_MESSAGE`); anything longer is `TooLarge` before it is parsed.
     pub fn max_len(self) -> usize {
         match self {
             Channel::Datagram => MAX_DATAGRAM,
@@ -79,32 +87,45 @@ impl Channel {
 /// A decoded packet.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Envelope {
+    /// The cluster the sender belongs to (checked equal to ours in the header).
     pub cluster: ClusterId,
+    /// The sending node's id, which the receiver checks against its binding for that id.
     pub sender: NodeId,
     /// The sender's storage life (see [`Life`]).
     pub life: Life,
+    /// The body.
     pub message: Message,
 }
 
 /// Why a packet was dropped. Each reason has its own counter.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
 pub enum DecodeError {
+    /// Larger than the channel's limit (named); nothing was parsed.
     #[error("packet larger than the {0} limit")]
     TooLarge(&'static str),
+    /// Shorter than the fixed header.
     #[error("packet shorter than the header")]
     Truncated,
+    /// The first two bytes are not `MAGIC`.
     #[error("not an Aurora packet (bad magic)")]
     BadMagic,
+    /// A protocol version this build does not speak (a mixed-version cluster during an
+    /// incompatible upgrade).
     #[error("unsupported protocol version {0}")]
     UnknownVersion(u8),
+    /// A packet of another cluster (another `ClusterId` in the header).
     #[error("packet from another cluster")]
     WrongCluster,
+    /// The CRC does not match: corrupted in transit.
     #[error("checksum mismatch (corrupted in transit)")]
     Checksum,
+    /// The body is not a valid postcard `Message`.
     #[error("malformed body")]
     Malformed,
+    /// Bytes left after the body.
     #[error("trailing bytes after the body")]
     TrailingBytes,
+    /// A count or size inside the body is above its limit (`MAX_RUMORS`, `MAX_ENTRIES`, …).
     #[error("a count or size limit is exceeded")]
     LimitExceeded,
 }

@@ -276,26 +276,14 @@ fn complete(
     routes: Vec<Entry<Route>>,
     upstream: &UpstreamPolicy,
 ) -> Result<Catalog, CatalogError> {
-    let Some(providers) = providers else {
-        return Ok(Catalog {
-            models: models
-                .into_iter()
-                .enumerate()
-                .map(complete_model)
-                .collect::<Result<_, _>>()?,
-            routes: routes
-                .into_iter()
-                .enumerate()
-                .map(complete_route)
-                .collect::<Result<_, _>>()?,
-            ..Catalog::builtin()
-        });
+    let providers = match providers {
+        Some(entries) => entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| complete_provider(i, e, upstream))
+            .collect::<Result<_, _>>()?,
+        None => Catalog::builtin().providers,
     };
-    let providers = providers
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| complete_provider(i, e, upstream))
-        .collect::<Result<_, _>>()?;
     Ok(Catalog {
         providers,
         models: models

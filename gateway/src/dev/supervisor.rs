@@ -337,6 +337,8 @@ pub async fn wait_listening(
 
 /// Starts the cluster, prints how to use it, and supervises it until a signal.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // Before any node is started: a Ctrl-C from now on stops them all (signals.rs).
+    let mut stop = crate::signals::StopSignals::install();
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => {
@@ -386,11 +388,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tokio::spawn(super::control::serve(listener, shared.clone()));
 
     let mut tick = tokio::time::interval(TICK);
-    let signal = crate::signals::wait_for_signal();
-    tokio::pin!(signal);
     loop {
         tokio::select! {
-            () = &mut signal => break,
+            () = stop.recv() => break,
             _ = tick.tick() => {
                 for line in lock(&shared).reap() {
                     eprintln!("aurora dev: {line}");

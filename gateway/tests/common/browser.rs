@@ -289,6 +289,27 @@ impl Browser {
         assert!(errors.is_empty(), "browser errors: {errors:#?}");
     }
 
+    /// Panics if a visible form control has no label (a `<label for>`, a wrapping
+    /// `<label>` or `aria-label`) or a visible button has no text or `aria-label`.
+    pub async fn assert_labelled(&self) {
+        let unlabelled = self
+            .js(
+                "const shown = (e) => e.offsetParent !== null; \
+                 const controls = [...document.querySelectorAll('input, select, textarea')] \
+                   .filter((e) => e.type !== 'hidden' && shown(e) && !e.labels.length && !e.getAttribute('aria-label')); \
+                 const buttons = [...document.querySelectorAll('button')] \
+                   .filter((b) => shown(b) && !b.textContent.trim() && !b.getAttribute('aria-label')); \
+                 return [...controls, ...buttons].map((e) => e.outerHTML.slice(0, 120));",
+                vec![],
+            )
+            .await;
+        let unlabelled: Vec<String> = serde_json::from_value(unlabelled).unwrap_or_default();
+        assert!(
+            unlabelled.is_empty(),
+            "controls without a label: {unlabelled:#?}"
+        );
+    }
+
     /// With `AURORA_UI_SCREENSHOTS=<dir>`, writes the page as `<dir>/<name>.png`.
     pub async fn screenshot(&self, name: &str) {
         let Some(dir) = std::env::var_os("AURORA_UI_SCREENSHOTS") else {

@@ -132,6 +132,10 @@ async function login(event) {
       ? "That is not this node's admin token."
       : e.message;
     $("login-error").textContent = message;
+    // Ready for the next try from the keyboard.
+    $("login-token").value = "";
+    submit.disabled = false;
+    $("login-token").focus();
   } finally {
     submit.disabled = false;
   }

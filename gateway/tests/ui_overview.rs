@@ -3,7 +3,8 @@
 //! refused), the
 //! overview's tiles show the usage log's totals, its charts are drawn (points, a
 //! legend naming each model and key), the totals per model and per key are right,
-//! and the usage page filters by model.
+//! and the usage page filters by model and pages back by `until` without repeating or
+//! losing a row.
 //!
 //! Without chromium and chromedriver this prints SKIPPED and passes, unless
 //! `AURORA_REQUIRE_BROWSER=1` (CI). `AURORA_UI_SCREENSHOTS=docs/img` writes
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use aurora_gateway::policy::auth;
 use aurora_gateway::state::AppState;
-use aurora_gateway::usage::{GroupBy, UsageLog};
+use aurora_gateway::usage::{GroupBy, UsageLog, UsageRow};
 use aurora_schema::{AuthKey, Money, Pricing, Record, RecordId};
 use bytes::Bytes;
 use common::browser::Browser;
@@ -311,6 +312,54 @@ async fn overview_charts_show_the_usage_log_totals_and_the_usage_page_filters_by
         )
         .await;
     browser.screenshot("ui-usage").await;
+
+    // Paging by `until`: 60 rows of one model, 20 of them in the same millisecond
+    // across the page boundary (50 rows a page); "Older rows" shows the other ten,
+    // none twice, none lost (each row's latency is its number).
+    let now = aurora_gateway::clock::wall_ms();
+    for i in 0..60u64 {
+        let time_ms = if (40..60).contains(&i) {
+            now - 60_000
+        } else {
+            now - 1_000 - i
+        };
+        log.record(UsageRow {
+            time_ms,
+            key_id: Some("alice".into()),
+            model: "paging/model".into(),
+            status: 200,
+            latency_ms: i,
+            ..UsageRow::default()
+        });
+    }
+    assert!(log.flush(Duration::from_secs(5)));
+    let model = browser.wait_for("#usage-model").await;
+    model.clear().await.expect("clear");
+    model.send_keys("paging/model").await.expect("type");
+    browser.click("[data-testid=usage-apply]").await;
+    browser
+        .wait_until(
+            "the first page",
+            Duration::from_secs(5),
+            "document.querySelectorAll('[data-testid=usage-row][data-model=\"paging/model\"]').length === 50",
+        )
+        .await;
+    browser.click("[data-testid=usage-more]").await;
+    browser
+        .wait_until(
+            "the second page",
+            Duration::from_secs(5),
+            "document.querySelectorAll('[data-testid=usage-row]').length === 60 && document.querySelector('[data-testid=usage-more]').hidden",
+        )
+        .await;
+    let latencies = browser
+        .js(
+            "return [...document.querySelectorAll('[data-testid=usage-row]')].map((r) => parseInt(r.cells[5].textContent, 10)).sort((a, b) => a - b);",
+            vec![],
+        )
+        .await;
+    let expected: Vec<u64> = (0..60).collect();
+    assert_eq!(latencies, serde_json::json!(expected));
     // The page asked the API with the filter, never with the token in a URL.
     let url = browser.client.current_url().await.expect("url");
     assert_eq!(url.path(), "/admin/dashboard/usage");

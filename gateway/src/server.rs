@@ -147,6 +147,8 @@ impl Server {
         tracing::info!(addr = %local_addr, "listening");
         // The catalog follows the replicated providers, models and routes.
         let catalog_sync = tokio::spawn(crate::cluster::catalog::sync(Arc::clone(&state)));
+        // The overview's short history of the node's own metrics.
+        let sampler = tokio::spawn(crate::metrics::history::sample_forever(Arc::clone(&state)));
 
         tokio::pin!(shutdown);
         loop {
@@ -185,6 +187,7 @@ impl Server {
             "listener closed; waiting for in-flight requests"
         );
         catalog_sync.abort();
+        sampler.abort();
         match tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await {
             Ok(()) => {
                 tracing::info!("drained");

@@ -746,6 +746,225 @@ async fn usage_log_rows_and_summary_through_the_admin_handlers() {
     server.stop().await;
 }
 
+/// Issue 13 (overview): the series of the usage log through the admin handler, after
+/// real requests: the totals match the summary, a refused request is an error in its
+/// bucket, bad parameters answer 400 naming the parameter.
+#[tokio::test]
+async fn usage_series_through_the_admin_handler() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _log = usage_log(&server.state, &dir);
+    let s = &server.state;
+    put(s, "alice", Record::AuthKey(key("sk-a"))).await;
+    let mut limited = key("sk-b");
+    limited.allowed_models = vec![MOCK.into()];
+    put(s, "bob", Record::AuthKey(limited)).await;
+    put(
+        s,
+        MOCK,
+        Record::Pricing(Pricing {
+            input_per_million: Money::from_usd(1).expect("usd"),
+            output_per_million: Money::from_usd(2).expect("usd"),
+            cached_input_per_million: None,
+        }),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            bearer(&server, "sk-a", &chat(MOCK, "hello there"))
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(bearer(&server, "sk-b", &chat(MOCK, "hi")).await.status, 200);
+    // Refused after authentication: a row with status 403.
+    assert_eq!(
+        bearer(&server, "sk-b", &chat("mock/echo", "hi"))
+            .await
+            .status,
+        403
+    );
+    // Refused before: no row.
+    assert_eq!(
+        bearer(&server, "sk-nope", &chat(MOCK, "hi")).await.status,
+        401
+    );
+
+    let get = |query: &str| {
+        let response = aurora_gateway::usage::admin::handle(
+            s,
+            &Method::GET,
+            "/admin/api/usage/series",
+            Some(query),
+        )
+        .expect("usage path");
+        async move {
+            use http_body_util::BodyExt;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).expect("json"),
+            )
+        }
+    };
+    // A request's row is queued when its answer is settled, which may be just after
+    // the client read the answer: wait for the last one.
+    let mut tries = 0;
+    let (status, series) = loop {
+        let (status, series) = get("window=15m&bucket=1m&group_by=key").await;
+        tries += 1;
+        if series["total"]["total"]["requests"] == 5 || tries == 50 {
+            break (status, series);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 200, "{series}");
+    assert_eq!(series["object"], "usage.series");
+    assert_eq!(series["bucket_ms"], 60_000);
+    assert_eq!(series["group_by"], "key");
+    let buckets = series["buckets"].as_array().expect("buckets").len();
+    assert!((15..=16).contains(&buckets), "{buckets} buckets");
+    let total = &series["total"]["total"];
+    assert_eq!(total["requests"], 5, "{series}");
+    assert_eq!(total["errors"], 1);
+    let points = series["total"]["points"].as_array().expect("points");
+    assert_eq!(points.len(), buckets);
+    let sum = |field: &str| {
+        points
+            .iter()
+            .map(|p| p[field].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(sum("requests"), 5);
+    assert_eq!(
+        sum("cost_nanos"),
+        total["cost_nanos"].as_u64().expect("cost")
+    );
+    assert!(total["cost_nanos"].as_u64().expect("cost") > 0);
+    assert!(total["latency_p50_ms"].is_u64());
+    assert!(total["latency_p99_ms"].as_u64() >= total["latency_p50_ms"].as_u64());
+    let group = |name: &str| {
+        series["groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|s| s["group"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(group("alice")["total"]["requests"], 3);
+    assert_eq!(group("bob")["total"]["requests"], 2);
+    assert_eq!(group("bob")["total"]["errors"], 1);
+    // The summary agrees on the spend.
+    let summary = s.policy.usage_log().expect("log").summary(
+        aurora_gateway::usage::GroupBy::Key,
+        0,
+        u64::MAX,
+    );
+    let spent: u64 = summary.expect("summary").iter().map(|r| r.cost_nanos).sum();
+    assert_eq!(total["cost_nanos"].as_u64(), Some(spent));
+    assert_eq!(
+        total["cost_usd"],
+        aurora_schema::Money::from_nanos(spent).to_string()
+    );
+
+    for (query, param) in [
+        ("bucket=1s&window=1h", "bucket"),
+        ("bucket=0s", "bucket"),
+        ("bucket=5parsecs", "bucket"),
+        ("window=forever", "window"),
+        ("since=10&until=10", "since"),
+        ("until=-1", "until"),
+        ("group_by=day", "group_by"),
+        ("groups=0", "groups"),
+        ("groups=21", "groups"),
+    ] {
+        let (status, body) = get(query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["param"], param, "{query}: {body}");
+    }
+    server.stop().await;
+}
+
+/// Issue 13 (overview): what the usage log cannot show, the metrics history does: a
+/// burst of 401s is no row, but it is in `GET /admin/api/metrics/history` (over HTTP,
+/// behind the admin token), as requests and errors of its interval.
+#[tokio::test]
+async fn metrics_history_shows_the_401s_the_usage_log_does_not_hold() {
+    let server = TestServer::start().await;
+    let s = &server.state;
+    put(s, "alice", Record::AuthKey(key("sk-a"))).await;
+    // Samples around the burst; the sampler's own (every 10 s) may fall in between,
+    // so the points after `t0` add up to the burst, however they are split.
+    let t0 = aurora_gateway::clock::wall_ms();
+    s.metrics.history.record(s.metrics.sample(t0));
+    assert_eq!(bearer(&server, "sk-a", &chat(MOCK, "hi")).await.status, 200);
+    for _ in 0..4 {
+        assert_eq!(
+            bearer(&server, "sk-nope", &chat(MOCK, "hi")).await.status,
+            401
+        );
+    }
+    // The metrics count a request when its body ended: wait for the five.
+    for _ in 0..100 {
+        if s.metrics.sample(0).requests >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    s.metrics
+        .history
+        .record(s.metrics.sample(aurora_gateway::clock::wall_ms()));
+    let auth = format!("Bearer {}", common::TOKEN);
+    let reply = send(
+        server.addr,
+        Method::GET,
+        &format!("/admin/api/metrics/history?resolution=10s&since={}", t0 + 1),
+        &[("authorization", &auth)],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["object"], "metrics.history");
+    assert_eq!(body["resolution_ms"], 10_000);
+    let points = body["data"].as_array().expect("points");
+    assert!(!points.is_empty(), "{body}");
+    let sum = |field: &str| {
+        points
+            .iter()
+            .map(|p| p[field].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!((sum("requests"), sum("errors")), (5, 4), "{body}");
+    assert!(points.iter().any(|p| p["latency_p50_ms"].is_number()));
+
+    let unauthorized = send(
+        server.addr,
+        Method::GET,
+        "/admin/api/metrics/history",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(unauthorized.status, 401);
+    let bad = send(
+        server.addr,
+        Method::GET,
+        "/admin/api/metrics/history?resolution=1y",
+        &[("authorization", &auth)],
+        Bytes::new(),
+    )
+    .await;
+    bad.assert_error(400, Some("resolution"), None);
+    server.stop().await;
+}
+
 /// Issue 10 item 4(g): a flood of junk keys grows no file. 1000 requests with unknown
 /// keys leave the usage table as it was and show up only in the rejection counter.
 #[tokio::test]

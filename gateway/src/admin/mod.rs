@@ -12,6 +12,10 @@
 //!   create, `GET`/`PUT`/`DELETE` `/{id}` ([`records`]); `POST /admin/api/keys`
 //!   generates the key's secret and answers it once ([`keys`]).
 //!
+//! - `GET /admin/api/usage`, `/usage/summary`, `/usage/series`: the usage log
+//!   ([`crate::usage::admin`]); `GET /admin/api/metrics/history?resolution=10s|1m&since=`:
+//!   the short history of the node's own API metrics ([`crate::metrics::history`]).
+//!
 //! - `GET /admin/api/state/export[?at=TIME]` and `POST /admin/api/state/import[?dry_run=true]`:
 //!   the whole replicated state as one document, and loading one ([`state`]).
 //!
@@ -72,6 +76,9 @@ where
                 document.state = Some(crate::cluster::status::StateSummary::of(&snapshot));
             }
             json_ok(&document)
+        }),
+        "metrics/history" => only_get(&method, &path, || {
+            metrics_history(state, parts.uri.query()).unwrap_or_else(ApiError::into_response)
         }),
         "cluster/settings" => only_get(&method, &path, || {
             json_ok(&crate::cluster::status::settings(&state.cluster))
@@ -164,6 +171,49 @@ where
             }
         }
     }
+}
+
+/// `GET /admin/api/metrics/history`: `resolution` `10s` (default; the last hour) or
+/// `1m` (the last day), `since` in Unix ms (default: all that is kept).
+fn metrics_history(state: &AppState, query: Option<&str>) -> Result<Response, ApiError> {
+    use crate::metrics::history::{Resolution, COARSE_MS, FINE_MS};
+    let mut resolution = Resolution::Fine;
+    let mut since_ms = 0;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "resolution" => {
+                resolution = match value {
+                    "" | "10s" => Resolution::Fine,
+                    "1m" | "60s" => Resolution::Coarse,
+                    _ => {
+                        return Err(ApiError::bad_request("'resolution' must be `10s` or `1m`.")
+                            .with_param("resolution"))
+                    }
+                }
+            }
+            "since" if !value.is_empty() => {
+                since_ms = value.parse().map_err(|_| {
+                    ApiError::bad_request("'since' must be Unix milliseconds.").with_param("since")
+                })?;
+            }
+            _ => {}
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct History {
+        object: &'static str,
+        resolution_ms: u64,
+        data: Vec<crate::metrics::history::Point>,
+    }
+    Ok(json_ok(&History {
+        object: "metrics.history",
+        resolution_ms: match resolution {
+            Resolution::Fine => FINE_MS,
+            Resolution::Coarse => COARSE_MS,
+        },
+        data: state.metrics.history.points(resolution, since_ms),
+    }))
 }
 
 /// `{"object": "list", "data": [...]}`, the list shape of OpenAI's API.

@@ -17,6 +17,7 @@
 //! in-flight gauge covers streams still being written.
 
 pub mod exposition;
+pub mod history;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -127,6 +128,8 @@ pub struct Metrics {
     admin_auth_failures: [AtomicU64; 3],
     /// Admin requests answered 429 because their IP failed too often.
     admin_auth_limited: AtomicU64,
+    /// Samples of the API routes' counters, for the admin UI ([`history`]).
+    pub history: history::History,
 }
 
 /// Where an admin credential was presented (a bounded metrics label).

@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod retention;
+pub mod series;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,6 +4,8 @@
 // U2 adds overview and usage, U3 the collection pages: one line each.
 
 export const pages = [
+  { path: "/admin/dashboard/overview", title: "Overview", nav: "Overview", load: () => import("./overview.js") },
+  { path: "/admin/dashboard/usage", title: "Usage log", nav: "Usage", load: () => import("./usage.js") },
   { path: "/admin/dashboard/cluster", title: "Cluster", nav: "Cluster", load: () => import("./cluster.js") },
   // U3: the collection pages, one generic module (collection.js) per collection spec (collections.js).
   { path: "/admin/dashboard/keys", title: "Auth keys", nav: "Keys", load: () => import("./collection.js").then((m) => m.page("keys")) },

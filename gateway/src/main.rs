@@ -464,9 +464,31 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .context("starting the tokio runtime")?;
     let leave_timeout = Duration::from_secs(args.leave_timeout_secs);
     runtime.block_on(async move {
-        // Before anything listens: a SIGTERM from now on drains instead of killing
-        // (gateway/src/signals.rs says why this cannot wait for the task that awaits it).
+        // Before anything listens: from here on a SIGTERM or Ctrl-C is handled, not the
+        // default action (gateway/src/signals.rs says why this cannot wait for the
+        // task that awaits it). During start-up it ends the process at once (nothing
+        // is served yet, and a hung start must stay stoppable); once serving, it
+        // drains: the task learns which through `serving`.
         let mut stop = StopSignals::install();
+        let (serving, mut started) = tokio::sync::oneshot::channel::<(
+            aurora_gateway::cluster::ClusterInfo,
+            tokio::sync::oneshot::Sender<()>,
+        )>();
+        tokio::spawn(async move {
+            stop.recv().await;
+            let Ok((handover_info, tx)) = started.try_recv() else {
+                tracing::warn!("signal received during start-up; exiting before serving");
+                std::process::exit(1);
+            };
+            tracing::info!("signal received; shutting down (send again to exit at once)");
+            // A leader hands its lease over first, so another node is ready before
+            // this one says `draining`.
+            aurora_gateway::cluster::handover::before_shutdown(&handover_info).await;
+            let _ = tx.send(());
+            stop.recv().await;
+            tracing::warn!("second signal; exiting without waiting for the drain");
+            std::process::exit(1);
+        });
         // The node first: its SQLite file is checked (and a foreign or corrupt one
         // refused) before anything listens.
         if args.allow_fault_injection {
@@ -525,18 +547,8 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             }
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handover_info = node.info.clone();
-        tokio::spawn(async move {
-            stop.recv().await;
-            tracing::info!("signal received; shutting down (send again to exit at once)");
-            // A leader hands its lease over first, so another node is ready before
-            // this one says `draining`.
-            aurora_gateway::cluster::handover::before_shutdown(&handover_info).await;
-            let _ = tx.send(());
-            stop.recv().await;
-            tracing::warn!("second signal; exiting without waiting for the drain");
-            std::process::exit(1);
-        });
+        // From here a signal drains (a failed send drops `tx`, which stops too).
+        let _ = serving.send((node.info.clone(), tx));
         let (died, watcher) = watch_driver(node.info.clone());
         let outcome = server
             .run(async {

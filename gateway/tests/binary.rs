@@ -68,6 +68,10 @@ impl Running {
     }
 
     fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    fn start_with_env(data_dir: &Path, extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
@@ -75,6 +79,7 @@ impl Running {
             .args(extra)
             .env_remove("AURORA_ADMIN_TOKEN")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -559,6 +564,82 @@ fn the_data_dir_is_created_0700_and_an_open_one_is_warned_about() {
             .iter()
             .any(|l| l.contains("accessible to other users")),
         "{lines:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A stop signal during start-up ends the process at once: the handlers are installed
+/// before the node starts (so a SIGTERM never hits the default action), but nothing
+/// waits for a drain that cannot come. Here the node waits for a seed that never
+/// answers (`--sync-wait-secs 60`); before the fix the signal was caught and then
+/// ignored until the wait ended.
+#[test]
+fn a_sigterm_while_starting_exits_at_once_without_serving() {
+    let dir = temp_dir("startsig");
+    let free_port = || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("addr").port().to_string()
+    };
+    let (gossip, sync) = (free_port(), free_port());
+    let unused_seed = format!("127.0.0.1:{}", free_port());
+    let mut running = Running::start_with_env(
+        &dir,
+        &[
+            "--cluster-enabled".as_ref(),
+            "true".as_ref(),
+            "--cluster-node-id".as_ref(),
+            "n1".as_ref(),
+            "--cluster-bind-addr".as_ref(),
+            "127.0.0.1".as_ref(),
+            "--cluster-bind-port".as_ref(),
+            gossip.as_ref(),
+            "--cluster-sync-bind-port".as_ref(),
+            sync.as_ref(),
+            "--cluster-seed-nodes".as_ref(),
+            unused_seed.as_ref(),
+            "--sync-wait-secs".as_ref(),
+            "60".as_ref(),
+        ],
+        &[("CLUSTER_SECRET", "0123456789abcdef0123456789abcdef")],
+    );
+    // Wait until the node runs (and so waits for the seed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !running
+        .seen
+        .iter()
+        .any(|l| l.contains("starting cluster node"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not start: {:?}",
+            running.seen
+        );
+        if let Ok(line) = running.lines.recv_timeout(Duration::from_millis(200)) {
+            running.seen.push(line);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (code, lines) = running.sigterm_and_wait();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exited after {:?}, not at once: {lines:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        code,
+        Some(1),
+        "exits with a code, not by the signal: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("signal received during start-up")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("\"listening\"")),
+        "it never served: {lines:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -337,7 +337,8 @@ pub async fn wait_listening(
 
 /// Starts the cluster, prints how to use it, and supervises it until a signal.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    // Before any node is started: a Ctrl-C from now on stops them all (signals.rs).
+    // Before any node is started: a Ctrl-C from now on stops them all, also while
+    // they start (signals.rs).
     let mut stop = crate::signals::StopSignals::install();
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
@@ -378,7 +379,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the control socket {}", control.display()))?;
 
     let started = Instant::now();
-    let up = start_all(&shared, args.mode).await;
+    // Ctrl-C while the nodes start stops those already started.
+    let up = tokio::select! {
+        up = start_all(&shared, args.mode) => up,
+        () = stop.recv() => Err(anyhow::anyhow!("interrupted while starting the nodes")),
+    };
     if let Err(e) = up {
         stop_all(&shared).await;
         let _ = std::fs::remove_file(&control);

@@ -900,8 +900,11 @@ async fn metrics_history_shows_the_401s_the_usage_log_does_not_hold() {
     put(s, "alice", Record::AuthKey(key("sk-a"))).await;
     // Samples around the burst; the sampler's own (every 10 s) may fall in between,
     // so the points after `t0` add up to the burst, however they are split.
-    let t0 = aurora_gateway::clock::wall_ms();
-    s.metrics.history.record(s.metrics.sample(t0));
+    let mut t0 = 0;
+    s.metrics.history.record_taken(|| {
+        t0 = aurora_gateway::clock::wall_ms();
+        s.metrics.sample(t0)
+    });
     assert_eq!(bearer(&server, "sk-a", &chat(MOCK, "hi")).await.status, 200);
     for _ in 0..4 {
         assert_eq!(
@@ -919,7 +922,7 @@ async fn metrics_history_shows_the_401s_the_usage_log_does_not_hold() {
     tokio::time::sleep(Duration::from_millis(2)).await;
     s.metrics
         .history
-        .record(s.metrics.sample(aurora_gateway::clock::wall_ms()));
+        .record_taken(|| s.metrics.sample(aurora_gateway::clock::wall_ms()));
     let auth = format!("Bearer {}", common::TOKEN);
     let reply = send(
         server.addr,

@@ -64,8 +64,24 @@ where
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let rest = path.strip_prefix("/admin/api/").unwrap_or_default();
-    if let Some(response) = crate::usage::admin::handle(state, &method, &path, parts.uri.query()) {
-        return response;
+    if crate::usage::admin::routes().contains(&path.as_str()) {
+        // The usage queries scan SQLite (a day's series can take a second): on a
+        // blocking thread, so they never hold a runtime worker that proxied requests
+        // and health checks need.
+        let state = Arc::clone(state);
+        let query = parts.uri.query().map(str::to_owned);
+        let served = tokio::task::spawn_blocking(move || {
+            crate::usage::admin::handle(&state, &method, &path, query.as_deref())
+        })
+        .await;
+        return match served {
+            Ok(Some(response)) => response,
+            Ok(None) => ApiError::internal().into_response(),
+            Err(error) => {
+                tracing::error!(%error, "a usage query failed");
+                ApiError::internal().into_response()
+            }
+        };
     }
     match rest {
         "cluster/status" => only_get(&method, &path, || {

@@ -100,9 +100,27 @@ impl History {
         self.rings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records `sample` (see the module docs for which ring keeps it).
+    /// Records `sample` (see the module docs for which ring keeps it). For a sample
+    /// of the live counters use [`History::record_taken`]: this one is for samples
+    /// whose time and counters are already fixed (tests).
     pub fn record(&self, sample: Sample) {
         let mut rings = self.lock();
+        Self::push(&mut rings, sample);
+    }
+
+    /// Takes a sample with `take` and records it in one step, under the rings' lock:
+    /// the rings are then in the order the samples were taken, and each sample's time
+    /// is that of its counters. (Taken outside the lock, a sampler preempted between
+    /// reading the clock and the counters could land after a sample taken meanwhile,
+    /// with an older time and newer counters; the interval between the two would
+    /// look like a clock going backwards and its requests would be lost.)
+    pub fn record_taken(&self, take: impl FnOnce() -> Sample) {
+        let mut rings = self.lock();
+        let sample = take();
+        Self::push(&mut rings, sample);
+    }
+
+    fn push(rings: &mut Rings, sample: Sample) {
         let new_minute = rings
             .coarse
             .back()
@@ -212,8 +230,10 @@ pub async fn sample_forever(state: std::sync::Arc<crate::state::AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let sample = state.metrics.sample(crate::clock::wall_ms());
-        state.metrics.history.record(sample);
+        let metrics = &state.metrics;
+        metrics
+            .history
+            .record_taken(|| metrics.sample(crate::clock::wall_ms()));
     }
 }
 

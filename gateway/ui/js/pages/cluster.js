@@ -108,9 +108,7 @@ function render(body, status, nodes, env) {
   else if (elects) {
     body.append(el("p", { class: "notice notice-info", "data-testid": "not-leader-note" },
       "Switchover and forget are carried out by the leader; this node is not it. ",
-      status.leader_advertise_url
-        ? ["Open the leader's admin UI at ", el("a", { href: `${status.leader_advertise_url.replace(/\/+$/, "")}/admin/dashboard/cluster`, rel: "noreferrer" }, status.leader_advertise_url), "."]
-        : "No leader is known right now."));
+      leaderLink(status.leader_advertise_url)));
   }
   body.append(nodeTables(nodes, elects && isLeader ? env : null));
 }
@@ -269,4 +267,17 @@ function confirmDialog() {
     },
     close: () => done(false),
   };
+}
+
+// The leader's UI as a link, only for an http(s) URL: the address is gossiped
+// metadata, so anything else (a typo, a hostile member) is shown as text, not linked.
+function leaderLink(url) {
+  if (!url) return "No leader is known right now.";
+  let parsed = null;
+  try { parsed = new URL(url); } catch (_) { parsed = null; }
+  if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
+    return `The leader advertises ${url}, which is not an http(s) URL.`;
+  }
+  const href = `${url.replace(/\/+$/, "")}/admin/dashboard/cluster`;
+  return ["Open the leader's admin UI at ", el("a", { href, rel: "noreferrer" }, url), "."];
 }

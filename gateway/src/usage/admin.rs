@@ -14,8 +14,9 @@
 //!
 //! Costs are reported both as exact nano-USD integers and as decimal USD strings (the
 //! same representation as the pricing records). The handlers run the (indexed,
-//! row-capped) SQLite query inline: a few milliseconds on a large log, acceptable for
-//! an operator endpoint.
+//! row-capped) SQLite query synchronously: a few milliseconds for rows and summaries,
+//! up to about a second for a day's series on a large log, so the admin dispatcher
+//! calls [`handle`] on a blocking thread, never on a runtime worker.
 //!
 //! Authentication is the admin API's: [`handle`] is meant to be called from the admin
 //! dispatcher after the admin token was checked. [`routes`] lists the paths it serves.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_gateway::catalog::Catalog;
-use aurora_gateway::policy::auth;
 use aurora_gateway::state::AppState;
 use aurora_gateway::usage::UsageLog;
 use aurora_schema::{
@@ -31,20 +30,7 @@ fn id(s: &str) -> RecordId {
 }
 
 fn key(secret: &str) -> AuthKey {
-    AuthKey {
-        name: "test key".into(),
-        secret_hash: auth::to_hex(&auth::digest(secret)),
-        key_prefix: "sk-aur".into(),
-        allowed_models: vec![],
-        budget_id: None,
-        workflow_id: None,
-        rpm_limit: None,
-        tpm_limit: None,
-        expires_at_ms: None,
-        disabled: false,
-        metadata: Default::default(),
-        max_parallel_requests: None,
-    }
+    common::auth_key(secret)
 }
 
 async fn put(state: &AppState, name: &str, record: Record) {

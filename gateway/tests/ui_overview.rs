@@ -14,7 +14,6 @@ mod common;
 
 use std::time::Duration;
 
-use aurora_gateway::policy::auth;
 use aurora_gateway::state::AppState;
 use aurora_gateway::usage::{GroupBy, UsageLog, UsageRow};
 use aurora_schema::{AuthKey, Money, Pricing, Record, RecordId};
@@ -36,18 +35,8 @@ async fn put(state: &AppState, name: &str, record: Record) {
 
 fn key(secret: &str, allowed_models: &[&str]) -> Record {
     Record::AuthKey(AuthKey {
-        name: "ui test key".into(),
-        secret_hash: auth::to_hex(&auth::digest(secret)),
-        key_prefix: "sk-aur".into(),
         allowed_models: allowed_models.iter().map(|m| (*m).to_owned()).collect(),
-        budget_id: None,
-        workflow_id: None,
-        rpm_limit: None,
-        tpm_limit: None,
-        expires_at_ms: None,
-        disabled: false,
-        metadata: Default::default(),
-        max_parallel_requests: None,
+        ..common::auth_key(secret)
     })
 }
 

@@ -286,3 +286,23 @@ pub fn one_model_catalog(base_url: String, max_retries: u8) -> aurora_gateway::c
         routes: Vec::new(),
     }
 }
+
+/// An enabled auth key record for `secret` (stored as its SHA-256, as the node keeps
+/// it), with no limits and every model allowed: the usual key of a test.
+pub fn auth_key(secret: &str) -> aurora_schema::AuthKey {
+    use aurora_gateway::policy::auth;
+    aurora_schema::AuthKey {
+        name: "test key".into(),
+        secret_hash: auth::to_hex(&auth::digest(secret)),
+        key_prefix: "sk-aur".into(),
+        allowed_models: vec![],
+        budget_id: None,
+        workflow_id: None,
+        rpm_limit: None,
+        tpm_limit: None,
+        expires_at_ms: None,
+        disabled: false,
+        metadata: Default::default(),
+        max_parallel_requests: None,
+    }
+}

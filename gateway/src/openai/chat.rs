@@ -43,7 +43,7 @@ use crate::openai::types::{
     ChunkChoice, Delta, Usage,
 };
 use crate::openai::ApiError;
-use crate::policy::{cached_tokens_in, Allowance, Rejection, TokenUsage};
+use crate::policy::{cached_tokens_in, Allowance, Caller, Rejection, TokenUsage};
 use crate::provider::mock::{self, Completion, MockModel, MockParams};
 use crate::state::AppState;
 use crate::upstream::anthropic::AnthropicStream;
@@ -80,10 +80,23 @@ where
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
-    let mut request = match parse(&bytes) {
+    let request = match parse(&bytes) {
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
+    serve(state, &caller, request, started).await
+}
+
+/// Answers an authenticated, parsed chat request: model lookup, policy, the provider,
+/// the bill (every step after the body is read, see the module docs). The other client
+/// dialects (`/v1/responses`, `/v1/messages`) translate their request into chat and
+/// answer through here, so they share routing, policy and billing with chat.
+pub async fn serve(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    mut request: ChatCompletionRequest,
+    started: Instant,
+) -> Response {
     // `?key=value` options after the name tune the mock (latency, length).
     let (name, options) = match request.model.split_once('?') {
         Some((name, options)) => (name, Some(options)),
@@ -133,7 +146,7 @@ where
     let ticket =
         match state
             .policy
-            .admit_with(&state.state_view, &caller, &mut request, &name, &allowance)
+            .admit_with(&state.state_view, caller, &mut request, &name, &allowance)
         {
             Ok(ticket) => ticket,
             Err(rejection) => {
@@ -164,7 +177,7 @@ where
 }
 
 /// A refusal by the policy layer: counted, logged, answered.
-fn refuse(
+pub fn refuse(
     state: &AppState,
     rejection: &Rejection,
     key_id: Option<&Arc<str>>,

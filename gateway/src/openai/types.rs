@@ -71,8 +71,14 @@ pub struct StreamOptions {
 pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant`, `tool`, …
     pub role: String,
-    /// Text, or a list of content parts; absent or null for some assistant messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Text, or a list of content parts; absent (`None`) or `null`
+    /// ([`MessageContent::Null`]) for some assistant messages. The two are kept apart so
+    /// the message goes upstream as the client wrote it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content: Option<MessageContent>,
     /// `name`, `tool_calls`, `tool_call_id`, …, passed through.
     #[serde(flatten)]
@@ -83,7 +89,7 @@ impl ChatMessage {
     /// The message's text: the string content, or its text parts concatenated.
     pub fn text(&self) -> String {
         match &self.content {
-            None => String::new(),
+            None | Some(MessageContent::Null) => String::new(),
             Some(MessageContent::Text(text)) => text.clone(),
             Some(MessageContent::Parts(parts)) => parts
                 .iter()
@@ -102,6 +108,18 @@ pub enum MessageContent {
     Text(String),
     /// `"content": [{…}, …]`
     Parts(Vec<Map<String, Value>>),
+    /// `"content": null`, as OpenAI's SDKs send an assistant message that only calls
+    /// tools.
+    Null,
+}
+
+/// A field that is present: `null` too is a value (of `T`), not an absent field.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Token usage of one completion.
@@ -254,5 +272,17 @@ mod tests {
         assert_eq!(req.messages[1].text(), "a");
         assert!(req.include_usage());
         assert_eq!(serde_json::to_value(&req).unwrap(), body);
+    }
+
+    #[test]
+    fn a_null_content_stays_null_and_an_absent_one_absent() {
+        for message in [
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c"}]}),
+            json!({"role": "assistant", "tool_calls": [{"id": "c"}]}),
+        ] {
+            let parsed: ChatMessage = serde_json::from_value(message.clone()).unwrap();
+            assert_eq!(parsed.text(), "");
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), message);
+        }
     }
 }

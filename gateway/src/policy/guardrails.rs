@@ -136,7 +136,7 @@ pub fn check(
 fn for_each_text(request: &ChatCompletionRequest, mut f: impl FnMut(&dyn Fn() -> String, &str)) {
     for (i, message) in request.messages.iter().enumerate() {
         match &message.content {
-            None => {}
+            None | Some(MessageContent::Null) => {}
             Some(MessageContent::Text(text)) => f(&|| format!("messages[{i}].content"), text),
             Some(MessageContent::Parts(parts)) => {
                 for (j, part) in parts.iter().enumerate() {
@@ -153,7 +153,7 @@ fn for_each_text(request: &ChatCompletionRequest, mut f: impl FnMut(&dyn Fn() ->
 fn for_each_text_mut(request: &mut ChatCompletionRequest, mut f: impl FnMut(&mut String)) {
     for message in &mut request.messages {
         match &mut message.content {
-            None => {}
+            None | Some(MessageContent::Null) => {}
             Some(MessageContent::Text(text)) => f(text),
             Some(MessageContent::Parts(parts)) => {
                 for part in parts {

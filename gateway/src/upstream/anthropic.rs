@@ -4,9 +4,11 @@
 //! `system`; text and image parts become content blocks; an assistant's `tool_calls`
 //! become `tool_use` blocks and `tool` messages `tool_result` blocks; `max_tokens` is
 //! required by Anthropic, so a request without one gets [`DEFAULT_MAX_TOKENS`];
-//! `stop` becomes `stop_sequences`, `tools`/`tool_choice` are mapped, `temperature`,
-//! `top_p` and `user` (as `metadata.user_id`) carried over. Other OpenAI-only fields
-//! are dropped: Anthropic rejects unknown fields.
+//! `stop` becomes `stop_sequences`, `tools`/`tool_choice` are mapped (and
+//! `parallel_tool_calls: false` becomes `tool_choice.disable_parallel_tool_use`),
+//! `temperature`, `top_p` and `user` (as `metadata.user_id`) carried over. Other
+//! OpenAI-only fields (`response_format`, `seed`, `logit_bias`, …) are dropped:
+//! Anthropic rejects unknown fields and has no JSON mode.
 //!
 //! Response (Anthropic → OpenAI): text blocks are concatenated into `content`,
 //! `tool_use` blocks become `tool_calls`, `stop_reason` maps to `finish_reason`, and
@@ -124,6 +126,18 @@ pub fn request_body(
         }
         _ => {}
     }
+    // `parallel_tool_calls: false` (at most one call) is a flag of Anthropic's tool
+    // choice; `none` takes no flag.
+    if request.extra.get("parallel_tool_calls") == Some(&Value::Bool(false))
+        && body.contains_key("tools")
+    {
+        let choice = body
+            .entry("tool_choice")
+            .or_insert_with(|| json!({"type": "auto"}));
+        if choice.get("type").and_then(Value::as_str) != Some("none") {
+            choice["disable_parallel_tool_use"] = true.into();
+        }
+    }
     serde_json::to_vec(&Value::Object(body))
         .map(Bytes::from)
         .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
@@ -131,7 +145,7 @@ pub fn request_body(
 
 fn user_blocks(m: &ChatMessage) -> Value {
     match &m.content {
-        None => json!([]),
+        None | Some(MessageContent::Null) => json!([]),
         Some(MessageContent::Text(t)) => Value::String(t.clone()),
         Some(MessageContent::Parts(parts)) => parts
             .iter()
@@ -475,6 +489,39 @@ mod tests {
         assert_eq!(cached, u64::MAX);
         assert_eq!(usage.prompt_tokens, u32::MAX);
         assert_eq!(usage.completion_tokens, 0);
+    }
+
+    #[test]
+    fn no_parallel_tool_calls_becomes_disable_parallel_tool_use() {
+        let translate = |extra: Value| {
+            let mut req = json!({"model": "c", "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "parallel_tool_calls": false});
+            req.as_object_mut()
+                .expect("object")
+                .extend(extra.as_object().expect("object").clone());
+            let req: ChatCompletionRequest = serde_json::from_value(req).expect("request");
+            let body: Value =
+                serde_json::from_slice(&request_body(&req, "c").expect("body")).expect("json");
+            body["tool_choice"].clone()
+        };
+        assert_eq!(
+            translate(json!({})),
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(
+            translate(json!({"tool_choice": "required"})),
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(
+            translate(json!({"tool_choice": "none"})),
+            json!({"type": "none"})
+        );
+        assert_eq!(
+            translate(json!({"parallel_tool_calls": true})),
+            Value::Null,
+            "the default needs no flag"
+        );
     }
 
     #[test]

@@ -475,7 +475,7 @@ fn translate_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<
         }
     }
     if role == "assistant" {
-        let content = (!text.is_empty() || calls.is_empty()).then(|| MessageContent::Text(text));
+        let content = (!text.is_empty() || calls.is_empty()).then_some(MessageContent::Text(text));
         let mut assistant = message("assistant", content);
         if !calls.is_empty() {
             assistant

@@ -434,3 +434,51 @@ async fn a_broken_upstream_stream_ends_with_an_error_event() {
     assert!(!got.iter().any(|(n, _)| n == "message_stop"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_mock_calls_a_tool_on_chat_completions_plain_and_streamed() {
+    let server = TestServer::start().await;
+    let body = json!({
+        "model": "mock/gpt-4o-mini",
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {
+            "type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "integer"}},
+            "required": ["q", "n"]}}}],
+        "tool_choice": "required",
+        "messages": [{"role": "user", "content": "anything"}]
+    });
+    let v = server.post_json("/v1/chat/completions", &body).await.json();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    assert_eq!(choice["message"]["content"], Value::Null);
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "lookup");
+    assert_eq!(call["function"]["arguments"], r#"{"n":1,"q":"mock"}"#);
+    assert!(v["usage"]["completion_tokens"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+
+    let mut stream = body.clone();
+    stream["stream"] = json!(true);
+    let reply = server.post_json("/v1/chat/completions", &stream).await;
+    let chunks: Vec<Value> = common::sse_data(&reply.text())
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let first = &chunks[0]["choices"][0]["delta"];
+    assert_eq!(first["role"], "assistant");
+    assert_eq!(first["tool_calls"][0]["id"], call["id"]);
+    assert_eq!(first["tool_calls"][0]["function"]["arguments"], "");
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, call["function"]["arguments"].as_str().unwrap());
+    assert!(chunks.len() > 3, "arguments come in more than one delta");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+    server.stop().await;
+}

@@ -422,11 +422,17 @@ fn stream(
         request.include_usage(),
     );
     // Completion tokens sent once event `i` went out: event 0 is the role chunk,
-    // events 1..=pieces carry the text, the rest carry none.
+    // events 1..=pieces carry the text (or a tool call's argument fragments), the
+    // rest carry none.
     let mut sent_after = Vec::with_capacity(events.len());
     let mut sent = 0u64;
     sent_after.push(0);
-    for piece in &completion.pieces {
+    let fragments = completion
+        .tool_call
+        .as_ref()
+        .map(mock::ToolCall::argument_pieces)
+        .unwrap_or_default();
+    for piece in completion.pieces.iter().chain(&fragments) {
         sent = sent.saturating_add(u64::from(crate::provider::tokens::count(piece)));
         sent_after.push(sent);
     }

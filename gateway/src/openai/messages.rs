@@ -18,8 +18,10 @@
 //! message; `messages[].content` as a string stays text, blocks map one by one: `text`
 //! → a text part, `image` (base64 or url source) → an `image_url` part (base64 as a
 //! `data:` URL), `tool_use` (assistant) → `tool_calls` with the input as the arguments
-//! text, `tool_result` (user) → a `tool` message before the user's other blocks, as
-//! OpenAI requires the results right after the call; `thinking` blocks are dropped.
+//! text, `tool_result` (user) → a `tool` message with the result's text (images in a
+//! result and `is_error` have no chat equivalent and are dropped) before the user's
+//! other blocks, as OpenAI requires the results right after the call; `thinking`
+//! blocks are dropped.
 //! `max_tokens` (required, 400 if missing) → `max_tokens`, `stop_sequences` → `stop`,
 //! `temperature`, `top_p` and `top_k` are carried over, `tools` (`name`, `description`,
 //! `input_schema`) → function tools, `tool_choice` auto/any/tool/none → `"auto"`,

@@ -54,7 +54,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
-use crate::http::body::{full, read_limited, Response};
+use crate::http::body::{full, read_limited, Body, Response};
 use crate::openai::chat;
 use crate::openai::messages_stream;
 use crate::openai::types::{ChatCompletionRequest, ChatMessage, MessageContent, StreamOptions};
@@ -137,11 +137,21 @@ async fn to_anthropic(response: Response, model: &str) -> Response {
         let body = messages_stream::adapt(body, model);
         return http::Response::from_parts(parts, body);
     }
-    // Plain answers are complete buffers (`full`), so collecting cannot wait long.
-    let bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(never) => match never {},
-    };
+    // Plain answers are complete buffers (`full`), so reading them cannot wait long.
+    // The spent body is kept until the translation is written: it may carry the
+    // request's hold on the buffered-upstream pool (`upstream::buffered`).
+    let mut spent = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = spent.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Err(never) => match never {},
+        }
+    }
     let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let out = if parts.status.is_success() {
         match from_chat(&value, model) {
@@ -165,7 +175,37 @@ async fn to_anthropic(response: Response, model: &str) -> Response {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    http::Response::from_parts(parts, full(out.to_string()))
+    let body = Holding {
+        body: full(out.to_string()),
+        _spent: spent,
+    };
+    http::Response::from_parts(parts, BodyExt::boxed(body))
+}
+
+/// A body that keeps another (already read) body alive until it is dropped itself.
+struct Holding {
+    body: Body,
+    _spent: Body,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Anthropic's `stop_reason` for a chat `finish_reason`.

@@ -482,3 +482,65 @@ async fn the_mock_calls_a_tool_on_chat_completions_plain_and_streamed() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn through_an_anthropic_upstream_the_request_round_trips() {
+    let fake = FakeUpstream::start(vec![Scripted::Json(
+        200,
+        json!({
+            "id": "msg_up", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "text", "text": "Looking."},
+                        {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Oslo"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 12, "cache_read_input_tokens": 30, "output_tokens": 9}
+        }),
+    )])
+    .await;
+    let mut catalog = common::one_model_catalog(fake.base_url(), 0);
+    catalog.providers[0].record.kind = aurora_schema::ProviderKind::Anthropic;
+    catalog.providers[0].record.api_key_env = Some("AURORA_PROVIDER_TEST_ANTHROPIC_KEY".into());
+    let server = TestServer::start_with_env(
+        move |c| c.gateway.catalog = catalog,
+        &[("AURORA_PROVIDER_TEST_ANTHROPIC_KEY", "sk-ant-test")],
+    )
+    .await;
+    let messages = json!([
+        {"role": "user", "content": [
+            {"type": "text", "text": "weather?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_0", "name": "get_weather", "input": {"city": "Bergen"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_0", "content": "rain"}]}
+    ]);
+    let body = json!({
+        "model": "up/m", "max_tokens": 50, "system": "be brief", "tools": weather_tools(),
+        "tool_choice": {"type": "tool", "name": "get_weather"}, "messages": messages
+    });
+    let reply = post(&server, &[], &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v = reply.json();
+    assert_eq!(
+        v["content"],
+        json!([{"type": "text", "text": "Looking."},
+               {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Oslo"}}])
+    );
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 12, "output_tokens": 9, "cache_read_input_tokens": 30})
+    );
+
+    let sent = &fake.seen()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.body["model"], "m");
+    assert_eq!(sent.body["max_tokens"], 50);
+    assert_eq!(sent.body["system"], "be brief");
+    assert_eq!(sent.body["tools"], weather_tools());
+    assert_eq!(
+        sent.body["tool_choice"],
+        json!({"type": "tool", "name": "get_weather"})
+    );
+    // Text, image, tool use and tool result survive the trip through chat.
+    assert_eq!(sent.body["messages"], messages);
+    server.stop().await;
+}

@@ -22,6 +22,8 @@ use crate::{admin, admission, health, openai};
 pub enum Route {
     /// `POST /v1/chat/completions`
     ChatCompletions,
+    /// `POST /v1/messages` (Anthropic Messages inbound)
+    Messages,
     /// `GET /v1/models`
     Models,
     /// `GET /v1/models/{id}`; ids contain `/`, so the rest of the path is the id.
@@ -50,6 +52,7 @@ impl Route {
     pub fn label(&self) -> &'static str {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
+            Route::Messages => "/v1/messages",
             Route::Models => "/v1/models",
             Route::Model(_) => "/v1/models/{id}",
             Route::Health => "/health",
@@ -79,6 +82,7 @@ pub enum NoRoute {
 pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
     let (route, allow) = match path {
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
+        "/v1/messages" => (Route::Messages, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         "/health" => (Route::Health, "GET"),
         "/health/ready" => (Route::Ready, "GET"),
@@ -219,6 +223,7 @@ fn admin_gate(state: &AppState, route: &Route, request: &Request<Incoming>) -> O
 async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Response {
     match route {
         Route::ChatCompletions => Box::pin(openai::chat::handle(state, request)).await,
+        Route::Messages => Box::pin(openai::messages::handle(state, request)).await,
         // A node that cannot serve its state answers no client route (see `admission`).
         Route::Models | Route::Model(_) => match (admission::unavailable(state), route) {
             (Some(refused), _) => refused.error.into_response(),

@@ -290,7 +290,13 @@ async fn serve_mock(
     mut bill: Bill,
     target: &Arc<Target>,
 ) -> Response {
-    let completion = mock::complete(model, params, &request.messages, request.token_cap());
+    let call = mock::tool_call(
+        request.extra.get("tools"),
+        request.extra.get("tool_choice"),
+        &request.messages,
+    );
+    let completion =
+        mock::complete(model, params, &request.messages, request.token_cap()).with_tool_call(call);
     state.metrics.tokens(
         label,
         completion.prompt_tokens,
@@ -329,8 +335,15 @@ async fn serve_mock(
             index: 0,
             message: AssistantMessage {
                 role: "assistant",
-                content: completion.text(),
+                content: completion.tool_call.is_none().then(|| completion.text()),
                 refusal: None,
+                tool_calls: completion.tool_call.as_ref().map(|call| {
+                    vec![serde_json::json!({
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    })]
+                }),
             },
             logprobs: None,
             finish_reason: completion.finish_reason.as_str(),
@@ -409,11 +422,17 @@ fn stream(
         request.include_usage(),
     );
     // Completion tokens sent once event `i` went out: event 0 is the role chunk,
-    // events 1..=pieces carry the text, the rest carry none.
+    // events 1..=pieces carry the text (or a tool call's argument fragments), the
+    // rest carry none.
     let mut sent_after = Vec::with_capacity(events.len());
     let mut sent = 0u64;
     sent_after.push(0);
-    for piece in &completion.pieces {
+    let fragments = completion
+        .tool_call
+        .as_ref()
+        .map(mock::ToolCall::argument_pieces)
+        .unwrap_or_default();
+    for piece in completion.pieces.iter().chain(&fragments) {
         sent = sent.saturating_add(u64::from(crate::provider::tokens::count(piece)));
         sent_after.push(sent);
     }
@@ -479,18 +498,48 @@ pub fn sse_events(
         usage: usage_null,
     };
     let mut chunks = Vec::with_capacity(completion.pieces.len() + 3);
-    chunks.push(chunk(
-        Delta {
-            role: Some("assistant"),
-            content: Some(String::new()),
-        },
-        None,
-    ));
+    match &completion.tool_call {
+        None => chunks.push(chunk(
+            Delta {
+                role: Some("assistant"),
+                content: Some(String::new()),
+                tool_calls: None,
+            },
+            None,
+        )),
+        // As OpenAI streams a call: the first delta carries the id, the name and empty
+        // arguments, the next ones only argument fragments.
+        Some(call) => {
+            chunks.push(chunk(
+                Delta {
+                    role: Some("assistant"),
+                    content: None,
+                    tool_calls: Some(vec![serde_json::json!({
+                        "index": 0, "id": call.id, "type": "function",
+                        "function": {"name": call.name, "arguments": ""},
+                    })]),
+                },
+                None,
+            ));
+            for piece in call.argument_pieces() {
+                chunks.push(chunk(
+                    Delta {
+                        tool_calls: Some(vec![serde_json::json!({
+                            "index": 0, "function": {"arguments": piece},
+                        })]),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
+            }
+        }
+    }
     for piece in &completion.pieces {
         chunks.push(chunk(
             Delta {
                 role: None,
                 content: Some(piece.clone()),
+                tool_calls: None,
             },
             None,
         ));

@@ -7,11 +7,15 @@
 //! - [`chat`]: `POST /v1/chat/completions`, plain and streamed (SSE);
 //! - [`billing`]: the guard that settles an admitted request exactly once;
 //! - [`run_to_end`]: the answer that finishes even when its client went away;
+//! - [`messages`] and [`messages_stream`]: `POST /v1/messages`, Anthropic's Messages
+//!   API inbound, translated to chat and back;
 //! - [`models`]: `GET /v1/models` and `GET /v1/models/{id}`.
 
 pub mod billing;
 pub mod chat;
 pub mod errors;
+pub mod messages;
+pub mod messages_stream;
 pub mod models;
 pub mod run_to_end;
 pub mod types;

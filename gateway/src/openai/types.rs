@@ -179,10 +179,13 @@ pub struct Choice {
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: &'static str,
-    /// The text.
-    pub content: String,
+    /// The text; null when the answer is a tool call.
+    pub content: Option<String>,
     /// Always null.
     pub refusal: Option<String>,
+    /// The function calls, when the answer is one (absent otherwise, as OpenAI does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 /// One streamed chunk (`object: "chat.completion.chunk"`).
@@ -225,6 +228,9 @@ pub struct Delta {
     /// Text added by this chunk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Tool-call fragments added by this chunk (OpenAI's `delta.tool_calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 /// `GET /v1/models` body.

@@ -18,10 +18,22 @@
 //! answer (the first chunk when streaming), `chunk_ms` spaces streamed chunks.
 //! `max_tokens` / `max_completion_tokens` cut the answer short with
 //! `finish_reason: "length"`, as a real model would.
+//!
+//! Tool calls ([`tool_call`]): when the request offers function `tools`, the mock calls
+//! one instead of answering with text if `tool_choice` forces it (`"required"`: the
+//! first tool; `{"type":"function","function":{"name":…}}`: that one), or, with
+//! `tool_choice` absent or `"auto"`, if the last message is the user's and names a
+//! tool (case-insensitive). `"none"` never calls. The call's id is `call_` and the
+//! FNV-1a digest of the last user message and the tool name; its arguments are a JSON
+//! object with one placeholder per *required* property of the tool's schema (by type:
+//! `"mock"`, `1`, `true`, `[]`, `{}`, or the first `enum` value), so a client's
+//! schema validation passes. The answer then has `finish_reason: "tool_calls"`.
 
 use aurora_core::fnv1a64;
 
 use crate::config::MockDefaults;
+use serde_json::{Map, Value};
+
 use crate::openai::types::ChatMessage;
 use crate::provider::tokens;
 
@@ -138,6 +150,8 @@ pub enum FinishReason {
     Stop,
     /// Cut short by `max_tokens`.
     Length,
+    /// The answer is a tool call.
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -146,6 +160,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -161,6 +176,8 @@ pub struct Completion {
     pub completion_tokens: u32,
     /// Why it ended.
     pub finish_reason: FinishReason,
+    /// The tool call that replaces the text, if the request asked for one.
+    pub tool_call: Option<ToolCall>,
 }
 
 impl Completion {
@@ -168,6 +185,125 @@ impl Completion {
     pub fn text(&self) -> String {
         self.pieces.concat()
     }
+
+    /// This answer with `call` instead of text (no call: unchanged). The call's
+    /// arguments count as the completion tokens.
+    pub fn with_tool_call(mut self, call: Option<ToolCall>) -> Self {
+        if let Some(call) = call {
+            self.pieces.clear();
+            self.completion_tokens = tokens::count(&call.arguments);
+            self.finish_reason = FinishReason::ToolCalls;
+            self.tool_call = Some(call);
+        }
+        self
+    }
+}
+
+/// A deterministic function call of the mock (see the module docs for the rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCall {
+    /// `call_` and 16 hex digits.
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// The arguments, a JSON object as text.
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// The arguments split the way a stream sends them: the opening brace, then one
+    /// piece per property (so a streamed call has more than one delta).
+    pub fn argument_pieces(&self) -> Vec<String> {
+        let mut pieces = Vec::new();
+        let mut current = String::new();
+        for c in self.arguments.chars() {
+            current.push(c);
+            if c == '{' && pieces.is_empty() || c == ',' {
+                pieces.push(std::mem::take(&mut current));
+            }
+        }
+        if !current.is_empty() {
+            pieces.push(current);
+        }
+        pieces
+    }
+}
+
+/// The tool call the mock makes for a request offering `tools` with `tool_choice`
+/// over `messages`, or `None` to answer with text (the rule is in the module docs).
+pub fn tool_call(
+    tools: Option<&Value>,
+    tool_choice: Option<&Value>,
+    messages: &[ChatMessage],
+) -> Option<ToolCall> {
+    let functions: Vec<&Map<String, Value>> = tools?
+        .as_array()?
+        .iter()
+        .filter_map(|t| t.get("function")?.as_object())
+        .filter(|f| f.get("name").and_then(Value::as_str).is_some())
+        .collect();
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(ChatMessage::text)
+        .unwrap_or_default();
+    let chosen = match tool_choice {
+        Some(Value::String(s)) if s == "none" => None,
+        Some(Value::String(s)) if s == "required" => functions.first().copied(),
+        Some(Value::Object(o)) => {
+            let wanted = o.get("function").and_then(|f| f.get("name"))?.as_str()?;
+            functions.iter().copied().find(|f| name_of(f) == wanted)
+        }
+        _ => {
+            let asks = messages.last().is_some_and(|m| m.role == "user");
+            let lower = last_user.to_lowercase();
+            functions
+                .iter()
+                .copied()
+                .filter(|_| asks)
+                .find(|f| lower.contains(&name_of(f).to_lowercase()))
+        }
+    }?;
+    let name = name_of(chosen).to_owned();
+    let digest = fnv1a64(format!("{last_user}\u{0}{name}").as_bytes());
+    let arguments = placeholder_arguments(chosen.get("parameters"));
+    Some(ToolCall {
+        id: format!("call_{digest:016x}"),
+        name,
+        arguments: Value::Object(arguments).to_string(),
+    })
+}
+
+fn name_of(function: &Map<String, Value>) -> &str {
+    function.get("name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// One placeholder per required property of a JSON schema, by its type.
+fn placeholder_arguments(schema: Option<&Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    let Some(schema) = schema else { return out };
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let required = schema.get("required").and_then(Value::as_array);
+    for key in required.into_iter().flatten().filter_map(Value::as_str) {
+        let property = properties.and_then(|p| p.get(key));
+        let value = match property
+            .and_then(|p| p.get("enum"))
+            .and_then(Value::as_array)
+        {
+            Some(values) if !values.is_empty() => values[0].clone(),
+            _ => match property.and_then(|p| p.get("type")).and_then(Value::as_str) {
+                Some("integer" | "number") => Value::from(1),
+                Some("boolean") => Value::Bool(true),
+                Some("array") => Value::Array(Vec::new()),
+                Some("object") => Value::Object(Map::new()),
+                Some("null") => Value::Null,
+                _ => Value::from("mock"),
+            },
+        };
+        out.insert(key.to_owned(), value);
+    }
+    out
 }
 
 /// Answers `messages` as `model` would. `max_tokens` caps the answer's length.
@@ -194,6 +330,7 @@ pub fn complete(
         prompt_tokens,
         completion_tokens,
         finish_reason,
+        tool_call: None,
     }
 }
 
@@ -313,6 +450,59 @@ mod tests {
             (e.completion_tokens, e.finish_reason),
             (2, FinishReason::Length)
         );
+    }
+
+    fn tools() -> Value {
+        serde_json::json!([
+            {"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]},
+                               "days": {"type": "integer"}, "note": {"type": "string"}},
+                "required": ["city", "unit", "days"]}}},
+            {"type": "function", "function": {"name": "get_time"}}
+        ])
+    }
+
+    #[test]
+    fn tool_is_called_when_named_or_forced_and_never_with_none() {
+        let tools = tools();
+        let msgs = [user("Please use GET_WEATHER for Paris")];
+        let call = tool_call(Some(&tools), None, &msgs).unwrap();
+        assert_eq!(call.name, "get_weather");
+        assert_eq!(call.arguments, r#"{"city":"mock","days":1,"unit":"c"}"#);
+        assert!(call.id.starts_with("call_") && call.id.len() == 21);
+        assert_eq!(tool_call(Some(&tools), None, &msgs), Some(call.clone()));
+        assert_eq!(call.argument_pieces().concat(), call.arguments);
+        assert_eq!(call.argument_pieces().len(), 4);
+        // Not named: text.
+        assert_eq!(tool_call(Some(&tools), None, &[user("hello")]), None);
+        let none = serde_json::json!("none");
+        assert_eq!(tool_call(Some(&tools), Some(&none), &msgs), None);
+        let required = serde_json::json!("required");
+        let forced = tool_call(Some(&tools), Some(&required), &[user("hello")]).unwrap();
+        assert_eq!(forced.name, "get_weather");
+        let named = serde_json::json!({"type": "function", "function": {"name": "get_time"}});
+        let forced = tool_call(Some(&tools), Some(&named), &[user("hello")]).unwrap();
+        assert_eq!(
+            (forced.name.as_str(), forced.arguments.as_str()),
+            ("get_time", "{}")
+        );
+        // No tools, or tools of the wrong shape: never a call, never a panic.
+        assert_eq!(tool_call(None, Some(&required), &msgs), None);
+        let odd = serde_json::json!([1, {"function": 2}, {"function": {"name": 3}}]);
+        assert_eq!(tool_call(Some(&odd), Some(&required), &msgs), None);
+        // After a tool result, auto does not call again.
+        let result: ChatMessage = serde_json::from_value(
+            serde_json::json!({"role": "tool", "tool_call_id": "x", "content": "sunny"}),
+        )
+        .unwrap();
+        assert_eq!(
+            tool_call(Some(&tools), None, &[user("use get_weather"), result]),
+            None
+        );
+        let done = complete(&MODELS[0], params(1), &msgs, None).with_tool_call(Some(call));
+        assert_eq!(done.finish_reason, FinishReason::ToolCalls);
+        assert!(done.pieces.is_empty());
     }
 
     #[test]

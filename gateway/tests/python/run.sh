@@ -62,3 +62,4 @@ if ! "$venv/bin/python" "$here/openai_client_check.py" "http://$addr"; then
     cat "$log"
     exit 1
 fi
+"$here/anthropic_client_check.sh" "$venv" "http://$addr" || { echo "aurora log:"; cat "$log"; exit 1; }

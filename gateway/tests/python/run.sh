@@ -57,9 +57,7 @@ if [ -z "$addr" ]; then
     exit 1
 fi
 
-if ! "$venv/bin/python" "$here/openai_client_check.py" "http://$addr"; then
-    echo "aurora log:"
-    cat "$log"
-    exit 1
-fi
+for check in openai_client_check.py openai_tools_check.py; do
+    "$venv/bin/python" "$here/$check" "http://$addr" || { echo "aurora log:"; cat "$log"; exit 1; }
+done
 "$here/anthropic_client_check.sh" "$venv" "http://$addr" || { echo "aurora log:"; cat "$log"; exit 1; }

@@ -22,6 +22,8 @@ use crate::{admin, admission, health, openai};
 pub enum Route {
     /// `POST /v1/chat/completions`
     ChatCompletions,
+    /// `POST /v1/responses`
+    Responses,
     /// `GET /v1/models`
     Models,
     /// `GET /v1/models/{id}`; ids contain `/`, so the rest of the path is the id.
@@ -50,6 +52,7 @@ impl Route {
     pub fn label(&self) -> &'static str {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
+            Route::Responses => "/v1/responses",
             Route::Models => "/v1/models",
             Route::Model(_) => "/v1/models/{id}",
             Route::Health => "/health",
@@ -79,6 +82,7 @@ pub enum NoRoute {
 pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
     let (route, allow) = match path {
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
+        "/v1/responses" => (Route::Responses, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         "/health" => (Route::Health, "GET"),
         "/health/ready" => (Route::Ready, "GET"),
@@ -219,6 +223,7 @@ fn admin_gate(state: &AppState, route: &Route, request: &Request<Incoming>) -> O
 async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Response {
     match route {
         Route::ChatCompletions => Box::pin(openai::chat::handle(state, request)).await,
+        Route::Responses => Box::pin(openai::responses::handle(state, request)).await,
         // A node that cannot serve its state answers no client route (see `admission`).
         Route::Models | Route::Model(_) => match (admission::unavailable(state), route) {
             (Some(refused), _) => refused.error.into_response(),
@@ -257,6 +262,7 @@ mod tests {
             route(&Method::GET, "/v1/models/mock/echo"),
             Ok(Route::Model("mock/echo".into()))
         );
+        assert_eq!(route(&Method::POST, "/v1/responses"), Ok(Route::Responses));
         assert_eq!(route(&Method::GET, "/v1/models/"), Err(NoRoute::NotFound));
         assert_eq!(route(&Method::GET, "/nope"), Err(NoRoute::NotFound));
         assert_eq!(

@@ -7,12 +7,15 @@
 //! - [`chat`]: `POST /v1/chat/completions`, plain and streamed (SSE);
 //! - [`billing`]: the guard that settles an admitted request exactly once;
 //! - [`run_to_end`]: the answer that finishes even when its client went away;
+//! - [`responses`], [`responses_stream`]: `POST /v1/responses`, translated to chat;
 //! - [`models`]: `GET /v1/models` and `GET /v1/models/{id}`.
 
 pub mod billing;
 pub mod chat;
 pub mod errors;
 pub mod models;
+pub mod responses;
+pub mod responses_stream;
 pub mod run_to_end;
 pub mod types;
 

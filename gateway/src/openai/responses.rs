@@ -631,20 +631,23 @@ fn response_format(text: &Value) -> Result<Option<Value>, ApiError> {
     }
 }
 
-/// The Responses `usage` for a chat `usage` object.
+/// The Responses `usage` for a chat `usage` object. Every detail field is present
+/// (0 when chat did not report it): the openai SDK's `ResponseUsage` requires them.
 pub fn usage_of(chat: &Value) -> Value {
     let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let input = n(chat, "prompt_tokens");
     let output = n(chat, "completion_tokens");
-    let cached = chat
-        .get("prompt_tokens_details")
-        .map_or(0, |d| n(d, "cached_tokens"));
+    let details = chat.get("prompt_tokens_details").unwrap_or(&Value::Null);
+    let (cached, cache_write) = (
+        n(details, "cached_tokens"),
+        n(details, "cache_write_tokens"),
+    );
     let reasoning = chat
         .get("completion_tokens_details")
         .map_or(0, |d| n(d, "reasoning_tokens"));
     json!({
         "input_tokens": input,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": cache_write},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": chat.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output),
@@ -927,7 +930,8 @@ mod tests {
         );
         assert_eq!(
             response["usage"],
-            json!({"input_tokens": 3, "input_tokens_details": {"cached_tokens": 2},
+            json!({"input_tokens": 3,
+                   "input_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 0},
                    "output_tokens": 4, "output_tokens_details": {"reasoning_tokens": 0},
                    "total_tokens": 7})
         );

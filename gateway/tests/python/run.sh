@@ -62,3 +62,4 @@ if ! "$venv/bin/python" "$here/openai_client_check.py" "http://$addr"; then
     cat "$log"
     exit 1
 fi
+if ! "$venv/bin/python" "$here/responses_client_check.py" "http://$addr"; then echo "aurora log:"; cat "$log"; exit 1; fi

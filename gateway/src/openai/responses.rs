@@ -67,6 +67,8 @@ pub struct Echo {
     pub store: bool,
     /// `user`, or null.
     pub user: Value,
+    /// `reasoning` as sent (its `effort` goes to chat as `reasoning_effort`).
+    pub reasoning: Value,
 }
 
 impl Echo {
@@ -88,7 +90,7 @@ impl Echo {
             json!(self.parallel_tool_calls),
         );
         object.insert("previous_response_id".into(), Value::Null);
-        object.insert("reasoning".into(), json!({"effort": null, "summary": null}));
+        object.insert("reasoning".into(), self.reasoning.clone());
         object.insert("store".into(), json!(self.store));
         object.insert("temperature".into(), self.temperature.clone());
         object.insert("text".into(), self.text.clone());
@@ -238,6 +240,13 @@ pub fn to_chat(value: &Value) -> Result<(ChatCompletionRequest, Echo), ApiError>
         )
         .with_param("conversation"));
     }
+    if object.get("background").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::bad_request(
+            "Aurora does not store responses, so `background` responses (fetched later by id) \
+             are not supported; send the request without it.",
+        )
+        .with_param("background"));
+    }
     let model = match object.get("model") {
         None | Some(Value::Null) => return Err(ApiError::missing_param("model")),
         Some(Value::String(model)) if model.is_empty() => {
@@ -321,9 +330,27 @@ pub fn to_chat(value: &Value) -> Result<(ChatCompletionRequest, Echo), ApiError>
         extra.insert("response_format".into(), format);
     }
     let user = object.get("user").cloned().unwrap_or(Value::Null);
-    if let Value::String(_) = user {
-        extra.insert("user".into(), user.clone());
+    // Chat has the same fields under the same names.
+    for field in [
+        "user",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+    ] {
+        if let Some(v @ Value::String(_)) = object.get(field) {
+            extra.insert(field.into(), v.clone());
+        }
     }
+    let reasoning = match object.get("reasoning") {
+        None | Some(Value::Null) => json!({"effort": null, "summary": null}),
+        Some(v @ Value::Object(r)) => {
+            if let Some(effort @ Value::String(_)) = r.get("effort") {
+                extra.insert("reasoning_effort".into(), effort.clone());
+            }
+            v.clone()
+        }
+        Some(_) => return Err(invalid_type("reasoning", "an object")),
+    };
     let stream = match object.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -372,6 +399,7 @@ pub fn to_chat(value: &Value) -> Result<(ChatCompletionRequest, Echo), ApiError>
         },
         store,
         user,
+        reasoning,
     };
     Ok((request, echo))
 }
@@ -829,6 +857,16 @@ mod tests {
             json!({"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}})
         );
         let chat = chat_of(
+            json!({"model": "m", "input": "x", "reasoning": {"effort": "low"},
+                                  "service_tier": "flex", "truncation": "auto"}),
+        );
+        assert_eq!(chat.extra["reasoning_effort"], json!("low"));
+        assert_eq!(chat.extra["service_tier"], json!("flex"));
+        assert!(
+            !chat.extra.contains_key("truncation"),
+            "fields chat lacks stay here"
+        );
+        let chat = chat_of(
             json!({"model": "m", "input": "x", "text": {"format": {"type": "json_object"}}}),
         );
         assert_eq!(
@@ -898,6 +936,12 @@ mod tests {
                 .param
                 .as_deref(),
             Some("tool_choice")
+        );
+        assert_eq!(
+            error_of(json!({"model": "m", "input": "x", "background": true}))
+                .param
+                .as_deref(),
+            Some("background")
         );
         assert!(to_chat(&json!([1])).is_err());
     }

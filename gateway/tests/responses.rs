@@ -7,7 +7,8 @@
 
 mod common;
 
-use aurora_schema::{Record, RecordId};
+use aurora_gateway::catalog::{Catalog, Named};
+use aurora_schema::{Model, ProviderKind, Record, RecordId, Route, RouteTarget};
 use bytes::Bytes;
 use common::fake::{FakeUpstream, Reply as Scripted};
 use common::{chat, send, TestServer};
@@ -429,5 +430,124 @@ async fn an_upstream_error_keeps_its_status_and_shape() {
         .await;
     let error = reply.assert_error(400, Some("tools"), None);
     assert_eq!(error["message"], "bad schema for tool");
+    server.stop().await;
+}
+
+/// `claude/sonnet` on an Anthropic-kind provider at `fake`.
+async fn anthropic_gateway(fake: &FakeUpstream) -> TestServer {
+    let mut provider = common::openai_provider(fake.base_url(), 5_000, 0);
+    provider.kind = ProviderKind::Anthropic;
+    provider.api_key_env = Some("AURORA_PROVIDER_TEST_ANTHROPIC_KEY".into());
+    let catalog = Catalog {
+        providers: vec![Named::new("claude", provider)],
+        models: vec![Named::new(
+            "claude/sonnet",
+            Model {
+                upstream_model: "claude-sonnet-4-5".into(),
+                ..common::model_record("claude/sonnet").record
+            },
+        )],
+        routes: Vec::new(),
+    };
+    TestServer::start_with_env(
+        move |c| c.gateway.catalog = catalog,
+        &[("AURORA_PROVIDER_TEST_ANTHROPIC_KEY", "sk-ant-test")],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_anthropic_upstream_answers_through_chat_both_ways() {
+    let fake = FakeUpstream::start(vec![Scripted::Json(
+        200,
+        json!({
+            "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": "Bonjour"},
+                        {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "x"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 12, "cache_read_input_tokens": 30, "output_tokens": 9}
+        }),
+    )])
+    .await;
+    let server = anthropic_gateway(&fake).await;
+    let body = json!({"model": "claude/sonnet", "instructions": "Answer in French.", "input": "Hello",
+                      "tools": [{"type": "function", "name": "lookup",
+                                 "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]});
+    let reply = server.post_json(RESPONSES, &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = &fake.seen()[0];
+    assert_eq!(seen.path, "/v1/messages");
+    assert_eq!(seen.body["system"], "Answer in French.");
+    assert_eq!(
+        seen.body["messages"],
+        json!([{"role": "user", "content": "Hello"}])
+    );
+    assert_eq!(seen.body["tools"][0]["name"], "lookup");
+    let response = reply.json();
+    assert_eq!(response["output"][0]["content"][0]["text"], "Bonjour");
+    assert_eq!(response["output"][1]["type"], "function_call");
+    assert_eq!(response["output"][1]["call_id"], "toolu_1");
+    assert_eq!(response["output"][1]["name"], "lookup");
+    let arguments: Value = serde_json::from_str(
+        response["output"][1]["arguments"]
+            .as_str()
+            .expect("arguments"),
+    )
+    .expect("arguments are JSON");
+    assert_eq!(arguments, json!({"q": "x"}));
+    assert_eq!(response["usage"]["output_tokens"], 9);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_route_falls_back_and_tokens_are_counted_as_for_chat() {
+    let failing = FakeUpstream::start(vec![Scripted::Json(
+        500,
+        json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}}),
+    )])
+    .await;
+    let working = FakeUpstream::start(vec![Scripted::Json(
+        200,
+        json!({"id": "chatcmpl-b", "object": "chat.completion", "created": 1, "model": "m",
+               "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "from b"}}],
+               "usage": {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8}}),
+    )])
+    .await;
+    let catalog = Catalog {
+        providers: vec![
+            Named::new("a", common::openai_provider(failing.base_url(), 5_000, 0)),
+            Named::new("b", common::openai_provider(working.base_url(), 5_000, 0)),
+        ],
+        models: vec![common::model_record("a/m"), common::model_record("b/m")],
+        routes: vec![Named::new(
+            "r",
+            Route {
+                targets: vec![RouteTarget {
+                    model_id: RecordId::new("a/m").expect("id"),
+                    weight: 1,
+                }],
+                fallbacks: vec![RecordId::new("b/m").expect("id")],
+                retries: 0,
+            },
+        )],
+    };
+    let server = TestServer::start_with(move |c| c.gateway.catalog = catalog).await;
+    let reply = server
+        .post_json(RESPONSES, &json!({"model": "r", "input": "hi"}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["output"][0]["content"][0]["text"], "from b");
+    assert_eq!(
+        reply.json()["model"],
+        "r",
+        "the model as the client named it"
+    );
+    assert_eq!((failing.hits(), working.hits()), (1, 1));
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains("aurora_tokens_total{model=\"r\",direction=\"output\"} 2"),
+        "{metrics}"
+    );
     server.stop().await;
 }

@@ -27,6 +27,9 @@ use serde_json::{json, Map, Value};
 
 use crate::openai::responses::{function_call_item, message_item, status_of, usage_of, Echo};
 
+/// The `error` event's code when chat's error gave none, the same as chat's own.
+const STREAM_ERROR: &str = "upstream_stream_error";
+
 /// The ids of one response, derived from one unique chat completion id, so each
 /// response's item ids are unique and tie back to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,7 +150,11 @@ impl StreamTranslator {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("the upstream stream failed");
-            return self.fail(message);
+            let code = error
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or(STREAM_ERROR);
+            return self.fail_with(code, message);
         }
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
             self.usage = Some(usage_of(usage));
@@ -198,6 +205,11 @@ impl StreamTranslator {
 
     /// Ends the answer with an `error` event and `response.failed`.
     pub fn fail(&mut self, message: &str) -> Vec<Bytes> {
+        self.fail_with(STREAM_ERROR, message)
+    }
+
+    /// [`Self::fail`] with the `error` event's `code` (chat's, when it sent one).
+    fn fail_with(&mut self, code: &str, message: &str) -> Vec<Bytes> {
         if self.finished {
             return Vec::new();
         }
@@ -212,7 +224,7 @@ impl StreamTranslator {
         vec![
             self.event(
                 "error",
-                json!({"code": "upstream_stream_error", "message": message, "param": null}),
+                json!({"code": code, "message": message, "param": null}),
             ),
             self.event("response.failed", json!({"response": response})),
         ]
@@ -538,11 +550,16 @@ mod tests {
 
         let events = run(&[
             r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
-            r#"{"error":{"message":"upstream went away","type":"server_error"}}"#,
+            r#"{"error":{"message":"upstream went away","type":"server_error","code":"stream_timeout"}}"#,
             "[DONE]",
         ]);
         let kinds = types(&events);
         assert_eq!(kinds.last(), Some(&"response.failed"), "nothing after it");
+        assert_eq!(
+            events[events.len() - 2]["code"],
+            "stream_timeout",
+            "chat's code kept"
+        );
         assert_eq!(
             events.last().unwrap()["response"]["error"]["message"],
             "upstream went away"

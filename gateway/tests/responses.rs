@@ -551,3 +551,31 @@ async fn a_route_falls_back_and_tokens_are_counted_as_for_chat() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_past_its_maximum_duration_ends_with_response_failed() {
+    let server = TestServer::start_with(|c| {
+        c.gateway.limits = aurora_gateway::http::limits::Limits {
+            stream_max_duration_ms: 300,
+            ..Default::default()
+        }
+    })
+    .await;
+    // 16 chunks 100 ms apart would take 1.6 s.
+    let body = json!({"model": "mock/gpt-4o-mini?chunk_ms=100", "input": "hi", "stream": true});
+    let reply = server.post_json(RESPONSES, &body).await;
+    assert_eq!(reply.status, 200);
+    let events = events(&reply.text());
+    let kinds = types(&events);
+    assert_eq!(kinds[kinds.len() - 2..], ["error", "response.failed"]);
+    let error = &events[events.len() - 2];
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("maximum duration")),
+        "{error}"
+    );
+    assert!(!kinds.contains(&"response.completed"));
+    assert_eq!(server.state.metrics.limit_count("stream_duration"), 1);
+    server.stop().await;
+}

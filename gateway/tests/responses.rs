@@ -579,3 +579,80 @@ async fn a_stream_past_its_maximum_duration_ends_with_response_failed() {
     assert_eq!(server.state.metrics.limit_count("stream_duration"), 1);
     server.stop().await;
 }
+
+/// Starts a streamed `/v1/responses` request on a raw connection, reads until `events`
+/// events arrived, then closes the connection (the client goes away).
+async fn stream_then_leave(server: &TestServer, body: &Value, events: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let body = body.to_string();
+    let head = format!(
+        "POST {RESPONSES} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body.as_bytes()).await.expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while String::from_utf8_lossy(&seen).matches("data: ").count() < events {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "stream ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("first events within 10 s");
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn the_usage_log_has_the_answer_and_a_client_that_left_mid_stream() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = aurora_gateway::usage::UsageLog::open(&dir.path().join("usage.db"), "node-test")
+        .expect("usage log");
+    server.state.policy.attach_usage_log(log);
+    let log = server.state.policy.usage_log().expect("attached");
+
+    let plain = server
+        .post_json(RESPONSES, &json!({"model": MOCK, "input": "hello there"}))
+        .await
+        .json();
+    assert!(log.flush(std::time::Duration::from_secs(5)));
+    let rows = log.query(&Default::default()).expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, 200);
+    assert_eq!(rows[0].model, MOCK);
+    assert_eq!(json!(rows[0].prompt_tokens), plain["usage"]["input_tokens"]);
+    assert_eq!(
+        json!(rows[0].completion_tokens),
+        plain["usage"]["output_tokens"]
+    );
+
+    // 200 words, one every 20 ms: about 4 s if read to the end.
+    let body = json!({"model": format!("{MOCK}?chunk_ms=20&tokens=200"), "input": "hello there",
+                      "stream": true});
+    stream_then_leave(&server, &body, 6).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows = loop {
+        assert!(log.flush(std::time::Duration::from_secs(5)));
+        let rows = log.query(&Default::default()).expect("rows");
+        if rows.len() == 2 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(rows.len(), 2, "the stream is settled once the client left");
+    let left = rows
+        .iter()
+        .find(|r| r.status != 200)
+        .expect("the stream's row");
+    assert_eq!(left.status, 499, "charged as a client that went away");
+    assert!(left.completion_tokens < 150, "{left:?}");
+    server.stop().await;
+}

@@ -656,3 +656,19 @@ async fn the_usage_log_has_the_answer_and_a_client_that_left_mid_stream() {
     assert!(left.completion_tokens < 150, "{left:?}");
     server.stop().await;
 }
+
+/// Chat forwards it (it is a chat completion); it holds no answer to translate.
+#[tokio::test]
+async fn a_chat_completion_without_a_choice_is_a_502() {
+    let fake = FakeUpstream::start(vec![Scripted::Json(
+        200,
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": []}),
+    )])
+    .await;
+    let server = upstream_gateway(&fake).await;
+    let reply = server
+        .post_json(RESPONSES, &json!({"model": "up/m", "input": "hi"}))
+        .await;
+    reply.assert_error(502, None, Some("upstream_invalid_response"));
+    server.stop().await;
+}

@@ -15,7 +15,9 @@
 //!   event by [`super::responses_stream`].
 //!
 //! Aurora stores nothing: `store` is accepted and ignored, and a request that names a
-//! `previous_response_id` is refused with a 400 that says to send the whole input.
+//! `previous_response_id` (or a `conversation`, an `item_reference`, `background`) is
+//! refused with a 400 that says to send the whole input; so are built-in tools
+//! (`web_search`, …), which Aurora does not run, named in the message.
 //! An error answer from chat (any non-200) is passed on as it is: it already has
 //! OpenAI's error shape and the right status.
 
@@ -168,12 +170,17 @@ where
             );
             http::Response::from_parts(parts, full(json))
         }
-        None => ApiError::server_error(
-            StatusCode::BAD_GATEWAY,
-            "The upstream's answer is not a chat completion Aurora can translate into a response.",
-            "upstream_invalid_response",
-        )
-        .into_response(),
+        None => {
+            let mut response = ApiError::server_error(
+                StatusCode::BAD_GATEWAY,
+                "The upstream's answer is not a chat completion Aurora can translate into a response.",
+                "upstream_invalid_response",
+            )
+            .into_response();
+            // The model label and upstream timing stay with the answer, for the metrics.
+            *response.extensions_mut() = parts.extensions;
+            response
+        }
     }
 }
 

@@ -78,6 +78,10 @@ async fn mock_answers_plain_and_streamed_with_the_text_chat_gives() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("content-type"), "application/json");
     let plain = reply.json();
+    // The whole field set, as the openai SDK's `Response` model reads it.
+    insta::assert_json_snapshot!("responses_mock_plain", plain, {
+        ".id" => "[id]", ".created_at" => "[created_at]", ".output[0].id" => "[id]"
+    });
     assert_eq!(plain["object"], "response");
     assert_eq!(plain["status"], "completed");
     assert_eq!(plain["model"], MOCK);

@@ -24,6 +24,8 @@ pub enum Route {
     ChatCompletions,
     /// `POST /v1/messages` (Anthropic Messages inbound)
     Messages,
+    /// `POST /v1/responses`
+    Responses,
     /// `GET /v1/models`
     Models,
     /// `GET /v1/models/{id}`; ids contain `/`, so the rest of the path is the id.
@@ -53,6 +55,7 @@ impl Route {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
             Route::Messages => "/v1/messages",
+            Route::Responses => "/v1/responses",
             Route::Models => "/v1/models",
             Route::Model(_) => "/v1/models/{id}",
             Route::Health => "/health",
@@ -83,6 +86,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
     let (route, allow) = match path {
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
         "/v1/messages" => (Route::Messages, "POST"),
+        "/v1/responses" => (Route::Responses, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         "/health" => (Route::Health, "GET"),
         "/health/ready" => (Route::Ready, "GET"),
@@ -224,6 +228,7 @@ async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>)
     match route {
         Route::ChatCompletions => Box::pin(openai::chat::handle(state, request)).await,
         Route::Messages => Box::pin(openai::messages::handle(state, request)).await,
+        Route::Responses => Box::pin(openai::responses::handle(state, request)).await,
         // A node that cannot serve its state answers no client route (see `admission`).
         Route::Models | Route::Model(_) => match (admission::unavailable(state), route) {
             (Some(refused), _) => refused.error.into_response(),
@@ -262,6 +267,7 @@ mod tests {
             route(&Method::GET, "/v1/models/mock/echo"),
             Ok(Route::Model("mock/echo".into()))
         );
+        assert_eq!(route(&Method::POST, "/v1/responses"), Ok(Route::Responses));
         assert_eq!(route(&Method::GET, "/v1/models/"), Err(NoRoute::NotFound));
         assert_eq!(route(&Method::GET, "/nope"), Err(NoRoute::NotFound));
         assert_eq!(

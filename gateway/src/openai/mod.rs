@@ -9,6 +9,7 @@
 //! - [`run_to_end`]: the answer that finishes even when its client went away;
 //! - [`messages`] and [`messages_stream`]: `POST /v1/messages`, Anthropic's Messages
 //!   API inbound, translated to chat and back;
+//! - [`responses`], [`responses_stream`]: `POST /v1/responses`, translated to chat;
 //! - [`models`]: `GET /v1/models` and `GET /v1/models/{id}`.
 
 pub mod billing;
@@ -17,6 +18,8 @@ pub mod errors;
 pub mod messages;
 pub mod messages_stream;
 pub mod models;
+pub mod responses;
+pub mod responses_stream;
 pub mod run_to_end;
 pub mod types;
 

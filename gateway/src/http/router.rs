@@ -22,6 +22,10 @@ use crate::{admin, admission, health, openai};
 pub enum Route {
     /// `POST /v1/chat/completions`
     ChatCompletions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/completions` (legacy)
+    Completions,
     /// `GET /v1/models`
     Models,
     /// `GET /v1/models/{id}`; ids contain `/`, so the rest of the path is the id.
@@ -50,6 +54,8 @@ impl Route {
     pub fn label(&self) -> &'static str {
         match self {
             Route::ChatCompletions => "/v1/chat/completions",
+            Route::Embeddings => "/v1/embeddings",
+            Route::Completions => "/v1/completions",
             Route::Models => "/v1/models",
             Route::Model(_) => "/v1/models/{id}",
             Route::Health => "/health",
@@ -79,6 +85,8 @@ pub enum NoRoute {
 pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
     let (route, allow) = match path {
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
+        "/v1/embeddings" => (Route::Embeddings, "POST"),
+        "/v1/completions" => (Route::Completions, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         "/health" => (Route::Health, "GET"),
         "/health/ready" => (Route::Ready, "GET"),
@@ -219,6 +227,8 @@ fn admin_gate(state: &AppState, route: &Route, request: &Request<Incoming>) -> O
 async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Response {
     match route {
         Route::ChatCompletions => Box::pin(openai::chat::handle(state, request)).await,
+        Route::Embeddings => Box::pin(openai::embeddings::handle(state, request)).await,
+        Route::Completions => Box::pin(openai::completions::handle(state, request)).await,
         // A node that cannot serve its state answers no client route (see `admission`).
         Route::Models | Route::Model(_) => match (admission::unavailable(state), route) {
             (Some(refused), _) => refused.error.into_response(),

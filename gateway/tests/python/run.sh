@@ -62,3 +62,4 @@ if ! "$venv/bin/python" "$here/openai_client_check.py" "http://$addr"; then
     cat "$log"
     exit 1
 fi
+"$venv/bin/python" "$here/openai_embeddings_completions_check.py" "http://$addr" || { echo "aurora log:"; cat "$log"; exit 1; }

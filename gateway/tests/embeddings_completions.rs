@@ -2,8 +2,9 @@
 //! answers (every input shape, both encodings, `dimensions`; plain and streamed
 //! completions), pass-through to a fake OpenAI-compatible upstream (the sibling
 //! `…/embeddings` path, only `model` replaced, the answer forwarded unchanged),
-//! the refusal of Anthropic-only models for embeddings, and redaction rewriting the
-//! input the upstream receives.
+//! the refusal of Anthropic-only models for embeddings, redaction rewriting the
+//! input the upstream receives, and completions sent as they came to the legacy
+//! endpoint of an OpenAI-compatible upstream and translated for an Anthropic one.
 
 mod common;
 
@@ -296,32 +297,83 @@ async fn mock_completions_plain_and_streamed() {
 }
 
 #[tokio::test]
-async fn completions_reach_an_openai_upstream_as_chat() {
-    let answer = json!({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}});
-    let openai = FakeUpstream::start(vec![Scripted::Json(200, answer)]).await;
-    let anthropic = FakeUpstream::start(vec![Scripted::Json(500, json!({}))]).await;
+async fn completions_pass_through_to_openai_and_translate_for_anthropic() {
+    let legacy = json!({"id": "cmpl-up", "object": "text_completion", "created": 1, "model": "m",
+        "choices": [{"text": "ok", "index": 0, "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}, "vendor": 7});
+    let chunk = |text: &str| {
+        format!(
+            "data: {{\"id\":\"cmpl-s\",\"object\":\"text_completion\",\"choices\":[{{\"text\":\"{text}\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n"
+        )
+    };
+    let openai = FakeUpstream::start(vec![
+        Scripted::Json(200, legacy.clone()),
+        Scripted::Sse(vec![
+            chunk("o"),
+            chunk("k"),
+            "data: {\"id\":\"cmpl-s\",\"object\":\"text_completion\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n".into(),
+            "data: [DONE]\n\n".into(),
+        ]),
+    ])
+    .await;
+    let anthropic = FakeUpstream::start(vec![Scripted::Json(
+        200,
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+            "content": [{"type": "text", "text": "Bonjour"}], "stop_reason": "end_turn",
+            "stop_sequence": null, "usage": {"input_tokens": 2, "output_tokens": 1}}),
+    )])
+    .await;
     let catalog = upstream_catalog(&openai, &anthropic);
     let server = TestServer::start_with(move |c| c.gateway.catalog = catalog).await;
-    let reply = server
-        .post_json(
-            CMPL,
-            &json!({"model": "up/m", "prompt": "hi", "temperature": 0.1}),
-        )
-        .await;
+
+    // OpenAI-compatible: the legacy endpoint, the body as sent but for the model.
+    let sent = json!({"model": "up/m", "prompt": "hi", "temperature": 0.1, "echo": false});
+    let reply = server.post_json(CMPL, &sent).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.json(),
-        json!({"id": "cmpl-up", "object": "text_completion", "created": 1, "model": "m",
-            "choices": [{"text": "ok", "index": 0, "logprobs": null, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        legacy,
+        "the legacy answer is forwarded unchanged"
     );
     let seen = openai.seen();
-    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].path, "/v1/completions");
+    let mut expected = sent.clone();
+    expected["model"] = json!("m");
+    assert_eq!(seen[0].body, expected);
+
+    // Streamed: usage asked of the upstream, dropped for a client that did not ask.
+    let mut streamed = sent.clone();
+    streamed["stream"] = json!(true);
+    let reply = server.post_json(CMPL, &streamed).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let events = sse_data(&reply.text());
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(events[0].contains("\"text\":\"o\"") && !events[0].contains("usage"));
+    assert_eq!(events[2], "[DONE]");
     assert_eq!(
-        seen[0].body,
-        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.1})
+        openai.seen()[1].body["stream_options"],
+        json!({"include_usage": true})
+    );
+
+    // Anthropic: through the chat translation, the answer rewritten.
+    let reply = server
+        .post_json(
+            CMPL,
+            &json!({"model": "claude/c", "prompt": "salut", "max_tokens": 9}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["object"], "text_completion");
+    assert_eq!(
+        body["choices"],
+        json!([{"text": "Bonjour", "index": 0, "logprobs": null, "finish_reason": "stop"}])
+    );
+    let sent_to_claude = &anthropic.seen()[0];
+    assert_eq!(sent_to_claude.path, "/v1/messages");
+    assert_eq!(
+        sent_to_claude.body["messages"],
+        json!([{"role": "user", "content": "salut"}])
     );
     server.stop().await;
 }

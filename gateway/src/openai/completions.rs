@@ -1,16 +1,19 @@
 //! `POST /v1/completions`, OpenAI's legacy text completions, plain and streamed.
 //!
 //! A completion request is translated into chat — the prompt becomes one user message,
-//! every other field is kept — and answered by [`chat::serve`], so it shares model
-//! lookup, routing, policy, billing and the usage log with chat, and every provider
-//! kind serves it: the mock answers it by [`crate::provider::mock::complete`], an
-//! Anthropic target through the chat translation, and an OpenAI-compatible target at
-//! its `…/chat/completions` endpoint (not `…/completions`: the legacy endpoint is gone
-//! from most providers, and one path keeps routing and fallbacks the same). The chat
-//! answer is then rewritten into the legacy shape: `object: "text_completion"`,
-//! `choices[{text, index, logprobs: null, finish_reason}]`, the same `usage`; a stream
-//! is rewritten chunk by chunk (the role-only first chunk dropped, the usage chunk and
-//! `data: [DONE]` kept). Errors pass through unchanged, in OpenAI's error shape.
+//! every other field is kept — and answered by [`chat::serve_call`], so it shares model
+//! lookup, routing, policy, billing and the usage log with chat. The client's body
+//! rides along ([`Call::Completions`](crate::upstream::dispatch::Call)): an
+//! OpenAI-compatible target is sent it at its `…/completions` endpoint (only `model`
+//! replaced, the prompt redacted if the policy redacted it, usage asked for when
+//! streaming) and its legacy answer is forwarded unchanged; the mock (by
+//! [`crate::provider::mock::complete`]) and Anthropic targets (through the chat
+//! translation) answer in chat's shape, which is rewritten into the legacy one:
+//! `object: "text_completion"`, `choices[{text, index, logprobs: null, finish_reason}]`,
+//! the same `usage`; a stream chunk by chunk (the role-only first chunk dropped, the
+//! usage chunk and `data: [DONE]` kept). What is already legacy passes through, so a
+//! route mixing kinds answers in one shape. Errors pass through unchanged, in OpenAI's
+//! error shape.
 //!
 //! Fields only the legacy endpoint has and chat cannot honour (`echo`, `suffix`,
 //! `logprobs`, `best_of` above 1, token-id prompts, more than one prompt) are refused
@@ -53,12 +56,12 @@ where
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
-    let request = match to_chat(&bytes) {
+    let (request, legacy) = match to_chat(&bytes) {
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
     let stream = request.is_stream();
-    let response = chat::serve(state, &caller, request, started).await;
+    let response = chat::serve_call(state, &caller, request, Some(legacy), started).await;
     if response.status() != StatusCode::OK {
         return response;
     }
@@ -68,13 +71,22 @@ where
     rewrite_plain(response).await
 }
 
-/// The chat request equivalent to a completion request body, or the 400 saying what
-/// is wrong with it.
-pub fn to_chat(bytes: &[u8]) -> Result<crate::openai::types::ChatCompletionRequest, ApiError> {
+/// The chat request equivalent to a completion request body, and the body itself
+/// (as parsed, for OpenAI-compatible targets), or the 400 saying what is wrong with it.
+pub fn to_chat(
+    bytes: &[u8],
+) -> Result<
+    (
+        crate::openai::types::ChatCompletionRequest,
+        Map<String, Value>,
+    ),
+    ApiError,
+> {
     let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
     let Value::Object(mut body) = value else {
         return Err(ApiError::invalid_json("the body is not an object"));
     };
+    let legacy = body.clone();
     for required in ["model", "prompt"] {
         if body.get(required).is_none_or(Value::is_null) {
             return Err(ApiError::missing_param(required));
@@ -149,7 +161,7 @@ pub fn to_chat(bytes: &[u8]) -> Result<crate::openai::types::ChatCompletionReque
         json!([{"role": "user", "content": prompt}]),
     );
     let chat_bytes = serde_json::to_vec(&body).map_err(ApiError::invalid_json)?;
-    chat::parse(&chat_bytes)
+    Ok((chat::parse(&chat_bytes)?, legacy))
 }
 
 /// Rewrites a plain `chat.completion` response into a `text_completion` one.
@@ -167,6 +179,9 @@ async fn rewrite_plain(response: Response) -> Response {
         )
         .into_response();
     };
+    if is_legacy(&chat) {
+        return http::Response::from_parts(parts, crate::http::body::full(bytes));
+    }
     let json = match serde_json::to_vec(&plain(&chat)) {
         Ok(json) => json,
         Err(_) => return ApiError::internal().into_response(),
@@ -201,6 +216,12 @@ fn head(chat: &Value) -> Map<String, Value> {
 
 fn choice(index: &Value, text: &str, finish_reason: &Value) -> Value {
     json!({"text": text, "index": index, "logprobs": null, "finish_reason": finish_reason})
+}
+
+/// Whether `answer` is already in the legacy shape (an OpenAI-compatible target's
+/// own answer, forwarded byte for byte).
+fn is_legacy(answer: &Value) -> bool {
+    answer.get("object").and_then(Value::as_str) == Some("text_completion")
 }
 
 /// A `text_completion` body from a `chat.completion` body.
@@ -267,10 +288,11 @@ fn rewrite_event(event: &[u8], out: &mut BytesMut) {
     let rewritten = data
         .filter(|d| *d != "[DONE]")
         .and_then(|d| serde_json::from_str::<Value>(d).ok())
-        .filter(|v| v.get("error").is_none())
+        .filter(|v| v.get("error").is_none() && !is_legacy(v))
         .map(|v| chunk(&v));
     match rewritten {
-        // Not a chat chunk (`[DONE]`, an error event, a comment): unchanged.
+        // Not a chat chunk (`[DONE]`, an error event, a comment, a legacy chunk of an
+        // OpenAI-compatible target): unchanged.
         None => {
             out.extend_from_slice(event);
             out.extend_from_slice(b"\n\n");
@@ -341,10 +363,11 @@ mod tests {
 
     #[test]
     fn the_prompt_becomes_one_user_message_and_other_fields_stay() {
-        let chat = to_chat(
+        let (chat, legacy) = to_chat(
             br#"{"model":"m","prompt":["Say hi"],"max_tokens":5,"temperature":0.2,"stream":true}"#,
         )
         .expect("a request");
+        assert_eq!(legacy["prompt"], json!(["Say hi"]));
         assert_eq!(chat.messages.len(), 1);
         assert_eq!(chat.messages[0].role, "user");
         assert_eq!(chat.messages[0].text(), "Say hi");
@@ -374,7 +397,8 @@ mod tests {
         // Defaults of the legacy-only fields are fine, and do not reach chat.
         let chat =
             to_chat(br#"{"model":"m","prompt":"x","echo":false,"best_of":1,"logprobs":null}"#)
-                .expect("a request");
+                .expect("a request")
+                .0;
         assert!(chat.extra.is_empty());
     }
 
@@ -401,6 +425,7 @@ mod tests {
              data: {{{head},\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
              data: {{{head},\"choices\":[],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}}}\n\n\
              data: {{\"error\":{{\"message\":\"x\"}}}}\n\n\
+             data: {{\"object\": \"text_completion\", \"choices\": []}}\n\n\
              data: [DONE]\n\n"
         );
         let mut rewriter = StreamRewriter::new();
@@ -410,6 +435,8 @@ mod tests {
             out.extend_from_slice(&rewriter.feed(piece));
         }
         let text = String::from_utf8(out).expect("utf-8");
+        // A legacy chunk (an OpenAI-compatible target's) passes byte for byte.
+        assert!(text.contains("data: {\"object\": \"text_completion\", \"choices\": []}\n\n"));
         let events: Vec<Value> = text
             .split("\n\n")
             .filter(|e| !e.is_empty())
@@ -428,6 +455,7 @@ mod tests {
                 legacy(json!([{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}])),
                 usage,
                 json!({"error":{"message":"x"}}),
+                json!({"object":"text_completion","choices":[]}),
                 Value::String("[DONE]".into()),
             ]
         );

@@ -13,8 +13,9 @@
 //! OpenAI-compatible provider). A target whose kind cannot serve the call (Anthropic
 //! has no embeddings API) is skipped like a cooling one, without touching its breaker,
 //! so a route can mix kinds; when no target of the model can serve it, the client gets
-//! a 400 saying so. Legacy `/v1/completions` is sent as chat (see
-//! [`crate::openai::completions`]).
+//! a 400 saying so. A legacy completion carries both its chat translation and the
+//! client's body: an OpenAI-compatible provider gets the latter at `…/completions`, an
+//! Anthropic one the former (see [`crate::openai::completions`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,13 +65,21 @@ pub enum Call<'a> {
     Chat(&'a ChatCompletionRequest),
     /// `/v1/embeddings`: the client's body, sent with only `model` replaced.
     Embeddings(&'a Map<String, Value>),
+    /// `/v1/completions`: the admitted chat translation (its one user message is the
+    /// prompt after redaction) and the client's legacy body.
+    Completions {
+        /// What the policy admitted; sent to providers without a legacy endpoint.
+        chat: &'a ChatCompletionRequest,
+        /// The client's body, sent to OpenAI-compatible providers.
+        legacy: &'a Map<String, Value>,
+    },
 }
 
 impl Call<'_> {
     /// Whether the answer is a stream (embeddings never are).
     fn is_stream(&self) -> bool {
         match self {
-            Call::Chat(request) => request.is_stream(),
+            Call::Chat(request) | Call::Completions { chat: request, .. } => request.is_stream(),
             Call::Embeddings(_) => false,
         }
     }
@@ -78,7 +87,7 @@ impl Call<'_> {
     /// Whether a provider of `kind` can serve this call at all.
     fn served_by(&self, kind: ProviderKind) -> bool {
         match self {
-            Call::Chat(_) => true,
+            Call::Chat(_) | Call::Completions { .. } => true,
             Call::Embeddings(_) => kind != ProviderKind::Anthropic,
         }
     }
@@ -88,20 +97,26 @@ impl Call<'_> {
         match self {
             Call::Chat(_) => "chat completions",
             Call::Embeddings(_) => "embeddings",
+            Call::Completions { .. } => "completions",
         }
     }
 
-    /// The URL to post to: the provider's endpoint, or for embeddings its sibling
-    /// (`…/chat/completions` → `…/embeddings`).
-    fn url(&self, endpoint: &str) -> String {
-        match self {
-            Call::Chat(_) => endpoint.to_owned(),
-            Call::Embeddings(_) => {
-                let base = endpoint
-                    .strip_suffix("/chat/completions")
-                    .unwrap_or(endpoint);
-                format!("{base}/embeddings")
+    /// The URL to post to at a provider of `kind`: its endpoint, or for embeddings
+    /// and OpenAI-compatible legacy completions its sibling (`…/chat/completions` →
+    /// `…/embeddings`, `…/completions`).
+    fn url(&self, endpoint: &str, kind: ProviderKind) -> String {
+        let sibling = |name: &str| {
+            let base = endpoint
+                .strip_suffix("/chat/completions")
+                .unwrap_or(endpoint);
+            format!("{base}/{name}")
+        };
+        match (self, kind) {
+            (Call::Chat(_), _) | (Call::Completions { .. }, ProviderKind::Anthropic) => {
+                endpoint.to_owned()
             }
+            (Call::Embeddings(_), _) => sibling("embeddings"),
+            (Call::Completions { .. }, _) => sibling("completions"),
         }
     }
 }
@@ -249,13 +264,17 @@ impl Upstreams {
     ) -> Result<Outcome, Failure> {
         let provider = &target.provider;
         let body = match (call, provider.kind) {
-            (Call::Chat(request), ProviderKind::Anthropic) => {
+            (Call::Chat(request), ProviderKind::Anthropic)
+            | (Call::Completions { chat: request, .. }, ProviderKind::Anthropic) => {
                 anthropic::request_body(request, &target.upstream_model)?
+            }
+            (Call::Completions { chat, legacy }, _) => {
+                openai::legacy_completion_body(legacy, chat, &target.upstream_model)?
             }
             (Call::Chat(request), _) => openai::request_body(request, &target.upstream_model)?,
             (Call::Embeddings(body), _) => openai::passthrough_body(body, &target.upstream_model)?,
         };
-        let url = call.url(&provider.endpoint);
+        let url = call.url(&provider.endpoint, provider.kind);
         let timeout = provider.timeout;
         let retries = provider.max_retries;
         let max_wait = Duration::from_millis(self.policy.retry_max_ms);
@@ -393,11 +412,12 @@ impl Upstreams {
                 let usage = openai::read_embeddings(&bytes)?;
                 (bytes, usage)
             }
-            (Call::Chat(_), ProviderKind::Anthropic) => {
+            (Call::Chat(_) | Call::Completions { .. }, ProviderKind::Anthropic) => {
                 let (body, usage) = anthropic::translate_plain(&bytes)?;
                 (body, Some(usage))
             }
-            (Call::Chat(_), _) => {
+            // A `text_completion` has `choices` and `usage` as chat does.
+            (Call::Chat(_) | Call::Completions { .. }, _) => {
                 let usage = openai::read_plain(&bytes)?;
                 (bytes, usage)
             }

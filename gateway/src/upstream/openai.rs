@@ -49,6 +49,35 @@ pub fn passthrough_body(
         .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
 }
 
+/// The outgoing body of a legacy completion: the client's `legacy` body with `model`
+/// replaced, `prompt` set to the admitted one (the text of `chat`'s user message, so
+/// redacted when the policy redacted), and a stream asking for usage as chat does.
+pub fn legacy_completion_body(
+    legacy: &serde_json::Map<String, Value>,
+    chat: &ChatCompletionRequest,
+    upstream_model: &str,
+) -> Result<Bytes, Failure> {
+    let mut out = legacy.clone();
+    out.insert("model".to_owned(), Value::String(upstream_model.to_owned()));
+    if let Some(prompt) = chat.messages.iter().find(|m| m.role == "user") {
+        out.insert("prompt".to_owned(), Value::String(prompt.text()));
+    }
+    if chat.is_stream() {
+        let options = out
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(serde_json::Map::new());
+        }
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".to_owned(), Value::Bool(true));
+        }
+    }
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
+}
+
 #[derive(Deserialize)]
 struct UsageIn {
     #[serde(default, deserialize_with = "super::lenient_count")]
@@ -169,10 +198,16 @@ impl OpenAiStream {
             return Flow::Error;
         }
         if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+            // Chat chunks carry `delta`, legacy completion chunks `text`.
             let tokens: u64 = choices
                 .iter()
-                .filter_map(|c| c.get("delta"))
-                .map(tokens::of_message_value)
+                .map(|c| match c.get("delta") {
+                    Some(delta) => tokens::of_message_value(delta),
+                    None => c
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .map_or(0, |t| u64::from(tokens::count(t))),
+                })
                 .sum();
             self.streamed = self.streamed.saturating_add(tokens);
         }

@@ -264,6 +264,18 @@ mod tests {
             Err(NoRoute::MethodNotAllowed { allow: "POST" })
         );
         assert_eq!(
+            route(&Method::POST, "/v1/embeddings"),
+            Ok(Route::Embeddings)
+        );
+        assert_eq!(
+            route(&Method::POST, "/v1/completions"),
+            Ok(Route::Completions)
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/embeddings"),
+            Err(NoRoute::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
             route(&Method::GET, "/v1/models/mock/echo"),
             Ok(Route::Model("mock/echo".into()))
         );

@@ -62,6 +62,9 @@ where
     };
     let stream = request.is_stream();
     let response = chat::serve_call(state, &caller, request, Some(legacy), started).await;
+    if response.status().is_client_error() {
+        return name_the_prompt(response).await;
+    }
     if response.status() != StatusCode::OK {
         return response;
     }
@@ -162,6 +165,33 @@ pub fn to_chat(
     );
     let chat_bytes = serde_json::to_vec(&body).map_err(ApiError::invalid_json)?;
     Ok((chat::parse(&chat_bytes)?, legacy))
+}
+
+/// An error naming a field of the chat translation (`messages…`, from the policy's
+/// guardrails) names the client's `prompt` instead; any other error is unchanged.
+async fn name_the_prompt(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let renamed = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|mut v| {
+            let param = v.pointer_mut("/error/param")?;
+            if !param.as_str()?.starts_with("messages") {
+                return None;
+            }
+            *param = Value::String("prompt".to_owned());
+            serde_json::to_vec(&v).ok()
+        });
+    match renamed {
+        Some(json) => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            http::Response::from_parts(parts, crate::http::body::full(json))
+        }
+        None => http::Response::from_parts(parts, crate::http::body::full(bytes)),
+    }
 }
 
 /// Rewrites a plain `chat.completion` response into a `text_completion` one.

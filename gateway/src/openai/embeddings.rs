@@ -281,6 +281,22 @@ fn policy_view(request: &EmbeddingsRequest) -> ChatCompletionRequest {
     }
 }
 
+/// The client's field for `param` of the policy's chat view: `messages[i].content` is
+/// `input[i]` (`input` for a single string), `messages` is `input`.
+fn input_param(param: &str, input: &Input) -> String {
+    let Some(rest) = param.strip_prefix("messages") else {
+        return param.to_owned();
+    };
+    let index = rest
+        .strip_prefix('[')
+        .and_then(|r| r.split(']').next())
+        .filter(|i| i.parse::<usize>().is_ok());
+    match (index, input) {
+        (Some(i), Input::Texts(_)) => format!("input[{i}]"),
+        _ => "input".to_owned(),
+    }
+}
+
 /// Puts the texts of `view` (after the policy, so redacted) back into `request`.
 fn take_redactions(request: &mut EmbeddingsRequest, view: &ChatCompletionRequest) {
     let texts: Vec<String> = view.messages.iter().map(ChatMessage::text).collect();
@@ -343,7 +359,12 @@ pub async fn serve(
             .admit_with(&state.state_view, caller, &mut view, &name, &allowance)
         {
             Ok(ticket) => ticket,
-            Err(rejection) => {
+            Err(mut rejection) => {
+                // The policy names a field of its chat view; name the client's instead.
+                rejection.error.param = rejection
+                    .error
+                    .param
+                    .map(|param| input_param(&param, &request.input));
                 let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
                 response.extensions_mut().insert(ModelLabel(label));
                 return response;
@@ -586,6 +607,18 @@ mod tests {
             Some("dimensions")
         );
         assert!(parse(b"[1]").is_err());
+    }
+
+    #[test]
+    fn policy_params_name_the_input() {
+        let texts = Input::Texts(vec!["a".into(), "b".into()]);
+        assert_eq!(input_param("messages[1].content", &texts), "input[1]");
+        assert_eq!(input_param("messages", &texts), "input");
+        assert_eq!(
+            input_param("messages[0].content", &Input::Text("a".into())),
+            "input"
+        );
+        assert_eq!(input_param("model", &texts), "model");
     }
 
     #[test]

@@ -10,7 +10,8 @@ mod common;
 
 use aurora_gateway::catalog::{Catalog, Named};
 use aurora_schema::{
-    Guardrail, GuardrailKind, Provider, ProviderKind, Record, RecordId, RoutingPolicy, Workflow,
+    Guardrail, GuardrailKind, Provider, ProviderKind, Record, RecordId, Route, RouteTarget,
+    RoutingPolicy, Workflow,
 };
 use common::fake::{FakeUpstream, Reply as Scripted};
 use common::{sse_data, TestServer};
@@ -171,6 +172,49 @@ async fn embeddings_pass_through_to_the_sibling_endpoint_and_skip_anthropic() {
     refused.assert_error(400, Some("model"), Some("unsupported_model"));
     assert!(refused.text().contains("Anthropic"), "{}", refused.text());
     assert_eq!(anthropic.hits(), 0, "never called");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_route_with_an_anthropic_target_first_embeds_at_its_fallback() {
+    let answer = json!({"object": "list", "model": "m", "data": [],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1}});
+    let openai = FakeUpstream::start(vec![Scripted::Json(200, answer.clone())]).await;
+    let anthropic = FakeUpstream::start(vec![Scripted::Json(
+        200,
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+            "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}}),
+    )])
+    .await;
+    let mut catalog = upstream_catalog(&openai, &anthropic);
+    catalog.routes.push(Named::new(
+        "mixed",
+        Route {
+            targets: vec![RouteTarget {
+                model_id: RecordId::new("claude/c").expect("id"),
+                weight: 1,
+            }],
+            fallbacks: vec![RecordId::new("up/m").expect("id")],
+            retries: 0,
+        },
+    ));
+    let server = TestServer::start_with(move |c| c.gateway.catalog = catalog).await;
+    for _ in 0..3 {
+        let reply = server
+            .post_json(EMB, &json!({"model": "mixed", "input": "x"}))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json(), answer);
+    }
+    assert_eq!(anthropic.hits(), 0);
+    assert_eq!(openai.hits(), 3);
+    // Skipping is not failing: the Anthropic target is not cooling, chat still uses it.
+    let chat = server
+        .post_json("/v1/chat/completions", &common::chat("mixed", "hi"))
+        .await;
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    assert_eq!(anthropic.hits(), 1);
     server.stop().await;
 }
 

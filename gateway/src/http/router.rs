@@ -26,6 +26,10 @@ pub enum Route {
     Messages,
     /// `POST /v1/responses`
     Responses,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/completions` (legacy)
+    Completions,
     /// `GET /v1/models`
     Models,
     /// `GET /v1/models/{id}`; ids contain `/`, so the rest of the path is the id.
@@ -56,6 +60,8 @@ impl Route {
             Route::ChatCompletions => "/v1/chat/completions",
             Route::Messages => "/v1/messages",
             Route::Responses => "/v1/responses",
+            Route::Embeddings => "/v1/embeddings",
+            Route::Completions => "/v1/completions",
             Route::Models => "/v1/models",
             Route::Model(_) => "/v1/models/{id}",
             Route::Health => "/health",
@@ -87,6 +93,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
         "/v1/messages" => (Route::Messages, "POST"),
         "/v1/responses" => (Route::Responses, "POST"),
+        "/v1/embeddings" => (Route::Embeddings, "POST"),
+        "/v1/completions" => (Route::Completions, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         "/health" => (Route::Health, "GET"),
         "/health/ready" => (Route::Ready, "GET"),
@@ -229,6 +237,8 @@ async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>)
         Route::ChatCompletions => Box::pin(openai::chat::handle(state, request)).await,
         Route::Messages => Box::pin(openai::messages::handle(state, request)).await,
         Route::Responses => Box::pin(openai::responses::handle(state, request)).await,
+        Route::Embeddings => Box::pin(openai::embeddings::handle(state, request)).await,
+        Route::Completions => Box::pin(openai::completions::handle(state, request)).await,
         // A node that cannot serve its state answers no client route (see `admission`).
         Route::Models | Route::Model(_) => match (admission::unavailable(state), route) {
             (Some(refused), _) => refused.error.into_response(),
@@ -261,6 +271,18 @@ mod tests {
         );
         assert_eq!(
             route(&Method::GET, "/v1/chat/completions"),
+            Err(NoRoute::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            route(&Method::POST, "/v1/embeddings"),
+            Ok(Route::Embeddings)
+        );
+        assert_eq!(
+            route(&Method::POST, "/v1/completions"),
+            Ok(Route::Completions)
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/embeddings"),
             Err(NoRoute::MethodNotAllowed { allow: "POST" })
         );
         assert_eq!(

@@ -47,8 +47,9 @@ pub struct Bill {
 }
 
 /// Completion tokens of a plain `chat.completion` body by the token heuristic (the
-/// text of every choice's message and tool-call arguments), for an answer that
-/// reported no usage. 0 for a body that is not one.
+/// text of every choice's message and tool-call arguments; for a legacy
+/// `text_completion`, every choice's `text`), for an answer that reported no usage.
+/// 0 for a body that is neither.
 pub fn completion_tokens_in(body: &[u8]) -> u64 {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return 0;
@@ -58,8 +59,13 @@ pub fn completion_tokens_in(body: &[u8]) -> u64 {
     };
     choices
         .iter()
-        .filter_map(|c| c.get("message"))
-        .map(tokens::of_message_value)
+        .map(|c| match c.get("message") {
+            Some(message) => tokens::of_message_value(message),
+            None => c
+                .get("text")
+                .and_then(|t| t.as_str())
+                .map_or(0, |t| u64::from(tokens::count(t))),
+        })
         .sum()
 }
 
@@ -153,5 +159,19 @@ impl Drop for Bill {
         if self.ticket.is_some() {
             self.settle(CLIENT_GONE, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreported_completion_tokens_are_estimated_for_chat_and_legacy_answers() {
+        let chat = br#"{"choices":[{"message":{"role":"assistant","content":"hello world"}}]}"#;
+        assert_eq!(completion_tokens_in(chat), 4);
+        let legacy = br#"{"object":"text_completion","choices":[{"text":"hello world"}]}"#;
+        assert_eq!(completion_tokens_in(legacy), 4);
+        assert_eq!(completion_tokens_in(b"not json"), 0);
     }
 }

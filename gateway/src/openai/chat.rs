@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::catalog::Resolved;
 use crate::catalog::Target;
@@ -47,7 +47,7 @@ use crate::policy::{cached_tokens_in, Allowance, Caller, Rejection, TokenUsage};
 use crate::provider::mock::{self, Completion, MockModel, MockParams};
 use crate::state::AppState;
 use crate::upstream::anthropic::AnthropicStream;
-use crate::upstream::dispatch::Outcome;
+use crate::upstream::dispatch::{Call, Outcome};
 use crate::upstream::openai::OpenAiStream;
 use crate::upstream::stream::{pump, send_bounded, End, Stopped, Translator};
 use crate::upstream::UpstreamClock;
@@ -94,7 +94,20 @@ where
 pub async fn serve(
     state: &Arc<AppState>,
     caller: &Caller,
+    request: ChatCompletionRequest,
+    started: Instant,
+) -> Response {
+    serve_call(state, caller, request, None, started).await
+}
+
+/// [`serve`] for a request that also has a `legacy` completion body (`/v1/completions`):
+/// OpenAI-compatible targets are sent that body instead of the chat translation, and
+/// answer in the legacy shape ([`Call::Completions`]).
+pub async fn serve_call(
+    state: &Arc<AppState>,
+    caller: &Caller,
     mut request: ChatCompletionRequest,
+    legacy: Option<Map<String, Value>>,
     started: Instant,
 ) -> Response {
     // `?key=value` options after the name tune the mock (latency, length).
@@ -162,7 +175,7 @@ pub async fn serve(
     let mut response = RunToEnd::new(answer(
         Arc::clone(state),
         resolved.clone(),
-        request,
+        (request, legacy),
         mock_params,
         Arc::clone(&label),
         bill,
@@ -195,15 +208,23 @@ pub fn refuse(
 async fn answer(
     state: Arc<AppState>,
     resolved: Resolved,
-    request: ChatCompletionRequest,
+    // The admitted request, and the legacy completion body it came from, if any.
+    (request, legacy): (ChatCompletionRequest, Option<Map<String, Value>>),
     mock_params: MockParams,
     label: Arc<str>,
     mut bill: Bill,
     clock: Arc<UpstreamClock>,
 ) -> Response {
+    let call = match &legacy {
+        Some(legacy) => Call::Completions {
+            chat: &request,
+            legacy,
+        },
+        None => Call::Chat(&request),
+    };
     let outcome = state
         .upstreams
-        .dispatch(&resolved, &request, &state.metrics, &clock)
+        .dispatch_call(&resolved, call, &state.metrics, &clock)
         .await;
     match outcome {
         Outcome::Mock(target) => match target.mock {

@@ -5,6 +5,7 @@
 //! - [`types`]: request and response bodies, with unknown request fields kept;
 //! - [`errors`]: [`ApiError`], the `{"error":{…}}` body every failure uses;
 //! - [`chat`]: `POST /v1/chat/completions`, plain and streamed (SSE);
+//! - [`embeddings`]: `POST /v1/embeddings`; [`completions`]: legacy `POST /v1/completions`;
 //! - [`billing`]: the guard that settles an admitted request exactly once;
 //! - [`run_to_end`]: the answer that finishes even when its client went away;
 //! - [`messages`] and [`messages_stream`]: `POST /v1/messages`, Anthropic's Messages
@@ -14,6 +15,8 @@
 
 pub mod billing;
 pub mod chat;
+pub mod completions;
+pub mod embeddings;
 pub mod errors;
 pub mod messages;
 pub mod messages_stream;

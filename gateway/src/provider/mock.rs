@@ -28,6 +28,14 @@
 //! object with one placeholder per *required* property of the tool's schema (by type:
 //! `"mock"`, `1`, `true`, `[]`, `{}`, or the first `enum` value), so a client's
 //! schema validation passes. The answer then has `finish_reason: "tool_calls"`.
+//!
+//! Every mock model also answers `POST /v1/embeddings` ([`embed`]): one vector per
+//! input of [`EMBEDDING_DIMENSIONS`] floats (or the request's `dimensions`, at most
+//! [`MAX_EMBEDDING_DIMENSIONS`]), drawn by SplitMix64 seeded with the 64-bit FNV-1a
+//! digest of the input (its UTF-8 text, or for a token array its ids as little-endian
+//! `u32`s), mapped to `[-1, 1)` and L2-normalized. Equal inputs get equal vectors,
+//! different inputs unrelated ones: good for wiring tests, useless for similarity.
+//! `POST /v1/completions` is answered through chat, so by [`complete`] as above.
 
 use aurora_core::fnv1a64;
 
@@ -383,6 +391,30 @@ fn digest_words(text: &str, wanted: u32, cap: u32) -> (Vec<String>, u32, FinishR
     (pieces, n, reason)
 }
 
+/// Length of a mock embedding when the request names no `dimensions`.
+pub const EMBEDDING_DIMENSIONS: u32 = 256;
+
+/// Most `dimensions` a mock embedding may ask for (OpenAI's largest model has 3072).
+pub const MAX_EMBEDDING_DIMENSIONS: u32 = 4096;
+
+/// The mock embedding of an input whose bytes are `input` (see the module docs):
+/// `dimensions` floats with an L2 norm of 1 (0 dimensions give an empty vector).
+pub fn embed(input: &[u8], dimensions: u32) -> Vec<f32> {
+    let mut state = fnv1a64(input);
+    let raw: Vec<f64> = (0..dimensions)
+        .map(|_| {
+            // The top 53 bits as a fraction in [0, 1), then shifted to [-1, 1).
+            let unit = (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+            unit * 2.0 - 1.0
+        })
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return raw.iter().map(|_| 0.0).collect();
+    }
+    raw.iter().map(|x| (x / norm) as f32).collect()
+}
+
 /// SplitMix64: a tiny, well-mixed generator with a fixed definition, so answers never
 /// change with a dependency's version.
 fn splitmix64(state: &mut u64) -> u64 {
@@ -396,6 +428,19 @@ fn splitmix64(state: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embeddings_are_deterministic_unit_vectors_of_the_asked_length() {
+        let a = embed(b"hello", EMBEDDING_DIMENSIONS);
+        assert_eq!(a.len(), 256);
+        assert_eq!(a, embed(b"hello", EMBEDDING_DIMENSIONS));
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+        assert!(a.iter().all(|x| (-1.0..=1.0).contains(x)));
+        assert_ne!(a, embed(b"hello!", EMBEDDING_DIMENSIONS));
+        assert_eq!(embed(b"x", 3).len(), 3);
+        assert!(embed(b"x", 0).is_empty());
+    }
 
     fn user(text: &str) -> ChatMessage {
         serde_json::from_value(serde_json::json!({"role": "user", "content": text})).unwrap()

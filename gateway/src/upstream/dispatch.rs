@@ -7,6 +7,15 @@
 //! back to the client; any other failure moves on to the next target. When none is
 //! left the client gets 502/503/504 naming the last failure; when every target was
 //! cooling, 503 with `Retry-After`.
+//!
+//! What is sent is a [`Call`]: a chat request (translated per provider kind), or an
+//! embeddings body (forwarded to the sibling `…/embeddings` endpoint of an
+//! OpenAI-compatible provider). A target whose kind cannot serve the call (Anthropic
+//! has no embeddings API) is skipped like a cooling one, without touching its breaker,
+//! so a route can mix kinds; when no target of the model can serve it, the client gets
+//! a 400 saying so. A legacy completion carries both its chat translation and the
+//! client's body: an OpenAI-compatible provider gets the latter at `…/completions`, an
+//! Anthropic one the former (see [`crate::openai::completions`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +32,7 @@ use crate::http::body::Response;
 use crate::http::limits::Limits;
 use crate::metrics::Metrics;
 use crate::openai::types::{ChatCompletionRequest, Usage};
+use crate::openai::ApiError;
 use crate::upstream::breaker::Breakers;
 use crate::upstream::buffered::{Hold, Pool};
 use crate::upstream::client::HttpClient;
@@ -30,6 +40,7 @@ use crate::upstream::failure::{self, Failure, SizeLimit};
 use crate::upstream::policy::UpstreamPolicy;
 use crate::upstream::stream::StreamBounds;
 use crate::upstream::{anthropic, balance, openai, retry, UpstreamClock};
+use serde_json::{Map, Value};
 
 /// Everything needed to call upstreams; one per server.
 #[derive(Debug)]
@@ -47,6 +58,69 @@ pub struct Upstreams {
     rng: Mutex<fastrand::Rng>,
 }
 
+/// What is being sent upstream: one retry loop serves every kind of request.
+#[derive(Clone, Copy, Debug)]
+pub enum Call<'a> {
+    /// `/v1/chat/completions`, translated to the provider's protocol.
+    Chat(&'a ChatCompletionRequest),
+    /// `/v1/embeddings`: the client's body, sent with only `model` replaced.
+    Embeddings(&'a Map<String, Value>),
+    /// `/v1/completions`: the admitted chat translation (its one user message is the
+    /// prompt after redaction) and the client's legacy body.
+    Completions {
+        /// What the policy admitted; sent to providers without a legacy endpoint.
+        chat: &'a ChatCompletionRequest,
+        /// The client's body, sent to OpenAI-compatible providers.
+        legacy: &'a Map<String, Value>,
+    },
+}
+
+impl Call<'_> {
+    /// Whether the answer is a stream (embeddings never are).
+    fn is_stream(&self) -> bool {
+        match self {
+            Call::Chat(request) | Call::Completions { chat: request, .. } => request.is_stream(),
+            Call::Embeddings(_) => false,
+        }
+    }
+
+    /// Whether a provider of `kind` can serve this call at all.
+    fn served_by(&self, kind: ProviderKind) -> bool {
+        match self {
+            Call::Chat(_) | Call::Completions { .. } => true,
+            Call::Embeddings(_) => kind != ProviderKind::Anthropic,
+        }
+    }
+
+    /// What the call is, for the error when no target serves it.
+    fn what(&self) -> &'static str {
+        match self {
+            Call::Chat(_) => "chat completions",
+            Call::Embeddings(_) => "embeddings",
+            Call::Completions { .. } => "completions",
+        }
+    }
+
+    /// The URL to post to at a provider of `kind`: its endpoint, or for embeddings
+    /// and OpenAI-compatible legacy completions its sibling (`…/chat/completions` →
+    /// `…/embeddings`, `…/completions`).
+    fn url(&self, endpoint: &str, kind: ProviderKind) -> String {
+        let sibling = |name: &str| {
+            let base = endpoint
+                .strip_suffix("/chat/completions")
+                .unwrap_or(endpoint);
+            format!("{base}/{name}")
+        };
+        match (self, kind) {
+            (Call::Chat(_), _) | (Call::Completions { .. }, ProviderKind::Anthropic) => {
+                endpoint.to_owned()
+            }
+            (Call::Embeddings(_), _) => sibling("embeddings"),
+            (Call::Completions { .. }, _) => sibling("completions"),
+        }
+    }
+}
+
 /// What became of the request.
 #[derive(Debug)]
 pub enum Outcome {
@@ -54,7 +128,7 @@ pub enum Outcome {
     Mock(Arc<Target>),
     /// A complete answer in OpenAI's shape.
     Plain {
-        /// `chat.completion` JSON.
+        /// `chat.completion` JSON (for [`Call::Embeddings`], the `list` of embeddings).
         body: Bytes,
         /// Its usage, when reported.
         usage: Option<Usage>,
@@ -93,7 +167,7 @@ impl Upstreams {
         self.rng.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `request` against the targets of `resolved` (see the module docs).
+    /// Runs the chat `request` against the targets of `resolved` (see the module docs).
     pub async fn dispatch(
         &self,
         resolved: &Resolved,
@@ -101,10 +175,28 @@ impl Upstreams {
         metrics: &Metrics,
         clock: &UpstreamClock,
     ) -> Outcome {
+        self.dispatch_call(resolved, Call::Chat(request), metrics, clock)
+            .await
+    }
+
+    /// Runs `call` against the targets of `resolved` (see the module docs).
+    pub async fn dispatch_call(
+        &self,
+        resolved: &Resolved,
+        call: Call<'_>,
+        metrics: &Metrics,
+        clock: &UpstreamClock,
+    ) -> Outcome {
         let order = balance::order(resolved, &mut self.rng());
         let mut last: Option<Failure> = None;
         let mut tried = 0usize;
+        let mut unserved = 0usize;
         for target in &order {
+            if target.mock.is_none() && !call.served_by(target.provider.kind) {
+                tracing::debug!(target_id = %target.id, what = call.what(), "skipping a target that cannot serve the call");
+                unserved += 1;
+                continue;
+            }
             let Some(_claim) = self.breakers.try_acquire(&target.id, Instant::now()) else {
                 tracing::debug!(target_id = %target.id, "skipping a cooling target");
                 continue;
@@ -115,7 +207,7 @@ impl Upstreams {
             }
             tried += 1;
             clock.set_provider(&target.provider.name);
-            match self.try_target(target, request, metrics, clock).await {
+            match self.try_target(target, call, metrics, clock).await {
                 Ok(outcome) => {
                     self.breakers.record_success(&target.id);
                     return outcome;
@@ -144,6 +236,16 @@ impl Upstreams {
         }
         match last {
             Some(f) => Outcome::Failed(failure::exhausted(&f, tried).into_response()),
+            None if unserved == order.len() => Outcome::Failed(
+                ApiError::bad_request(format!(
+                    "No target of this model serves {}: Anthropic providers have no {} API.",
+                    call.what(),
+                    call.what()
+                ))
+                .with_param("model")
+                .with_code("unsupported_model")
+                .into_response(),
+            ),
             None => {
                 let ids: Vec<&str> = order.iter().map(|t| &*t.id).collect();
                 let wait = self.breakers.next_trial_in(&ids, Instant::now());
@@ -156,15 +258,23 @@ impl Upstreams {
     async fn try_target(
         &self,
         target: &Arc<Target>,
-        request: &ChatCompletionRequest,
+        call: Call<'_>,
         metrics: &Metrics,
         clock: &UpstreamClock,
     ) -> Result<Outcome, Failure> {
         let provider = &target.provider;
-        let body = match provider.kind {
-            ProviderKind::Anthropic => anthropic::request_body(request, &target.upstream_model)?,
-            _ => openai::request_body(request, &target.upstream_model)?,
+        let body = match (call, provider.kind) {
+            (Call::Chat(request), ProviderKind::Anthropic)
+            | (Call::Completions { chat: request, .. }, ProviderKind::Anthropic) => {
+                anthropic::request_body(request, &target.upstream_model)?
+            }
+            (Call::Completions { chat, legacy }, _) => {
+                openai::legacy_completion_body(legacy, chat, &target.upstream_model)?
+            }
+            (Call::Chat(request), _) => openai::request_body(request, &target.upstream_model)?,
+            (Call::Embeddings(body), _) => openai::passthrough_body(body, &target.upstream_model)?,
         };
+        let url = call.url(&provider.endpoint, provider.kind);
         let timeout = provider.timeout;
         let retries = provider.max_retries;
         let max_wait = Duration::from_millis(self.policy.retry_max_ms);
@@ -172,7 +282,7 @@ impl Upstreams {
         loop {
             let started = Instant::now();
             let result = self
-                .attempt(target, body.clone(), request.is_stream(), timeout)
+                .attempt(target, &url, call, body.clone(), timeout)
                 .await;
             clock.add(started.elapsed());
             let failure = match result {
@@ -218,12 +328,14 @@ impl Upstreams {
     async fn attempt(
         &self,
         target: &Arc<Target>,
+        url: &str,
+        call: Call<'_>,
         body: Bytes,
-        stream: bool,
         timeout: Duration,
     ) -> Result<Outcome, Failure> {
         let provider = &target.provider;
-        let mut builder = Request::post(provider.endpoint.as_str())
+        let stream = call.is_stream();
+        let mut builder = Request::post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::ACCEPT,
@@ -259,7 +371,7 @@ impl Upstreams {
         }
         let request = builder
             .body(Full::new(body))
-            .map_err(|e| Failure::Protocol(format!("bad endpoint {:?}: {e}", provider.endpoint)))?;
+            .map_err(|e| Failure::Protocol(format!("bad endpoint {url:?}: {e}")))?;
         let deadline = tokio::time::Instant::now() + timeout;
         let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
             Err(_) => return Err(Failure::Timeout),
@@ -295,12 +407,17 @@ impl Upstreams {
         }
         let mut hold = self.buffered.hold();
         let bytes = self.read_body(body, deadline, &mut hold).await?;
-        let (body, usage) = match provider.kind {
-            ProviderKind::Anthropic => {
+        let (body, usage) = match (call, provider.kind) {
+            (Call::Embeddings(_), _) => {
+                let usage = openai::read_embeddings(&bytes)?;
+                (bytes, usage)
+            }
+            (Call::Chat(_) | Call::Completions { .. }, ProviderKind::Anthropic) => {
                 let (body, usage) = anthropic::translate_plain(&bytes)?;
                 (body, Some(usage))
             }
-            _ => {
+            // A `text_completion` has `choices` and `usage` as chat does.
+            (Call::Chat(_) | Call::Completions { .. }, _) => {
                 let usage = openai::read_plain(&bytes)?;
                 (bytes, usage)
             }

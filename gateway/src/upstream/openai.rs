@@ -36,6 +36,48 @@ pub fn request_body(
         .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
 }
 
+/// The outgoing body of a request forwarded as the client sent it (embeddings):
+/// only `model` becomes `upstream_model`; every other field goes out unchanged.
+pub fn passthrough_body(
+    request: &serde_json::Map<String, Value>,
+    upstream_model: &str,
+) -> Result<Bytes, Failure> {
+    let mut out = request.clone();
+    out.insert("model".to_owned(), Value::String(upstream_model.to_owned()));
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
+}
+
+/// The outgoing body of a legacy completion: the client's `legacy` body with `model`
+/// replaced, `prompt` set to the admitted one (the text of `chat`'s user message, so
+/// redacted when the policy redacted), and a stream asking for usage as chat does.
+pub fn legacy_completion_body(
+    legacy: &serde_json::Map<String, Value>,
+    chat: &ChatCompletionRequest,
+    upstream_model: &str,
+) -> Result<Bytes, Failure> {
+    let mut out = legacy.clone();
+    out.insert("model".to_owned(), Value::String(upstream_model.to_owned()));
+    if let Some(prompt) = chat.messages.iter().find(|m| m.role == "user") {
+        out.insert("prompt".to_owned(), Value::String(prompt.text()));
+    }
+    if chat.is_stream() {
+        let options = out
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(serde_json::Map::new());
+        }
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".to_owned(), Value::Bool(true));
+        }
+    }
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
+}
+
 #[derive(Deserialize)]
 struct UsageIn {
     #[serde(default, deserialize_with = "super::lenient_count")]
@@ -82,6 +124,25 @@ pub fn read_plain(body: &[u8]) -> Result<Option<Usage>, Failure> {
     let parsed: PlainIn = serde_json::from_slice(body)
         .map_err(|e| Failure::Protocol(format!("not a chat.completion: {e}")))?;
     Ok(parsed.usage.map(Usage::from))
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsIn {
+    #[serde(default)]
+    usage: Option<UsageIn>,
+    /// Required, so a body without it is rejected as not an embeddings list.
+    #[serde(rename = "data")]
+    _data: serde::de::IgnoredAny,
+}
+
+/// Checks an embeddings answer and reads its usage (input tokens only); the bytes
+/// are forwarded unchanged.
+pub fn read_embeddings(body: &[u8]) -> Result<Option<Usage>, Failure> {
+    let parsed: EmbeddingsIn = serde_json::from_slice(body)
+        .map_err(|e| Failure::Protocol(format!("not an embeddings list: {e}")))?;
+    Ok(parsed
+        .usage
+        .map(|u| Usage::new(Usage::from(u).prompt_tokens, 0)))
 }
 
 /// Stream state: whether the client wants usage, and the usage seen so far.
@@ -137,10 +198,16 @@ impl OpenAiStream {
             return Flow::Error;
         }
         if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+            // Chat chunks carry `delta`, legacy completion chunks `text`.
             let tokens: u64 = choices
                 .iter()
-                .filter_map(|c| c.get("delta"))
-                .map(tokens::of_message_value)
+                .map(|c| match c.get("delta") {
+                    Some(delta) => tokens::of_message_value(delta),
+                    None => c
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .map_or(0, |t| u64::from(tokens::count(t))),
+                })
                 .sum();
             self.streamed = self.streamed.saturating_add(tokens);
         }
@@ -199,6 +266,26 @@ mod tests {
         let u = usage(r#"{"prompt_tokens":18446744073709551615,"completion_tokens":2.9}"#);
         assert_eq!((u.prompt_tokens, u.completion_tokens), (u32::MAX, 2));
         assert_eq!(u.total_tokens, u32::MAX);
+    }
+
+    #[test]
+    fn embeddings_go_out_with_only_the_model_replaced() {
+        let body = serde_json::json!({"model": "alias", "input": ["a", "b"], "dimensions": 8,
+            "encoding_format": "base64", "user": "u1"});
+        let map = body.as_object().expect("an object").clone();
+        let out: Value = serde_json::from_slice(
+            &passthrough_body(&map, "text-embedding-3-small").expect("body"),
+        )
+        .expect("json");
+        let mut expected = body;
+        expected["model"] = "text-embedding-3-small".into();
+        assert_eq!(out, expected);
+        let usage = read_embeddings(
+            br#"{"object":"list","data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}"#,
+        )
+        .expect("a list");
+        assert_eq!(usage, Some(Usage::new(7, 0)));
+        assert!(read_embeddings(br#"{"choices":[]}"#).is_err());
     }
 
     #[test]

@@ -57,7 +57,8 @@ if [ -z "$addr" ]; then
     exit 1
 fi
 
-for check in openai_client_check.py openai_tools_check.py responses_client_check.py; do
+for check in openai_client_check.py openai_tools_check.py responses_client_check.py \
+    openai_embeddings_completions_check.py; do
     "$venv/bin/python" "$here/$check" "http://$addr" || { echo "aurora log:"; cat "$log"; exit 1; }
 done
 "$here/anthropic_client_check.sh" "$venv" "http://$addr" || { echo "aurora log:"; cat "$log"; exit 1; }

@@ -5,6 +5,7 @@
 #                                documented upstream/node state; a fresh node has none)
 #   status_code_conformance      every status is one the spec lists for the operation
 #   response_schema_conformance  every JSON body matches the spec's schema
+#   content_type_conformance     every answer has a media type the spec lists
 # The node runs on a free loopback port with a temporary data dir and an admin token;
 # a client key is created first so the client endpoints are tried with a real key.
 # Bounded: at most AURORA_ST_MAX_EXAMPLES (default 25) cases per operation and phase,
@@ -115,7 +116,7 @@ status=0
 timeout --kill-after=10 "$time_limit" \
     "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" --no-color run "$spec" \
     --url "$base" \
-    --checks not_a_server_error,status_code_conformance,response_schema_conformance \
+    --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
     --phases examples,coverage,fuzzing \
     --max-examples "$max_examples" \
     --seed "$seed" \

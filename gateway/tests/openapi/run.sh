@@ -21,6 +21,7 @@
 set -euo pipefail
 
 SCHEMATHESIS_VERSION="4.32.5"
+VALIDATOR_VERSION="0.7.2"    # openapi-spec-validator: the spec itself is valid OpenAPI 3.1
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 bin="${1:-$root/target/debug/aurora}"
@@ -46,6 +47,21 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('openapi-spec-validator') != '$VALIDATOR_VERSION')" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-spec-validator==$VALIDATOR_VERSION"
+fi
+if ! "$venv/bin/python" - "$spec" <<'PY'
+import sys
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+spec, _ = read_from_filename(sys.argv[1])
+validate(spec)
+print(f"openapi check: {sys.argv[1]} is valid OpenAPI {spec['openapi']}")
+PY
+then
+    echo "FAIL openapi check: docs/openapi.yaml is not a valid OpenAPI document"
+    exit 1
 fi
 
 data="$(mktemp -d)"

@@ -24,6 +24,7 @@
 //! - [`server`]: binding, the accept loop and graceful drain;
 //! - [`http`]: routing, body types and request-body limits, shared by every handler;
 //! - [`openai`]: the OpenAI wire shapes, their error format and the `/v1` handlers;
+//! - [`openapi`]: `GET /openapi.yaml`, the embedded `docs/openapi.yaml`;
 //! - [`provider`]: the built-in deterministic [`provider::mock`];
 //! - [`admin`]: the admin token and the `/admin/api` handlers;
 //! - [`admission`]: whether the node may serve clients now (driver alive, state caught
@@ -54,6 +55,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod ops;
 pub mod policy;
 pub mod probe;

@@ -40,6 +40,8 @@ pub enum Route {
     Ready,
     /// `GET /metrics`
     Metrics,
+    /// `GET /openapi.yaml`, the API's OpenAPI spec (anonymous: documentation).
+    OpenApi,
     /// `GET /admin/dashboard/cluster`, the HTML cluster page (it checks the admin token
     /// itself, also as HTTP Basic credentials).
     Dashboard,
@@ -67,6 +69,7 @@ impl Route {
             Route::Health => "/health",
             Route::Ready => "/health/ready",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.yaml",
             Route::Dashboard => "/admin/dashboard/cluster",
             Route::UiShell => "/admin/dashboard",
             Route::UiAsset(_) => "/admin/dashboard/assets",
@@ -99,6 +102,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         "/health" => (Route::Health, "GET"),
         "/health/ready" => (Route::Ready, "GET"),
         "/metrics" => (Route::Metrics, "GET"),
+        "/openapi.yaml" => (Route::OpenApi, "GET"),
         "/admin/dashboard/cluster" => (Route::Dashboard, "GET"),
         _ => {
             if let Some(id) = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty()) {
@@ -248,6 +252,7 @@ async fn handle(state: &Arc<AppState>, route: Route, request: Request<Incoming>)
         Route::Health => health::live(),
         Route::Ready => health::ready(state),
         Route::Metrics => crate::metrics::endpoint(state),
+        Route::OpenApi => crate::openapi::serve(),
         // The UI's cluster page has the same path as the server-rendered one; a request
         // with credentials or `?format=static` (curl, scripts) gets the latter.
         Route::Dashboard if admin::ui::wants_static(request.headers(), request.uri().query()) => {
@@ -292,6 +297,11 @@ mod tests {
         assert_eq!(route(&Method::POST, "/v1/responses"), Ok(Route::Responses));
         assert_eq!(route(&Method::GET, "/v1/models/"), Err(NoRoute::NotFound));
         assert_eq!(route(&Method::GET, "/nope"), Err(NoRoute::NotFound));
+        assert_eq!(route(&Method::GET, "/openapi.yaml"), Ok(Route::OpenApi));
+        assert_eq!(
+            route(&Method::POST, "/openapi.yaml"),
+            Err(NoRoute::MethodNotAllowed { allow: "GET" })
+        );
         assert_eq!(
             route(&Method::DELETE, "/admin/api/cluster/status"),
             Ok(Route::Admin)

@@ -235,6 +235,9 @@ impl UsageLog {
         let other = named.len();
         let group_sql = match column {
             None => "0".to_owned(),
+            // No named group (the range has no rows, or `groups` is 0): every row is
+            // `other`. A `CASE` without a `WHEN` is not SQL.
+            Some(_) if named.is_empty() => other.to_string(),
             Some(column) => {
                 let mut sql = String::from("CASE");
                 for (i, name) in named.iter().enumerate() {
@@ -478,6 +481,44 @@ mod tests {
             .expect("series");
         assert!(plain.groups.is_empty());
         assert_eq!(plain.total, set.total);
+    }
+
+    /// Found by schemathesis (gateway/tests/openapi/run.sh): grouping a range without
+    /// rows named no group and built `CASE ELSE 0 END`, a 500.
+    #[test]
+    fn grouping_a_range_without_rows_is_an_empty_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = log(&dir);
+        log.record(row(50_000, Some("a"), "m", 200, 1));
+        assert!(log.flush(Duration::from_secs(10)));
+        for (group_by, groups) in [(GroupBy::Key, 1), (GroupBy::Model, 8), (GroupBy::Key, 0)] {
+            let set = log
+                .series(&SeriesQuery {
+                    since_ms: 0,
+                    until_ms: 10_000,
+                    bucket_ms: 1_000,
+                    group_by: Some(group_by),
+                    groups,
+                })
+                .expect("series of an empty range");
+            assert_eq!(set.buckets.len(), 10);
+            assert_eq!(set.total.total.requests, 0);
+            assert!(set.groups.is_empty(), "{:?}", set.groups);
+        }
+        // `groups: 0` over rows: all of them are `other`.
+        let set = log
+            .series(&SeriesQuery {
+                since_ms: 0,
+                until_ms: 60_000,
+                bucket_ms: 10_000,
+                group_by: Some(GroupBy::Key),
+                groups: 0,
+            })
+            .expect("series");
+        assert_eq!(set.total.total.requests, 1);
+        assert_eq!(set.groups.len(), 1);
+        assert!(set.groups[0].other);
+        assert_eq!(set.groups[0].total.requests, 1);
     }
 
     #[test]

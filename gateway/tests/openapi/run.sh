@@ -12,10 +12,6 @@
 # and a hard time limit of AURORA_ST_TIMEOUT seconds (default 170) for the whole run.
 # The seed is fixed (AURORA_ST_SEED) so a failure replays.
 #
-# Operations marked `x-aurora-pending: issue-14` in the spec (built in parallel) are
-# tested only when the node serves them (anything but 404 `unknown_url`); the ones
-# skipped are printed.
-#
 # Usage: gateway/tests/openapi/run.sh [path/to/aurora]   (default: target/debug/aurora,
 # built with `cargo build -p aurora-gateway` if missing)
 set -euo pipefail
@@ -92,8 +88,8 @@ if [ -z "$addr" ]; then
 fi
 base="http://$addr"
 
-# A client key, and the pending operations this node does not serve yet.
-excluded="$("$venv/bin/python" - "$base" <<'PY'
+# A client key for the client endpoints.
+setup="$("$venv/bin/python" - "$base" <<'PY'
 import json, os, sys, urllib.request, urllib.error
 
 base = sys.argv[1]
@@ -112,20 +108,9 @@ def call(method, path, body, token):
 status, key = call("POST", "/admin/api/keys", {"id": "openapi-check", "name": "openapi check"}, admin)
 assert status == 201, (status, key)
 print(f"KEY {key['secret']}")
-for path in ["/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/messages"]:
-    status, body = call("POST", path, {}, key["secret"])
-    code = (body or {}).get("error", {}).get("code") if isinstance(body, dict) else None
-    if status == 404 and code == "unknown_url":
-        print(f"SKIP {path}")
 PY
 )"
-export AURORA_ST_API_KEY="$(sed -n 's/^KEY //p' <<<"$excluded")"
-exclude_args=()
-while read -r path; do
-    [ -n "$path" ] || continue
-    echo "openapi check: $path is not served by this build (pending issue 14): skipped"
-    exclude_args+=(--exclude-path "$path")
-done < <(sed -n 's/^SKIP //p' <<<"$excluded")
+export AURORA_ST_API_KEY="$(sed -n 's/^KEY //p' <<<"$setup")"
 
 cd "$data"
 status=0
@@ -140,8 +125,7 @@ timeout --kill-after=10 "$time_limit" \
     --request-timeout 20 \
     --generation-database none \
     --suppress-health-check all \
-    --generation-with-security-parameters false \
-    "${exclude_args[@]}" || status=$?
+    --generation-with-security-parameters false || status=$?
 if [ "$status" -ne 0 ]; then
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
         echo "FAIL openapi check: schemathesis did not finish within ${time_limit}s"

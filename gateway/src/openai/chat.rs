@@ -102,6 +102,7 @@ pub async fn serve(
         Some((name, options)) => (name, Some(options)),
         None => (request.model.as_str(), None),
     };
+    crate::telemetry::record_request_model(name);
     let snapshot = state.catalog.load();
     let Some(resolved) = snapshot.resolve(name) else {
         return ApiError::model_not_found(&request.model).into_response();
@@ -143,23 +144,25 @@ pub async fn serve(
             .output_tokens_for(&name, priced_as.iter().map(|t| &**t)),
         priced_as: &priced_as,
     };
-    let ticket =
-        match state
+    let admitted = crate::telemetry::policy_span().in_scope(|| {
+        state
             .policy
             .admit_with(&state.state_view, caller, &mut request, &name, &allowance)
-        {
-            Ok(ticket) => ticket,
-            Err(rejection) => {
-                let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
-                response.extensions_mut().insert(ModelLabel(label));
-                return response;
-            }
-        };
+    });
+    let ticket = match admitted {
+        Ok(ticket) => ticket,
+        Err(rejection) => {
+            let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
+            response.extensions_mut().insert(ModelLabel(label));
+            return response;
+        }
+    };
     let bill = Bill::new(state, ticket, &request);
     let clock = Arc::new(UpstreamClock::default());
     // From here on the request runs to its end even if this handler is dropped (the
     // client went away): the upstream answers, the bill settles (see the module docs).
-    let mut response = RunToEnd::new(answer(
+    // In the request's span even when it finishes in a task of its own.
+    let mut response = RunToEnd::new(tracing::Instrument::in_current_span(answer(
         Arc::clone(state),
         resolved.clone(),
         request,
@@ -167,7 +170,7 @@ pub async fn serve(
         Arc::clone(&label),
         bill,
         Arc::clone(&clock),
-    ))
+    )))
     .await;
     response.extensions_mut().insert(ModelLabel(label));
     if clock.provider().is_some() {

@@ -374,6 +374,18 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_endpoint_is_an_error_not_a_panic() {
+        let bad = Settings {
+            otlp_endpoint: Some("http://bad host:4318".into()),
+            node_id: None,
+        };
+        assert!(matches!(
+            Telemetry::start(&bad),
+            Err(TelemetryError::Exporter(_))
+        ));
+    }
+
+    #[test]
     fn operation_names_follow_the_genai_conventions() {
         assert_eq!(operation_name("/v1/chat/completions"), Some("chat"));
         assert_eq!(operation_name("/v1/embeddings"), Some("embeddings"));

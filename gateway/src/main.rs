@@ -271,7 +271,13 @@ fn main() -> ExitCode {
     };
     let telemetry =
         aurora_gateway::telemetry::Telemetry::start(&aurora_gateway::telemetry::Settings {
-            otlp_endpoint: args.otlp_endpoint.clone(),
+            // The flag or env var, else `gateway.telemetry.otlp_endpoint` of the file (a
+            // file that does not load is reported by `serve` below).
+            otlp_endpoint: args.otlp_endpoint.clone().or_else(|| {
+                let path = args.config.as_deref()?;
+                let file = aurora_gateway::catalog::file::load(path).ok()?;
+                file.telemetry.otlp_endpoint
+            }),
             node_id: cluster_env(Some(&args.cluster))
                 .get("CLUSTER_NODE_ID")
                 .cloned(),

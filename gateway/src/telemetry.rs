@@ -54,6 +54,16 @@ pub struct Settings {
     pub node_id: Option<String>,
 }
 
+/// `gateway.telemetry` of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    /// As [`Settings::otlp_endpoint`]; `--otlp-endpoint` and
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` win over it.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
 /// The service name every span is exported under.
 pub const SERVICE_NAME: &str = "aurora";
 

@@ -286,3 +286,79 @@ async fn a_chat_request_exports_its_spans_and_propagates_the_trace_upstream() {
     assert_eq!(attr(resource, "aurora.node_id"), Some(json!("node-a")));
     telemetry.shutdown();
 }
+
+/// The `aurora` binary wires it: `--otlp-endpoint` installs the layer, the mock answers
+/// a chat request, and its spans reach the collector by the time the node has stopped
+/// (the exporter is flushed on shutdown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_when_given_an_endpoint() {
+    use std::io::BufRead as _;
+    let collector = Collector::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aurora"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--otlp-endpoint")
+        .arg(format!("http://{}", collector.addr.expect("addr")))
+        .env_remove("RUST_LOG")
+        .env_remove("AURORA_ADMIN_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn aurora");
+    let stderr = child.stderr.take().expect("stderr");
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["fields"]["message"] == "listening" {
+                return v["fields"]["addr"].as_str().and_then(|a| a.parse().ok());
+            }
+        }
+        None
+    })
+    .await
+    .expect("reader")
+    .expect("a listening line");
+    let body = serde_json::to_vec(&common::chat("mock/gpt-4o-mini", "hello")).expect("json");
+    let reply = common::send(
+        addr,
+        Method::POST,
+        CHAT,
+        &[("content-type", "application/json")],
+        Bytes::from(body),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("waiter")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    let spans = collector.spans();
+    let request = spans
+        .iter()
+        .find(|s| s["name"] == "chat /v1/chat/completions")
+        .unwrap_or_else(|| panic!("a request span: {spans:#?}"));
+    assert_eq!(
+        attr(request, "gen_ai.request.model"),
+        Some(json!("mock/gpt-4o-mini"))
+    );
+    assert_eq!(attr(request, "http.response.status_code"), Some(json!(200)));
+    assert!(spans.iter().any(|s| s["name"] == "policy"));
+    assert_eq!(
+        attr(&collector.resources()[0], "service.name"),
+        Some(json!("aurora"))
+    );
+}

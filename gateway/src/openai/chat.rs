@@ -144,19 +144,22 @@ pub async fn serve(
             .output_tokens_for(&name, priced_as.iter().map(|t| &**t)),
         priced_as: &priced_as,
     };
-    let admitted = crate::telemetry::policy_span().in_scope(|| {
-        state
+    // Admission (and a refusal) in the policy span; no await until it is left.
+    let policy_span = crate::telemetry::policy_span();
+    let in_policy = policy_span.enter();
+    let ticket =
+        match state
             .policy
             .admit_with(&state.state_view, caller, &mut request, &name, &allowance)
-    });
-    let ticket = match admitted {
-        Ok(ticket) => ticket,
-        Err(rejection) => {
-            let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
-            response.extensions_mut().insert(ModelLabel(label));
-            return response;
-        }
-    };
+        {
+            Ok(ticket) => ticket,
+            Err(rejection) => {
+                let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
+                response.extensions_mut().insert(ModelLabel(label));
+                return response;
+            }
+        };
+    drop(in_policy);
     let bill = Bill::new(state, ticket, &request);
     let clock = Arc::new(UpstreamClock::default());
     // From here on the request runs to its end even if this handler is dropped (the

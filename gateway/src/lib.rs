@@ -63,6 +63,7 @@ pub mod provider;
 pub mod server;
 pub mod signals;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;
 pub mod usage;
 

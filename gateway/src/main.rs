@@ -172,6 +172,10 @@ struct ServeArgs {
     /// Log format on stderr. Filter with RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// OTLP/HTTP collector base URL (`http://collector:4318`): exports OpenTelemetry
+    /// traces of client requests there (docs/tracing.md). Unset: traces off.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
@@ -265,8 +269,32 @@ fn main() -> ExitCode {
         Some(Command::State(command)) => return aurora_gateway::ops::cli::run_state(&command),
         None => cli.serve,
     };
-    init_logging(args.log_format);
-    match serve(args) {
+    let telemetry =
+        aurora_gateway::telemetry::Telemetry::start(&aurora_gateway::telemetry::Settings {
+            // The flag or env var, else `gateway.telemetry.otlp_endpoint` of the file (a
+            // file that does not load is reported by `serve` below).
+            otlp_endpoint: args.otlp_endpoint.clone().or_else(|| {
+                let path = args.config.as_deref()?;
+                let file = aurora_gateway::catalog::file::load(path).ok()?;
+                file.telemetry.otlp_endpoint
+            }),
+            node_id: cluster_env(Some(&args.cluster))
+                .get("CLUSTER_NODE_ID")
+                .cloned(),
+        });
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: --otlp-endpoint: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(args.log_format, telemetry.as_ref());
+    let served = serve(args);
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(error)) => {
             tracing::error!("{error:#}");
@@ -370,19 +398,27 @@ fn load_config(
     Ok((file, cluster))
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+fn init_logging(format: LogFormat, telemetry: Option<&aurora_gateway::telemetry::Telemetry>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal; log files and collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    // `try_init` fails only if a subscriber is already set, which cannot happen here.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
     };
+    // Traces off: no OpenTelemetry layer at all (`None` is a no-op layer).
+    let traces = telemetry.map(|t| t.layer());
+    // `try_init` fails only if a subscriber is already set, which cannot happen here.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(traces)
+        .try_init();
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {

@@ -79,6 +79,7 @@ impl Running {
             .args(extra)
             .env_remove("AURORA_ADMIN_TOKEN")
             .env_remove("RUST_LOG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

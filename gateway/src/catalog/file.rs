@@ -51,6 +51,8 @@ pub struct GatewayFile {
     pub provider_env_prefix: Option<String>,
     /// `gateway.metrics_auth`; `None`: the default for the listener (see [`MetricsAuth`]).
     pub metrics_auth: Option<MetricsAuth>,
+    /// `gateway.telemetry` (traces; the flag and env var win, see docs/tracing.md).
+    pub telemetry: crate::telemetry::FileSettings,
 }
 
 impl Default for GatewayFile {
@@ -65,6 +67,7 @@ impl Default for GatewayFile {
             auth: None,
             provider_env_prefix: None,
             metrics_auth: None,
+            telemetry: Default::default(),
         }
     }
 }
@@ -134,6 +137,8 @@ struct Section {
     provider_env_prefix: Option<String>,
     #[serde(default)]
     metrics_auth: Option<MetricsAuth>,
+    #[serde(default)]
+    telemetry: crate::telemetry::FileSettings,
 }
 
 /// Reads and validates `path`.
@@ -265,6 +270,7 @@ fn parse_with(text: &str, running: Option<&UpstreamPolicy>) -> Result<GatewayFil
         auth: section.auth,
         provider_env_prefix: section.provider_env_prefix,
         metrics_auth: section.metrics_auth,
+        telemetry: section.telemetry,
     })
 }
 
@@ -527,6 +533,24 @@ gateway:
             panic!("syntax error expected");
         };
         assert!(message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn the_otlp_endpoint_is_read_and_a_misspelt_telemetry_key_is_refused() {
+        let file =
+            parse("gateway:\n  telemetry: {otlp_endpoint: \"http://c:4318\"}\n").expect("valid");
+        assert_eq!(
+            file.telemetry.otlp_endpoint.as_deref(),
+            Some("http://c:4318")
+        );
+        assert_eq!(
+            parse("gateway: {}\n")
+                .expect("valid")
+                .telemetry
+                .otlp_endpoint,
+            None
+        );
+        assert!(parse("gateway:\n  telemetry: {otlp_endpiont: x}\n").is_err());
     }
 
     #[test]

@@ -148,7 +148,14 @@ pub async fn dispatch(
         (Some(refused), _) => refused.into_response(),
         (None, Ok(route)) => match admin_gate(&state, &route, &request) {
             Some(refused) => refused,
-            None => handle(&state, route, request).await,
+            None => {
+                let span = crate::telemetry::request_span(route.label(), request.headers());
+                let response =
+                    tracing::Instrument::instrument(handle(&state, route, request), span.clone())
+                        .await;
+                crate::telemetry::record_status(&span, response.status().as_u16());
+                response
+            }
         },
         (None, Err(NoRoute::NotFound)) => ApiError::unknown_url(&method, &path).into_response(),
         (None, Err(NoRoute::MethodNotAllowed { allow })) => {

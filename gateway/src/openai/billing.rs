@@ -44,6 +44,8 @@ pub struct Bill {
     /// The prompt by the token heuristic, for the estimate.
     prompt_tokens: u64,
     answer: Answer,
+    /// The request's trace span (disabled when traces are off): settling records on it.
+    span: tracing::Span,
 }
 
 /// Completion tokens of a plain `chat.completion` body by the token heuristic (the
@@ -77,6 +79,7 @@ impl Bill {
             ticket: Some(ticket),
             prompt_tokens: tokens::prompt(&request.messages),
             answer: Answer::Pending,
+            span: tracing::Span::current(),
         }
     }
 
@@ -139,7 +142,9 @@ impl Bill {
                 Some(target),
             ),
         };
-        ticket.settle(
+        let recorded = usage.unwrap_or_default();
+        let response_model = target.map(|t| t.upstream_model.clone());
+        let cost = ticket.settle(
             &self.state.state_view,
             &self.state.policy,
             &self.state.metrics,
@@ -150,6 +155,13 @@ impl Bill {
                 target: target.map(|t| Arc::clone(&t.id)),
                 provider: target.map(|t| Arc::clone(&t.provider.name)),
             },
+        );
+        crate::telemetry::record_settled(
+            &self.span,
+            response_model.as_deref(),
+            recorded.prompt,
+            recorded.completion,
+            cost.nanos() as f64 / 1e9,
         );
     }
 }

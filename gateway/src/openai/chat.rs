@@ -115,6 +115,7 @@ pub async fn serve_call(
         Some((name, options)) => (name, Some(options)),
         None => (request.model.as_str(), None),
     };
+    crate::telemetry::record_request_model(name);
     let snapshot = state.catalog.load();
     let Some(resolved) = snapshot.resolve(name) else {
         return ApiError::model_not_found(&request.model).into_response();
@@ -156,6 +157,9 @@ pub async fn serve_call(
             .output_tokens_for(&name, priced_as.iter().map(|t| &**t)),
         priced_as: &priced_as,
     };
+    // Admission (and a refusal) in the policy span; no await until it is left.
+    let policy_span = crate::telemetry::policy_span();
+    let in_policy = policy_span.enter();
     let ticket =
         match state
             .policy
@@ -168,11 +172,13 @@ pub async fn serve_call(
                 return response;
             }
         };
+    drop(in_policy);
     let bill = Bill::new(state, ticket, &request);
     let clock = Arc::new(UpstreamClock::default());
     // From here on the request runs to its end even if this handler is dropped (the
     // client went away): the upstream answers, the bill settles (see the module docs).
-    let mut response = RunToEnd::new(answer(
+    // In the request's span even when it finishes in a task of its own.
+    let mut response = RunToEnd::new(tracing::Instrument::in_current_span(answer(
         Arc::clone(state),
         resolved.clone(),
         (request, legacy),
@@ -180,7 +186,7 @@ pub async fn serve_call(
         Arc::clone(&label),
         bill,
         Arc::clone(&clock),
-    ))
+    )))
     .await;
     response.extensions_mut().insert(ModelLabel(label));
     if clock.provider().is_some() {

@@ -207,7 +207,10 @@ impl Upstreams {
             }
             tried += 1;
             clock.set_provider(&target.provider.name);
-            match self.try_target(target, call, metrics, clock).await {
+            match self
+                .try_target(target, call, metrics, clock, tried > 1)
+                .await
+            {
                 Ok(outcome) => {
                     self.breakers.record_success(&target.id);
                     return outcome;
@@ -261,6 +264,7 @@ impl Upstreams {
         call: Call<'_>,
         metrics: &Metrics,
         clock: &UpstreamClock,
+        fallback: bool,
     ) -> Result<Outcome, Failure> {
         let provider = &target.provider;
         let body = match (call, provider.kind) {
@@ -281,9 +285,23 @@ impl Upstreams {
         let mut attempt = 0u32;
         loop {
             let started = Instant::now();
-            let result = self
-                .attempt(target, &url, call, body.clone(), timeout)
-                .await;
+            let span =
+                crate::telemetry::attempt_span(&provider.name, &url, &target.id, attempt, fallback);
+            let result = tracing::Instrument::instrument(
+                self.attempt(target, &url, call, body.clone(), timeout),
+                span.clone(),
+            )
+            .await;
+            match &result {
+                Ok(_) => crate::telemetry::record_attempt(&span, Some(200), None),
+                Err(f) => {
+                    let status = match f {
+                        Failure::Status { status, .. } => Some(status.as_u16()),
+                        _ => None,
+                    };
+                    crate::telemetry::record_attempt(&span, status, Some(f.kind()));
+                }
+            }
             clock.add(started.elapsed());
             let failure = match result {
                 Ok(outcome) => return Ok(outcome),
@@ -368,6 +386,9 @@ impl Upstreams {
                     builder = builder.header(http::header::AUTHORIZATION, value);
                 }
             }
+        }
+        if let Some(headers) = builder.headers_mut() {
+            crate::telemetry::inject(&tracing::Span::current(), headers);
         }
         let request = builder
             .body(Full::new(body))

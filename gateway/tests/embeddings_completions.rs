@@ -117,6 +117,28 @@ async fn mock_embeddings_every_shape_both_encodings_and_dimensions() {
         )
         .await
         .assert_error(400, Some("dimensions"), None);
+    // Bounded work: 2049 inputs are refused, and so is a mock answer of more than 2^20
+    // numbers (1025 inputs of 1024 dimensions), while 1024 of them are answered.
+    let inputs = |n: usize| vec![[7u32]; n];
+    server
+        .post_json(EMB, &json!({"model": MOCK, "input": inputs(2049)}))
+        .await
+        .assert_error(400, Some("input"), None);
+    server
+        .post_json(
+            EMB,
+            &json!({"model": MOCK, "input": inputs(1025), "dimensions": 1024}),
+        )
+        .await
+        .assert_error(400, Some("input"), None);
+    let most = server
+        .post_json(
+            EMB,
+            &json!({"model": MOCK, "input": inputs(1024), "dimensions": 1024, "encoding_format": "base64"}),
+        )
+        .await;
+    assert_eq!(most.status, 200, "{}", most.text());
+    assert_eq!(most.json()["data"].as_array().map(Vec::len), Some(1024));
     server
         .post_json(EMB, &json!({"model": "nope/x", "input": "x"}))
         .await

@@ -12,6 +12,10 @@
 //! Token-id inputs carry no text: guardrails cannot read them, and they are counted one
 //! token per id. The answer is billed by input tokens alone (completion 0).
 //!
+//! Bounds, so one request cannot make the node build an answer of gigabytes: at most
+//! [`MAX_INPUTS`] inputs and [`MAX_TOKEN_IDS`] token ids (OpenAI's own limits), and a
+//! mock answer of at most [`MOCK_MAX_NUMBERS`] numbers (inputs × dimensions).
+//!
 //! The mock answers every model with [`mock::embed`]; an OpenAI-compatible target gets
 //! the client's body at its sibling `…/embeddings` endpoint with only `model` replaced
 //! and its answer is forwarded unchanged; Anthropic targets are skipped, and a model
@@ -19,6 +23,16 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Most inputs in one request (OpenAI's limit).
+pub const MAX_INPUTS: usize = 2048;
+
+/// Most token ids in one request, over all its inputs (OpenAI's limit).
+pub const MAX_TOKEN_IDS: usize = 300_000;
+
+/// Most numbers (inputs × dimensions) in one mock answer: 4 MiB of `f32`, about 20 MB
+/// of JSON.
+pub const MOCK_MAX_NUMBERS: u64 = 1 << 20;
 
 use bytes::Bytes;
 use http::Request;
@@ -99,6 +113,24 @@ impl Input {
             },
             _ => return Err(invalid()),
         };
+        let (count, ids) = match &input {
+            Input::Text(_) => (1, 0),
+            Input::Texts(v) => (v.len(), 0),
+            Input::Tokens(v) => (1, v.len()),
+            Input::TokenLists(v) => (v.len(), v.iter().map(Vec::len).sum()),
+        };
+        if count > MAX_INPUTS {
+            return Err(ApiError::bad_request(format!(
+                "'input' has {count} inputs; at most {MAX_INPUTS} are allowed per request."
+            ))
+            .with_param("input"));
+        }
+        if ids > MAX_TOKEN_IDS {
+            return Err(ApiError::bad_request(format!(
+                "'input' has {ids} token ids; at most {MAX_TOKEN_IDS} are allowed per request."
+            ))
+            .with_param("input"));
+        }
         let empty = match &input {
             Input::Text(s) => s.is_empty(),
             Input::Texts(v) => v.iter().any(String::is_empty),
@@ -112,6 +144,15 @@ impl Input {
             );
         }
         Ok(input)
+    }
+
+    /// How many inputs (vectors in the answer).
+    fn count(&self) -> usize {
+        match self {
+            Input::Text(_) | Input::Tokens(_) => 1,
+            Input::Texts(v) => v.len(),
+            Input::TokenLists(v) => v.len(),
+        }
     }
 
     /// The texts, if the inputs are text.
@@ -337,6 +378,16 @@ pub async fn serve(
             mock::MAX_EMBEDDING_DIMENSIONS
         ))
         .with_param("dimensions")
+        .into_response();
+    }
+    let numbers = request.input.count() as u64
+        * u64::from(request.dimensions.unwrap_or(mock::EMBEDDING_DIMENSIONS));
+    if mocked && numbers > MOCK_MAX_NUMBERS {
+        return ApiError::bad_request(format!(
+            "A mock model answers at most {MOCK_MAX_NUMBERS} numbers per request (inputs × \
+             dimensions, here {numbers}); send fewer inputs or smaller 'dimensions'."
+        ))
+        .with_param("input")
         .into_response();
     }
     let label = Arc::clone(&resolved.label);
@@ -607,6 +658,21 @@ mod tests {
             Some("dimensions")
         );
         assert!(parse(b"[1]").is_err());
+    }
+
+    #[test]
+    fn too_many_inputs_or_token_ids_are_refused_before_any_work() {
+        let texts = serde_json::json!({"model": "m", "input": vec!["a"; MAX_INPUTS + 1]});
+        assert_eq!(
+            input_of(&texts.to_string()).err().flatten().as_deref(),
+            Some("input")
+        );
+        let lists = serde_json::json!({"model": "m", "input": vec![[0]; MAX_INPUTS + 1]});
+        assert!(input_of(&lists.to_string()).is_err());
+        let ids = serde_json::json!({"model": "m", "input": vec![1; MAX_TOKEN_IDS + 1]});
+        assert!(input_of(&ids.to_string()).is_err());
+        let ok = serde_json::json!({"model": "m", "input": vec!["a"; MAX_INPUTS]});
+        assert_eq!(input_of(&ok.to_string()).map(|i| i.count()), Ok(MAX_INPUTS));
     }
 
     #[test]

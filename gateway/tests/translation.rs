@@ -372,3 +372,49 @@ async fn anthropic_streamed_tool_use_becomes_openai_tool_call_deltas() {
     assert_eq!(usage["completion_tokens"], 20);
     server.stop().await;
 }
+
+/// A plain answer rewritten into another dialect keeps the request's share of the
+/// buffered-upstream pool until the rewrite is written (here: until the response is
+/// dropped unread), as a chat answer does.
+#[tokio::test]
+async fn rewritten_plain_answers_keep_their_upstream_buffer_share_until_written() {
+    let fake = FakeUpstream::start(vec![Reply::Json(200, tool_call_answer())]).await;
+    let server = gateway(ProviderKind::OpenAiCompatible, &fake).await;
+    let pool = &server.state.upstreams.buffered;
+    let post = |path: &str, body: Value| {
+        http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
+            .expect("request")
+    };
+    let state = &server.state;
+    use aurora_gateway::openai::{completions, messages, responses};
+    let check = |what: &str, answer: aurora_gateway::http::body::Response| {
+        assert_eq!(answer.status(), 200, "{what}");
+        assert!(
+            pool.used() > 0,
+            "{what}: the share is held while the answer is unwritten"
+        );
+        drop(answer);
+        assert_eq!(pool.used(), 0, "{what}: released once the answer is gone");
+    };
+    let body = json!({"model": "p/m", "input": "hi"});
+    check(
+        "responses",
+        responses::handle(state, post("/v1/responses", body)).await,
+    );
+    let body = json!({"model": "p/m", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    check(
+        "messages",
+        messages::handle(state, post("/v1/messages", body)).await,
+    );
+    let body = json!({"model": "p/m", "prompt": "hi"});
+    check(
+        "completions",
+        completions::handle(state, post("/v1/completions", body)).await,
+    );
+    server.stop().await;
+}

@@ -130,6 +130,43 @@ pub fn held(response: Response, hold: crate::upstream::buffered::Hold) -> Respon
     response.map(|inner| HeldBody { inner, _hold: hold }.boxed())
 }
 
+/// `body`, keeping `spent` (a body already read to its end) alive until `body` is
+/// dropped. A plain answer that is rewritten (another dialect's shape) would otherwise
+/// let go of what the spent body holds, its share of the buffered-upstream pool
+/// ([`held`]), before the rewrite is written.
+pub fn keeping(body: Body, spent: Body) -> Body {
+    Keeping {
+        body,
+        _spent: spent,
+    }
+    .boxed()
+}
+
+struct Keeping {
+    body: Body,
+    _spent: Body,
+}
+
+impl http_body::Body for Keeping {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[derive(Debug)]
 struct HeldBody {
     inner: Body,

@@ -197,7 +197,10 @@ async fn name_the_prompt(response: Response) -> Response {
 /// Rewrites a plain `chat.completion` response into a `text_completion` one.
 async fn rewrite_plain(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
-    let bytes = match body.collect().await {
+    // The spent body is kept until the rewrite is written: it may carry the request's
+    // hold on the buffered-upstream pool.
+    let mut spent = body;
+    let bytes = match (&mut spent).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(never) => match never {},
     };
@@ -210,14 +213,16 @@ async fn rewrite_plain(response: Response) -> Response {
         .into_response();
     };
     if is_legacy(&chat) {
-        return http::Response::from_parts(parts, crate::http::body::full(bytes));
+        let body = crate::http::body::keeping(crate::http::body::full(bytes), spent);
+        return http::Response::from_parts(parts, body);
     }
     let json = match serde_json::to_vec(&plain(&chat)) {
         Ok(json) => json,
         Err(_) => return ApiError::internal().into_response(),
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
-    http::Response::from_parts(parts, crate::http::body::full(json))
+    let body = crate::http::body::keeping(crate::http::body::full(json), spent);
+    http::Response::from_parts(parts, body)
 }
 
 /// The legacy id of a chat id: `chatcmpl-…` becomes `cmpl-…`.

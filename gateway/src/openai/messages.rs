@@ -54,7 +54,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
-use crate::http::body::{full, read_limited, Body, Response};
+use crate::http::body::{full, keeping, read_limited, Response};
 use crate::openai::chat;
 use crate::openai::messages_stream;
 use crate::openai::types::{ChatCompletionRequest, ChatMessage, MessageContent, StreamOptions};
@@ -175,37 +175,7 @@ async fn to_anthropic(response: Response, model: &str) -> Response {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let body = Holding {
-        body: full(out.to_string()),
-        _spent: spent,
-    };
-    http::Response::from_parts(parts, BodyExt::boxed(body))
-}
-
-/// A body that keeps another (already read) body alive until it is dropped itself.
-struct Holding {
-    body: Body,
-    _spent: Body,
-}
-
-impl http_body::Body for Holding {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
+    http::Response::from_parts(parts, keeping(full(out.to_string()), spent))
 }
 
 /// Anthropic's `stop_reason` for a chat `finish_reason`.

@@ -154,7 +154,10 @@ where
         return http::Response::from_parts(parts, BodyExt::boxed(channel));
     }
     // A plain answer: read it whole (it is already complete upstream-side), rewrite.
-    let bytes = match body.collect().await {
+    // The spent body is kept until the rewrite is written: it may carry the request's
+    // hold on the buffered-upstream pool.
+    let mut spent = body;
+    let bytes = match (&mut spent).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(never) => match never {},
     };
@@ -168,7 +171,7 @@ where
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            http::Response::from_parts(parts, full(json))
+            http::Response::from_parts(parts, crate::http::body::keeping(full(json), spent))
         }
         None => {
             let mut response = ApiError::server_error(

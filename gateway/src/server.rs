@@ -3,7 +3,9 @@
 //! Shutdown happens in three steps so no client sees a reset connection it did not
 //! deserve: (1) readiness flips to 503 at once, and for `shutdown_grace` the listener
 //! still accepts, so a load balancer polling `/health/ready` moves traffic away;
-//! (2) the listener closes and every connection is told to finish its current request
+//! (2) the connections the kernel has already queued are taken (closing the listener
+//! would reset them), the listener closes, and every connection is told to finish its
+//! current request
 //! (streams included) and close; (3) after `drain_timeout` whatever is left is dropped.
 //! Either way the server returns normally and the binary exits 0.
 //!
@@ -173,7 +175,10 @@ impl Server {
                 }
             }
         }
-        drop(listener);
+        // Connections the kernel has queued but the loop has not taken yet would be
+        // reset by the close, which a client cannot tell from a failure (seen in a
+        // rolling restart on a loaded machine): take them first, and serve them.
+        accept_queued(listener, &builder, &graceful, &state).await;
         // A connection accepted a moment ago whose request hyper has not read yet counts
         // as idle, and the graceful shutdown closes idle connections at once: with the
         // request unread in the socket that close is a reset, which a client cannot tell
@@ -200,6 +205,43 @@ impl Server {
                 );
                 DrainOutcome::TimedOut
             }
+        }
+    }
+}
+
+/// Most connections [`accept_queued`] takes: a flood at shutdown cannot keep it going.
+const MAX_QUEUED_AT_CLOSE: usize = 1024;
+
+/// Accepts, without waiting, what the kernel has already queued on `listener`, then
+/// closes it: after this a connection attempt is refused, never reset.
+async fn accept_queued(
+    listener: TcpListener,
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    state: &Arc<AppState>,
+) {
+    // The std listener is non-blocking (tokio sets it so): `accept` answers at once.
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(%error, "cannot take the listener's queued connections");
+            return;
+        }
+    };
+    for _ in 0..MAX_QUEUED_AT_CLOSE {
+        let accepted = match listener.accept() {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) => Err(error),
+            // An accepted socket does not inherit the listener's non-blocking mode.
+            Ok((stream, peer)) => stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                .map(|stream| (stream, peer)),
+        };
+        let failed = accepted.is_err();
+        accept(accepted, builder, graceful, state).await;
+        if failed {
+            break;
         }
     }
 }

@@ -127,7 +127,7 @@ impl http_body::Body for ChannelBody {
 /// A body that keeps `hold` (a share of the upstream buffer pool) until it has been
 /// sent or dropped, so the pool counts an answer until it has left the node.
 pub fn held(response: Response, hold: crate::upstream::buffered::Hold) -> Response {
-    response.map(|inner| HeldBody { inner, _hold: hold }.boxed())
+    response.map(|body| Keeping { body, _kept: hold }.boxed())
 }
 
 /// `body`, keeping `spent` (a body already read to its end) alive until `body` is
@@ -135,19 +135,18 @@ pub fn held(response: Response, hold: crate::upstream::buffered::Hold) -> Respon
 /// let go of what the spent body holds, its share of the buffered-upstream pool
 /// ([`held`]), before the rewrite is written.
 pub fn keeping(body: Body, spent: Body) -> Body {
-    Keeping {
-        body,
-        _spent: spent,
-    }
-    .boxed()
+    Keeping { body, _kept: spent }.boxed()
 }
 
-struct Keeping {
+/// `body`, with `_kept` dropped only when it is: the one wrapper behind [`held`] and
+/// [`keeping`].
+#[derive(Debug)]
+struct Keeping<T> {
     body: Body,
-    _spent: Body,
+    _kept: T,
 }
 
-impl http_body::Body for Keeping {
+impl<T: Unpin> http_body::Body for Keeping<T> {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -164,32 +163,6 @@ impl http_body::Body for Keeping {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-#[derive(Debug)]
-struct HeldBody {
-    inner: Body,
-    _hold: crate::upstream::buffered::Hold,
-}
-
-impl http_body::Body for HeldBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -59,6 +59,8 @@ pub struct GatewayConfig {
     pub provider_env_prefix: String,
     /// Who may read `/metrics`.
     pub metrics_auth: MetricsAuth,
+    /// The response cache (`gateway.cache`).
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// `gateway.provider_env_prefix` when unset.
@@ -277,6 +279,7 @@ impl Default for GatewayConfig {
             auth: AuthMode::Keys,
             provider_env_prefix: DEFAULT_PROVIDER_ENV_PREFIX.to_owned(),
             metrics_auth: MetricsAuth::Admin,
+            cache: crate::cache::CacheSettings::default(),
         }
     }
 }

@@ -30,6 +30,7 @@
 //! - [`admission`]: whether the node may serve clients now (driver alive, state caught
 //!   up, keys required); [`health`]: liveness and readiness;
 //! - [`metrics`]: counters and histograms with a hand-written Prometheus exposition;
+//! - [`cache`]: the cluster-wide response cache (rendezvous owners, coalescing);
 //! - [`policy`]: auth keys, guardrails, rate limits, budgets and cost of chat requests;
 //! - [`usage`]: the per-request usage log in its own SQLite file, and its admin queries;
 //! - [`ops`]: `aurora backup`, `restore` and `state export|import`, and the export
@@ -45,6 +46,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod cluster;

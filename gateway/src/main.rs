@@ -489,6 +489,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             metrics_auth: file
                 .metrics_auth
                 .unwrap_or_else(|| MetricsAuth::default_for(args.listen)),
+            cache: file.cache.clone(),
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),

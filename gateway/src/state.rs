@@ -62,6 +62,9 @@ pub struct AppState {
     pub loopback_listener: bool,
     /// Failed admin logins per client IP ([`crate::admin::guard`]).
     pub admin_guard: crate::admin::guard::LoginGuard,
+    /// The response cache: this node's share of the cluster's answers
+    /// ([`crate::cache`]).
+    pub cache: Arc<crate::cache::Cache>,
     /// The catalog from the config file (or the built-in mock); the replicated
     /// providers, models and routes are laid over it (see `cluster::catalog`).
     base_catalog: ArcSwap<Catalog>,
@@ -94,6 +97,11 @@ impl AppState {
             .validate()
             .map_err(|e| StateError::Policy(e.under("limits")))?;
         let upstreams = Upstreams::new(client, config.upstream.clone(), config.limits.clone());
+        config
+            .cache
+            .validate()
+            .map_err(|e| StateError::Policy(e.under("cache")))?;
+        let cache = Arc::new(crate::cache::Cache::new(config.cache.clone()));
         let connections = Arc::new(Connections::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
@@ -110,6 +118,7 @@ impl AppState {
             policy: crate::policy::Policy::new(),
             loopback_listener: false,
             admin_guard: crate::admin::guard::LoginGuard::new(),
+            cache,
             base_catalog,
             draining: AtomicBool::new(false),
             ids: IdGen::new(),

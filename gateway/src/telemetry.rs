@@ -240,6 +240,26 @@ pub fn policy_span() -> Span {
     tracing::info_span!("aurora.policy", otel.name = "policy")
 }
 
+/// The response-cache lookup span, child of the current (request) span; its
+/// `aurora.cache.result` (hit, miss) is recorded by [`record_cache`].
+pub fn cache_span() -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        "aurora.cache",
+        otel.name = "cache",
+        aurora.cache.result = tracing::field::Empty
+    )
+}
+
+/// Records how the lookup of `span` ([`cache_span`]) went.
+pub fn record_cache(span: &Span, result: &'static str) {
+    if enabled() {
+        span.record("aurora.cache.result", result);
+    }
+}
+
 /// The span of one upstream attempt: `attempt` counts from 0 on a target (above 0:
 /// a retry), `fallback` says an earlier target of the request already failed.
 pub fn attempt_span(

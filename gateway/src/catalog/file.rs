@@ -53,6 +53,8 @@ pub struct GatewayFile {
     pub metrics_auth: Option<MetricsAuth>,
     /// `gateway.telemetry` (traces; the flag and env var win, see docs/tracing.md).
     pub telemetry: crate::telemetry::FileSettings,
+    /// `gateway.cache`, the response cache.
+    pub cache: crate::cache::CacheSettings,
 }
 
 impl Default for GatewayFile {
@@ -68,6 +70,7 @@ impl Default for GatewayFile {
             provider_env_prefix: None,
             metrics_auth: None,
             telemetry: Default::default(),
+            cache: Default::default(),
         }
     }
 }
@@ -139,6 +142,8 @@ struct Section {
     metrics_auth: Option<MetricsAuth>,
     #[serde(default)]
     telemetry: crate::telemetry::FileSettings,
+    #[serde(default)]
+    cache: crate::cache::CacheSettings,
 }
 
 /// Reads and validates `path`.
@@ -226,6 +231,10 @@ fn parse_with(text: &str, running: Option<&UpstreamPolicy>) -> Result<GatewayFil
         .budgets
         .validate()
         .map_err(|e| ParseError::Invalid(e.under("budgets").under("gateway")))?;
+    section
+        .cache
+        .validate()
+        .map_err(|e| ParseError::Invalid(e.under("cache").under("gateway")))?;
     let catalog = complete(
         section.providers,
         section.models,
@@ -271,6 +280,7 @@ fn parse_with(text: &str, running: Option<&UpstreamPolicy>) -> Result<GatewayFil
         provider_env_prefix: section.provider_env_prefix,
         metrics_auth: section.metrics_auth,
         telemetry: section.telemetry,
+        cache: section.cache,
     })
 }
 

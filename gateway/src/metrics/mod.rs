@@ -449,6 +449,7 @@ pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
         out.sample(&[("target", &target)], breaker.gauge());
     }
     state.connections.write_metrics(&mut out);
+    state.cache.write_metrics(&mut out);
     out.single(
         "aurora_upstream_buffered_bytes",
         "Upstream answer bytes held in memory now, all requests together (bounded by gateway.limits.max_buffered_upstream_bytes).",

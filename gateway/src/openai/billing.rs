@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::cache::CacheUse;
 use crate::catalog::Target;
 use crate::openai::types::ChatCompletionRequest;
 use crate::policy::{Served, Settled, Ticket, TokenUsage};
@@ -29,6 +30,8 @@ pub const CLIENT_GONE: u16 = 499;
 enum Answer {
     /// No upstream answered yet.
     Pending,
+    /// The response cache answered: no upstream was called, nothing is owed.
+    Cached,
     /// `target` answered 200; `completion_tokens` of it went by so far (heuristic).
     Began {
         target: Arc<Target>,
@@ -46,6 +49,8 @@ pub struct Bill {
     answer: Answer,
     /// The request's trace span (disabled when traces are off): settling records on it.
     span: tracing::Span,
+    /// How the request went through the response cache, for its usage row.
+    cache: Option<CacheUse>,
 }
 
 /// Completion tokens of a plain `chat.completion` body by the token heuristic (the
@@ -80,7 +85,21 @@ impl Bill {
             prompt_tokens: tokens::prompt(&request.messages),
             answer: Answer::Pending,
             span: tracing::Span::current(),
+            cache: None,
         }
+    }
+
+    /// The request looked its answer up in the response cache and did not find it.
+    pub fn cache_missed(&mut self) {
+        self.cache = Some(CacheUse::Miss);
+    }
+
+    /// Settles a request the response cache answered: one request, no tokens, no
+    /// cost, logged as a hit.
+    pub fn finish_cached(mut self, status: u16) {
+        self.answer = Answer::Cached;
+        self.cache = Some(CacheUse::Hit);
+        self.settle(status, None);
     }
 
     /// `target` answered 200: from now on the request costs.
@@ -108,7 +127,7 @@ impl Bill {
     /// streamed.
     fn estimate(&self) -> TokenUsage {
         let completion = match &self.answer {
-            Answer::Pending => 0,
+            Answer::Pending | Answer::Cached => 0,
             Answer::Began {
                 completion_tokens, ..
             } => *completion_tokens,
@@ -136,6 +155,7 @@ impl Bill {
         }
         let (served, usage, target) = match &self.answer {
             Answer::Pending => (Served::NotAnswered, None, None),
+            Answer::Cached => (Served::Answered, Some(TokenUsage::default()), None),
             Answer::Began { target, .. } => (
                 Served::Answered,
                 Some(reported.unwrap_or(estimate)),
@@ -154,6 +174,7 @@ impl Bill {
                 usage,
                 target: target.map(|t| Arc::clone(&t.id)),
                 provider: target.map(|t| Arc::clone(&t.provider.name)),
+                cache: self.cache,
             },
         );
         crate::telemetry::record_settled(

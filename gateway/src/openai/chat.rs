@@ -30,6 +30,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use serde_json::{Map, Value};
 
+use crate::cache::{Cache, CacheKey, CacheUse, CallKind, Directive, Lookup};
 use crate::catalog::Resolved;
 use crate::catalog::Target;
 use crate::clock::unix_seconds;
@@ -84,7 +85,14 @@ where
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
-    serve(state, &caller, request, started).await
+    serve(
+        state,
+        &caller,
+        request,
+        Directive::of(&parts.headers),
+        started,
+    )
+    .await
 }
 
 /// Answers an authenticated, parsed chat request: model lookup, policy, the provider,
@@ -95,9 +103,10 @@ pub async fn serve(
     state: &Arc<AppState>,
     caller: &Caller,
     request: ChatCompletionRequest,
+    cache: Directive,
     started: Instant,
 ) -> Response {
-    serve_call(state, caller, request, None, started).await
+    serve_call(state, caller, request, None, cache, started).await
 }
 
 /// [`serve`] for a request that also has a `legacy` completion body (`/v1/completions`):
@@ -108,6 +117,7 @@ pub async fn serve_call(
     caller: &Caller,
     mut request: ChatCompletionRequest,
     legacy: Option<Map<String, Value>>,
+    cache: Directive,
     started: Instant,
 ) -> Response {
     // `?key=value` options after the name tune the mock (latency, length).
@@ -173,12 +183,45 @@ pub async fn serve_call(
             }
         };
     drop(in_policy);
-    let bill = Bill::new(state, ticket, &request);
+    let mut bill = Bill::new(state, ticket, &request);
+    // The response cache, after admission (a hit is refused what a miss would be) and
+    // on the request as admitted (redaction has rewritten it).
+    let mut filler = None;
+    let mut missed = false;
+    let key_id = caller.key_id().map(|k| &**k);
+    if state.cache.applies(cache, key_id, &name) {
+        let kind = match legacy {
+            Some(_) => CallKind::Completions,
+            None => CallKind::Chat,
+        };
+        let key = CacheKey::of(
+            state.cache.settings().scope,
+            key_id,
+            kind,
+            &request,
+            legacy.as_ref(),
+        );
+        let span = crate::telemetry::cache_span();
+        let lookup = tracing::Instrument::instrument(state.cache.lookup(key), span.clone()).await;
+        if let Lookup::Hit(answer) = lookup {
+            crate::telemetry::record_cache(&span, "hit");
+            bill.finish_cached(answer.status);
+            let mut response = Cache::hit_response(&answer);
+            response.extensions_mut().insert(ModelLabel(label));
+            return response;
+        }
+        crate::telemetry::record_cache(&span, "miss");
+        bill.cache_missed();
+        missed = true;
+        if let Lookup::Fill(f) = lookup {
+            filler = Some(f);
+        }
+    }
     let clock = Arc::new(UpstreamClock::default());
     // From here on the request runs to its end even if this handler is dropped (the
     // client went away): the upstream answers, the bill settles (see the module docs).
     // In the request's span even when it finishes in a task of its own.
-    let mut response = RunToEnd::new(tracing::Instrument::in_current_span(answer(
+    let answered = answer(
         Arc::clone(state),
         resolved.clone(),
         (request, legacy),
@@ -186,8 +229,19 @@ pub async fn serve_call(
         Arc::clone(&label),
         bill,
         Arc::clone(&clock),
-    )))
+    );
+    let mut response = RunToEnd::new(tracing::Instrument::in_current_span(async move {
+        let response = answered.await;
+        // A fill records the answer as it goes out and stores it at the key's owner.
+        match filler {
+            Some(filler) => filler.record(response),
+            None => response,
+        }
+    }))
     .await;
+    if missed {
+        CacheUse::Miss.mark(&mut response);
+    }
     response.extensions_mut().insert(ModelLabel(label));
     if clock.provider().is_some() {
         response.extensions_mut().insert(UpstreamTiming(clock));

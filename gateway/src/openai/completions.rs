@@ -19,6 +19,7 @@
 //! `logprobs`, `best_of` above 1, token-id prompts, more than one prompt) are refused
 //! with a 400 naming the field, rather than silently ignored.
 
+use crate::cache::Directive;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,7 +62,15 @@ where
         Err(error) => return error.into_response(),
     };
     let stream = request.is_stream();
-    let response = chat::serve_call(state, &caller, request, Some(legacy), started).await;
+    let response = chat::serve_call(
+        state,
+        &caller,
+        request,
+        Some(legacy),
+        Directive::of(&parts.headers),
+        started,
+    )
+    .await;
     if response.status().is_client_error() {
         return name_the_prompt(response).await;
     }

@@ -46,6 +46,7 @@
 //!
 //! [`messages_stream`]: super::messages_stream
 
+use crate::cache::Directive;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -91,7 +92,14 @@ where
         Err(error) => return error_response(&error),
     };
     let model = request.model.clone();
-    let response = chat::serve(state, &caller, request, started).await;
+    let response = chat::serve(
+        state,
+        &caller,
+        request,
+        Directive::of(&parts.headers),
+        started,
+    )
+    .await;
     to_anthropic(response, &model).await
 }
 

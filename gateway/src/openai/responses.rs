@@ -21,6 +21,7 @@
 //! An error answer from chat (any non-200) is passed on as it is: it already has
 //! OpenAI's error shape and the right status.
 
+use crate::cache::Directive;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -139,7 +140,14 @@ where
         Err(error) => return error.into_response(),
     };
     let stream = request.is_stream();
-    let response = chat::serve(state, &caller, request, started).await;
+    let response = chat::serve(
+        state,
+        &caller,
+        request,
+        Directive::of(&parts.headers),
+        started,
+    )
+    .await;
     if response.status() != StatusCode::OK {
         return response;
     }

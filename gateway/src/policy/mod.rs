@@ -225,6 +225,8 @@ pub struct Settled {
     pub target: Option<Arc<str>>,
     /// The provider that served it.
     pub provider: Option<Arc<str>>,
+    /// How it went through the response cache, if it did.
+    pub cache: Option<crate::cache::CacheUse>,
 }
 
 impl Policy {
@@ -538,6 +540,7 @@ impl Ticket {
                 status: outcome.status,
                 latency_ms: self.started.elapsed().as_millis() as u64,
                 node: None,
+                cache: outcome.cache,
             });
         }
         // The reservation is released here, after the usage is visible.

@@ -76,6 +76,9 @@ pub struct UsageRow {
     pub latency_ms: u64,
     /// The node that served it; filled in by the log when `None`.
     pub node: Option<String>,
+    /// How it went through the response cache: `hit` (answered from it, at no cost),
+    /// `miss`, or `null` (it did not use the cache).
+    pub cache: Option<crate::cache::CacheUse>,
 }
 
 /// Why the log could not be opened or queried.
@@ -161,6 +164,20 @@ CREATE INDEX IF NOT EXISTS usage_log_key_time ON usage_log (key_id, time_ms);
 CREATE INDEX IF NOT EXISTS usage_log_model_time ON usage_log (model, time_ms);
 ";
 
+/// Adds the `cache` column (hit, miss or NULL) to a log written before the response
+/// cache existed; a no-op on a log that has it. Old rows read as NULL: no cache.
+fn add_cache_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('usage_log') WHERE name = 'cache'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute_batch("ALTER TABLE usage_log ADD COLUMN cache TEXT")?;
+    }
+    Ok(())
+}
+
 fn open_connection(path: &Path) -> Result<Connection, UsageLogError> {
     let err = |source| UsageLogError::Sqlite {
         path: path.to_owned(),
@@ -210,6 +227,7 @@ impl UsageLog {
         let writer = open_connection(path)?;
         writer
             .execute_batch(SCHEMA)
+            .and_then(|()| add_cache_column(&writer))
             .map_err(|source| UsageLogError::Sqlite {
                 path: path.to_owned(),
                 source,
@@ -298,7 +316,7 @@ impl UsageLog {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT time_ms, key_id, model, provider, prompt_tokens, completion_tokens,
-                        cached_tokens, cost_nanos, status, latency_ms, node
+                        cached_tokens, cost_nanos, status, latency_ms, node, cache
                  FROM usage_log
                  WHERE time_ms >= ?1 AND time_ms < ?2
                    AND (?3 IS NULL OR key_id = ?3) AND (?4 IS NULL OR model = ?4)
@@ -328,6 +346,10 @@ impl UsageLog {
                         status: u16::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
                         latency_ms: from_sql_int(r.get(9)?),
                         node: r.get(10)?,
+                        cache: r
+                            .get::<_, Option<String>>(11)?
+                            .as_deref()
+                            .and_then(crate::cache::CacheUse::parse),
                     })
                 },
             )
@@ -572,8 +594,8 @@ fn insert(conn: &mut Connection, rows: &[UsageRow], node: &str) -> rusqlite::Res
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO usage_log (time_ms, key_id, model, provider, prompt_tokens,
-                 completion_tokens, cached_tokens, cost_nanos, status, latency_ms, node)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 completion_tokens, cached_tokens, cost_nanos, status, latency_ms, node, cache)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for r in rows {
             stmt.execute(params![
@@ -588,6 +610,7 @@ fn insert(conn: &mut Connection, rows: &[UsageRow], node: &str) -> rusqlite::Res
                 i64::from(r.status),
                 sql_int(r.latency_ms),
                 r.node.as_deref().unwrap_or(node),
+                r.cache.map(crate::cache::CacheUse::as_str),
             ])?;
         }
     }
@@ -611,7 +634,48 @@ mod tests {
             status,
             latency_ms: 3,
             node: None,
+            cache: None,
         }
+    }
+
+    #[test]
+    fn a_log_from_before_the_cache_gains_the_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("usage.db");
+        {
+            // The schema as it was: no `cache` column.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(SCHEMA).expect("schema");
+            conn.execute(
+                "INSERT INTO usage_log (time_ms, key_id, model, provider, prompt_tokens,
+                     completion_tokens, cached_tokens, cost_nanos, status, latency_ms, node)
+                 VALUES (1000, 'k', 'm', NULL, 1, 2, 0, 5, 200, 3, 'n')",
+                [],
+            )
+            .expect("old row");
+        }
+        let log = UsageLog::open(&path, "n").expect("open upgrades");
+        log.record(UsageRow {
+            cache: Some(crate::cache::CacheUse::Hit),
+            ..row(Some("k"), "m", 0, 200, 2000)
+        });
+        assert!(log.flush(Duration::from_secs(5)));
+        let rows = log
+            .query(&Filter {
+                since_ms: 0,
+                until_ms: 10_000,
+                key: None,
+                model: None,
+                limit: 10,
+            })
+            .expect("query");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].cache, Some(crate::cache::CacheUse::Hit));
+        assert_eq!(rows[1].cache, None, "an old row did not use the cache");
+        assert_eq!(rows[1].cost_nanos, 5);
+        drop(log);
+        // Opening again is a no-op.
+        UsageLog::open(&path, "n").expect("reopen");
     }
 
     /// Rows that trickle in faster than the linger share one transaction, where a

@@ -98,6 +98,11 @@ impl http_body::Body for Recording {
                         copy.extend_from_slice(data);
                     }
                 }
+                // hyper stops polling a body that says it has ended (a plain answer
+                // is one frame), so the end is noticed here, not only at `None`.
+                if this.inner.is_end_stream() {
+                    this.end();
+                }
             }
             Poll::Ready(None) => this.end(),
             Poll::Ready(Some(Err(never))) => match *never {},

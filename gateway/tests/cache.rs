@@ -416,3 +416,69 @@ async fn one_key_never_gets_another_keys_answer_unless_the_scope_is_shared() {
     );
     assert_eq!(fake.hits(), 1);
 }
+
+#[tokio::test]
+async fn every_endpoint_goes_through_the_cache_and_a_hit_is_in_its_own_dialect() {
+    let server = TestServer::start().await;
+    let mock = "mock/gpt-4o-mini";
+    let cases = [
+        (
+            "/v1/embeddings",
+            json!({"model": mock, "input": ["a", "b"]}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": mock, "prompt": "once upon"}),
+        ),
+        ("/v1/responses", json!({"model": mock, "input": "tell me"})),
+        (
+            "/v1/responses",
+            json!({"model": mock, "input": "tell me", "stream": true}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": mock, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": mock, "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ];
+    for (path, body) in cases {
+        let post = || {
+            send(
+                server.addr,
+                Method::POST,
+                path,
+                &[("content-type", "application/json"), USE[0]],
+                Bytes::from(body.to_string()),
+            )
+        };
+        let first = post().await;
+        assert_eq!(first.status, 200, "{path}: {}", first.text());
+        assert_eq!(first.header("x-aurora-cache"), "miss", "{path} {body}");
+        let second = post().await;
+        assert_eq!(second.header("x-aurora-cache"), "hit", "{path} {body}");
+        assert_eq!(
+            second.header("content-type"),
+            first.header("content-type"),
+            "{path}"
+        );
+        // The same answer, in the endpoint's dialect (a Responses or Messages answer is
+        // rewritten from the stored chat answer, so only its generated ids may differ).
+        let strip_ids = |text: String| -> String {
+            text.split('"')
+                .filter(|part| {
+                    !part.starts_with("resp_")
+                        && !part.starts_with("msg_")
+                        && !part.starts_with("item_")
+                })
+                .collect()
+        };
+        assert_eq!(
+            strip_ids(second.text()),
+            strip_ids(first.text()),
+            "{path} {body}"
+        );
+    }
+}

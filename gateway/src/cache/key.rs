@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::settings::Scope;
-use crate::openai::types::ChatCompletionRequest;
 
 /// Fields that say who asks, not what: left out of the key.
 const CALLER_FIELDS: [&str; 3] = ["user", "metadata", "store"];
@@ -29,6 +28,8 @@ pub enum CallKind {
     Chat,
     /// `/v1/completions` (the legacy body is hashed too).
     Completions,
+    /// `/v1/embeddings` (the client's body, after redaction).
+    Embeddings,
 }
 
 impl CallKind {
@@ -36,6 +37,7 @@ impl CallKind {
         match self {
             CallKind::Chat => 1,
             CallKind::Completions => 2,
+            CallKind::Embeddings => 3,
         }
     }
 }
@@ -60,7 +62,7 @@ impl CacheKey {
         scope: Scope,
         caller: Option<&str>,
         kind: CallKind,
-        request: &ChatCompletionRequest,
+        request: &impl serde::Serialize,
         legacy: Option<&Map<String, Value>>,
     ) -> CacheKey {
         let mut hash = Sha256::new();
@@ -140,6 +142,7 @@ fn write_scalar(out: &mut Vec<u8>, value: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai::types::ChatCompletionRequest;
 
     fn request(json: &str) -> ChatCompletionRequest {
         serde_json::from_str(json).unwrap()

@@ -193,6 +193,44 @@ impl fmt::Debug for Cache {
     }
 }
 
+/// What the cache says to an admitted request before its answer is made.
+#[derive(Debug)]
+pub enum Gate {
+    /// Answer with this (settle the bill with `finish_cached`).
+    Hit(Arc<Answer>),
+    /// Make the answer, and pass it through [`Pass::wrap`].
+    Pass(Pass),
+}
+
+/// A request that goes on to its upstream: what to do with its answer.
+#[derive(Debug)]
+pub struct Pass {
+    filler: Option<Filler>,
+    looked: bool,
+}
+
+impl Pass {
+    /// Whether the request looked in the cache (and missed): its answer is marked
+    /// `miss`, and so is its usage row.
+    pub fn looked(&self) -> bool {
+        self.looked
+    }
+
+    /// The answer as the client gets it: recorded and stored when this request fills
+    /// its key, marked `miss` when it looked.
+    pub fn wrap(self, mut response: Response) -> Response {
+        match self.filler {
+            Some(filler) => filler.record(response),
+            None => {
+                if self.looked {
+                    CacheUse::Miss.mark(&mut response);
+                }
+                response
+            }
+        }
+    }
+}
+
 /// What a lookup gives the request.
 #[derive(Debug)]
 pub enum Lookup {
@@ -255,6 +293,41 @@ impl Cache {
                     || key_id.is_some_and(|k| self.settings.keys.iter().any(|s| s == k))
             }
         }
+    }
+
+    /// The cache's word on an admitted request for the public model `model` by key
+    /// `key_id` with `directive`: a hit, or what to do with the answer it makes.
+    /// `key` computes the request's key, only when the cache applies.
+    pub async fn gate(
+        self: &Arc<Self>,
+        directive: Directive,
+        key_id: Option<&str>,
+        model: &str,
+        key: impl FnOnce(Scope) -> CacheKey,
+    ) -> Gate {
+        if !self.applies(directive, key_id, model) {
+            return Gate::Pass(Pass {
+                filler: None,
+                looked: false,
+            });
+        }
+        let span = crate::telemetry::cache_span();
+        let lookup =
+            tracing::Instrument::instrument(self.lookup(key(self.settings.scope)), span.clone())
+                .await;
+        let filler = match lookup {
+            Lookup::Hit(answer) => {
+                crate::telemetry::record_cache(&span, CacheUse::Hit.as_str());
+                return Gate::Hit(answer);
+            }
+            Lookup::Fill(filler) => Some(filler),
+            Lookup::Alone => None,
+        };
+        crate::telemetry::record_cache(&span, CacheUse::Miss.as_str());
+        Gate::Pass(Pass {
+            filler,
+            looked: true,
+        })
     }
 
     /// The owner of `key`: `None` when it is this node.

@@ -120,8 +120,21 @@ impl http_body::Body for Recording {
     }
 }
 
-// A body dropped before its end (the client left, the stream was cut) is dropped with
-// its `filler`, which abandons the fill.
+impl Drop for Recording {
+    /// A stream whose reader stopped after its last event (the Responses and Messages
+    /// adapters stop at `[DONE]`) is complete all the same: [`fit_to_keep`] checks that
+    /// it ended properly. Any other body dropped before its end (the client left, the
+    /// stream was cut) abandons the fill, by dropping the filler.
+    fn drop(&mut self) {
+        let is_stream = self
+            .head
+            .as_ref()
+            .is_some_and(|(_, content_type)| content_type.starts_with("text/event-stream"));
+        if is_stream {
+            self.end();
+        }
+    }
+}
 
 /// Whether a complete answer may be stored: a plain JSON answer or a stream that ended
 /// properly (`[DONE]`, or Anthropic's `message_stop`) without an error event, with no

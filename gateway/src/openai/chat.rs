@@ -30,7 +30,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::cache::{Cache, CacheKey, CacheUse, CallKind, Directive, Lookup};
+use crate::cache::{Answer, Cache, CacheKey, CallKind, Directive, Gate};
 use crate::catalog::Resolved;
 use crate::catalog::Target;
 use crate::clock::unix_seconds;
@@ -186,36 +186,23 @@ pub async fn serve_call(
     let mut bill = Bill::new(state, ticket, &request);
     // The response cache, after admission (a hit is refused what a miss would be) and
     // on the request as admitted (redaction has rewritten it).
-    let mut filler = None;
-    let mut missed = false;
     let key_id = caller.key_id().map(|k| &**k);
-    if state.cache.applies(cache, key_id, &name) {
-        let kind = match legacy {
-            Some(_) => CallKind::Completions,
-            None => CallKind::Chat,
-        };
-        let key = CacheKey::of(
-            state.cache.settings().scope,
-            key_id,
-            kind,
-            &request,
-            legacy.as_ref(),
-        );
-        let span = crate::telemetry::cache_span();
-        let lookup = tracing::Instrument::instrument(state.cache.lookup(key), span.clone()).await;
-        if let Lookup::Hit(answer) = lookup {
-            crate::telemetry::record_cache(&span, "hit");
-            bill.finish_cached(answer.status);
-            let mut response = Cache::hit_response(&answer);
-            response.extensions_mut().insert(ModelLabel(label));
-            return response;
-        }
-        crate::telemetry::record_cache(&span, "miss");
+    let kind = match legacy {
+        Some(_) => CallKind::Completions,
+        None => CallKind::Chat,
+    };
+    let pass = match state
+        .cache
+        .gate(cache, key_id, &name, |scope| {
+            CacheKey::of(scope, key_id, kind, &request, legacy.as_ref())
+        })
+        .await
+    {
+        Gate::Hit(answer) => return hit(answer, bill, label),
+        Gate::Pass(pass) => pass,
+    };
+    if pass.looked() {
         bill.cache_missed();
-        missed = true;
-        if let Lookup::Fill(f) = lookup {
-            filler = Some(f);
-        }
     }
     let clock = Arc::new(UpstreamClock::default());
     // From here on the request runs to its end even if this handler is dropped (the
@@ -230,22 +217,23 @@ pub async fn serve_call(
         bill,
         Arc::clone(&clock),
     );
+    // A fill records the answer as it goes out and stores it at the key's owner.
     let mut response = RunToEnd::new(tracing::Instrument::in_current_span(async move {
-        let response = answered.await;
-        // A fill records the answer as it goes out and stores it at the key's owner.
-        match filler {
-            Some(filler) => filler.record(response),
-            None => response,
-        }
+        pass.wrap(answered.await)
     }))
     .await;
-    if missed {
-        CacheUse::Miss.mark(&mut response);
-    }
     response.extensions_mut().insert(ModelLabel(label));
     if clock.provider().is_some() {
         response.extensions_mut().insert(UpstreamTiming(clock));
     }
+    response
+}
+
+/// The answer of a cache hit: settled at no cost, labelled for the metrics.
+pub fn hit(answer: Arc<Answer>, bill: Bill, label: Arc<str>) -> Response {
+    bill.finish_cached(answer.status);
+    let mut response = Cache::hit_response(&answer);
+    response.extensions_mut().insert(ModelLabel(label));
     response
 }
 

@@ -39,10 +39,11 @@ use http::Request;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::cache::{CacheKey, CallKind, Directive, Gate};
 use crate::catalog::{Resolved, Target};
 use crate::http::body::{held, json_ok, json_response, read_limited, ModelLabel, Response};
 use crate::openai::billing::Bill;
-use crate::openai::chat::refuse;
+use crate::openai::chat::{self, refuse};
 use crate::openai::run_to_end::RunToEnd;
 use crate::openai::types::{ChatCompletionRequest, ChatMessage, MessageContent};
 use crate::openai::ApiError;
@@ -294,7 +295,14 @@ where
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
-    serve(state, &caller, request, started).await
+    serve(
+        state,
+        &caller,
+        request,
+        Directive::of(&parts.headers),
+        started,
+    )
+    .await
 }
 
 /// The chat request the policy reads: one user message per text input (none for
@@ -360,6 +368,7 @@ pub async fn serve(
     state: &Arc<AppState>,
     caller: &Caller,
     mut request: EmbeddingsRequest,
+    cache: Directive,
     started: Instant,
 ) -> Response {
     let snapshot = state.catalog.load();
@@ -422,17 +431,31 @@ pub async fn serve(
             }
         };
     take_redactions(&mut request, &view);
-    let bill = Bill::new(state, ticket, &view);
+    let mut bill = Bill::new(state, ticket, &view);
+    let key_id = caller.key_id().map(|k| &**k);
+    let pass = match state
+        .cache
+        .gate(cache, key_id, &name, |scope| {
+            CacheKey::of(scope, key_id, CallKind::Embeddings, &request.body, None)
+        })
+        .await
+    {
+        Gate::Hit(answer) => return chat::hit(answer, bill, label),
+        Gate::Pass(pass) => pass,
+    };
+    if pass.looked() {
+        bill.cache_missed();
+    }
     let clock = Arc::new(UpstreamClock::default());
-    let mut response = RunToEnd::new(answer(
+    let answered = answer(
         Arc::clone(state),
         resolved.clone(),
         request,
         Arc::clone(&label),
         bill,
         Arc::clone(&clock),
-    ))
-    .await;
+    );
+    let mut response = RunToEnd::new(async move { pass.wrap(answered.await) }).await;
     response.extensions_mut().insert(ModelLabel(label));
     if clock.provider().is_some() {
         response

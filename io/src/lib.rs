@@ -37,7 +37,7 @@ pub use identity::{life_of_public_key, NodeKey, PeerIdentity};
 pub use launch::{launch, LaunchError, Socket};
 pub use store::{Store, StoreError};
 pub use transport::{
-    CallError, CallHandler, CallLimits, Inbound, PeerCalls, PeerRequest, Transport,
+    CallError, CallHandler, CallLimits, Inbound, PeerCalls, PeerRequest, ServeLimits, Transport,
 };
 pub use view::{
     ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot, StrangerKind,

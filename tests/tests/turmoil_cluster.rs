@@ -153,11 +153,18 @@ impl Harness<'_> {
                     "test",
                 )
                 .await?;
-                // Every node answers calls with its name and the request.
+                // Every node answers calls with its name and the request; "hold N"
+                // is answered after N seconds (a call held until another node's
+                // answer is stored).
                 let name = spec.name;
                 let calls = handle.peer_calls();
                 calls.set_call_handler(Arc::new(move |r: PeerRequest| async move {
-                    format!("{name}: {}", String::from_utf8_lossy(&r.bytes)).into_bytes()
+                    let text = String::from_utf8_lossy(&r.bytes).into_owned();
+                    if let Some(secs) = text.strip_prefix("hold ") {
+                        let secs = secs.parse().unwrap_or(0);
+                        tokio::time::sleep(Duration::from_secs(secs)).await;
+                    }
+                    format!("{name}: {text}").into_bytes()
                 }));
                 let mut watch = handle.watch();
                 loop {
@@ -419,8 +426,8 @@ fn a_partition_heals() {
 }
 
 /// Calls ride the nodes' connections on the simulated network: answered between
-/// members, failed within the caller's timeout across a partition (never hung), and
-/// answered again once it heals.
+/// members, held for longer than the idle timeout, failed within the caller's timeout
+/// across a partition (never hung), and answered again once it heals.
 #[test]
 fn calls_between_nodes_fail_across_a_partition_and_work_after_it() {
     let mut h = harness();
@@ -433,6 +440,9 @@ fn calls_between_nodes_fail_across_a_partition_and_work_after_it() {
     });
     let timeout = Duration::from_secs(3);
     assert_eq!(h.call("n2", "n1", b"hi", timeout), Ok(b"n1: hi".to_vec()));
+    // Held for longer than QUIC's idle timeout: the connection stays up meanwhile.
+    let held = h.call("n3", "n1", b"hold 25", Duration::from_secs(40));
+    assert_eq!(held, Ok(b"n1: hold 25".to_vec()));
     assert_eq!(h.call("n3", "n2", b"yo", timeout), Ok(b"n2: yo".to_vec()));
     h.sim.partition("n2", "n1");
     let cut = h.call("n2", "n1", b"anyone?", timeout);

@@ -31,6 +31,9 @@
 //!   a dropped future) the handler's future is dropped.
 //! * **No handler, no service.** Until [`Transport::set_call_handler`] registers one,
 //!   every inbound call is refused ([`CallError::NoHandler`] for the caller).
+//!
+//! Versions: a node from before calls allows no bidirectional streams, so a call to it
+//! waits for a stream slot until the caller's timeout ([`CallError::Timeout`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,8 +83,9 @@ pub struct PeerRequest {
 pub type CallFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
 
 /// What answers peers' calls. Returns the reply bytes; the application encodes its own
-/// errors in them. The future runs in its own task and may be dropped at any await (the
-/// caller went away, or the [`ServeLimits::deadline`] passed).
+/// errors in them. `handle` is called once per whole request (never for one cut short);
+/// the future runs in its own task and may be dropped at any await (the caller went
+/// away, or the [`ServeLimits::deadline`] passed).
 ///
 /// Any `Fn(PeerRequest) -> impl Future<Output = Vec<u8>>` (Send + Sync + 'static) is one.
 pub trait CallHandler: Send + Sync + 'static {
@@ -453,10 +457,16 @@ pub(super) async fn serve(
             return refuse(send, &mut recv, CODE_DEADLINE);
         }
     };
-    let handler = serving.handler.clone();
     let request = PeerRequest { peer, from, bytes };
-    // Its own task: a panic (even while building the future) ends only that task.
-    let task = tokio::spawn(async move { handler.handle(request).await });
+    // A panic while building the future, or (in its own task) while running it, fails
+    // only this call.
+    let build = std::panic::AssertUnwindSafe(|| serving.handler.handle(request));
+    let Ok(future) = std::panic::catch_unwind(build) else {
+        TransportMetrics::bump(&metrics.calls_handler_failed);
+        tracing::warn!(peer = %from, "call handler panicked");
+        return send.reset(CODE_HANDLER_PANICKED);
+    };
+    let task = tokio::spawn(future);
     let abort = task.abort_handle();
     let mut send = send;
     let gone = send.stream().stopped();

@@ -464,3 +464,48 @@ async fn a_panicking_handler_fails_its_call_not_the_node() {
     let stats = settle(&b, |s| s.calls_handler_failed == 2).await;
     assert_eq!(stats.calls_handler_failed, 2, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_request_cut_short_by_the_callers_timeout_never_reaches_the_handler() {
+    let (a, _a_rx) = endpoint(S, "a");
+    let (b, _b_rx) = endpoint(S, "b");
+    let b_addr = b.local_addr().expect("b");
+    let b_id = NodeId::from_name("b");
+    let lengths = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lengths_in = lengths.clone();
+    let serve = ServeLimits {
+        max_request: 64 << 20,
+        ..ServeLimits::default()
+    };
+    b.set_call_handler_with(
+        Arc::new(move |r: PeerRequest| {
+            lengths_in.lock().expect("lock").push(r.bytes.len());
+            async { b"ok".to_vec() }
+        }),
+        serve,
+    );
+    // Connected first, so the short timeout below cuts the write, not the dial.
+    assert_eq!(
+        a.call(b_addr, b_id, vec![1], limits()).await,
+        Ok(b"ok".to_vec())
+    );
+    let big = 32 << 20;
+    let cut = CallLimits {
+        timeout: Duration::from_millis(20),
+        max_request: big,
+        ..CallLimits::default()
+    };
+    let got = a.call(b_addr, b_id, vec![0u8; big], cut).await;
+    assert_eq!(got, Err(CallError::Timeout(Duration::from_millis(20))));
+    let stats = settle(&b, |s| s.calls_abandoned == 1).await;
+    assert_eq!(stats.calls_abandoned, 1, "b saw the reset: {stats:?}");
+    assert_eq!(
+        a.call(b_addr, b_id, vec![2; 3], limits()).await,
+        Ok(b"ok".to_vec())
+    );
+    assert_eq!(
+        *lengths.lock().expect("lock"),
+        [1, 3],
+        "no cut-short request was handled"
+    );
+}

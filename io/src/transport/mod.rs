@@ -82,7 +82,8 @@ pub struct TransportMetrics {
     pub handshakes_in_progress: AtomicU64,
     /// Calls this node made to peers ([`call`]), answered or not.
     pub calls_sent: AtomicU64,
-    /// Calls this node made that ended without a reply (any [`CallError`]).
+    /// Calls this node made that ended without a reply (any [`CallError`]; a call
+    /// whose future the caller dropped is in neither this nor a reply).
     pub calls_failed: AtomicU64,
     /// Peers' calls that reached this node.
     pub calls_received: AtomicU64,

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::store::{Store, StoreError};
-use crate::transport::{Inbound, Transport};
+use crate::transport::{Inbound, PeerCalls, Transport};
 use crate::view::{
     ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot, StrangerKind,
     StrangerView, ViewMetrics,
@@ -107,6 +107,7 @@ pub struct Handle {
     state: watch::Receiver<Arc<StateSnapshot>>,
     events: broadcast::Sender<Event>,
     task: JoinHandle<Result<(), DriverError>>,
+    calls: PeerCalls,
 }
 
 impl Handle {
@@ -184,6 +185,12 @@ impl Handle {
             Ok(result) => result,
             Err(_) => Err(DriverError::Stopped),
         }
+    }
+
+    /// Calls to and from peers over the node's connections ([`crate::transport::call`]).
+    /// Cheap to clone; once the driver stopped (and closed the transport) calls fail.
+    pub fn peer_calls(&self) -> PeerCalls {
+        self.calls.clone()
     }
 
     /// Whether the driver task has ended.
@@ -286,6 +293,7 @@ pub fn start(
         .into_iter()
         .filter(|s| *s != cfg.identity.addr)
         .collect();
+    let calls = PeerCalls::new(transport.clone());
     let mut driver = Driver {
         node,
         clock,
@@ -321,6 +329,7 @@ pub fn start(
         state,
         events,
         task,
+        calls,
     })
 }
 

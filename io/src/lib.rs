@@ -9,7 +9,8 @@
 //!   online backup and verified restore, and the point-in-time history of its records;
 //! - [`identity`]: this node's own key pair (one storage life), kept in its data dir;
 //! - [`transport`]: QUIC with mutual TLS derived from the cluster secret, bounded
-//!   handshakes, and each connection's authenticated peer identity;
+//!   handshakes, each connection's authenticated peer identity, and request/reply
+//!   calls between nodes on the same connections ([`PeerCalls`]);
 //! - [`clock`]: tokio time as core milliseconds (virtual under turmoil), and the wall
 //!   clock for the core's hybrid logical clock and the history's commit times;
 //! - [`driver`]: the task that owns the `Node` and honours the persistence contract;
@@ -35,7 +36,9 @@ pub use driver::{Commander, DriverConfig, DriverError, Handle};
 pub use identity::{life_of_public_key, NodeKey, PeerIdentity};
 pub use launch::{launch, LaunchError, Socket};
 pub use store::{Store, StoreError};
-pub use transport::{Inbound, Transport};
+pub use transport::{
+    CallError, CallHandler, CallLimits, Inbound, PeerCalls, PeerRequest, ServeLimits, Transport,
+};
 pub use view::{
     ClusterView, LocalStatus, MemberView, ReplicaCounters, StateSnapshot, StrangerKind,
     StrangerView,

@@ -229,3 +229,65 @@ fn a_meta() -> MemberMeta {
         bootstrap_expect: 0,
     }
 }
+
+/// Calls between two running nodes: the caller finds its peer (address and id) in its
+/// membership view, as the gateway does, and the call rides the connection gossip
+/// already opened. A stopped peer fails the call within its timeout, never hangs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_nodes_call_each_other_over_their_gossip_connection() {
+    use aurora_io::transport::{CallLimits, PeerRequest};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, a_addr) = node("a", dir.path(), vec![]).await;
+    let (b, _) = node("b", dir.path(), vec![a_addr]).await;
+    wait_for(&a, "a sees b", |v| v.alive().count() == 1).await;
+    let b_id = aurora_core::NodeId::from_name("b");
+    b.peer_calls()
+        .set_call_handler(Arc::new(|r: PeerRequest| async move {
+            format!(
+                "{} asked {}",
+                r.peer.node,
+                String::from_utf8_lossy(&r.bytes)
+            )
+            .into_bytes()
+        }));
+    let view = a.view();
+    let peer = view
+        .members
+        .iter()
+        .find(|m| m.id == b_id)
+        .expect("b listed");
+    let limits = CallLimits {
+        timeout: Duration::from_secs(5),
+        ..CallLimits::default()
+    };
+    let calls = a.peer_calls();
+    let reply = calls
+        .call(peer.addr, peer.id, b"cached?".to_vec(), limits)
+        .await
+        .expect("reply");
+    let a_id = aurora_core::NodeId::from_name("a");
+    assert_eq!(reply, format!("{a_id} asked cached?").into_bytes());
+    wait_for(&b, "b counted the call", |v| {
+        v.metrics.transport.calls_received == 1
+    })
+    .await;
+    wait_for(&a, "a counted the call", |v| {
+        let t = &v.metrics.transport;
+        t.calls_sent == 1 && t.calls_failed == 0
+    })
+    .await;
+
+    b.stop().await.expect("stop");
+    let short = CallLimits {
+        timeout: Duration::from_secs(2),
+        ..limits
+    };
+    let started = tokio::time::Instant::now();
+    let gone = calls
+        .call(peer.addr, peer.id, b"still there?".to_vec(), short)
+        .await;
+    assert!(gone.is_err(), "{gone:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    a.stop().await.expect("stop");
+}

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aurora_core::{Incarnation, Liveness};
+use aurora_io::transport::{CallError, CallLimits, PeerRequest};
 use aurora_io::{launch, ClusterView, LocalStatus, Socket};
 use aurora_tests::TurmoilUdp;
 
@@ -29,6 +30,18 @@ const PORT: u16 = 7946;
 type Views = Arc<Mutex<HashMap<String, Arc<ClusterView>>>>;
 /// Names of nodes asked to leave gracefully (read by their host loops).
 type Leaves = Arc<Mutex<Vec<String>>>;
+/// Calls a node's host loop is asked to make (it runs them on its own runtime, where
+/// its socket lives), and their outcomes by order number.
+type CallOrders = Arc<Mutex<Vec<CallOrder>>>;
+type CallResults = Arc<Mutex<HashMap<usize, Result<Vec<u8>, CallError>>>>;
+
+struct CallOrder {
+    number: usize,
+    from: &'static str,
+    to: &'static str,
+    bytes: Vec<u8>,
+    timeout: Duration,
+}
 
 /// How one host's node is configured.
 #[derive(Clone)]
@@ -55,6 +68,9 @@ struct Harness<'a> {
     sim: turmoil::Sim<'a>,
     views: Views,
     leaves: Leaves,
+    orders: CallOrders,
+    results: CallResults,
+    next_call: usize,
     dir: tempfile::TempDir,
 }
 
@@ -67,6 +83,9 @@ fn harness() -> Harness<'static> {
         sim,
         views: Arc::new(Mutex::new(HashMap::new())),
         leaves: Arc::new(Mutex::new(Vec::new())),
+        orders: Arc::new(Mutex::new(Vec::new())),
+        results: Arc::new(Mutex::new(HashMap::new())),
+        next_call: 0,
         dir: tempfile::tempdir().expect("tempdir"),
     }
 }
@@ -85,11 +104,13 @@ impl Harness<'_> {
     fn add(&mut self, spec: NodeSpec) {
         let views = self.views.clone();
         let leaves = self.leaves.clone();
+        let (orders, results) = (self.orders.clone(), self.results.clone());
         let db = self.db(spec.name);
         let seed = aurora_core::fnv1a64(spec.name.as_bytes());
         self.sim.host(spec.name, move || {
             let views = views.clone();
             let leaves = leaves.clone();
+            let (orders, results) = (orders.clone(), results.clone());
             let db = db.clone();
             let spec = spec.clone();
             async move {
@@ -132,8 +153,43 @@ impl Harness<'_> {
                     "test",
                 )
                 .await?;
+                // Every node answers calls with its name and the request; "hold N"
+                // is answered after N seconds (a call held until another node's
+                // answer is stored).
+                let name = spec.name;
+                let calls = handle.peer_calls();
+                calls.set_call_handler(Arc::new(move |r: PeerRequest| async move {
+                    let text = String::from_utf8_lossy(&r.bytes).into_owned();
+                    if let Some(secs) = text.strip_prefix("hold ") {
+                        let secs = secs.parse().unwrap_or(0);
+                        tokio::time::sleep(Duration::from_secs(secs)).await;
+                    }
+                    format!("{name}: {text}").into_bytes()
+                }));
                 let mut watch = handle.watch();
                 loop {
+                    let mine: Vec<CallOrder> = {
+                        let mut all = orders.lock().unwrap_or_else(|p| p.into_inner());
+                        let (mine, rest) = all.drain(..).partition(|o| o.from == spec.name);
+                        *all = rest;
+                        mine
+                    };
+                    for order in mine {
+                        let (calls, results) = (calls.clone(), results.clone());
+                        tokio::spawn(async move {
+                            let to = SocketAddr::new(turmoil::lookup(order.to), PORT);
+                            let limits = CallLimits {
+                                timeout: order.timeout,
+                                ..CallLimits::default()
+                            };
+                            let id = aurora_core::NodeId::from_name(order.to);
+                            let got = calls.call(to, id, order.bytes, limits).await;
+                            results
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(order.number, got);
+                        });
+                    }
                     let view = watch.borrow_and_update().clone();
                     views
                         .lock()
@@ -154,14 +210,48 @@ impl Harness<'_> {
                         result?;
                         return Ok(());
                     }
-                    if watch.changed().await.is_err() {
-                        break;
+                    // Woken by a new view, or soon anyway to pick up call orders.
+                    tokio::select! {
+                        changed = watch.changed() => if changed.is_err() { break },
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                     }
                 }
                 handle.join().await?;
                 Ok(())
             }
         });
+    }
+
+    /// Has `from` call `to` (bounded by `timeout`) and steps until the call ended.
+    fn call(
+        &mut self,
+        from: &'static str,
+        to: &'static str,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        let number = self.next_call;
+        self.next_call += 1;
+        self.orders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(CallOrder {
+                number,
+                from,
+                to,
+                bytes: bytes.to_vec(),
+                timeout,
+            });
+        let what = format!("the call {from} -> {to}");
+        self.run_until(timeout + Duration::from_secs(2), &what, |h| {
+            let results = h.results.lock().unwrap_or_else(|p| p.into_inner());
+            results.contains_key(&number)
+        });
+        let results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        results
+            .get(&number)
+            .cloned()
+            .unwrap_or(Err(CallError::Timeout(timeout)))
     }
 
     fn view(&self, name: &str) -> Option<Arc<ClusterView>> {
@@ -333,6 +423,48 @@ fn a_partition_heals() {
     h.run_until(Duration::from_secs(40), "membership after repair", |h| {
         all_converged(h, &names)
     });
+}
+
+/// Calls ride the nodes' connections on the simulated network: answered between
+/// members, held for longer than the idle timeout, failed within the caller's timeout
+/// across a partition (never hung), and answered again once it heals.
+#[test]
+fn calls_between_nodes_fail_across_a_partition_and_work_after_it() {
+    let mut h = harness();
+    let names = ["n1", "n2", "n3"];
+    h.add(spec("n1", &[]));
+    h.add(spec("n2", &["n1"]));
+    h.add(spec("n3", &["n1"]));
+    h.run_until(Duration::from_secs(20), "full membership", |h| {
+        all_converged(h, &names)
+    });
+    let timeout = Duration::from_secs(3);
+    assert_eq!(h.call("n2", "n1", b"hi", timeout), Ok(b"n1: hi".to_vec()));
+    // Held for longer than QUIC's idle timeout: the connection stays up meanwhile.
+    let held = h.call("n3", "n1", b"hold 25", Duration::from_secs(40));
+    assert_eq!(held, Ok(b"n1: hold 25".to_vec()));
+    assert_eq!(h.call("n3", "n2", b"yo", timeout), Ok(b"n2: yo".to_vec()));
+    h.sim.partition("n2", "n1");
+    let cut = h.call("n2", "n1", b"anyone?", timeout);
+    assert!(
+        matches!(
+            cut,
+            Err(CallError::Timeout(_) | CallError::ConnectionLost(_))
+        ),
+        "a call across a partition: {cut:?}"
+    );
+    // n3 still reaches both.
+    assert_eq!(h.call("n3", "n1", b"x", timeout), Ok(b"n1: x".to_vec()));
+    h.sim.repair("n2", "n1");
+    h.run_until(Duration::from_secs(30), "membership after repair", |h| {
+        all_converged(h, &names)
+    });
+    // Past any dial backoff: the call reconnects if the old connection died.
+    h.run_for(Duration::from_secs(6));
+    assert_eq!(
+        h.call("n2", "n1", b"back", timeout),
+        Ok(b"n1: back".to_vec())
+    );
 }
 
 #[test]

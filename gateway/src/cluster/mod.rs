@@ -1,6 +1,7 @@
 //! The gateway's side of the node: starting the io driver, reading the replicated
-//! state ([`view::StateView`]), rebuilding the catalog from it ([`catalog`]), and the
-//! cluster's status, node list and metrics ([`status`]).
+//! state ([`view::StateView`]), rebuilding the catalog from it ([`catalog`]), the
+//! cluster's status, node list and metrics ([`status`]), and calls to peer nodes
+//! ([`ClusterInfo::peer_calls`]).
 //!
 //! Every `aurora serve` runs a core node through the io driver with its SQLite file in
 //! `<data-dir>/node.db`, clustered or not, so that the admin API, budgets and usage go
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use aurora_core::Command;
 use aurora_io::config::{ClusterSettings, Secret, Secrets};
-use aurora_io::{ClusterView, Commander, DriverError, Handle, LaunchError};
+use aurora_io::{ClusterView, Commander, DriverError, Handle, LaunchError, PeerCalls};
 use tokio::sync::watch;
 
 pub use view::{StateView, WriteError};
@@ -80,6 +81,8 @@ pub struct ClusterInfo {
     /// This node's SQLite file, read (read-only) for point-in-time exports; `None`
     /// without a node.
     pub db_path: Option<PathBuf>,
+    /// Calls to and from peers over the cluster's connections; `None` without a node.
+    peer_calls: Option<PeerCalls>,
 }
 
 impl ClusterInfo {
@@ -101,7 +104,16 @@ impl ClusterInfo {
             view,
             commander: None,
             db_path: None,
+            peer_calls: None,
         }
+    }
+
+    /// Request/reply calls to peer nodes over the cluster's authenticated QUIC
+    /// connections, and the registration of this node's handler for theirs
+    /// (`aurora_io::transport::call`). `None` without a node (detached tests). A single
+    /// node has one too, with no peer to call.
+    pub fn peer_calls(&self) -> Option<&PeerCalls> {
+        self.peer_calls.as_ref()
     }
 
     /// The driver's latest membership view. Never waits for the driver.
@@ -243,6 +255,7 @@ impl Node {
             view: handle.watch(),
             commander: Some(handle.commander()),
             db_path: Some(db_path(data_dir)),
+            peer_calls: Some(handle.peer_calls()),
         };
         let state_view = StateView::new(handle.watch_state(), handle.commander());
         Ok(Node {

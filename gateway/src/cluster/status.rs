@@ -593,6 +593,44 @@ pub fn write_metrics(info: &ClusterInfo, out: &mut Exposition) {
         Kind::Gauge,
         t.handshakes_in_progress,
     );
+    for (name, help, value) in [
+        (
+            "aurora_cluster_calls_sent_total",
+            "Calls this node made to peers (request/reply on a QUIC stream), answered or not.",
+            t.calls_sent,
+        ),
+        (
+            "aurora_cluster_calls_failed_total",
+            "Calls this node made that got no reply (unreachable, timed out, refused, wrong peer, reply too large).",
+            t.calls_failed,
+        ),
+        (
+            "aurora_cluster_calls_received_total",
+            "Peers' calls that reached this node.",
+            t.calls_received,
+        ),
+    ] {
+        out.single(name, help, Kind::Counter, value);
+    }
+    out.family(
+        "aurora_cluster_calls_unanswered_total",
+        "Peers' calls this node did not answer, by reason (refused: no handler or too many in flight; too_large: request over the limit; handler_failed: panicked or past the deadline; abandoned: the caller went away first).",
+        Kind::Counter,
+    );
+    for (reason, n) in [
+        ("refused", t.calls_refused),
+        ("too_large", t.call_too_large),
+        ("handler_failed", t.calls_handler_failed),
+        ("abandoned", t.calls_abandoned),
+    ] {
+        out.sample(&[("reason", &reason)], n);
+    }
+    out.single(
+        "aurora_cluster_calls_in_flight",
+        "Peers' calls this node is handling now.",
+        Kind::Gauge,
+        t.calls_in_flight,
+    );
     out.single(
         "aurora_cluster_lease_undeliverable_total",
         "Lease messages not sent: addressed to a voter this node has no address for.",
@@ -825,6 +863,49 @@ pub(crate) mod tests {
             (detached.failover_mode, detached.heartbeat_interval_ms),
             ("single_node", 1_000)
         );
+    }
+
+    #[test]
+    fn peer_call_counters_are_exported() {
+        let transport = aurora_io::transport::TransportStats {
+            calls_sent: 7,
+            calls_failed: 2,
+            calls_received: 5,
+            calls_refused: 1,
+            call_too_large: 3,
+            calls_handler_failed: 4,
+            calls_abandoned: 6,
+            calls_in_flight: 8,
+            ..Default::default()
+        };
+        let view = ClusterView {
+            metrics: aurora_io::view::ViewMetrics {
+                transport,
+                ..Default::default()
+            },
+            ..ClusterView::default()
+        };
+        let (_tx, view) = tokio::sync::watch::channel(std::sync::Arc::new(view));
+        let info = ClusterInfo {
+            view,
+            ..ClusterInfo::detached()
+        };
+        let mut out = Exposition::new();
+        write_metrics(&info, &mut out);
+        let text = out.into_string();
+        for line in [
+            "aurora_cluster_calls_sent_total 7",
+            "aurora_cluster_calls_failed_total 2",
+            "aurora_cluster_calls_received_total 5",
+            "aurora_cluster_calls_unanswered_total{reason=\"refused\"} 1",
+            "aurora_cluster_calls_unanswered_total{reason=\"too_large\"} 3",
+            "aurora_cluster_calls_unanswered_total{reason=\"handler_failed\"} 4",
+            "aurora_cluster_calls_unanswered_total{reason=\"abandoned\"} 6",
+            "aurora_cluster_calls_in_flight 8",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert!(ClusterInfo::detached().peer_calls().is_none());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Moving the core's bytes between nodes: QUIC (quinn) with mutual TLS.
 //!
-//! Why QUIC: one UDP socket per node carries both unreliable gossip (QUIC datagrams,
-//! [`Channel::Datagram`]) and reliable bulk transfers (one unidirectional stream per
-//! push-pull or anti-entropy message, [`Channel::Stream`]), all encrypted and
-//! authenticated by TLS 1.3 ([`tls`]). One endpoint both listens and dials from the same
+//! Why QUIC: one UDP socket per node carries unreliable gossip (QUIC datagrams,
+//! [`Channel::Datagram`]), reliable bulk transfers (one unidirectional stream per
+//! push-pull or anti-entropy message, [`Channel::Stream`]) and the application's
+//! request/reply calls between nodes (one bidirectional stream per call, [`call`]), all
+//! on the same connections, encrypted and authenticated by TLS 1.3 ([`tls`]). One endpoint both listens and dials from the same
 //! socket, so the remote address of any connection is the peer's gossip address — which
 //! is the address the core must reply to.
 //!
@@ -11,6 +12,7 @@
 //! `AsyncUdpSocket` and `Runtime`, so the same code runs on a tokio UDP socket in
 //! production and on turmoil's simulated network in `aurora-tests`.
 
+pub mod call;
 pub mod fault;
 pub mod limits;
 pub mod quic;
@@ -23,6 +25,9 @@ use aurora_core::Channel;
 
 use crate::identity::PeerIdentity;
 
+pub use call::{
+    CallError, CallFuture, CallHandler, CallLimits, PeerCalls, PeerRequest, ServeLimits,
+};
 pub use fault::{IsolatableSocket, Isolation};
 pub use limits::{HandshakeLimits, PeerNetwork};
 pub use quic::{Transport, TransportError};
@@ -75,6 +80,23 @@ pub struct TransportMetrics {
     pub handshake_timeouts: AtomicU64,
     /// Inbound handshakes in progress now (a gauge).
     pub handshakes_in_progress: AtomicU64,
+    /// Calls this node made to peers ([`call`]), answered or not.
+    pub calls_sent: AtomicU64,
+    /// Calls this node made that ended without a reply (any [`CallError`]; a call
+    /// whose future the caller dropped is in neither this nor a reply).
+    pub calls_failed: AtomicU64,
+    /// Peers' calls that reached this node.
+    pub calls_received: AtomicU64,
+    /// Peers' calls refused: no handler registered, or too many in flight.
+    pub calls_refused: AtomicU64,
+    /// Peers' calls refused because the request was over the size limit.
+    pub call_too_large: AtomicU64,
+    /// Peers' calls whose handler panicked or passed the serve deadline.
+    pub calls_handler_failed: AtomicU64,
+    /// Peers' calls whose caller went away (reset, timeout, lost connection) first.
+    pub calls_abandoned: AtomicU64,
+    /// Peers' calls being handled now (a gauge).
+    pub calls_in_flight: AtomicU64,
 }
 
 /// A plain copy of [`TransportMetrics`] for views and tests.
@@ -98,6 +120,14 @@ pub struct TransportStats {
     pub handshakes_refused: u64,
     pub handshake_timeouts: u64,
     pub handshakes_in_progress: u64,
+    pub calls_sent: u64,
+    pub calls_failed: u64,
+    pub calls_received: u64,
+    pub calls_refused: u64,
+    pub call_too_large: u64,
+    pub calls_handler_failed: u64,
+    pub calls_abandoned: u64,
+    pub calls_in_flight: u64,
 }
 
 impl TransportMetrics {
@@ -126,10 +156,20 @@ impl TransportMetrics {
             handshakes_refused: r(&self.handshakes_refused),
             handshake_timeouts: r(&self.handshake_timeouts),
             handshakes_in_progress: r(&self.handshakes_in_progress),
+            calls_sent: r(&self.calls_sent),
+            calls_failed: r(&self.calls_failed),
+            calls_received: r(&self.calls_received),
+            calls_refused: r(&self.calls_refused),
+            call_too_large: r(&self.call_too_large),
+            calls_handler_failed: r(&self.calls_handler_failed),
+            calls_abandoned: r(&self.calls_abandoned),
+            calls_in_flight: r(&self.calls_in_flight),
         }
     }
 }
 
+#[cfg(test)]
+mod call_tests;
 #[cfg(test)]
 mod handshake_tests;
 #[cfg(test)]

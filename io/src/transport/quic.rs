@@ -19,6 +19,10 @@
 //!   flow control.
 //! * **Bounded streams.** Each uni stream carries exactly one message; reading stops at
 //!   [`MAX_STREAM_MESSAGE`] bytes, and a longer one is dropped and counted.
+//! * **Calls on bidirectional streams.** Request/reply calls between nodes
+//!   ([`super::call`]) ride the same connections, one bidi stream per call, at most
+//!   [`MAX_CALLS_PER_CONNECTION`] open at once per connection; a call waits for (or
+//!   starts) the dial to its peer, where gossip would only queue.
 //! * **Stateless reset.** The endpoint's reset key is derived from the cluster keys and
 //!   the node's id, so after a restart the node can reset peers' connections to its
 //!   previous process at once instead of leaving them to time out.
@@ -42,9 +46,10 @@ use quinn::{
     SendDatagramError, ServerConfig, TransportConfig, VarInt,
 };
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
+use super::call::{self, CallError, Serving, MAX_CALLS_PER_CONNECTION};
 use super::limits::{
     HandshakeLimits, QUINN_INCOMING_BUFFER, QUINN_INCOMING_BUFFER_TOTAL, QUINN_MAX_INCOMING,
     RETRY_TOKEN_LIFETIME,
@@ -85,21 +90,26 @@ enum Peer {
     },
 }
 
-struct Shared {
+pub(super) struct Shared {
     endpoint: Endpoint,
     client: ClientConfig,
     peers: Mutex<HashMap<SocketAddr, Peer>>,
     inbound: mpsc::Sender<Inbound>,
-    metrics: TransportMetrics,
+    pub(super) metrics: TransportMetrics,
     limits: HandshakeLimits,
     /// One permit per inbound handshake in progress.
     handshakes: Arc<Semaphore>,
+    /// Woken whenever a peer's entry in `peers` changes state (connected, dial failed,
+    /// connection gone): calls waiting for a connection look again.
+    peer_change: Notify,
+    /// The handler of peers' calls, once registered ([`super::call`]).
+    serving: Mutex<Option<Arc<Serving>>>,
 }
 
 /// A node's QUIC endpoint. Cloning shares it.
 #[derive(Clone)]
 pub struct Transport {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -118,7 +128,8 @@ fn transport_config() -> Result<Arc<TransportConfig>, TransportError> {
             .map_err(|_| TransportError::Setting("idle timeout".into()))?,
     ));
     t.keep_alive_interval(Some(KEEP_ALIVE));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(0));
+    // Peers' calls (super::call); more wait for a free slot (QUIC flow control).
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CALLS_PER_CONNECTION));
     t.max_concurrent_uni_streams(VarInt::from_u32(256));
     Ok(Arc::new(t))
 }
@@ -170,6 +181,8 @@ impl Transport {
             metrics: TransportMetrics::default(),
             limits: limits.clone(),
             handshakes: Arc::new(Semaphore::new(limits.max_in_progress)),
+            peer_change: Notify::new(),
+            serving: Mutex::new(None),
         });
         tokio::spawn(accept_loop(shared.clone()));
         Ok(Transport { shared })
@@ -280,6 +293,82 @@ impl Shared {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub(super) fn lock_serving(&self) -> MutexGuard<'_, Option<Arc<Serving>>> {
+        // Every update is a single assignment: a poisoned lock is consistent.
+        self.serving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn serving(&self) -> Option<Arc<Serving>> {
+        self.lock_serving().clone()
+    }
+
+    /// The live connection to `to` and its peer's identity, for a call: an existing
+    /// one, one being dialled (waited for), or a new dial. A peer in backoff, or whose
+    /// dial fails meanwhile, is an error at once; the caller's timeout bounds the wait.
+    pub(super) async fn connection_for(
+        self: &Arc<Self>,
+        to: SocketAddr,
+    ) -> Result<(Connection, PeerIdentity), CallError> {
+        // Whether a dial was pending (ours or another's) since this call began: its
+        // failure is this call's failure.
+        let mut dialling = false;
+        loop {
+            // Registered before looking, so a change in between is not missed.
+            let changed = self.peer_change.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut peers = self.lock_peers();
+                match peers.remove(&to) {
+                    Some(Peer::Connected(conn, id)) if conn.close_reason().is_none() => {
+                        peers.insert(to, Peer::Connected(conn.clone(), id));
+                        return Ok((conn, id));
+                    }
+                    Some(p @ Peer::Connecting { .. }) => {
+                        peers.insert(to, p);
+                        dialling = true;
+                    }
+                    Some(Peer::Backoff { until, failures }) => {
+                        if dialling {
+                            peers.insert(to, Peer::Backoff { until, failures });
+                            return Err(CallError::ConnectFailed { to });
+                        }
+                        if Instant::now() < until {
+                            peers.insert(to, Peer::Backoff { until, failures });
+                            return Err(CallError::NotConnected { to });
+                        }
+                        self.dial(&mut peers, to, failures);
+                        dialling = true;
+                    }
+                    // A closed connection (its read loop has not removed it yet) or
+                    // none at all: dial.
+                    Some(Peer::Connected(..)) | None => {
+                        self.dial(&mut peers, to, 0);
+                        dialling = true;
+                    }
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Starts a dial to `to` with nothing queued for it.
+    fn dial(
+        self: &Arc<Self>,
+        peers: &mut HashMap<SocketAddr, Peer>,
+        to: SocketAddr,
+        failures: u32,
+    ) {
+        peers.insert(
+            to,
+            Peer::Connecting {
+                queue: Vec::new(),
+                failures,
+            },
+        );
+        tokio::spawn(connect(self.clone(), to, failures));
+    }
+
     fn send_on(self: &Arc<Self>, conn: &Connection, channel: Channel, bytes: Vec<u8>) {
         if channel == Channel::Datagram {
             let fits = conn
@@ -343,6 +432,7 @@ impl Shared {
             _ => Vec::new(),
         };
         drop(peers);
+        self.peer_change.notify_waiters();
         for (channel, bytes) in queued {
             self.send_on(&conn, channel, bytes);
         }
@@ -438,6 +528,8 @@ async fn connect(shared: Arc<Shared>, to: SocketAddr, failures: u32) {
             failures,
         },
     );
+    drop(peers);
+    shared.peer_change.notify_waiters();
 }
 
 /// Applies the handshake policy of [`super::limits`] to each inbound handshake, in
@@ -508,6 +600,10 @@ async fn read_loop(shared: Arc<Shared>, conn: Connection, peer: PeerIdentity) {
                     TransportMetrics::bump(&shared.metrics.receive_dropped);
                 }
             }
+            call = conn.accept_bi() => {
+                let Ok((send, recv)) = call else { break };
+                tokio::spawn(call::serve(shared.clone(), from, peer, send, recv));
+            }
             stream = conn.accept_uni() => {
                 let Ok(mut stream) = stream else { break };
                 let shared = shared.clone();
@@ -540,4 +636,6 @@ async fn read_loop(shared: Arc<Shared>, conn: Connection, peer: PeerIdentity) {
             peers.remove(&from);
         }
     }
+    drop(peers);
+    shared.peer_change.notify_waiters();
 }

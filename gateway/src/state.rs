@@ -125,10 +125,12 @@ impl AppState {
         })
     }
 
-    /// Connects the state to a running node (before it is shared).
+    /// Connects the state to a running node (before it is shared), the response cache
+    /// to its peers among them.
     pub fn attach(mut self, state_view: StateView, cluster: ClusterInfo) -> Self {
         self.state_view = state_view;
         self.cluster = cluster;
+        crate::cache::link::connect(&self.cache, &self.cluster);
         self
     }
 

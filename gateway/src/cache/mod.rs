@@ -31,6 +31,7 @@
 //! its tokens against `tpm`.
 
 pub mod key;
+pub mod link;
 pub mod recording;
 pub mod ring;
 pub mod settings;
@@ -44,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use aurora_core::NodeId;
 use http::{HeaderMap, HeaderValue};
 
 use crate::http::body::{full, Response};
@@ -357,28 +359,28 @@ impl Cache {
     }
 
     async fn lookup_here(self: &Arc<Self>, key: CacheKey) -> Lookup {
-        let found = self.lock().lookup(key, Instant::now(), true);
+        let found = self.lock().lookup(key, Instant::now(), true, None);
         match found {
             Found::Hit(answer) => Lookup::Hit(answer),
             Found::Fill(token) => Lookup::Fill(Filler::new(self, key, token, None)),
             Found::Alone => Lookup::Alone,
-            Found::Wait(rx) => match self.wait(rx, self.settings.fill_timeout()).await {
-                Some(answer) => Lookup::Hit(answer),
+            Found::Wait(rx) => match Self::wait(rx, self.settings.fill_timeout()).await {
+                Some(answer) => {
+                    bump(&self.counters.coalesced);
+                    Lookup::Hit(answer)
+                }
                 None => Lookup::Alone,
             },
         }
     }
 
+    /// Waits (at most `limit`) for the fill `rx` waits on; `None`: go on alone.
     async fn wait(
-        &self,
         rx: tokio::sync::oneshot::Receiver<Wake>,
         limit: Duration,
     ) -> Option<Arc<Answer>> {
         match tokio::time::timeout(limit, rx).await {
-            Ok(Ok(Wake::Answer(answer))) => {
-                bump(&self.counters.coalesced);
-                Some(answer)
-            }
+            Ok(Ok(Wake::Answer(answer))) => Some(answer),
             _ => None,
         }
     }
@@ -389,20 +391,32 @@ impl Cache {
         owner: Member,
         key: CacheKey,
     ) -> Lookup {
-        let wait = self.settings.fill_timeout();
-        let request = Request::Lookup {
-            key: key.0,
-            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
-        };
-        let reply = link
-            .call(
+        // First a quick look (bounded by `peer_timeout`, so an owner that died unseen
+        // costs a request at most that); only when a fill is in flight, a second call
+        // that the owner holds until the answer is stored.
+        let ask = |wait: Duration| {
+            let request = Request::Lookup {
+                key: key.0,
+                wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            };
+            let call = link.call(
                 owner,
                 wire::encode(&request),
                 wait + self.settings.peer_timeout(),
-            )
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| wire::decode::<Reply>(&bytes).map_err(|e| e.to_string()));
+            );
+            async move {
+                call.await
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| wire::decode::<Reply>(&bytes).map_err(|e| e.to_string()))
+            }
+        };
+        let mut reply = ask(Duration::ZERO).await;
+        if let Ok(Reply::Pending) = reply {
+            reply = ask(self.settings.fill_timeout()).await;
+            if let Ok(Reply::Hit(_)) = reply {
+                bump(&self.counters.coalesced);
+            }
+        }
         match reply {
             Ok(Reply::Hit(answer)) => Lookup::Hit(Arc::new(answer.into())),
             Ok(Reply::Fill { token }) => Lookup::Fill(Filler::new(
@@ -425,10 +439,10 @@ impl Cache {
         }
     }
 
-    /// Answers a peer's call (this node is the owner of its key): a lookup, held while
-    /// a fill is in flight, a store or an abandon. Malformed calls get
+    /// Answers a call of the peer `from` (this node is the owner of its key): a lookup,
+    /// held while a fill is in flight, a store or an abandon. Malformed calls get
     /// [`Reply::Refused`] and are counted.
-    pub async fn serve_peer(&self, bytes: &[u8]) -> Vec<u8> {
+    pub async fn serve_peer(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
         bump(&self.counters.peer_calls_served);
         let request = match wire::decode::<Request>(bytes) {
             Ok(request) if self.settings.enabled() => request,
@@ -442,15 +456,17 @@ impl Cache {
         let key = request.key();
         let reply = match request {
             Request::Lookup { wait_ms, .. } => {
-                let found = self.lock().lookup(key, Instant::now(), true);
+                let found = self.lock().lookup(key, Instant::now(), true, Some(from));
                 match found {
                     Found::Hit(answer) => Reply::Hit((&*answer).into()),
                     Found::Fill(token) => Reply::Fill { token: token.0 },
                     Found::Alone => Reply::Alone,
+                    // A quick look: the caller asks again to wait.
+                    Found::Wait(_) if wait_ms == 0 => Reply::Pending,
                     Found::Wait(rx) => {
                         let limit = Duration::from_millis(u64::from(wait_ms))
                             .min(self.settings.fill_timeout());
-                        match self.wait(rx, limit).await {
+                        match Self::wait(rx, limit).await {
                             Some(answer) => Reply::Hit((&*answer).into()),
                             None => Reply::Alone,
                         }
@@ -475,6 +491,21 @@ impl Cache {
             }
         };
         wire::encode(&reply)
+    }
+
+    /// Ends the fills whose filler left the live members or whose deadline passed
+    /// ([`Store::sweep`]); the link calls it every second.
+    pub fn sweep(&self) {
+        let Some(link) = self.link.get() else { return };
+        let (me, others) = link.members();
+        let alive = |node: NodeId| node == me.id || others.iter().any(|m| m.id == node);
+        let ended = self.lock().sweep(Instant::now(), alive);
+        if ended > 0 {
+            tracing::debug!(
+                ended,
+                "cache fills ended: their filler is gone or their time is up"
+            );
+        }
     }
 
     /// The response of a hit.

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use aurora_core::NodeId;
+
 use super::key::CacheKey;
 
 /// Requests waiting on one fill at most; later ones go on alone.
@@ -84,6 +86,8 @@ struct Entry {
 struct Fill {
     token: FillToken,
     deadline: Instant,
+    /// The node calling the upstream (`None`: this one).
+    filler: Option<NodeId>,
     waiters: Vec<oneshot::Sender<Wake>>,
 }
 
@@ -150,8 +154,15 @@ impl Store {
         }
     }
 
-    /// Looks `key` up at `now`; `wait`: whether the caller may wait on a fill in flight.
-    pub fn lookup(&mut self, key: CacheKey, now: Instant, wait: bool) -> Found {
+    /// Looks `key` up at `now` for `caller` (`None`: this node), who fills it if nobody
+    /// holds it; `wait`: whether the caller may wait on a fill in flight.
+    pub fn lookup(
+        &mut self,
+        key: CacheKey,
+        now: Instant,
+        wait: bool,
+        caller: Option<NodeId>,
+    ) -> Found {
         if let Some(entry) = self.entries.get(&key) {
             if entry.expires > now {
                 let answer = Arc::clone(&entry.answer);
@@ -186,6 +197,7 @@ impl Store {
             Fill {
                 token,
                 deadline: now + self.fill_timeout,
+                filler: caller,
                 waiters: Vec::new(),
             },
         );
@@ -269,6 +281,23 @@ impl Store {
         }
     }
 
+    /// Ends the fills past their deadline, and those of fillers `alive` says are gone
+    /// (their node died mid-fill): their waiters go on alone at once rather than at
+    /// their own timeouts. Returns how many fills ended.
+    pub fn sweep(&mut self, now: Instant, alive: impl Fn(NodeId) -> bool) -> usize {
+        let before = self.fills.len();
+        self.fills.retain(|_, fill| {
+            let live = fill.deadline > now && fill.filler.is_none_or(&alive);
+            if !live {
+                for waiter in fill.waiters.drain(..) {
+                    let _ = waiter.send(Wake::Alone);
+                }
+            }
+            live
+        });
+        before - self.fills.len()
+    }
+
     /// Counters now.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
@@ -320,7 +349,7 @@ mod tests {
     }
 
     fn fill(s: &mut Store, k: CacheKey, now: Instant) -> FillToken {
-        match s.lookup(k, now, true) {
+        match s.lookup(k, now, true, None) {
             Found::Fill(token) => token,
             other => panic!("expected a fill, got {other:?}"),
         }
@@ -333,10 +362,13 @@ mod tests {
         let token = fill(&mut s, key(1), t0);
         assert_eq!(s.store(key(1), token, answer(10), TTL, t0), 0);
         assert!(
-            matches!(s.lookup(key(1), t0 + TTL / 2, true), Found::Hit(a) if a.body.len() == 10)
+            matches!(s.lookup(key(1), t0 + TTL / 2, true, None), Found::Hit(a) if a.body.len() == 10)
         );
         // Expired: a fill again, and the expiry is counted.
-        assert!(matches!(s.lookup(key(1), t0 + TTL, true), Found::Fill(_)));
+        assert!(matches!(
+            s.lookup(key(1), t0 + TTL, true, None),
+            Found::Fill(_)
+        ));
         assert_eq!(s.stats().expirations, 1);
         assert_eq!(s.stats().entries, 0);
     }
@@ -347,12 +379,12 @@ mod tests {
         let t0 = Instant::now();
         let token = fill(&mut s, key(1), t0);
         let mut waiters: Vec<_> = (0..3)
-            .map(|_| match s.lookup(key(1), t0, true) {
+            .map(|_| match s.lookup(key(1), t0, true, None) {
                 Found::Wait(rx) => rx,
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert!(matches!(s.lookup(key(1), t0, false), Found::Alone));
+        assert!(matches!(s.lookup(key(1), t0, false, None), Found::Alone));
         assert_eq!(s.store(key(1), token, answer(5), TTL, t0), 3);
         for rx in &mut waiters {
             assert!(matches!(rx.try_recv(), Ok(Wake::Answer(a)) if a.body.len() == 5));
@@ -364,7 +396,7 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let token = fill(&mut s, key(1), t0);
-        let Found::Wait(mut rx) = s.lookup(key(1), t0, true) else {
+        let Found::Wait(mut rx) = s.lookup(key(1), t0, true, None) else {
             panic!()
         };
         assert_eq!(
@@ -374,7 +406,7 @@ mod tests {
         );
         assert_eq!(s.abandon(key(1), token), 1);
         assert!(matches!(rx.try_recv(), Ok(Wake::Alone)));
-        assert!(matches!(s.lookup(key(1), t0, true), Found::Fill(t) if t != token));
+        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Fill(t) if t != token));
     }
 
     #[test]
@@ -382,7 +414,7 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let old = fill(&mut s, key(1), t0);
-        let Found::Wait(mut rx) = s.lookup(key(1), t0, true) else {
+        let Found::Wait(mut rx) = s.lookup(key(1), t0, true, None) else {
             panic!()
         };
         let later = t0 + Duration::from_secs(6);
@@ -392,7 +424,7 @@ mod tests {
         assert!(rx.try_recv().is_err());
         // The old filler's late answer is an answer all the same, but wakes no one.
         assert_eq!(s.store(key(1), old, answer(7), TTL, later), 0);
-        assert!(matches!(s.lookup(key(1), later, true), Found::Hit(_)));
+        assert!(matches!(s.lookup(key(1), later, true, None), Found::Hit(_)));
     }
 
     #[test]
@@ -408,18 +440,49 @@ mod tests {
         assert_eq!(s.stats().evictions, 1);
         assert!(s.stats().bytes <= 10_000);
         // Touch key 1, add another: key 2 (now the oldest) goes.
-        assert!(matches!(s.lookup(key(1), t0, true), Found::Hit(_)));
+        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Hit(_)));
         let token = fill(&mut s, key(9), t0);
         s.store(key(9), token, answer(3_000), TTL, t0);
-        assert!(matches!(s.lookup(key(1), t0, true), Found::Hit(_)));
-        assert!(matches!(s.lookup(key(2), t0, true), Found::Fill(_)));
+        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Hit(_)));
+        assert!(matches!(s.lookup(key(2), t0, true, None), Found::Fill(_)));
         // Over max_entry_bytes: the waiters get it, the store does not keep it.
         let token = fill(&mut s, key(7), t0);
-        let Found::Wait(mut rx) = s.lookup(key(7), t0, true) else {
+        let Found::Wait(mut rx) = s.lookup(key(7), t0, true, None) else {
             panic!()
         };
         assert_eq!(s.store(key(7), token, answer(5_000), TTL, t0), 1);
         assert!(matches!(rx.try_recv(), Ok(Wake::Answer(_))));
-        assert!(matches!(s.lookup(key(7), t0, true), Found::Fill(_)));
+        assert!(matches!(s.lookup(key(7), t0, true, None), Found::Fill(_)));
+    }
+
+    #[test]
+    fn a_sweep_ends_the_fills_of_dead_fillers_and_past_deadlines_waking_their_waiters() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let dead = NodeId(7);
+        let Found::Fill(_) = s.lookup(key(1), t0, true, Some(dead)) else {
+            panic!()
+        };
+        let Found::Fill(_) = s.lookup(key(2), t0, true, Some(NodeId(8))) else {
+            panic!()
+        };
+        let Found::Fill(_) = s.lookup(key(3), t0, true, None) else {
+            panic!()
+        };
+        let Found::Wait(mut on_dead) = s.lookup(key(1), t0, true, None) else {
+            panic!()
+        };
+        let Found::Wait(mut on_live) = s.lookup(key(2), t0, true, None) else {
+            panic!()
+        };
+        assert_eq!(s.sweep(t0, |n| n != dead), 1);
+        assert!(matches!(on_dead.try_recv(), Ok(Wake::Alone)));
+        assert!(on_live.try_recv().is_err(), "still waiting");
+        // The dead filler's key can be filled again at once.
+        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Fill(_)));
+        // Past the deadline every fill ends, this node's own included.
+        assert_eq!(s.sweep(t0 + Duration::from_secs(6), |_| true), 3);
+        assert!(matches!(on_live.try_recv(), Ok(Wake::Alone)));
+        assert_eq!(s.stats().fills, 0);
     }
 }

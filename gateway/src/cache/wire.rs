@@ -23,7 +23,7 @@ const MAX_CONTENT_TYPE: usize = 256;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Is the answer of `key` there? If a fill is in flight, hold the reply for at most
-    /// `wait_ms` until it is stored.
+    /// `wait_ms` until it is stored (0: reply [`Reply::Pending`] at once).
     Lookup {
         /// The key.
         key: [u8; 32],
@@ -63,6 +63,9 @@ pub enum Reply {
     /// Go on without the cache (a fill was abandoned, a bound was reached, the wait
     /// ran out).
     Alone,
+    /// A fill is in flight (the answer to a lookup with `wait_ms: 0`): ask again with a
+    /// wait to be held until it is stored.
+    Pending,
     /// Done (a store or an abandon).
     Done,
     /// The owner could not read the request (another version, malformed, cache off).
@@ -234,6 +237,7 @@ mod tests {
             assert_eq!(decode::<Request>(&encode(&r)).unwrap(), r);
         }
         for r in [
+            Reply::Pending,
             Reply::Hit(answer()),
             Reply::Fill { token: 3 },
             Reply::Alone,

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::key::CacheKey;
 use super::store::{Answer, FillToken};
 
-/// The first byte of every message; a node of another version is answered
-/// [`Reply::Refused`] and the request goes on without the cache.
+/// The first byte of every message: names the cache protocol and its version (the
+/// node's one peer-call handler can tell other services by other first bytes). A
+/// message of another version is answered [`Reply::Refused`], and the request goes on
+/// without the cache.
 pub const VERSION: u8 = 1;
 
 /// Largest content type carried (longer: the message is malformed).
@@ -290,5 +292,31 @@ mod tests {
         let mut huge = vec![VERSION, 1];
         huge.extend_from_slice(&[0xff; 10]);
         assert!(decode::<Request>(&huge).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any bytes, and any valid message with bytes flipped, cut or appended, decode
+        /// to a message or an error, never a panic; a message that decodes passes its
+        /// checks.
+        #[test]
+        fn any_bytes_decode_without_panicking(
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 0..6),
+            cut in 0usize..200,
+        ) {
+            let _ = decode::<Request>(&noise);
+            let _ = decode::<Reply>(&noise);
+            let valid = encode(&Request::Store { key: [3; 32], token: 77, ttl_ms: 1000, answer: answer() });
+            let mut mutated = valid.clone();
+            for (at, byte) in &flips {
+                let at = at % mutated.len();
+                mutated[at] ^= byte;
+            }
+            mutated.truncate(cut.max(1).min(mutated.len()));
+            mutated.extend_from_slice(&noise[..noise.len().min(8)]);
+            if let Ok(message) = decode::<Request>(&mutated) {
+                proptest::prop_assert!(message.check().is_ok());
+            }
+        }
     }
 }

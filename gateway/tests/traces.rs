@@ -27,6 +27,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 const CHAT: &str = "/v1/chat/completions";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The trace of the second, identical request (a cache hit).
+const HIT_TRACE_ID: &str = "5cf92f3577b34da6a3ce929d0e0e4737";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
 /// Records every body POSTed to `/v1/traces`.
@@ -155,8 +157,9 @@ async fn gateway(upstream: &FakeUpstream) -> TestServer {
     .await
 }
 
-async fn chat_with_traceparent(server: &TestServer) -> common::Reply {
-    let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+/// A chat request in the trace `trace_id`, through the response cache.
+async fn chat_with_traceparent(server: &TestServer, trace_id: &str) -> common::Reply {
+    let traceparent = format!("00-{trace_id}-{CLIENT_SPAN}-01");
     let body = serde_json::to_vec(&common::chat("up/m", "hello")).expect("json");
     common::send(
         server.addr,
@@ -165,6 +168,7 @@ async fn chat_with_traceparent(server: &TestServer) -> common::Reply {
         &[
             ("content-type", "application/json"),
             ("traceparent", &traceparent),
+            ("x-aurora-cache", "use"),
         ],
         Bytes::from(body),
     )
@@ -179,7 +183,7 @@ async fn a_chat_request_exports_its_spans_and_propagates_the_trace_upstream() {
         .is_none());
     let upstream = FakeUpstream::start(script()).await;
     let server = gateway(&upstream).await;
-    let reply = chat_with_traceparent(&server).await;
+    let reply = chat_with_traceparent(&server, TRACE_ID).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let seen = upstream.seen();
     assert_eq!(seen.len(), 2, "a 500 then a 200");
@@ -204,8 +208,12 @@ async fn a_chat_request_exports_its_spans_and_propagates_the_trace_upstream() {
 
     let upstream = FakeUpstream::start(script()).await;
     let server = gateway(&upstream).await;
-    let reply = chat_with_traceparent(&server).await;
+    let reply = chat_with_traceparent(&server, TRACE_ID).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-aurora-cache"), "miss");
+    // The same request again, in a trace of its own: a hit, no upstream call.
+    let hit = chat_with_traceparent(&server, HIT_TRACE_ID).await;
+    assert_eq!(hit.header("x-aurora-cache"), "hit");
     server.stop().await;
 
     let mut spans = Vec::new();
@@ -248,6 +256,25 @@ async fn a_chat_request_exports_its_spans_and_propagates_the_trace_upstream() {
     let policy: Vec<&&Value> = ours.iter().filter(|s| s["name"] == "policy").collect();
     assert_eq!(policy.len(), 1, "{names:?}");
     assert_eq!(policy[0]["parentSpanId"], request_id);
+
+    let cache: Vec<&&Value> = ours.iter().filter(|s| s["name"] == "cache").collect();
+    assert_eq!(cache.len(), 1, "{names:?}");
+    assert_eq!(cache[0]["parentSpanId"], request_id);
+    assert_eq!(attr(cache[0], "aurora.cache.result"), Some(json!("miss")));
+    let hit: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["traceId"] == HIT_TRACE_ID)
+        .collect();
+    let hit_names: Vec<&str> = hit.iter().filter_map(|s| s["name"].as_str()).collect();
+    let hit_cache = hit
+        .iter()
+        .find(|s| s["name"] == "cache")
+        .unwrap_or_else(|| panic!("a cache span in the hit's trace: {hit_names:?}"));
+    assert_eq!(attr(hit_cache, "aurora.cache.result"), Some(json!("hit")));
+    assert!(
+        !hit_names.iter().any(|n| n.starts_with("upstream")),
+        "a hit calls no upstream: {hit_names:?}"
+    );
 
     let mut attempts: Vec<&&Value> = ours.iter().filter(|s| s["name"] == "upstream up").collect();
     assert_eq!(attempts.len(), 2, "one span per upstream try: {names:?}");

@@ -11,6 +11,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The most completions one request may ask for (OpenAI's bound on `n`).
+pub const MAX_CHOICES: u32 = 128;
+
 /// `POST /v1/chat/completions` body.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct ChatCompletionRequest {
@@ -52,6 +55,15 @@ impl ChatCompletionRequest {
     /// The effective completion-token cap.
     pub fn token_cap(&self) -> Option<u32> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// How many completions the client asked for (`n`; 1 when absent or not a
+    /// positive integer, at most [`MAX_CHOICES`]): each may be as long as the cap.
+    pub fn choices(&self) -> u32 {
+        self.extra
+            .get("n")
+            .and_then(Value::as_u64)
+            .map_or(1, |n| n.clamp(1, u64::from(MAX_CHOICES)) as u32)
     }
 }
 

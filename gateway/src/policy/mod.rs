@@ -361,12 +361,13 @@ impl Policy {
                 ));
             };
             let prompt = crate::provider::tokens::prompt(&request.messages);
-            let output = request.token_cap().unwrap_or(allowance.output_tokens);
+            // Every one of `n` completions may run to the cap.
+            let output = u64::from(request.token_cap().unwrap_or(allowance.output_tokens))
+                * u64::from(request.choices());
             let priced_as = std::iter::once(model).chain(allowance.priced_as.iter().map(|a| &**a));
             let held = Usage {
                 requests: 1,
-                spend_nanos: reserve::estimate_cost(data, priced_as, prompt, u64::from(output))
-                    .nanos(),
+                spend_nanos: reserve::estimate_cost(data, priced_as, prompt, output).nanos(),
                 tokens: 0,
             };
             reservation = Some(self.reserve_budget(data, budget_id, &budget, held)?);
@@ -665,5 +666,47 @@ mod tests {
         // So does the next period.
         data.set_clock_ms(20_001 * day + 1_000);
         assert!(admits(&policy, &data, &caller));
+    }
+
+    #[test]
+    fn the_reservation_covers_every_one_of_n_completions() {
+        let data = data::MemoryData::new();
+        let usd = Money::from_usd(1).expect("usd");
+        data.put(
+            "m",
+            Record::Pricing(Pricing {
+                input_per_million: usd,
+                output_per_million: usd,
+                cached_input_per_million: None,
+            }),
+        )
+        .expect("pricing");
+        let caller = daily_budget(&data, 1_000);
+        // 0.003 USD: what requests in flight hold counts against it, so beside one
+        // completion of 1,000 tokens (0.001 USD) another request fits, beside four not.
+        let budget = Budget {
+            name: "b".into(),
+            limit: Some(Money::from_decimal_str("0.003").expect("money")),
+            max_requests: None,
+            period: BudgetPeriod::Daily,
+        };
+        data.put("b", Record::Budget(budget)).expect("budget");
+        let policy = Policy::without_pacing();
+        let admit = |n: u32| {
+            let mut request: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+                "model": "m", "max_tokens": 1000, "n": n,
+                "messages": [{"role": "user", "content": "hi"}]
+            }))
+            .expect("request");
+            policy.admit(&data, &caller, &mut request, "m")
+        };
+        let one = admit(1).expect("admitted");
+        assert!(admit(1).is_ok(), "0.001 USD held leaves room");
+        drop(one);
+        let four = admit(4).expect("admitted");
+        let refused = admit(1).expect_err("0.004 USD held for four completions: no room");
+        assert_eq!(refused.error.status.as_u16(), 402);
+        drop(four);
+        assert!(admit(1).is_ok(), "released");
     }
 }

@@ -61,7 +61,14 @@ where
         Err(error) => return error.into_response(),
     };
     let stream = request.is_stream();
-    let response = chat::serve_call(state, &caller, request, Some(legacy), started).await;
+    let response = chat::serve_call(
+        state,
+        &caller,
+        request,
+        Some(chat::Original::Completions(legacy)),
+        started,
+    )
+    .await;
     if response.status().is_client_error() {
         return name_the_prompt(response).await;
     }

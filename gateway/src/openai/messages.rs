@@ -55,7 +55,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
 use crate::http::body::{full, keeping, read_limited, Response};
-use crate::openai::chat;
+use crate::openai::chat::{self, Original, Untranslated};
 use crate::openai::messages_stream;
 use crate::openai::types::{ChatCompletionRequest, ChatMessage, MessageContent, StreamOptions};
 use crate::openai::ApiError;
@@ -86,12 +86,12 @@ where
         Ok(bytes) => bytes,
         Err(error) => return error_response(&error),
     };
-    let request = match to_chat(&bytes) {
-        Ok(request) => request,
+    let (request, original) = match to_chat(&bytes) {
+        Ok(translated) => translated,
         Err(error) => return error_response(&error),
     };
     let model = request.model.clone();
-    let response = chat::serve(state, &caller, request, started).await;
+    let response = chat::serve_call(state, &caller, request, Some(original), started).await;
     to_anthropic(response, &model).await
 }
 
@@ -127,6 +127,10 @@ fn error_response(error: &ApiError) -> Response {
 /// Rewrites a chat answer (error, plain or stream) into Anthropic's shape. The
 /// status, the headers (`retry-after`, …) and the extensions (metrics labels) stay.
 async fn to_anthropic(response: Response, model: &str) -> Response {
+    if response.extensions().get::<Untranslated>().is_some() {
+        // An Anthropic target's own answer to the client's own body.
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
     let is_stream = parts
@@ -256,12 +260,15 @@ fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
 }
 
 /// Parses a Messages body and translates it into a chat request, or the 400 that
-/// says what is wrong (the message names the field).
-pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
+/// says what is wrong (the message names the field). The body itself comes back as
+/// the [`Original`] for Anthropic targets, which are sent it as it came.
+pub fn to_chat(bytes: &[u8]) -> Result<(ChatCompletionRequest, Original), ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
-    let Some(body) = value.as_object() else {
+    let Value::Object(body) = value else {
         return Err(ApiError::invalid_json("the body is not an object"));
     };
+    // Set by what only Anthropic runs (server tools and their blocks).
+    let mut anthropic_only = false;
     for required in ["model", "max_tokens", "messages"] {
         if body.get(required).is_none_or(Value::is_null) {
             return Err(ApiError::bad_request(format!("{required}: Field required"))
@@ -312,7 +319,7 @@ pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
         .filter(|l| !l.is_empty())
         .ok_or_else(|| invalid("messages", "messages: must be a non-empty list"))?;
     for (i, m) in list.iter().enumerate() {
-        translate_message(i, m, &mut messages)?;
+        translate_message(i, m, &mut messages, &mut anthropic_only)?;
     }
     let mut extra = Map::new();
     for key in ["temperature", "top_p", "top_k"] {
@@ -342,14 +349,14 @@ pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
             extra.insert("user".into(), user.into());
         }
     }
-    let has_tools = translate_tools(body.get("tools"), &mut extra)?;
+    let has_tools = translate_tools(body.get("tools"), &mut extra, &mut anthropic_only)?;
     translate_tool_choice(body.get("tool_choice"), has_tools, &mut extra)?;
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(invalid("stream", "stream: must be a boolean")),
     };
-    Ok(ChatCompletionRequest {
+    let request = ChatCompletionRequest {
         model: model.to_owned(),
         messages,
         stream: stream.then_some(true),
@@ -360,7 +367,14 @@ pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
         max_tokens: Some(max_tokens),
         max_completion_tokens: None,
         extra,
-    })
+    };
+    Ok((
+        request,
+        Original::Messages {
+            body,
+            anthropic_only,
+        },
+    ))
 }
 
 fn block_type(block: &Value) -> Option<&str> {
@@ -379,8 +393,14 @@ fn message(role: &str, content: Option<MessageContent>) -> ChatMessage {
     }
 }
 
-/// Appends the chat messages for Anthropic message `i` to `out`.
-fn translate_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), ApiError> {
+/// Appends the chat messages for Anthropic message `i` to `out`; sets
+/// `anthropic_only` at a server tool's block (which chat cannot carry).
+fn translate_message(
+    i: usize,
+    m: &Value,
+    out: &mut Vec<ChatMessage>,
+    anthropic_only: &mut bool,
+) -> Result<(), ApiError> {
     let role = match m.get("role").and_then(Value::as_str) {
         Some(role @ ("user" | "assistant")) => role,
         _ => {
@@ -478,6 +498,10 @@ fn translate_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<
                 }));
             }
             ("assistant", "thinking" | "redacted_thinking") => {}
+            // A server tool's call and result (`web_search_tool_result`, …): Anthropic
+            // ran them; only Anthropic can read them back.
+            ("assistant", "server_tool_use") => *anthropic_only = true,
+            ("assistant", kind) if kind.ends_with("_tool_result") => *anthropic_only = true,
             _ => {
                 return Err(invalid(
                     format!("{at}.type"),
@@ -520,10 +544,13 @@ fn image_url(source: Option<&Value>) -> Option<String> {
     }
 }
 
-/// `tools` → OpenAI function tools; whether any were given.
+/// `tools` → OpenAI function tools; whether any were given. Server tools (a `type`
+/// other than `custom`) have no chat form: they are left out of the translation and
+/// set `anthropic_only`.
 fn translate_tools(
     tools: Option<&Value>,
     extra: &mut Map<String, Value>,
+    anthropic_only: &mut bool,
 ) -> Result<bool, ApiError> {
     let tools = match tools {
         None | Some(Value::Null) => return Ok(false),
@@ -532,11 +559,9 @@ fn translate_tools(
     };
     let mut out = Vec::with_capacity(tools.len());
     for (k, tool) in tools.iter().enumerate() {
-        if let Some(kind) = block_type(tool).filter(|t| *t != "custom") {
-            return Err(invalid(
-                format!("tools[{k}].type"),
-                format!("tools[{k}].type: server tool `{kind}` is not supported; only custom tools (name, description, input_schema) are"),
-            ));
+        if block_type(tool).is_some_and(|t| t != "custom") {
+            *anthropic_only = true;
+            continue;
         }
         let name = tool
             .get("name")
@@ -618,7 +643,7 @@ mod tests {
     use super::*;
 
     fn chat_of(body: Value) -> Result<Value, ApiError> {
-        to_chat(body.to_string().as_bytes()).map(|r| serde_json::to_value(r).unwrap())
+        to_chat(body.to_string().as_bytes()).map(|(r, _)| serde_json::to_value(r).unwrap())
     }
 
     #[test]
@@ -698,15 +723,37 @@ mod tests {
             Some("messages[0].content[0].source")
         );
         assert_eq!(
-            param(json!({"model": "m", "max_tokens": 1, "messages": msgs, "tools": [{"type": "web_search_20250305", "name": "w"}]})).as_deref(),
-            Some("tools[0].type")
-        );
-        assert_eq!(
             param(json!({"model": "m", "max_tokens": 1, "messages": msgs, "tool_choice": {"type": "maybe"}})).as_deref(),
             Some("tool_choice.type")
         );
         assert!(to_chat(b"[]").is_err());
         assert!(to_chat(b"{").is_err());
+    }
+
+    #[test]
+    fn server_tools_are_left_out_of_the_translation_and_need_anthropic() {
+        let only = |body: Value| match to_chat(body.to_string().as_bytes()) {
+            Ok((chat, Original::Messages { anthropic_only, .. })) => (chat, anthropic_only),
+            other => panic!("unexpected {other:?}"),
+        };
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        let (chat, anthropic_only) = only(json!({"model": "m", "max_tokens": 1, "messages": msgs,
+            "tools": [{"type": "web_search_20250305", "name": "web_search"},
+                      {"name": "f", "input_schema": {"type": "object"}}]}));
+        assert!(anthropic_only);
+        assert_eq!(chat.extra["tools"].as_array().map(Vec::len), Some(1));
+        let (_, anthropic_only) = only(json!({"model": "m", "max_tokens": 1, "messages": [
+            {"role": "user", "content": "search"},
+            {"role": "assistant", "content": [
+                {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}},
+                {"type": "web_search_tool_result", "tool_use_id": "s", "content": []}]}]}));
+        assert!(anthropic_only);
+        let (_, anthropic_only) = only(json!({"model": "m", "max_tokens": 1, "messages": msgs,
+            "thinking": {"type": "enabled", "budget_tokens": 1024}}));
+        assert!(
+            !anthropic_only,
+            "what chat can do without is not a reason to refuse"
+        );
     }
 
     #[test]

@@ -106,6 +106,11 @@ async fn plain_and_streamed_answers_have_anthropic_shape() {
     assert_eq!(streamed.status, 200);
     assert_eq!(streamed.header("content-type"), "text/event-stream");
     let got = events(&streamed.text());
+    // message_start names the prompt's size at once (the mock counts as Aurora does).
+    assert_eq!(
+        got[0].1["message"]["usage"]["input_tokens"],
+        v["usage"]["input_tokens"]
+    );
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names[..4],

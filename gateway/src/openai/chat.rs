@@ -89,8 +89,9 @@ where
 
 /// Answers an authenticated, parsed chat request: model lookup, policy, the provider,
 /// the bill (every step after the body is read, see the module docs). The other client
-/// dialects (`/v1/responses`, `/v1/messages`) translate their request into chat and
-/// answer through here, so they share routing, policy and billing with chat.
+/// dialects translate their request into chat and answer through here (`/v1/responses`)
+/// or [`serve_call`] (`/v1/completions`, `/v1/messages`), so they share routing,
+/// policy and billing with chat.
 pub async fn serve(
     state: &Arc<AppState>,
     caller: &Caller,

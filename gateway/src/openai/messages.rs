@@ -2,11 +2,18 @@
 //! at Aurora.
 //!
 //! The request is translated into a [`ChatCompletionRequest`] and answered through
-//! [`chat::serve`], so it goes through the same keys, guardrails, limits, budgets,
-//! usage log, metrics and routing (aliases, weighted targets, fallbacks) as chat, to
-//! any upstream kind; the answer is translated back. The opposite direction (chat →
-//! an Anthropic upstream) is [`crate::upstream::anthropic`]; this module only reads
-//! Anthropic's shapes from clients and writes them to clients.
+//! [`chat::serve_call`] with the client's body beside it ([`Original::Messages`]), so
+//! it goes through the same keys, guardrails, limits, budgets, usage log, metrics and
+//! routing (aliases, weighted targets, fallbacks) as chat, to any upstream kind. An
+//! Anthropic target is sent the client's body as it came (only `model` replaced) and
+//! its answer, plain or streamed, comes back marked [`Untranslated`] and goes to the
+//! client unchanged, so Anthropic-only fields survive both ways; every other target
+//! (the mock, OpenAI-compatible providers) gets the translation, and its answer is
+//! translated back here. When a guardrail rewrote the translation's text (redaction)
+//! the client's body still holds the original, so it is not sent: every target gets
+//! the translation (a request with server tools, which has none, is refused). The
+//! opposite direction (chat → an Anthropic upstream) is [`crate::upstream::anthropic`];
+//! this module only reads Anthropic's shapes from clients and writes them to clients.
 //!
 //! Headers: the key comes as `x-api-key` or `Authorization: Bearer` (both accepted by
 //! [`crate::admission::authenticate`]). `anthropic-version` is accepted with any value
@@ -28,15 +35,19 @@
 //! `"required"`, a named function, `"none"` (`disable_parallel_tool_use` →
 //! `parallel_tool_calls: false`), `metadata.user_id` → `user`, `stream` → `stream`
 //! with `include_usage` (the final usage feeds `message_delta`). Other fields are
-//! ignored. Anthropic's server tools (a `tools[]` entry with a `type` other than
-//! `custom`) are refused with a 400: no upstream kind here can run them.
+//! left to the pass-through. Anthropic's server tools (a `tools[]` entry with a
+//! `type` other than `custom`, and the `server_tool_use` / `…_tool_result` blocks
+//! they leave in assistant turns) have no chat form: they are left out of the
+//! translation and make the request `anthropic_only`, served by Anthropic targets
+//! alone.
 //!
 //! Chat → answer: text → a `text` block, `tool_calls` → `tool_use` blocks (arguments
 //! that are not a JSON object become `{}`), `finish_reason` → `stop_reason` (`stop` →
 //! `end_turn`, `length` → `max_tokens`, `tool_calls` → `tool_use`, `content_filter`
-//! → `refusal`; chat does not say which stop sequence matched, so `stop_sequence` is
-//! always null), usage → `input_tokens` (without cached input, Anthropic's convention)
-//! and `output_tokens`. Streams are translated event by event by [`messages_stream`].
+//! → `refusal`; chat does not say which stop sequence matched, so a translated
+//! `stop_sequence` is null — a passed-through answer has Anthropic's own), usage →
+//! `input_tokens` (without cached input, Anthropic's convention) and `output_tokens`.
+//! Streams are translated event by event by [`messages_stream`].
 //!
 //! Errors use Anthropic's shape `{"type":"error","error":{"type","message"}}` with the
 //! status and message of the chat error: 400 `invalid_request_error`, 401
@@ -72,7 +83,7 @@ where
     let caller = match crate::admission::authenticate(state, &parts.headers) {
         Ok(caller) => caller,
         Err(rejection) => {
-            return to_anthropic(chat::refuse(state, &rejection, None, "", started), "").await
+            return to_anthropic(chat::refuse(state, &rejection, None, "", started), "", 0).await
         }
     };
     let bytes = match read_limited(
@@ -91,8 +102,10 @@ where
         Err(error) => return error_response(&error),
     };
     let model = request.model.clone();
+    // What a translated stream's `message_start` reports before the real count comes.
+    let input_tokens = crate::provider::tokens::prompt(&request.messages);
     let response = chat::serve_call(state, &caller, request, Some(original), started).await;
-    to_anthropic(response, &model).await
+    to_anthropic(response, &model, input_tokens).await
 }
 
 /// Anthropic's error `type` for an HTTP status.
@@ -126,7 +139,10 @@ fn error_response(error: &ApiError) -> Response {
 
 /// Rewrites a chat answer (error, plain or stream) into Anthropic's shape. The
 /// status, the headers (`retry-after`, …) and the extensions (metrics labels) stay.
-async fn to_anthropic(response: Response, model: &str) -> Response {
+/// `input_tokens` (the prompt by the token heuristic) is what a stream's
+/// `message_start` reports; an answer marked [`Untranslated`] is already Anthropic's
+/// and goes out as it is.
+async fn to_anthropic(response: Response, model: &str, input_tokens: u64) -> Response {
     if response.extensions().get::<Untranslated>().is_some() {
         // An Anthropic target's own answer to the client's own body.
         return response;
@@ -138,7 +154,7 @@ async fn to_anthropic(response: Response, model: &str) -> Response {
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if parts.status == StatusCode::OK && is_stream {
-        let body = messages_stream::adapt(body, model);
+        let body = messages_stream::adapt(body, model, input_tokens);
         return http::Response::from_parts(parts, body);
     }
     // Plain answers are complete buffers (`full`), so reading them cannot wait long.

@@ -82,6 +82,15 @@ impl MessagesStream {
         }
     }
 
+    /// Reports `input_tokens` (an estimate of the prompt) in `message_start`: Anthropic
+    /// sends the prompt's count there, but a chat stream says it only in its last
+    /// chunk, so `message_start` would otherwise say 0. `message_delta` reports the
+    /// upstream's count when it came (else this estimate).
+    pub fn with_input_tokens(mut self, input_tokens: u64) -> Self {
+        self.input_tokens = input_tokens;
+        self
+    }
+
     /// Whether the last event (`message_stop` or `error`) went out.
     pub fn is_done(&self) -> bool {
         self.done
@@ -103,7 +112,7 @@ impl MessagesStream {
                 "id": message_id(chunk.get("id").and_then(Value::as_str)),
                 "type": "message", "role": "assistant", "model": self.model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": 0},
             }}),
         ));
         out.push(event("ping", &json!({"type": "ping"})));
@@ -239,9 +248,11 @@ impl MessagesStream {
     }
 }
 
-/// A body that streams the Anthropic translation of the chat SSE `body`.
-pub fn adapt(body: Body, model: &str) -> Body {
-    let mut translator = MessagesStream::new(model);
+/// A body that streams the Anthropic translation of the chat SSE `body`;
+/// `input_tokens` is the prompt's estimate for `message_start` (see
+/// [`MessagesStream::with_input_tokens`]).
+pub fn adapt(body: Body, model: &str, input_tokens: u64) -> Body {
+    let mut translator = MessagesStream::new(model).with_input_tokens(input_tokens);
     let (tx, channel) = ChannelBody::channel(BUFFER);
     tokio::spawn(async move {
         let mut body = body;
@@ -381,6 +392,22 @@ mod tests {
         assert_eq!(got[0].1["error"]["message"], json!("upstream died"));
         let mut s = MessagesStream::new("m");
         assert_eq!(events(&mut s, &["not json"]).len(), 1);
+    }
+
+    #[test]
+    fn message_start_reports_the_prompt_estimate_and_message_delta_the_real_count() {
+        let mut s = MessagesStream::new("m").with_input_tokens(9);
+        let got = events(
+            &mut s,
+            &[
+                r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#,
+                r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":1}}"#,
+                "[DONE]",
+            ],
+        );
+        assert_eq!(got[0].1["message"]["usage"]["input_tokens"], json!(9));
+        let delta = &got[got.len() - 2].1;
+        assert_eq!(delta["usage"]["input_tokens"], json!(11));
     }
 
     #[test]

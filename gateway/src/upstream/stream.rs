@@ -6,7 +6,9 @@
 //! has gone to the client there is no retrying or falling back (the client has seen a
 //! 200), so a failure from then on — an upstream `error` event, a broken connection,
 //! a stall, an end without `[DONE]` — is told to the client as a final
-//! `data: {"error":…}` event, the way OpenAI reports mid-stream errors. A client that
+//! `data: {"error":…}` event, the way OpenAI reports mid-stream errors (or, for an
+//! Anthropic stream passed through to a Messages client, as Anthropic's `error`
+//! event: the client sees one dialect). A client that
 //! goes away stops the pump, which drops the upstream connection.
 //!
 //! A stream is bounded ([`StreamBounds`], from `gateway.limits`): it ends with an

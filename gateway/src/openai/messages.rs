@@ -44,8 +44,10 @@
 //! Chat → answer: text → a `text` block, `tool_calls` → `tool_use` blocks (arguments
 //! that are not a JSON object become `{}`), `finish_reason` → `stop_reason` (`stop` →
 //! `end_turn`, `length` → `max_tokens`, `tool_calls` → `tool_use`, `content_filter`
-//! → `refusal`; chat does not say which stop sequence matched, so a translated
-//! `stop_sequence` is null — a passed-through answer has Anthropic's own), usage →
+//! → `refusal`; a `stop` whose choice names the matched string in `stop_reason`, as
+//! vLLM does, → `stop_sequence` with that `stop_sequence`; OpenAI does not say which
+//! sequence matched, so there it is null — a passed-through answer has Anthropic's
+//! own), usage →
 //! `input_tokens` (without cached input, Anthropic's convention) and `output_tokens`.
 //! Streams are translated event by event by [`messages_stream`].
 //!
@@ -208,6 +210,28 @@ pub fn stop_reason(finish_reason: Option<&str>) -> &'static str {
     }
 }
 
+/// The stop sequence that ended a chat choice, when the upstream says which: vLLM
+/// (and servers following it) put the matched stop string in the choice's
+/// `stop_reason` when `finish_reason` is `stop`; OpenAI says nothing (then `None`).
+pub fn matched_stop(finish_reason: Option<&str>, choice: &Value) -> Option<String> {
+    if finish_reason != Some("stop") {
+        return None;
+    }
+    choice
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Anthropic's `stop_reason` and `stop_sequence` for a chat choice's end.
+pub fn stop_of(finish_reason: Option<&str>, matched: Option<String>) -> (&'static str, Value) {
+    match matched {
+        Some(sequence) => ("stop_sequence", Value::String(sequence)),
+        None => (stop_reason(finish_reason), Value::Null),
+    }
+}
+
 /// `msg_…` from a chat completion id (`chatcmpl-…` or whatever the upstream sent).
 pub fn message_id(chat_id: Option<&str>) -> String {
     let id = chat_id.unwrap_or("");
@@ -259,14 +283,16 @@ pub fn from_chat(chat: &Value, model: &str) -> Option<Value> {
     if cached > 0 {
         usage_out["cache_read_input_tokens"] = cached.into();
     }
+    let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
+    let (stop_reason, stop_sequence) = stop_of(finish_reason, matched_stop(finish_reason, choice));
     Some(json!({
         "id": message_id(chat.get("id").and_then(Value::as_str)),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)),
-        "stop_sequence": null,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
         "usage": usage_out,
     }))
 }
@@ -796,6 +822,31 @@ mod tests {
             })
         );
         assert_eq!(from_chat(&json!({"choices": []}), "m"), None);
+        // vLLM names the stop string that matched; OpenAI does not.
+        let stopped = |choice: Value| {
+            let message = from_chat(&json!({"choices": [choice]}), "m").unwrap();
+            (
+                message["stop_reason"].clone(),
+                message["stop_sequence"].clone(),
+            )
+        };
+        assert_eq!(
+            stopped(json!({"finish_reason": "stop", "stop_reason": "###",
+                "message": {"role": "assistant", "content": "a"}})),
+            (json!("stop_sequence"), json!("###"))
+        );
+        assert_eq!(
+            stopped(json!({"finish_reason": "stop", "stop_reason": 50256,
+                "message": {"role": "assistant", "content": "a"}})),
+            (json!("end_turn"), Value::Null),
+            "a stop token id is not a sequence"
+        );
+        assert_eq!(
+            stopped(
+                json!({"finish_reason": "stop", "message": {"role": "assistant", "content": "a"}})
+            ),
+            (json!("end_turn"), Value::Null)
+        );
         assert_eq!(stop_reason(Some("length")), "max_tokens");
         assert_eq!(stop_reason(Some("stop")), "end_turn");
     }

@@ -594,7 +594,8 @@ async fn an_anthropic_upstream_gets_the_body_and_the_client_its_answer_unchanged
     let dir = tempfile::tempdir().expect("tempdir");
     let log = usage_log(&server.state, &dir);
     let body = anthropic_only_body();
-    let reply = post(&server, &[], &body).await;
+    let beta = "extended-cache-ttl-2025-04-11";
+    let reply = post(&server, &[("anthropic-beta", beta)], &body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("content-type"), "application/json");
     assert_eq!(reply.json(), answer, "the answer is forwarded unchanged");
@@ -603,6 +604,9 @@ async fn an_anthropic_upstream_gets_the_body_and_the_client_its_answer_unchanged
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v1/messages");
     assert_eq!(seen[0].headers["x-api-key"], "sk-ant-test");
+    // The headers that say what the body may use go with it.
+    assert_eq!(seen[0].headers["anthropic-beta"], beta);
+    assert_eq!(seen[0].headers["anthropic-version"], "2023-06-01");
     let mut expected = body.clone();
     expected["model"] = json!("c");
     assert_eq!(seen[0].body, expected, "only the model is replaced");
@@ -869,12 +873,14 @@ async fn a_redacting_guardrail_never_lets_the_original_text_reach_anthropic() {
         "messages": [{"role": "user", "content": [
             {"type": "text", "text": format!("mail {secret} please"), "cache_control": {"type": "ephemeral"}}]}]
     });
-    let reply = post(&server, &[], &body).await;
+    let reply = post(&server, &[("anthropic-beta", "some-beta")], &body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.json()["content"],
         json!([{"type": "text", "text": "noted"}])
     );
+    // The translation is written against 2023-06-01 without betas.
+    assert!(anthropic.seen()[0].headers.get("anthropic-beta").is_none());
     let sent = &anthropic.seen()[0].body;
     assert!(
         !sent.to_string().contains(secret),

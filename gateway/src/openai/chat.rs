@@ -113,6 +113,9 @@ pub enum Original {
     Messages {
         /// The body as the client sent it.
         body: Map<String, Value>,
+        /// The client's `anthropic-version` and `anthropic-beta` headers, sent with
+        /// the body (the body may use what they enable).
+        headers: Vec<(&'static str, HeaderValue)>,
         /// It uses what only Anthropic runs (server tools): no other target serves it.
         anthropic_only: bool,
     },
@@ -255,10 +258,12 @@ async fn answer(
         // admitted translation instead.
         Some(Original::Messages {
             body,
+            headers,
             anthropic_only,
         }) if !bill.rewrote_input() => Call::Messages {
             chat: &request,
             native: body,
+            headers,
             anthropic_only: *anthropic_only,
         },
         Some(Original::Messages {

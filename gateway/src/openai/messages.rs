@@ -19,7 +19,9 @@
 //! [`crate::admission::authenticate`]). `anthropic-version` is accepted with any value
 //! and a missing one means [`crate::upstream::anthropic::API_VERSION`] (2023-06-01): the
 //! translation is written against that version and no later version changed the
-//! fields used here. `anthropic-beta` is ignored.
+//! fields used here. A passed-through request is sent with the client's
+//! `anthropic-version` (or that default) and `anthropic-beta` headers, since its body
+//! may use what they enable; the translation ignores them.
 //!
 //! Request → chat: `system` (a string or text blocks) becomes the first `system`
 //! message; `messages[].content` as a string stays text, blocks map one by one: `text`
@@ -99,10 +101,17 @@ where
         Ok(bytes) => bytes,
         Err(error) => return error_response(&error),
     };
-    let (request, original) = match to_chat(&bytes) {
+    let (request, mut original) = match to_chat(&bytes) {
         Ok(translated) => translated,
         Err(error) => return error_response(&error),
     };
+    if let Original::Messages { headers, .. } = &mut original {
+        for name in ["anthropic-version", "anthropic-beta"] {
+            for value in parts.headers.get_all(name) {
+                headers.push((name, value.clone()));
+            }
+        }
+    }
     let model = request.model.clone();
     // What a translated stream's `message_start` reports before the real count comes.
     let input_tokens = crate::provider::tokens::prompt(&request.messages);
@@ -414,6 +423,7 @@ pub fn to_chat(bytes: &[u8]) -> Result<(ChatCompletionRequest, Original), ApiErr
         request,
         Original::Messages {
             body,
+            headers: Vec::new(),
             anthropic_only,
         },
     ))

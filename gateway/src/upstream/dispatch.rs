@@ -84,6 +84,9 @@ pub enum Call<'a> {
         chat: &'a ChatCompletionRequest,
         /// The client's body, passed through to Anthropic providers.
         native: &'a Map<String, Value>,
+        /// The client's `anthropic-version` / `anthropic-beta`, sent with `native`
+        /// (a missing version is [`anthropic::API_VERSION`]).
+        headers: &'a [(&'static str, HeaderValue)],
         /// The request cannot be translated without loss that changes its meaning
         /// (server tools): only Anthropic providers may serve it.
         anthropic_only: bool,
@@ -402,7 +405,17 @@ impl Upstreams {
         };
         match provider.kind {
             ProviderKind::Anthropic => {
-                builder = builder.header("anthropic-version", anthropic::API_VERSION);
+                match call {
+                    Call::Messages { headers, .. } => {
+                        if !headers.iter().any(|(name, _)| *name == "anthropic-version") {
+                            builder = builder.header("anthropic-version", anthropic::API_VERSION);
+                        }
+                        for (name, value) in headers {
+                            builder = builder.header(*name, value.clone());
+                        }
+                    }
+                    _ => builder = builder.header("anthropic-version", anthropic::API_VERSION),
+                }
                 if let Some(key) = key {
                     let mut value = HeaderValue::from_str(key.expose())
                         .map_err(|_| Failure::MissingKey("(key has invalid characters)".into()))?;

@@ -482,3 +482,98 @@ async fn every_endpoint_goes_through_the_cache_and_a_hit_is_in_its_own_dialect()
         );
     }
 }
+
+#[tokio::test]
+async fn an_anthropic_answer_passed_through_is_replayed_as_it_was_and_never_to_chat() {
+    use aurora_gateway::catalog::{Catalog, Named};
+    let native = json!({
+        "id": "msg_up", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "thinking", "thinking": "hm", "signature": "s"},
+                    {"type": "text", "text": "Native words."}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 12, "output_tokens": 3}
+    });
+    let frame = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let stream = vec![
+        frame(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_s", "type": "message", "role": "assistant", "model": "claude-x", "content": [], "usage": {"input_tokens": 12, "output_tokens": 0}}}),
+        ),
+        frame(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        frame(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Streamed."}}),
+        ),
+        frame(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        frame(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+        ),
+        frame("message_stop", json!({"type": "message_stop"})),
+    ];
+    let fake =
+        FakeUpstream::start(vec![Reply::Json(200, native.clone()), Reply::Sse(stream)]).await;
+    let provider = aurora_schema::Provider {
+        kind: aurora_schema::ProviderKind::Anthropic,
+        ..common::openai_provider(fake.base_url(), 5_000, 0)
+    };
+    let catalog = Catalog {
+        providers: vec![Named::new("claude", provider)],
+        models: vec![common::model_record("claude/c")],
+        routes: Vec::new(),
+    };
+    let server = TestServer::start_with(move |c| c.gateway.catalog = catalog).await;
+    let post = |path: &'static str, body: Value| {
+        let addr = server.addr;
+        async move {
+            let headers = [("content-type", "application/json"), USE[0]];
+            send(
+                addr,
+                Method::POST,
+                path,
+                &headers,
+                Bytes::from(body.to_string()),
+            )
+            .await
+        }
+    };
+    let messages = json!({"model": "claude/c", "max_tokens": 100, "thinking": {"type": "enabled", "budget_tokens": 64},
+                          "messages": [{"role": "user", "content": "hello"}]});
+    let first = post("/v1/messages", messages.clone()).await;
+    assert_eq!(
+        (first.status.as_u16(), first.header("x-aurora-cache")),
+        (200, "miss"),
+        "{}",
+        first.text()
+    );
+    assert_eq!(first.json(), native);
+    let again = post("/v1/messages", messages.clone()).await;
+    assert_eq!(again.header("x-aurora-cache"), "hit");
+    assert_eq!(
+        again.json(),
+        native,
+        "the native answer, not translated to chat and back"
+    );
+    assert_eq!(fake.hits(), 1);
+
+    let mut streamed = messages.clone();
+    streamed["stream"] = json!(true);
+    let first = post("/v1/messages", streamed.clone()).await;
+    assert_eq!(first.header("x-aurora-cache"), "miss", "{}", first.text());
+    let again = post("/v1/messages", streamed).await;
+    assert_eq!(again.header("x-aurora-cache"), "hit");
+    assert_eq!(again.body, first.body, "the native event stream, replayed");
+    assert_eq!(fake.hits(), 2);
+
+    // The same conversation on chat is another key: it never gets a Messages body.
+    let chat = json!({"model": "claude/c", "max_tokens": 100, "messages": [{"role": "user", "content": "hello"}]});
+    let reply = post(CHAT, chat).await;
+    assert_eq!(reply.header("x-aurora-cache"), "miss");
+    assert_eq!(fake.hits(), 3);
+}

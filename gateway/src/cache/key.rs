@@ -30,6 +30,9 @@ pub enum CallKind {
     Completions,
     /// `/v1/embeddings` (the client's body, after redaction).
     Embeddings,
+    /// `/v1/messages`: an Anthropic target answers its native body in Anthropic's
+    /// shape, so the native body (and its headers) are hashed too.
+    Messages,
 }
 
 impl CallKind {
@@ -38,6 +41,7 @@ impl CallKind {
             CallKind::Chat => 1,
             CallKind::Completions => 2,
             CallKind::Embeddings => 3,
+            CallKind::Messages => 4,
         }
     }
 }

@@ -524,6 +524,11 @@ impl Cache {
                 HeaderValue::from_static("no-cache"),
             );
         }
+        if answer.untranslated {
+            response
+                .extensions_mut()
+                .insert(crate::openai::chat::Untranslated);
+        }
         CacheUse::Hit.mark(&mut response);
         response
     }

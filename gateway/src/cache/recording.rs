@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::settings::CacheSettings;
 use super::{Answer, CacheUse, Filler};
 use crate::http::body::{Body, Response};
+use crate::openai::chat::Untranslated;
 
 /// Client errors an upstream gives the same way for the same request, stored with
 /// `store_errors`.
@@ -38,11 +39,13 @@ pub fn record(response: Response, filler: Filler) -> Response {
         .unwrap_or("application/json")
         .to_owned();
     let limit = usize::try_from(settings.max_entry_bytes).unwrap_or(usize::MAX);
+    let untranslated = parts.extensions.get::<Untranslated>().is_some();
     let body = Recording {
         inner: body,
         copy: Some(Vec::new()),
         limit,
         head: Some((status, content_type)),
+        untranslated,
         filler: Some(filler),
     };
     http::Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
@@ -54,6 +57,7 @@ struct Recording {
     copy: Option<Vec<u8>>,
     limit: usize,
     head: Option<(u16, String)>,
+    untranslated: bool,
     filler: Option<Filler>,
 }
 
@@ -70,6 +74,7 @@ impl Recording {
                         status,
                         content_type,
                         body,
+                        untranslated: self.untranslated,
                     },
                 )
             }

@@ -40,6 +40,9 @@ pub struct Answer {
     pub content_type: String,
     /// The body as the first client got it (JSON, or the whole SSE event stream).
     pub body: Bytes,
+    /// An Anthropic target's own answer to a passed-through `/v1/messages` request
+    /// (marked [`crate::openai::chat::Untranslated`]), not a chat answer.
+    pub untranslated: bool,
 }
 
 impl Answer {
@@ -341,6 +344,7 @@ mod tests {
             status: 200,
             content_type: "application/json".into(),
             body: Bytes::from(vec![b'x'; len]),
+            untranslated: false,
         }
     }
 

@@ -83,6 +83,8 @@ pub struct WireAnswer {
     pub content_type: String,
     /// The body.
     pub body: Vec<u8>,
+    /// [`Answer::untranslated`].
+    pub untranslated: bool,
 }
 
 impl From<&Answer> for WireAnswer {
@@ -91,6 +93,7 @@ impl From<&Answer> for WireAnswer {
             status: a.status,
             content_type: a.content_type.clone(),
             body: a.body.to_vec(),
+            untranslated: a.untranslated,
         }
     }
 }
@@ -101,6 +104,7 @@ impl From<WireAnswer> for Answer {
             status: a.status,
             content_type: a.content_type,
             body: Bytes::from(a.body),
+            untranslated: a.untranslated,
         }
     }
 }
@@ -214,6 +218,7 @@ mod tests {
             status: 200,
             content_type: "text/event-stream".into(),
             body: b"data: [DONE]\n\n".to_vec(),
+            untranslated: true,
         }
     }
 

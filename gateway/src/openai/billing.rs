@@ -102,6 +102,12 @@ impl Bill {
         self.settle(status, None);
     }
 
+    /// Whether the policy rewrote the request's text (redaction) when it admitted it:
+    /// then only the admitted request, never the client's original body, may be sent.
+    pub fn rewrote_input(&self) -> bool {
+        self.ticket.as_ref().is_some_and(Ticket::rewrote_input)
+    }
+
     /// `target` answered 200: from now on the request costs.
     pub fn answered(&mut self, target: &Arc<Target>) {
         if matches!(self.answer, Answer::Pending) {

@@ -47,7 +47,7 @@ use crate::openai::ApiError;
 use crate::policy::{cached_tokens_in, Allowance, Caller, Rejection, TokenUsage};
 use crate::provider::mock::{self, Completion, MockModel, MockParams};
 use crate::state::AppState;
-use crate::upstream::anthropic::AnthropicStream;
+use crate::upstream::anthropic::{self, AnthropicStream, NativeStream};
 use crate::upstream::dispatch::{Call, Outcome};
 use crate::upstream::openai::OpenAiStream;
 use crate::upstream::stream::{pump, send_bounded, End, Stopped, Translator};
@@ -97,8 +97,9 @@ where
 
 /// Answers an authenticated, parsed chat request: model lookup, policy, the provider,
 /// the bill (every step after the body is read, see the module docs). The other client
-/// dialects (`/v1/responses`, `/v1/messages`) translate their request into chat and
-/// answer through here, so they share routing, policy and billing with chat.
+/// dialects translate their request into chat and answer through here (`/v1/responses`)
+/// or [`serve_call`] (`/v1/completions`, `/v1/messages`), so they share routing,
+/// policy and billing with chat.
 pub async fn serve(
     state: &Arc<AppState>,
     caller: &Caller,
@@ -109,14 +110,40 @@ pub async fn serve(
     serve_call(state, caller, request, None, cache, started).await
 }
 
-/// [`serve`] for a request that also has a `legacy` completion body (`/v1/completions`):
-/// OpenAI-compatible targets are sent that body instead of the chat translation, and
-/// answer in the legacy shape ([`Call::Completions`]).
+/// The client's own body, kept beside its chat translation by a dialect whose body
+/// some providers are sent as it came.
+#[derive(Clone, Debug)]
+pub enum Original {
+    /// `/v1/completions`: the legacy body, sent to OpenAI-compatible targets, which
+    /// answer in the legacy shape ([`Call::Completions`]).
+    Completions(Map<String, Value>),
+    /// `/v1/messages`: the Messages body, passed through to Anthropic targets, which
+    /// answer in Anthropic's shape, marked [`Untranslated`] ([`Call::Messages`]).
+    Messages {
+        /// The body as the client sent it.
+        body: Map<String, Value>,
+        /// The client's `anthropic-version` and `anthropic-beta` headers, sent with
+        /// the body (the body may use what they enable).
+        headers: Vec<(&'static str, HeaderValue)>,
+        /// It uses what only Anthropic runs (server tools): no other target serves it.
+        anthropic_only: bool,
+    },
+}
+
+/// Marks an answer that an Anthropic target gave to a passed-through Messages request:
+/// its body (plain or stream) is already in Anthropic's shape, not chat's.
+#[derive(Clone, Copy, Debug)]
+pub struct Untranslated;
+
+/// [`serve`] for a request that also has its client's `original` body
+/// (`/v1/completions`, `/v1/messages`): the targets that speak that dialect natively
+/// are sent that body instead of the chat translation, and answer in the dialect's
+/// shape (see [`Original`]).
 pub async fn serve_call(
     state: &Arc<AppState>,
     caller: &Caller,
     mut request: ChatCompletionRequest,
-    legacy: Option<Map<String, Value>>,
+    original: Option<Original>,
     cache: Directive,
     started: Instant,
 ) -> Response {
@@ -187,14 +214,27 @@ pub async fn serve_call(
     // The response cache, after admission (a hit is refused what a miss would be) and
     // on the request as admitted (redaction has rewritten it).
     let key_id = caller.key_id().map(|k| &**k);
-    let kind = match legacy {
-        Some(_) => CallKind::Completions,
-        None => CallKind::Chat,
-    };
     let pass = match state
         .cache
-        .gate(cache, key_id, &name, |scope| {
-            CacheKey::of(scope, key_id, kind, &request, legacy.as_ref())
+        .gate(cache, key_id, &name, |scope| match &original {
+            None => CacheKey::of(scope, key_id, CallKind::Chat, &request, None),
+            Some(Original::Completions(legacy)) => {
+                CacheKey::of(scope, key_id, CallKind::Completions, &request, Some(legacy))
+            }
+            // An Anthropic target answers the client's own body in Anthropic's shape,
+            // with what its headers enable: both are part of what makes the answer.
+            Some(Original::Messages { body, headers, .. }) => {
+                let mut native = Map::new();
+                native.insert("body".into(), Value::Object(body.clone()));
+                let headers = headers
+                    .iter()
+                    .map(|(name, value)| {
+                        Value::from(vec![*name, value.to_str().unwrap_or_default()])
+                    })
+                    .collect();
+                native.insert("headers".into(), Value::Array(headers));
+                CacheKey::of(scope, key_id, CallKind::Messages, &request, Some(&native))
+            }
         })
         .await
     {
@@ -211,7 +251,7 @@ pub async fn serve_call(
     let answered = answer(
         Arc::clone(state),
         resolved.clone(),
-        (request, legacy),
+        (request, original),
         mock_params,
         Arc::clone(&label),
         bill,
@@ -256,19 +296,50 @@ pub fn refuse(
 async fn answer(
     state: Arc<AppState>,
     resolved: Resolved,
-    // The admitted request, and the legacy completion body it came from, if any.
-    (request, legacy): (ChatCompletionRequest, Option<Map<String, Value>>),
+    // The admitted request, and the client's body it came from, if any.
+    (request, original): (ChatCompletionRequest, Option<Original>),
     mock_params: MockParams,
     label: Arc<str>,
     mut bill: Bill,
     clock: Arc<UpstreamClock>,
 ) -> Response {
-    let call = match &legacy {
-        Some(legacy) => Call::Completions {
+    let call = match &original {
+        Some(Original::Completions(legacy)) => Call::Completions {
             chat: &request,
             legacy,
         },
-        None => Call::Chat(&request),
+        // The client's Messages body holds the text as it was before a guardrail
+        // rewrote it (redaction): it is never sent then, every target gets the
+        // admitted translation instead.
+        Some(Original::Messages {
+            body,
+            headers,
+            anthropic_only,
+        }) if !bill.rewrote_input() => Call::Messages {
+            chat: &request,
+            native: body,
+            headers,
+            anthropic_only: *anthropic_only,
+        },
+        Some(Original::Messages {
+            anthropic_only: true,
+            ..
+        }) => {
+            bill.finish(400, None);
+            return ApiError::bad_request(
+                "A guardrail rewrote this request, so it cannot be passed through to Anthropic as sent, and its server tools have no translation.",
+            )
+            .with_param("tools")
+            .with_code("unsupported_parameter")
+            .into_response();
+        }
+        _ => Call::Chat(&request),
+    };
+    // Whether `target`'s answer is the Anthropic answer to the client's own body.
+    let passed_through = |target: &Target| {
+        matches!(call, Call::Messages { .. })
+            && target.mock.is_none()
+            && target.provider.kind == ProviderKind::Anthropic
     };
     let outcome = state
         .upstreams
@@ -298,17 +369,29 @@ async fn answer(
             } else {
                 bill.streamed(completion_tokens_in(&body));
             }
+            let untranslated = passed_through(&target);
+            let cached = if untranslated {
+                anthropic::read_native_plain(&body).map_or(0, |(_, cached)| cached)
+            } else {
+                cached_tokens_in(&body)
+            };
             let tokens = usage.map(|u| TokenUsage {
                 prompt: u64::from(u.prompt_tokens),
                 completion: u64::from(u.completion_tokens),
-                cached: cached_tokens_in(&body),
+                cached,
             });
             bill.finish(200, tokens);
-            held(json_response(StatusCode::OK, body), hold)
+            let mut response = held(json_response(StatusCode::OK, body), hold);
+            if untranslated {
+                response.extensions_mut().insert(Untranslated);
+            }
+            response
         }
         Outcome::Stream { body, target, idle } => {
             bill.answered(&target);
+            let untranslated = passed_through(&target);
             let mut translator = match target.provider.kind {
+                ProviderKind::Anthropic if untranslated => Translator::Native(NativeStream::new()),
                 ProviderKind::Anthropic => {
                     Translator::Anthropic(AnthropicStream::new(request.include_usage()))
                 }
@@ -340,7 +423,11 @@ async fn answer(
                 // Dropping `tx` (after the metrics above) ends the client's body.
                 drop(tx);
             });
-            sse_response(channel)
+            let mut response = sse_response(channel);
+            if untranslated {
+                response.extensions_mut().insert(Untranslated);
+            }
+            response
         }
         Outcome::Failed(response) => {
             bill.finish(response.status().as_u16(), None);

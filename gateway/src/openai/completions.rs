@@ -66,7 +66,7 @@ where
         state,
         &caller,
         request,
-        Some(legacy),
+        Some(chat::Original::Completions(legacy)),
         Directive::of(&parts.headers),
         started,
     )

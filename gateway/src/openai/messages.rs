@@ -2,17 +2,26 @@
 //! at Aurora.
 //!
 //! The request is translated into a [`ChatCompletionRequest`] and answered through
-//! [`chat::serve`], so it goes through the same keys, guardrails, limits, budgets,
-//! usage log, metrics and routing (aliases, weighted targets, fallbacks) as chat, to
-//! any upstream kind; the answer is translated back. The opposite direction (chat →
-//! an Anthropic upstream) is [`crate::upstream::anthropic`]; this module only reads
-//! Anthropic's shapes from clients and writes them to clients.
+//! [`chat::serve_call`] with the client's body beside it ([`Original::Messages`]), so
+//! it goes through the same keys, guardrails, limits, budgets, usage log, metrics and
+//! routing (aliases, weighted targets, fallbacks) as chat, to any upstream kind. An
+//! Anthropic target is sent the client's body as it came (only `model` replaced) and
+//! its answer, plain or streamed, comes back marked [`Untranslated`] and goes to the
+//! client unchanged, so Anthropic-only fields survive both ways; every other target
+//! (the mock, OpenAI-compatible providers) gets the translation, and its answer is
+//! translated back here. When a guardrail rewrote the translation's text (redaction)
+//! the client's body still holds the original, so it is not sent: every target gets
+//! the translation (a request with server tools, which has none, is refused). The
+//! opposite direction (chat → an Anthropic upstream) is [`crate::upstream::anthropic`];
+//! this module only reads Anthropic's shapes from clients and writes them to clients.
 //!
 //! Headers: the key comes as `x-api-key` or `Authorization: Bearer` (both accepted by
 //! [`crate::admission::authenticate`]). `anthropic-version` is accepted with any value
 //! and a missing one means [`crate::upstream::anthropic::API_VERSION`] (2023-06-01): the
 //! translation is written against that version and no later version changed the
-//! fields used here. `anthropic-beta` is ignored.
+//! fields used here. A passed-through request is sent with the client's
+//! `anthropic-version` (or that default) and `anthropic-beta` headers, since its body
+//! may use what they enable; the translation ignores them.
 //!
 //! Request → chat: `system` (a string or text blocks) becomes the first `system`
 //! message; `messages[].content` as a string stays text, blocks map one by one: `text`
@@ -28,15 +37,21 @@
 //! `"required"`, a named function, `"none"` (`disable_parallel_tool_use` →
 //! `parallel_tool_calls: false`), `metadata.user_id` → `user`, `stream` → `stream`
 //! with `include_usage` (the final usage feeds `message_delta`). Other fields are
-//! ignored. Anthropic's server tools (a `tools[]` entry with a `type` other than
-//! `custom`) are refused with a 400: no upstream kind here can run them.
+//! left to the pass-through. Anthropic's server tools (a `tools[]` entry with a
+//! `type` other than `custom`, and the `server_tool_use` / `…_tool_result` blocks
+//! they leave in assistant turns) have no chat form: they are left out of the
+//! translation and make the request `anthropic_only`, served by Anthropic targets
+//! alone.
 //!
 //! Chat → answer: text → a `text` block, `tool_calls` → `tool_use` blocks (arguments
 //! that are not a JSON object become `{}`), `finish_reason` → `stop_reason` (`stop` →
 //! `end_turn`, `length` → `max_tokens`, `tool_calls` → `tool_use`, `content_filter`
-//! → `refusal`; chat does not say which stop sequence matched, so `stop_sequence` is
-//! always null), usage → `input_tokens` (without cached input, Anthropic's convention)
-//! and `output_tokens`. Streams are translated event by event by [`messages_stream`].
+//! → `refusal`; a `stop` whose choice names the matched string in `stop_reason`, as
+//! vLLM does, → `stop_sequence` with that `stop_sequence`; OpenAI does not say which
+//! sequence matched, so there it is null — a passed-through answer has Anthropic's
+//! own), usage →
+//! `input_tokens` (without cached input, Anthropic's convention) and `output_tokens`.
+//! Streams are translated event by event by [`messages_stream`].
 //!
 //! Errors use Anthropic's shape `{"type":"error","error":{"type","message"}}` with the
 //! status and message of the chat error: 400 `invalid_request_error`, 401
@@ -56,7 +71,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
 use crate::http::body::{full, keeping, read_limited, Response};
-use crate::openai::chat;
+use crate::openai::chat::{self, Original, Untranslated};
 use crate::openai::messages_stream;
 use crate::openai::types::{ChatCompletionRequest, ChatMessage, MessageContent, StreamOptions};
 use crate::openai::ApiError;
@@ -73,7 +88,7 @@ where
     let caller = match crate::admission::authenticate(state, &parts.headers) {
         Ok(caller) => caller,
         Err(rejection) => {
-            return to_anthropic(chat::refuse(state, &rejection, None, "", started), "").await
+            return to_anthropic(chat::refuse(state, &rejection, None, "", started), "", 0).await
         }
     };
     let bytes = match read_limited(
@@ -87,20 +102,30 @@ where
         Ok(bytes) => bytes,
         Err(error) => return error_response(&error),
     };
-    let request = match to_chat(&bytes) {
-        Ok(request) => request,
+    let (request, mut original) = match to_chat(&bytes) {
+        Ok(translated) => translated,
         Err(error) => return error_response(&error),
     };
+    if let Original::Messages { headers, .. } = &mut original {
+        for name in ["anthropic-version", "anthropic-beta"] {
+            for value in parts.headers.get_all(name) {
+                headers.push((name, value.clone()));
+            }
+        }
+    }
     let model = request.model.clone();
-    let response = chat::serve(
+    // What a translated stream's `message_start` reports before the real count comes.
+    let input_tokens = crate::provider::tokens::prompt(&request.messages);
+    let response = chat::serve_call(
         state,
         &caller,
         request,
+        Some(original),
         Directive::of(&parts.headers),
         started,
     )
     .await;
-    to_anthropic(response, &model).await
+    to_anthropic(response, &model, input_tokens).await
 }
 
 /// Anthropic's error `type` for an HTTP status.
@@ -134,7 +159,14 @@ fn error_response(error: &ApiError) -> Response {
 
 /// Rewrites a chat answer (error, plain or stream) into Anthropic's shape. The
 /// status, the headers (`retry-after`, …) and the extensions (metrics labels) stay.
-async fn to_anthropic(response: Response, model: &str) -> Response {
+/// `input_tokens` (the prompt by the token heuristic) is what a stream's
+/// `message_start` reports; an answer marked [`Untranslated`] is already Anthropic's
+/// and goes out as it is.
+async fn to_anthropic(response: Response, model: &str, input_tokens: u64) -> Response {
+    if response.extensions().get::<Untranslated>().is_some() {
+        // An Anthropic target's own answer to the client's own body.
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
     let is_stream = parts
@@ -142,7 +174,7 @@ async fn to_anthropic(response: Response, model: &str) -> Response {
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if parts.status == StatusCode::OK && is_stream {
-        let body = messages_stream::adapt(body, model);
+        let body = messages_stream::adapt(body, model, input_tokens);
         return http::Response::from_parts(parts, body);
     }
     // Plain answers are complete buffers (`full`), so reading them cannot wait long.
@@ -193,6 +225,28 @@ pub fn stop_reason(finish_reason: Option<&str>) -> &'static str {
         Some("tool_calls" | "function_call") => "tool_use",
         Some("content_filter") => "refusal",
         _ => "end_turn",
+    }
+}
+
+/// The stop sequence that ended a chat choice, when the upstream says which: vLLM
+/// (and servers following it) put the matched stop string in the choice's
+/// `stop_reason` when `finish_reason` is `stop`; OpenAI says nothing (then `None`).
+pub fn matched_stop(finish_reason: Option<&str>, choice: &Value) -> Option<String> {
+    if finish_reason != Some("stop") {
+        return None;
+    }
+    choice
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Anthropic's `stop_reason` and `stop_sequence` for a chat choice's end.
+pub fn stop_of(finish_reason: Option<&str>, matched: Option<String>) -> (&'static str, Value) {
+    match matched {
+        Some(sequence) => ("stop_sequence", Value::String(sequence)),
+        None => (stop_reason(finish_reason), Value::Null),
     }
 }
 
@@ -247,14 +301,16 @@ pub fn from_chat(chat: &Value, model: &str) -> Option<Value> {
     if cached > 0 {
         usage_out["cache_read_input_tokens"] = cached.into();
     }
+    let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
+    let (stop_reason, stop_sequence) = stop_of(finish_reason, matched_stop(finish_reason, choice));
     Some(json!({
         "id": message_id(chat.get("id").and_then(Value::as_str)),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)),
-        "stop_sequence": null,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
         "usage": usage_out,
     }))
 }
@@ -264,12 +320,15 @@ fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
 }
 
 /// Parses a Messages body and translates it into a chat request, or the 400 that
-/// says what is wrong (the message names the field).
-pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
+/// says what is wrong (the message names the field). The body itself comes back as
+/// the [`Original`] for Anthropic targets, which are sent it as it came.
+pub fn to_chat(bytes: &[u8]) -> Result<(ChatCompletionRequest, Original), ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(ApiError::invalid_json)?;
-    let Some(body) = value.as_object() else {
+    let Value::Object(body) = value else {
         return Err(ApiError::invalid_json("the body is not an object"));
     };
+    // Set by what only Anthropic runs (server tools and their blocks).
+    let mut anthropic_only = false;
     for required in ["model", "max_tokens", "messages"] {
         if body.get(required).is_none_or(Value::is_null) {
             return Err(ApiError::bad_request(format!("{required}: Field required"))
@@ -320,7 +379,7 @@ pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
         .filter(|l| !l.is_empty())
         .ok_or_else(|| invalid("messages", "messages: must be a non-empty list"))?;
     for (i, m) in list.iter().enumerate() {
-        translate_message(i, m, &mut messages)?;
+        translate_message(i, m, &mut messages, &mut anthropic_only)?;
     }
     let mut extra = Map::new();
     for key in ["temperature", "top_p", "top_k"] {
@@ -350,14 +409,14 @@ pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
             extra.insert("user".into(), user.into());
         }
     }
-    let has_tools = translate_tools(body.get("tools"), &mut extra)?;
+    let has_tools = translate_tools(body.get("tools"), &mut extra, &mut anthropic_only)?;
     translate_tool_choice(body.get("tool_choice"), has_tools, &mut extra)?;
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(invalid("stream", "stream: must be a boolean")),
     };
-    Ok(ChatCompletionRequest {
+    let request = ChatCompletionRequest {
         model: model.to_owned(),
         messages,
         stream: stream.then_some(true),
@@ -368,7 +427,15 @@ pub fn to_chat(bytes: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
         max_tokens: Some(max_tokens),
         max_completion_tokens: None,
         extra,
-    })
+    };
+    Ok((
+        request,
+        Original::Messages {
+            body,
+            headers: Vec::new(),
+            anthropic_only,
+        },
+    ))
 }
 
 fn block_type(block: &Value) -> Option<&str> {
@@ -387,8 +454,14 @@ fn message(role: &str, content: Option<MessageContent>) -> ChatMessage {
     }
 }
 
-/// Appends the chat messages for Anthropic message `i` to `out`.
-fn translate_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), ApiError> {
+/// Appends the chat messages for Anthropic message `i` to `out`; sets
+/// `anthropic_only` at a server tool's block (which chat cannot carry).
+fn translate_message(
+    i: usize,
+    m: &Value,
+    out: &mut Vec<ChatMessage>,
+    anthropic_only: &mut bool,
+) -> Result<(), ApiError> {
     let role = match m.get("role").and_then(Value::as_str) {
         Some(role @ ("user" | "assistant")) => role,
         _ => {
@@ -486,6 +559,10 @@ fn translate_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<
                 }));
             }
             ("assistant", "thinking" | "redacted_thinking") => {}
+            // A server tool's call and result (`web_search_tool_result`, …): Anthropic
+            // ran them; only Anthropic can read them back.
+            ("assistant", "server_tool_use") => *anthropic_only = true,
+            ("assistant", kind) if kind.ends_with("_tool_result") => *anthropic_only = true,
             _ => {
                 return Err(invalid(
                     format!("{at}.type"),
@@ -528,10 +605,13 @@ fn image_url(source: Option<&Value>) -> Option<String> {
     }
 }
 
-/// `tools` → OpenAI function tools; whether any were given.
+/// `tools` → OpenAI function tools; whether any were given. Server tools (a `type`
+/// other than `custom`) have no chat form: they are left out of the translation and
+/// set `anthropic_only`.
 fn translate_tools(
     tools: Option<&Value>,
     extra: &mut Map<String, Value>,
+    anthropic_only: &mut bool,
 ) -> Result<bool, ApiError> {
     let tools = match tools {
         None | Some(Value::Null) => return Ok(false),
@@ -540,11 +620,9 @@ fn translate_tools(
     };
     let mut out = Vec::with_capacity(tools.len());
     for (k, tool) in tools.iter().enumerate() {
-        if let Some(kind) = block_type(tool).filter(|t| *t != "custom") {
-            return Err(invalid(
-                format!("tools[{k}].type"),
-                format!("tools[{k}].type: server tool `{kind}` is not supported; only custom tools (name, description, input_schema) are"),
-            ));
+        if block_type(tool).is_some_and(|t| t != "custom") {
+            *anthropic_only = true;
+            continue;
         }
         let name = tool
             .get("name")
@@ -626,7 +704,7 @@ mod tests {
     use super::*;
 
     fn chat_of(body: Value) -> Result<Value, ApiError> {
-        to_chat(body.to_string().as_bytes()).map(|r| serde_json::to_value(r).unwrap())
+        to_chat(body.to_string().as_bytes()).map(|(r, _)| serde_json::to_value(r).unwrap())
     }
 
     #[test]
@@ -706,15 +784,37 @@ mod tests {
             Some("messages[0].content[0].source")
         );
         assert_eq!(
-            param(json!({"model": "m", "max_tokens": 1, "messages": msgs, "tools": [{"type": "web_search_20250305", "name": "w"}]})).as_deref(),
-            Some("tools[0].type")
-        );
-        assert_eq!(
             param(json!({"model": "m", "max_tokens": 1, "messages": msgs, "tool_choice": {"type": "maybe"}})).as_deref(),
             Some("tool_choice.type")
         );
         assert!(to_chat(b"[]").is_err());
         assert!(to_chat(b"{").is_err());
+    }
+
+    #[test]
+    fn server_tools_are_left_out_of_the_translation_and_need_anthropic() {
+        let only = |body: Value| match to_chat(body.to_string().as_bytes()) {
+            Ok((chat, Original::Messages { anthropic_only, .. })) => (chat, anthropic_only),
+            other => panic!("unexpected {other:?}"),
+        };
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        let (chat, anthropic_only) = only(json!({"model": "m", "max_tokens": 1, "messages": msgs,
+            "tools": [{"type": "web_search_20250305", "name": "web_search"},
+                      {"name": "f", "input_schema": {"type": "object"}}]}));
+        assert!(anthropic_only);
+        assert_eq!(chat.extra["tools"].as_array().map(Vec::len), Some(1));
+        let (_, anthropic_only) = only(json!({"model": "m", "max_tokens": 1, "messages": [
+            {"role": "user", "content": "search"},
+            {"role": "assistant", "content": [
+                {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}},
+                {"type": "web_search_tool_result", "tool_use_id": "s", "content": []}]}]}));
+        assert!(anthropic_only);
+        let (_, anthropic_only) = only(json!({"model": "m", "max_tokens": 1, "messages": msgs,
+            "thinking": {"type": "enabled", "budget_tokens": 1024}}));
+        assert!(
+            !anthropic_only,
+            "what chat can do without is not a reason to refuse"
+        );
     }
 
     #[test]
@@ -741,6 +841,31 @@ mod tests {
             })
         );
         assert_eq!(from_chat(&json!({"choices": []}), "m"), None);
+        // vLLM names the stop string that matched; OpenAI does not.
+        let stopped = |choice: Value| {
+            let message = from_chat(&json!({"choices": [choice]}), "m").unwrap();
+            (
+                message["stop_reason"].clone(),
+                message["stop_sequence"].clone(),
+            )
+        };
+        assert_eq!(
+            stopped(json!({"finish_reason": "stop", "stop_reason": "###",
+                "message": {"role": "assistant", "content": "a"}})),
+            (json!("stop_sequence"), json!("###"))
+        );
+        assert_eq!(
+            stopped(json!({"finish_reason": "stop", "stop_reason": 50256,
+                "message": {"role": "assistant", "content": "a"}})),
+            (json!("end_turn"), Value::Null),
+            "a stop token id is not a sequence"
+        );
+        assert_eq!(
+            stopped(
+                json!({"finish_reason": "stop", "message": {"role": "assistant", "content": "a"}})
+            ),
+            (json!("end_turn"), Value::Null)
+        );
         assert_eq!(stop_reason(Some("length")), "max_tokens");
         assert_eq!(stop_reason(Some("stop")), "end_turn");
     }

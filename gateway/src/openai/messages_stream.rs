@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::http::body::{Body, ChannelBody};
-use crate::openai::messages::{message_id, stop_reason};
+use crate::openai::messages::{matched_stop, message_id, stop_of};
 use crate::provider::tokens;
 use crate::upstream::sse::Parser;
 
@@ -46,6 +46,8 @@ pub struct MessagesStream {
     /// Anthropic index of the next content block.
     next_block: u64,
     finish_reason: Option<String>,
+    /// The stop sequence that matched, when the upstream said (vLLM's `stop_reason`).
+    stop_sequence: Option<String>,
     input_tokens: u64,
     output_tokens: Option<u64>,
     /// Output tokens by the token heuristic, for a stream without usage.
@@ -75,11 +77,21 @@ impl MessagesStream {
             open: None,
             next_block: 0,
             finish_reason: None,
+            stop_sequence: None,
             input_tokens: 0,
             output_tokens: None,
             estimated: 0,
             done: false,
         }
+    }
+
+    /// Reports `input_tokens` (an estimate of the prompt) in `message_start`: Anthropic
+    /// sends the prompt's count there, but a chat stream says it only in its last
+    /// chunk, so `message_start` would otherwise say 0. `message_delta` reports the
+    /// upstream's count when it came (else this estimate).
+    pub fn with_input_tokens(mut self, input_tokens: u64) -> Self {
+        self.input_tokens = input_tokens;
+        self
     }
 
     /// Whether the last event (`message_stop` or `error`) went out.
@@ -103,7 +115,7 @@ impl MessagesStream {
                 "id": message_id(chunk.get("id").and_then(Value::as_str)),
                 "type": "message", "role": "assistant", "model": self.model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": 0},
             }}),
         ));
         out.push(event("ping", &json!({"type": "ping"})));
@@ -147,10 +159,12 @@ impl MessagesStream {
             }
             self.close(&mut out);
             let output = self.output_tokens.unwrap_or(self.estimated);
+            let (stop_reason, stop_sequence) =
+                stop_of(self.finish_reason.as_deref(), self.stop_sequence.take());
             out.push(event(
                 "message_delta",
                 &json!({"type": "message_delta",
-                    "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                     "usage": {"input_tokens": self.input_tokens, "output_tokens": output}}),
             ));
             out.push(event("message_stop", &json!({"type": "message_stop"})));
@@ -225,6 +239,7 @@ impl MessagesStream {
         }
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish_reason = Some(reason.to_owned());
+            self.stop_sequence = matched_stop(Some(reason), choice);
         }
         out
     }
@@ -239,9 +254,11 @@ impl MessagesStream {
     }
 }
 
-/// A body that streams the Anthropic translation of the chat SSE `body`.
-pub fn adapt(body: Body, model: &str) -> Body {
-    let mut translator = MessagesStream::new(model);
+/// A body that streams the Anthropic translation of the chat SSE `body`;
+/// `input_tokens` is the prompt's estimate for `message_start` (see
+/// [`MessagesStream::with_input_tokens`]).
+pub fn adapt(body: Body, model: &str, input_tokens: u64) -> Body {
+    let mut translator = MessagesStream::new(model).with_input_tokens(input_tokens);
     let (tx, channel) = ChannelBody::channel(BUFFER);
     tokio::spawn(async move {
         let mut body = body;
@@ -384,6 +401,22 @@ mod tests {
     }
 
     #[test]
+    fn message_start_reports_the_prompt_estimate_and_message_delta_the_real_count() {
+        let mut s = MessagesStream::new("m").with_input_tokens(9);
+        let got = events(
+            &mut s,
+            &[
+                r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#,
+                r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":1}}"#,
+                "[DONE]",
+            ],
+        );
+        assert_eq!(got[0].1["message"]["usage"]["input_tokens"], json!(9));
+        let delta = &got[got.len() - 2].1;
+        assert_eq!(delta["usage"]["input_tokens"], json!(11));
+    }
+
+    #[test]
     fn an_answer_without_usage_reports_the_estimate() {
         let mut s = MessagesStream::new("m");
         let got = events(
@@ -396,6 +429,20 @@ mod tests {
         );
         let delta = &got[got.len() - 2].1;
         assert_eq!(delta["delta"]["stop_reason"], json!("max_tokens"));
+        assert_eq!(delta["delta"]["stop_sequence"], Value::Null);
         assert_eq!(delta["usage"]["output_tokens"], json!(2));
+        // A vLLM stream names the stop string that matched.
+        let mut s = MessagesStream::new("m");
+        let got = events(
+            &mut s,
+            &[
+                r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop","stop_reason":"END"}]}"#,
+                "[DONE]",
+            ],
+        );
+        let delta = &got[got.len() - 2].1["delta"];
+        assert_eq!(delta["stop_reason"], json!("stop_sequence"));
+        assert_eq!(delta["stop_sequence"], json!("END"));
     }
 }

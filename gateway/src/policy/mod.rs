@@ -182,6 +182,8 @@ pub struct Ticket {
     _slot: Option<Slot>,
     model: String,
     started: Instant,
+    /// Whether a guardrail rewrote the request's text (redaction).
+    rewrote: bool,
 }
 
 /// What admission reserves for a request beyond what it asks for: the output it may
@@ -345,8 +347,9 @@ impl Policy {
             },
             None => workflow(data, DEFAULT_WORKFLOW),
         };
+        let mut rewrote = false;
         if let Some(workflow) = workflow {
-            guardrails::apply(data, &workflow, request, model)?;
+            rewrote = guardrails::apply(data, &workflow, request, model)?.redacted > 0;
         }
         let mut reservation = None;
         if let Some((key_id, budget_id)) = key.and_then(|(id, k)| Some((id, k.budget_id.as_ref()?)))
@@ -399,6 +402,7 @@ impl Policy {
             _slot: slot,
             model: model.to_owned(),
             started: Instant::now(),
+            rewrote,
         })
     }
 
@@ -482,6 +486,12 @@ impl Ticket {
     /// The key id, if the caller had one.
     pub fn key_id(&self) -> Option<&Arc<str>> {
         self.key_id.as_ref()
+    }
+
+    /// Whether a guardrail rewrote the request's text (redaction): a copy of the
+    /// client's original body must then not be sent anywhere.
+    pub fn rewrote_input(&self) -> bool {
+        self.rewrote
     }
 
     /// Prices, charges and logs the finished request (see the module docs). Returns

@@ -284,6 +284,129 @@ pub fn translate_plain(body: &[u8]) -> Result<(Bytes, Usage), Failure> {
         .map_err(|e| Failure::Protocol(format!("cannot encode the answer: {e}")))
 }
 
+/// The outgoing body of a `/v1/messages` request passed through to an Anthropic
+/// target: the client's `native` body as it came, with only `model` replaced by
+/// `upstream_model` (`stream`, `cache_control`, `thinking`, `metadata`, server tools
+/// and every other field go out unchanged).
+pub fn native_body(native: &Map<String, Value>, upstream_model: &str) -> Result<Bytes, Failure> {
+    let mut out = native.clone();
+    out.insert("model".to_owned(), Value::String(upstream_model.to_owned()));
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| Failure::Protocol(format!("cannot encode the request: {e}")))
+}
+
+/// Checks a plain Anthropic answer that is forwarded as it came (pass-through) and
+/// reads its usage in OpenAI's convention (cache reads and writes in the prompt) and
+/// its cache reads, for billing. A body without a `content` list is not a message.
+pub fn read_native_plain(body: &[u8]) -> Result<(Usage, u64), Failure> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| Failure::Protocol(format!("not JSON: {e}")))?;
+    if !v.get("content").is_some_and(Value::is_array) {
+        return Err(Failure::Protocol(
+            "no `content` in the Anthropic answer".into(),
+        ));
+    }
+    Ok(usage_of(v.get("usage").unwrap_or(&Value::Null)))
+}
+
+/// Stream state of one Anthropic stream forwarded as it came (pass-through).
+///
+/// Every event goes to the client unchanged (its `event:` name and `data:` as the
+/// upstream sent them); only the usage is read on the way: the prompt side from
+/// `message_start`, the final counts from `message_delta` (whose fields win, as
+/// Anthropic's later counts are cumulative). `message_stop` ends the stream; an
+/// `error` event is forwarded and ends it as failed. Errors the gateway adds itself
+/// (a stall, a broken connection, a bound) are Anthropic `error` events too, so the
+/// client sees one dialect.
+#[derive(Debug, Default)]
+pub struct NativeStream {
+    prompt: Value,
+    usage: Option<Usage>,
+    cached: u64,
+    /// Output tokens streamed so far, by the token heuristic.
+    streamed: u64,
+}
+
+impl NativeStream {
+    /// A pass-through for one stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Output tokens streamed so far, by the token heuristic (text, tool input and
+    /// thinking deltas): the estimate billed when the stream ends before its usage.
+    pub fn streamed_tokens(&self) -> u64 {
+        self.streamed
+    }
+
+    /// Usage reported so far (set by `message_delta`).
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Prompt tokens read from Anthropic's cache, as reported so far.
+    pub fn cached(&self) -> u64 {
+        self.cached
+    }
+
+    /// An error the gateway reports mid-stream, as an Anthropic `error` event.
+    pub fn error_frame(message: &str) -> Bytes {
+        crate::openai::messages_stream::error_event("api_error", message)
+    }
+
+    /// Forwards one upstream event into `out`, reading usage on the way.
+    pub fn on_event(&mut self, event: Event, out: &mut Vec<Bytes>) -> Flow {
+        let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+            out.push(Self::error_frame(
+                "The upstream sent an event that is not JSON.",
+            ));
+            return Flow::Error;
+        };
+        out.push(if event.event.is_empty() {
+            data_frame(event.data.as_bytes())
+        } else {
+            Bytes::from(format!("event: {}\ndata: {}\n\n", event.event, event.data))
+        });
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or(event.event.as_str());
+        match kind {
+            "message_start" => {
+                self.prompt = v.pointer("/message/usage").cloned().unwrap_or(Value::Null);
+            }
+            "content_block_delta" => {
+                let delta = v.get("delta").unwrap_or(&Value::Null);
+                for key in ["text", "partial_json", "thinking"] {
+                    if let Some(text) = delta.get(key).and_then(Value::as_str) {
+                        self.streamed =
+                            self.streamed.saturating_add(u64::from(tokens::count(text)));
+                    }
+                }
+            }
+            "message_delta" => {
+                let mut merged = match &self.prompt {
+                    Value::Object(m) => m.clone(),
+                    _ => Map::new(),
+                };
+                if let Some(Value::Object(u)) = v.get("usage") {
+                    for (k, val) in u {
+                        merged.insert(k.clone(), val.clone());
+                    }
+                }
+                let (usage, cached) = usage_of(&Value::Object(merged));
+                self.usage = Some(usage);
+                self.cached = cached;
+            }
+            "message_stop" => return Flow::Done,
+            "error" => return Flow::Error,
+            _ => {}
+        }
+        Flow::Continue
+    }
+}
+
 /// Stream state of one translated Anthropic stream.
 #[derive(Debug)]
 pub struct AnthropicStream {
@@ -596,6 +719,99 @@ mod tests {
         assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
         assert!(chunks.iter().all(|c| c.get("usage").is_none()));
         assert_eq!(s.usage(), Some(Usage::new(4, 6)));
+    }
+
+    #[test]
+    fn a_native_stream_is_forwarded_unchanged_and_its_usage_read() {
+        let mut s = NativeStream::new();
+        let mut out = Vec::new();
+        let ev = |name: &str, v: Value| Event {
+            event: name.to_owned(),
+            data: v.to_string(),
+        };
+        let events = [
+            ev(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "m",
+                "usage": {"input_tokens": 4, "cache_read_input_tokens": 10, "output_tokens": 1}}}),
+            ),
+            ev("ping", json!({"type": "ping"})),
+            ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": "one two"}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1,
+                "delta": {"type": "text_delta", "text": "three"}}),
+            ),
+        ];
+        let sent: Vec<Bytes> = events
+            .iter()
+            .map(|e| Bytes::from(format!("event: {}\ndata: {}\n\n", e.event, e.data)))
+            .collect();
+        for e in events {
+            assert_eq!(s.on_event(e, &mut out), Flow::Continue);
+        }
+        assert_eq!(out, sent, "forwarded byte for byte");
+        assert_eq!(s.usage(), None, "no usage before message_delta");
+        assert_eq!(
+            s.streamed_tokens(),
+            u64::from(tokens::count("one two") + tokens::count("three")),
+            "thinking counts as output"
+        );
+        let delta = ev(
+            "message_delta",
+            json!({"type": "message_delta",
+            "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 6}}),
+        );
+        assert_eq!(s.on_event(delta, &mut out), Flow::Continue);
+        assert_eq!((s.usage(), s.cached()), (Some(Usage::new(14, 6)), 10));
+        assert_eq!(
+            s.on_event(
+                ev("message_stop", json!({"type": "message_stop"})),
+                &mut out
+            ),
+            Flow::Done
+        );
+        // An upstream error is forwarded and ends the stream; junk becomes an
+        // Anthropic error event.
+        let mut out = Vec::new();
+        let error = ev(
+            "error",
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}),
+        );
+        assert_eq!(NativeStream::new().on_event(error, &mut out), Flow::Error);
+        assert!(std::str::from_utf8(&out[0])
+            .unwrap()
+            .starts_with("event: error\n"));
+        let junk = Event {
+            event: String::new(),
+            data: "{".into(),
+        };
+        let mut out = Vec::new();
+        assert_eq!(NativeStream::new().on_event(junk, &mut out), Flow::Error);
+        let text = String::from_utf8(out[0].to_vec()).unwrap();
+        assert!(text.starts_with("event: error\ndata: "), "{text}");
+        assert!(text.contains("api_error"), "{text}");
+    }
+
+    #[test]
+    fn a_native_plain_answer_is_checked_and_its_usage_read() {
+        let body = json!({"type": "message", "content": [],
+            "usage": {"input_tokens": 2, "cache_creation_input_tokens": 3, "output_tokens": 5}});
+        assert_eq!(
+            read_native_plain(body.to_string().as_bytes()).unwrap(),
+            (Usage::new(5, 5), 0)
+        );
+        assert!(read_native_plain(b"{\"type\":\"message\"}").is_err());
+        assert!(read_native_plain(b"nope").is_err());
+        let native: Map<String, Value> =
+            serde_json::from_value(json!({"model": "alias", "stream": true, "x": [1]})).unwrap();
+        let sent: Value =
+            serde_json::from_slice(&native_body(&native, "claude-x").unwrap()).unwrap();
+        assert_eq!(sent, json!({"model": "claude-x", "stream": true, "x": [1]}));
     }
 
     #[test]

@@ -15,7 +15,12 @@
 //! so a route can mix kinds; when no target of the model can serve it, the client gets
 //! a 400 saying so. A legacy completion carries both its chat translation and the
 //! client's body: an OpenAI-compatible provider gets the latter at `…/completions`, an
-//! Anthropic one the former (see [`crate::openai::completions`]).
+//! Anthropic one the former (see [`crate::openai::completions`]). A Messages request
+//! (`/v1/messages`) mirrors that: an Anthropic provider gets the client's own body
+//! (only `model` replaced) and its answer comes back as it was sent, a plain message
+//! or the event stream, untranslated; any other provider gets the chat translation.
+//! One that needs Anthropic (it uses server tools) is served by Anthropic targets
+//! only, the others skipped like a kind that cannot serve embeddings.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,32 +78,65 @@ pub enum Call<'a> {
         /// The client's body, sent to OpenAI-compatible providers.
         legacy: &'a Map<String, Value>,
     },
+    /// `/v1/messages`: the admitted chat translation and the client's Messages body.
+    Messages {
+        /// What the policy admitted; sent (translated) to non-Anthropic providers.
+        chat: &'a ChatCompletionRequest,
+        /// The client's body, passed through to Anthropic providers.
+        native: &'a Map<String, Value>,
+        /// The client's `anthropic-version` / `anthropic-beta`, sent with `native`
+        /// (a missing version is [`anthropic::API_VERSION`]).
+        headers: &'a [(&'static str, HeaderValue)],
+        /// The request cannot be translated without loss that changes its meaning
+        /// (server tools): only Anthropic providers may serve it.
+        anthropic_only: bool,
+    },
 }
 
 impl Call<'_> {
     /// Whether the answer is a stream (embeddings never are).
     fn is_stream(&self) -> bool {
         match self {
-            Call::Chat(request) | Call::Completions { chat: request, .. } => request.is_stream(),
+            Call::Chat(request)
+            | Call::Completions { chat: request, .. }
+            | Call::Messages { chat: request, .. } => request.is_stream(),
             Call::Embeddings(_) => false,
         }
     }
 
-    /// Whether a provider of `kind` can serve this call at all.
-    fn served_by(&self, kind: ProviderKind) -> bool {
+    /// Whether `target` (the mock or a provider) can serve this call at all.
+    fn served_by(&self, target: &Target) -> bool {
+        let anthropic = target.mock.is_none() && target.provider.kind == ProviderKind::Anthropic;
         match self {
             Call::Chat(_) | Call::Completions { .. } => true,
-            Call::Embeddings(_) => kind != ProviderKind::Anthropic,
+            Call::Messages { anthropic_only, .. } => anthropic || !anthropic_only,
+            Call::Embeddings(_) => !anthropic,
         }
     }
 
-    /// What the call is, for the error when no target serves it.
+    /// What the call is, for the logs.
     fn what(&self) -> &'static str {
         match self {
             Call::Chat(_) => "chat completions",
             Call::Embeddings(_) => "embeddings",
             Call::Completions { .. } => "completions",
+            Call::Messages { .. } => "messages",
         }
+    }
+
+    /// The 400 when no target of the model can serve the call.
+    fn unserved(&self) -> ApiError {
+        let message = match self {
+            Call::Messages { .. } => "No target of this model serves this request: it uses Anthropic server tools, which only an Anthropic provider runs.".to_owned(),
+            _ => format!(
+                "No target of this model serves {}: Anthropic providers have no {} API.",
+                self.what(),
+                self.what()
+            ),
+        };
+        ApiError::bad_request(message)
+            .with_param("model")
+            .with_code("unsupported_model")
     }
 
     /// The URL to post to at a provider of `kind`: its endpoint, or for embeddings
@@ -112,9 +150,8 @@ impl Call<'_> {
             format!("{base}/{name}")
         };
         match (self, kind) {
-            (Call::Chat(_), _) | (Call::Completions { .. }, ProviderKind::Anthropic) => {
-                endpoint.to_owned()
-            }
+            (Call::Chat(_) | Call::Messages { .. }, _)
+            | (Call::Completions { .. }, ProviderKind::Anthropic) => endpoint.to_owned(),
             (Call::Embeddings(_), _) => sibling("embeddings"),
             (Call::Completions { .. }, _) => sibling("completions"),
         }
@@ -126,9 +163,11 @@ impl Call<'_> {
 pub enum Outcome {
     /// The chosen target is the built-in mock: the caller answers from it.
     Mock(Arc<Target>),
-    /// A complete answer in OpenAI's shape.
+    /// A complete answer in OpenAI's shape, or for [`Call::Messages`] at an Anthropic
+    /// target, Anthropic's.
     Plain {
-        /// `chat.completion` JSON (for [`Call::Embeddings`], the `list` of embeddings).
+        /// `chat.completion` JSON (for [`Call::Embeddings`], the `list` of embeddings;
+        /// for a passed-through [`Call::Messages`], the Anthropic `message`).
         body: Bytes,
         /// Its usage, when reported.
         usage: Option<Usage>,
@@ -192,7 +231,7 @@ impl Upstreams {
         let mut tried = 0usize;
         let mut unserved = 0usize;
         for target in &order {
-            if target.mock.is_none() && !call.served_by(target.provider.kind) {
+            if !call.served_by(target) {
                 tracing::debug!(target_id = %target.id, what = call.what(), "skipping a target that cannot serve the call");
                 unserved += 1;
                 continue;
@@ -239,16 +278,7 @@ impl Upstreams {
         }
         match last {
             Some(f) => Outcome::Failed(failure::exhausted(&f, tried).into_response()),
-            None if unserved == order.len() => Outcome::Failed(
-                ApiError::bad_request(format!(
-                    "No target of this model serves {}: Anthropic providers have no {} API.",
-                    call.what(),
-                    call.what()
-                ))
-                .with_param("model")
-                .with_code("unsupported_model")
-                .into_response(),
-            ),
+            None if unserved == order.len() => Outcome::Failed(call.unserved().into_response()),
             None => {
                 let ids: Vec<&str> = order.iter().map(|t| &*t.id).collect();
                 let wait = self.breakers.next_trial_in(&ids, Instant::now());
@@ -268,6 +298,9 @@ impl Upstreams {
     ) -> Result<Outcome, Failure> {
         let provider = &target.provider;
         let body = match (call, provider.kind) {
+            (Call::Messages { native, .. }, ProviderKind::Anthropic) => {
+                anthropic::native_body(native, &target.upstream_model)?
+            }
             (Call::Chat(request), ProviderKind::Anthropic)
             | (Call::Completions { chat: request, .. }, ProviderKind::Anthropic) => {
                 anthropic::request_body(request, &target.upstream_model)?
@@ -275,7 +308,9 @@ impl Upstreams {
             (Call::Completions { chat, legacy }, _) => {
                 openai::legacy_completion_body(legacy, chat, &target.upstream_model)?
             }
-            (Call::Chat(request), _) => openai::request_body(request, &target.upstream_model)?,
+            (Call::Chat(request) | Call::Messages { chat: request, .. }, _) => {
+                openai::request_body(request, &target.upstream_model)?
+            }
             (Call::Embeddings(body), _) => openai::passthrough_body(body, &target.upstream_model)?,
         };
         let url = call.url(&provider.endpoint, provider.kind);
@@ -370,7 +405,17 @@ impl Upstreams {
         };
         match provider.kind {
             ProviderKind::Anthropic => {
-                builder = builder.header("anthropic-version", anthropic::API_VERSION);
+                match call {
+                    Call::Messages { headers, .. } => {
+                        if !headers.iter().any(|(name, _)| *name == "anthropic-version") {
+                            builder = builder.header("anthropic-version", anthropic::API_VERSION);
+                        }
+                        for (name, value) in headers {
+                            builder = builder.header(*name, value.clone());
+                        }
+                    }
+                    _ => builder = builder.header("anthropic-version", anthropic::API_VERSION),
+                }
                 if let Some(key) = key {
                     let mut value = HeaderValue::from_str(key.expose())
                         .map_err(|_| Failure::MissingKey("(key has invalid characters)".into()))?;
@@ -433,12 +478,16 @@ impl Upstreams {
                 let usage = openai::read_embeddings(&bytes)?;
                 (bytes, usage)
             }
+            (Call::Messages { .. }, ProviderKind::Anthropic) => {
+                let (usage, _cached) = anthropic::read_native_plain(&bytes)?;
+                (bytes, Some(usage))
+            }
             (Call::Chat(_) | Call::Completions { .. }, ProviderKind::Anthropic) => {
                 let (body, usage) = anthropic::translate_plain(&bytes)?;
                 (body, Some(usage))
             }
             // A `text_completion` has `choices` and `usage` as chat does.
-            (Call::Chat(_) | Call::Completions { .. }, _) => {
+            (Call::Chat(_) | Call::Completions { .. } | Call::Messages { .. }, _) => {
                 let usage = openai::read_plain(&bytes)?;
                 (bytes, usage)
             }

@@ -6,7 +6,9 @@
 //! has gone to the client there is no retrying or falling back (the client has seen a
 //! 200), so a failure from then on — an upstream `error` event, a broken connection,
 //! a stall, an end without `[DONE]` — is told to the client as a final
-//! `data: {"error":…}` event, the way OpenAI reports mid-stream errors. A client that
+//! `data: {"error":…}` event, the way OpenAI reports mid-stream errors (or, for an
+//! Anthropic stream passed through to a Messages client, as Anthropic's `error`
+//! event: the client sees one dialect). A client that
 //! goes away stops the pump, which drops the upstream connection.
 //!
 //! A stream is bounded ([`StreamBounds`], from `gateway.limits`): it ends with an
@@ -27,7 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::policy::TokenUsage;
-use crate::upstream::anthropic::AnthropicStream;
+use crate::upstream::anthropic::{AnthropicStream, NativeStream};
 use crate::upstream::buffered::Hold;
 use crate::upstream::failure::SizeLimit;
 use crate::upstream::openai::OpenAiStream;
@@ -72,6 +74,8 @@ pub enum Translator {
     OpenAi(OpenAiStream),
     /// Anthropic events to OpenAI chunks.
     Anthropic(AnthropicStream),
+    /// Anthropic events forwarded unchanged to a `/v1/messages` client.
+    Native(NativeStream),
 }
 
 impl Translator {
@@ -79,6 +83,16 @@ impl Translator {
         match self {
             Translator::OpenAi(t) => t.on_event(event, out),
             Translator::Anthropic(t) => t.on_event(event, out),
+            Translator::Native(t) => t.on_event(event, out),
+        }
+    }
+
+    /// How an error the gateway reports mid-stream is written in the client's
+    /// dialect: OpenAI's `data: {"error":…}`, or Anthropic's `error` event.
+    fn error_frame(&self) -> fn(&str) -> Bytes {
+        match self {
+            Translator::OpenAi(_) | Translator::Anthropic(_) => error_frame,
+            Translator::Native(_) => NativeStream::error_frame,
         }
     }
 
@@ -88,6 +102,7 @@ impl Translator {
         match self {
             Translator::OpenAi(t) => t.streamed_tokens(),
             Translator::Anthropic(t) => t.streamed_tokens(),
+            Translator::Native(t) => t.streamed_tokens(),
         }
     }
 
@@ -97,6 +112,7 @@ impl Translator {
         let (usage, cached) = match self {
             Translator::OpenAi(t) => (t.usage(), t.cached()),
             Translator::Anthropic(t) => (t.usage(), t.cached()),
+            Translator::Native(t) => (t.usage(), t.cached()),
         };
         usage.map(|u| TokenUsage {
             prompt: u64::from(u.prompt_tokens),
@@ -141,6 +157,18 @@ pub async fn send_bounded(
     deadline: tokio::time::Instant,
     metrics: &Metrics,
 ) -> Result<(), Stopped> {
+    send_bounded_as(tx, frame, deadline, metrics, error_frame).await
+}
+
+/// [`send_bounded`], writing the deadline's error event with `error` (the client's
+/// dialect).
+async fn send_bounded_as(
+    tx: &mpsc::Sender<Bytes>,
+    frame: Bytes,
+    deadline: tokio::time::Instant,
+    metrics: &Metrics,
+    error: fn(&str) -> Bytes,
+) -> Result<(), Stopped> {
     let sent = if tokio::time::Instant::now() >= deadline {
         None
     } else {
@@ -151,7 +179,7 @@ pub async fn send_bounded(
         Some(Err(_)) => Err(Stopped::ClientGone),
         None => {
             metrics.limit_exceeded("stream_duration");
-            let _ = tx.try_send(error_frame(MAX_DURATION_MESSAGE));
+            let _ = tx.try_send(error(MAX_DURATION_MESSAGE));
             Err(Stopped::MaxDuration)
         }
     }
@@ -180,6 +208,7 @@ pub async fn pump(
     mut bounds: StreamBounds<'_>,
 ) -> End {
     let mut parser = Parser::with_limit(bounds.max_event);
+    let error = translator.error_frame();
     let mut out = Vec::new();
     let mut received = 0u64;
     let metrics = bounds.metrics;
@@ -239,7 +268,8 @@ pub async fn pump(
                             }
                         }
                         for frame in out.drain(..) {
-                            match send_bounded(tx, frame, bounds.deadline, metrics).await {
+                            match send_bounded_as(tx, frame, bounds.deadline, metrics, error).await
+                            {
                                 Ok(()) => {}
                                 Err(Stopped::ClientGone) => return End::ClientGone,
                                 Err(Stopped::MaxDuration) => return End::Failed,
@@ -256,7 +286,7 @@ pub async fn pump(
         };
         if let Some(message) = failure {
             // Best effort: the client may be gone too.
-            let _ = tx.send(error_frame(message)).await;
+            let _ = tx.send(error(message)).await;
             break End::Failed;
         }
     };

@@ -172,10 +172,21 @@ fn add_cache_column(conn: &Connection) -> rusqlite::Result<()> {
         [],
         |r| r.get(0),
     )?;
-    if has == 0 {
-        conn.execute_batch("ALTER TABLE usage_log ADD COLUMN cache TEXT")?;
+    if has > 0 {
+        return Ok(());
     }
-    Ok(())
+    alter_add_cache(conn)
+}
+
+fn alter_add_cache(conn: &Connection) -> rusqlite::Result<()> {
+    match conn.execute_batch("ALTER TABLE usage_log ADD COLUMN cache TEXT") {
+        // Another process opening the same file may add the column between the
+        // check and the ALTER; its column is the one this would have added.
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("duplicate column") => {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn open_connection(path: &Path) -> Result<Connection, UsageLogError> {
@@ -654,7 +665,13 @@ mod tests {
             )
             .expect("old row");
         }
-        let log = UsageLog::open(&path, "n").expect("open upgrades");
+        // No retention: the rows are dated 1970 and would be pruned at once.
+        let keep = Retention {
+            retention_days: 0,
+            max_bytes: 0,
+            ..Retention::default()
+        };
+        let log = UsageLog::open_with(&path, "n", keep).expect("open upgrades");
         log.record(UsageRow {
             cache: Some(crate::cache::CacheUse::Hit),
             ..row(Some("k"), "m", 0, 200, 2000)
@@ -675,7 +692,18 @@ mod tests {
         assert_eq!(rows[1].cost_nanos, 5);
         drop(log);
         // Opening again is a no-op.
-        UsageLog::open(&path, "n").expect("reopen");
+        UsageLog::open_with(&path, "n", keep).expect("reopen");
+    }
+
+    /// Two processes opening an old log at once may both see no column; the one
+    /// whose ALTER comes second must still open the log.
+    #[test]
+    fn a_column_added_by_another_process_meanwhile_is_no_error() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(SCHEMA).expect("schema");
+        conn.execute_batch("ALTER TABLE usage_log ADD COLUMN cache TEXT")
+            .expect("the other process");
+        assert!(alter_add_cache(&conn).is_ok());
     }
 
     /// Rows that trickle in faster than the linger share one transaction, where a

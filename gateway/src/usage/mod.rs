@@ -671,7 +671,7 @@ mod tests {
             max_bytes: 0,
             ..Retention::default()
         };
-        let log = UsageLog::open_with(&path, "n", keep).expect("open upgrades");
+        let log = UsageLog::open_with(&path, "n", keep.clone()).expect("open upgrades");
         log.record(UsageRow {
             cache: Some(crate::cache::CacheUse::Hit),
             ..row(Some("k"), "m", 0, 200, 2000)

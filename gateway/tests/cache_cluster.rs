@@ -174,7 +174,7 @@ fn owner_of(prompt: &str, n: usize) -> usize {
         json!({"model": "up/m", "messages": [{"role": "user", "content": prompt}]}),
     )
     .expect("request");
-    let key = CacheKey::of(Scope::Key, None, CallKind::Chat, &request, None);
+    let key = CacheKey::of(Scope::Key, None, CallKind::Chat, &request, None).expect("a key");
     let members = (1..=n).map(|i| Member {
         id: aurora_core::NodeId::from_name(&format!("node-{i}")),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),

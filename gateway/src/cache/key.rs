@@ -61,14 +61,16 @@ impl std::fmt::Debug for CacheKey {
 
 impl CacheKey {
     /// The key of an admitted request. `caller` is the key id (`None`: anonymous),
-    /// used with [`Scope::Key`] only.
+    /// used with [`Scope::Key`] only. `None` when the request cannot be written as
+    /// JSON (a map with non-string keys): such a request does not use the cache,
+    /// rather than share one key with every other unwritable request.
     pub fn of(
         scope: Scope,
         caller: Option<&str>,
         kind: CallKind,
         request: &impl serde::Serialize,
         legacy: Option<&Map<String, Value>>,
-    ) -> CacheKey {
+    ) -> Option<CacheKey> {
         let mut hash = Sha256::new();
         hash.update(RECIPE);
         hash.update([kind.tag()]);
@@ -82,7 +84,7 @@ impl CacheKey {
             }
         }
         let mut text = Vec::with_capacity(256);
-        let value = serde_json::to_value(request).unwrap_or(Value::Null);
+        let value = serde_json::to_value(request).ok()?;
         write_canonical(&mut text, &strip_caller_fields(value));
         hash.update((text.len() as u64).to_le_bytes());
         hash.update(&text);
@@ -94,8 +96,19 @@ impl CacheKey {
             );
             hash.update(&text);
         }
-        CacheKey(hash.finalize().into())
+        Some(CacheKey(hash.finalize().into()))
     }
+}
+
+/// `object` without the fields that only describe the caller (`user`, `metadata`,
+/// `store`): for a body nested in what is hashed (a passed-through Messages body),
+/// whose top level [`CacheKey::of`] does not see.
+pub fn without_caller_fields(object: &Map<String, Value>) -> Map<String, Value> {
+    object
+        .iter()
+        .filter(|(name, _)| !CALLER_FIELDS.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 fn strip_caller_fields(mut value: Value) -> Value {
@@ -153,7 +166,7 @@ mod tests {
     }
 
     fn key(json: &str) -> CacheKey {
-        CacheKey::of(Scope::Key, Some("k1"), CallKind::Chat, &request(json), None)
+        CacheKey::of(Scope::Key, Some("k1"), CallKind::Chat, &request(json), None).unwrap()
     }
 
     #[test]
@@ -183,7 +196,7 @@ mod tests {
             assert_ne!(key(base), key(other), "{other}");
         }
         let r = request(base);
-        let k = |scope, caller, kind| CacheKey::of(scope, caller, kind, &r, None);
+        let k = |scope, caller, kind| CacheKey::of(scope, caller, kind, &r, None).unwrap();
         assert_ne!(
             k(Scope::Key, Some("k1"), CallKind::Chat),
             k(Scope::Key, Some("k2"), CallKind::Chat)
@@ -199,6 +212,24 @@ mod tests {
         assert_ne!(
             k(Scope::Shared, None, CallKind::Chat),
             k(Scope::Shared, None, CallKind::Completions)
+        );
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_written_as_json_has_no_key() {
+        let mut unwritable = std::collections::HashMap::new();
+        unwritable.insert((1, 2), "a map with tuple keys");
+        let k = CacheKey::of(Scope::Shared, None, CallKind::Chat, &unwritable, None);
+        assert_eq!(k, None);
+    }
+
+    #[test]
+    fn the_caller_fields_of_a_nested_body_go_too() {
+        let body = serde_json::json!({"model":"m","metadata":{"user_id":"u-1"},"max_tokens":5});
+        let kept = without_caller_fields(body.as_object().unwrap());
+        assert_eq!(
+            Value::Object(kept),
+            serde_json::json!({"model":"m","max_tokens":5})
         );
     }
 

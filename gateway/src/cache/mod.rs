@@ -38,6 +38,10 @@ pub mod settings;
 pub mod store;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -55,12 +59,22 @@ pub use key::{CacheKey, CallKind};
 pub use ring::Member;
 pub use settings::{CacheSettings, Scope};
 pub use store::Answer;
-use store::{FillToken, Found, Store, Wake};
+use store::{FillToken, Found, Store, Stored, Wake};
 use wire::{Reply, Request};
 
 /// The request header that asks for the cache, and the response header that says how
 /// an answer went through it.
 pub const HEADER: &str = "x-aurora-cache";
+
+/// Lookups one node has held at one owner at once, at most: below the peer calls a
+/// connection carries at once (`MAX_CALLS_PER_CONNECTION`, 256), so quick lookups,
+/// stores and abandons always find room beside them. Held lookups are per key (the
+/// node's requests for one key share one), so this bounds keys, not requests; a
+/// lookup beyond it goes on alone.
+const MAX_HELD_PER_OWNER: usize = 192;
+
+/// How long a filler waits before trying a failed store (or abandon) once more.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// What a request's headers ask of the cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,6 +184,8 @@ struct Counters {
     /// Answers not stored: tool calls, errors, broken or oversized answers.
     not_stored: AtomicU64,
     peer_errors: AtomicU64,
+    /// Held lookups at an owner refused room (over `MAX_HELD_PER_OWNER`).
+    held_full: AtomicU64,
     peer_calls_served: AtomicU64,
     peer_refused: AtomicU64,
 }
@@ -183,7 +199,27 @@ pub struct Cache {
     settings: CacheSettings,
     store: Mutex<Store>,
     link: OnceLock<Arc<dyn Link>>,
+    held: Mutex<Held>,
     counters: Counters,
+}
+
+/// The lookups this node holds at other owners, one per key: every request of this
+/// node for a key whose fill is in flight elsewhere waits on the one held call, so a
+/// burst of identical requests costs the owner one stream and one copy of the answer
+/// per node, not per request.
+#[derive(Debug, Default)]
+struct Held {
+    waiting: HashMap<CacheKey, Vec<tokio::sync::oneshot::Sender<Waited>>>,
+    per_owner: HashMap<NodeId, usize>,
+}
+
+/// How a held lookup ended, for one of the requests waiting on it.
+#[derive(Debug)]
+enum Waited {
+    Hit(Arc<Answer>),
+    /// The fill ended without an answer and this request got the right to fill it.
+    Fill(FillToken),
+    Alone,
 }
 
 impl fmt::Debug for Cache {
@@ -248,19 +284,16 @@ impl Cache {
     /// A cache with `settings` (validated by the caller), owning every key until a
     /// [`Link`] is set.
     pub fn new(settings: CacheSettings) -> Self {
-        // Fill tokens start at a random point so a restarted owner does not accept a
-        // store meant for its previous life's fill.
-        let seed = fastrand::u64(..);
         let store = Store::new(
             settings.max_bytes,
             settings.max_entry_bytes,
             settings.fill_timeout(),
-            seed,
         );
         Self {
             settings,
             store: Mutex::new(store),
             link: OnceLock::new(),
+            held: Mutex::new(Held::default()),
             counters: Counters::default(),
         }
     }
@@ -299,24 +332,29 @@ impl Cache {
 
     /// The cache's word on an admitted request for the public model `model` by key
     /// `key_id` with `directive`: a hit, or what to do with the answer it makes.
-    /// `key` computes the request's key, only when the cache applies.
+    /// `key` computes the request's key, only when the cache applies (`None`: the
+    /// request has none, and passes as if the cache did not apply).
     pub async fn gate(
         self: &Arc<Self>,
         directive: Directive,
         key_id: Option<&str>,
         model: &str,
-        key: impl FnOnce(Scope) -> CacheKey,
+        key: impl FnOnce(Scope) -> Option<CacheKey>,
     ) -> Gate {
-        if !self.applies(directive, key_id, model) {
-            return Gate::Pass(Pass {
+        let past = || {
+            Gate::Pass(Pass {
                 filler: None,
                 looked: false,
-            });
+            })
+        };
+        if !self.applies(directive, key_id, model) {
+            return past();
         }
+        let Some(key) = key(self.settings.scope) else {
+            return past();
+        };
         let span = crate::telemetry::cache_span();
-        let lookup =
-            tracing::Instrument::instrument(self.lookup(key(self.settings.scope)), span.clone())
-                .await;
+        let lookup = tracing::Instrument::instrument(self.lookup(key), span.clone()).await;
         let filler = match lookup {
             Lookup::Hit(answer) => {
                 crate::telemetry::record_cache(&span, CacheUse::Hit.as_str());
@@ -359,10 +397,11 @@ impl Cache {
     }
 
     async fn lookup_here(self: &Arc<Self>, key: CacheKey) -> Lookup {
-        let found = self.lock().lookup(key, Instant::now(), true, None);
+        let token = FillToken::random();
+        let found = self.lock().lookup(key, Instant::now(), true, None, token);
         match found {
             Found::Hit(answer) => Lookup::Hit(answer),
-            Found::Fill(token) => Lookup::Fill(Filler::new(self, key, token, None)),
+            Found::Fill => Lookup::Fill(Filler::new(self, key, token, None)),
             Found::Alone => Lookup::Alone,
             Found::Wait(rx) => match Self::wait(rx, self.settings.fill_timeout()).await {
                 Some(answer) => {
@@ -392,51 +431,207 @@ impl Cache {
         key: CacheKey,
     ) -> Lookup {
         // First a quick look (bounded by `peer_timeout`, so an owner that died unseen
-        // costs a request at most that); only when a fill is in flight, a second call
-        // that the owner holds until the answer is stored.
-        let ask = |wait: Duration| {
-            let request = Request::Lookup {
-                key: key.0,
-                wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
-            };
-            let call = link.call(
-                owner,
-                wire::encode(&request),
-                wait + self.settings.peer_timeout(),
-            );
-            async move {
-                call.await
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| wire::decode::<Reply>(&bytes).map_err(|e| e.to_string()))
-            }
-        };
-        let mut reply = ask(Duration::ZERO).await;
-        if let Ok(Reply::Pending) = reply {
-            reply = ask(self.settings.fill_timeout()).await;
-            if let Ok(Reply::Hit(_)) = reply {
-                bump(&self.counters.coalesced);
-            }
-        }
-        match reply {
+        // costs a request at most that); only when a fill is in flight, the lookup the
+        // owner holds until the answer is stored, shared by this node's requests.
+        let token = FillToken::random();
+        match self.ask(link, owner, key, token, Duration::ZERO).await {
             Ok(Reply::Hit(answer)) => Lookup::Hit(Arc::new(answer.into())),
-            Ok(Reply::Fill { token }) => Lookup::Fill(Filler::new(
+            Ok(Reply::Fill) => Lookup::Fill(Filler::new(
                 self,
                 key,
-                FillToken(token),
+                token,
                 Some((Arc::clone(link), owner)),
             )),
             Ok(Reply::Alone) => Lookup::Alone,
+            Ok(Reply::Pending) => match self.wait_at(link, owner, key).await {
+                Waited::Hit(answer) => {
+                    bump(&self.counters.coalesced);
+                    Lookup::Hit(answer)
+                }
+                Waited::Fill(token) => Lookup::Fill(Filler::new(
+                    self,
+                    key,
+                    token,
+                    Some((Arc::clone(link), owner)),
+                )),
+                Waited::Alone => Lookup::Alone,
+            },
             Ok(other) => {
-                bump(&self.counters.peer_errors);
-                tracing::debug!(owner = %owner.id, reply = ?other, "cache owner gave an unexpected reply; serving without the cache");
+                self.unexpected(owner, &other);
                 Lookup::Alone
+            }
+            Err(()) => Lookup::Alone,
+        }
+    }
+
+    /// One lookup call to `owner`, held there at most `wait`. A call without a reply
+    /// (the owner is unreachable, or answered too late) abandons `token`: the owner
+    /// may have made this node the filler in a reply that never arrived.
+    async fn ask(
+        self: &Arc<Self>,
+        link: &Arc<dyn Link>,
+        owner: Member,
+        key: CacheKey,
+        token: FillToken,
+        wait: Duration,
+    ) -> Result<Reply, ()> {
+        let request = Request::Lookup {
+            key: key.0,
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            token: token.0,
+        };
+        let reply = link
+            .call(
+                owner,
+                wire::encode(&request),
+                wait + self.settings.peer_timeout(),
+            )
+            .await;
+        match reply.map(|bytes| wire::decode::<Reply>(&bytes)) {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(error)) => {
+                bump(&self.counters.peer_errors);
+                tracing::debug!(owner = %owner.id, %error, "cache owner gave an unreadable reply; serving without the cache");
+                Err(())
             }
             Err(error) => {
                 bump(&self.counters.peer_errors);
                 tracing::debug!(owner = %owner.id, %error, "cache owner unreachable; serving without the cache");
-                Lookup::Alone
+                self.send_off(
+                    link,
+                    owner,
+                    Request::Abandon {
+                        key: key.0,
+                        token: token.0,
+                    },
+                );
+                Err(())
             }
         }
+    }
+
+    fn unexpected(&self, owner: Member, reply: &Reply) {
+        bump(&self.counters.peer_errors);
+        tracing::debug!(owner = %owner.id, ?reply, "cache owner gave an unexpected reply; serving without the cache");
+    }
+
+    /// Waits for the fill in flight at `owner`: on the lookup this node already holds
+    /// there for `key`, or on a new one (see [`Held`]).
+    async fn wait_at(
+        self: &Arc<Self>,
+        link: &Arc<dyn Link>,
+        owner: Member,
+        key: CacheKey,
+    ) -> Waited {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let Held { waiting, per_owner } = &mut *held;
+            if let Some(waiters) = waiting.get_mut(&key) {
+                if waiters.len() >= store::MAX_WAITERS {
+                    return Waited::Alone;
+                }
+                waiters.push(tx);
+            } else {
+                let count = per_owner.entry(owner.id).or_default();
+                if *count >= MAX_HELD_PER_OWNER {
+                    bump(&self.counters.held_full);
+                    return Waited::Alone;
+                }
+                *count += 1;
+                waiting.insert(key, vec![tx]);
+                // In a task of its own: the requests waiting on it may leave, it may not.
+                let cache = Arc::clone(self);
+                let link = Arc::clone(link);
+                tokio::spawn(async move { cache.hold(link, owner, key).await });
+            }
+        }
+        rx.await.unwrap_or(Waited::Alone)
+    }
+
+    /// The held lookup of `key` at `owner`, and the fan-out of its reply to this node's
+    /// requests waiting on it.
+    async fn hold(self: Arc<Self>, link: Arc<dyn Link>, owner: Member, key: CacheKey) {
+        let token = FillToken::random();
+        let reply = self
+            .ask(&link, owner, key, token, self.settings.fill_timeout())
+            .await;
+        let waiters = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = held.per_owner.get_mut(&owner.id) {
+                *count -= 1;
+                if *count == 0 {
+                    held.per_owner.remove(&owner.id);
+                }
+            }
+            held.waiting.remove(&key).unwrap_or_default()
+        };
+        match reply {
+            Ok(Reply::Hit(answer)) => {
+                let answer = Arc::new(Answer::from(answer));
+                for waiter in waiters {
+                    let _ = waiter.send(Waited::Hit(Arc::clone(&answer)));
+                }
+            }
+            Ok(Reply::Fill) => {
+                // The fill in flight ended without an answer and this node got the
+                // next: one of its requests still waiting fills it, the others go on
+                // alone (as the waiters of an abandoned fill do everywhere).
+                let mut filled = false;
+                for waiter in waiters {
+                    if !filled {
+                        filled = waiter.send(Waited::Fill(token)).is_ok();
+                    } else {
+                        let _ = waiter.send(Waited::Alone);
+                    }
+                }
+                if !filled {
+                    self.send_off(
+                        &link,
+                        owner,
+                        Request::Abandon {
+                            key: key.0,
+                            token: token.0,
+                        },
+                    );
+                }
+            }
+            other => {
+                if let Ok(reply @ (Reply::Pending | Reply::Done | Reply::Refused)) = &other {
+                    self.unexpected(owner, reply);
+                }
+                for waiter in waiters {
+                    let _ = waiter.send(Waited::Alone);
+                }
+            }
+        }
+    }
+
+    /// Sends `request` (a store or an abandon) to `owner` off the request's path,
+    /// trying once more after [`RETRY_AFTER`] if it fails: waiters at the owner hang
+    /// on it until `fill_timeout_ms` otherwise.
+    fn send_off(self: &Arc<Self>, link: &Arc<dyn Link>, owner: Member, request: Request) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = Arc::clone(self);
+        let link = Arc::clone(link);
+        let bytes = wire::encode(&request);
+        let timeout = cache.settings.peer_timeout();
+        runtime.spawn(async move {
+            for attempt in 0..2 {
+                if attempt > 0 {
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+                match link.call(owner, bytes.clone(), timeout).await {
+                    Ok(_) => return,
+                    Err(error) => {
+                        bump(&cache.counters.peer_errors);
+                        tracing::debug!(owner = %owner.id, %error, attempt, "cannot reach the cache owner with a store or abandon");
+                    }
+                }
+            }
+        });
     }
 
     /// Answers a call of the peer `from` (this node is the owner of its key): a lookup,
@@ -455,11 +650,13 @@ impl Cache {
         };
         let key = request.key();
         let reply = match request {
-            Request::Lookup { wait_ms, .. } => {
-                let found = self.lock().lookup(key, Instant::now(), true, Some(from));
+            Request::Lookup { wait_ms, token, .. } => {
+                let found =
+                    self.lock()
+                        .lookup(key, Instant::now(), true, Some(from), FillToken(token));
                 match found {
                     Found::Hit(answer) => Reply::Hit((&*answer).into()),
-                    Found::Fill(token) => Reply::Fill { token: token.0 },
+                    Found::Fill => Reply::Fill,
                     Found::Alone => Reply::Alone,
                     // A quick look: the caller asks again to wait.
                     Found::Wait(_) if wait_ms == 0 => Reply::Pending,
@@ -480,9 +677,10 @@ impl Cache {
                 ..
             } => {
                 let ttl = Duration::from_millis(ttl_ms).min(self.settings.ttl());
-                self.lock()
-                    .store(key, FillToken(token), answer.into(), ttl, Instant::now());
-                bump(&self.counters.stored);
+                let stored =
+                    self.lock()
+                        .store(key, FillToken(token), answer.into(), ttl, Instant::now());
+                self.count_store(stored);
                 Reply::Done
             }
             Request::Abandon { token, .. } => {
@@ -491,6 +689,14 @@ impl Cache {
             }
         };
         wire::encode(&reply)
+    }
+
+    fn count_store(&self, stored: Stored) {
+        if stored.kept {
+            bump(&self.counters.stored);
+        } else {
+            bump(&self.counters.not_stored);
+        }
     }
 
     /// Ends the fills whose filler left the live members or whose deadline passed
@@ -547,9 +753,10 @@ impl Cache {
         for (name, help, value) in [
             ("aurora_cache_coalesced_total", "Hits that waited for an identical request's answer instead of calling the upstream.", r(&c.coalesced)),
             ("aurora_cache_alone_total", "Lookups served without the cache: the fill they waited for was abandoned, or a bound was reached.", r(&c.alone)),
-            ("aurora_cache_stored_total", "Answers stored by this node as the owner of their keys.", r(&c.stored)),
-            ("aurora_cache_not_stored_total", "Answers not stored: tool calls, errors, broken or oversized answers.", r(&c.not_stored)),
-            ("aurora_cache_peer_errors_total", "Lookups whose owner could not be reached or answered wrongly (served without the cache).", r(&c.peer_errors)),
+            ("aurora_cache_stored_total", "Answers kept by this node as the owner of their keys.", r(&c.stored)),
+            ("aurora_cache_not_stored_total", "Answers not kept: tool calls, errors, broken or oversized answers (counted by the filler, or by the owner when over its size limits).", r(&c.not_stored)),
+            ("aurora_cache_peer_errors_total", "Calls to a cache owner that failed or were answered wrongly (the request is served without the cache).", r(&c.peer_errors)),
+            ("aurora_cache_held_full_total", "Lookups that would have waited at an owner already holding the most lookups of this node (served without the cache).", r(&c.held_full)),
             ("aurora_cache_peer_calls_total", "Cache calls from other nodes answered by this node.", r(&c.peer_calls_served)),
             ("aurora_cache_peer_refused_total", "Cache calls from other nodes refused as malformed.", r(&c.peer_refused)),
         ] {
@@ -635,10 +842,8 @@ impl Filler {
     /// Ends the fill: `Some` stores the answer at the owner, `None` abandons.
     fn finish(mut self, answer: Option<Answer>) {
         self.done = true;
-        let counters = &self.cache.counters;
-        match &answer {
-            Some(_) => {}
-            None => bump(&counters.not_stored),
+        if answer.is_none() {
+            bump(&self.cache.counters.not_stored);
         }
         let ttl = self.cache.settings.ttl();
         match self.owner.take() {
@@ -646,8 +851,9 @@ impl Filler {
                 let mut store = self.cache.lock();
                 match answer {
                     Some(answer) => {
-                        store.store(self.key, self.token, answer, ttl, Instant::now());
-                        bump(&counters.stored);
+                        let stored = store.store(self.key, self.token, answer, ttl, Instant::now());
+                        drop(store);
+                        self.cache.count_store(stored);
                     }
                     None => {
                         store.abandon(self.key, self.token);
@@ -664,18 +870,8 @@ impl Filler {
                         token: self.token.0,
                     },
                 };
-                let cache = Arc::clone(&self.cache);
-                let bytes = wire::encode(&request);
-                let timeout = cache.settings.peer_timeout();
                 // Off the request's path: the client already has its answer.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        if let Err(error) = link.call(owner, bytes, timeout).await {
-                            bump(&cache.counters.peer_errors);
-                            tracing::debug!(owner = %owner.id, %error, "cannot give the cache owner its answer");
-                        }
-                    });
-                }
+                self.cache.send_off(&link, owner, request);
             }
         }
     }

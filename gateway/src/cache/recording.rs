@@ -3,8 +3,10 @@
 //! The filler's response body is wrapped: each frame is passed on at once (a stream
 //! reaches its client at the upstream's pace, not after it ended) and copied into a
 //! buffer bounded by `max_entry_bytes`. When the body ends, the copy is stored at the
-//! owner if it is fit to keep ([`fit_to_keep`]); a body over the bound, one the client
-//! stopped reading, or one that is not fit, abandons the fill instead.
+//! owner if it is fit to keep ([`fit_to_keep`]); a body that is not fit, or one the
+//! client stopped reading before its end, abandons the fill instead, and a body over
+//! the bound abandons it as soon as it is over, so the requests waiting on it go on
+//! at once rather than at its end.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -99,6 +101,9 @@ impl http_body::Body for Recording {
                 if let (Some(data), Some(copy)) = (frame.data_ref(), this.copy.as_mut()) {
                     if copy.len() + data.len() > this.limit {
                         this.copy = None;
+                        if let Some(filler) = this.filler.take() {
+                            filler.finish(None);
+                        }
                     } else {
                         copy.extend_from_slice(data);
                     }
@@ -125,18 +130,39 @@ impl http_body::Body for Recording {
     }
 }
 
+/// Frames taken from a dropped plain body at most (a plain answer is one frame).
+const DRAIN_FRAMES: usize = 16;
+
 impl Drop for Recording {
     /// A stream whose reader stopped after its last event (the Responses and Messages
     /// adapters stop at `[DONE]`) is complete all the same: [`fit_to_keep`] checks that
-    /// it ended properly. Any other body dropped before its end (the client left, the
-    /// stream was cut) abandons the fill, by dropping the filler.
+    /// it ended properly. A plain answer whose client left before it was sent (the
+    /// request ran to its end without it) is taken as far as it is ready now, and
+    /// kept if that is all of it. Any other body dropped before its end (the stream
+    /// was cut) abandons the fill, by dropping the filler.
     fn drop(&mut self) {
+        if self.filler.is_none() {
+            return;
+        }
         let is_stream = self
             .head
             .as_ref()
             .is_some_and(|(_, content_type)| content_type.starts_with("text/event-stream"));
         if is_stream {
             self.end();
+            return;
+        }
+        // Polled with a waker that does nothing: only what is ready now is taken, and
+        // nothing waits.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for _ in 0..DRAIN_FRAMES {
+            if self.filler.is_none() {
+                return;
+            }
+            match http_body::Body::poll_frame(Pin::new(&mut *self), &mut cx) {
+                Poll::Ready(Some(_)) => {}
+                Poll::Ready(None) | Poll::Pending => return,
+            }
         }
     }
 }

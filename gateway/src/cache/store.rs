@@ -4,10 +4,12 @@
 //! A lookup finds one of three things. A fresh answer is a hit. A fill in flight (some
 //! node got a miss for this key and is calling the upstream) makes the lookup a waiter,
 //! woken with the answer when it is stored, or told to go on alone when the fill is
-//! abandoned. Nothing makes the lookup the filler: it gets a [`FillToken`] and the right
-//! to store the answer under it for `fill_timeout`; after that a new lookup may take the
-//! fill over (the filler's node may have died), and a late store of the old token is
-//! still kept as an answer but wakes nobody.
+//! abandoned. Nothing makes the lookup the filler, under the [`FillToken`] it brought:
+//! the token names the fill, so only its filler can abandon it, and a filler whose
+//! lookup reply was lost can abandon the fill it never heard it got. After
+//! `fill_timeout` a new lookup may take the fill over (the filler's node may have
+//! died); a late store under the old token is still kept as an answer (an answer is
+//! an answer) but wakes nobody.
 //!
 //! Bounds: entries by bytes (least recently used evicted first), waiters per fill, and
 //! fills in flight (beyond either, the lookup is told to go on alone: never an unbounded
@@ -52,9 +54,27 @@ impl Answer {
     }
 }
 
-/// Names one fill: the filler must show it to store its answer.
+/// Names one fill: chosen at random by the looking node, shown again by its store or
+/// abandon. A store under any token keeps its answer; only the fill's own token wakes
+/// its waiters or abandons it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FillToken(pub u64);
+
+impl FillToken {
+    /// A fresh token (64 random bits: two lookups never bring the same one).
+    pub fn random() -> Self {
+        FillToken(fastrand::u64(..))
+    }
+}
+
+/// What a store did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Waiters woken with the answer.
+    pub woken: usize,
+    /// Whether the answer is kept (not over `max_entry_bytes` or the whole store).
+    pub kept: bool,
+}
 
 /// What a waiter is woken with.
 #[derive(Clone, Debug)]
@@ -71,8 +91,8 @@ pub enum Wake {
 pub enum Found {
     /// A fresh answer.
     Hit(Arc<Answer>),
-    /// Nobody has it: the caller fills it, under this token.
-    Fill(FillToken),
+    /// Nobody has it: the caller fills it, under the token it brought.
+    Fill,
     /// A fill is in flight: wait on this.
     Wait(oneshot::Receiver<Wake>),
     /// Over a bound: serve the request without the cache.
@@ -120,7 +140,6 @@ pub struct Store {
     fills: HashMap<CacheKey, Fill>,
     bytes: usize,
     clock: u64,
-    next_token: u64,
     evictions: u64,
     expirations: u64,
 }
@@ -134,14 +153,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// An empty store. `token_seed` starts the fill tokens (a restarted owner must not
-    /// reuse the tokens of its previous life: the caller passes something fresh).
-    pub fn new(
-        max_bytes: u64,
-        max_entry_bytes: u64,
-        fill_timeout: Duration,
-        token_seed: u64,
-    ) -> Self {
+    /// An empty store.
+    pub fn new(max_bytes: u64, max_entry_bytes: u64, fill_timeout: Duration) -> Self {
         Self {
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
@@ -151,20 +164,21 @@ impl Store {
             fills: HashMap::new(),
             bytes: 0,
             clock: 0,
-            next_token: token_seed,
             evictions: 0,
             expirations: 0,
         }
     }
 
-    /// Looks `key` up at `now` for `caller` (`None`: this node), who fills it if nobody
-    /// holds it; `wait`: whether the caller may wait on a fill in flight.
+    /// Looks `key` up at `now` for `caller` (`None`: this node), who fills it under
+    /// `token` if nobody holds it; `wait`: whether the caller may wait on a fill in
+    /// flight.
     pub fn lookup(
         &mut self,
         key: CacheKey,
         now: Instant,
         wait: bool,
         caller: Option<NodeId>,
+        token: FillToken,
     ) -> Found {
         if let Some(entry) = self.entries.get(&key) {
             if entry.expires > now {
@@ -193,8 +207,6 @@ impl Store {
         if self.fills.len() >= MAX_FILLS {
             return Found::Alone;
         }
-        self.next_token = self.next_token.wrapping_add(1);
-        let token = FillToken(self.next_token);
         self.fills.insert(
             key,
             Fill {
@@ -204,12 +216,11 @@ impl Store {
                 waiters: Vec::new(),
             },
         );
-        Found::Fill(token)
+        Found::Fill
     }
 
     /// Stores the answer of the fill `token` for `ttl` and wakes its waiters with it.
     /// An answer over `max_entry_bytes` (or the whole store) wakes them but is not kept.
-    /// Returns how many waiters were woken.
     pub fn store(
         &mut self,
         key: CacheKey,
@@ -217,7 +228,7 @@ impl Store {
         answer: Answer,
         ttl: Duration,
         now: Instant,
-    ) -> usize {
+    ) -> Stored {
         let answer = Arc::new(answer);
         let woken = match self.fills.get(&key) {
             Some(fill) if fill.token == token => {
@@ -236,7 +247,7 @@ impl Store {
         };
         let cost = answer.cost();
         if cost > self.max_entry_bytes || cost > self.max_bytes {
-            return woken;
+            return Stored { woken, kept: false };
         }
         self.remove(key);
         while self.bytes + cost > self.max_bytes {
@@ -261,7 +272,7 @@ impl Store {
         );
         debug_assert_eq!(self.entries.len(), self.recency.len());
         debug_assert!(self.bytes <= self.max_bytes);
-        woken
+        Stored { woken, kept: true }
     }
 
     /// Ends the fill `token` without an answer: its waiters go on alone. Returns how
@@ -349,12 +360,18 @@ mod tests {
     }
 
     fn store() -> Store {
-        Store::new(10_000, 4_000, Duration::from_secs(5), 0)
+        Store::new(10_000, 4_000, Duration::from_secs(5))
+    }
+
+    /// A lookup by this node with a fresh token.
+    fn look(s: &mut Store, k: CacheKey, now: Instant, wait: bool, caller: Option<NodeId>) -> Found {
+        s.lookup(k, now, wait, caller, FillToken::random())
     }
 
     fn fill(s: &mut Store, k: CacheKey, now: Instant) -> FillToken {
-        match s.lookup(k, now, true, None) {
-            Found::Fill(token) => token,
+        let token = FillToken::random();
+        match s.lookup(k, now, true, None, token) {
+            Found::Fill => token,
             other => panic!("expected a fill, got {other:?}"),
         }
     }
@@ -364,14 +381,20 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let token = fill(&mut s, key(1), t0);
-        assert_eq!(s.store(key(1), token, answer(10), TTL, t0), 0);
+        assert_eq!(
+            s.store(key(1), token, answer(10), TTL, t0),
+            Stored {
+                woken: 0,
+                kept: true
+            }
+        );
         assert!(
-            matches!(s.lookup(key(1), t0 + TTL / 2, true, None), Found::Hit(a) if a.body.len() == 10)
+            matches!(look(&mut s, key(1), t0 + TTL / 2, true, None), Found::Hit(a) if a.body.len() == 10)
         );
         // Expired: a fill again, and the expiry is counted.
         assert!(matches!(
-            s.lookup(key(1), t0 + TTL, true, None),
-            Found::Fill(_)
+            look(&mut s, key(1), t0 + TTL, true, None),
+            Found::Fill
         ));
         assert_eq!(s.stats().expirations, 1);
         assert_eq!(s.stats().entries, 0);
@@ -383,13 +406,16 @@ mod tests {
         let t0 = Instant::now();
         let token = fill(&mut s, key(1), t0);
         let mut waiters: Vec<_> = (0..3)
-            .map(|_| match s.lookup(key(1), t0, true, None) {
+            .map(|_| match look(&mut s, key(1), t0, true, None) {
                 Found::Wait(rx) => rx,
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert!(matches!(s.lookup(key(1), t0, false, None), Found::Alone));
-        assert_eq!(s.store(key(1), token, answer(5), TTL, t0), 3);
+        assert!(matches!(
+            look(&mut s, key(1), t0, false, None),
+            Found::Alone
+        ));
+        assert_eq!(s.store(key(1), token, answer(5), TTL, t0).woken, 3);
         for rx in &mut waiters {
             assert!(matches!(rx.try_recv(), Ok(Wake::Answer(a)) if a.body.len() == 5));
         }
@@ -400,7 +426,7 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let token = fill(&mut s, key(1), t0);
-        let Found::Wait(mut rx) = s.lookup(key(1), t0, true, None) else {
+        let Found::Wait(mut rx) = look(&mut s, key(1), t0, true, None) else {
             panic!()
         };
         assert_eq!(
@@ -410,7 +436,7 @@ mod tests {
         );
         assert_eq!(s.abandon(key(1), token), 1);
         assert!(matches!(rx.try_recv(), Ok(Wake::Alone)));
-        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Fill(t) if t != token));
+        assert!(matches!(look(&mut s, key(1), t0, true, None), Found::Fill));
     }
 
     #[test]
@@ -418,7 +444,7 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let old = fill(&mut s, key(1), t0);
-        let Found::Wait(mut rx) = s.lookup(key(1), t0, true, None) else {
+        let Found::Wait(mut rx) = look(&mut s, key(1), t0, true, None) else {
             panic!()
         };
         let later = t0 + Duration::from_secs(6);
@@ -427,8 +453,17 @@ mod tests {
         // The old waiter's sender is gone: it goes on alone (its request times out anyway).
         assert!(rx.try_recv().is_err());
         // The old filler's late answer is an answer all the same, but wakes no one.
-        assert_eq!(s.store(key(1), old, answer(7), TTL, later), 0);
-        assert!(matches!(s.lookup(key(1), later, true, None), Found::Hit(_)));
+        assert_eq!(
+            s.store(key(1), old, answer(7), TTL, later),
+            Stored {
+                woken: 0,
+                kept: true
+            }
+        );
+        assert!(matches!(
+            look(&mut s, key(1), later, true, None),
+            Found::Hit(_)
+        ));
     }
 
     #[test]
@@ -444,19 +479,31 @@ mod tests {
         assert_eq!(s.stats().evictions, 1);
         assert!(s.stats().bytes <= 10_000);
         // Touch key 1, add another: key 2 (now the oldest) goes.
-        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Hit(_)));
+        assert!(matches!(
+            look(&mut s, key(1), t0, true, None),
+            Found::Hit(_)
+        ));
         let token = fill(&mut s, key(9), t0);
         s.store(key(9), token, answer(3_000), TTL, t0);
-        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Hit(_)));
-        assert!(matches!(s.lookup(key(2), t0, true, None), Found::Fill(_)));
+        assert!(matches!(
+            look(&mut s, key(1), t0, true, None),
+            Found::Hit(_)
+        ));
+        assert!(matches!(look(&mut s, key(2), t0, true, None), Found::Fill));
         // Over max_entry_bytes: the waiters get it, the store does not keep it.
         let token = fill(&mut s, key(7), t0);
-        let Found::Wait(mut rx) = s.lookup(key(7), t0, true, None) else {
+        let Found::Wait(mut rx) = look(&mut s, key(7), t0, true, None) else {
             panic!()
         };
-        assert_eq!(s.store(key(7), token, answer(5_000), TTL, t0), 1);
+        assert_eq!(
+            s.store(key(7), token, answer(5_000), TTL, t0),
+            Stored {
+                woken: 1,
+                kept: false
+            }
+        );
         assert!(matches!(rx.try_recv(), Ok(Wake::Answer(_))));
-        assert!(matches!(s.lookup(key(7), t0, true, None), Found::Fill(_)));
+        assert!(matches!(look(&mut s, key(7), t0, true, None), Found::Fill));
     }
 
     #[test]
@@ -464,26 +511,26 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let dead = NodeId(7);
-        let Found::Fill(_) = s.lookup(key(1), t0, true, Some(dead)) else {
+        let Found::Fill = look(&mut s, key(1), t0, true, Some(dead)) else {
             panic!()
         };
-        let Found::Fill(_) = s.lookup(key(2), t0, true, Some(NodeId(8))) else {
+        let Found::Fill = look(&mut s, key(2), t0, true, Some(NodeId(8))) else {
             panic!()
         };
-        let Found::Fill(_) = s.lookup(key(3), t0, true, None) else {
+        let Found::Fill = look(&mut s, key(3), t0, true, None) else {
             panic!()
         };
-        let Found::Wait(mut on_dead) = s.lookup(key(1), t0, true, None) else {
+        let Found::Wait(mut on_dead) = look(&mut s, key(1), t0, true, None) else {
             panic!()
         };
-        let Found::Wait(mut on_live) = s.lookup(key(2), t0, true, None) else {
+        let Found::Wait(mut on_live) = look(&mut s, key(2), t0, true, None) else {
             panic!()
         };
         assert_eq!(s.sweep(t0, |n| n != dead), 1);
         assert!(matches!(on_dead.try_recv(), Ok(Wake::Alone)));
         assert!(on_live.try_recv().is_err(), "still waiting");
         // The dead filler's key can be filled again at once.
-        assert!(matches!(s.lookup(key(1), t0, true, None), Found::Fill(_)));
+        assert!(matches!(look(&mut s, key(1), t0, true, None), Found::Fill));
         // Past the deadline every fill ends, this node's own included.
         assert_eq!(s.sweep(t0 + Duration::from_secs(6), |_| true), 3);
         assert!(matches!(on_live.try_recv(), Ok(Wake::Alone)));

@@ -31,12 +31,16 @@ pub enum Request {
         key: [u8; 32],
         /// How long the owner may hold the reply for a fill in flight.
         wait_ms: u32,
+        /// The token of the fill this lookup starts if nobody holds the key: chosen
+        /// by the caller, so that a caller whose reply was lost (its call timed out)
+        /// can abandon the fill it may have been given.
+        token: u64,
     },
     /// The answer of the fill `token`, to keep for `ttl_ms` and give its waiters.
     Store {
         /// The key.
         key: [u8; 32],
-        /// The token the lookup gave.
+        /// The token the lookup brought.
         token: u64,
         /// How long the owner keeps it.
         ttl_ms: u64,
@@ -47,7 +51,7 @@ pub enum Request {
     Abandon {
         /// The key.
         key: [u8; 32],
-        /// The token the lookup gave.
+        /// The token the lookup brought.
         token: u64,
     },
 }
@@ -57,11 +61,8 @@ pub enum Request {
 pub enum Reply {
     /// The answer.
     Hit(WireAnswer),
-    /// Nobody has it: fill it under `token`.
-    Fill {
-        /// The token to store under.
-        token: u64,
-    },
+    /// Nobody has it: fill it, under the token the lookup brought.
+    Fill,
     /// Go on without the cache (a fill was abandoned, a bound was reached, the wait
     /// ran out).
     Alone,
@@ -228,6 +229,7 @@ mod tests {
             Request::Lookup {
                 key: [7; 32],
                 wait_ms: 1_000,
+                token: 12,
             },
             Request::Store {
                 key: [1; 32],
@@ -246,7 +248,7 @@ mod tests {
         for r in [
             Reply::Pending,
             Reply::Hit(answer()),
-            Reply::Fill { token: 3 },
+            Reply::Fill,
             Reply::Alone,
             Reply::Done,
             Reply::Refused,

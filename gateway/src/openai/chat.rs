@@ -225,7 +225,9 @@ pub async fn serve_call(
             // with what its headers enable: both are part of what makes the answer.
             Some(Original::Messages { body, headers, .. }) => {
                 let mut native = Map::new();
-                native.insert("body".into(), Value::Object(body.clone()));
+                // `metadata.user_id` says who asks, not what.
+                let body = crate::cache::key::without_caller_fields(body);
+                native.insert("body".into(), Value::Object(body));
                 let headers = headers
                     .iter()
                     .map(|(name, value)| {

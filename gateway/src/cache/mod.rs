@@ -12,8 +12,8 @@
 //! **Where an answer lives.** Each key has one owner, the winner of rendezvous hashing
 //! over the live members ([`ring`]); only the owner keeps the answer ([`store`]), so the
 //! cluster holds one copy and a hit on any node is the owner's copy. A node asks the
-//! owner with a peer call ([`wire`], over the cluster's QUIC connections); when it is the
-//! owner itself, it asks its own store directly.
+//! owner with a peer call ([`wire`], over the cluster's QUIC connections; `remote`);
+//! when it is the owner itself, it asks its own store directly.
 //!
 //! **Coalescing.** The first lookup of a key that nobody holds gets the right to fill
 //! it: its node calls the upstream as usual, records the answer as it goes to the client
@@ -33,6 +33,7 @@
 pub mod key;
 pub mod link;
 pub mod recording;
+mod remote;
 pub mod ring;
 pub mod settings;
 pub mod store;
@@ -41,7 +42,6 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -65,16 +65,6 @@ use wire::{Reply, Request};
 /// The request header that asks for the cache, and the response header that says how
 /// an answer went through it.
 pub const HEADER: &str = "x-aurora-cache";
-
-/// Lookups one node has held at one owner at once, at most: below the peer calls a
-/// connection carries at once (`MAX_CALLS_PER_CONNECTION`, 256), so quick lookups,
-/// stores and abandons always find room beside them. Held lookups are per key (the
-/// node's requests for one key share one), so this bounds keys, not requests; a
-/// lookup beyond it goes on alone.
-const MAX_HELD_PER_OWNER: usize = 192;
-
-/// How long a filler waits before trying a failed store (or abandon) once more.
-const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// What a request's headers ask of the cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -199,27 +189,8 @@ pub struct Cache {
     settings: CacheSettings,
     store: Mutex<Store>,
     link: OnceLock<Arc<dyn Link>>,
-    held: Mutex<Held>,
+    held: Mutex<remote::Held>,
     counters: Counters,
-}
-
-/// The lookups this node holds at other owners, one per key: every request of this
-/// node for a key whose fill is in flight elsewhere waits on the one held call, so a
-/// burst of identical requests costs the owner one stream and one copy of the answer
-/// per node, not per request.
-#[derive(Debug, Default)]
-struct Held {
-    waiting: HashMap<CacheKey, Vec<tokio::sync::oneshot::Sender<Waited>>>,
-    per_owner: HashMap<NodeId, usize>,
-}
-
-/// How a held lookup ended, for one of the requests waiting on it.
-#[derive(Debug)]
-enum Waited {
-    Hit(Arc<Answer>),
-    /// The fill ended without an answer and this request got the right to fill it.
-    Fill(FillToken),
-    Alone,
 }
 
 impl fmt::Debug for Cache {
@@ -293,7 +264,7 @@ impl Cache {
             settings,
             store: Mutex::new(store),
             link: OnceLock::new(),
-            held: Mutex::new(Held::default()),
+            held: Mutex::new(remote::Held::default()),
             counters: Counters::default(),
         }
     }
@@ -422,216 +393,6 @@ impl Cache {
             Ok(Ok(Wake::Answer(answer))) => Some(answer),
             _ => None,
         }
-    }
-
-    async fn lookup_at(
-        self: &Arc<Self>,
-        link: &Arc<dyn Link>,
-        owner: Member,
-        key: CacheKey,
-    ) -> Lookup {
-        // First a quick look (bounded by `peer_timeout`, so an owner that died unseen
-        // costs a request at most that); only when a fill is in flight, the lookup the
-        // owner holds until the answer is stored, shared by this node's requests.
-        let token = FillToken::random();
-        match self.ask(link, owner, key, token, Duration::ZERO).await {
-            Ok(Reply::Hit(answer)) => Lookup::Hit(Arc::new(answer.into())),
-            Ok(Reply::Fill) => Lookup::Fill(Filler::new(
-                self,
-                key,
-                token,
-                Some((Arc::clone(link), owner)),
-            )),
-            Ok(Reply::Alone) => Lookup::Alone,
-            Ok(Reply::Pending) => match self.wait_at(link, owner, key).await {
-                Waited::Hit(answer) => {
-                    bump(&self.counters.coalesced);
-                    Lookup::Hit(answer)
-                }
-                Waited::Fill(token) => Lookup::Fill(Filler::new(
-                    self,
-                    key,
-                    token,
-                    Some((Arc::clone(link), owner)),
-                )),
-                Waited::Alone => Lookup::Alone,
-            },
-            Ok(other) => {
-                self.unexpected(owner, &other);
-                Lookup::Alone
-            }
-            Err(()) => Lookup::Alone,
-        }
-    }
-
-    /// One lookup call to `owner`, held there at most `wait`. A call without a reply
-    /// (the owner is unreachable, or answered too late) abandons `token`: the owner
-    /// may have made this node the filler in a reply that never arrived.
-    async fn ask(
-        self: &Arc<Self>,
-        link: &Arc<dyn Link>,
-        owner: Member,
-        key: CacheKey,
-        token: FillToken,
-        wait: Duration,
-    ) -> Result<Reply, ()> {
-        let request = Request::Lookup {
-            key: key.0,
-            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
-            token: token.0,
-        };
-        let reply = link
-            .call(
-                owner,
-                wire::encode(&request),
-                wait + self.settings.peer_timeout(),
-            )
-            .await;
-        match reply.map(|bytes| wire::decode::<Reply>(&bytes)) {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) => {
-                bump(&self.counters.peer_errors);
-                tracing::debug!(owner = %owner.id, %error, "cache owner gave an unreadable reply; serving without the cache");
-                Err(())
-            }
-            Err(error) => {
-                bump(&self.counters.peer_errors);
-                tracing::debug!(owner = %owner.id, %error, "cache owner unreachable; serving without the cache");
-                self.send_off(
-                    link,
-                    owner,
-                    Request::Abandon {
-                        key: key.0,
-                        token: token.0,
-                    },
-                );
-                Err(())
-            }
-        }
-    }
-
-    fn unexpected(&self, owner: Member, reply: &Reply) {
-        bump(&self.counters.peer_errors);
-        tracing::debug!(owner = %owner.id, ?reply, "cache owner gave an unexpected reply; serving without the cache");
-    }
-
-    /// Waits for the fill in flight at `owner`: on the lookup this node already holds
-    /// there for `key`, or on a new one (see [`Held`]).
-    async fn wait_at(
-        self: &Arc<Self>,
-        link: &Arc<dyn Link>,
-        owner: Member,
-        key: CacheKey,
-    ) -> Waited {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            let Held { waiting, per_owner } = &mut *held;
-            if let Some(waiters) = waiting.get_mut(&key) {
-                if waiters.len() >= store::MAX_WAITERS {
-                    return Waited::Alone;
-                }
-                waiters.push(tx);
-            } else {
-                let count = per_owner.entry(owner.id).or_default();
-                if *count >= MAX_HELD_PER_OWNER {
-                    bump(&self.counters.held_full);
-                    return Waited::Alone;
-                }
-                *count += 1;
-                waiting.insert(key, vec![tx]);
-                // In a task of its own: the requests waiting on it may leave, it may not.
-                let cache = Arc::clone(self);
-                let link = Arc::clone(link);
-                tokio::spawn(async move { cache.hold(link, owner, key).await });
-            }
-        }
-        rx.await.unwrap_or(Waited::Alone)
-    }
-
-    /// The held lookup of `key` at `owner`, and the fan-out of its reply to this node's
-    /// requests waiting on it.
-    async fn hold(self: Arc<Self>, link: Arc<dyn Link>, owner: Member, key: CacheKey) {
-        let token = FillToken::random();
-        let reply = self
-            .ask(&link, owner, key, token, self.settings.fill_timeout())
-            .await;
-        let waiters = {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(count) = held.per_owner.get_mut(&owner.id) {
-                *count -= 1;
-                if *count == 0 {
-                    held.per_owner.remove(&owner.id);
-                }
-            }
-            held.waiting.remove(&key).unwrap_or_default()
-        };
-        match reply {
-            Ok(Reply::Hit(answer)) => {
-                let answer = Arc::new(Answer::from(answer));
-                for waiter in waiters {
-                    let _ = waiter.send(Waited::Hit(Arc::clone(&answer)));
-                }
-            }
-            Ok(Reply::Fill) => {
-                // The fill in flight ended without an answer and this node got the
-                // next: one of its requests still waiting fills it, the others go on
-                // alone (as the waiters of an abandoned fill do everywhere).
-                let mut filled = false;
-                for waiter in waiters {
-                    if !filled {
-                        filled = waiter.send(Waited::Fill(token)).is_ok();
-                    } else {
-                        let _ = waiter.send(Waited::Alone);
-                    }
-                }
-                if !filled {
-                    self.send_off(
-                        &link,
-                        owner,
-                        Request::Abandon {
-                            key: key.0,
-                            token: token.0,
-                        },
-                    );
-                }
-            }
-            other => {
-                if let Ok(reply @ (Reply::Pending | Reply::Done | Reply::Refused)) = &other {
-                    self.unexpected(owner, reply);
-                }
-                for waiter in waiters {
-                    let _ = waiter.send(Waited::Alone);
-                }
-            }
-        }
-    }
-
-    /// Sends `request` (a store or an abandon) to `owner` off the request's path,
-    /// trying once more after [`RETRY_AFTER`] if it fails: waiters at the owner hang
-    /// on it until `fill_timeout_ms` otherwise.
-    fn send_off(self: &Arc<Self>, link: &Arc<dyn Link>, owner: Member, request: Request) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let cache = Arc::clone(self);
-        let link = Arc::clone(link);
-        let bytes = wire::encode(&request);
-        let timeout = cache.settings.peer_timeout();
-        runtime.spawn(async move {
-            for attempt in 0..2 {
-                if attempt > 0 {
-                    tokio::time::sleep(RETRY_AFTER).await;
-                }
-                match link.call(owner, bytes.clone(), timeout).await {
-                    Ok(_) => return,
-                    Err(error) => {
-                        bump(&cache.counters.peer_errors);
-                        tracing::debug!(owner = %owner.id, %error, attempt, "cannot reach the cache owner with a store or abandon");
-                    }
-                }
-            }
-        });
     }
 
     /// Answers a call of the peer `from` (this node is the owner of its key): a lookup,

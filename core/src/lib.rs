@@ -28,6 +28,7 @@ mod membership;
 mod node;
 mod outbox;
 mod persist;
+pub mod quota;
 mod rng;
 mod round;
 pub mod state;

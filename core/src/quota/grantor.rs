@@ -1,0 +1,443 @@
+//! The grantor: the lease holder's side. It collects the ledger from a majority of
+//! keepers when it takes over, then grants from it, recording every grant at a
+//! majority before the holder hears of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Ledger, LedgerEntry, QuotaKey, QuotaMessage, QuotaOut, QuotaTiming, Session, Slot};
+use crate::failover::Epoch;
+use crate::id::NodeId;
+use crate::time::Millis;
+
+/// Asks queued while the ledger is being collected, at most (later ones are
+/// dropped; their holders ask again).
+const MAX_QUEUED: usize = 4096;
+
+/// How often an unanswered collection or record is sent again.
+const RESEND: core::time::Duration = core::time::Duration::from_millis(500);
+
+#[derive(Clone, Debug)]
+enum Phase {
+    /// Copies received so far: per keeper, the parts it sent and how many there are.
+    Collecting {
+        copies: BTreeMap<NodeId, (BTreeSet<u32>, u32)>,
+        sent: Millis,
+    },
+    /// Granting.
+    Ready,
+    /// A keeper was fenced by a higher epoch: a newer grantor exists.
+    Deposed,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    entries: Vec<LedgerEntry>,
+    acks: BTreeSet<NodeId>,
+    /// The grants to give once a majority has the record.
+    grants: Vec<LedgerEntry>,
+    sent: Millis,
+}
+
+/// Mistakes the simulator must catch (tests only).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Mutation {
+    #[default]
+    None,
+    /// Gives a grant before a majority of keepers recorded it.
+    GrantBeforeRecorded,
+}
+
+/// The grantor of one epoch (see the module docs of [`super`]).
+#[derive(Clone, Debug)]
+pub struct Grantor {
+    me: NodeId,
+    epoch: Epoch,
+    voters: Vec<NodeId>,
+    timing: QuotaTiming,
+    phase: Phase,
+    ledger: Ledger,
+    limits: BTreeMap<u64, u64>,
+    seq: u64,
+    pending: BTreeMap<u64, Pending>,
+    queued: BTreeMap<(QuotaKey, Session), QuotaMessage>,
+    /// When a recall of each key was last sent.
+    recalled: BTreeMap<QuotaKey, Millis>,
+    #[cfg(test)]
+    pub(crate) mutation: Mutation,
+}
+
+impl Grantor {
+    /// The grantor of `epoch` on `me` (call when this node became the lease holder),
+    /// with the failover voters `voters`: it collects their copies first.
+    pub fn new(
+        me: NodeId,
+        epoch: Epoch,
+        voters: Vec<NodeId>,
+        timing: QuotaTiming,
+        now: Millis,
+    ) -> (Grantor, QuotaOut) {
+        let mut grantor = Grantor {
+            me,
+            epoch,
+            voters,
+            timing,
+            phase: Phase::Collecting {
+                copies: BTreeMap::new(),
+                sent: now,
+            },
+            ledger: Ledger::default(),
+            limits: BTreeMap::new(),
+            seq: 0,
+            pending: BTreeMap::new(),
+            queued: BTreeMap::new(),
+            recalled: BTreeMap::new(),
+            #[cfg(test)]
+            mutation: Mutation::None,
+        };
+        let mut out = QuotaOut::default();
+        grantor.collect(&mut out, None);
+        (grantor, out)
+    }
+
+    /// This grantor's epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Whether it grants (it has collected, and no newer grantor fenced it).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// Whether a keeper told it a newer grantor exists.
+    pub fn is_deposed(&self) -> bool {
+        matches!(self.phase, Phase::Deposed)
+    }
+
+    /// The ledger as this grantor knows it.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Sets the limit of `quota` (from the replicated record); a quota without one
+    /// is granted by the limit its holders ask with.
+    pub fn set_limit(&mut self, quota: u64, limit: u64) {
+        self.limits.insert(quota, limit);
+    }
+
+    fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn collect(
+        &mut self,
+        out: &mut QuotaOut,
+        only_missing: Option<&BTreeMap<NodeId, (BTreeSet<u32>, u32)>>,
+    ) {
+        for &voter in &self.voters {
+            let done = only_missing
+                .and_then(|c| c.get(&voter))
+                .is_some_and(|(got, parts)| got.len() as u32 == *parts);
+            if !done {
+                out.send(voter, QuotaMessage::Collect { epoch: self.epoch });
+            }
+        }
+    }
+
+    /// Call for a message from `from` (a holder or a keeper).
+    pub fn handle(&mut self, now: Millis, from: NodeId, message: QuotaMessage) -> QuotaOut {
+        let mut out = QuotaOut::default();
+        match message {
+            QuotaMessage::Fenced { epoch } if epoch > self.epoch => {
+                self.phase = Phase::Deposed;
+                self.pending.clear();
+                self.queued.clear();
+            }
+            QuotaMessage::Copy {
+                epoch,
+                part,
+                parts,
+                entries,
+            } if epoch == self.epoch => {
+                let Phase::Collecting { copies, .. } = &mut self.phase else {
+                    return out;
+                };
+                for entry in entries {
+                    self.ledger.merge(entry);
+                }
+                let (got, total) = copies
+                    .entry(from)
+                    .or_insert_with(|| (BTreeSet::new(), parts));
+                if *total != parts {
+                    // Another answer of the same keeper (a resent collection), cut
+                    // differently: count its parts afresh.
+                    got.clear();
+                    *total = parts;
+                }
+                if part < *total {
+                    got.insert(part);
+                }
+                let complete = copies
+                    .values()
+                    .filter(|(got, total)| got.len() as u32 == *total)
+                    .count();
+                if complete >= self.majority() {
+                    self.phase = Phase::Ready;
+                    for (_, ask) in std::mem::take(&mut self.queued) {
+                        out.extend(self.handle(now, from, ask));
+                    }
+                }
+            }
+            QuotaMessage::Recorded { epoch, seq } if epoch == self.epoch => {
+                let majority = self.majority();
+                let Some(pending) = self.pending.get_mut(&seq) else {
+                    return out;
+                };
+                pending.acks.insert(from);
+                if pending.acks.len() >= majority {
+                    let done = self
+                        .pending
+                        .remove(&seq)
+                        .map(|p| p.grants)
+                        .unwrap_or_default();
+                    for entry in done {
+                        self.give(entry, &mut out);
+                    }
+                }
+            }
+            ask @ QuotaMessage::Ask { .. } => self.ask(now, ask, &mut out),
+            QuotaMessage::Release { key, holder, slot } => {
+                self.release(now, LedgerEntry { key, holder, slot }, &mut out);
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// A holder gave capacity back: recorded (nobody waits on it) so that a later
+    /// grantor may grant it again too.
+    fn release(&mut self, now: Millis, entry: LedgerEntry, out: &mut QuotaOut) {
+        if self.ledger.merge(entry) && self.is_ready() {
+            let entry = LedgerEntry {
+                slot: self.ledger.slot(entry.key, entry.holder),
+                ..entry
+            };
+            self.record(now, vec![entry], Vec::new(), out);
+        }
+    }
+
+    fn ask(&mut self, now: Millis, ask: QuotaMessage, out: &mut QuotaOut) {
+        let QuotaMessage::Ask {
+            key,
+            limit,
+            holder,
+            slot,
+            want,
+        } = ask
+        else {
+            return;
+        };
+        match self.phase {
+            Phase::Deposed => return,
+            Phase::Collecting { .. } => {
+                if self.queued.len() < MAX_QUEUED || self.queued.contains_key(&(key, holder)) {
+                    self.queued.insert((key, holder), ask);
+                }
+                return;
+            }
+            Phase::Ready => {}
+        }
+        // The holder's own view can only add releases the ledger has not seen.
+        self.ledger.merge(LedgerEntry { key, holder, slot });
+        // An ask while a grant to the same holder is being recorded waits for it.
+        if self
+            .pending
+            .values()
+            .any(|p| p.grants.iter().any(|g| g.key == key && g.holder == holder))
+        {
+            return;
+        }
+        let limit = self.limits.get(&key.quota).copied().unwrap_or(limit);
+        let room = limit.saturating_sub(self.ledger.held(key));
+        let slice = want.min(room).min(self.timing.max_slice(limit));
+        let known = self.ledger.slot(key, holder);
+        if slice == 0 && known.allowance > slot.allowance && self.ledger.held(key) <= limit {
+            // Nothing more to give, but the holder has not heard of all it got (a
+            // grant was lost): give it again, recorded in this epoch first. Only
+            // while the ledger is within the limit: a collected ledger may hold
+            // entries an old grantor recorded at a minority and never gave (counted,
+            // so nothing is granted on top of them), and giving one of those when
+            // they overflow the limit would make it real.
+            let entry = LedgerEntry {
+                key,
+                holder,
+                slot: known,
+            };
+            self.record(now, vec![entry], vec![entry], out);
+            return;
+        }
+        if slice == 0 {
+            out.send(
+                holder.node,
+                QuotaMessage::Exhausted {
+                    epoch: self.epoch,
+                    key,
+                    holder,
+                },
+            );
+            self.recall(now, key, holder, out);
+            return;
+        }
+        let mut grown = known;
+        grown.allowance += slice;
+        let entry = LedgerEntry {
+            key,
+            holder,
+            slot: grown,
+        };
+        self.ledger.merge(entry);
+        debug_assert!(self.ledger.held(key) <= limit, "a grant past the limit");
+        self.record(now, vec![entry], vec![entry], out);
+    }
+
+    /// Asks the other holders of `key` with unspent capacity to give it back, at
+    /// most once per `exhausted_retry`.
+    fn recall(&mut self, now: Millis, key: QuotaKey, asker: Session, out: &mut QuotaOut) {
+        if self
+            .recalled
+            .get(&key)
+            .is_some_and(|at| now.since(*at) < self.timing.exhausted_retry)
+        {
+            return;
+        }
+        self.recalled.insert(key, now);
+        let holders: BTreeSet<NodeId> = self
+            .ledger
+            .range(key)
+            .filter(|(s, slot)| *s != asker && slot.held() > 0)
+            .map(|(s, _)| s.node)
+            .collect();
+        for node in holders {
+            out.send(
+                node,
+                QuotaMessage::Recall {
+                    epoch: self.epoch,
+                    key,
+                },
+            );
+        }
+    }
+
+    fn record(
+        &mut self,
+        now: Millis,
+        entries: Vec<LedgerEntry>,
+        grants: Vec<LedgerEntry>,
+        out: &mut QuotaOut,
+    ) {
+        self.seq += 1;
+        let seq = self.seq;
+        #[cfg(test)]
+        if self.mutation == Mutation::GrantBeforeRecorded {
+            for entry in &grants {
+                self.give(*entry, out);
+            }
+        }
+        #[cfg(test)]
+        let grants = if self.mutation == Mutation::GrantBeforeRecorded {
+            Vec::new()
+        } else {
+            grants
+        };
+        for &voter in &self.voters {
+            out.send(
+                voter,
+                QuotaMessage::Record {
+                    epoch: self.epoch,
+                    seq,
+                    entries: entries.clone(),
+                },
+            );
+        }
+        self.pending.insert(
+            seq,
+            Pending {
+                entries,
+                acks: BTreeSet::new(),
+                grants,
+                sent: now,
+            },
+        );
+    }
+
+    fn give(&self, entry: LedgerEntry, out: &mut QuotaOut) {
+        out.send(
+            entry.holder.node,
+            QuotaMessage::Grant {
+                epoch: self.epoch,
+                key: entry.key,
+                holder: entry.holder,
+                slot: entry.slot,
+            },
+        );
+    }
+
+    /// Resends collections and records that are not answered yet.
+    pub fn handle_timeout(&mut self, now: Millis) -> QuotaOut {
+        let mut out = QuotaOut::default();
+        if let Phase::Collecting { copies, sent } = &self.phase {
+            if now.since(*sent) >= RESEND {
+                let copies = copies.clone();
+                self.collect(&mut out, Some(&copies));
+                if let Phase::Collecting { sent, .. } = &mut self.phase {
+                    *sent = now;
+                }
+            }
+        }
+        for (&seq, pending) in &mut self.pending {
+            if now.since(pending.sent) >= RESEND {
+                pending.sent = now;
+                for &voter in &self.voters {
+                    if !pending.acks.contains(&voter) {
+                        out.send(
+                            voter,
+                            QuotaMessage::Record {
+                                epoch: self.epoch,
+                                seq,
+                                entries: pending.entries.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// When [`Grantor::handle_timeout`] has something to do next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let collect = match &self.phase {
+            Phase::Collecting { sent, .. } => Some(*sent + RESEND),
+            _ => None,
+        };
+        let records = self.pending.values().map(|p| p.sent + RESEND).min();
+        collect.into_iter().chain(records).min()
+    }
+
+    /// Forgets the entries of `quota` before `window`.
+    pub fn retire(&mut self, quota: u64, window: u64) {
+        self.ledger.retire(quota, window);
+    }
+
+    /// The slot of `holder` for `key` in this grantor's ledger.
+    pub fn slot(&self, key: QuotaKey, holder: Session) -> Slot {
+        self.ledger.slot(key, holder)
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.me
+    }
+}

@@ -1,0 +1,375 @@
+//! The holder: admission against the slices this node holds, and the asks and
+//! releases that keep them the right size.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use super::{QuotaKey, QuotaMessage, QuotaOut, Session, Slot};
+use crate::failover::Epoch;
+use crate::id::NodeId;
+use crate::time::Millis;
+
+/// What a holder does when it cannot reach a grantor (none known, or no message
+/// from it for [`QuotaTiming::partition_after`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPartition {
+    /// Refuse everything: the limit holds, nothing is spent while cut off.
+    FailClosed,
+    /// Spend the slice held, then refuse: the limit holds.
+    #[default]
+    SpendLeased,
+    /// Admit everything while cut off: available, and the limit no longer holds.
+    FailOpen,
+}
+
+/// How slices are sized and how often a holder asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaTiming {
+    /// The largest slice, in millionths of the limit (10 000: 1 %).
+    pub max_slice_ppm: u32,
+    /// The smallest slice asked for (and the largest, when 1 % of the limit is less).
+    pub min_slice: u64,
+    /// A slice lasts about this long at the holder's recent rate.
+    pub refill_horizon: Duration,
+    /// An ask without an answer is sent again after this.
+    pub ask_timeout: Duration,
+    /// A grantor that said "exhausted" is asked again after this.
+    pub exhausted_retry: Duration,
+    /// A slice unused for this long is given back.
+    pub idle_release: Duration,
+    /// No message from the grantor for this long: cut off (see [`OnPartition`]).
+    pub partition_after: Duration,
+}
+
+impl Default for QuotaTiming {
+    fn default() -> Self {
+        QuotaTiming {
+            max_slice_ppm: 10_000,
+            min_slice: 4,
+            refill_horizon: Duration::from_millis(500),
+            ask_timeout: Duration::from_millis(500),
+            exhausted_retry: Duration::from_secs(1),
+            idle_release: Duration::from_secs(10),
+            partition_after: Duration::from_secs(5),
+        }
+    }
+}
+
+impl QuotaTiming {
+    /// The largest slice of a key limited to `limit`.
+    pub fn max_slice(&self, limit: u64) -> u64 {
+        let share = (u128::from(limit) * u128::from(self.max_slice_ppm) / 1_000_000) as u64;
+        share.max(self.min_slice)
+    }
+}
+
+/// An admission: `amount` was taken from the slice (or, cut off with
+/// [`OnPartition::FailOpen`], from nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Admission {
+    /// Taken from the slice.
+    Leased,
+    /// Admitted unleased (fail open while cut off): outside the bound.
+    Unleased,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The slice is short and more was asked for: try again when a grant arrives.
+    Waiting,
+    /// The grantor said nothing is left of the key.
+    Exhausted,
+    /// No grantor reachable and the quota fails closed.
+    CutOff,
+}
+
+#[derive(Clone, Debug)]
+struct Held {
+    limit: u64,
+    on_partition: OnPartition,
+    slot: Slot,
+    /// Reserved and settled amounts admitted against the slot (may pass
+    /// `slot.held()` when a settlement was above its reservation: a debt).
+    used: u64,
+    /// Admitted unleased while cut off.
+    unleased: u64,
+    asked: Option<Millis>,
+    exhausted_at: Option<Millis>,
+    /// Units admitted per second, smoothed.
+    rate: f64,
+    last_use: Millis,
+}
+
+impl Held {
+    fn available(&self) -> u64 {
+        self.slot.held().saturating_sub(self.used)
+    }
+}
+
+/// This node's slices (see the module docs of [`super`]).
+#[derive(Clone, Debug)]
+pub struct Holder {
+    me: Session,
+    timing: QuotaTiming,
+    grantor: Option<(NodeId, Epoch)>,
+    last_contact: Option<Millis>,
+    slices: BTreeMap<QuotaKey, Held>,
+}
+
+impl Holder {
+    /// A holder for this node's session `me` (its incarnation: a restarted node is a
+    /// new session and holds nothing).
+    pub fn new(me: Session, timing: QuotaTiming) -> Holder {
+        Holder {
+            me,
+            timing,
+            grantor: None,
+            last_contact: None,
+            slices: BTreeMap::new(),
+        }
+    }
+
+    /// This holder's session.
+    pub fn session(&self) -> Session {
+        self.me
+    }
+
+    /// Call when the lease holder changes (or becomes known): asks go to `grantor`.
+    /// Outstanding asks are sent to it again at once.
+    pub fn set_grantor(&mut self, now: Millis, grantor: Option<(NodeId, Epoch)>) -> QuotaOut {
+        if grantor == self.grantor {
+            return QuotaOut::default();
+        }
+        self.grantor = grantor;
+        for held in self.slices.values_mut() {
+            held.asked = None;
+            held.exhausted_at = None;
+        }
+        self.last_contact = grantor.map(|_| now);
+        self.asks(now)
+    }
+
+    /// Admits `amount` of `key` (limited to `limit`, cut off as `on_partition`
+    /// says): takes it from the slice, or refuses. Never waits; call
+    /// [`Holder::poll`] afterwards to send the asks it made necessary.
+    pub fn admit(
+        &mut self,
+        now: Millis,
+        key: QuotaKey,
+        limit: u64,
+        on_partition: OnPartition,
+        amount: u64,
+    ) -> Result<Admission, Refusal> {
+        let cut_off = self.cut_off(now);
+        let held = self.slices.entry(key).or_insert_with(|| Held {
+            limit,
+            on_partition,
+            slot: Slot::default(),
+            used: 0,
+            unleased: 0,
+            asked: None,
+            exhausted_at: None,
+            rate: 0.0,
+            last_use: now,
+        });
+        held.limit = limit;
+        held.on_partition = on_partition;
+        // The rate, per second: an exponentially decayed count with a one-second
+        // time constant.
+        let dt = now.since(held.last_use).as_secs_f64();
+        held.rate = held.rate * (-dt).exp() + amount as f64;
+        held.last_use = now;
+        if cut_off {
+            match on_partition {
+                OnPartition::FailClosed => return Err(Refusal::CutOff),
+                OnPartition::FailOpen => {
+                    held.unleased = held.unleased.saturating_add(amount);
+                    return Ok(Admission::Unleased);
+                }
+                OnPartition::SpendLeased => {}
+            }
+        }
+        if held.available() >= amount {
+            held.used += amount;
+            return Ok(Admission::Leased);
+        }
+        if held.exhausted_at.is_some() {
+            return Err(Refusal::Exhausted);
+        }
+        Err(Refusal::Waiting)
+    }
+
+    /// Settles a request admitted with `reserved` of `key` that came to `actual`:
+    /// the difference goes back to the slice (or, above, is owed by it).
+    pub fn settle(&mut self, key: QuotaKey, reserved: u64, actual: u64) {
+        if let Some(held) = self.slices.get_mut(&key) {
+            held.used = held.used.saturating_sub(reserved).saturating_add(actual);
+        }
+    }
+
+    /// Call for a message from a grantor.
+    pub fn handle(&mut self, now: Millis, from: NodeId, message: &QuotaMessage) -> QuotaOut {
+        let mut out = QuotaOut::default();
+        if self.grantor.is_some_and(|(g, _)| g == from) {
+            self.last_contact = Some(now);
+        }
+        match message {
+            QuotaMessage::Grant {
+                key, holder, slot, ..
+            } if *holder == self.me => {
+                // Any grant that reaches its holder was recorded first, whatever the
+                // grantor's epoch now: it is a fact of the ledger.
+                if let Some(held) = self.slices.get_mut(key) {
+                    held.slot = held.slot.merge(*slot);
+                    held.asked = None;
+                    held.exhausted_at = None;
+                }
+            }
+            QuotaMessage::Exhausted { key, holder, .. } if *holder == self.me => {
+                if let Some(held) = self.slices.get_mut(key) {
+                    held.asked = None;
+                    held.exhausted_at = Some(now);
+                }
+            }
+            QuotaMessage::Recall { key, .. } => {
+                if let Some(held) = self.slices.get_mut(key) {
+                    if let Some(to) = self.grantor.map(|(g, _)| g) {
+                        release(self.me, *key, held, to, &mut out);
+                        // Said again even with nothing new to give back: the
+                        // grantor recalls while it lacks capacity, so a release it
+                        // lost is repaired by the next recall.
+                        if out.sends.is_empty() && held.slot.released > 0 {
+                            out.send(
+                                to,
+                                QuotaMessage::Release {
+                                    key: *key,
+                                    holder: self.me,
+                                    slot: held.slot,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The asks and releases due at `now`: call after admissions, and at
+    /// [`Holder::poll_timeout`].
+    pub fn poll(&mut self, now: Millis) -> QuotaOut {
+        let mut out = self.asks(now);
+        let Some((to, _)) = self.grantor else {
+            return out;
+        };
+        for (key, held) in &mut self.slices {
+            if held.available() > 0 && now.since(held.last_use) >= self.timing.idle_release {
+                release(self.me, *key, held, to, &mut out);
+            }
+        }
+        out
+    }
+
+    fn asks(&mut self, now: Millis) -> QuotaOut {
+        let mut out = QuotaOut::default();
+        let Some((to, _)) = self.grantor else {
+            return out;
+        };
+        let timing = self.timing;
+        for (key, held) in &mut self.slices {
+            let want = want(&timing, held);
+            let low = want.div_ceil(2).max(1);
+            let short = held.available() < low && now.since(held.last_use) < timing.idle_release;
+            let waiting = held
+                .asked
+                .is_some_and(|at| now.since(at) < timing.ask_timeout);
+            let resting = held
+                .exhausted_at
+                .is_some_and(|at| now.since(at) < timing.exhausted_retry);
+            if short && !waiting && !resting {
+                held.asked = Some(now);
+                out.send(
+                    to,
+                    QuotaMessage::Ask {
+                        key: *key,
+                        limit: held.limit,
+                        holder: self.me,
+                        slot: held.slot,
+                        want,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// When [`Holder::poll`] has something to do next, at the latest.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.slices
+            .values()
+            .filter_map(|h| {
+                let ask = h.asked.map(|at| at + self.timing.ask_timeout);
+                let rest = h.exhausted_at.map(|at| at + self.timing.exhausted_retry);
+                let idle = (h.available() > 0).then(|| h.last_use + self.timing.idle_release);
+                [ask, rest, idle].into_iter().flatten().min()
+            })
+            .min()
+    }
+
+    /// Whether no grantor was heard from within `partition_after`.
+    pub fn cut_off(&self, now: Millis) -> bool {
+        match (self.grantor, self.last_contact) {
+            (Some(_), Some(at)) => now.since(at) >= self.timing.partition_after,
+            _ => true,
+        }
+    }
+
+    /// What this holder has admitted of `key`, leased and unleased.
+    pub fn admitted(&self, key: QuotaKey) -> (u64, u64) {
+        self.slices
+            .get(&key)
+            .map_or((0, 0), |h| (h.used, h.unleased))
+    }
+
+    /// The slot this holder knows for `key`.
+    pub fn slot(&self, key: QuotaKey) -> Slot {
+        self.slices.get(&key).map(|h| h.slot).unwrap_or_default()
+    }
+
+    /// Forgets the slices of `quota` before `window`.
+    pub fn retire(&mut self, quota: u64, window: u64) {
+        self.slices
+            .retain(|k, _| k.quota != quota || k.window >= window);
+    }
+}
+
+/// What to ask for: the recent rate over the refill horizon, between the smallest
+/// and the largest slice.
+fn want(timing: &QuotaTiming, held: &Held) -> u64 {
+    let max = timing.max_slice(held.limit);
+    let by_rate = (held.rate * timing.refill_horizon.as_secs_f64()).ceil() as u64;
+    by_rate.clamp(timing.min_slice.min(max), max)
+}
+
+/// Gives back all of `held` that is not spent, to the grantor `to`.
+fn release(me: Session, key: QuotaKey, held: &mut Held, to: NodeId, out: &mut QuotaOut) {
+    let spare = held.available();
+    if spare == 0 {
+        return;
+    }
+    held.slot.released += spare;
+    debug_assert!(held.slot.released <= held.slot.allowance);
+    out.send(
+        to,
+        QuotaMessage::Release {
+            key,
+            holder: me,
+            slot: held.slot,
+        },
+    );
+}

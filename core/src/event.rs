@@ -44,6 +44,14 @@ pub enum Event {
         /// Where it came from.
         from: Addr,
     },
+    /// A quota message for this node's holder (a grant, an exhaustion or a recall,
+    /// see [`crate::quota::Holder::handle`]), from the grantor `from`.
+    Quota {
+        /// The grantor that sent it (this node's own id when it is the grantor).
+        from: NodeId,
+        /// The message.
+        message: crate::quota::QuotaMessage,
+    },
     /// The failover machine addressed a lease message to `to`, which this node's
     /// membership has no address for, so it was not sent (counted in
     /// `NodeMetrics::failover_undeliverable`). Reported once until a message to

@@ -56,6 +56,7 @@ pub use failover::{Epoch, LeaseMessage, Roster, RosterState, RosterVersion, Swit
 pub use failover::{FailoverConfig, FailoverEvent, FailoverMode, FailoverStatus};
 // ---- persistence: what the driver stores and hands back --------------------------
 pub use persist::{decode_entry, decode_roster, encode_entry, encode_key, encode_roster};
+pub use persist::{decode_quota_entry, encode_quota_entry, encode_quota_key};
 pub use persist::{PersistBatch, PersistItem, Restored};
 pub use state::hlc::Hlc;
 pub use state::record::{CollectionId, RecordBytes, RecordError, RecordId, Schema};

@@ -44,6 +44,12 @@ pub enum PersistItem {
         /// The life it is bound to, or `None`: released.
         life: Option<Life>,
     },
+    /// The quota keeper's fence (it only grows): a restarted keeper must keep
+    /// refusing the records of grantors older than one it answered a collection of.
+    QuotaFence(crate::failover::Epoch),
+    /// A quota ledger entry the keeper recorded; replaces the stored one of its key
+    /// and holder session (it is never smaller).
+    QuotaEntry(crate::quota::LedgerEntry),
 }
 
 /// State the driver read back from disk for [`crate::Node::new`].
@@ -61,6 +67,10 @@ pub struct Restored {
     pub roster: Option<crate::failover::RosterState>,
     /// The id → life bindings persisted.
     pub bindings: BTreeMap<NodeId, Life>,
+    /// The quota keeper's fence persisted.
+    pub quota_fence: crate::failover::Epoch,
+    /// The quota ledger entries the keeper persisted.
+    pub quota: crate::quota::Ledger,
 }
 
 impl Restored {
@@ -86,6 +96,10 @@ impl Restored {
                         self.bindings.remove(node);
                     }
                 },
+                PersistItem::QuotaFence(e) => self.quota_fence = self.quota_fence.max(*e),
+                PersistItem::QuotaEntry(entry) => {
+                    self.quota.merge(*entry);
+                }
             }
         }
     }
@@ -113,6 +127,8 @@ trait Stored: serde::Serialize {}
 impl Stored for Key {}
 impl Stored for Entry {}
 impl Stored for crate::failover::RosterState {}
+impl Stored for crate::quota::LedgerEntry {}
+impl Stored for (crate::quota::QuotaKey, crate::quota::Session) {}
 
 /// The postcard bytes of a stored value (see [`Stored`] for why this cannot fail).
 fn to_bytes(value: &impl Stored) -> Vec<u8> {
@@ -142,6 +158,22 @@ pub fn encode_roster(state: &crate::failover::RosterState) -> Vec<u8> {
 
 /// Decodes what [`encode_roster`] wrote.
 pub fn decode_roster(bytes: &[u8]) -> Result<crate::failover::RosterState, StoredEntryError> {
+    postcard::from_bytes(bytes).map_err(|_| StoredEntryError)
+}
+
+/// The stable byte form of a quota ledger entry's key (its quota key and holder
+/// session), for a storage engine's primary key.
+pub fn encode_quota_key(entry: &crate::quota::LedgerEntry) -> Vec<u8> {
+    to_bytes(&(entry.key, entry.holder))
+}
+
+/// The byte form of a quota ledger entry, for storage.
+pub fn encode_quota_entry(entry: &crate::quota::LedgerEntry) -> Vec<u8> {
+    to_bytes(entry)
+}
+
+/// Decodes what [`encode_quota_entry`] wrote.
+pub fn decode_quota_entry(bytes: &[u8]) -> Result<crate::quota::LedgerEntry, StoredEntryError> {
     postcard::from_bytes(bytes).map_err(|_| StoredEntryError)
 }
 

@@ -16,6 +16,7 @@ use crate::config::MemberMeta;
 use crate::failover::{Epoch, Failover, FailoverStatus, Roster};
 use crate::id::{Incarnation, NodeId, Origin};
 use crate::membership::{Member, Membership};
+use crate::quota::{Grantor, Keeper};
 use crate::state::replica::{Replica, ReplicaStats, SyncLag};
 use crate::state::store::Store;
 use crate::time::Millis;
@@ -28,6 +29,8 @@ pub struct NodeView<'a> {
     membership: &'a Membership,
     replica: &'a Replica,
     failover: &'a Failover,
+    keeper: &'a Keeper,
+    grantor: Option<&'a Grantor>,
 }
 
 impl<'a> NodeView<'a> {
@@ -35,8 +38,11 @@ impl<'a> NodeView<'a> {
         membership: &'a Membership,
         replica: &'a Replica,
         failover: &'a Failover,
+        (keeper, grantor): (&'a Keeper, Option<&'a Grantor>),
     ) -> NodeView<'a> {
         NodeView {
+            keeper,
+            grantor,
             membership,
             replica,
             failover,
@@ -121,6 +127,16 @@ impl<'a> NodeView<'a> {
     /// Who leads, with which epoch, whether this node serves, and why.
     pub fn failover_status(&self) -> FailoverStatus {
         self.failover.status()
+    }
+
+    /// This node's quota keeper: its fence and its copy of the ledger.
+    pub fn quota_keeper(&self) -> &'a Keeper {
+        self.keeper
+    }
+
+    /// This node's quota grantor, while it holds the lease.
+    pub fn quota_grantor(&self) -> Option<&'a Grantor> {
+        self.grantor
     }
 
     /// Whether this node holds the lease at monotonic time `now` (the fencing

@@ -595,6 +595,8 @@ impl Driver {
                 member = %node, %life, %from,
                 "an unknown node waits for an operator's admission (cluster.admission: manual)"
             ),
+            // For the quota holder, a subscriber of the events.
+            Event::Quota { .. } => {}
         }
         // No subscriber is fine.
         let _ = self.events.send(event);

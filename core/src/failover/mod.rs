@@ -456,6 +456,18 @@ impl Failover {
         !self.config.mode.elects() || self.lease.holding(now)
     }
 
+    /// The epoch of this node's leadership, while it holds the lease at `now` (in
+    /// `single_node`, always: every node leads itself).
+    pub fn leadership(&self, now: Millis) -> Option<Epoch> {
+        if !self.config.mode.elects() {
+            return Some(self.leader_epoch);
+        }
+        if self.lease.holding(now) {
+            return self.lease.epoch;
+        }
+        None
+    }
+
     /// The epoch to persist (whenever it grows) and hand back to
     /// [`Failover::restore_epoch`] after a restart, so a restarted voter never
     /// grants an epoch again that it granted in a previous life.

@@ -465,7 +465,8 @@ impl Membership {
             Message::SyncRequest { .. }
             | Message::SyncResponse { .. }
             | Message::SyncPush { .. }
-            | Message::Lease(_) => {}
+            | Message::Lease(_)
+            | Message::Quota(_) => {}
             Message::PushPull {
                 kind,
                 heartbeat,

@@ -106,6 +106,10 @@ pub enum Command {
         /// The life to accept for it.
         life: Life,
     },
+    /// A message of this node's quota holder (an ask or a release, see
+    /// [`crate::quota::Holder`]) for the grantor, the lease holder: sent to it, or
+    /// handled here when this node is the lease holder.
+    Quota(crate::quota::QuotaMessage),
 }
 
 /// A command the node refused; the node's state is unchanged.
@@ -174,6 +178,9 @@ pub struct NodeMetrics {
     /// membership has no address for (a roster voter not yet, or no longer, known):
     /// not sent. The first for each such node is [`Event::FailoverUndeliverable`].
     pub failover_undeliverable: u64,
+    /// Quota messages not sent: addressed to a node this node's membership has no
+    /// address for, or a holder's ask while no lease holder is known.
+    pub quota_undeliverable: u64,
     /// Membership's own counters (probes, suspicions, refutations, …).
     pub membership: MembershipStats,
 }
@@ -230,6 +237,8 @@ pub struct Node {
     /// Nodes whose lease messages found no address since one last got through
     /// (so [`Event::FailoverUndeliverable`] is reported once per stretch).
     undeliverable: BTreeSet<NodeId>,
+    /// Quota leases: this node's keeper and, while it holds the lease, its grantor.
+    quota: quota::QuotaState,
 }
 
 impl Node {
@@ -306,6 +315,7 @@ impl Node {
             outbox,
             metrics: NodeMetrics::default(),
             undeliverable: BTreeSet::new(),
+            quota: quota::QuotaState::restore(restored.quota_fence, restored.quota, incarnation.0),
         };
         node.pump_failover(now);
         // The first wall reading decides whether this node was away so long that
@@ -364,6 +374,11 @@ impl Node {
                 if !self.membership.has_left() {
                     self.failover
                         .handle_lease(now, sender, life, lease, &mut self.outbox);
+                }
+            }
+            Message::Quota(quota) => {
+                if !self.membership.has_left() {
+                    self.handle_quota(now, sender, life, quota);
                 }
             }
             _ => self
@@ -523,6 +538,7 @@ impl Node {
         while let Some(event) = self.outbox.release_failover_event() {
             self.outbox.event(Event::Failover(event));
         }
+        self.sync_grantor(now);
     }
 
     /// This node and every live member, as failover candidates. A node still
@@ -617,6 +633,10 @@ impl Node {
                     .map_err(CommandError::Switchover)?;
                 None
             }
+            Command::Quota(message) => {
+                self.quota_from_holder(now, message);
+                None
+            }
             Command::Leave => {
                 self.failover.resign(now, &mut self.outbox);
                 self.membership_command(now, Command::Leave)?;
@@ -652,7 +672,8 @@ impl Node {
             | Command::RecordUsage { .. }
             | Command::Switchover { .. }
             | Command::ForgetMember { .. }
-            | Command::AdmitMember { .. } => {}
+            | Command::AdmitMember { .. }
+            | Command::Quota(_) => {}
         }
         Ok(())
     }
@@ -678,6 +699,7 @@ impl Node {
             self.replica
                 .handle_timeout(now, &alive, &failed, &mut self.outbox);
         }
+        self.quota_timeout(now);
         self.exchange_rumors(now);
         self.pump_failover(now);
     }
@@ -691,12 +713,16 @@ impl Node {
         if self.membership.has_left() {
             return membership;
         }
-        [self.replica.poll_timeout(), self.failover.poll_timeout()]
-            .into_iter()
-            .fold(membership, |a, b| match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            })
+        [
+            self.replica.poll_timeout(),
+            self.failover.poll_timeout(),
+            self.quota.poll_timeout(),
+        ]
+        .into_iter()
+        .fold(membership, |a, b| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Call after every `handle_*` call until it returns `None`: the next thing
@@ -753,7 +779,12 @@ impl Node {
     /// (see [`NodeView`]): what drivers, the simulator and fuzzers read.
     #[must_use]
     pub fn view(&self) -> NodeView<'_> {
-        NodeView::new(&self.membership, &self.replica, &self.failover)
+        NodeView::new(
+            &self.membership,
+            &self.replica,
+            &self.failover,
+            (self.quota.keeper(), self.quota.grantor()),
+        )
     }
 
     /// The configuration it was built with.
@@ -778,6 +809,8 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+
+mod quota;
 
 #[cfg(test)]
 mod lease_tests;

@@ -13,14 +13,33 @@ use crate::time::Millis;
 /// dropped; their holders ask again).
 const MAX_QUEUED: usize = 4096;
 
+/// Records awaiting a majority, at most: beyond, no grant is made and no release
+/// recorded until acknowledgements come back (the keepers are unreachable).
+const MAX_PENDING: usize = 4096;
+
 /// How often an unanswered collection or record is sent again.
 const RESEND: core::time::Duration = core::time::Duration::from_millis(500);
 
+/// What a keeper's answer to a collection brought so far: its digest, the parts
+/// received, how many there are.
+#[derive(Clone, Debug)]
+struct Answer {
+    digest: u64,
+    got: BTreeSet<u32>,
+    parts: u32,
+}
+
+impl Answer {
+    fn complete(&self) -> bool {
+        self.got.len() as u32 == self.parts
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Phase {
-    /// Copies received so far: per keeper, the parts it sent and how many there are.
+    /// Copies received so far, per keeper.
     Collecting {
-        copies: BTreeMap<NodeId, (BTreeSet<u32>, u32)>,
+        copies: BTreeMap<NodeId, Answer>,
         sent: Millis,
     },
     /// Granting.
@@ -58,6 +77,8 @@ pub struct Grantor {
     phase: Phase,
     ledger: Ledger,
     limits: BTreeMap<u64, u64>,
+    /// The quotas whose limit was set (not learnt from asks).
+    limit_set: BTreeSet<u64>,
     seq: u64,
     pending: BTreeMap<u64, Pending>,
     queued: BTreeMap<(QuotaKey, Session), QuotaMessage>,
@@ -88,6 +109,7 @@ impl Grantor {
             },
             ledger: Ledger::default(),
             limits: BTreeMap::new(),
+            limit_set: BTreeSet::new(),
             seq: 0,
             pending: BTreeMap::new(),
             queued: BTreeMap::new(),
@@ -98,6 +120,19 @@ impl Grantor {
         let mut out = QuotaOut::default();
         grantor.collect(&mut out, None);
         (grantor, out)
+    }
+
+    /// Numbers this grantor's records from `seq` on: a node that starts a grantor
+    /// again at the same epoch must not reuse a record number of the previous one
+    /// (an acknowledgement of the old record would count for the new).
+    pub fn with_seq(mut self, seq: u64) -> Grantor {
+        self.seq = seq;
+        self
+    }
+
+    /// The last record number used.
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// This grantor's epoch.
@@ -121,24 +156,21 @@ impl Grantor {
     }
 
     /// Sets the limit of `quota` (from the replicated record); a quota without one
-    /// is granted by the limit its holders ask with.
+    /// is granted by the smallest limit its holders asked with.
     pub fn set_limit(&mut self, quota: u64, limit: u64) {
         self.limits.insert(quota, limit);
+        self.limit_set.insert(quota);
     }
 
     fn majority(&self) -> usize {
         self.voters.len() / 2 + 1
     }
 
-    fn collect(
-        &mut self,
-        out: &mut QuotaOut,
-        only_missing: Option<&BTreeMap<NodeId, (BTreeSet<u32>, u32)>>,
-    ) {
+    fn collect(&mut self, out: &mut QuotaOut, only_missing: Option<&BTreeMap<NodeId, Answer>>) {
         for &voter in &self.voters {
             let done = only_missing
                 .and_then(|c| c.get(&voter))
-                .is_some_and(|(got, parts)| got.len() as u32 == *parts);
+                .is_some_and(Answer::complete);
             if !done {
                 out.send(voter, QuotaMessage::Collect { epoch: self.epoch });
             }
@@ -149,47 +181,49 @@ impl Grantor {
     pub fn handle(&mut self, now: Millis, from: NodeId, message: QuotaMessage) -> QuotaOut {
         let mut out = QuotaOut::default();
         match message {
-            QuotaMessage::Fenced { epoch } if epoch > self.epoch => {
+            QuotaMessage::Fenced { epoch } if epoch > self.epoch && self.voters.contains(&from) => {
                 self.phase = Phase::Deposed;
                 self.pending.clear();
                 self.queued.clear();
             }
             QuotaMessage::Copy {
                 epoch,
+                digest,
                 part,
                 parts,
                 entries,
-            } if epoch == self.epoch => {
+            } if epoch == self.epoch && self.voters.contains(&from) && part < parts => {
                 let Phase::Collecting { copies, .. } = &mut self.phase else {
                     return out;
                 };
+                // Merging any part is safe (it only adds what was recorded); only
+                // counting a copy complete needs all parts of one answer.
                 for entry in entries {
                     self.ledger.merge(entry);
                 }
-                let (got, total) = copies
-                    .entry(from)
-                    .or_insert_with(|| (BTreeSet::new(), parts));
-                if *total != parts {
-                    // Another answer of the same keeper (a resent collection), cut
-                    // differently: count its parts afresh.
-                    got.clear();
-                    *total = parts;
+                let fresh = Answer {
+                    digest,
+                    got: BTreeSet::new(),
+                    parts,
+                };
+                let answer = copies.entry(from).or_insert_with(|| fresh.clone());
+                if answer.digest != digest || answer.parts != parts {
+                    // Another answer of the same keeper (to a resent collection),
+                    // with other entries: its parts are counted afresh.
+                    *answer = fresh;
                 }
-                if part < *total {
-                    got.insert(part);
-                }
-                let complete = copies
-                    .values()
-                    .filter(|(got, total)| got.len() as u32 == *total)
-                    .count();
+                answer.got.insert(part);
+                let complete = copies.values().filter(|a| a.complete()).count();
                 if complete >= self.majority() {
                     self.phase = Phase::Ready;
-                    for (_, ask) in std::mem::take(&mut self.queued) {
-                        out.extend(self.handle(now, from, ask));
+                    for ((_, holder), ask) in std::mem::take(&mut self.queued) {
+                        out.extend(self.handle(now, holder.node, ask));
                     }
                 }
             }
-            QuotaMessage::Recorded { epoch, seq } if epoch == self.epoch => {
+            QuotaMessage::Recorded { epoch, seq }
+                if epoch == self.epoch && self.voters.contains(&from) =>
+            {
                 let majority = self.majority();
                 let Some(pending) = self.pending.get_mut(&seq) else {
                     return out;
@@ -218,7 +252,7 @@ impl Grantor {
     /// A holder gave capacity back: recorded (nobody waits on it) so that a later
     /// grantor may grant it again too.
     fn release(&mut self, now: Millis, entry: LedgerEntry, out: &mut QuotaOut) {
-        if self.ledger.merge(entry) && self.is_ready() {
+        if self.ledger.merge(entry) && self.is_ready() && self.pending.len() < MAX_PENDING {
             let entry = LedgerEntry {
                 slot: self.ledger.slot(entry.key, entry.holder),
                 ..entry
@@ -248,8 +282,12 @@ impl Grantor {
             }
             Phase::Ready => {}
         }
-        // The holder's own view can only add releases the ledger has not seen.
+        // The holder's own view can only add releases the ledger has not seen (an
+        // invalid slot is ignored).
         self.ledger.merge(LedgerEntry { key, holder, slot });
+        if self.pending.len() >= MAX_PENDING {
+            return;
+        }
         // An ask while a grant to the same holder is being recorded waits for it.
         if self
             .pending
@@ -258,7 +296,18 @@ impl Grantor {
         {
             return;
         }
-        let limit = self.limits.get(&key.quota).copied().unwrap_or(limit);
+        // Without a limit set, the smallest any holder asked with: holders whose
+        // settings disagree for a moment never raise it.
+        let set = self.limit_set.contains(&key.quota);
+        let limit = *self
+            .limits
+            .entry(key.quota)
+            .and_modify(|l| {
+                if !set {
+                    *l = (*l).min(limit);
+                }
+            })
+            .or_insert(limit);
         let room = limit.saturating_sub(self.ledger.held(key));
         let slice = want.min(room).min(self.timing.max_slice(limit));
         let known = self.ledger.slot(key, holder);
@@ -290,7 +339,10 @@ impl Grantor {
             return;
         }
         let mut grown = known;
-        grown.allowance += slice;
+        let Some(allowance) = grown.allowance.checked_add(slice) else {
+            return;
+        };
+        grown.allowance = allowance;
         let entry = LedgerEntry {
             key,
             holder,
@@ -424,11 +476,6 @@ impl Grantor {
         };
         let records = self.pending.values().map(|p| p.sent + RESEND).min();
         collect.into_iter().chain(records).min()
-    }
-
-    /// Forgets the entries of `quota` before `window`.
-    pub fn retire(&mut self, quota: u64, window: u64) {
-        self.ledger.retire(quota, window);
     }
 
     /// The slot of `holder` for `key` in this grantor's ledger.

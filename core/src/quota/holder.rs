@@ -9,17 +9,19 @@ use crate::failover::Epoch;
 use crate::id::NodeId;
 use crate::time::Millis;
 
-/// What a holder does when it cannot reach a grantor (none known, or no message
-/// from it for [`QuotaTiming::partition_after`]).
+/// What a holder does when it cannot reach a grantor: none is known, or an ask has
+/// gone unanswered for [`QuotaTiming::partition_after`] (a holder that needs
+/// nothing is never cut off for being quiet).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnPartition {
-    /// Refuse everything: the limit holds, nothing is spent while cut off.
+    /// Refuse everything once cut off, the slice held too: the limit holds.
     FailClosed,
     /// Spend the slice held, then refuse: the limit holds.
     #[default]
     SpendLeased,
-    /// Admit everything while cut off: available, and the limit no longer holds.
+    /// Spend the slice held, then admit everything while cut off: available, and
+    /// the limit no longer holds.
     FailOpen,
 }
 
@@ -38,7 +40,7 @@ pub struct QuotaTiming {
     pub exhausted_retry: Duration,
     /// A slice unused for this long is given back.
     pub idle_release: Duration,
-    /// No message from the grantor for this long: cut off (see [`OnPartition`]).
+    /// An ask unanswered for this long: cut off (see [`OnPartition`]).
     pub partition_after: Duration,
 }
 
@@ -115,7 +117,8 @@ pub struct Holder {
     me: Session,
     timing: QuotaTiming,
     grantor: Option<(NodeId, Epoch)>,
-    last_contact: Option<Millis>,
+    /// Since when an ask waits for any answer from a grantor (`None`: none waits).
+    unanswered_since: Option<Millis>,
     slices: BTreeMap<QuotaKey, Held>,
 }
 
@@ -127,7 +130,7 @@ impl Holder {
             me,
             timing,
             grantor: None,
-            last_contact: None,
+            unanswered_since: None,
             slices: BTreeMap::new(),
         }
     }
@@ -148,7 +151,7 @@ impl Holder {
             held.asked = None;
             held.exhausted_at = None;
         }
-        self.last_contact = grantor.map(|_| now);
+        self.unanswered_since = None;
         self.asks(now)
     }
 
@@ -182,19 +185,16 @@ impl Holder {
         let dt = now.since(held.last_use).as_secs_f64();
         held.rate = held.rate * (-dt).exp() + amount as f64;
         held.last_use = now;
-        if cut_off {
-            match on_partition {
-                OnPartition::FailClosed => return Err(Refusal::CutOff),
-                OnPartition::FailOpen => {
-                    held.unleased = held.unleased.saturating_add(amount);
-                    return Ok(Admission::Unleased);
-                }
-                OnPartition::SpendLeased => {}
-            }
+        if cut_off && on_partition == OnPartition::FailClosed {
+            return Err(Refusal::CutOff);
         }
         if held.available() >= amount {
             held.used += amount;
             return Ok(Admission::Leased);
+        }
+        if cut_off && on_partition == OnPartition::FailOpen {
+            held.unleased = held.unleased.saturating_add(amount);
+            return Ok(Admission::Unleased);
         }
         if held.exhausted_at.is_some() {
             return Err(Refusal::Exhausted);
@@ -202,20 +202,25 @@ impl Holder {
         Err(Refusal::Waiting)
     }
 
-    /// Settles a request admitted with `reserved` of `key` that came to `actual`:
-    /// the difference goes back to the slice (or, above, is owed by it).
-    pub fn settle(&mut self, key: QuotaKey, reserved: u64, actual: u64) {
+    /// Settles a request `admitted` with `reserved` of `key` that came to `actual`:
+    /// for a leased admission the difference goes back to the slice (or, above, is
+    /// owed by it: the next admissions wait until grants cover it); an unleased one
+    /// only corrects the unleased count.
+    pub fn settle(&mut self, key: QuotaKey, admitted: Admission, reserved: u64, actual: u64) {
         if let Some(held) = self.slices.get_mut(&key) {
-            held.used = held.used.saturating_sub(reserved).saturating_add(actual);
+            let count = match admitted {
+                Admission::Leased => &mut held.used,
+                Admission::Unleased => &mut held.unleased,
+            };
+            *count = count.saturating_sub(reserved).saturating_add(actual);
         }
     }
 
     /// Call for a message from a grantor.
     pub fn handle(&mut self, now: Millis, from: NodeId, message: &QuotaMessage) -> QuotaOut {
         let mut out = QuotaOut::default();
-        if self.grantor.is_some_and(|(g, _)| g == from) {
-            self.last_contact = Some(now);
-        }
+        // Any grantor's answer shows the way to one is open.
+        self.unanswered_since = None;
         match message {
             QuotaMessage::Grant {
                 key, holder, slot, ..
@@ -235,22 +240,22 @@ impl Holder {
                 }
             }
             QuotaMessage::Recall { key, .. } => {
+                // Back to the grantor that recalls (this holder's idea of who
+                // grants may lag behind).
                 if let Some(held) = self.slices.get_mut(key) {
-                    if let Some(to) = self.grantor.map(|(g, _)| g) {
-                        release(self.me, *key, held, to, &mut out);
-                        // Said again even with nothing new to give back: the
-                        // grantor recalls while it lacks capacity, so a release it
-                        // lost is repaired by the next recall.
-                        if out.sends.is_empty() && held.slot.released > 0 {
-                            out.send(
-                                to,
-                                QuotaMessage::Release {
-                                    key: *key,
-                                    holder: self.me,
-                                    slot: held.slot,
-                                },
-                            );
-                        }
+                    release(self.me, *key, held, from, &mut out);
+                    // Said again even with nothing new to give back: the grantor
+                    // recalls while it lacks capacity, so a release it lost is
+                    // repaired by the next recall.
+                    if out.sends.is_empty() && held.slot.released > 0 {
+                        out.send(
+                            from,
+                            QuotaMessage::Release {
+                                key: *key,
+                                holder: self.me,
+                                slot: held.slot,
+                            },
+                        );
                     }
                 }
             }
@@ -292,6 +297,7 @@ impl Holder {
                 .is_some_and(|at| now.since(at) < timing.exhausted_retry);
             if short && !waiting && !resting {
                 held.asked = Some(now);
+                self.unanswered_since.get_or_insert(now);
                 out.send(
                     to,
                     QuotaMessage::Ask {
@@ -321,16 +327,19 @@ impl Holder {
             .min()
     }
 
-    /// Whether no grantor was heard from within `partition_after`.
+    /// Whether this holder cannot reach a grantor: none is known, or an ask has
+    /// waited `partition_after` without any answer.
     pub fn cut_off(&self, now: Millis) -> bool {
-        match (self.grantor, self.last_contact) {
-            (Some(_), Some(at)) => now.since(at) >= self.timing.partition_after,
-            _ => true,
-        }
+        self.grantor.is_none()
+            || self
+                .unanswered_since
+                .is_some_and(|at| now.since(at) >= self.timing.partition_after)
     }
 
-    /// What this holder has admitted of `key`, leased and unleased.
-    pub fn admitted(&self, key: QuotaKey) -> (u64, u64) {
+    /// What this holder counts against `key` now, leased and unleased: the
+    /// reservations of requests in flight and the settled amounts of those that
+    /// ended.
+    pub fn used(&self, key: QuotaKey) -> (u64, u64) {
         self.slices
             .get(&key)
             .map_or((0, 0), |h| (h.used, h.unleased))
@@ -339,12 +348,6 @@ impl Holder {
     /// The slot this holder knows for `key`.
     pub fn slot(&self, key: QuotaKey) -> Slot {
         self.slices.get(&key).map(|h| h.slot).unwrap_or_default()
-    }
-
-    /// Forgets the slices of `quota` before `window`.
-    pub fn retire(&mut self, quota: u64, window: u64) {
-        self.slices
-            .retain(|k, _| k.quota != quota || k.window >= window);
     }
 }
 

@@ -18,6 +18,13 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Whether the slot could be real: nothing given back that was not granted.
+    /// Slots from the network are checked with this before they are merged (a
+    /// merge of invalid slots would clamp, and clamping is not associative).
+    pub fn is_valid(self) -> bool {
+        self.released <= self.allowance
+    }
+
     /// Capacity the holder may have spent or may still spend.
     pub fn held(self) -> u64 {
         self.allowance.saturating_sub(self.released)
@@ -51,8 +58,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Merges `entry`; returns whether anything grew.
+    /// Merges `entry`; returns whether anything grew. An invalid slot (see
+    /// [`Slot::is_valid`]) is ignored.
     pub fn merge(&mut self, entry: LedgerEntry) -> bool {
+        if !entry.slot.is_valid() {
+            return false;
+        }
         let slot = self.slots.entry((entry.key, entry.holder)).or_default();
         let merged = slot.merge(entry.slot);
         let grew = merged != *slot;
@@ -96,15 +107,6 @@ impl Ledger {
         })
     }
 
-    /// Drops the entries of `quota` in windows before `window` (they limit nothing
-    /// any more); returns how many went.
-    pub fn retire(&mut self, quota: u64, window: u64) -> usize {
-        let before = self.slots.len();
-        self.slots
-            .retain(|(k, _), _| k.quota != quota || k.window >= window);
-        before - self.slots.len()
-    }
-
     /// How many entries there are.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -118,6 +120,26 @@ impl Ledger {
 
 /// Entries a [`QuotaMessage::Copy`] carries at most; a longer copy goes in parts.
 pub const COPY_CHUNK: usize = 256;
+
+/// Names one answer to a collection: the parts of one copy carry the same digest,
+/// and a copy with other entries (the keeper recorded more between two answers) has
+/// another, so a grantor never puts together parts of two different copies.
+pub fn digest(entries: &[LedgerEntry]) -> u64 {
+    let mut h = crate::hash::Fnv64::new();
+    for e in entries {
+        for n in [
+            e.key.quota,
+            e.key.window,
+            e.holder.node.0,
+            e.holder.session,
+            e.slot.allowance,
+            e.slot.released,
+        ] {
+            h.write(&n.to_le_bytes());
+        }
+    }
+    h.finish()
+}
 
 /// A voter's copy of the ledger, and its fence: the highest epoch it answered a
 /// collection of. Entries of a lower epoch are refused, so an old grantor cannot
@@ -148,8 +170,12 @@ impl Keeper {
         &self.ledger
     }
 
-    /// Call for a [`QuotaMessage::Record`] or [`QuotaMessage::Collect`] from `from`.
-    /// Answers with what to persist (before anything is sent) and the reply.
+    /// Call for a [`QuotaMessage::Record`] or [`QuotaMessage::Collect`] from `from`
+    /// (the node checks first that the keeper and the sender are voters of the
+    /// roster in their current lives). Answers with what to persist and the reply;
+    /// the driver commits the persists before any send after them, so a repeated
+    /// record, answered without a persist of its own, is only acknowledged after
+    /// the first one's batch (an earlier round) was committed.
     pub fn handle(&mut self, from: NodeId, message: &QuotaMessage) -> QuotaOut {
         let mut out = QuotaOut::default();
         match message {
@@ -185,6 +211,7 @@ impl Keeper {
                 self.raise(*epoch, &mut out);
                 let entries: Vec<LedgerEntry> = self.ledger.entries().collect();
                 let parts = entries.len().div_ceil(COPY_CHUNK).max(1);
+                let digest = digest(&entries);
                 for (i, chunk) in entries
                     .chunks(COPY_CHUNK)
                     .map(<[LedgerEntry]>::to_vec)
@@ -195,6 +222,7 @@ impl Keeper {
                         from,
                         QuotaMessage::Copy {
                             epoch: *epoch,
+                            digest,
                             part: i as u32,
                             parts: parts as u32,
                             entries: chunk,
@@ -220,11 +248,6 @@ impl Keeper {
             self.fence = epoch;
             out.persist.push(Persisted::Fence(epoch));
         }
-    }
-
-    /// Drops the entries of `quota` before `window` (see [`Ledger::retire`]).
-    pub fn retire(&mut self, quota: u64, window: u64) -> usize {
-        self.ledger.retire(quota, window)
     }
 }
 
@@ -280,9 +303,11 @@ mod tests {
         );
         assert_eq!(l.held(key(1)), 12);
         assert_eq!(l.held(key(2)), 50);
-        assert_eq!(l.retire(1, 2), 2);
-        assert_eq!(l.held(key(1)), 0);
-        assert_eq!(l.len(), 1);
+        assert!(
+            !l.merge(e(key(1), holder(3), 1, 2)),
+            "an invalid slot is ignored"
+        );
+        assert_eq!(l.len(), 3);
     }
 
     #[test]

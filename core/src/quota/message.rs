@@ -92,6 +92,9 @@ pub enum QuotaMessage {
     Copy {
         /// The epoch collected.
         epoch: Epoch,
+        /// Names this answer (see [`super::ledger::digest`]): only parts with one
+        /// digest make one copy.
+        digest: u64,
         /// Which part (from 0).
         part: u32,
         /// How many parts.

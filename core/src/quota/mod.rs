@@ -43,11 +43,12 @@
 //!
 //! # The bound
 //!
-//! Admitted never exceeds the limit: `Σ used ≤ Σ (allowance − released) ≤ limit`.
-//! What is admitted is the amount a request *reserves* at admission; when the actual
-//! amount (a cost known only at the end) is larger than the reservation, the excess
-//! is the estimate's error, not the lease's, and it is settled against the slice
-//! (the next admissions pay it back). The other way round, capacity can be **held
+//! What holders admit against their slices never exceeds the limit: `Σ reserved ≤
+//! Σ (allowance − released) ≤ limit`. When the actual amount of a request (a cost
+//! known only at the end) is larger than its reservation, the excess is the
+//! estimate's error, not the lease's: it is owed by the slice (the holder admits
+//! nothing more until grants cover it), and a debt in a window's last slice is not
+//! paid back. The other way round, capacity can be **held
 //! back**: the unspent part of the slices of holders that are partitioned away or
 //! crashed (a restarted holder forgets what it had: a new session, its old slice
 //! counted as spent). So, per key and window:
@@ -60,11 +61,11 @@
 //!
 //! # Partitions
 //!
-//! A holder cut off from the grantor spends what it holds and no more
-//! ([`OnPartition::SpendLeased`], the default); [`OnPartition::FailClosed`] stops
-//! admitting once it has not heard from a grantor for `partition_after`;
-//! [`OnPartition::FailOpen`] admits everything while cut off (the bound no longer
-//! holds; the operator chose availability).
+//! A holder cut off from the grantor (none known, or an ask unanswered for
+//! `partition_after`) spends what it holds and no more ([`OnPartition::SpendLeased`],
+//! the default); [`OnPartition::FailClosed`] refuses everything once cut off;
+//! [`OnPartition::FailOpen`] spends its slice, then admits everything while cut off
+//! (the bound no longer holds; the operator chose availability).
 
 mod grantor;
 mod holder;
@@ -76,7 +77,7 @@ mod tests;
 
 pub use grantor::Grantor;
 pub use holder::{Admission, Holder, OnPartition, QuotaTiming, Refusal};
-pub use ledger::{Keeper, Ledger, LedgerEntry, Slot};
+pub use ledger::{Keeper, Ledger, LedgerEntry, Slot, COPY_CHUNK};
 pub use message::QuotaMessage;
 
 use serde::{Deserialize, Serialize};

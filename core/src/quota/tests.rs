@@ -408,3 +408,204 @@ fn a_grant_given_before_it_was_recorded_is_caught() {
     });
     assert!(caught.is_some(), "no seed caught the injected bug");
 }
+
+// ---- Focused cases (each once a flaw a review found) --------------------------
+
+fn session(n: u64) -> Session {
+    Session {
+        node: NodeId(n),
+        session: 1,
+    }
+}
+
+fn collecting_grantor() -> Grantor {
+    let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let (grantor, _) = Grantor::new(
+        NodeId(1),
+        Epoch(2),
+        voters,
+        QuotaTiming::default(),
+        Millis(0),
+    );
+    grantor
+}
+
+fn copy(digest: u64, part: u32, parts: u32) -> QuotaMessage {
+    QuotaMessage::Copy {
+        epoch: Epoch(2),
+        digest,
+        part,
+        parts,
+        entries: Vec::new(),
+    }
+}
+
+#[test]
+fn parts_of_two_different_answers_never_make_a_copy() {
+    let mut g = collecting_grantor();
+    // Keeper 1 answered twice (to a resent collection) with different copies of
+    // the same length: part 0 of the first and part 1 of the second are no copy.
+    let _ = g.handle(Millis(1), NodeId(1), copy(0xa, 0, 2));
+    let _ = g.handle(Millis(2), NodeId(1), copy(0xb, 1, 2));
+    let _ = g.handle(Millis(3), NodeId(2), copy(0xc, 0, 1));
+    assert!(
+        !g.is_ready(),
+        "a copy put together from two answers counted"
+    );
+    let _ = g.handle(Millis(4), NodeId(1), copy(0xb, 0, 2));
+    assert!(g.is_ready());
+}
+
+#[test]
+fn copies_and_acknowledgements_of_non_voters_count_for_nothing() {
+    let mut g = collecting_grantor();
+    let _ = g.handle(Millis(1), NodeId(9), copy(1, 0, 1));
+    let _ = g.handle(Millis(1), NodeId(2), copy(1, 0, 0));
+    let _ = g.handle(Millis(1), NodeId(3), copy(1, 0, 1));
+    assert!(
+        !g.is_ready(),
+        "a stranger's copy or an empty part count made a majority"
+    );
+    let _ = g.handle(Millis(1), NodeId(2), copy(1, 0, 1));
+    assert!(g.is_ready());
+    // A grant waits for a majority of voters; a stranger's acknowledgement is none.
+    let ask = QuotaMessage::Ask {
+        key: QuotaKey {
+            quota: 1,
+            window: 1,
+        },
+        limit: 100,
+        holder: session(5),
+        slot: Slot::default(),
+        want: 4,
+    };
+    let out = g.handle(Millis(2), NodeId(5), ask);
+    let seq = out
+        .sends
+        .iter()
+        .find_map(|(_, m)| match m {
+            QuotaMessage::Record { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .expect("a record");
+    let recorded = QuotaMessage::Recorded {
+        epoch: Epoch(2),
+        seq,
+    };
+    let grants = |out: &QuotaOut| {
+        out.sends
+            .iter()
+            .filter(|(_, m)| matches!(m, QuotaMessage::Grant { .. }))
+            .count()
+    };
+    assert_eq!(grants(&g.handle(Millis(3), NodeId(9), recorded.clone())), 0);
+    assert_eq!(grants(&g.handle(Millis(3), NodeId(1), recorded.clone())), 0);
+    assert_eq!(grants(&g.handle(Millis(3), NodeId(3), recorded)), 1);
+}
+
+#[test]
+fn a_huge_reported_slot_is_no_overflow() {
+    let mut g = collecting_grantor();
+    for k in [1, 2] {
+        let _ = g.handle(Millis(1), NodeId(k), copy(1, 0, 1));
+    }
+    let ask = QuotaMessage::Ask {
+        key: QuotaKey {
+            quota: 1,
+            window: 1,
+        },
+        limit: u64::MAX,
+        holder: session(5),
+        slot: Slot {
+            allowance: u64::MAX,
+            released: u64::MAX - 1,
+        },
+        want: 4,
+    };
+    let _ = g.handle(Millis(2), NodeId(5), ask);
+}
+
+fn holder_with_slice(amount: u64) -> Holder {
+    let mut h = Holder::new(session(5), QuotaTiming::default());
+    let key = QuotaKey {
+        quota: 1,
+        window: 1,
+    };
+    let _ = h.set_grantor(Millis(0), Some((NodeId(1), Epoch(2))));
+    let _ = h.admit(Millis(0), key, 100, OnPartition::FailClosed, 0);
+    let _ = h.handle(
+        Millis(1),
+        NodeId(1),
+        &QuotaMessage::Grant {
+            epoch: Epoch(2),
+            key,
+            holder: session(5),
+            slot: Slot {
+                allowance: amount,
+                released: 0,
+            },
+        },
+    );
+    h
+}
+
+#[test]
+fn a_quiet_holder_is_not_cut_off_but_an_unanswered_one_is() {
+    let key = QuotaKey {
+        quota: 1,
+        window: 1,
+    };
+    let mut h = holder_with_slice(10);
+    // Ten seconds without a word from the grantor, and no need of one.
+    let later = Millis(10_000);
+    assert!(!h.cut_off(later));
+    assert_eq!(
+        h.admit(later, key, 100, OnPartition::FailClosed, 1),
+        Ok(Admission::Leased)
+    );
+    // Spent down, it asks; nobody answers for `partition_after`: cut off.
+    for _ in 0..9 {
+        let _ = h.admit(later, key, 100, OnPartition::FailClosed, 1);
+    }
+    let out = h.poll(later);
+    assert!(out
+        .sends
+        .iter()
+        .any(|(_, m)| matches!(m, QuotaMessage::Ask { .. })));
+    let much_later = later + QuotaTiming::default().partition_after;
+    assert!(h.cut_off(much_later));
+    assert_eq!(
+        h.admit(much_later, key, 100, OnPartition::FailClosed, 1),
+        Err(Refusal::CutOff)
+    );
+    // Fail open spends nothing it does not hold, and settling unleased requests
+    // never frees leased capacity.
+    let open = h.admit(much_later, key, 100, OnPartition::FailOpen, 3);
+    assert_eq!(open, Ok(Admission::Unleased));
+    h.settle(key, Admission::Unleased, 3, 0);
+    assert_eq!(h.used(key), (10, 0));
+    assert_eq!(
+        h.admit(much_later, key, 100, OnPartition::SpendLeased, 1),
+        Err(Refusal::Waiting)
+    );
+}
+
+#[test]
+fn a_recall_is_answered_to_the_grantor_that_recalls() {
+    let key = QuotaKey {
+        quota: 1,
+        window: 1,
+    };
+    let mut h = holder_with_slice(10);
+    let out = h.handle(
+        Millis(5),
+        NodeId(3),
+        &QuotaMessage::Recall {
+            epoch: Epoch(3),
+            key,
+        },
+    );
+    assert!(
+        matches!(&out.sends[..], [(NodeId(3), QuotaMessage::Release { slot, .. })] if slot.released == 10)
+    );
+}

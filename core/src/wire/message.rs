@@ -100,6 +100,8 @@ pub enum Message {
     },
     /// The failover lease protocol (every message carries the sender's epoch).
     Lease(crate::failover::LeaseMessage),
+    /// Quota leases: asks, grants, records and collections (see [`crate::quota`]).
+    Quota(crate::quota::QuotaMessage),
 }
 
 impl Message {
@@ -115,7 +117,8 @@ impl Message {
             | Message::SyncRequest { .. }
             | Message::SyncResponse { .. }
             | Message::SyncPush { .. }
-            | Message::Lease(_) => &[],
+            | Message::Lease(_)
+            | Message::Quota(_) => &[],
         }
     }
 
@@ -132,6 +135,7 @@ impl Message {
             Message::SyncResponse { .. } => "sync-response",
             Message::SyncPush { .. } => "sync-push",
             Message::Lease(_) => "lease",
+            Message::Quota(_) => "quota",
         }
     }
 }

@@ -292,6 +292,10 @@ pub fn check_limits(message: &Message) -> Result<(), DecodeError> {
         Message::SyncRequest { vv, .. } => vv_ok(vv),
         Message::SyncResponse { vv, delta, .. } => vv_ok(vv) && delta_ok(delta),
         Message::SyncPush { delta } => delta_ok(delta),
+        Message::Quota(
+            crate::quota::QuotaMessage::Record { entries, .. }
+            | crate::quota::QuotaMessage::Copy { entries, .. },
+        ) => entries.len() <= crate::quota::COPY_CHUNK,
         _ => true,
     };
     if !ok {

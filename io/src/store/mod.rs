@@ -221,6 +221,7 @@ impl Store {
             })
             .transpose()?;
         let bindings = self.load_bindings()?;
+        let (quota_fence, quota) = self.load_quota()?;
         let entries = self.load_entries()?;
         // The scan filled the page cache with the whole file; hand that memory back for
         // the maps built from it next. Writes bring back the pages they touch.
@@ -234,7 +235,40 @@ impl Store {
             epoch: (epoch > 0).then(|| aurora_core::Epoch(from_sql_u64(epoch))),
             roster,
             bindings,
+            quota_fence,
+            quota,
         })
+    }
+
+    /// The quota keeper's fence and ledger. A row that does not decode is
+    /// [`StoreError::Corrupt`].
+    fn load_quota(&self) -> Result<(aurora_core::Epoch, aurora_core::quota::Ledger), StoreError> {
+        let fence: i64 = self
+            .conn
+            .query_row("SELECT quota_fence FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entry FROM quota_ledger")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?;
+        let mut ledger = aurora_core::quota::Ledger::default();
+        for row in rows {
+            let bytes = row.map_err(|e| self.err(e))?;
+            let entry =
+                aurora_core::decode_quota_entry(&bytes).map_err(|_| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    detail: "a row of table `quota_ledger` does not decode".into(),
+                })?;
+            ledger.merge(entry);
+        }
+        Ok((aurora_core::Epoch(from_sql_u64(fence)), ledger))
     }
 
     /// The node id -> storage life bindings.
@@ -475,6 +509,25 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem, now: i64) -> rusqlite::R
                     .execute([to_sql_u64(node.0)])?;
             }
         },
+        PersistItem::QuotaFence(epoch) => {
+            // Only grows; compared in Rust like `own_seq` (raw u64 bits).
+            let current: i64 =
+                tx.query_row("SELECT quota_fence FROM identity WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?;
+            if epoch.0 > from_sql_u64(current) {
+                tx.prepare_cached("UPDATE identity SET quota_fence = ?1 WHERE id = 1")?
+                    .execute([to_sql_u64(epoch.0)])?;
+            }
+        }
+        PersistItem::QuotaEntry(entry) => {
+            // The core sends a whole slot that only grew: it replaces the row.
+            tx.prepare_cached("INSERT OR REPLACE INTO quota_ledger (key, entry) VALUES (?1, ?2)")?
+                .execute((
+                    aurora_core::encode_quota_key(entry),
+                    aurora_core::encode_quota_entry(entry),
+                ))?;
+        }
         PersistItem::OwnSeq(seq) => {
             // Stored as the raw bits of a u64; compare in Rust, not SQL, to keep
             // values above i64::MAX ordered correctly.

@@ -111,4 +111,16 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         // transaction, by `super::reencode` (nothing to do in SQL).
         "-- entries re-encoded by store::reencode",
     ),
+    (
+        8,
+        // Quota leases (`aurora_core::quota`): the keeper's fence, the highest grantor
+        // epoch it answered a collection of (`PersistItem::QuotaFence`, 0 until the
+        // first), and its copy of the grant ledger, one row per quota key and holder
+        // session (`PersistItem::QuotaEntry`), both in the core's byte form.
+        "ALTER TABLE identity ADD COLUMN quota_fence INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE quota_ledger (
+            key   BLOB PRIMARY KEY,
+            entry BLOB NOT NULL
+        ) STRICT, WITHOUT ROWID;",
+    ),
 ];

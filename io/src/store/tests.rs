@@ -405,3 +405,44 @@ fn storage_life_is_recorded_once_per_file_and_bindings_persist() -> Result<(), S
     assert_eq!(Store::open(&fresh, node())?.life()?, None);
     Ok(())
 }
+
+#[test]
+fn the_quota_keepers_fence_and_ledger_survive_a_restart() -> Result<(), StoreError> {
+    use aurora_core::quota::{LedgerEntry, QuotaKey, Session, Slot};
+    use aurora_core::Epoch;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.db");
+    let entry = |allowance, released| LedgerEntry {
+        key: QuotaKey {
+            quota: 3,
+            window: 9,
+        },
+        holder: Session {
+            node: NodeId(2),
+            session: 4,
+        },
+        slot: Slot {
+            allowance,
+            released,
+        },
+    };
+    {
+        let mut store = Store::open(&path, node())?;
+        store.apply(&PersistBatch {
+            items: vec![
+                PersistItem::QuotaFence(Epoch(6)),
+                PersistItem::QuotaEntry(entry(8, 0)),
+                PersistItem::QuotaEntry(entry(12, 3)),
+                // A fence never goes back.
+                PersistItem::QuotaFence(Epoch(2)),
+            ],
+        })?;
+    }
+    let restored = Store::open(&path, node())?.load()?;
+    assert_eq!(restored.quota_fence, Epoch(6));
+    assert_eq!(
+        restored.quota.entries().collect::<Vec<_>>(),
+        vec![entry(12, 3)]
+    );
+    Ok(())
+}

@@ -540,6 +540,8 @@ impl World {
                 let e = e.clone();
                 self.trace.note(self.now, &who, || format!("{e:?}"));
             }
+            // For a quota holder; the write workload runs none.
+            Event::Quota { .. } => {}
         }
     }
 }

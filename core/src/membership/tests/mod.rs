@@ -191,7 +191,9 @@ fn persisted(effects: &[Effect]) -> Vec<Incarnation> {
                 | PersistItem::Remove(_)
                 | PersistItem::Epoch(_)
                 | PersistItem::Roster(_)
-                | PersistItem::Binding { .. } => None,
+                | PersistItem::Binding { .. }
+                | PersistItem::QuotaFence(_)
+                | PersistItem::QuotaEntry(_) => None,
             })),
             _ => None,
         })

@@ -27,4 +27,4 @@ pub mod world;
 pub use checks::CheckTally;
 pub use observe::CheckFailure;
 pub use run::{run_seed, run_seeds, Figures, SeedOutcome};
-pub use world::{Action, Mutation, ProfileSpec, SimParams, World};
+pub use world::{Action, Mutation, ProfileSpec, QuotaLoad, SimParams, World};

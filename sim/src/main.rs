@@ -96,6 +96,12 @@ struct Flags {
     /// apply on top).
     #[arg(long, value_enum)]
     bench_world: Option<BenchWorld>,
+    /// Add the quota workload: a holder per node admitting against one
+    /// cluster-wide limit (100 a 10 s window, 50 attempts/s), checked by
+    /// `quota-bound` after every admission (the failover mode is then never
+    /// single_node).
+    #[arg(long)]
+    quota: bool,
 }
 
 #[derive(ValueEnum, Copy, Clone, Debug)]
@@ -152,6 +158,9 @@ impl From<&Flags> for Opts {
             params
                 .script
                 .push((Duration::from_secs(secs), aurora_sim::Action::Crash(last)));
+        }
+        if f.quota {
+            params.workload.quota = Some(aurora_sim::QuotaLoad::default());
         }
         if let Some(mode) = f.failover_mode {
             params.failover_mode = Some(match mode {

@@ -787,6 +787,13 @@ impl Node {
         )
     }
 
+    /// Gives this node's quota grantors a deliberate mistake, for the simulator to
+    /// catch (feature `testing` only).
+    #[cfg(feature = "testing")]
+    pub fn inject_quota_bug(&mut self, bug: crate::quota::QuotaBug) {
+        self.quota.bug = Some(bug);
+    }
+
     /// The configuration it was built with.
     pub fn config(&self) -> &Config {
         &self.config

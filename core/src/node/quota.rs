@@ -30,6 +30,9 @@ pub(super) struct QuotaState {
     /// process's session (its starting incarnation, like the lease rounds'), so a
     /// restarted node never reuses the numbers of its previous life either.
     seq: u64,
+    /// A deliberate mistake for the grantors of this node (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub(super) bug: Option<crate::quota::QuotaBug>,
 }
 
 impl QuotaState {
@@ -39,6 +42,8 @@ impl QuotaState {
             grantor: None,
             timing: QuotaTiming::default(),
             seq: session << 32,
+            #[cfg(feature = "testing")]
+            bug: None,
         }
     }
 
@@ -148,6 +153,8 @@ impl Node {
             None => return QuotaOut::default(),
         };
         let (grantor, out) = Grantor::new(self.id(), epoch, voters, self.quota.timing, now);
+        #[cfg(feature = "testing")]
+        let grantor = grantor.with_bug(self.quota.bug);
         self.quota.grantor = Some(grantor.with_seq(self.quota.seq));
         out
     }

@@ -57,14 +57,15 @@ struct Pending {
     sent: Millis,
 }
 
-/// Mistakes the simulator must catch (tests only).
-#[cfg(test)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Mutation {
-    #[default]
-    None,
-    /// Gives a grant before a majority of keepers recorded it.
+/// Deliberate mistakes of a grantor, which the simulator and the tests must catch
+/// (feature `testing` only: a production build cannot carry them).
+#[cfg(any(test, feature = "testing"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaBug {
+    /// Gives a grant as it sends the record, before a majority persisted it.
     GrantBeforeRecorded,
+    /// Gives a grant and never records it: no keeper persists it.
+    GrantUnrecorded,
 }
 
 /// The grantor of one epoch (see the module docs of [`super`]).
@@ -84,8 +85,8 @@ pub struct Grantor {
     queued: BTreeMap<(QuotaKey, Session), QuotaMessage>,
     /// When a recall of each key was last sent.
     recalled: BTreeMap<QuotaKey, Millis>,
-    #[cfg(test)]
-    pub(crate) mutation: Mutation,
+    #[cfg(any(test, feature = "testing"))]
+    bug: Option<QuotaBug>,
 }
 
 impl Grantor {
@@ -114,12 +115,19 @@ impl Grantor {
             pending: BTreeMap::new(),
             queued: BTreeMap::new(),
             recalled: BTreeMap::new(),
-            #[cfg(test)]
-            mutation: Mutation::None,
+            #[cfg(any(test, feature = "testing"))]
+            bug: None,
         };
         let mut out = QuotaOut::default();
         grantor.collect(&mut out, None);
         (grantor, out)
+    }
+
+    /// This grantor with a deliberate mistake (see [`QuotaBug`]).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_bug(mut self, bug: Option<QuotaBug>) -> Grantor {
+        self.bug = bug;
+        self
     }
 
     /// Numbers this grantor's records from `seq` on: a node that starts a grantor
@@ -390,17 +398,18 @@ impl Grantor {
     ) {
         self.seq += 1;
         let seq = self.seq;
-        #[cfg(test)]
-        if self.mutation == Mutation::GrantBeforeRecorded {
-            for entry in &grants {
-                self.give(*entry, out);
+        #[cfg(any(test, feature = "testing"))]
+        let grants = match self.bug {
+            None => grants,
+            Some(bug) => {
+                for entry in &grants {
+                    self.give(*entry, out);
+                }
+                if bug == QuotaBug::GrantUnrecorded {
+                    return;
+                }
+                Vec::new()
             }
-        }
-        #[cfg(test)]
-        let grants = if self.mutation == Mutation::GrantBeforeRecorded {
-            Vec::new()
-        } else {
-            grants
         };
         for &voter in &self.voters {
             out.send(

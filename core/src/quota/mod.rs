@@ -76,6 +76,8 @@ mod message;
 mod tests;
 
 pub use grantor::Grantor;
+#[cfg(any(test, feature = "testing"))]
+pub use grantor::QuotaBug;
 pub use holder::{Admission, Holder, OnPartition, QuotaTiming, Refusal};
 pub use ledger::{Keeper, Ledger, LedgerEntry, Slot, COPY_CHUNK};
 pub use message::QuotaMessage;

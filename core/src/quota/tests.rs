@@ -5,7 +5,6 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
-use super::grantor::Mutation;
 use super::*;
 use crate::failover::Epoch;
 use crate::rng::DetRng;
@@ -39,7 +38,7 @@ struct Sim {
     /// layer would: a new lease holder is elected about a second later).
     grantor_cut_since: Option<Millis>,
     faults: bool,
-    mutation: Mutation,
+    mutation: Option<QuotaBug>,
     /// Admitted per key, over every session of every node.
     admitted: BTreeMap<QuotaKey, u64>,
     /// Requests asked per key.
@@ -56,7 +55,7 @@ fn id(i: usize) -> NodeId {
 }
 
 impl Sim {
-    fn new(seed: u64, n: usize, faults: bool, mutation: Mutation) -> Sim {
+    fn new(seed: u64, n: usize, faults: bool, mutation: Option<QuotaBug>) -> Sim {
         let timing = QuotaTiming::default();
         let nodes = (0..n)
             .map(|i| SimNode {
@@ -106,8 +105,8 @@ impl Sim {
         self.epoch += 1;
         let epoch = Epoch(self.epoch);
         let timing = QuotaTiming::default();
-        let (mut grantor, out) = Grantor::new(id(i), epoch, self.voters(), timing, self.now);
-        grantor.mutation = self.mutation;
+        let (grantor, out) = Grantor::new(id(i), epoch, self.voters(), timing, self.now);
+        let mut grantor = grantor.with_bug(self.mutation);
         for quota in 0..2 {
             grantor.set_limit(quota, LIMIT);
         }
@@ -321,7 +320,7 @@ impl Sim {
 #[test]
 fn a_healthy_cluster_admits_the_limit_exactly() {
     for seed in 0..20 {
-        let mut sim = Sim::new(seed, 3, false, Mutation::None);
+        let mut sim = Sim::new(seed, 3, false, None);
         sim.run(Duration::from_secs(10));
         assert!(
             sim.violations.is_empty(),
@@ -351,7 +350,7 @@ fn under_loss_crashes_partitions_and_grantor_changes_the_limit_holds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     for seed in 0..seeds {
-        let mut sim = Sim::new(seed, 5, true, Mutation::None);
+        let mut sim = Sim::new(seed, 5, true, None);
         sim.run(Duration::from_secs(20));
         assert!(
             sim.violations.is_empty(),
@@ -402,7 +401,7 @@ fn under_loss_crashes_partitions_and_grantor_changes_the_limit_holds() {
 #[test]
 fn a_grant_given_before_it_was_recorded_is_caught() {
     let caught = (0..300).find(|&seed| {
-        let mut sim = Sim::new(seed, 5, true, Mutation::GrantBeforeRecorded);
+        let mut sim = Sim::new(seed, 5, true, Some(QuotaBug::GrantBeforeRecorded));
         sim.run(Duration::from_secs(20));
         !sim.violations.is_empty()
     });

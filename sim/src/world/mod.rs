@@ -41,6 +41,7 @@ pub mod mutation;
 mod network;
 pub mod params;
 mod queue;
+mod quota;
 pub mod workload;
 
 use clock::Clock;
@@ -50,10 +51,10 @@ pub use network::sim_addr;
 pub use params::{Action, ProfileSpec, SimParams};
 use queue::Ev;
 use workload::preloaded;
-pub use workload::{sample_model, Workload, QUIET_TAIL};
+pub use workload::{sample_model, QuotaLoad, Workload, QUIET_TAIL};
 
 /// The simulated wall clock starts here (ms since the Unix epoch, 2027).
-const EPOCH_MS: u64 = 1_800_000_000_000;
+pub const EPOCH_MS: u64 = 1_800_000_000_000;
 /// Mixed into a node's seed to derive its first storage life.
 const LIFE_SALT: u64 = 0x11fe_0000_5eed_0001;
 
@@ -144,6 +145,7 @@ pub struct World {
     pub obs: Observations,
     cluster: ClusterId,
     in_liveness: bool,
+    quota: quota::QuotaSim,
 }
 
 impl World {
@@ -159,9 +161,14 @@ impl World {
             FailoverMode::ActivePassive,
             FailoverMode::ActiveActive,
         ];
-        let failover_mode = params
+        let mut failover_mode = params
             .failover_mode
             .unwrap_or_else(|| modes[rng.below(modes.len())]);
+        // Quota leases need one grantor for the cluster: in single_node every node
+        // grants itself, and one limit is per node.
+        if params.workload.quota.is_some() && !failover_mode.elects() {
+            failover_mode = FailoverMode::ActivePassive;
+        }
         let mut w = World {
             seed,
             link: profile.link.clone(),
@@ -179,6 +186,7 @@ impl World {
             obs: Observations::default(),
             cluster: ClusterId(0xA0A0),
             in_liveness: false,
+            quota: quota::QuotaSim::default(),
             failover_mode,
             params,
         };
@@ -208,6 +216,9 @@ impl World {
         }
         if w.params.workload.usage_per_sec > 0.0 {
             w.push(Millis(1_000), Ev::Use);
+        }
+        if w.params.workload.quota.is_some() {
+            w.push(Millis(1_000), Ev::Quota);
         }
         let liveness_at = Millis::ZERO + w.params.safety;
         w.push(liveness_at, Ev::Act(Action::StartLiveness));
@@ -392,7 +403,7 @@ impl World {
         let seed = self.nodes[i].node_seed ^ u64::from(self.nodes[i].generation) ^ self.now.0;
         let now = self.nodes[i].now(self.now);
         let disk = self.nodes[i].host.disk.clone();
-        let node = match Node::new(
+        let mut node = match Node::new(
             config,
             identity,
             aurora_schema::GatewaySchema::arc(),
@@ -403,6 +414,9 @@ impl World {
             Ok(node) => node,
             Err(e) => panic!("simulator built an invalid node config: {e}"),
         };
+        if self.params.mutation == Some(Mutation::GrantUnrecorded) {
+            node.inject_quota_bug(aurora_core::quota::QuotaBug::GrantUnrecorded);
+        }
         self.nodes[i].host.boot(node);
         self.nodes[i].status = Status::Up;
         self.nodes[i].wake_at = None;
@@ -482,6 +496,17 @@ impl World {
                 self.use_budget();
                 self.schedule_workload(Ev::Use, rate);
             }
+            Ev::Quota => {
+                let rate = self
+                    .params
+                    .workload
+                    .quota
+                    .as_ref()
+                    .map_or(1.0, |q| q.per_sec);
+                self.quota_tick();
+                self.schedule_workload(Ev::Quota, rate);
+            }
+            Ev::QuotaSend { node, message } => self.quota_send(node, message),
             Ev::Fault(kind) => {
                 if let Some(action) = self.resolve(kind) {
                     self.act(action);
@@ -540,8 +565,10 @@ impl World {
                 let e = e.clone();
                 self.trace.note(self.now, &who, || format!("{e:?}"));
             }
-            // For a quota holder; the write workload runs none.
-            Event::Quota { .. } => {}
+            Event::Quota { from, message } => {
+                let (from, message) = (*from, message.clone());
+                self.quota_event(i, from, message);
+            }
         }
     }
 }

@@ -16,6 +16,9 @@ pub enum Mutation {
     /// A voter that grants every lease request (its refusals become grants), as
     /// if the majority rule were not there.
     GrantEverything,
+    /// Quota grantors that give a grant without recording it: no keeper persisted
+    /// it, so the next lease holder does not know of it and grants again.
+    GrantUnrecorded,
 }
 
 /// Applies an injected bug to an outgoing packet.
@@ -30,6 +33,8 @@ pub(super) fn mutate(
         return bytes;
     };
     match m {
+        // Not a packet bug: injected into each node at boot (`World::boot`).
+        Mutation::GrantUnrecorded => return bytes,
         Mutation::RefuteWithoutIncarnation => {
             let stale = Incarnation(0);
             match &mut env.message {

@@ -18,6 +18,13 @@ pub(super) enum Ev {
     Write,
     /// One random usage increment, then the next is scheduled.
     Use,
+    /// One admission through a quota holder at a random up node, then the next.
+    Quota,
+    /// A quota holder's message for its node (an ask or a release).
+    QuotaSend {
+        node: usize,
+        message: aurora_core::quota::QuotaMessage,
+    },
 }
 
 impl World {

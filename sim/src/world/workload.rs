@@ -15,6 +15,32 @@ pub struct Workload {
     pub delete_ratio: f64,
     /// Usage increments per second, cluster-wide.
     pub usage_per_sec: f64,
+    /// Quota leases under load (see [`QuotaLoad`]); none by default.
+    pub quota: Option<QuotaLoad>,
+}
+
+/// Admissions against one cluster-wide limit through quota leases: each up node
+/// runs a holder, as the gateway does, and admits one unit at a time; the
+/// `quota-bound` check counts what was admitted per window after every admission.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuotaLoad {
+    /// Admission attempts per second, cluster-wide (well above `limit / window`, so
+    /// every window reaches its limit).
+    pub per_sec: f64,
+    /// Units a window admits at most.
+    pub limit: u64,
+    /// The window's length (its index is read from each node's own wall clock).
+    pub window: Duration,
+}
+
+impl Default for QuotaLoad {
+    fn default() -> Self {
+        QuotaLoad {
+            per_sec: 50.0,
+            limit: 100,
+            window: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Workload {
@@ -24,6 +50,7 @@ impl Workload {
             keys: 1,
             delete_ratio: 0.0,
             usage_per_sec: 0.0,
+            quota: None,
         }
     }
 }
@@ -35,6 +62,7 @@ impl Default for Workload {
             keys: 16,
             delete_ratio: 0.25,
             usage_per_sec: 4.0,
+            quota: None,
         }
     }
 }

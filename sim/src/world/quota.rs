@@ -1,0 +1,124 @@
+//! The quota workload: a holder per up node, as the gateway runs one, admitting one
+//! unit at a time against a cluster-wide limit per window, and the `quota-bound`
+//! check after every admission.
+
+use std::collections::BTreeMap;
+
+use aurora_core::quota::{Holder, OnPartition, QuotaKey, QuotaMessage, QuotaTiming, Session};
+
+use super::*;
+use crate::observe::CheckFailure;
+
+/// The quota the workload admits against.
+const QUOTA: u64 = 1;
+
+/// The holders and what they admitted.
+#[derive(Default)]
+pub(super) struct QuotaSim {
+    /// Per node: the generation its holder was made for, and the holder (a
+    /// restarted node's holder starts empty, as a restarted gateway's does).
+    holders: Vec<Option<(u8, Holder)>>,
+    /// Per node: holder sessions started so far (every one is a new session).
+    sessions: Vec<u64>,
+    /// Leased admissions per window, over every session of every node.
+    admitted: BTreeMap<QuotaKey, u64>,
+}
+
+impl World {
+    /// What the quota workload admitted, per window.
+    pub fn quota_admitted(&self) -> &BTreeMap<QuotaKey, u64> {
+        &self.quota.admitted
+    }
+
+    /// One admission at a random up node; then every up holder's asks and releases.
+    pub(super) fn quota_tick(&mut self) {
+        let Some(load) = self.params.workload.quota.clone() else {
+            return;
+        };
+        if let Some(i) = self.random_up_node() {
+            let now = self.nodes[i].now(self.now);
+            let key = QuotaKey {
+                quota: QUOTA,
+                window: now.wall / load.window.as_millis().max(1) as u64,
+            };
+            let holder = self.holder(i);
+            let admitted = holder.admit(now.mono, key, load.limit, OnPartition::SpendLeased, 1);
+            if admitted.is_ok() {
+                let n = self.quota.admitted.entry(key).or_default();
+                *n += 1;
+                let (n, ok) = (*n, *n <= load.limit);
+                self.obs.checks.ran("quota-bound", ok);
+                if !ok {
+                    self.obs.failures.push(CheckFailure {
+                        check: "quota-bound",
+                        detail: format!(
+                            "window {} admitted {n} of a limit of {} (at {})",
+                            key.window, load.limit, self.now
+                        ),
+                    });
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_up() {
+                let local = self.nodes[i].local(self.now);
+                let out = self.holder(i).poll(local);
+                self.quota_sends(i, out.sends);
+            }
+        }
+    }
+
+    /// Node `i`'s holder, told who grants now (made afresh after a restart).
+    fn holder(&mut self, i: usize) -> &mut Holder {
+        let generation = self.nodes[i].generation;
+        let q = &mut self.quota;
+        if q.holders.len() <= i {
+            q.holders.resize_with(i + 1, || None);
+            q.sessions.resize(i + 1, 0);
+        }
+        if q.holders[i].as_ref().is_none_or(|(g, _)| *g != generation) {
+            q.sessions[i] += 1;
+            let session = Session {
+                node: self.nodes[i].id,
+                session: q.sessions[i],
+            };
+            q.holders[i] = Some((generation, Holder::new(session, QuotaTiming::default())));
+        }
+        let grantor = self.nodes[i].node().map(|n| {
+            let status = n.view().failover_status();
+            status.leader.map(|l| (l, status.epoch))
+        });
+        let local = self.nodes[i].local(self.now);
+        let (_, holder) = self.quota.holders[i].as_mut().expect("made above");
+        let out = holder.set_grantor(local, grantor.flatten());
+        let sends = out.sends;
+        self.quota_sends(i, sends);
+        &mut self.quota.holders[i].as_mut().expect("made above").1
+    }
+
+    /// Queues a holder's messages for its node (handed over as commands, now).
+    fn quota_sends(&mut self, i: usize, sends: Vec<(NodeId, QuotaMessage)>) {
+        for (_, message) in sends {
+            self.push(self.now, Ev::QuotaSend { node: i, message });
+        }
+    }
+
+    /// A quota message the node `i` has for its holder.
+    pub(super) fn quota_event(&mut self, i: usize, from: NodeId, message: QuotaMessage) {
+        if self.params.workload.quota.is_none() || !self.nodes[i].is_up() {
+            return;
+        }
+        let local = self.nodes[i].local(self.now);
+        let out = self.holder(i).handle(local, from, &message);
+        self.quota_sends(i, out.sends);
+    }
+
+    /// Hands a holder's message to its node.
+    pub(super) fn quota_send(&mut self, i: usize, message: QuotaMessage) {
+        if self.nodes[i].is_up() {
+            self.with_node(i, |node, now| {
+                let _ = node.handle_command(now, Command::Quota(message));
+            });
+        }
+    }
+}

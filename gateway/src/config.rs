@@ -186,6 +186,15 @@ pub struct BudgetSettings {
     /// model of a route): models whose answers run longer or shorter.
     #[serde(default)]
     pub reserve_output_tokens_by_model: BTreeMap<String, u32>,
+    /// Budgets' `max_requests` through quota leases in a cluster that elects a
+    /// leader (exact cluster-wide, docs/quota.md); `false`: from the replicated
+    /// counters, as before (a few percent over under load across nodes).
+    #[serde(default = "default_request_leases")]
+    pub request_leases: bool,
+}
+
+fn default_request_leases() -> bool {
+    true
 }
 
 impl Default for BudgetSettings {
@@ -193,6 +202,7 @@ impl Default for BudgetSettings {
         Self {
             reserve_output_tokens: DEFAULT_RESERVE_OUTPUT_TOKENS,
             reserve_output_tokens_by_model: BTreeMap::new(),
+            request_leases: default_request_leases(),
         }
     }
 }

@@ -131,6 +131,11 @@ impl AppState {
         self.state_view = state_view;
         self.cluster = cluster;
         crate::cache::link::connect(&self.cache, &self.cluster);
+        if self.config.budgets.request_leases {
+            if let Some(leases) = crate::policy::leases::Leases::start(&self.cluster) {
+                self.policy.attach_leases(leases);
+            }
+        }
         self
     }
 

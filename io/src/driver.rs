@@ -150,6 +150,12 @@ impl Handle {
         self.events.subscribe()
     }
 
+    /// Where to subscribe to the events later, for tasks that must not own the
+    /// handle (cheap to clone).
+    pub fn event_source(&self) -> EventSource {
+        EventSource(self.events.clone())
+    }
+
     /// Runs a command; returns once everything it made durable is committed.
     pub async fn command(&self, command: Command) -> Result<(), DriverError> {
         send_command(&self.requests, command).await
@@ -199,6 +205,17 @@ impl Handle {
     }
 }
 
+/// Subscribes to a driver's events ([`Handle::subscribe`]); cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventSource(broadcast::Sender<Event>);
+
+impl EventSource {
+    /// A new subscription: the events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.0.subscribe()
+    }
+}
+
 /// Sends commands to a running driver; cheap to clone. It cannot stop the driver.
 #[derive(Clone, Debug)]
 pub struct Commander {
@@ -210,6 +227,18 @@ impl Commander {
     /// state snapshot that contains it is published).
     pub async fn command(&self, command: Command) -> Result<(), DriverError> {
         send_command(&self.requests, command).await
+    }
+
+    /// Queues a command without waiting for it (nobody hears how it went): `false`
+    /// when the driver's queue is full or it stopped.
+    pub fn try_command(&self, command: Command) -> bool {
+        let (reply, _) = oneshot::channel();
+        self.requests
+            .try_send(Request::Command {
+                command: Box::new(command),
+                reply,
+            })
+            .is_ok()
     }
 }
 

@@ -32,7 +32,7 @@ pub mod transport;
 pub mod view;
 
 pub use config::{ClusterConfigError, ClusterSettings};
-pub use driver::{Commander, DriverConfig, DriverError, Handle};
+pub use driver::{Commander, DriverConfig, DriverError, EventSource, Handle};
 pub use identity::{life_of_public_key, NodeKey, PeerIdentity};
 pub use launch::{launch, LaunchError, Socket};
 pub use store::{Store, StoreError};

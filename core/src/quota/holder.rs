@@ -295,7 +295,16 @@ impl Holder {
             let resting = held
                 .exhausted_at
                 .is_some_and(|at| now.since(at) < timing.exhausted_retry);
-            if short && !waiting && !resting {
+            // Timers that have nothing left to do are cleared, so that
+            // `poll_timeout` never names a moment already past.
+            if !resting {
+                held.exhausted_at = None;
+            }
+            if !short {
+                held.asked = None;
+                continue;
+            }
+            if !waiting && !resting {
                 held.asked = Some(now);
                 self.unanswered_since.get_or_insert(now);
                 out.send(
@@ -375,4 +384,44 @@ fn release(me: Session, key: QuotaKey, held: &mut Held, to: NodeId, out: &mut Qu
             slot: held.slot,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A holder whose timers passed with nothing to do must not ask to be polled in
+    /// the past (its driver would spin).
+    #[test]
+    fn poll_timeout_never_names_a_moment_already_past() {
+        let me = Session {
+            node: NodeId(1),
+            session: 1,
+        };
+        let mut h = Holder::new(me, QuotaTiming::default());
+        let key = QuotaKey {
+            quota: 1,
+            window: 1,
+        };
+        let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
+        let _ = h.admit(Millis(0), key, 100, OnPartition::SpendLeased, 1);
+        let _ = h.poll(Millis(0));
+        let _ = h.handle(
+            Millis(1),
+            NodeId(2),
+            &QuotaMessage::Exhausted {
+                epoch: Epoch(1),
+                key,
+                holder: me,
+            },
+        );
+        // Long idle: nothing to ask, nothing to release.
+        let later = Millis(60_000);
+        let _ = h.poll(later);
+        assert!(
+            h.poll_timeout().is_none_or(|t| t > later),
+            "{:?}",
+            h.poll_timeout()
+        );
+    }
 }

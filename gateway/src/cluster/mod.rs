@@ -83,6 +83,9 @@ pub struct ClusterInfo {
     pub db_path: Option<PathBuf>,
     /// Calls to and from peers over the cluster's connections; `None` without a node.
     peer_calls: Option<PeerCalls>,
+    /// The node's events (quota grants for this node's holder among them); `None`
+    /// without a node.
+    events: Option<aurora_io::EventSource>,
 }
 
 impl ClusterInfo {
@@ -105,6 +108,7 @@ impl ClusterInfo {
             commander: None,
             db_path: None,
             peer_calls: None,
+            events: None,
         }
     }
 
@@ -114,6 +118,20 @@ impl ClusterInfo {
     /// node has one too, with no peer to call.
     pub fn peer_calls(&self) -> Option<&PeerCalls> {
         self.peer_calls.as_ref()
+    }
+
+    /// The node's events from now on; `None` without a node.
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<aurora_core::Event>> {
+        self.events.as_ref().map(aurora_io::EventSource::subscribe)
+    }
+
+    /// Sends a command without waiting for it to be carried out (a quota holder's
+    /// ask). `false` when there is no node, or its queue is full (the holder asks
+    /// again).
+    pub fn command_now(&self, command: Command) -> bool {
+        self.commander
+            .as_ref()
+            .is_some_and(|c| c.try_command(command))
     }
 
     /// The driver's latest membership view. Never waits for the driver.
@@ -256,6 +274,7 @@ impl Node {
             commander: Some(handle.commander()),
             db_path: Some(db_path(data_dir)),
             peer_calls: Some(handle.peer_calls()),
+            events: Some(handle.event_source()),
         };
         let state_view = StateView::new(handle.watch_state(), handle.commander());
         Ok(Node {

@@ -450,6 +450,9 @@ pub fn endpoint(state: &crate::state::AppState) -> crate::http::body::Response {
     }
     state.connections.write_metrics(&mut out);
     state.cache.write_metrics(&mut out);
+    if let Some(leases) = state.policy.leases() {
+        leases.write_metrics(&mut out);
+    }
     out.single(
         "aurora_upstream_buffered_bytes",
         "Upstream answer bytes held in memory now, all requests together (bounded by gateway.limits.max_buffered_upstream_bytes).",

@@ -194,6 +194,9 @@ pub async fn serve_call(
             .output_tokens_for(&name, priced_as.iter().map(|t| &**t)),
         priced_as: &priced_as,
     };
+    // A budget whose request limit is leased: this node holds capacity first (the
+    // first request of a period waits briefly for its grant).
+    state.policy.ready(&state.state_view, caller).await;
     // Admission (and a refusal) in the policy span; no await until it is left.
     let policy_span = crate::telemetry::policy_span();
     let in_policy = policy_span.enter();

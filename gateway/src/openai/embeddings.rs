@@ -413,6 +413,7 @@ pub async fn serve(
     };
     let mut view = policy_view(&request);
     let name = request.model.clone();
+    state.policy.ready(&state.state_view, caller).await;
     let ticket =
         match state
             .policy

@@ -27,7 +27,7 @@ use super::{errors, Rejection};
 
 /// Which limit of a budget was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reached {
+pub(crate) enum Reached {
     Spend,
     Requests,
 }
@@ -85,7 +85,7 @@ pub(crate) fn check(
 }
 
 /// The 402 for `which` limit of `budget`, with the time until the period resets.
-fn refusal(
+pub(crate) fn refusal(
     id: &RecordId,
     budget: &Budget,
     used: Usage,

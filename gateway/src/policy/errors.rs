@@ -143,6 +143,24 @@ pub fn rate_limited(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rej
     }
 }
 
+/// 429: the budget's request limit is granted to nodes in slices and this node has
+/// none at the moment (it asked, and the grant did not come within the wait): the
+/// cluster may still have room, so come back in a second.
+pub fn budget_pending(budget: &str) -> Rejection {
+    Rejection {
+        reason: "budget_pending",
+        error: ApiError {
+            retry_after: Some(1),
+            ..error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                "rate_limit_exceeded",
+                format!("Budget `{budget}`: this node is being granted capacity of the cluster's request limit. Please try again in 1s."),
+            )
+        },
+    }
+}
+
 /// 402: the budget's spend or request limit for the period is reached.
 pub fn budget_exceeded(budget: &str, what: &str, resets_in_s: Option<u64>) -> Rejection {
     let when = match resets_in_s {

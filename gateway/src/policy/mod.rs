@@ -45,6 +45,7 @@ pub mod budget;
 pub mod data;
 pub mod errors;
 pub mod guardrails;
+pub mod leases;
 pub mod limits;
 pub mod pacing;
 pub mod redact;
@@ -171,6 +172,9 @@ pub struct Policy {
     /// Budgets this node has seen exhausted this period.
     exhausted: budget::Exhausted,
     usage_log: ArcSwapOption<UsageLog>,
+    /// Quota leases for budgets' request limits, in a cluster that elects a leader
+    /// ([`leases`]); unset: the counters decide.
+    leases: std::sync::OnceLock<Arc<leases::Leases>>,
 }
 
 /// An admitted request: settle it once the answer is known.
@@ -179,6 +183,9 @@ pub struct Ticket {
     key_id: Option<Arc<str>>,
     budget: Option<(RecordId, u64)>,
     _reservation: Option<Reservation>,
+    /// The request's unit of its budget's request limit (quota leases): kept once
+    /// the request is answered, given back otherwise.
+    lease: Option<leases::LeaseHold>,
     _slot: Option<Slot>,
     model: String,
     started: Instant,
@@ -258,6 +265,49 @@ impl Policy {
     /// The propagation delay the pacer assumes now, ms ([`pacing`]).
     pub fn pacing_delay_ms(&self) -> u64 {
         self.pacer.delay_ms()
+    }
+
+    /// Admits budgets' request limits through quota leases from now on (once).
+    pub fn attach_leases(&self, leases: Arc<leases::Leases>) {
+        let _ = self.leases.set(leases);
+    }
+
+    /// The quota leases, when attached.
+    pub fn leases(&self) -> Option<&Arc<leases::Leases>> {
+        self.leases.get()
+    }
+
+    /// Waits (briefly, see [`leases::GRANT_WAIT`]) until this node holds capacity of
+    /// the request limit of `caller`'s budget, when that limit goes through quota
+    /// leases. Call before [`Policy::admit_with`]: the first request of a period on
+    /// a node waits for its grant here instead of being refused.
+    pub async fn ready(&self, data: &dyn PolicyData, caller: &Caller) {
+        let Some((leases, key, limit)) = self.lease_of(data, caller) else {
+            return;
+        };
+        leases.ready(key, limit).await;
+    }
+
+    /// The leases, quota key and limit of `caller`'s budget's request limit.
+    fn lease_of(
+        &self,
+        data: &dyn PolicyData,
+        caller: &Caller,
+    ) -> Option<(&Arc<leases::Leases>, aurora_core::quota::QuotaKey, u64)> {
+        let leases = self.leases.get()?;
+        let Caller::Key { key, .. } = caller else {
+            return None;
+        };
+        let id = key.budget_id.as_ref()?;
+        let Some(Record::Budget(budget)) = data.record(Collection::Budgets, id.as_str()) else {
+            return None;
+        };
+        let limit = budget.max_requests?;
+        let key = aurora_core::quota::QuotaKey {
+            quota: leases::requests_quota(id.as_str()),
+            window: budget.period.index(data.wall_ms()),
+        };
+        Some((leases, key, limit))
     }
 
     /// Starts writing one row per request to `log` (replacing any previous log).
@@ -352,6 +402,7 @@ impl Policy {
             rewrote = guardrails::apply(data, &workflow, request, model)?.redacted > 0;
         }
         let mut reservation = None;
+        let mut lease = None;
         if let Some((key_id, budget_id)) = key.and_then(|(id, k)| Some((id, k.budget_id.as_ref()?)))
         {
             let Some(Record::Budget(budget)) = data.record(Collection::Budgets, budget_id.as_str())
@@ -373,7 +424,9 @@ impl Policy {
                 spend_nanos: reserve::estimate_cost(data, priced_as, prompt, output).nanos(),
                 tokens: 0,
             };
-            reservation = Some(self.reserve_budget(data, budget_id, &budget, held)?);
+            let reserved = self.reserve_budget(data, budget_id, &budget, held)?;
+            lease = self.lease_budget(data, budget_id, &budget)?;
+            reservation = Some(reserved);
         }
         let mut slot = None;
         if let Some((id, k)) = key {
@@ -399,6 +452,7 @@ impl Policy {
             key_id: key.map(|(id, _)| Arc::clone(id)),
             budget: reservation.as_ref().map(|(_, slot)| slot.clone()),
             _reservation: reservation.map(|(r, _)| r),
+            lease,
             _slot: slot,
             model: model.to_owned(),
             started: Instant::now(),
@@ -445,9 +499,59 @@ impl Policy {
             in_flight: reserved.get(&slot).copied().unwrap_or_default(),
             ..amounts
         };
+        // A request limit granted by quota leases is the leases' to judge: the
+        // counters lag behind them (the spend limit is still theirs).
+        let counted;
+        let budget = if self.leases.get().is_some() && budget.max_requests.is_some() {
+            counted = Budget {
+                max_requests: None,
+                ..budget.clone()
+            };
+            &counted
+        } else {
+            budget
+        };
         budget::check(id, budget, amounts, latched, period, wall)?;
         let reservation = Reservation::take(&self.reservations, &mut reserved, slot.clone(), held);
         Ok((reservation, slot))
+    }
+
+    /// The request's unit of `budget`'s request limit, when quota leases grant it:
+    /// 402 once the cluster's limit is reached, 429 `budget_pending` while this node
+    /// holds no capacity (see [`Policy::ready`]).
+    fn lease_budget(
+        &self,
+        data: &dyn PolicyData,
+        id: &RecordId,
+        budget: &Budget,
+    ) -> Result<Option<leases::LeaseHold>, Rejection> {
+        let (Some(leases), Some(limit)) = (self.leases.get(), budget.max_requests) else {
+            return Ok(None);
+        };
+        let wall = data.wall_ms();
+        let period = budget.period.index(wall);
+        let key = aurora_core::quota::QuotaKey {
+            quota: leases::requests_quota(id.as_str()),
+            window: period,
+        };
+        match leases.admit(key, limit) {
+            Ok(hold) => Ok(Some(hold)),
+            Err(aurora_core::quota::Refusal::Waiting) => Err(errors::budget_pending(id.as_str())),
+            Err(_) => {
+                let used = Usage {
+                    requests: limit,
+                    ..Usage::default()
+                };
+                Err(budget::refusal(
+                    id,
+                    budget,
+                    used,
+                    budget::Reached::Requests,
+                    period,
+                    wall,
+                ))
+            }
+        }
     }
 
     /// Counts a refused request: metrics always; a usage-log row only once the caller
@@ -497,7 +601,7 @@ impl Ticket {
     /// Prices, charges and logs the finished request (see the module docs). Returns
     /// its cost.
     pub fn settle(
-        self,
+        mut self,
         data: &dyn PolicyData,
         policy: &Policy,
         metrics: &Metrics,
@@ -515,6 +619,10 @@ impl Ticket {
             });
         let cost = pricing.map_or(Money::ZERO, |p| usage.cost(&p));
         if outcome.served == Served::Answered {
+            // Counted: its unit of a leased request limit stays spent.
+            if let Some(lease) = self.lease.take() {
+                lease.keep();
+            }
             if let Some((budget, period)) = &self.budget {
                 let charged = Usage {
                     spend_nanos: cost.nanos(),

@@ -84,6 +84,16 @@ fn injected_refutation_bug_is_caught() {
 }
 
 #[test]
+fn quota_leases_hold_the_limit() {
+    check("quota-leases-hold-the-limit");
+}
+
+#[test]
+fn injected_quota_bug_is_caught() {
+    check("injected-quota-bug-is-caught");
+}
+
+#[test]
 fn every_scenario_has_a_test() {
     let tested = [
         "removed-member-stays-removed",
@@ -99,6 +109,8 @@ fn every_scenario_has_a_test() {
         "two-wiped-during-partition",
         "impersonator-is-dropped",
         "standby-back-keeps-the-leader",
+        "quota-leases-hold-the-limit",
+        "injected-quota-bug-is-caught",
     ];
     for s in ALL {
         assert!(tested.contains(&s.name), "scenario {} has no test", s.name);

@@ -33,6 +33,11 @@
 //! them. The leases arm must admit at most the limit and at least the limit less one
 //! slice per node; a 429 `budget_pending` (a node waiting for its grant longer than
 //! the request waits) is counted, not failed.
+//!
+//! `BUDGET_PARTITION=1` cuts node 3 off (fault injection: its QUIC socket drops every
+//! packet) after the budget reached every node and before the load, for the whole
+//! run, and heals it after; the load still goes round-robin over all three. The
+//! leases arm must then admit at most the limit on both sides together.
 
 mod common;
 
@@ -40,7 +45,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{http, json, percentile, request, start_three, wait_for, Proc};
+use common::cluster::{alive, http, json, percentile, request, start_three, wait_for, Proc};
 
 /// After the budget should be used up, how long the load goes on: longer than the
 /// pacer's 2 s window plus a flush and gossip, so admissions that resume when the
@@ -199,6 +204,53 @@ fn tally(answers: &[(usize, Instant, u16)], start: Instant, duration: Duration) 
     o
 }
 
+fn partition() -> bool {
+    std::env::var("BUDGET_PARTITION").is_ok_and(|v| v == "1")
+}
+
+/// Isolates node 3 for longer than the run and waits until nodes 1 and 2 see it gone
+/// and agree on a leader between them.
+fn cut_off_node_3(procs: &[Proc], duration: Duration) {
+    let seconds = duration.as_secs() + 60;
+    let body = format!(r#"{{"fault":"isolate","seconds":{seconds}}}"#);
+    let (status, text) = http(
+        procs[2].http,
+        "POST",
+        "/admin/api/cluster/fault",
+        Some(&body),
+    )
+    .expect("fault");
+    assert_eq!(status, 200, "{text}");
+    wait_for(
+        Duration::from_secs(60),
+        "a leader among nodes 1 and 2",
+        || {
+            alive(&procs[0]) == 2
+                && alive(&procs[1]) == 2
+                && procs[..2].iter().all(|p| {
+                    http(p.http, "GET", "/admin/api/cluster/status", None).is_ok_and(|(s, body)| {
+                        let leader = json(&body)["leader"].as_str().map(str::to_owned);
+                        s == 200 && matches!(leader.as_deref(), Some("node-1" | "node-2"))
+                    })
+                })
+        },
+    );
+}
+
+fn heal_node_3(procs: &[Proc]) {
+    let (status, text) = http(
+        procs[2].http,
+        "POST",
+        "/admin/api/cluster/fault",
+        Some(r#"{"fault":"heal"}"#),
+    )
+    .expect("heal");
+    assert_eq!(status, 200, "{text}");
+    wait_for(Duration::from_secs(60), "node 3 back", || {
+        procs.iter().all(|p| alive(p) == 3)
+    });
+}
+
 /// One arm: its name and the config file its nodes run with.
 fn arms(root: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
     let spec = std::env::var("BUDGET_ARMS").unwrap_or_else(|_| "counters,leases".into());
@@ -234,12 +286,15 @@ fn budget_accuracy_on_three_processes() {
         let dir = root.path().join(&arm);
         std::fs::create_dir_all(&dir).expect("mkdir");
         let config = config.to_string_lossy().into_owned();
-        let extra = [
+        let mut extra = vec![
             "--cluster-failover-mode",
             mode.as_str(),
             "--config",
             config.as_str(),
         ];
+        if partition() {
+            extra.push("--allow-fault-injection");
+        }
         let (_specs, procs) = start_three(&dir, &extra);
         let nodes: Vec<SocketAddr> = procs.iter().map(|p| p.http).collect();
         // A leader first: the leases arm grants from it.
@@ -264,7 +319,13 @@ fn run_rates(arm: &str, procs: &[Proc], nodes: &[SocketAddr], limit: u64, runs: 
         let mut cells = Vec::new();
         for run in 0..runs {
             let secret = budget_and_key(procs, &format!("acc-{arm}-{rate}-{run}"), limit);
+            if partition() {
+                cut_off_node_3(procs, duration);
+            }
             let o = open_loop(nodes, &secret, rate, duration);
+            if partition() {
+                heal_node_3(procs);
+            }
             println!("{arm}: rate {rate} req/s, run {run}: {o:?}");
             assert_eq!(
                 o.other, 0,

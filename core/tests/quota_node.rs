@@ -162,9 +162,9 @@ impl World {
     }
 
     fn send(&mut self, i: usize, sends: Vec<(NodeId, aurora_core::quota::QuotaMessage)>) {
-        for (_, message) in sends {
+        for (to, message) in sends {
             self.c.with_node(i, |node, now| {
-                node.handle_command(now, Command::Quota(message))
+                node.handle_command(now, Command::Quota { to, message })
             });
         }
     }

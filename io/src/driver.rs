@@ -723,6 +723,7 @@ impl Driver {
                     ])
                     .collect(),
                 lease_undeliverable: metrics.failover_undeliverable,
+                quota_undeliverable: metrics.quota_undeliverable,
                 transport: self.transport.stats(),
                 commits: self.commits,
                 persisted_batches: self.persisted_batches,

@@ -55,6 +55,9 @@ pub struct ViewMetrics {
     /// Lease messages not sent: addressed to a voter with no known address
     /// ([`aurora_core::NodeMetrics::failover_undeliverable`]).
     pub lease_undeliverable: u64,
+    /// Quota messages not sent: addressed to a node with no known address
+    /// ([`aurora_core::NodeMetrics::quota_undeliverable`]).
+    pub quota_undeliverable: u64,
     pub transport: TransportStats,
     /// SQLite transactions committed, and the persist batches they carried.
     pub commits: u64,

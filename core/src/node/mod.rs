@@ -107,9 +107,15 @@ pub enum Command {
         life: Life,
     },
     /// A message of this node's quota holder (an ask or a release, see
-    /// [`crate::quota::Holder`]) for the grantor, the lease holder: sent to it, or
-    /// handled here when this node is the lease holder.
-    Quota(crate::quota::QuotaMessage),
+    /// [`crate::quota::Holder`]) for the grantor `to` the holder named (the lease
+    /// holder it knows, or the grantor that recalled): sent there, or handled here
+    /// when that is this node.
+    Quota {
+        /// The grantor.
+        to: NodeId,
+        /// The message.
+        message: crate::quota::QuotaMessage,
+    },
 }
 
 /// A command the node refused; the node's state is unchanged.
@@ -633,8 +639,8 @@ impl Node {
                     .map_err(CommandError::Switchover)?;
                 None
             }
-            Command::Quota(message) => {
-                self.quota_from_holder(now, message);
+            Command::Quota { to, message } => {
+                self.quota_from_holder(now, to, message);
                 None
             }
             Command::Leave => {
@@ -673,7 +679,7 @@ impl Node {
             | Command::Switchover { .. }
             | Command::ForgetMember { .. }
             | Command::AdmitMember { .. }
-            | Command::Quota(_) => {}
+            | Command::Quota { .. } => {}
         }
         Ok(())
     }

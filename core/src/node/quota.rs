@@ -196,18 +196,10 @@ impl Node {
         None
     }
 
-    /// The holder's ask or release: to the lease holder as this node knows it.
-    pub(super) fn quota_from_holder(&mut self, now: Millis, message: QuotaMessage) {
-        match self.failover.leader() {
-            Some(leader) if leader == self.id() => {
-                self.handle_quota(now, leader, self.life, message);
-            }
-            Some(leader) => {
-                if let Some((from, life, message)) = self.send_quota(leader, message) {
-                    self.handle_quota(now, from, life, message);
-                }
-            }
-            None => self.metrics.quota_undeliverable += 1,
+    /// The holder's ask or release, for the grantor `to`.
+    pub(super) fn quota_from_holder(&mut self, now: Millis, to: NodeId, message: QuotaMessage) {
+        if let Some((from, life, message)) = self.send_quota(to, message) {
+            self.handle_quota(now, from, life, message);
         }
     }
 

@@ -164,7 +164,7 @@ impl Grantor {
     }
 
     /// Sets the limit of `quota` (from the replicated record); a quota without one
-    /// is granted by the smallest limit its holders asked with.
+    /// is granted by the limit of the latest ask.
     pub fn set_limit(&mut self, quota: u64, limit: u64) {
         self.limits.insert(quota, limit);
         self.limit_set.insert(quota);
@@ -304,15 +304,16 @@ impl Grantor {
         {
             return;
         }
-        // Without a limit set, the smallest any holder asked with: holders whose
-        // settings disagree for a moment never raise it.
+        // Without a limit set, the one the latest ask carried: a changed record
+        // (raised or lowered) takes effect with the first ask that reads it; while
+        // the record spreads (about a second) holders may ask with either value.
         let set = self.limit_set.contains(&key.quota);
         let limit = *self
             .limits
             .entry(key.quota)
             .and_modify(|l| {
                 if !set {
-                    *l = (*l).min(limit);
+                    *l = limit;
                 }
             })
             .or_insert(limit);

@@ -119,6 +119,8 @@ pub struct Holder {
     grantor: Option<(NodeId, Epoch)>,
     /// Since when an ask waits for any answer from a grantor (`None`: none waits).
     unanswered_since: Option<Millis>,
+    /// Per quota, the first window not retired: windows below are refused.
+    retired: BTreeMap<u64, u64>,
     slices: BTreeMap<QuotaKey, Held>,
 }
 
@@ -131,6 +133,7 @@ impl Holder {
             timing,
             grantor: None,
             unanswered_since: None,
+            retired: BTreeMap::new(),
             slices: BTreeMap::new(),
         }
     }
@@ -166,6 +169,13 @@ impl Holder {
         on_partition: OnPartition,
         amount: u64,
     ) -> Result<Admission, Refusal> {
+        if self
+            .retired
+            .get(&key.quota)
+            .is_some_and(|floor| key.window < *floor)
+        {
+            return Err(Refusal::Exhausted);
+        }
         let cut_off = self.cut_off(now);
         let held = self.slices.entry(key).or_insert_with(|| Held {
             limit,
@@ -199,7 +209,26 @@ impl Holder {
         if held.exhausted_at.is_some() {
             return Err(Refusal::Exhausted);
         }
+        if cut_off {
+            return Err(Refusal::CutOff);
+        }
         Err(Refusal::Waiting)
+    }
+
+    /// Forgets the slices of `quota` in windows before `window` and refuses them
+    /// from now on ([`Refusal::Exhausted`]): a holder that forgot a window must never
+    /// admit in it again (it would ask as if it held nothing, and could be given its
+    /// old slice a second time). Call when a quota's window moved on. What the
+    /// forgotten slices did not spend stays held in the ledger, as a crashed
+    /// holder's does.
+    pub fn retire(&mut self, quota: u64, window: u64) {
+        let floor = self.retired.entry(quota).or_default();
+        if window <= *floor {
+            return;
+        }
+        *floor = window;
+        self.slices
+            .retain(|k, _| k.quota != quota || k.window >= window);
     }
 
     /// Settles a request `admitted` with `reserved` of `key` that came to `actual`:
@@ -325,6 +354,9 @@ impl Holder {
     /// When [`Holder::poll`] has something to do next, at the latest.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
+        // Without a grantor there is nobody to ask or give back to: nothing is due
+        // until one is known (`set_grantor`).
+        self.grantor?;
         self.slices
             .values()
             .filter_map(|h| {
@@ -423,5 +455,54 @@ mod tests {
             "{:?}",
             h.poll_timeout()
         );
+    }
+
+    #[test]
+    fn nothing_is_due_without_a_grantor() {
+        let me = Session {
+            node: NodeId(1),
+            session: 1,
+        };
+        let mut h = Holder::new(me, QuotaTiming::default());
+        let key = QuotaKey {
+            quota: 1,
+            window: 1,
+        };
+        let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
+        let _ = h.admit(Millis(0), key, 100, OnPartition::SpendLeased, 0);
+        let grant = QuotaMessage::Grant {
+            epoch: Epoch(1),
+            key,
+            holder: me,
+            slot: crate::quota::Slot {
+                allowance: 10,
+                released: 0,
+            },
+        };
+        let _ = h.handle(Millis(1), NodeId(2), &grant);
+        // The leader is gone: its idle slice cannot be given back, and the holder
+        // must not ask to be woken for it (a driver would spin).
+        let _ = h.set_grantor(Millis(2), None);
+        assert_eq!(h.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_cut_off_holder_with_nothing_left_says_so_and_a_retired_window_is_refused() {
+        let me = Session {
+            node: NodeId(1),
+            session: 1,
+        };
+        let mut h = Holder::new(me, QuotaTiming::default());
+        let key = QuotaKey {
+            quota: 1,
+            window: 1,
+        };
+        let admit = |h: &mut Holder, t| h.admit(Millis(t), key, 100, OnPartition::SpendLeased, 1);
+        assert_eq!(admit(&mut h, 0), Err(Refusal::CutOff));
+        let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
+        assert_eq!(admit(&mut h, 1), Err(Refusal::Waiting));
+        h.retire(1, 2);
+        assert_eq!(admit(&mut h, 2), Err(Refusal::Exhausted));
+        assert_eq!(h.slot(key), crate::quota::Slot::default());
     }
 }

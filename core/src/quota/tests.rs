@@ -585,7 +585,7 @@ fn a_quiet_holder_is_not_cut_off_but_an_unanswered_one_is() {
     assert_eq!(h.used(key), (10, 0));
     assert_eq!(
         h.admit(much_later, key, 100, OnPartition::SpendLeased, 1),
-        Err(Refusal::Waiting)
+        Err(Refusal::CutOff)
     );
 }
 
@@ -607,4 +607,56 @@ fn a_recall_is_answered_to_the_grantor_that_recalls() {
     assert!(
         matches!(&out.sends[..], [(NodeId(3), QuotaMessage::Release { slot, .. })] if slot.released == 10)
     );
+}
+
+#[test]
+fn a_raised_limit_takes_effect_with_the_next_ask() {
+    let mut g = collecting_grantor();
+    for k in [1, 2] {
+        let _ = g.handle(Millis(1), NodeId(k), copy(1, 0, 1));
+    }
+    let key = QuotaKey {
+        quota: 1,
+        window: 1,
+    };
+    let ask = |limit, allowance| QuotaMessage::Ask {
+        key,
+        limit,
+        holder: session(5),
+        slot: Slot {
+            allowance,
+            released: 0,
+        },
+        want: 4,
+    };
+    let exhausted = |out: &QuotaOut| {
+        out.sends
+            .iter()
+            .any(|(_, m)| matches!(m, QuotaMessage::Exhausted { .. }))
+    };
+    let recorded = |out: &QuotaOut| {
+        out.sends
+            .iter()
+            .any(|(_, m)| matches!(m, QuotaMessage::Record { .. }))
+    };
+    // A limit of 4, granted whole (the record is acknowledged by a majority).
+    let out = g.handle(Millis(2), NodeId(5), ask(4, 0));
+    assert!(recorded(&out));
+    let seq = out.sends.iter().find_map(|(_, m)| match m {
+        QuotaMessage::Record { seq, .. } => Some(*seq),
+        _ => None,
+    });
+    for k in [1, 2] {
+        let _ = g.handle(
+            Millis(3),
+            NodeId(k),
+            QuotaMessage::Recorded {
+                epoch: Epoch(2),
+                seq: seq.unwrap(),
+            },
+        );
+    }
+    assert!(exhausted(&g.handle(Millis(4), NodeId(5), ask(4, 4))));
+    // The operator raised it to 8: the next ask reads 8 and is granted more.
+    assert!(recorded(&g.handle(Millis(5), NodeId(5), ask(8, 4))));
 }

@@ -637,6 +637,12 @@ pub fn write_metrics(info: &ClusterInfo, out: &mut Exposition) {
         Kind::Counter,
         m.lease_undeliverable,
     );
+    out.single(
+        "aurora_cluster_quota_undeliverable_total",
+        "Quota messages (asks, grants, records) not sent: addressed to a node this node has no address for.",
+        Kind::Counter,
+        m.quota_undeliverable,
+    );
     out.family(
         "aurora_cluster_dropped_total",
         "Inbound cluster messages dropped, by reason.",

@@ -194,24 +194,27 @@ pub async fn serve_call(
             .output_tokens_for(&name, priced_as.iter().map(|t| &**t)),
         priced_as: &priced_as,
     };
-    // A budget whose request limit is leased: this node holds capacity first (the
-    // first request of a period waits briefly for its grant).
-    state.policy.ready(&state.state_view, caller).await;
+    // A budget whose request limit is leased: the request's unit first (the first
+    // requests of a period wait briefly for their grant).
+    let prepared = state.policy.ready(&state.state_view, caller).await;
     // Admission (and a refusal) in the policy span; no await until it is left.
     let policy_span = crate::telemetry::policy_span();
     let in_policy = policy_span.enter();
-    let ticket =
-        match state
-            .policy
-            .admit_with(&state.state_view, caller, &mut request, &name, &allowance)
-        {
-            Ok(ticket) => ticket,
-            Err(rejection) => {
-                let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
-                response.extensions_mut().insert(ModelLabel(label));
-                return response;
-            }
-        };
+    let ticket = match state.policy.admit_prepared(
+        &state.state_view,
+        caller,
+        &mut request,
+        &name,
+        &allowance,
+        prepared,
+    ) {
+        Ok(ticket) => ticket,
+        Err(rejection) => {
+            let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
+            response.extensions_mut().insert(ModelLabel(label));
+            return response;
+        }
+    };
     drop(in_policy);
     let mut bill = Bill::new(state, ticket, &request);
     // The response cache, after admission (a hit is refused what a miss would be) and

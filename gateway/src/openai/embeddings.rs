@@ -413,24 +413,27 @@ pub async fn serve(
     };
     let mut view = policy_view(&request);
     let name = request.model.clone();
-    state.policy.ready(&state.state_view, caller).await;
-    let ticket =
-        match state
-            .policy
-            .admit_with(&state.state_view, caller, &mut view, &name, &allowance)
-        {
-            Ok(ticket) => ticket,
-            Err(mut rejection) => {
-                // The policy names a field of its chat view; name the client's instead.
-                rejection.error.param = rejection
-                    .error
-                    .param
-                    .map(|param| input_param(&param, &request.input));
-                let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
-                response.extensions_mut().insert(ModelLabel(label));
-                return response;
-            }
-        };
+    let prepared = state.policy.ready(&state.state_view, caller).await;
+    let ticket = match state.policy.admit_prepared(
+        &state.state_view,
+        caller,
+        &mut view,
+        &name,
+        &allowance,
+        prepared,
+    ) {
+        Ok(ticket) => ticket,
+        Err(mut rejection) => {
+            // The policy names a field of its chat view; name the client's instead.
+            rejection.error.param = rejection
+                .error
+                .param
+                .map(|param| input_param(&param, &request.input));
+            let mut response = refuse(state, &rejection, caller.key_id(), &name, started);
+            response.extensions_mut().insert(ModelLabel(label));
+            return response;
+        }
+    };
     take_redactions(&mut request, &view);
     let mut bill = Bill::new(state, ticket, &view);
     let key_id = caller.key_id().map(|k| &**k);

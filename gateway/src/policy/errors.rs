@@ -161,6 +161,23 @@ pub fn budget_pending(budget: &str) -> Rejection {
     }
 }
 
+/// 429: the budget's request limit is granted to nodes in slices, this node has none
+/// left and cannot reach the lease holder (a partition, a failover in progress).
+pub fn budget_cut_off(budget: &str) -> Rejection {
+    Rejection {
+        reason: "budget_cut_off",
+        error: ApiError {
+            retry_after: Some(1),
+            ..error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                "rate_limit_exceeded",
+                format!("Budget `{budget}`: this node cannot reach the cluster's lease holder to be granted capacity of the request limit. Please try again in 1s."),
+            )
+        },
+    }
+}
+
 /// 402: the budget's spend or request limit for the period is reached.
 pub fn budget_exceeded(budget: &str, what: &str, resets_in_s: Option<u64>) -> Rejection {
     let when = match resets_in_s {

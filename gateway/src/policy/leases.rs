@@ -27,8 +27,8 @@ use crate::cluster::ClusterInfo;
 use crate::metrics::exposition::{Exposition, Kind};
 
 /// How long a request whose node holds no capacity yet waits for a grant (the
-/// first request of a period on each node, or one arriving faster than the slices
-/// are refilled) before it is refused with 429 `budget_pending`.
+/// first requests of a period on each node, or those arriving faster than the
+/// slices are refilled) before it is refused with 429 `budget_pending`.
 pub const GRANT_WAIT: Duration = Duration::from_millis(250);
 
 /// The quota number of a budget's request limit: a stable hash of its id, so every
@@ -83,6 +83,11 @@ impl LeaseHold {
     /// The request was answered: its unit stays spent.
     pub fn keep(mut self) {
         self.kept = true;
+    }
+
+    /// The key it is a unit of.
+    pub fn key(&self) -> QuotaKey {
+        self.key
     }
 }
 
@@ -145,8 +150,8 @@ impl Leases {
 
     /// Sends the holder's messages to the node, without waiting.
     fn send(&self, sends: Vec<(NodeId, QuotaMessage)>) {
-        for (_, message) in sends {
-            let sent = self.cluster.command_now(Command::Quota(message));
+        for (to, message) in sends {
+            let sent = self.cluster.command_now(Command::Quota { to, message });
             let counter = if sent {
                 &self.counters.sent
             } else {
@@ -157,8 +162,39 @@ impl Leases {
     }
 
     /// Takes one unit of `key` (limited to `limit`): never waits. See
-    /// [`Leases::ready`] for a request that may wait for a first grant.
+    /// [`Leases::take`] for a request that may wait for its grant.
     pub fn admit(self: &Arc<Self>, key: QuotaKey, limit: u64) -> Result<LeaseHold, Refusal> {
+        let taken = self.try_take(key, limit);
+        self.count(&taken);
+        taken
+    }
+
+    /// Takes one unit of `key`, waiting (at most [`GRANT_WAIT`]) while this node
+    /// holds none and has asked for more; answers at once when the cluster's limit
+    /// is reached or no lease holder is reachable. Each waiting request counts as
+    /// demand, so a burst asks for a slice its size (up to the largest).
+    pub async fn take(self: &Arc<Self>, key: QuotaKey, limit: u64) -> Result<LeaseHold, Refusal> {
+        let deadline = tokio::time::Instant::now() + GRANT_WAIT;
+        loop {
+            // Registered before the attempt: a grant between the two still wakes it.
+            let granted = self.granted.notified();
+            match self.try_take(key, limit) {
+                Err(Refusal::Waiting) => {
+                    if tokio::time::timeout_at(deadline, granted).await.is_err() {
+                        let taken = Err(Refusal::Waiting);
+                        self.count(&taken);
+                        return taken;
+                    }
+                }
+                taken => {
+                    self.count(&taken);
+                    return taken;
+                }
+            }
+        }
+    }
+
+    fn try_take(self: &Arc<Self>, key: QuotaKey, limit: u64) -> Result<LeaseHold, Refusal> {
         let now = self.now();
         let (admitted, out) = {
             let mut holder = self.lock();
@@ -166,51 +202,28 @@ impl Leases {
             (admitted, holder.poll(now))
         };
         self.send(out.sends);
-        let c = &self.counters;
-        match admitted {
-            Ok(admission) => {
-                c.admitted.fetch_add(1, Ordering::Relaxed);
-                Ok(LeaseHold {
-                    leases: Arc::clone(self),
-                    key,
-                    admission,
-                    kept: false,
-                })
-            }
-            Err(refusal) => {
-                let counter = match refusal {
-                    Refusal::Waiting => &c.refused_pending,
-                    Refusal::Exhausted => &c.refused_exhausted,
-                    Refusal::CutOff => &c.refused_cut_off,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                Err(refusal)
-            }
-        }
+        admitted.map(|admission| LeaseHold {
+            leases: Arc::clone(self),
+            key,
+            admission,
+            kept: false,
+        })
     }
 
-    /// Waits (at most [`GRANT_WAIT`]) until this node holds capacity of `key`, asking
-    /// for it if it holds none. Call before admission: a request that finds the
-    /// slice empty waits here for the grant instead of being refused while the
-    /// cluster still has room.
-    pub async fn ready(&self, key: QuotaKey, limit: u64) {
-        let deadline = tokio::time::Instant::now() + GRANT_WAIT;
-        loop {
-            let granted = self.granted.notified();
-            let now = self.now();
-            let (has, out) = {
-                let mut holder = self.lock();
-                // An admission of nothing: registers the key and starts the asks.
-                let nothing = holder.admit(now, key, limit, OnPartition::SpendLeased, 0);
-                let (used, _) = holder.used(key);
-                let has = nothing.is_ok() && holder.slot(key).held() > used;
-                (has, holder.poll(now))
-            };
-            self.send(out.sends);
-            if has || tokio::time::timeout_at(deadline, granted).await.is_err() {
-                return;
-            }
-        }
+    fn count(&self, taken: &Result<LeaseHold, Refusal>) {
+        let c = &self.counters;
+        let counter = match taken {
+            Ok(_) => &c.admitted,
+            Err(Refusal::Waiting) => &c.refused_pending,
+            Err(Refusal::Exhausted) => &c.refused_exhausted,
+            Err(Refusal::CutOff) => &c.refused_cut_off,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets `quota`'s windows before `window` (a budget's period moved on).
+    pub fn retire(&self, quota: u64, window: u64) {
+        self.lock().retire(quota, window);
     }
 
     /// The holder's series for `/metrics`.

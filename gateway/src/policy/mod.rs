@@ -23,7 +23,10 @@
 //!    spend or requests reached the limit. Once this node has seen the counters
 //!    reach a limit, it refuses for the rest of the period (unless the budget record
 //!    changes). A key whose `budget_id` names no budget is refused (403
-//!    `key_misconfigured`), never served unlimited.
+//!    `key_misconfigured`), never served unlimited. In a cluster that elects a
+//!    leader, `max_requests` is judged by quota leases instead ([`leases`]: exact
+//!    cluster-wide; 429 `budget_pending` / `budget_cut_off` while this node holds
+//!    no capacity), the spend limit still by the counters.
 //! 5. **Parallel requests**: a key with `max_parallel_requests` holds one slot per
 //!    request in flight on this node — 429 `too_many_parallel_requests` when all
 //!    are taken. The slot is released however the request ends.
@@ -193,6 +196,13 @@ pub struct Ticket {
     rewrote: bool,
 }
 
+/// What a request took before admission ([`Policy::ready`]): its unit of a leased
+/// request limit, if it got one. Dropped unused, the unit is given back.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    lease: Option<leases::LeaseHold>,
+}
+
 /// What admission reserves for a request beyond what it asks for: the output it may
 /// produce when it sets no `max_tokens`, and the catalog names it may be billed
 /// under (the targets of its route; the most expensive pricing is reserved).
@@ -277,15 +287,19 @@ impl Policy {
         self.leases.get()
     }
 
-    /// Waits (briefly, see [`leases::GRANT_WAIT`]) until this node holds capacity of
-    /// the request limit of `caller`'s budget, when that limit goes through quota
-    /// leases. Call before [`Policy::admit_with`]: the first request of a period on
-    /// a node waits for its grant here instead of being refused.
-    pub async fn ready(&self, data: &dyn PolicyData, caller: &Caller) {
+    /// Takes the request's unit of `caller`'s budget's request limit when that
+    /// limit goes through quota leases, waiting briefly (see [`leases::GRANT_WAIT`])
+    /// while this node holds none and has asked; hand the result to
+    /// [`Policy::admit_prepared`]. The first requests of a period on a node wait
+    /// for their grant here instead of being refused; an exhausted budget or an
+    /// unreachable lease holder answers at once (admission then refuses).
+    pub async fn ready(&self, data: &dyn PolicyData, caller: &Caller) -> Prepared {
         let Some((leases, key, limit)) = self.lease_of(data, caller) else {
-            return;
+            return Prepared::default();
         };
-        leases.ready(key, limit).await;
+        Prepared {
+            lease: leases.take(key, limit).await.ok(),
+        }
     }
 
     /// The leases, quota key and limit of `caller`'s budget's request limit.
@@ -374,6 +388,19 @@ impl Policy {
         model: &str,
         allowance: &Allowance<'_>,
     ) -> Result<Ticket, Rejection> {
+        self.admit_prepared(data, caller, request, model, allowance, Prepared::default())
+    }
+
+    /// [`Policy::admit_with`] with what [`Policy::ready`] took for the request.
+    pub fn admit_prepared(
+        &self,
+        data: &dyn PolicyData,
+        caller: &Caller,
+        request: &mut ChatCompletionRequest,
+        model: &str,
+        allowance: &Allowance<'_>,
+        mut prepared: Prepared,
+    ) -> Result<Ticket, Rejection> {
         let key = match caller {
             Caller::Anonymous => None,
             Caller::Key { id, key } => Some((id, key)),
@@ -425,7 +452,7 @@ impl Policy {
                 tokens: 0,
             };
             let reserved = self.reserve_budget(data, budget_id, &budget, held)?;
-            lease = self.lease_budget(data, budget_id, &budget)?;
+            lease = self.lease_budget(data, budget_id, &budget, prepared.lease.take())?;
             reservation = Some(reserved);
         }
         let mut slot = None;
@@ -475,6 +502,19 @@ impl Policy {
         budget: &Budget,
         held: Usage,
     ) -> Result<(Reservation, (RecordId, u64)), Rejection> {
+        // A request limit granted by quota leases is the leases' to judge: the
+        // counters lag behind them (the spend limit is still theirs), for the check
+        // and the latch alike.
+        let counted;
+        let budget = if self.leases.get().is_some() && budget.max_requests.is_some() {
+            counted = Budget {
+                max_requests: None,
+                ..budget.clone()
+            };
+            &counted
+        } else {
+            budget
+        };
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
         let seen = data.usage(id, period);
@@ -499,44 +539,44 @@ impl Policy {
             in_flight: reserved.get(&slot).copied().unwrap_or_default(),
             ..amounts
         };
-        // A request limit granted by quota leases is the leases' to judge: the
-        // counters lag behind them (the spend limit is still theirs).
-        let counted;
-        let budget = if self.leases.get().is_some() && budget.max_requests.is_some() {
-            counted = Budget {
-                max_requests: None,
-                ..budget.clone()
-            };
-            &counted
-        } else {
-            budget
-        };
         budget::check(id, budget, amounts, latched, period, wall)?;
         let reservation = Reservation::take(&self.reservations, &mut reserved, slot.clone(), held);
         Ok((reservation, slot))
     }
 
-    /// The request's unit of `budget`'s request limit, when quota leases grant it:
-    /// 402 once the cluster's limit is reached, 429 `budget_pending` while this node
-    /// holds no capacity (see [`Policy::ready`]).
+    /// The request's unit of `budget`'s request limit, when quota leases grant it
+    /// (`prepared`: taken by [`Policy::ready`]): 402 once the cluster's limit is
+    /// reached, 429 `budget_pending` while this node holds no capacity, 429
+    /// `budget_cut_off` when it holds none and cannot reach the lease holder.
     fn lease_budget(
         &self,
         data: &dyn PolicyData,
         id: &RecordId,
         budget: &Budget,
+        prepared: Option<leases::LeaseHold>,
     ) -> Result<Option<leases::LeaseHold>, Rejection> {
         let (Some(leases), Some(limit)) = (self.leases.get(), budget.max_requests) else {
             return Ok(None);
         };
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
+        let quota = leases::requests_quota(id.as_str());
         let key = aurora_core::quota::QuotaKey {
-            quota: leases::requests_quota(id.as_str()),
+            quota,
             window: period,
         };
-        match leases.admit(key, limit) {
+        // Past periods of this budget are done with: the holder forgets them.
+        leases.retire(quota, period);
+        let taken = match prepared {
+            Some(hold) if hold.key() == key => Ok(hold),
+            // Taken for another period (the clock crossed a boundary since): given
+            // back as it drops, and this period's taken now.
+            _ => leases.admit(key, limit),
+        };
+        match taken {
             Ok(hold) => Ok(Some(hold)),
             Err(aurora_core::quota::Refusal::Waiting) => Err(errors::budget_pending(id.as_str())),
+            Err(aurora_core::quota::Refusal::CutOff) => Err(errors::budget_cut_off(id.as_str())),
             Err(_) => {
                 let used = Usage {
                     requests: limit,

@@ -506,7 +506,7 @@ impl World {
                 self.quota_tick();
                 self.schedule_workload(Ev::Quota, rate);
             }
-            Ev::QuotaSend { node, message } => self.quota_send(node, message),
+            Ev::QuotaSend { node, to, message } => self.quota_send(node, to, message),
             Ev::Fault(kind) => {
                 if let Some(action) = self.resolve(kind) {
                     self.act(action);

@@ -23,6 +23,7 @@ pub(super) enum Ev {
     /// A quota holder's message for its node (an ask or a release).
     QuotaSend {
         node: usize,
+        to: NodeId,
         message: aurora_core::quota::QuotaMessage,
     },
 }

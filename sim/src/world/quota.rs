@@ -98,8 +98,15 @@ impl World {
 
     /// Queues a holder's messages for its node (handed over as commands, now).
     fn quota_sends(&mut self, i: usize, sends: Vec<(NodeId, QuotaMessage)>) {
-        for (_, message) in sends {
-            self.push(self.now, Ev::QuotaSend { node: i, message });
+        for (to, message) in sends {
+            self.push(
+                self.now,
+                Ev::QuotaSend {
+                    node: i,
+                    to,
+                    message,
+                },
+            );
         }
     }
 
@@ -114,10 +121,10 @@ impl World {
     }
 
     /// Hands a holder's message to its node.
-    pub(super) fn quota_send(&mut self, i: usize, message: QuotaMessage) {
+    pub(super) fn quota_send(&mut self, i: usize, to: NodeId, message: QuotaMessage) {
         if self.nodes[i].is_up() {
             self.with_node(i, |node, now| {
-                let _ = node.handle_command(now, Command::Quota(message));
+                let _ = node.handle_command(now, Command::Quota { to, message });
             });
         }
     }

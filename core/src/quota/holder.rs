@@ -422,19 +422,21 @@ fn release(me: Session, key: QuotaKey, held: &mut Held, to: NodeId, out: &mut Qu
 mod tests {
     use super::*;
 
+    const ME: Session = Session {
+        node: NodeId(1),
+        session: 1,
+    };
+    const KEY: QuotaKey = QuotaKey {
+        quota: 1,
+        window: 1,
+    };
+
     /// A holder whose timers passed with nothing to do must not ask to be polled in
     /// the past (its driver would spin).
     #[test]
     fn poll_timeout_never_names_a_moment_already_past() {
-        let me = Session {
-            node: NodeId(1),
-            session: 1,
-        };
+        let (me, key) = (ME, KEY);
         let mut h = Holder::new(me, QuotaTiming::default());
-        let key = QuotaKey {
-            quota: 1,
-            window: 1,
-        };
         let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
         let _ = h.admit(Millis(0), key, 100, OnPartition::SpendLeased, 1);
         let _ = h.poll(Millis(0));
@@ -459,15 +461,8 @@ mod tests {
 
     #[test]
     fn nothing_is_due_without_a_grantor() {
-        let me = Session {
-            node: NodeId(1),
-            session: 1,
-        };
+        let (me, key) = (ME, KEY);
         let mut h = Holder::new(me, QuotaTiming::default());
-        let key = QuotaKey {
-            quota: 1,
-            window: 1,
-        };
         let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
         let _ = h.admit(Millis(0), key, 100, OnPartition::SpendLeased, 0);
         let grant = QuotaMessage::Grant {
@@ -488,15 +483,8 @@ mod tests {
 
     #[test]
     fn a_cut_off_holder_with_nothing_left_says_so_and_a_retired_window_is_refused() {
-        let me = Session {
-            node: NodeId(1),
-            session: 1,
-        };
+        let (me, key) = (ME, KEY);
         let mut h = Holder::new(me, QuotaTiming::default());
-        let key = QuotaKey {
-            quota: 1,
-            window: 1,
-        };
         let admit = |h: &mut Holder, t| h.admit(Millis(t), key, 100, OnPartition::SpendLeased, 1);
         assert_eq!(admit(&mut h, 0), Err(Refusal::CutOff));
         let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));

@@ -147,32 +147,32 @@ pub fn rate_limited(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rej
 /// none at the moment (it asked, and the grant did not come within the wait): the
 /// cluster may still have room, so come back in a second.
 pub fn budget_pending(budget: &str) -> Rejection {
-    Rejection {
-        reason: "budget_pending",
-        error: ApiError {
-            retry_after: Some(1),
-            ..error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "requests",
-                "rate_limit_exceeded",
-                format!("Budget `{budget}`: this node is being granted capacity of the cluster's request limit. Please try again in 1s."),
-            )
-        },
-    }
+    budget_retry(
+        "budget_pending",
+        format!("Budget `{budget}`: this node is being granted capacity of the cluster's request limit. Please try again in 1s."),
+    )
 }
 
 /// 429: the budget's request limit is granted to nodes in slices, this node has none
 /// left and cannot reach the lease holder (a partition, a failover in progress).
 pub fn budget_cut_off(budget: &str) -> Rejection {
+    budget_retry(
+        "budget_cut_off",
+        format!("Budget `{budget}`: this node cannot reach the cluster's lease holder to be granted capacity of the request limit. Please try again in 1s."),
+    )
+}
+
+/// A leased request limit's 429: try again in a second.
+fn budget_retry(reason: &'static str, message: String) -> Rejection {
     Rejection {
-        reason: "budget_cut_off",
+        reason,
         error: ApiError {
             retry_after: Some(1),
             ..error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "requests",
                 "rate_limit_exceeded",
-                format!("Budget `{budget}`: this node cannot reach the cluster's lease holder to be granted capacity of the request limit. Please try again in 1s."),
+                message,
             )
         },
     }

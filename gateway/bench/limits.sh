@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Instructions per chat request with a budget's request limit on and off, counted by
+# callgrind (repeatable on a noisy machine, see instructions.sh): what quota leases
+# (docs/quota.md) and the counters cost on the request path.
+#
+# Aurora runs under valgrind as a one-node cluster in active_active (it elects itself,
+# so quota leases are on), in front of the nginx mock upstream; every request carries
+# an API key. The arm says what the key's budget is:
+#   none      the key has no budget (limits off);
+#   leases    a budget with max_requests 10^12, admitted by quota leases;
+#   counters  the same budget with gateway.budgets.request_leases: false.
+# Counting starts after 50 warm-up requests and covers N sequential requests on one
+# keep-alive connection, every thread of the process included.
+#
+# Usage: gateway/bench/limits.sh BIN [N=1000] [ARM=leases]
+# Needs: valgrind, nginx (apt-get install -y valgrind nginx-light).
+set -euo pipefail
+BIN="$1"; N="${2:-1000}"; ARM="${3:-leases}"
+case "$ARM" in none|leases|counters) ;; *) echo "ARM must be none, leases or counters"; exit 2 ;; esac
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+# shellcheck source=gateway/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+command -v valgrind >/dev/null || { echo "missing: valgrind (apt-get install -y valgrind)"; exit 1; }
+
+start_nginx_mock "$work/nginx"
+pids+=("$NGINX_PID")
+leases=true
+[ "$ARM" = counters ] && leases=false
+cat > "$work/aurora.yaml" <<Y
+gateway:
+  budgets:
+    request_leases: $leases
+  providers:
+    - {name: up, kind: openai, base_url: "http://127.0.0.1:$NGINX_PORT/v1"}
+  models:
+    - {name: up/gpt-4o-mini}
+Y
+port="$(free_port)"; gossip="$(free_port)"; sync="$(free_port)"
+token=bench-admin-token-0123456789abcdef-cg
+out="${CALLGRIND_OUT:-$work/callgrind.out}"
+CLUSTER_SECRET=a-bench-cluster-secret-of-32-bytes AURORA_ADMIN_TOKEN="$token" RUST_LOG=warn \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$BIN" serve \
+    --listen "127.0.0.1:$port" --data-dir "$work/data" --config "$work/aurora.yaml" \
+    --cluster-enabled true --cluster-node-id bench --cluster-bind-addr 127.0.0.1 \
+    --cluster-bind-port "$gossip" --cluster-sync-bind-port "$sync" \
+    --cluster-seed-nodes "127.0.0.1:$gossip" --cluster-advertise-url "http://127.0.0.1:$port" \
+    --cluster-failover-mode active_active 2>"$work/aurora.log" &
+vg=$!
+pids+=("$vg")
+wait_http "http://127.0.0.1:$port/health" 180 || { echo "aurora did not start"; cat "$work/aurora.log"; exit 1; }
+admin() { # method path [body]
+    curl -sf -X "$1" -H "authorization: Bearer $token" "http://127.0.0.1:$port$2" ${3:+-d "$3"}
+}
+for _ in $(seq 1 120); do
+    admin GET /admin/api/cluster/status | grep -q '"leader":"bench"' && break
+    sleep 0.5
+done
+key='{"id":"bench","name":"bench"}'
+if [ "$ARM" != none ]; then
+    admin POST /admin/api/budgets \
+        '{"id":"bench","name":"bench","limit":null,"max_requests":1000000000000,"period":"total"}' >/dev/null
+    key='{"id":"bench","name":"bench","budget_id":"bench"}'
+fi
+secret="$(admin POST /admin/api/keys "$key" | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')"
+BODY='{"model":"up/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+sequential() { # count
+    python3 - "$port" "$1" "$BODY" "$secret" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+headers = {"content-type": "application/json", "authorization": "Bearer " + sys.argv[4]}
+for _ in range(int(sys.argv[2])):
+    c.request("POST", "/v1/chat/completions", sys.argv[3], headers)
+    r = c.getresponse(); r.read()
+    if r.status != 200: sys.exit(f"status {r.status}")
+PY
+}
+sequential 50
+callgrind_control -i on "$vg" >/dev/null
+sequential "$N"
+callgrind_control -i off "$vg" >/dev/null
+callgrind_control -d "$vg" >/dev/null
+sleep 1
+if [ "$ARM" = leases ]; then
+    admin GET /metrics | grep -q 'aurora_quota_admissions_total{result="admitted"} [1-9]' \
+        || { echo "the leases arm admitted nothing through quota leases"; exit 1; }
+fi
+total="$(grep -h '^totals:' "$out".1 | awk '{print $2}')"
+echo "$BIN $ARM: $((total / N)) instructions per request ($N requests, total $total)"

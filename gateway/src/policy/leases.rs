@@ -6,9 +6,11 @@
 //! from the replicated counters: the request takes one unit from the slice this node
 //! holds (no network on the request path), and the holder asks the lease holder for
 //! more before the slice runs out. Admitted requests across the cluster never exceed
-//! the limit (the counters, a second later, let 124–148 through a 100-request limit
-//! at 300 req/s over three nodes). A request that ends without an answer gives its
-//! unit back, as it gives back its reservation.
+//! the limit (the counters, which learn of other nodes' requests a second later, let
+//! 154 through a 100-request limit at 300 req/s over three nodes; the leases 100, see
+//! docs/benchmarks-gateway.md). A request that ends without an answer gives its unit
+//! back, as it gives back its reservation. [`Leases::take`] is how a request waits
+//! (briefly) for its unit when the node holds none yet.
 //!
 //! Where no leader is elected (`single_node`, or clustering off) every node would be
 //! its own grantor and the limit would be per node: budgets keep the counters there.

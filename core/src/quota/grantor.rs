@@ -293,6 +293,11 @@ impl Grantor {
         // The holder's own view can only add releases the ledger has not seen (an
         // invalid slot is ignored).
         self.ledger.merge(LedgerEntry { key, holder, slot });
+        // An ask for nothing (no holder sends one) is no reason to say "exhausted"
+        // and recall the others' capacity.
+        if want == 0 {
+            return;
+        }
         if self.pending.len() >= MAX_PENDING {
             return;
         }

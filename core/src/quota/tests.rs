@@ -660,3 +660,22 @@ fn a_raised_limit_takes_effect_with_the_next_ask() {
     // The operator raised it to 8: the next ask reads 8 and is granted more.
     assert!(recorded(&g.handle(Millis(5), NodeId(5), ask(8, 4))));
 }
+
+#[test]
+fn an_ask_for_nothing_recalls_nobody() {
+    let mut g = collecting_grantor();
+    for k in [1, 2] {
+        let _ = g.handle(Millis(1), NodeId(k), copy(1, 0, 1));
+    }
+    let ask = QuotaMessage::Ask {
+        key: QuotaKey {
+            quota: 1,
+            window: 1,
+        },
+        limit: 100,
+        holder: session(5),
+        slot: Slot::default(),
+        want: 0,
+    };
+    assert!(g.handle(Millis(2), NodeId(5), ask).sends.is_empty());
+}

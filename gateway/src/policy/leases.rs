@@ -200,6 +200,10 @@ impl Leases {
         let now = self.now();
         let (admitted, out) = {
             let mut holder = self.lock();
+            // A key of a later window means the earlier ones of its quota (a budget's
+            // past periods) are done with: the holder forgets them, under the same
+            // lock (a no-op unless the window moved on).
+            holder.retire(key.quota, key.window);
             let admitted = holder.admit(now, key, limit, OnPartition::SpendLeased, 1);
             (admitted, holder.poll(now))
         };
@@ -221,11 +225,6 @@ impl Leases {
             Err(Refusal::CutOff) => &c.refused_cut_off,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Forgets `quota`'s windows before `window` (a budget's period moved on).
-    pub fn retire(&self, quota: u64, window: u64) {
-        self.lock().retire(quota, window);
     }
 
     /// The holder's series for `/metrics`.

@@ -565,8 +565,6 @@ impl Policy {
             quota,
             window: period,
         };
-        // Past periods of this budget are done with: the holder forgets them.
-        leases.retire(quota, period);
         let taken = match prepared {
             Some(hold) if hold.key() == key => Ok(hold),
             // Taken for another period (the clock crossed a boundary since): given

@@ -71,6 +71,18 @@ fn cluster_metric(procs: &[Proc], name: &str) -> u64 {
     procs.iter().map(|p| metric(p, name)).sum()
 }
 
+/// Waits until every node has caught up with the cluster (`/health/ready` 200): a
+/// node that has not answers 503 `node_syncing`, before any cache lookup, and a slow
+/// machine can take a few seconds after the members see each other.
+fn caught_up(procs: &[Proc]) {
+    wait_for(Duration::from_secs(30), "every node caught up", || {
+        procs.iter().all(|p| {
+            p.call("GET", "/health/ready", None)
+                .is_ok_and(|(status, _)| status == 200)
+        })
+    });
+}
+
 #[test]
 fn one_upstream_call_for_the_cluster_however_the_requests_are_spread() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -82,6 +94,7 @@ fn one_upstream_call_for_the_cluster_however_the_requests_are_spread() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = config(root.path(), fake.addr);
     let (_specs, procs) = start_three(root.path(), &["--config", &config]);
+    caught_up(&procs);
 
     // The same request to each node in turn: one upstream call, the others are hits.
     let mut seen = Vec::new();
@@ -201,6 +214,7 @@ fn a_filler_that_dies_mid_fill_releases_the_requests_waiting_for_it() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = config(root.path(), fake.addr);
     let (_specs, mut procs) = start_three(root.path(), &["--config", &config]);
+    caught_up(&procs);
     let prompt = "the filler dies";
     let owner = owner_of(prompt, 3);
     let (filler, waiter) = ((owner + 1) % 3, (owner + 2) % 3);

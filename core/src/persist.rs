@@ -50,6 +50,14 @@ pub enum PersistItem {
     /// A quota ledger entry the keeper recorded; replaces the stored one of its key
     /// and holder session (it is never smaller).
     QuotaEntry(crate::quota::LedgerEntry),
+    /// A quota ledger entry the keeper forgot (its window is long past): delete the
+    /// stored one of this key and holder session.
+    QuotaForget {
+        /// The key.
+        key: crate::quota::QuotaKey,
+        /// The holder session.
+        holder: crate::quota::Session,
+    },
 }
 
 /// State the driver read back from disk for [`crate::Node::new`].
@@ -100,6 +108,7 @@ impl Restored {
                 PersistItem::QuotaEntry(entry) => {
                     self.quota.merge(*entry);
                 }
+                PersistItem::QuotaForget { key, holder } => self.quota.remove(*key, *holder),
             }
         }
     }
@@ -163,8 +172,8 @@ pub fn decode_roster(bytes: &[u8]) -> Result<crate::failover::RosterState, Store
 
 /// The stable byte form of a quota ledger entry's key (its quota key and holder
 /// session), for a storage engine's primary key.
-pub fn encode_quota_key(entry: &crate::quota::LedgerEntry) -> Vec<u8> {
-    to_bytes(&(entry.key, entry.holder))
+pub fn encode_quota_key(key: crate::quota::QuotaKey, holder: crate::quota::Session) -> Vec<u8> {
+    to_bytes(&(key, holder))
 }
 
 /// The byte form of a quota ledger entry, for storage.

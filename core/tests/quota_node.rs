@@ -153,7 +153,13 @@ impl World {
             let out = self.holders[i].set_grantor(now, grantor);
             self.send(i, out.sends);
             for _ in 0..demand {
-                let admitted = self.holders[i].admit(now, KEY, LIMIT, OnPartition::SpendLeased, 1);
+                let admitted = self.holders[i].admit(
+                    now,
+                    KEY,
+                    aurora_core::quota::QuotaLimit::per_window(LIMIT),
+                    OnPartition::SpendLeased,
+                    1,
+                );
                 self.admitted += u64::from(admitted.is_ok());
             }
             let out = self.holders[i].poll(now);

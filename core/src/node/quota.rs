@@ -169,6 +169,7 @@ impl Node {
                 .map(|p| match p {
                     Persisted::Fence(epoch) => PersistItem::QuotaFence(epoch),
                     Persisted::Entry(entry) => PersistItem::QuotaEntry(entry),
+                    Persisted::Forget(key, holder) => PersistItem::QuotaForget { key, holder },
                 })
                 .collect();
             self.outbox.persist(PersistBatch { items });

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Ledger, LedgerEntry, QuotaKey, QuotaMessage, QuotaOut, QuotaTiming, Session, Slot};
+use super::{
+    Ledger, LedgerEntry, QuotaKey, QuotaLimit, QuotaMessage, QuotaOut, QuotaTiming, Session, Slot,
+};
 use crate::failover::Epoch;
 use crate::id::NodeId;
 use crate::time::Millis;
@@ -77,7 +79,7 @@ pub struct Grantor {
     timing: QuotaTiming,
     phase: Phase,
     ledger: Ledger,
-    limits: BTreeMap<u64, u64>,
+    limits: BTreeMap<u64, QuotaLimit>,
     /// The quotas whose limit was set (not learnt from asks).
     limit_set: BTreeSet<u64>,
     seq: u64,
@@ -165,7 +167,7 @@ impl Grantor {
 
     /// Sets the limit of `quota` (from the replicated record); a quota without one
     /// is granted by the limit of the latest ask.
-    pub fn set_limit(&mut self, quota: u64, limit: u64) {
+    pub fn set_limit(&mut self, quota: u64, limit: QuotaLimit) {
         self.limits.insert(quota, limit);
         self.limit_set.insert(quota);
     }
@@ -313,6 +315,29 @@ impl Grantor {
         // (raised or lowered) takes effect with the first ask that reads it; while
         // the record spreads (about a second) holders may ask with either value.
         let set = self.limit_set.contains(&key.quota);
+        let refuse = |grantor: &mut Grantor, out: &mut QuotaOut| {
+            out.send(
+                holder.node,
+                QuotaMessage::Exhausted {
+                    epoch: grantor.epoch,
+                    key,
+                    holder,
+                },
+            );
+        };
+        if !limit.is_valid() {
+            return refuse(self, out);
+        }
+        // A window more than a span behind the latest: its neighbours may be
+        // forgotten (see `Ledger::forget_old`), and it is past for everyone whose
+        // clock is near the others'.
+        if self
+            .ledger
+            .latest(key.quota)
+            .is_some_and(|latest| key.window.saturating_add(u64::from(limit.span)) < latest)
+        {
+            return refuse(self, out);
+        }
         let limit = *self
             .limits
             .entry(key.quota)
@@ -322,10 +347,14 @@ impl Grantor {
                 }
             })
             .or_insert(limit);
-        let room = limit.saturating_sub(self.ledger.held(key));
-        let slice = want.min(room).min(self.timing.max_slice(limit));
+        if !limit.is_valid() {
+            return refuse(self, out);
+        }
+        let fullest = self.fullest(key, limit.span);
+        let room = limit.max.saturating_sub(fullest);
+        let slice = want.min(room).min(self.timing.max_slice(limit.max));
         let known = self.ledger.slot(key, holder);
-        if slice == 0 && known.allowance > slot.allowance && self.ledger.held(key) <= limit {
+        if slice == 0 && known.allowance > slot.allowance && fullest <= limit.max {
             // Nothing more to give, but the holder has not heard of all it got (a
             // grant was lost): give it again, recorded in this epoch first. Only
             // while the ledger is within the limit: a collected ledger may hold
@@ -341,14 +370,7 @@ impl Grantor {
             return;
         }
         if slice == 0 {
-            out.send(
-                holder.node,
-                QuotaMessage::Exhausted {
-                    epoch: self.epoch,
-                    key,
-                    holder,
-                },
-            );
+            refuse(self, out);
             self.recall(now, key, holder, out);
             return;
         }
@@ -363,8 +385,44 @@ impl Grantor {
             slot: grown,
         };
         self.ledger.merge(entry);
-        debug_assert!(self.ledger.held(key) <= limit, "a grant past the limit");
+        debug_assert!(
+            self.fullest(key, limit.span) <= limit.max,
+            "a grant past the limit"
+        );
+        let _ = self.ledger.forget_old(key.quota);
         self.record(now, vec![entry], vec![entry], out);
+    }
+
+    /// What the fullest span of `span` consecutive windows containing `key`'s holds
+    /// (granted and not given back): a grant in `key` must fit in every one of them.
+    fn fullest(&self, key: QuotaKey, span: u32) -> u64 {
+        let span = u64::from(span.max(1));
+        let first = key.window.saturating_sub(span - 1);
+        let last = key.window.saturating_add(span - 1);
+        let held: Vec<u64> = (first..=last)
+            .map(|window| {
+                self.ledger.held(QuotaKey {
+                    quota: key.quota,
+                    window,
+                })
+            })
+            .collect();
+        (key.window..=last)
+            .map(|end| {
+                let start = end.saturating_sub(span - 1).max(first);
+                held[(start - first) as usize..=(end - first) as usize]
+                    .iter()
+                    .fold(0u64, |a, b| a.saturating_add(*b))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// What could still be granted of `key` now, by the limit this grantor knows.
+    fn room(&self, key: QuotaKey) -> u64 {
+        self.limits.get(&key.quota).map_or(0, |limit| {
+            limit.max.saturating_sub(self.fullest(key, limit.span))
+        })
     }
 
     /// Asks the other holders of `key` with unspent capacity to give it back, at
@@ -446,6 +504,7 @@ impl Grantor {
                 key: entry.key,
                 holder: entry.holder,
                 slot: entry.slot,
+                room: self.room(entry.key),
             },
         );
     }

@@ -4,7 +4,7 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
-use super::{QuotaKey, QuotaMessage, QuotaOut, Session, Slot};
+use super::{QuotaKey, QuotaLimit, QuotaMessage, QuotaOut, Session, Slot};
 use crate::failover::Epoch;
 use crate::id::NodeId;
 use crate::time::Millis;
@@ -90,7 +90,7 @@ pub enum Refusal {
 
 #[derive(Clone, Debug)]
 struct Held {
-    limit: u64,
+    limit: QuotaLimit,
     on_partition: OnPartition,
     slot: Slot,
     /// Reserved and settled amounts admitted against the slot (may pass
@@ -100,6 +100,9 @@ struct Held {
     unleased: u64,
     asked: Option<Millis>,
     exhausted_at: Option<Millis>,
+    /// What the grantor could still grant of the key at its last grant (0 once it
+    /// said exhausted).
+    room: u64,
     /// Units admitted per second, smoothed.
     rate: f64,
     last_use: Millis,
@@ -165,7 +168,7 @@ impl Holder {
         &mut self,
         now: Millis,
         key: QuotaKey,
-        limit: u64,
+        limit: QuotaLimit,
         on_partition: OnPartition,
         amount: u64,
     ) -> Result<Admission, Refusal> {
@@ -185,6 +188,7 @@ impl Holder {
             unleased: 0,
             asked: None,
             exhausted_at: None,
+            room: limit.max,
             rate: 0.0,
             last_use: now,
         });
@@ -219,16 +223,26 @@ impl Holder {
     /// from now on ([`Refusal::Exhausted`]): a holder that forgot a window must never
     /// admit in it again (it would ask as if it held nothing, and could be given its
     /// old slice a second time). Call when a quota's window moved on. What the
-    /// forgotten slices did not spend stays held in the ledger, as a crashed
-    /// holder's does.
-    pub fn retire(&mut self, quota: u64, window: u64) {
+    /// forgotten slices did not spend is given back (a rolling limit counts it in
+    /// the windows after too); the requests still in flight in them stay spent. If
+    /// no grantor is known it stays held in the ledger, as a crashed holder's does.
+    pub fn retire(&mut self, quota: u64, window: u64) -> QuotaOut {
+        let mut out = QuotaOut::default();
         let floor = self.retired.entry(quota).or_default();
         if window <= *floor {
-            return;
+            return out;
         }
         *floor = window;
-        self.slices
-            .retain(|k, _| k.quota != quota || k.window >= window);
+        let grantor = self.grantor.map(|(node, _)| node);
+        let me = self.me;
+        self.slices.retain(|k, held| {
+            let keep = k.quota != quota || k.window >= window;
+            if let (false, Some(to)) = (keep, grantor) {
+                release(me, *k, held, to, &mut out);
+            }
+            keep
+        });
+        out
     }
 
     /// Settles a request `admitted` with `reserved` of `key` that came to `actual`:
@@ -252,7 +266,11 @@ impl Holder {
         self.unanswered_since = None;
         match message {
             QuotaMessage::Grant {
-                key, holder, slot, ..
+                key,
+                holder,
+                slot,
+                room,
+                ..
             } if *holder == self.me => {
                 // Any grant that reaches its holder was recorded first, whatever the
                 // grantor's epoch now: it is a fact of the ledger.
@@ -260,12 +278,14 @@ impl Holder {
                     held.slot = held.slot.merge(*slot);
                     held.asked = None;
                     held.exhausted_at = None;
+                    held.room = *room;
                 }
             }
             QuotaMessage::Exhausted { key, holder, .. } if *holder == self.me => {
                 if let Some(held) = self.slices.get_mut(key) {
                     held.asked = None;
                     held.exhausted_at = Some(now);
+                    held.room = 0;
                 }
             }
             QuotaMessage::Recall { key, .. } => {
@@ -386,6 +406,15 @@ impl Holder {
             .map_or((0, 0), |h| (h.used, h.unleased))
     }
 
+    /// What is left of `key` cluster-wide as this holder knows it: its own unspent
+    /// slice and what the grantor could still grant at its last answer (other
+    /// holders' unspent slices count as spent). `None` for a key it never admitted.
+    pub fn remaining(&self, key: QuotaKey) -> Option<u64> {
+        self.slices
+            .get(&key)
+            .map(|h| h.available().saturating_add(h.room))
+    }
+
     /// The slot this holder knows for `key`.
     pub fn slot(&self, key: QuotaKey) -> Slot {
         self.slices.get(&key).map(|h| h.slot).unwrap_or_default()
@@ -395,7 +424,7 @@ impl Holder {
 /// What to ask for: the recent rate over the refill horizon, between the smallest
 /// and the largest slice.
 fn want(timing: &QuotaTiming, held: &Held) -> u64 {
-    let max = timing.max_slice(held.limit);
+    let max = timing.max_slice(held.limit.max);
     let by_rate = (held.rate * timing.refill_horizon.as_secs_f64()).ceil() as u64;
     by_rate.clamp(timing.min_slice.min(max), max)
 }
@@ -438,7 +467,13 @@ mod tests {
         let (me, key) = (ME, KEY);
         let mut h = Holder::new(me, QuotaTiming::default());
         let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
-        let _ = h.admit(Millis(0), key, 100, OnPartition::SpendLeased, 1);
+        let _ = h.admit(
+            Millis(0),
+            key,
+            QuotaLimit::per_window(100),
+            OnPartition::SpendLeased,
+            1,
+        );
         let _ = h.poll(Millis(0));
         let _ = h.handle(
             Millis(1),
@@ -464,7 +499,13 @@ mod tests {
         let (me, key) = (ME, KEY);
         let mut h = Holder::new(me, QuotaTiming::default());
         let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
-        let _ = h.admit(Millis(0), key, 100, OnPartition::SpendLeased, 0);
+        let _ = h.admit(
+            Millis(0),
+            key,
+            QuotaLimit::per_window(100),
+            OnPartition::SpendLeased,
+            0,
+        );
         let grant = QuotaMessage::Grant {
             epoch: Epoch(1),
             key,
@@ -473,6 +514,7 @@ mod tests {
                 allowance: 10,
                 released: 0,
             },
+            room: 0,
         };
         let _ = h.handle(Millis(1), NodeId(2), &grant);
         // The leader is gone: its idle slice cannot be given back, and the holder
@@ -485,11 +527,19 @@ mod tests {
     fn a_cut_off_holder_with_nothing_left_says_so_and_a_retired_window_is_refused() {
         let (me, key) = (ME, KEY);
         let mut h = Holder::new(me, QuotaTiming::default());
-        let admit = |h: &mut Holder, t| h.admit(Millis(t), key, 100, OnPartition::SpendLeased, 1);
+        let admit = |h: &mut Holder, t| {
+            h.admit(
+                Millis(t),
+                key,
+                QuotaLimit::per_window(100),
+                OnPartition::SpendLeased,
+                1,
+            )
+        };
         assert_eq!(admit(&mut h, 0), Err(Refusal::CutOff));
         let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
         assert_eq!(admit(&mut h, 1), Err(Refusal::Waiting));
-        h.retire(1, 2);
+        let _ = h.retire(1, 2);
         assert_eq!(admit(&mut h, 2), Err(Refusal::Exhausted));
         assert_eq!(h.slot(key), crate::quota::Slot::default());
     }

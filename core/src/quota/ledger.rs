@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Persisted, QuotaKey, QuotaMessage, QuotaOut, Session};
+use super::{Persisted, QuotaKey, QuotaMessage, QuotaOut, Session, RETAINED_WINDOWS};
 use crate::failover::Epoch;
 use crate::id::NodeId;
 
@@ -98,6 +98,71 @@ impl Ledger {
             .map(|((_, s), slot)| (*s, *slot))
     }
 
+    /// Removes the entry of `key` and `holder` (a keeper's disk forgetting it).
+    pub fn remove(&mut self, key: QuotaKey, holder: Session) {
+        self.slots.remove(&(key, holder));
+    }
+
+    /// The latest window of `quota` with an entry.
+    pub fn latest(&self, quota: u64) -> Option<u64> {
+        let high = (
+            QuotaKey {
+                quota,
+                window: u64::MAX,
+            },
+            Session {
+                node: NodeId(u64::MAX),
+                session: u64::MAX,
+            },
+        );
+        self.slots
+            .range(..=high)
+            .next_back()
+            .map(|((k, _), _)| *k)
+            .filter(|k| k.quota == quota)
+            .map(|k| k.window)
+    }
+
+    /// Forgets the entries of `quota` in windows more than [`RETAINED_WINDOWS`]
+    /// behind its latest one, and says which (for a keeper to delete them on disk).
+    ///
+    /// Why a grantor may judge a window from what is left: it refuses windows more
+    /// than a span behind its latest, so what it reads is within `2 × MAX_SPAN`
+    /// windows of its latest. A keeper of the majority a new grantor collected from
+    /// forgot only windows `RETAINED_WINDOWS` behind its own latest, which is at most
+    /// the new grantor's (the copies merged include the keeper's): nothing the new
+    /// grantor reads was forgotten by any keeper it counted.
+    pub fn forget_old(&mut self, quota: u64) -> Vec<(QuotaKey, Session)> {
+        let Some(latest) = self.latest(quota) else {
+            return Vec::new();
+        };
+        let Some(first_kept) = (latest + 1).checked_sub(RETAINED_WINDOWS) else {
+            return Vec::new();
+        };
+        let low = (
+            QuotaKey { quota, window: 0 },
+            Session {
+                node: NodeId(0),
+                session: 0,
+            },
+        );
+        let high = (
+            QuotaKey {
+                quota,
+                window: first_kept,
+            },
+            Session {
+                node: NodeId(0),
+                session: 0,
+            },
+        );
+        let old: Vec<(QuotaKey, Session)> = self.slots.range(low..high).map(|(k, _)| *k).collect();
+        for k in &old {
+            self.slots.remove(k);
+        }
+        old
+    }
+
     /// Every entry, in key order.
     pub fn entries(&self) -> impl Iterator<Item = LedgerEntry> + '_ {
         self.slots.iter().map(|((key, holder), slot)| LedgerEntry {
@@ -157,6 +222,12 @@ impl Keeper {
         for entry in entries {
             ledger.merge(entry);
         }
+        // Entries a crash left on disk between forgetting and deleting them.
+        let quotas: std::collections::BTreeSet<u64> =
+            ledger.entries().map(|e| e.key.quota).collect();
+        for quota in quotas {
+            let _ = ledger.forget_old(quota);
+        }
         Keeper { fence, ledger }
     }
 
@@ -193,6 +264,9 @@ impl Keeper {
                     if self.ledger.merge(*entry) {
                         out.persist
                             .push(Persisted::Entry(self.full(entry.key, entry.holder)));
+                        for (key, holder) in self.ledger.forget_old(entry.key.quota) {
+                            out.persist.push(Persisted::Forget(key, holder));
+                        }
                     }
                 }
                 out.send(
@@ -363,5 +437,39 @@ mod tests {
             vec![(NodeId(1), QuotaMessage::Fenced { epoch: Epoch(4) })]
         );
         assert!(out.persist.is_empty());
+    }
+
+    /// A keeper forgets windows far behind the latest one of their quota, in
+    /// memory and on disk, and only those of that quota.
+    #[test]
+    fn a_keeper_forgets_windows_long_past_and_says_so() {
+        let mut k = Keeper::default();
+        let e = |quota, window| LedgerEntry {
+            key: QuotaKey { quota, window },
+            holder: holder(1),
+            slot: Slot {
+                allowance: 1,
+                released: 0,
+            },
+        };
+        let record = |entries| QuotaMessage::Record {
+            epoch: Epoch(1),
+            seq: 1,
+            entries,
+        };
+        let _ = k.handle(NodeId(1), &record(vec![e(1, 0), e(1, 1), e(2, 0)]));
+        let out = k.handle(NodeId(1), &record(vec![e(1, RETAINED_WINDOWS)]));
+        assert_eq!(
+            out.persist,
+            vec![
+                Persisted::Entry(e(1, RETAINED_WINDOWS)),
+                Persisted::Forget(e(1, 0).key, holder(1)),
+            ]
+        );
+        assert_eq!(k.ledger().latest(1), Some(RETAINED_WINDOWS));
+        assert_eq!(k.ledger().len(), 3, "window 1 is kept, and quota 2");
+        // A restored keeper forgets what a crash left on disk.
+        let restored = Keeper::restore(Epoch(1), [e(1, 0), e(1, RETAINED_WINDOWS)]);
+        assert_eq!(restored.ledger().len(), 1);
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LedgerEntry, QuotaKey, Session, Slot};
+use super::{LedgerEntry, QuotaKey, QuotaLimit, Session, Slot};
 use crate::failover::Epoch;
 
 /// One message between holders, the grantor and keepers.
@@ -15,7 +15,7 @@ pub enum QuotaMessage {
         /// The key.
         key: QuotaKey,
         /// The limit as the holder reads it (used when the grantor has none).
-        limit: u64,
+        limit: QuotaLimit,
         /// Who asks.
         holder: Session,
         /// The holder's slot as it knows it.
@@ -44,6 +44,10 @@ pub enum QuotaMessage {
         holder: Session,
         /// The slot as recorded.
         slot: Slot,
+        /// What the grantor could still grant of the key after this grant (over its
+        /// span): with the holder's own unspent slice, the cluster's remaining as of
+        /// the grant (less what other holders have not spent yet).
+        room: u64,
     },
     /// Grantor → holder: nothing is left of `key` to grant now.
     Exhausted {

@@ -97,6 +97,51 @@ pub struct QuotaKey {
     pub window: u64,
 }
 
+/// How much of a quota may be admitted: at most `max` over any `span` consecutive
+/// windows. A budget's period is a window of its own (`span` 1: each period starts
+/// with the whole limit); a rolling limit (a key's requests per minute) divides the
+/// minute into short windows and counts a request against the `span` windows from
+/// its own on, so that no minute, wherever it starts, admits more than `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QuotaLimit {
+    /// The most admitted over `span` consecutive windows.
+    pub max: u64,
+    /// How many consecutive windows share `max` (1 to [`MAX_SPAN`]).
+    pub span: u32,
+}
+
+impl QuotaLimit {
+    /// `max` in each window, windows independent of each other.
+    pub const fn per_window(max: u64) -> QuotaLimit {
+        QuotaLimit { max, span: 1 }
+    }
+
+    /// `max` over any `span` consecutive windows.
+    pub const fn rolling(max: u64, span: u32) -> QuotaLimit {
+        QuotaLimit { max, span }
+    }
+
+    /// Whether a grantor can keep it: `span` between 1 and [`MAX_SPAN`].
+    pub fn is_valid(self) -> bool {
+        (1..=MAX_SPAN).contains(&self.span)
+    }
+}
+
+/// The longest span of a [`QuotaLimit`]: a grantor refuses asks with a longer one
+/// (it keeps the ledger of [`RETAINED_WINDOWS`] windows, and judging a window needs
+/// the `span − 1` before and after it).
+pub const MAX_SPAN: u32 = 16;
+
+/// Windows of a quota kept in the ledger, counting back from the latest one any
+/// grant was recorded in: older entries are forgotten by grantors and keepers (and
+/// deleted from the keeper's disk), and asks for windows more than a span behind the
+/// latest are refused. At least `3 × MAX_SPAN`: a window judged needs `2 × span − 1`
+/// windows around it, and a new grantor's latest window is at least every keeper's
+/// of its majority (see `Ledger::forget_before`).
+pub const RETAINED_WINDOWS: u64 = 64;
+
+const _: () = assert!(RETAINED_WINDOWS >= 3 * MAX_SPAN as u64);
+
 /// One life of a holder's memory of its slices: a node's session (its incarnation,
 /// which grows with every restart). Grants name the session they are for, so a
 /// restarted holder never spends a grant meant for its previous session.
@@ -143,4 +188,7 @@ pub enum Persisted {
     /// A ledger entry (replaces the stored one of its key and session; it is never
     /// smaller).
     Entry(LedgerEntry),
+    /// A ledger entry of a window older than [`RETAINED_WINDOWS`] is forgotten:
+    /// delete the stored one of this key and session.
+    Forget(QuotaKey, Session),
 }

@@ -11,7 +11,19 @@ use crate::rng::DetRng;
 use crate::time::Millis;
 
 const LIMIT: u64 = 100;
+/// Quota 0: `LIMIT` per window of `WINDOW`.
 const WINDOW: Duration = Duration::from_secs(2);
+/// Quota 1: `LIMIT` over any `SPAN` consecutive windows of `SLOT` (a rolling window
+/// of 2 s).
+const SLOT: Duration = Duration::from_millis(500);
+const SPAN: u32 = 4;
+
+fn limit_of(quota: u64) -> QuotaLimit {
+    match quota {
+        1 => QuotaLimit::rolling(LIMIT, SPAN),
+        _ => QuotaLimit::per_window(LIMIT),
+    }
+}
 
 struct SimNode {
     holder: Holder,
@@ -108,7 +120,7 @@ impl Sim {
         let (grantor, out) = Grantor::new(id(i), epoch, self.voters(), timing, self.now);
         let mut grantor = grantor.with_bug(self.mutation);
         for quota in 0..2 {
-            grantor.set_limit(quota, LIMIT);
+            grantor.set_limit(quota, limit_of(quota));
         }
         self.nodes[i].grantor = Some(grantor);
         self.emit(i, out);
@@ -131,6 +143,7 @@ impl Sim {
                 Persisted::Entry(entry) => {
                     node.disk.merge(entry);
                 }
+                Persisted::Forget(key, holder) => node.disk.remove(key, holder),
             }
         }
         for (to, message) in out.sends {
@@ -184,9 +197,10 @@ impl Sim {
     }
 
     fn key(&self, quota: u64) -> QuotaKey {
+        let window = if quota == 1 { SLOT } else { WINDOW };
         QuotaKey {
             quota,
-            window: self.now.0 / WINDOW.as_millis() as u64,
+            window: self.now.0 / window.as_millis() as u64,
         }
     }
 
@@ -213,21 +227,26 @@ impl Sim {
                 continue;
             }
             // Demand well above the limit: about 3 per node per 10 ms per quota.
+            let mut out = QuotaOut::default();
             for quota in 0..2 {
+                let key = self.key(quota);
+                // The window moved on: what the past ones did not spend goes back.
+                out.extend(self.nodes[i].holder.retire(quota, key.window));
                 for _ in 0..self.rng.below(6) {
-                    let key = self.key(quota);
                     *self.offered.entry(key).or_default() += 1;
-                    if let Ok(Admission::Leased) =
-                        self.nodes[i]
-                            .holder
-                            .admit(now, key, LIMIT, OnPartition::SpendLeased, 1)
-                    {
+                    if let Ok(Admission::Leased) = self.nodes[i].holder.admit(
+                        now,
+                        key,
+                        limit_of(quota),
+                        OnPartition::SpendLeased,
+                        1,
+                    ) {
                         *self.admitted.entry(key).or_default() += 1;
                     }
                 }
             }
             let node = &mut self.nodes[i];
-            let mut out = node.holder.poll(now);
+            out.extend(node.holder.poll(now));
             if let Some(g) = &mut node.grantor {
                 out.extend(g.handle_timeout(now));
             }
@@ -279,14 +298,23 @@ impl Sim {
     }
 
     fn check(&mut self) {
-        for (key, admitted) in &self.admitted {
-            if *admitted > LIMIT {
+        for key in self.admitted.keys() {
+            let admitted = self.over_span(*key);
+            if admitted > LIMIT {
                 self.violations.push(format!(
-                    "{key:?}: {admitted} admitted, limit {LIMIT}, at {}",
+                    "{key:?}: {admitted} admitted over its span, limit {LIMIT}, at {}",
                     self.now
                 ));
             }
         }
+    }
+
+    /// Admitted in the span of windows that starts at `key`'s.
+    fn over_span(&self, key: QuotaKey) -> u64 {
+        let span = u64::from(limit_of(key.quota).span);
+        (key.window..key.window + span)
+            .filter_map(|window| self.admitted.get(&QuotaKey { window, ..key }))
+            .sum()
     }
 
     fn run(&mut self, length: Duration) {
@@ -332,11 +360,27 @@ fn a_healthy_cluster_admits_the_limit_exactly() {
         let full: Vec<_> = sim
             .admitted
             .iter()
-            .filter(|(k, _)| (k.window + 1) * WINDOW.as_millis() as u64 <= 10_000)
+            .filter(|(k, _)| k.quota == 0 && (k.window + 1) * WINDOW.as_millis() as u64 <= 10_000)
             .collect();
-        assert!(full.len() >= 8, "seed {seed}: {full:?}");
+        assert!(full.len() >= 4, "seed {seed}: {full:?}");
         for (key, admitted) in full {
             assert_eq!(*admitted, LIMIT, "seed {seed}, {key:?}");
+        }
+        // The rolling quota: every span of windows inside the run admits its
+        // limit, less at most a slice given back late (capacity freed as the
+        // oldest window leaves the span is granted again at once).
+        let slot_ms = SLOT.as_millis() as u64;
+        let spans: Vec<u64> = (0..)
+            .take_while(|w| (w + u64::from(SPAN)) * slot_ms <= 10_000)
+            .map(|window| sim.over_span(QuotaKey { quota: 1, window }))
+            .collect();
+        assert!(spans.len() >= 16, "seed {seed}: {spans:?}");
+        let slice = QuotaTiming::default().max_slice(LIMIT);
+        for (w, n) in spans.iter().enumerate() {
+            assert!(
+                *n <= LIMIT && *n + 2 * slice >= LIMIT,
+                "seed {seed}: span from window {w} admitted {n}: {spans:?}"
+            );
         }
     }
 }
@@ -360,12 +404,17 @@ fn under_loss_crashes_partitions_and_grantor_changes_the_limit_holds() {
         for (total, drawn) in faults.iter_mut().zip(sim.faults_drawn) {
             *total += drawn;
         }
-        admitted += sim.admitted.values().sum::<u64>();
-        windows += sim.admitted.len() as u64;
+        admitted += sim
+            .admitted
+            .iter()
+            .filter(|(k, _)| k.quota == 0)
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        windows += sim.admitted.keys().filter(|k| k.quota == 0).count() as u64;
         // A window with loss, duplication and delay but no fault or partition (nor
         // one in the window before, whose effects may linger) admits its limit,
         // all but the last slices whose grants were lost too late to repair.
-        for (key, n) in &sim.admitted {
+        for (key, n) in sim.admitted.iter().filter(|(k, _)| k.quota == 0) {
             let calm = key.window > 0
                 && key.window < 9
                 && !sim.troubled.contains(&key.window)
@@ -473,7 +522,7 @@ fn copies_and_acknowledgements_of_non_voters_count_for_nothing() {
             quota: 1,
             window: 1,
         },
-        limit: 100,
+        limit: QuotaLimit::per_window(100),
         holder: session(5),
         slot: Slot::default(),
         want: 4,
@@ -513,7 +562,7 @@ fn a_huge_reported_slot_is_no_overflow() {
             quota: 1,
             window: 1,
         },
-        limit: u64::MAX,
+        limit: QuotaLimit::per_window(u64::MAX),
         holder: session(5),
         slot: Slot {
             allowance: u64::MAX,
@@ -531,7 +580,13 @@ fn holder_with_slice(amount: u64) -> Holder {
         window: 1,
     };
     let _ = h.set_grantor(Millis(0), Some((NodeId(1), Epoch(2))));
-    let _ = h.admit(Millis(0), key, 100, OnPartition::FailClosed, 0);
+    let _ = h.admit(
+        Millis(0),
+        key,
+        QuotaLimit::per_window(100),
+        OnPartition::FailClosed,
+        0,
+    );
     let _ = h.handle(
         Millis(1),
         NodeId(1),
@@ -543,6 +598,7 @@ fn holder_with_slice(amount: u64) -> Holder {
                 allowance: amount,
                 released: 0,
             },
+            room: 90,
         },
     );
     h
@@ -559,12 +615,24 @@ fn a_quiet_holder_is_not_cut_off_but_an_unanswered_one_is() {
     let later = Millis(10_000);
     assert!(!h.cut_off(later));
     assert_eq!(
-        h.admit(later, key, 100, OnPartition::FailClosed, 1),
+        h.admit(
+            later,
+            key,
+            QuotaLimit::per_window(100),
+            OnPartition::FailClosed,
+            1
+        ),
         Ok(Admission::Leased)
     );
     // Spent down, it asks; nobody answers for `partition_after`: cut off.
     for _ in 0..9 {
-        let _ = h.admit(later, key, 100, OnPartition::FailClosed, 1);
+        let _ = h.admit(
+            later,
+            key,
+            QuotaLimit::per_window(100),
+            OnPartition::FailClosed,
+            1,
+        );
     }
     let out = h.poll(later);
     assert!(out
@@ -574,17 +642,35 @@ fn a_quiet_holder_is_not_cut_off_but_an_unanswered_one_is() {
     let much_later = later + QuotaTiming::default().partition_after;
     assert!(h.cut_off(much_later));
     assert_eq!(
-        h.admit(much_later, key, 100, OnPartition::FailClosed, 1),
+        h.admit(
+            much_later,
+            key,
+            QuotaLimit::per_window(100),
+            OnPartition::FailClosed,
+            1
+        ),
         Err(Refusal::CutOff)
     );
     // Fail open spends nothing it does not hold, and settling unleased requests
     // never frees leased capacity.
-    let open = h.admit(much_later, key, 100, OnPartition::FailOpen, 3);
+    let open = h.admit(
+        much_later,
+        key,
+        QuotaLimit::per_window(100),
+        OnPartition::FailOpen,
+        3,
+    );
     assert_eq!(open, Ok(Admission::Unleased));
     h.settle(key, Admission::Unleased, 3, 0);
     assert_eq!(h.used(key), (10, 0));
     assert_eq!(
-        h.admit(much_later, key, 100, OnPartition::SpendLeased, 1),
+        h.admit(
+            much_later,
+            key,
+            QuotaLimit::per_window(100),
+            OnPartition::SpendLeased,
+            1
+        ),
         Err(Refusal::CutOff)
     );
 }
@@ -621,7 +707,7 @@ fn a_raised_limit_takes_effect_with_the_next_ask() {
     };
     let ask = |limit, allowance| QuotaMessage::Ask {
         key,
-        limit,
+        limit: QuotaLimit::per_window(limit),
         holder: session(5),
         slot: Slot {
             allowance,
@@ -672,10 +758,74 @@ fn an_ask_for_nothing_recalls_nobody() {
             quota: 1,
             window: 1,
         },
-        limit: 100,
+        limit: QuotaLimit::per_window(100),
         holder: session(5),
         slot: Slot::default(),
         want: 0,
     };
     assert!(g.handle(Millis(2), NodeId(5), ask).sends.is_empty());
+}
+
+#[test]
+fn a_rolling_grant_fits_every_span_it_falls_in_and_old_windows_are_refused() {
+    let mut g = collecting_grantor();
+    for k in [1, 2] {
+        let _ = g.handle(Millis(1), NodeId(k), copy(1, 0, 1));
+    }
+    let limit = QuotaLimit::rolling(8, 3);
+    let ask = |window, who| QuotaMessage::Ask {
+        key: QuotaKey { quota: 1, window },
+        limit,
+        holder: session(who),
+        slot: Slot::default(),
+        want: 8,
+    };
+    let granted = |out: &QuotaOut| {
+        out.sends.iter().find_map(|(_, m)| match m {
+            QuotaMessage::Record { entries, .. } => Some(entries[0].slot.allowance),
+            _ => None,
+        })
+    };
+    // Window 10 takes 4 (the largest slice), then window 12 (same span) 4 more.
+    assert_eq!(
+        granted(&g.handle(Millis(2), NodeId(5), ask(10, 5))),
+        Some(4)
+    );
+    assert_eq!(
+        granted(&g.handle(Millis(2), NodeId(6), ask(12, 6))),
+        Some(4)
+    );
+    // Windows 11 and 12 lie in the span 10..=12, which holds 8: nothing is left
+    // for them. Window 9's spans (7..=9, 8..=10, 9..=11) hold 4 at most.
+    for w in [11, 12] {
+        let out = g.handle(Millis(3), NodeId(7), ask(w, 7));
+        assert_eq!(granted(&out), None, "window {w}");
+    }
+    assert_eq!(granted(&g.handle(Millis(3), NodeId(9), ask(9, 9))), Some(4));
+    // Window 13 shares a span only with 12: 4 left.
+    assert_eq!(
+        granted(&g.handle(Millis(4), NodeId(7), ask(13, 7))),
+        Some(4)
+    );
+    // A window more than a span behind the latest is refused outright.
+    let out = g.handle(Millis(5), NodeId(8), ask(9, 8));
+    assert!(out
+        .sends
+        .iter()
+        .all(|(_, m)| matches!(m, QuotaMessage::Exhausted { .. })));
+    let too_long = QuotaMessage::Ask {
+        key: QuotaKey {
+            quota: 2,
+            window: 1,
+        },
+        limit: QuotaLimit::rolling(8, MAX_SPAN + 1),
+        holder: session(5),
+        slot: Slot::default(),
+        want: 1,
+    };
+    let out = g.handle(Millis(5), NodeId(5), too_long);
+    assert!(matches!(
+        &out.sends[..],
+        [(_, QuotaMessage::Exhausted { .. })]
+    ));
 }

@@ -142,6 +142,27 @@ pub struct Untranslated;
 pub async fn serve_call(
     state: &Arc<AppState>,
     caller: &Caller,
+    request: ChatCompletionRequest,
+    original: Option<Original>,
+    cache: Directive,
+    started: Instant,
+) -> Response {
+    let response = serve_admitted(state, caller, request, original, cache, started).await;
+    with_rate_headers(state, caller, response)
+}
+
+/// Adds the `x-ratelimit-*` headers of `caller`'s key to `response` (any answer,
+/// refusals too: see [`crate::policy::RateHeaders`]).
+pub fn with_rate_headers(state: &AppState, caller: &Caller, mut response: Response) -> Response {
+    if let Some(headers) = state.policy.rate_headers(&state.state_view, caller) {
+        headers.apply(response.headers_mut());
+    }
+    response
+}
+
+async fn serve_admitted(
+    state: &Arc<AppState>,
+    caller: &Caller,
     mut request: ChatCompletionRequest,
     original: Option<Original>,
     cache: Directive,

@@ -367,6 +367,17 @@ fn take_redactions(request: &mut EmbeddingsRequest, view: &ChatCompletionRequest
 pub async fn serve(
     state: &Arc<AppState>,
     caller: &Caller,
+    request: EmbeddingsRequest,
+    cache: Directive,
+    started: Instant,
+) -> Response {
+    let response = serve_admitted(state, caller, request, cache, started).await;
+    super::chat::with_rate_headers(state, caller, response)
+}
+
+async fn serve_admitted(
+    state: &Arc<AppState>,
+    caller: &Caller,
     mut request: EmbeddingsRequest,
     cache: Directive,
     started: Instant,

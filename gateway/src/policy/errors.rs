@@ -143,11 +143,46 @@ pub fn rate_limited(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rej
     }
 }
 
+/// 429: a key's rpm limit, judged across the cluster by quota leases: the rolling
+/// minute is spent; `retry_after` is when its next window begins.
+pub fn rate_limited_cluster(id: &str, limit: u32, retry_after: u64) -> Rejection {
+    Rejection {
+        reason: "rpm_limit",
+        error: ApiError {
+            retry_after: Some(retry_after),
+            ..error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                "rate_limit_exceeded",
+                format!("Rate limit reached for API key `{id}`: {limit} requests per minute across the cluster. Please try again in {retry_after}s."),
+            )
+        },
+    }
+}
+
+/// 429: the key's rpm limit is granted to nodes in slices and this node has none at
+/// the moment (it asked, and the grant did not come within the wait).
+pub fn rpm_pending(id: &str) -> Rejection {
+    lease_retry(
+        "rpm_pending",
+        format!("API key `{id}`: this node is being granted capacity of the cluster's requests-per-minute limit. Please try again in 1s."),
+    )
+}
+
+/// 429: the key's rpm limit is granted to nodes in slices, this node has none left
+/// and cannot reach the lease holder (a partition, a failover in progress).
+pub fn rpm_cut_off(id: &str) -> Rejection {
+    lease_retry(
+        "rpm_cut_off",
+        format!("API key `{id}`: this node cannot reach the cluster's lease holder to be granted capacity of the requests-per-minute limit. Please try again in 1s."),
+    )
+}
+
 /// 429: the budget's request limit is granted to nodes in slices and this node has
 /// none at the moment (it asked, and the grant did not come within the wait): the
 /// cluster may still have room, so come back in a second.
 pub fn budget_pending(budget: &str) -> Rejection {
-    budget_retry(
+    lease_retry(
         "budget_pending",
         format!("Budget `{budget}`: this node is being granted capacity of the cluster's request limit. Please try again in 1s."),
     )
@@ -156,14 +191,14 @@ pub fn budget_pending(budget: &str) -> Rejection {
 /// 429: the budget's request limit is granted to nodes in slices, this node has none
 /// left and cannot reach the lease holder (a partition, a failover in progress).
 pub fn budget_cut_off(budget: &str) -> Rejection {
-    budget_retry(
+    lease_retry(
         "budget_cut_off",
         format!("Budget `{budget}`: this node cannot reach the cluster's lease holder to be granted capacity of the request limit. Please try again in 1s."),
     )
 }
 
 /// A leased request limit's 429: try again in a second.
-fn budget_retry(reason: &'static str, message: String) -> Rejection {
+fn lease_retry(reason: &'static str, message: String) -> Rejection {
     Rejection {
         reason,
         error: ApiError {

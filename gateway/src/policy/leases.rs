@@ -1,13 +1,20 @@
-//! Quota leases for budgets (docs/quota.md): this node's holder of the cluster's
-//! request limits, and the task that carries its asks to the lease holder and the
-//! grants back.
+//! Quota leases (docs/quota.md): this node's holder of the cluster's request limits,
+//! and the task that carries its asks to the lease holder and the grants back.
 //!
-//! A budget's `max_requests` in a cluster that elects a leader is admitted here, not
-//! from the replicated counters: the request takes one unit from the slice this node
-//! holds (no network on the request path), and the holder asks the lease holder for
-//! more before the slice runs out. Admitted requests across the cluster never exceed
-//! the limit (the counters, which learn of other nodes' requests a second later, let
-//! 154 through a 100-request limit at 300 req/s over three nodes; the leases 100, see
+//! Two limits are admitted here in a cluster that elects a leader, not from the
+//! replicated counters nor from this node's memory alone ([`LimitKind`]):
+//!
+//! - a budget's `max_requests` per period (one window per period);
+//! - a key's `rpm_limit`, as a rolling minute: the minute is cut into windows of
+//!   [`RPM_WINDOW`], and a request counts against [`RPM_SPAN`] windows from its own
+//!   on (65 s), so that no 60 s, wherever they start, admit more than the limit; a
+//!   key may burst its whole minute, and sustains `limit × 60 / 65` per minute.
+//!
+//! A request takes one unit from the slice this node holds (no network on the
+//! request path), and the holder asks the lease holder for more before the slice
+//! runs out. Admitted requests across the cluster never exceed the limit (the
+//! counters, which learn of other nodes' requests a second later, let 154 through a
+//! 100-request limit at 300 req/s over three nodes; the leases 100, see
 //! docs/benchmarks-gateway.md). A request that ends without an answer gives its unit
 //! back, as it gives back its reservation. [`Leases::take`] is how a request waits
 //! (briefly) for its unit when the node holds none yet.
@@ -20,7 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aurora_core::quota::{
-    Admission, Holder, OnPartition, QuotaKey, QuotaMessage, QuotaTiming, Refusal, Session,
+    Admission, Holder, OnPartition, QuotaKey, QuotaLimit, QuotaMessage, QuotaTiming, Refusal,
+    Session,
 };
 use aurora_core::{Command, Event, Millis, NodeId};
 use tokio::sync::Notify;
@@ -33,12 +41,83 @@ use crate::metrics::exposition::{Exposition, Kind};
 /// slices are refilled) before it is refused with 429 `budget_pending`.
 pub const GRANT_WAIT: Duration = Duration::from_millis(250);
 
-/// The quota number of a budget's request limit: a stable hash of its id, so every
-/// node names the same quota.
-pub fn requests_quota(budget_id: &str) -> u64 {
+/// The windows a key's rolling requests-per-minute limit is counted in.
+pub const RPM_WINDOW: Duration = Duration::from_secs(5);
+
+/// How many windows of [`RPM_WINDOW`] a request counts against: 13, so that a
+/// request admitted anywhere in a window still counts a full minute later.
+pub const RPM_SPAN: u32 = 13;
+
+/// Which limit a quota is: they are counted apart in `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// A budget's `max_requests` in one period.
+    BudgetRequests,
+    /// A key's `rpm_limit`, a rolling minute.
+    KeyRpm,
+}
+
+impl LimitKind {
+    const ALL: [LimitKind; 2] = [LimitKind::BudgetRequests, LimitKind::KeyRpm];
+
+    fn label(self) -> &'static str {
+        match self {
+            LimitKind::BudgetRequests => "budget_requests",
+            LimitKind::KeyRpm => "key_rpm",
+        }
+    }
+}
+
+/// One limit as the leases admit it: which quota key, how much, what kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leased {
+    /// The quota and window.
+    pub key: QuotaKey,
+    /// Its limit.
+    pub limit: QuotaLimit,
+    /// What it limits.
+    pub kind: LimitKind,
+}
+
+impl Leased {
+    /// A budget's request limit `max` in its period `period` (the budget's id names
+    /// the quota: a stable hash, so every node names the same one).
+    pub fn budget_requests(budget_id: &str, period: u64, max: u64) -> Leased {
+        Leased {
+            key: QuotaKey {
+                quota: quota_of(b"budget-requests\0", budget_id),
+                window: period,
+            },
+            limit: QuotaLimit::per_window(max),
+            kind: LimitKind::BudgetRequests,
+        }
+    }
+
+    /// A key's requests-per-minute limit `rpm` at the wall-clock time `wall_ms`.
+    pub fn key_rpm(key_id: &str, wall_ms: u64, rpm: u32) -> Leased {
+        Leased {
+            key: QuotaKey {
+                quota: quota_of(b"key-rpm\0", key_id),
+                window: wall_ms / RPM_WINDOW.as_millis() as u64,
+            },
+            limit: QuotaLimit::rolling(u64::from(rpm), RPM_SPAN),
+            kind: LimitKind::KeyRpm,
+        }
+    }
+
+    /// Time from `wall_ms` until a key's rolling limit enters its next window (when
+    /// capacity admitted a minute before may come back): for `Retry-After` and the
+    /// reset headers.
+    pub fn next_rpm_window_in(wall_ms: u64) -> Duration {
+        let window = RPM_WINDOW.as_millis() as u64;
+        Duration::from_millis(window - wall_ms % window)
+    }
+}
+
+fn quota_of(kind: &[u8], id: &str) -> u64 {
     let mut h = aurora_core::Fnv64::new();
-    h.write(b"budget-requests\0");
-    h.write(budget_id.as_bytes());
+    h.write(kind);
+    h.write(id.as_bytes());
     h.finish()
 }
 
@@ -50,6 +129,11 @@ struct Counters {
     refused_exhausted: AtomicU64,
     refused_cut_off: AtomicU64,
     given_back: AtomicU64,
+}
+
+/// Counters that are not per limit kind.
+#[derive(Debug, Default)]
+struct Traffic {
     sent: AtomicU64,
     unsent: AtomicU64,
     grants: AtomicU64,
@@ -62,7 +146,9 @@ pub struct Leases {
     cluster: ClusterInfo,
     /// Woken whenever a grant arrives.
     granted: Notify,
-    counters: Counters,
+    /// Per [`LimitKind`], in the order of [`LimitKind::ALL`].
+    counters: [Counters; 2],
+    traffic: Traffic,
 }
 
 impl std::fmt::Debug for Leases {
@@ -77,6 +163,7 @@ impl std::fmt::Debug for Leases {
 pub struct LeaseHold {
     leases: Arc<Leases>,
     key: QuotaKey,
+    kind: LimitKind,
     admission: Admission,
     kept: bool,
 }
@@ -98,7 +185,7 @@ impl Drop for LeaseHold {
         if !self.kept {
             self.leases.lock().settle(self.key, self.admission, 1, 0);
             self.leases
-                .counters
+                .counters(self.kind)
                 .given_back
                 .fetch_add(1, Ordering::Relaxed);
         }
@@ -130,7 +217,8 @@ impl Leases {
             started: Instant::now(),
             cluster: cluster.clone(),
             granted: Notify::new(),
-            counters: Counters::default(),
+            counters: Default::default(),
+            traffic: Traffic::default(),
         });
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let view = cluster.watch();
@@ -146,6 +234,10 @@ impl Leases {
         self.holder.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn counters(&self, kind: LimitKind) -> &Counters {
+        &self.counters[kind as usize]
+    }
+
     fn now(&self) -> Millis {
         Millis(self.started.elapsed().as_millis() as u64)
     }
@@ -155,69 +247,80 @@ impl Leases {
         for (to, message) in sends {
             let sent = self.cluster.command_now(Command::Quota { to, message });
             let counter = if sent {
-                &self.counters.sent
+                &self.traffic.sent
             } else {
-                &self.counters.unsent
+                &self.traffic.unsent
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Takes one unit of `key` (limited to `limit`): never waits. See
-    /// [`Leases::take`] for a request that may wait for its grant.
-    pub fn admit(self: &Arc<Self>, key: QuotaKey, limit: u64) -> Result<LeaseHold, Refusal> {
-        let taken = self.try_take(key, limit);
-        self.count(&taken);
+    /// Takes one unit of `limit`: never waits. See [`Leases::take`] for a request
+    /// that may wait for its grant.
+    pub fn admit(self: &Arc<Self>, limit: Leased) -> Result<LeaseHold, Refusal> {
+        let taken = self.try_take(limit);
+        self.count(limit.kind, &taken);
         taken
+    }
+
+    /// What is left of `limit` cluster-wide as this node knows it (its own unspent
+    /// slice and what the lease holder could still grant at its last answer); `None`
+    /// before this node admitted anything of it.
+    pub fn remaining(&self, limit: Leased) -> Option<u64> {
+        self.lock().remaining(limit.key)
     }
 
     /// Takes one unit of `key`, waiting (at most [`GRANT_WAIT`]) while this node
     /// holds none and has asked for more; answers at once when the cluster's limit
     /// is reached or no lease holder is reachable. Each waiting request counts as
     /// demand, so a burst asks for a slice its size (up to the largest).
-    pub async fn take(self: &Arc<Self>, key: QuotaKey, limit: u64) -> Result<LeaseHold, Refusal> {
+    pub async fn take(self: &Arc<Self>, limit: Leased) -> Result<LeaseHold, Refusal> {
         let deadline = tokio::time::Instant::now() + GRANT_WAIT;
         loop {
             // Registered before the attempt: a grant between the two still wakes it.
             let granted = self.granted.notified();
-            match self.try_take(key, limit) {
+            match self.try_take(limit) {
                 Err(Refusal::Waiting) => {
                     if tokio::time::timeout_at(deadline, granted).await.is_err() {
                         let taken = Err(Refusal::Waiting);
-                        self.count(&taken);
+                        self.count(limit.kind, &taken);
                         return taken;
                     }
                 }
                 taken => {
-                    self.count(&taken);
+                    self.count(limit.kind, &taken);
                     return taken;
                 }
             }
         }
     }
 
-    fn try_take(self: &Arc<Self>, key: QuotaKey, limit: u64) -> Result<LeaseHold, Refusal> {
+    fn try_take(self: &Arc<Self>, limit: Leased) -> Result<LeaseHold, Refusal> {
         let now = self.now();
+        let key = limit.key;
         let (admitted, out) = {
             let mut holder = self.lock();
             // A key of a later window means the earlier ones of its quota (a budget's
-            // past periods) are done with: the holder forgets them, under the same
+            // past periods, a rolling limit's past windows) are done with: the holder
+            // forgets them and gives back what they did not spend, under the same
             // lock (a no-op unless the window moved on).
-            holder.retire(key.quota, key.window);
-            let admitted = holder.admit(now, key, limit, OnPartition::SpendLeased, 1);
-            (admitted, holder.poll(now))
+            let mut out = holder.retire(key.quota, key.window);
+            let admitted = holder.admit(now, key, limit.limit, OnPartition::SpendLeased, 1);
+            out.extend(holder.poll(now));
+            (admitted, out)
         };
         self.send(out.sends);
         admitted.map(|admission| LeaseHold {
             leases: Arc::clone(self),
             key,
+            kind: limit.kind,
             admission,
             kept: false,
         })
     }
 
-    fn count(&self, taken: &Result<LeaseHold, Refusal>) {
-        let c = &self.counters;
+    fn count(&self, kind: LimitKind, taken: &Result<LeaseHold, Refusal>) {
+        let c = self.counters(kind);
         let counter = match taken {
             Ok(_) => &c.admitted,
             Err(Refusal::Waiting) => &c.refused_pending,
@@ -229,23 +332,45 @@ impl Leases {
 
     /// The holder's series for `/metrics`.
     pub fn write_metrics(&self, out: &mut Exposition) {
-        let c = &self.counters;
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
         out.family(
             "aurora_quota_admissions_total",
-            "Budget requests admitted against this node's quota slice, and refused (pending: no capacity held yet; exhausted: the cluster's limit is reached; cut_off: no lease holder reachable).",
+            "Requests admitted against this node's quota slice of a leased limit, and refused (pending: no capacity held yet; exhausted: the cluster's limit is reached; cut_off: no lease holder reachable).",
             Kind::Counter,
         );
-        out.sample(&[("result", &"admitted")], r(&c.admitted));
-        out.sample(&[("result", &"pending")], r(&c.refused_pending));
-        out.sample(&[("result", &"exhausted")], r(&c.refused_exhausted));
-        out.sample(&[("result", &"cut_off")], r(&c.refused_cut_off));
+        for kind in LimitKind::ALL {
+            let c = self.counters(kind);
+            let limit = kind.label();
+            out.sample(
+                &[("limit", &limit), ("result", &"admitted")],
+                r(&c.admitted),
+            );
+            out.sample(
+                &[("limit", &limit), ("result", &"pending")],
+                r(&c.refused_pending),
+            );
+            out.sample(
+                &[("limit", &limit), ("result", &"exhausted")],
+                r(&c.refused_exhausted),
+            );
+            out.sample(
+                &[("limit", &limit), ("result", &"cut_off")],
+                r(&c.refused_cut_off),
+            );
+        }
+        out.family(
+            "aurora_quota_given_back_total",
+            "Admitted requests of a leased limit that ended without an answer and gave their unit back.",
+            Kind::Counter,
+        );
+        for kind in LimitKind::ALL {
+            out.sample(
+                &[("limit", &kind.label())],
+                r(&self.counters(kind).given_back),
+            );
+        }
+        let c = &self.traffic;
         for (name, help, value) in [
-            (
-                "aurora_quota_given_back_total",
-                "Admitted budget requests that ended without an answer and gave their unit back.",
-                r(&c.given_back),
-            ),
             (
                 "aurora_quota_messages_sent_total",
                 "Asks and releases this node's holder sent to the lease holder.",
@@ -293,7 +418,7 @@ async fn bridge(
                     let Some(l) = leases.upgrade() else { return };
                     let now = l.now();
                     let out = l.lock().handle(now, from, &message);
-                    l.counters.grants.fetch_add(1, Ordering::Relaxed);
+                    l.traffic.grants.fetch_add(1, Ordering::Relaxed);
                     l.send(out.sends);
                     l.granted.notify_waiters();
                 }

@@ -17,14 +17,77 @@
 //! a minute-scale limit must answer in microseconds, and the replicated counters
 //! converge in about a second (500 ms flush + gossip), which is too coarse to shape
 //! traffic within a minute yet costs a counter entry per key per minute per node.
-//! Operators who need a cluster-wide ceiling on a key use a budget (`max_requests`
-//! per hour/day, spend limits), which is enforced from the cluster-wide counters; or
-//! divide the rpm limit by the node count. Budgets' accuracy is in
-//! docs/benchmarks-gateway.md.
+//! In a cluster that elects a leader the rpm limit is not judged here but by quota
+//! leases ([`super::leases`]): exact across the cluster, as a rolling minute. The
+//! tpm limit stays with these buckets (per node) either way.
+//!
+//! # Headers
+//!
+//! Every answer to a key with a limit carries OpenAI's `x-ratelimit-limit-*`,
+//! `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` headers for requests and
+//! tokens ([`RateHeaders`]): from these buckets, or for a leased rpm limit from the
+//! leases (the cluster's figure as this node last heard it, and the time until the
+//! rolling minute's next window).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// What is left of one limit, for the headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remaining {
+    /// The limit, per minute.
+    pub limit: u64,
+    /// What is left of it now.
+    pub remaining: u64,
+    /// Until when it is whole again (a bucket), or until capacity may come back (a
+    /// leased rolling minute: its next window).
+    pub reset: Duration,
+}
+
+/// The `x-ratelimit-*` headers of one answer: requests and tokens per minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// The key's requests per minute, if limited.
+    pub requests: Option<Remaining>,
+    /// The key's tokens per minute, if limited.
+    pub tokens: Option<Remaining>,
+}
+
+impl RateHeaders {
+    /// Writes the headers of the limits there are.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (which, remaining) in [("requests", self.requests), ("tokens", self.tokens)] {
+            let Some(r) = remaining else { continue };
+            for (what, value) in [
+                ("limit", r.limit.to_string()),
+                ("remaining", r.remaining.to_string()),
+                ("reset", openai_duration(r.reset)),
+            ] {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(format!("x-ratelimit-{what}-{which}")),
+                    HeaderValue::try_from(value),
+                ) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// A duration as OpenAI writes its reset headers: `20ms`, `1s`, `6m0s`.
+fn openai_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let secs = d.as_secs_f64().ceil() as u64;
+    match secs / 60 {
+        0 => format!("{secs}s"),
+        minutes => format!("{minutes}m{}s", secs % 60),
+    }
+}
 
 /// Why a request was refused, and when to come back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +221,30 @@ impl RateLimiter {
         }
     }
 
+    /// The headers of `key`'s buckets at `now` (after any refill).
+    pub fn headers(&self, key: &str, now: Instant) -> RateHeaders {
+        let mut keys = self.lock();
+        let Some(buckets) = keys.get_mut(key) else {
+            return RateHeaders::default();
+        };
+        let remaining = |bucket: &mut Option<Bucket>| {
+            bucket.as_mut().map(|b| {
+                let limit = b.limit;
+                b.refill(limit, now);
+                let missing = (f64::from(limit) - b.level).max(0.0);
+                Remaining {
+                    limit: u64::from(limit),
+                    remaining: b.level.max(0.0).floor() as u64,
+                    reset: Duration::from_secs_f64(missing / b.rate_per_sec()),
+                }
+            })
+        };
+        RateHeaders {
+            requests: remaining(&mut buckets.requests),
+            tokens: remaining(&mut buckets.tokens),
+        }
+    }
+
     /// Drops the buckets of keys for which `keep` is false (deleted keys).
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.lock().retain(|k, _| keep(k));
@@ -231,5 +318,29 @@ mod tests {
         assert_eq!(l.admit(&k, Some(100), None, t0), Ok(()));
         assert_eq!(l.admit(&k, Some(1), None, t0), Ok(()));
         assert!(l.admit(&k, Some(1), None, t0).is_err());
+    }
+
+    #[test]
+    fn headers_say_what_is_left_and_when_it_is_whole() {
+        let l = RateLimiter::new();
+        let (k, t0): (Arc<str>, _) = ("k".into(), Instant::now());
+        assert_eq!(l.headers(&k, t0), RateHeaders::default());
+        l.admit(&k, Some(60), Some(600), t0).unwrap();
+        l.consume_tokens(&k, 300, t0);
+        let h = l.headers(&k, t0);
+        let requests = h.requests.unwrap();
+        assert_eq!((requests.limit, requests.remaining), (60, 59));
+        assert_eq!(requests.reset, Duration::from_secs(1));
+        let tokens = h.tokens.unwrap();
+        assert_eq!((tokens.limit, tokens.remaining), (600, 300));
+        assert_eq!(tokens.reset, Duration::from_secs(30));
+        let mut map = HeaderMap::new();
+        h.apply(&mut map);
+        assert_eq!(map["x-ratelimit-remaining-requests"], "59");
+        assert_eq!(map["x-ratelimit-reset-requests"], "1s");
+        assert_eq!(map["x-ratelimit-limit-tokens"], "600");
+        assert_eq!(map["x-ratelimit-reset-tokens"], "30s");
+        assert_eq!(openai_duration(Duration::from_millis(20)), "20ms");
+        assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
     }
 }

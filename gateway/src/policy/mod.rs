@@ -69,6 +69,7 @@ use crate::openai::ApiError;
 use crate::usage::{UsageLog, UsageRow};
 use auth::{KeyIndex, Lookup};
 use data::PolicyData;
+pub use limits::RateHeaders;
 use limits::RateLimiter;
 use reserve::{lock, ParallelSlots, Reservation, Reservations, Slot};
 
@@ -189,6 +190,8 @@ pub struct Ticket {
     /// The request's unit of its budget's request limit (quota leases): kept once
     /// the request is answered, given back otherwise.
     lease: Option<leases::LeaseHold>,
+    /// The request's unit of its key's leased `rpm_limit`: kept like `lease`.
+    rpm: Option<leases::LeaseHold>,
     _slot: Option<Slot>,
     model: String,
     started: Instant,
@@ -196,11 +199,13 @@ pub struct Ticket {
     rewrote: bool,
 }
 
-/// What a request took before admission ([`Policy::ready`]): its unit of a leased
-/// request limit, if it got one. Dropped unused, the unit is given back.
+/// What a request took before admission ([`Policy::ready`]): its units of leased
+/// request limits (its budget's, its key's rpm), if it got them. Dropped unused, a
+/// unit is given back.
 #[derive(Debug, Default)]
 pub struct Prepared {
     lease: Option<leases::LeaseHold>,
+    rpm: Option<leases::LeaseHold>,
 }
 
 /// What admission reserves for a request beyond what it asks for: the output it may
@@ -287,41 +292,51 @@ impl Policy {
         self.leases.get()
     }
 
-    /// Takes the request's unit of `caller`'s budget's request limit when that
-    /// limit goes through quota leases, waiting briefly (see [`leases::GRANT_WAIT`])
-    /// while this node holds none and has asked; hand the result to
-    /// [`Policy::admit_prepared`]. The first requests of a period on a node wait
-    /// for their grant here instead of being refused; an exhausted budget or an
-    /// unreachable lease holder answers at once (admission then refuses).
+    /// Takes the request's units of `caller`'s leased request limits (its budget's
+    /// `max_requests`, its key's `rpm_limit`) when they go through quota leases,
+    /// waiting briefly (see [`leases::GRANT_WAIT`]) while this node holds none and
+    /// has asked; hand the result to [`Policy::admit_prepared`]. The first requests
+    /// of a period on a node wait for their grant here instead of being refused; an
+    /// exhausted limit or an unreachable lease holder answers at once (admission
+    /// then refuses).
     pub async fn ready(&self, data: &dyn PolicyData, caller: &Caller) -> Prepared {
-        let Some((leases, key, limit)) = self.lease_of(data, caller) else {
+        let Some(leases) = self.leases.get() else {
             return Prepared::default();
         };
-        Prepared {
-            lease: leases.take(key, limit).await.ok(),
+        let mut prepared = Prepared::default();
+        if let Some(limit) = budget_leased(data, caller) {
+            prepared.lease = leases.take(limit).await.ok();
         }
+        if let Some(limit) = rpm_leased(data, caller) {
+            prepared.rpm = leases.take(limit).await.ok();
+        }
+        prepared
     }
 
-    /// The leases, quota key and limit of `caller`'s budget's request limit.
-    fn lease_of(
-        &self,
-        data: &dyn PolicyData,
-        caller: &Caller,
-    ) -> Option<(&Arc<leases::Leases>, aurora_core::quota::QuotaKey, u64)> {
-        let leases = self.leases.get()?;
-        let Caller::Key { key, .. } = caller else {
+    /// The rate-limit headers of a response to `caller` (see [`RateHeaders`]):
+    /// what is left of its key's limits after this request. `None` for a caller
+    /// without a key or without limits.
+    pub fn rate_headers(&self, data: &dyn PolicyData, caller: &Caller) -> Option<RateHeaders> {
+        let Caller::Key { id, key } = caller else {
             return None;
         };
-        let id = key.budget_id.as_ref()?;
-        let Some(Record::Budget(budget)) = data.record(Collection::Budgets, id.as_str()) else {
+        if key.rpm_limit.is_none() && key.tpm_limit.is_none() {
             return None;
-        };
-        let limit = budget.max_requests?;
-        let key = aurora_core::quota::QuotaKey {
-            quota: leases::requests_quota(id.as_str()),
-            window: budget.period.index(data.wall_ms()),
-        };
-        Some((leases, key, limit))
+        }
+        let now = Instant::now();
+        let mut headers = self.limiter.headers(id, now);
+        if let (Some(leases), Some(limit)) = (self.leases.get(), rpm_leased(data, caller)) {
+            let wall = data.wall_ms();
+            headers.requests = Some(limits::Remaining {
+                limit: limit.limit.max,
+                remaining: leases
+                    .remaining(limit)
+                    .unwrap_or(limit.limit.max)
+                    .min(limit.limit.max),
+                reset: leases::Leased::next_rpm_window_in(wall),
+            });
+        }
+        Some(headers)
     }
 
     /// Starts writing one row per request to `log` (replacing any previous log).
@@ -456,6 +471,7 @@ impl Policy {
             reservation = Some(reserved);
         }
         let mut slot = None;
+        let mut rpm = None;
         if let Some((id, k)) = key {
             if let Some(max) = k.max_parallel_requests {
                 match self.parallel.acquire(id, max) {
@@ -463,9 +479,18 @@ impl Policy {
                     Err(in_flight) => return Err(errors::too_many_parallel(id, in_flight, max)),
                 }
             }
+            // A leased rpm limit is the leases' to judge; the tokens per minute stay
+            // this node's buckets'.
+            let local_rpm = match (self.leases.get(), k.rpm_limit) {
+                (Some(leases), Some(limit)) => {
+                    rpm = Some(lease_rpm(leases, data, id, limit, prepared.rpm.take())?);
+                    None
+                }
+                _ => k.rpm_limit,
+            };
             if let Err(limited) = self
                 .limiter
-                .admit(id, k.rpm_limit, k.tpm_limit, Instant::now())
+                .admit(id, local_rpm, k.tpm_limit, Instant::now())
             {
                 return Err(errors::rate_limited(
                     id,
@@ -480,6 +505,7 @@ impl Policy {
             budget: reservation.as_ref().map(|(_, slot)| slot.clone()),
             _reservation: reservation.map(|(r, _)| r),
             lease,
+            rpm,
             _slot: slot,
             model: model.to_owned(),
             started: Instant::now(),
@@ -560,16 +586,12 @@ impl Policy {
         };
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
-        let quota = leases::requests_quota(id.as_str());
-        let key = aurora_core::quota::QuotaKey {
-            quota,
-            window: period,
-        };
+        let leased = leases::Leased::budget_requests(id.as_str(), period, limit);
         let taken = match prepared {
-            Some(hold) if hold.key() == key => Ok(hold),
+            Some(hold) if hold.key() == leased.key => Ok(hold),
             // Taken for another period (the clock crossed a boundary since): given
             // back as it drops, and this period's taken now.
-            _ => leases.admit(key, limit),
+            _ => leases.admit(leased),
         };
         match taken {
             Ok(hold) => Ok(Some(hold)),
@@ -624,6 +646,59 @@ impl Policy {
     }
 }
 
+/// `caller`'s budget's request limit, as the leases admit it, if it has one.
+fn budget_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
+    let Caller::Key { key, .. } = caller else {
+        return None;
+    };
+    let id = key.budget_id.as_ref()?;
+    let Some(Record::Budget(budget)) = data.record(Collection::Budgets, id.as_str()) else {
+        return None;
+    };
+    let period = budget.period.index(data.wall_ms());
+    Some(leases::Leased::budget_requests(
+        id.as_str(),
+        period,
+        budget.max_requests?,
+    ))
+}
+
+/// `caller`'s key's rpm limit, as the leases admit it, if it has one.
+fn rpm_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
+    let Caller::Key { id, key } = caller else {
+        return None;
+    };
+    Some(leases::Leased::key_rpm(id, data.wall_ms(), key.rpm_limit?))
+}
+
+/// The request's unit of key `id`'s leased rpm limit `rpm` (`prepared`: taken by
+/// [`Policy::ready`]): 429 `rate_limit_exceeded` when the cluster's minute is
+/// spent (`Retry-After`: when the next window begins), 429 `rpm_pending` while this
+/// node holds no capacity, 429 `rpm_cut_off` when it cannot reach the lease holder.
+fn lease_rpm(
+    leases: &Arc<leases::Leases>,
+    data: &dyn PolicyData,
+    id: &str,
+    rpm: u32,
+    prepared: Option<leases::LeaseHold>,
+) -> Result<leases::LeaseHold, Rejection> {
+    let wall = data.wall_ms();
+    let leased = leases::Leased::key_rpm(id, wall, rpm);
+    let taken = match prepared {
+        Some(hold) if hold.key() == leased.key => Ok(hold),
+        // Taken in an earlier window: given back as it drops, taken again now.
+        _ => leases.admit(leased),
+    };
+    taken.map_err(|refusal| match refusal {
+        aurora_core::quota::Refusal::Waiting => errors::rpm_pending(id),
+        aurora_core::quota::Refusal::CutOff => errors::rpm_cut_off(id),
+        aurora_core::quota::Refusal::Exhausted => {
+            let wait = leases::Leased::next_rpm_window_in(wall);
+            errors::rate_limited_cluster(id, rpm, wait.as_secs_f64().ceil().max(1.0) as u64)
+        }
+    })
+}
+
 impl Ticket {
     /// The key id, if the caller had one.
     pub fn key_id(&self) -> Option<&Arc<str>> {
@@ -657,7 +732,10 @@ impl Ticket {
             });
         let cost = pricing.map_or(Money::ZERO, |p| usage.cost(&p));
         if outcome.served == Served::Answered {
-            // Counted: its unit of a leased request limit stays spent.
+            // Counted: its units of leased request limits stay spent.
+            if let Some(rpm) = self.rpm.take() {
+                rpm.keep();
+            }
             if let Some(lease) = self.lease.take() {
                 lease.keep();
             }

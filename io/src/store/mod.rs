@@ -524,9 +524,13 @@ fn apply_item(tx: &Transaction<'_>, item: &PersistItem, now: i64) -> rusqlite::R
             // The core sends a whole slot that only grew: it replaces the row.
             tx.prepare_cached("INSERT OR REPLACE INTO quota_ledger (key, entry) VALUES (?1, ?2)")?
                 .execute((
-                    aurora_core::encode_quota_key(entry),
+                    aurora_core::encode_quota_key(entry.key, entry.holder),
                     aurora_core::encode_quota_entry(entry),
                 ))?;
+        }
+        PersistItem::QuotaForget { key, holder } => {
+            tx.prepare_cached("DELETE FROM quota_ledger WHERE key = ?1")?
+                .execute([aurora_core::encode_quota_key(*key, *holder)])?;
         }
         PersistItem::OwnSeq(seq) => {
             // Stored as the raw bits of a u64; compare in Rust, not SQL, to keep

@@ -444,5 +444,27 @@ fn the_quota_keepers_fence_and_ledger_survive_a_restart() -> Result<(), StoreErr
         restored.quota.entries().collect::<Vec<_>>(),
         vec![entry(12, 3)]
     );
+    // A forgotten entry is deleted from disk, and the others stay.
+    let other = LedgerEntry {
+        key: QuotaKey {
+            quota: 3,
+            window: 10,
+        },
+        ..entry(1, 0)
+    };
+    {
+        let mut store = Store::open(&path, node())?;
+        store.apply(&PersistBatch {
+            items: vec![
+                PersistItem::QuotaEntry(other),
+                PersistItem::QuotaForget {
+                    key: entry(0, 0).key,
+                    holder: entry(0, 0).holder,
+                },
+            ],
+        })?;
+    }
+    let restored = Store::open(&path, node())?.load()?;
+    assert_eq!(restored.quota.entries().collect::<Vec<_>>(), vec![other]);
     Ok(())
 }

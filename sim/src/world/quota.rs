@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use aurora_core::quota::{Holder, OnPartition, QuotaKey, QuotaMessage, QuotaTiming, Session};
+use aurora_core::quota::{
+    Holder, OnPartition, QuotaKey, QuotaLimit, QuotaMessage, QuotaTiming, Session,
+};
 
 use super::*;
 use crate::observe::CheckFailure;
@@ -42,7 +44,13 @@ impl World {
                 window: now.wall / load.window.as_millis().max(1) as u64,
             };
             let holder = self.holder(i);
-            let admitted = holder.admit(now.mono, key, load.limit, OnPartition::SpendLeased, 1);
+            let admitted = holder.admit(
+                now.mono,
+                key,
+                QuotaLimit::per_window(load.limit),
+                OnPartition::SpendLeased,
+                1,
+            );
             if admitted.is_ok() {
                 let n = self.quota.admitted.entry(key).or_default();
                 *n += 1;

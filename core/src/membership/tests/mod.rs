@@ -193,7 +193,8 @@ fn persisted(effects: &[Effect]) -> Vec<Incarnation> {
                 | PersistItem::Roster(_)
                 | PersistItem::Binding { .. }
                 | PersistItem::QuotaFence(_)
-                | PersistItem::QuotaEntry(_) => None,
+                | PersistItem::QuotaEntry(_)
+                | PersistItem::QuotaForget { .. } => None,
             })),
             _ => None,
         })

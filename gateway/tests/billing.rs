@@ -81,6 +81,7 @@ async fn priced_budget(state: &AppState, model: &str, limit: Option<Money>) {
             limit,
             max_requests: None,
             period: BudgetPeriod::Total,
+            on_partition: Default::default(),
         }),
     )
     .await;
@@ -510,6 +511,7 @@ fn usage_budget() -> Record {
         limit: None,
         max_requests: Some(1_000),
         period: BudgetPeriod::Total,
+        on_partition: Default::default(),
     })
 }
 

@@ -118,8 +118,13 @@ fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
 /// Creates budget `id` with `limit` requests and a key `id` on it through node 1, waits
 /// until every node has both, and returns the key's secret.
 fn budget_and_key(procs: &[Proc], id: &str, limit: u64) -> String {
+    budget_and_key_on_partition(procs, id, limit, "spend_leased")
+}
+
+/// [`budget_and_key`] with the budget's `on_partition`.
+fn budget_and_key_on_partition(procs: &[Proc], id: &str, limit: u64, on_partition: &str) -> String {
     let budget = format!(
-        r#"{{"id":"{id}","name":"{id}","limit":null,"max_requests":{limit},"period":"total"}}"#
+        r#"{{"id":"{id}","name":"{id}","limit":null,"max_requests":{limit},"period":"total","on_partition":"{on_partition}"}}"#
     );
     let (status, text) = post(procs[0].http, "/admin/api/budgets", &budget);
     assert_eq!(status, 201, "{text}");
@@ -614,4 +619,62 @@ fn rpm_accuracy_on_three_processes() {
             );
         }
     }
+}
+
+/// A node cut off from the lease holder does with each budget what its
+/// `on_partition` says: `fail_closed` refuses at once, `spend_leased` spends what it
+/// holds (nothing here) and refuses, `fail_open` admits past the limit; the
+/// majority side keeps the limit.
+#[test]
+fn a_cut_off_node_follows_each_budgets_on_partition() {
+    let limit = 10;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (_specs, procs) = start_three(
+        root.path(),
+        &[
+            "--cluster-failover-mode",
+            "active_active",
+            "--allow-fault-injection",
+        ],
+    );
+    wait_for_leader(&procs);
+    let closed = budget_and_key_on_partition(&procs, "closed", limit, "fail_closed");
+    let leased = budget_and_key_on_partition(&procs, "leased", limit, "spend_leased");
+    let open = budget_and_key_on_partition(&procs, "open", limit, "fail_open");
+    cut_off_node_3(&procs, Duration::from_secs(60));
+    let chat = |node: usize, secret: &str| {
+        request(
+            procs[node].http,
+            "POST",
+            "/v1/chat/completions",
+            secret,
+            Some(CHAT),
+        )
+        .expect("request")
+    };
+    // Node 3 knows it is cut off once no lease holder answers it (at most the
+    // holder's `partition_after`, 5 s, after its first unanswered ask).
+    wait_for(Duration::from_secs(20), "node 3 cut off", || {
+        let (status, body) = chat(2, &closed);
+        assert_ne!(
+            status, 200,
+            "fail_closed admitted on a cut-off node: {body}"
+        );
+        status == 429 && body.contains("cannot reach")
+    });
+    let (status, body) = chat(2, &leased);
+    assert!(
+        status == 429 && body.contains("cannot reach"),
+        "{status} {body}"
+    );
+    for i in 0..2 * limit {
+        let (status, body) = chat(2, &open);
+        assert_eq!(status, 200, "fail_open request {i}: {body}");
+    }
+    // The majority side holds the limit.
+    let admitted = (0..3 * limit)
+        .filter(|i| chat((i % 2) as usize, &leased).0 == 200)
+        .count() as u64;
+    assert!(admitted <= limit, "{admitted} admitted of {limit}");
+    heal_node_3(&procs);
 }

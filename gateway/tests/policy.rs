@@ -227,6 +227,7 @@ async fn budget_request_and_spend_limits_answer_402() {
             limit: None,
             max_requests: Some(3),
             period: BudgetPeriod::Daily,
+            on_partition: Default::default(),
         }),
     )
     .await;
@@ -267,6 +268,7 @@ async fn budget_request_and_spend_limits_answer_402() {
             limit: Some(Money::from_nanos(1)),
             max_requests: None,
             period: BudgetPeriod::Total,
+            on_partition: Default::default(),
         }),
     )
     .await;
@@ -317,6 +319,7 @@ async fn budget_get_shows_the_current_periods_usage() {
                 limit: Some(Money::from_usd(1).expect("usd")),
                 max_requests: Some(10),
                 period,
+                on_partition: Default::default(),
             }),
         )
         .await;
@@ -543,6 +546,7 @@ async fn redaction_reaches_the_upstream_and_cost_is_charged_plain_and_streamed()
             limit: Some(Money::from_usd(100).expect("usd")),
             max_requests: None,
             period: BudgetPeriod::Monthly,
+            on_partition: Default::default(),
         }),
     )
     .await;

@@ -166,6 +166,7 @@ fn records(limit: u64) -> BTreeMap<(Collection, String), Record> {
             limit: None,
             max_requests: Some(limit),
             period: BudgetPeriod::Total,
+            on_partition: Default::default(),
         }),
     );
     records.insert(

@@ -124,6 +124,7 @@ fn every_record_field_has_a_form_field() {
         limit: None,
         max_requests: None,
         period: BudgetPeriod::Daily,
+        on_partition: Default::default(),
     };
     let kinds = [
         GuardrailKind::DenyPatterns {

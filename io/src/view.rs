@@ -394,6 +394,7 @@ mod tests {
                     limit: None,
                     max_requests: Some(i),
                     period: BudgetPeriod::Daily,
+                    on_partition: Default::default(),
                 },
             )))),
             hlc: Hlc {

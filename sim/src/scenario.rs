@@ -619,6 +619,37 @@ fn quota_leases_hold_the_limit(seed: u64) -> Report {
             }
         }
     }
+    // The rolling quota: every span of windows wholly in the calm phase admits its
+    // limit but the last slices.
+    let rolling_ms = load.rolling_window.as_millis() as u64;
+    let span = u64::from(load.rolling_span);
+    let rolling_from = calm_from * window_ms / rolling_ms;
+    let rolling_to = calm_to * window_ms / rolling_ms;
+    let mut spans = Vec::new();
+    for start in rolling_from..rolling_to.saturating_sub(span) {
+        let n: u64 = (start..start + span)
+            .filter_map(|window| {
+                w.quota_rolling_admitted()
+                    .iter()
+                    .find_map(|(k, n)| (k.window == window).then_some(*n))
+            })
+            .sum();
+        spans.push(n);
+        let slack = 5 * aurora_core::quota::QuotaTiming::default().max_slice(load.limit);
+        if n + slack < load.limit {
+            r.fail(
+                "quota-liveness",
+                format!(
+                    "calm span of windows from {start} admitted {n} of {}",
+                    load.limit
+                ),
+            );
+        }
+    }
+    r.lines.push(format!(
+        "rolling quota ({} over {span} windows of {} ms): calm spans admitted {spans:?}",
+        load.limit, rolling_ms
+    ));
     let most = w.quota_admitted().values().max().copied().unwrap_or(0);
     r.lines.push(format!(
         "{} windows, at most {most} admitted of a limit of {} ({evaluated} admissions checked, {failed} over); calm windows admitted {calm:?}",

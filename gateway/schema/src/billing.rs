@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use aurora_core::quota::OnPartition;
 use aurora_core::RecordError;
 
 use crate::calendar::BudgetPeriod;
@@ -67,6 +68,12 @@ pub struct Budget {
     /// Requests allowed per period; `None` means unlimited.
     pub max_requests: Option<u64>,
     pub period: BudgetPeriod,
+    /// What a node does with `max_requests` when it cannot reach the cluster's lease
+    /// holder (quota leases, docs/quota.md): spend the slice it holds, then refuse
+    /// (the default: the limit holds); refuse at once; or spend its slice, then
+    /// admit everything while cut off (the limit no longer holds).
+    #[serde(default)]
+    pub on_partition: OnPartition,
 }
 
 impl Budget {

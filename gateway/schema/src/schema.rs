@@ -128,6 +128,7 @@ mod tests {
             limit: Some(Money::ZERO),
             max_requests: None,
             period,
+            on_partition: Default::default(),
         })
     }
 
@@ -176,6 +177,7 @@ mod tests {
             limit: None,
             max_requests: None,
             period: BudgetPeriod::Total,
+            on_partition: Default::default(),
         }));
         let e = s
             .validate(budgets, &id, unnamed.as_slice())

@@ -17,7 +17,7 @@
 //!   (`{"auth_key": {...}}`); new fields carry `#[serde(default)]`.
 //!
 //! Appended variants so far: index 8, `AuthKeyV2` — [`AuthKey`] with
-//! `max_parallel_requests`.
+//! `max_parallel_requests`; index 9, `BudgetV2` — [`Budget`] with `on_partition`.
 
 use std::collections::BTreeMap;
 
@@ -101,6 +101,80 @@ impl From<AuthKeyV1> for AuthKey {
     }
 }
 
+/// [`Budget`] as first defined (before `on_partition`), borrowed for writing.
+#[derive(Serialize)]
+struct BudgetV1Ref<'a> {
+    name: &'a String,
+    limit: &'a Option<crate::money::Money>,
+    max_requests: &'a Option<u64>,
+    period: &'a crate::calendar::BudgetPeriod,
+}
+
+impl<'a> From<&'a Budget> for BudgetV1Ref<'a> {
+    fn from(b: &'a Budget) -> Self {
+        Self {
+            name: &b.name,
+            limit: &b.limit,
+            max_requests: &b.max_requests,
+            period: &b.period,
+        }
+    }
+}
+
+/// [`Budget`] as first defined, for reading.
+#[derive(Deserialize)]
+struct BudgetV1 {
+    name: String,
+    limit: Option<crate::money::Money>,
+    max_requests: Option<u64>,
+    period: crate::calendar::BudgetPeriod,
+}
+
+impl From<BudgetV1> for Budget {
+    fn from(b: BudgetV1) -> Self {
+        Budget {
+            name: b.name,
+            limit: b.limit,
+            max_requests: b.max_requests,
+            period: b.period,
+            on_partition: Default::default(),
+        }
+    }
+}
+
+/// [`Budget`] with `on_partition`, as written under `BudgetV2`: every field, in
+/// order.
+#[derive(Serialize)]
+struct BudgetV2Ref<'a> {
+    name: &'a String,
+    limit: &'a Option<crate::money::Money>,
+    max_requests: &'a Option<u64>,
+    period: &'a crate::calendar::BudgetPeriod,
+    on_partition: &'a aurora_core::quota::OnPartition,
+}
+
+/// [`BudgetV2Ref`], read.
+#[derive(Deserialize)]
+struct BudgetV2 {
+    name: String,
+    limit: Option<crate::money::Money>,
+    max_requests: Option<u64>,
+    period: crate::calendar::BudgetPeriod,
+    on_partition: aurora_core::quota::OnPartition,
+}
+
+impl From<BudgetV2> for Budget {
+    fn from(b: BudgetV2) -> Self {
+        Budget {
+            name: b.name,
+            limit: b.limit,
+            max_requests: b.max_requests,
+            period: b.period,
+            on_partition: b.on_partition,
+        }
+    }
+}
+
 /// The binary form, written. Variant order is the postcard index: append only.
 #[derive(Serialize)]
 #[serde(rename = "Record")]
@@ -112,8 +186,9 @@ enum BinaryOut<'a> {
     Guardrail(&'a Guardrail),
     Workflow(&'a Workflow),
     Pricing(&'a Pricing),
-    Budget(&'a Budget),
+    Budget(BudgetV1Ref<'a>),
     AuthKeyV2(&'a AuthKey),
+    BudgetV2(BudgetV2Ref<'a>),
 }
 
 /// The binary form, read.
@@ -127,8 +202,9 @@ enum BinaryIn {
     Guardrail(Guardrail),
     Workflow(Workflow),
     Pricing(Pricing),
-    Budget(Budget),
+    Budget(BudgetV1),
     AuthKeyV2(AuthKey),
+    BudgetV2(BudgetV2),
 }
 
 /// The human-readable form, written.
@@ -183,7 +259,16 @@ impl Serialize for Record {
             Record::Guardrail(r) => BinaryOut::Guardrail(r),
             Record::Workflow(r) => BinaryOut::Workflow(r),
             Record::Pricing(r) => BinaryOut::Pricing(r),
-            Record::Budget(r) => BinaryOut::Budget(r),
+            Record::Budget(r) if r.on_partition != Default::default() => {
+                BinaryOut::BudgetV2(BudgetV2Ref {
+                    name: &r.name,
+                    limit: &r.limit,
+                    max_requests: &r.max_requests,
+                    period: &r.period,
+                    on_partition: &r.on_partition,
+                })
+            }
+            Record::Budget(r) => BinaryOut::Budget(r.into()),
         };
         binary.serialize(serializer)
     }
@@ -212,7 +297,8 @@ impl<'de> Deserialize<'de> for Record {
             BinaryIn::Guardrail(r) => Record::Guardrail(r),
             BinaryIn::Workflow(r) => Record::Workflow(r),
             BinaryIn::Pricing(r) => Record::Pricing(r),
-            BinaryIn::Budget(r) => Record::Budget(r),
+            BinaryIn::Budget(r) => Record::Budget(r.into()),
+            BinaryIn::BudgetV2(r) => Record::Budget(r.into()),
         })
     }
 }
@@ -308,6 +394,71 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<Record>(without).expect("json decode"),
             Record::AuthKey(key(None))
+        );
+    }
+
+    fn budget(on_partition: aurora_core::quota::OnPartition) -> Budget {
+        Budget {
+            name: "b".into(),
+            limit: Some(crate::money::Money::from_nanos(5)),
+            max_requests: Some(100),
+            period: crate::calendar::BudgetPeriod::Daily,
+            on_partition,
+        }
+    }
+
+    /// The original derive of the budget record, as older builds wrote it (index 7).
+    #[derive(Serialize)]
+    enum OldBudgetRecord {
+        _A,
+        _B,
+        _C,
+        _D,
+        _E,
+        _F,
+        _G,
+        Budget(OldBudget),
+    }
+
+    #[derive(Serialize)]
+    struct OldBudget {
+        name: String,
+        limit: Option<crate::money::Money>,
+        max_requests: Option<u64>,
+        period: crate::calendar::BudgetPeriod,
+    }
+
+    #[test]
+    fn a_budget_keeps_its_old_bytes_and_gains_on_partition_under_the_appended_variant() {
+        use aurora_core::quota::OnPartition;
+        let old = postcard::to_allocvec(&OldBudgetRecord::Budget(OldBudget {
+            name: "b".into(),
+            limit: Some(crate::money::Money::from_nanos(5)),
+            max_requests: Some(100),
+            period: crate::calendar::BudgetPeriod::Daily,
+        }))
+        .expect("encode");
+        let plain = Record::Budget(budget(OnPartition::SpendLeased));
+        assert_eq!(postcard::to_allocvec(&plain).expect("encode"), old);
+        assert_eq!(postcard::from_bytes::<Record>(&old).expect("decode"), plain);
+        let closed = Record::Budget(budget(OnPartition::FailClosed));
+        let bytes = postcard::to_allocvec(&closed).expect("encode");
+        assert_eq!(bytes[0], 9, "variant BudgetV2");
+        assert_eq!(
+            postcard::from_bytes::<Record>(&bytes).expect("decode"),
+            closed
+        );
+        let json = serde_json::to_value(&closed).expect("json");
+        assert_eq!(json["budget"]["on_partition"], "fail_closed");
+        // Left out, it is the default.
+        let mut json = serde_json::to_value(&plain).expect("json");
+        assert_eq!(json["budget"]["on_partition"], "spend_leased");
+        if let Some(b) = json["budget"].as_object_mut() {
+            b.remove("on_partition");
+        }
+        assert_eq!(
+            serde_json::from_value::<Record>(json).expect("decode"),
+            plain
         );
     }
 }

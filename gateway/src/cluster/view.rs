@@ -249,6 +249,7 @@ mod tests {
             limit: None,
             max_requests: Some(10),
             period: BudgetPeriod::Total,
+            on_partition: Default::default(),
         })
     }
 

@@ -153,6 +153,7 @@ mod tests {
             limit: Some(Money::from_decimal_str("1").expect("money")),
             max_requests: Some(max_requests),
             period: BudgetPeriod::Hourly,
+            on_partition: Default::default(),
         }
     }
 

@@ -77,12 +77,20 @@ pub struct Leased {
     pub limit: QuotaLimit,
     /// What it limits.
     pub kind: LimitKind,
+    /// What this node does with it while it cannot reach the lease holder.
+    pub on_partition: OnPartition,
 }
 
 impl Leased {
-    /// A budget's request limit `max` in its period `period` (the budget's id names
-    /// the quota: a stable hash, so every node names the same one).
-    pub fn budget_requests(budget_id: &str, period: u64, max: u64) -> Leased {
+    /// A budget's request limit `max` in its period `period`, cut off as
+    /// `on_partition` says (the budget's id names the quota: a stable hash, so every
+    /// node names the same one).
+    pub fn budget_requests(
+        budget_id: &str,
+        period: u64,
+        max: u64,
+        on_partition: OnPartition,
+    ) -> Leased {
         Leased {
             key: QuotaKey {
                 quota: quota_of(b"budget-requests\0", budget_id),
@@ -90,6 +98,7 @@ impl Leased {
             },
             limit: QuotaLimit::per_window(max),
             kind: LimitKind::BudgetRequests,
+            on_partition,
         }
     }
 
@@ -102,6 +111,8 @@ impl Leased {
             },
             limit: QuotaLimit::rolling(u64::from(rpm), RPM_SPAN),
             kind: LimitKind::KeyRpm,
+            // A key's rate has no option of its own: the limit holds.
+            on_partition: OnPartition::SpendLeased,
         }
     }
 
@@ -305,7 +316,7 @@ impl Leases {
             // forgets them and gives back what they did not spend, under the same
             // lock (a no-op unless the window moved on).
             let mut out = holder.retire(key.quota, key.window);
-            let admitted = holder.admit(now, key, limit.limit, OnPartition::SpendLeased, 1);
+            let admitted = holder.admit(now, key, limit.limit, limit.on_partition, 1);
             out.extend(holder.poll(now));
             (admitted, out)
         };

@@ -586,7 +586,8 @@ impl Policy {
         };
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
-        let leased = leases::Leased::budget_requests(id.as_str(), period, limit);
+        let leased =
+            leases::Leased::budget_requests(id.as_str(), period, limit, budget.on_partition);
         let taken = match prepared {
             Some(hold) if hold.key() == leased.key => Ok(hold),
             // Taken for another period (the clock crossed a boundary since): given
@@ -660,6 +661,7 @@ fn budget_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Lease
         id.as_str(),
         period,
         budget.max_requests?,
+        budget.on_partition,
     ))
 }
 
@@ -838,6 +840,7 @@ mod tests {
             limit: None,
             max_requests: Some(max_requests),
             period: BudgetPeriod::Daily,
+            on_partition: Default::default(),
         };
         data.put("b", Record::Budget(budget)).expect("budget");
         let key = AuthKey {
@@ -923,6 +926,7 @@ mod tests {
             limit: Some(Money::from_decimal_str("0.003").expect("money")),
             max_requests: None,
             period: BudgetPeriod::Daily,
+            on_partition: Default::default(),
         };
         data.put("b", Record::Budget(budget)).expect("budget");
         let policy = Policy::without_pacing();

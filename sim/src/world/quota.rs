@@ -11,8 +11,24 @@ use aurora_core::quota::{
 use super::*;
 use crate::observe::CheckFailure;
 
-/// The quota the workload admits against.
+/// The quota the workload admits against per window.
 const QUOTA: u64 = 1;
+/// The quota it admits against over rolling spans of windows.
+const ROLLING: u64 = 2;
+
+/// The most admitted over `span` consecutive windows that include `key`'s.
+fn fullest_span(counts: &BTreeMap<QuotaKey, u64>, key: QuotaKey, span: u32) -> u64 {
+    let span = u64::from(span.max(1));
+    let first = key.window.saturating_sub(span - 1);
+    (first..=key.window)
+        .map(|start| {
+            (start..start + span)
+                .filter_map(|window| counts.get(&QuotaKey { window, ..key }))
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0)
+}
 
 /// The holders and what they admitted.
 #[derive(Default)]
@@ -24,6 +40,8 @@ pub(super) struct QuotaSim {
     sessions: Vec<u64>,
     /// Leased admissions per window, over every session of every node.
     admitted: BTreeMap<QuotaKey, u64>,
+    /// The same for the rolling quota.
+    rolling: BTreeMap<QuotaKey, u64>,
 }
 
 impl World {
@@ -32,38 +50,57 @@ impl World {
         &self.quota.admitted
     }
 
-    /// One admission at a random up node; then every up holder's asks and releases.
+    /// What the rolling quota admitted, per window (its limit holds over any
+    /// `rolling_span` consecutive windows).
+    pub fn quota_rolling_admitted(&self) -> &BTreeMap<QuotaKey, u64> {
+        &self.quota.rolling
+    }
+
+    /// One admission of each quota at a random up node; then every up holder's
+    /// asks and releases.
     pub(super) fn quota_tick(&mut self) {
         let Some(load) = self.params.workload.quota.clone() else {
             return;
         };
         if let Some(i) = self.random_up_node() {
             let now = self.nodes[i].now(self.now);
-            let key = QuotaKey {
-                quota: QUOTA,
-                window: now.wall / load.window.as_millis().max(1) as u64,
-            };
-            let holder = self.holder(i);
-            let admitted = holder.admit(
-                now.mono,
-                key,
-                QuotaLimit::per_window(load.limit),
-                OnPartition::SpendLeased,
-                1,
-            );
-            if admitted.is_ok() {
-                let n = self.quota.admitted.entry(key).or_default();
-                *n += 1;
-                let (n, ok) = (*n, *n <= load.limit);
-                self.obs.checks.ran("quota-bound", ok);
-                if !ok {
-                    self.obs.failures.push(CheckFailure {
-                        check: "quota-bound",
-                        detail: format!(
-                            "window {} admitted {n} of a limit of {} (at {})",
-                            key.window, load.limit, self.now
-                        ),
-                    });
+            let quotas = [
+                (QUOTA, load.window, QuotaLimit::per_window(load.limit)),
+                (
+                    ROLLING,
+                    load.rolling_window,
+                    QuotaLimit::rolling(load.limit, load.rolling_span),
+                ),
+            ];
+            for (quota, window, limit) in quotas {
+                let key = QuotaKey {
+                    quota,
+                    window: now.wall / window.as_millis().max(1) as u64,
+                };
+                let holder = self.holder(i);
+                // Past windows give back what they did not spend, as the gateway's do.
+                let out = holder.retire(quota, key.window);
+                let admitted = holder.admit(now.mono, key, limit, OnPartition::SpendLeased, 1);
+                self.quota_sends(i, out.sends);
+                if admitted.is_ok() {
+                    let counts = if quota == ROLLING {
+                        &mut self.quota.rolling
+                    } else {
+                        &mut self.quota.admitted
+                    };
+                    *counts.entry(key).or_default() += 1;
+                    let n = fullest_span(counts, key, limit.span);
+                    let ok = n <= limit.max;
+                    self.obs.checks.ran("quota-bound", ok);
+                    if !ok {
+                        self.obs.failures.push(CheckFailure {
+                            check: "quota-bound",
+                            detail: format!(
+                                "quota {quota}: {n} admitted over {} window(s) around window {}, a limit of {} (at {})",
+                                limit.span, key.window, limit.max, self.now
+                            ),
+                        });
+                    }
                 }
             }
         }

@@ -19,9 +19,10 @@ pub struct Workload {
     pub quota: Option<QuotaLoad>,
 }
 
-/// Admissions against one cluster-wide limit through quota leases: each up node
-/// runs a holder, as the gateway does, and admits one unit at a time; the
-/// `quota-bound` check counts what was admitted per window after every admission.
+/// Admissions against cluster-wide limits through quota leases: each up node runs a
+/// holder, as the gateway does, and admits one unit at a time of each of two quotas
+/// (one per window, one rolling over several windows); the `quota-bound` check
+/// counts what was admitted per window (per span of windows) after every admission.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuotaLoad {
     /// Admission attempts per second, cluster-wide (well above `limit / window`, so
@@ -31,6 +32,11 @@ pub struct QuotaLoad {
     pub limit: u64,
     /// The window's length (its index is read from each node's own wall clock).
     pub window: Duration,
+    /// A second quota, rolling: `limit` over any `rolling_span` consecutive windows
+    /// of `rolling_window` (as a key's rpm limit is, in the gateway).
+    pub rolling_window: Duration,
+    /// How many of those windows share the limit.
+    pub rolling_span: u32,
 }
 
 impl Default for QuotaLoad {
@@ -39,6 +45,8 @@ impl Default for QuotaLoad {
             per_sec: 50.0,
             limit: 100,
             window: Duration::from_secs(10),
+            rolling_window: Duration::from_secs(2),
+            rolling_span: 5,
         }
     }
 }

@@ -130,6 +130,7 @@ fn budget() -> Budget {
         limit: Some(usd("250")),
         max_requests: Some(1_000_000),
         period: BudgetPeriod::Monthly,
+        on_partition: Default::default(),
     }
 }
 

@@ -62,6 +62,7 @@ fn budget() -> Record {
         limit: Some(Money::from_nanos(5_000_000_000)),
         max_requests: None,
         period: BudgetPeriod::Monthly,
+        on_partition: Default::default(),
     })
 }
 

@@ -456,6 +456,20 @@ fn a_leased_request_limit_holds_exactly_on_three_processes() {
         "metrics count {admitted}, clients saw {}",
         o.admitted
     );
+    // The budget shows its slices per node, never more than the limit in all.
+    let (status, text) =
+        http(procs[0].http, "GET", "/admin/api/budgets/leased", None).expect("GET");
+    assert_eq!(status, 200, "{text}");
+    let leases = &json(&text)["leases"];
+    let held = leases["held"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no leases in {text}"));
+    assert!(held >= o.admitted && held <= limit, "{text}");
+    let by_node = leases["by_node"].as_array().expect("by_node");
+    assert!(!by_node.is_empty(), "{text}");
+    let summed: u64 = by_node.iter().filter_map(|n| n["held"].as_u64()).sum();
+    assert_eq!(summed, held, "{text}");
+    assert_eq!(leases["on_partition"], "spend_leased", "{text}");
 }
 
 // ---- A key's requests per minute -----------------------------------------------

@@ -337,6 +337,8 @@ pub fn start(
         commits: 0,
         persisted_batches: 0,
         last_view: None,
+        // No version: the first view copies the restored ledger.
+        quota_ledger: (u64::MAX, Arc::default()),
         dirty: true,
         snapshot,
         state: state_tx,
@@ -376,6 +378,9 @@ struct Driver {
     commits: u64,
     persisted_batches: u64,
     last_view: Option<Millis>,
+    /// The keeper's ledger as last published, and its version (copied only when it
+    /// changed).
+    quota_ledger: (u64, Arc<aurora_core::quota::Ledger>),
     dirty: bool,
     /// The working copy of the published state snapshot.
     snapshot: StateSnapshot,
@@ -689,6 +694,10 @@ impl Driver {
         self.last_view = Some(now);
         let membership = self.node.view();
         let metrics = self.node.metrics();
+        let keeper = self.node.view().quota_keeper();
+        if self.quota_ledger.0 != keeper.version() {
+            self.quota_ledger = (keeper.version(), Arc::new(keeper.ledger().clone()));
+        }
         let view = ClusterView {
             failover: Some(self.node.view().failover_status()),
             node_id: Some(self.node.id()),
@@ -758,6 +767,7 @@ impl Driver {
                     .map(|s| StrangerView::of(s, StrangerKind::Pending));
                 mismatched.chain(pending).collect()
             },
+            quota_ledger: Arc::clone(&self.quota_ledger.1),
         };
         self.view.send_replace(Arc::new(view));
     }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aurora_core::state::replica::SyncLag;
 use aurora_core::state::store::{Key, Store, Usage, Value};
@@ -104,6 +105,9 @@ pub struct ClusterView {
     /// Peers turned away: an id presented with another life than its binding
     /// ("node X presented an unknown key"), or waiting for an operator.
     pub strangers: Vec<StrangerView>,
+    /// This node's copy of the quota ledger (empty unless it is a voter): what each
+    /// holder session was granted and gave back, per quota key, as recorded here.
+    pub quota_ledger: Arc<aurora_core::quota::Ledger>,
 }
 
 impl ClusterView {

@@ -213,6 +213,8 @@ pub fn digest(entries: &[LedgerEntry]) -> u64 {
 pub struct Keeper {
     fence: Epoch,
     ledger: Ledger,
+    /// Grows with every change of the copy: a driver republishes it only then.
+    version: u64,
 }
 
 impl Keeper {
@@ -228,7 +230,11 @@ impl Keeper {
         for quota in quotas {
             let _ = ledger.forget_old(quota);
         }
-        Keeper { fence, ledger }
+        Keeper {
+            fence,
+            ledger,
+            version: 0,
+        }
     }
 
     /// The fence.
@@ -239,6 +245,11 @@ impl Keeper {
     /// The copy.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// A number that grows whenever the copy changes.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Call for a [`QuotaMessage::Record`] or [`QuotaMessage::Collect`] from `from`
@@ -262,6 +273,7 @@ impl Keeper {
                 self.raise(*epoch, &mut out);
                 for entry in entries {
                     if self.ledger.merge(*entry) {
+                        self.version += 1;
                         out.persist
                             .push(Persisted::Entry(self.full(entry.key, entry.holder)));
                         for (key, holder) in self.ledger.forget_old(entry.key.quota) {

@@ -206,6 +206,49 @@ fn add_budget_usage(state: &AppState, id: &RecordId, budget: &Budget, json: &mut
             "tokens": used.tokens,
         }),
     );
+    if let Some(leases) = budget_leases(state, id, budget, period) {
+        map.insert("leases".to_owned(), leases);
+    }
+}
+
+/// `leases` on a budget record's JSON, when its `max_requests` goes through quota
+/// leases (docs/quota.md): the current period's slices as this node's copy of the
+/// ledger records them (a voter's copy: every grant reaches it or a majority that
+/// the lease holder collects from), per node, and what this node holds.
+/// `held` is granted and not given back (spent or still spendable); the sum is
+/// never above `max_requests`.
+fn budget_leases(state: &AppState, id: &RecordId, budget: &Budget, period: u64) -> Option<Value> {
+    let leases = state.policy.leases()?;
+    let max = budget.max_requests?;
+    let leased = crate::policy::leases::Leased::budget_requests(
+        id.as_str(),
+        period,
+        max,
+        budget.on_partition,
+    );
+    let view = state.cluster.view();
+    let name = |node: aurora_core::NodeId| {
+        if view.node_id == Some(node) {
+            return view.node_name.clone();
+        }
+        view.member(node)
+            .map_or_else(|| node.to_string(), |m| m.meta.name.clone())
+    };
+    let mut by_node: std::collections::BTreeMap<String, u64> = Default::default();
+    for (session, slot) in view.quota_ledger.range(leased.key) {
+        *by_node.entry(name(session.node)).or_default() += slot.held();
+    }
+    let held: u64 = by_node.values().sum();
+    Some(serde_json::json!({
+        "limit": max,
+        "on_partition": budget.on_partition,
+        "held": held,
+        "by_node": by_node
+            .into_iter()
+            .map(|(node, held)| serde_json::json!({"node": node, "held": held}))
+            .collect::<Vec<_>>(),
+        "this_node_remaining": leases.remaining(leased),
+    }))
 }
 
 /// `warnings` on a model record's JSON: one entry when no pricing record exists

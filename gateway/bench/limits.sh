@@ -8,7 +8,9 @@
 # an API key. The arm says what the key's budget is:
 #   none      the key has no budget (limits off);
 #   leases    a budget with max_requests 10^12, admitted by quota leases;
-#   counters  the same budget with gateway.budgets.request_leases: false.
+#   counters  the same budget with gateway.budgets.request_leases: false;
+#   rpm       no budget, a key rpm_limit of 2*10^9 admitted by quota leases;
+#   rpm_local the same rpm_limit in this node's token bucket (request_leases: false).
 # Counting starts after 50 warm-up requests and covers N sequential requests on one
 # keep-alive connection, every thread of the process included.
 #
@@ -16,7 +18,7 @@
 # Needs: valgrind, nginx (apt-get install -y valgrind nginx-light).
 set -euo pipefail
 BIN="$1"; N="${2:-1000}"; ARM="${3:-leases}"
-case "$ARM" in none|leases|counters) ;; *) echo "ARM must be none, leases or counters"; exit 2 ;; esac
+case "$ARM" in none|leases|counters|rpm|rpm_local) ;; *) echo "ARM must be none, leases, counters, rpm or rpm_local"; exit 2 ;; esac
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -32,7 +34,7 @@ command -v valgrind >/dev/null || { echo "missing: valgrind (apt-get install -y 
 start_nginx_mock "$work/nginx"
 pids+=("$NGINX_PID")
 leases=true
-[ "$ARM" = counters ] && leases=false
+case "$ARM" in counters|rpm_local) leases=false ;; esac
 cat > "$work/aurora.yaml" <<Y
 gateway:
   budgets:
@@ -63,7 +65,8 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 key='{"id":"bench","name":"bench"}'
-if [ "$ARM" != none ]; then
+case "$ARM" in rpm|rpm_local) key='{"id":"bench","name":"bench","rpm_limit":2000000000}' ;; esac
+if [ "$ARM" = leases ] || [ "$ARM" = counters ]; then
     admin POST /admin/api/budgets \
         '{"id":"bench","name":"bench","limit":null,"max_requests":1000000000000,"period":"total"}' >/dev/null
     key='{"id":"bench","name":"bench","budget_id":"bench"}'
@@ -87,9 +90,14 @@ sequential "$N"
 callgrind_control -i off "$vg" >/dev/null
 callgrind_control -d "$vg" >/dev/null
 sleep 1
-if [ "$ARM" = leases ]; then
-    admin GET /metrics | grep -q 'aurora_quota_admissions_total{result="admitted"} [1-9]' \
-        || { echo "the leases arm admitted nothing through quota leases"; exit 1; }
+case "$ARM" in
+    leases) limit=budget_requests ;;
+    rpm) limit=key_rpm ;;
+    *) limit= ;;
+esac
+if [ -n "$limit" ]; then
+    admin GET /metrics | grep -q "aurora_quota_admissions_total{limit=\"$limit\",result=\"admitted\"} [1-9]" \
+        || { echo "the $ARM arm admitted nothing through quota leases"; exit 1; }
 fi
 total="$(grep -h '^totals:' "$out".1 | awk '{print $2}')"
 echo "$BIN $ARM: $((total / N)) instructions per request ($N requests, total $total)"

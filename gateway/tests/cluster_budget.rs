@@ -151,6 +151,17 @@ fn budget_and_key_on_partition(procs: &[Proc], id: &str, limit: u64, on_partitio
 
 /// Sends `rate` req/s round-robin over `nodes` for `duration`, open-loop.
 fn open_loop(nodes: &[SocketAddr], secret: &str, rate: u64, duration: Duration) -> Outcome {
+    open_loop_with(nodes, secret, rate, duration, CHAT)
+}
+
+/// [`open_loop`] with another request body.
+fn open_loop_with(
+    nodes: &[SocketAddr],
+    secret: &str,
+    rate: u64,
+    duration: Duration,
+    body: &'static str,
+) -> Outcome {
     let count = (duration.as_secs_f64() * rate as f64).ceil() as u64;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let (tx, rx) = mpsc::channel();
@@ -164,7 +175,7 @@ fn open_loop(nodes: &[SocketAddr], secret: &str, rate: u64, duration: Duration) 
         let node = (i % nodes.len() as u64) as usize;
         let (addr, secret, tx) = (nodes[node], secret.to_owned(), tx.clone());
         senders.push(std::thread::spawn(move || {
-            let answer = match request(addr, "POST", "/v1/chat/completions", &secret, Some(CHAT)) {
+            let answer = match request(addr, "POST", "/v1/chat/completions", &secret, Some(body)) {
                 // A node still waiting for its grant of a leased limit.
                 Ok((429, body)) if body.contains("being granted capacity") => Answer::Pending,
                 Ok((status, _)) => Answer::Status(status),
@@ -691,4 +702,84 @@ fn a_cut_off_node_follows_each_budgets_on_partition() {
         .count() as u64;
     assert!(admitted <= limit, "{admitted} admitted of {limit}");
     heal_node_3(&procs);
+}
+
+// ---- A budget's spend limit ------------------------------------------------------
+
+/// A request that reserves at most its prompt and 5 output tokens.
+const SHORT_CHAT: &str =
+    r#"{"model":"mock/gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"spend"}]}"#;
+
+/// The spend must-show in small, in every CI run: three processes in
+/// `active_active`, a budget of 0.0001 USD (100,000 nano-USD) on a model priced at
+/// 1 USD a million tokens, requests of about 7,000 nano-USD each at 200 req/s
+/// round-robin for 3 s. Each request reserves its estimated cost against its node's
+/// slice and settles the actual cost after (never more here: the mock counts
+/// prompts as the estimate does and stops at `max_tokens`), so the cluster spends
+/// at most the limit, and at least the limit less a request and a slice per node.
+#[test]
+fn a_leased_spend_limit_holds_on_three_processes() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (_specs, procs) = start_three(root.path(), &["--cluster-failover-mode", "active_active"]);
+    let nodes: Vec<SocketAddr> = procs.iter().map(|p| p.http).collect();
+    wait_for_leader(&procs);
+    let pricing = r#"{"id":"mock/gpt-4o-mini","input_per_million":"1","output_per_million":"1","cached_input_per_million":null}"#;
+    let (status, text) = post(procs[0].http, "/admin/api/pricing", pricing);
+    assert_eq!(status, 201, "{text}");
+    let budget =
+        r#"{"id":"spend","name":"spend","limit":"0.0001","max_requests":null,"period":"total"}"#;
+    let (status, text) = post(procs[0].http, "/admin/api/budgets", budget);
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = post(
+        procs[0].http,
+        "/admin/api/keys",
+        r#"{"id":"spend","name":"spend","budget_id":"spend"}"#,
+    );
+    assert_eq!(status, 201, "{text}");
+    let secret = json(&text)["secret"].as_str().expect("secret").to_owned();
+    let paths = [
+        "/admin/api/pricing/mock/gpt-4o-mini",
+        "/admin/api/budgets/spend",
+        "/admin/api/keys/spend",
+    ];
+    wait_for(
+        Duration::from_secs(10),
+        "pricing, budget and key everywhere",
+        || {
+            procs.iter().all(|p| {
+                paths
+                    .iter()
+                    .all(|path| matches!(http(p.http, "GET", path, None), Ok((200, _))))
+            })
+        },
+    );
+    let o = open_loop_with(&nodes, &secret, 200, Duration::from_secs(3), SHORT_CHAT);
+    println!("{o:?}");
+    assert_eq!(o.other, 0, "only 200, 402 and 429: {o:?}");
+    // The counters carry every node's spend to node 1 within about a second.
+    let limit = 100_000u64;
+    let mut spent = 0;
+    wait_for(
+        Duration::from_secs(10),
+        "every request's spend counted",
+        || {
+            let (_, text) =
+                http(procs[0].http, "GET", "/admin/api/budgets/spend", None).expect("GET");
+            let usage = &json(&text)["usage"];
+            spent = usage["spend_nanos"].as_u64().unwrap_or(0);
+            usage["requests"].as_u64() == Some(o.admitted)
+        },
+    );
+    let per_request = spent / o.admitted.max(1);
+    println!(
+        "spent {spent} of {limit} nano-USD in {} requests",
+        o.admitted
+    );
+    assert!(spent <= limit, "spent {spent} of {limit}: {o:?}");
+    let slice = aurora_core::quota::QuotaTiming::default().max_slice(limit);
+    assert!(
+        spent + 3 * (per_request + slice) >= limit,
+        "spent {spent} of {limit}: {o:?}"
+    );
+    assert!(o.refused > 0, "the budget was never reached: {o:?}");
 }

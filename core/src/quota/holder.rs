@@ -103,6 +103,10 @@ struct Held {
     /// What the grantor could still grant of the key at its last grant (0 once it
     /// said exhausted).
     room: u64,
+    /// The amount of a refused admission larger than what is held: asked for
+    /// (over several grants if it is larger than a slice) until an admission
+    /// succeeds.
+    need: u64,
     /// Units admitted per second, smoothed.
     rate: f64,
     last_use: Millis,
@@ -189,6 +193,7 @@ impl Holder {
             asked: None,
             exhausted_at: None,
             room: limit.max,
+            need: 0,
             rate: 0.0,
             last_use: now,
         });
@@ -204,8 +209,10 @@ impl Holder {
         }
         if held.available() >= amount {
             held.used += amount;
+            held.need = 0;
             return Ok(Admission::Leased);
         }
+        held.need = held.need.max(amount);
         if cut_off && on_partition == OnPartition::FailOpen {
             held.unleased = held.unleased.saturating_add(amount);
             return Ok(Admission::Unleased);
@@ -336,7 +343,7 @@ impl Holder {
         let timing = self.timing;
         for (key, held) in &mut self.slices {
             let want = want(&timing, held);
-            let low = want.div_ceil(2).max(1);
+            let low = want.div_ceil(2).max(1).max(held.need);
             let short = held.available() < low && now.since(held.last_use) < timing.idle_release;
             let waiting = held
                 .asked
@@ -422,11 +429,14 @@ impl Holder {
 }
 
 /// What to ask for: the recent rate over the refill horizon, between the smallest
-/// and the largest slice.
+/// and the largest slice; at least what a refused admission lacks (a grantor grants
+/// at most a slice at a time, so a request larger than a slice is granted over
+/// several asks).
 fn want(timing: &QuotaTiming, held: &Held) -> u64 {
     let max = timing.max_slice(held.limit.max);
     let by_rate = (held.rate * timing.refill_horizon.as_secs_f64()).ceil() as u64;
-    by_rate.clamp(timing.min_slice.min(max), max)
+    let lacking = held.need.saturating_sub(held.available());
+    by_rate.clamp(timing.min_slice.min(max), max).max(lacking)
 }
 
 /// Gives back all of `held` that is not spent, to the grantor `to`.
@@ -542,5 +552,52 @@ mod tests {
         let _ = h.retire(1, 2);
         assert_eq!(admit(&mut h, 2), Err(Refusal::Exhausted));
         assert_eq!(h.slot(key), crate::quota::Slot::default());
+    }
+
+    /// A reservation larger than a slice is asked for until it is held, over several
+    /// grants (a grantor grants a slice at a time), then admitted.
+    #[test]
+    fn an_amount_larger_than_a_slice_is_asked_for_until_it_is_held() {
+        let (me, key) = (ME, KEY);
+        let limit = QuotaLimit::per_window(1_000);
+        let slice = QuotaTiming::default().max_slice(1_000);
+        let mut h = Holder::new(me, QuotaTiming::default());
+        let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
+        let amount = 3 * slice + 1;
+        let mut allowance = 0;
+        for round in 0..4 {
+            assert_eq!(
+                h.admit(Millis(round), key, limit, OnPartition::SpendLeased, amount),
+                Err(Refusal::Waiting)
+            );
+            let out = h.poll(Millis(round));
+            let want = out
+                .sends
+                .iter()
+                .find_map(|(_, m)| match m {
+                    QuotaMessage::Ask { want, .. } => Some(*want),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("round {round}: no ask"));
+            assert!(want >= amount - allowance, "round {round}: asks {want}");
+            // The grantor grants a slice at a time.
+            allowance += slice;
+            let grant = QuotaMessage::Grant {
+                epoch: Epoch(1),
+                key,
+                holder: me,
+                slot: crate::quota::Slot {
+                    allowance,
+                    released: 0,
+                },
+                room: 1_000 - allowance,
+            };
+            let _ = h.handle(Millis(round), NodeId(2), &grant);
+        }
+        assert_eq!(
+            h.admit(Millis(5), key, limit, OnPartition::SpendLeased, amount),
+            Ok(Admission::Leased)
+        );
+        assert_eq!(h.used(key), (amount, 0));
     }
 }

@@ -217,7 +217,10 @@ async fn serve_admitted(
     };
     // A budget whose request limit is leased: the request's unit first (the first
     // requests of a period wait briefly for their grant).
-    let prepared = state.policy.ready(&state.state_view, caller).await;
+    let prepared = state
+        .policy
+        .ready(&state.state_view, caller, &request, &name, &allowance)
+        .await;
     // Admission (and a refusal) in the policy span; no await until it is left.
     let policy_span = crate::telemetry::policy_span();
     let in_policy = policy_span.enter();

@@ -424,7 +424,10 @@ async fn serve_admitted(
     };
     let mut view = policy_view(&request);
     let name = request.model.clone();
-    let prepared = state.policy.ready(&state.state_view, caller).await;
+    let prepared = state
+        .policy
+        .ready(&state.state_view, caller, &view, &name, &allowance)
+        .await;
     let ticket = match state.policy.admit_prepared(
         &state.state_view,
         caller,

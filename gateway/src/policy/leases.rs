@@ -55,15 +55,22 @@ pub enum LimitKind {
     BudgetRequests,
     /// A key's `rpm_limit`, a rolling minute.
     KeyRpm,
+    /// A budget's spend `limit` in one period, in nano-USD.
+    BudgetSpend,
 }
 
 impl LimitKind {
-    const ALL: [LimitKind; 2] = [LimitKind::BudgetRequests, LimitKind::KeyRpm];
+    const ALL: [LimitKind; 3] = [
+        LimitKind::BudgetRequests,
+        LimitKind::KeyRpm,
+        LimitKind::BudgetSpend,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             LimitKind::BudgetRequests => "budget_requests",
             LimitKind::KeyRpm => "key_rpm",
+            LimitKind::BudgetSpend => "budget_spend",
         }
     }
 }
@@ -98,6 +105,25 @@ impl Leased {
             },
             limit: QuotaLimit::per_window(max),
             kind: LimitKind::BudgetRequests,
+            on_partition,
+        }
+    }
+
+    /// A budget's spend limit of `max_nanos` nano-USD in its period `period`, cut
+    /// off as `on_partition` says.
+    pub fn budget_spend(
+        budget_id: &str,
+        period: u64,
+        max_nanos: u64,
+        on_partition: OnPartition,
+    ) -> Leased {
+        Leased {
+            key: QuotaKey {
+                quota: quota_of(b"budget-spend\0", budget_id),
+                window: period,
+            },
+            limit: QuotaLimit::per_window(max_nanos),
+            kind: LimitKind::BudgetSpend,
             on_partition,
         }
     }
@@ -158,7 +184,7 @@ pub struct Leases {
     /// Woken whenever a grant arrives.
     granted: Notify,
     /// Per [`LimitKind`], in the order of [`LimitKind::ALL`].
-    counters: [Counters; 2],
+    counters: [Counters; 3],
     traffic: Traffic,
 }
 
@@ -168,33 +194,52 @@ impl std::fmt::Debug for Leases {
     }
 }
 
-/// One request's unit of a budget's request limit: given back when dropped, unless
-/// the request was answered ([`LeaseHold::keep`]).
+/// What one request reserved of a leased limit (a unit of a request limit, its
+/// estimated cost of a spend limit): given back when dropped, unless the request was
+/// answered ([`LeaseHold::keep`], [`LeaseHold::settle`]).
 #[derive(Debug)]
 pub struct LeaseHold {
     leases: Arc<Leases>,
     key: QuotaKey,
     kind: LimitKind,
     admission: Admission,
-    kept: bool,
+    amount: u64,
+    settled: bool,
 }
 
 impl LeaseHold {
-    /// The request was answered: its unit stays spent.
-    pub fn keep(mut self) {
-        self.kept = true;
+    /// The request was answered: what it reserved stays spent.
+    pub fn keep(self) {
+        let amount = self.amount;
+        self.settle(amount);
+    }
+
+    /// The request was answered and came to `actual` (its cost): the difference to
+    /// the reservation goes back to the slice, or is owed by it when above.
+    pub fn settle(mut self, actual: u64) {
+        self.settled = true;
+        self.leases
+            .lock()
+            .settle(self.key, self.admission, self.amount, actual);
     }
 
     /// The key it is a unit of.
     pub fn key(&self) -> QuotaKey {
         self.key
     }
+
+    /// What it reserved.
+    pub fn amount(&self) -> u64 {
+        self.amount
+    }
 }
 
 impl Drop for LeaseHold {
     fn drop(&mut self) {
-        if !self.kept {
-            self.leases.lock().settle(self.key, self.admission, 1, 0);
+        if !self.settled {
+            self.leases
+                .lock()
+                .settle(self.key, self.admission, self.amount, 0);
             self.leases
                 .counters(self.kind)
                 .given_back
@@ -269,7 +314,17 @@ impl Leases {
     /// Takes one unit of `limit`: never waits. See [`Leases::take`] for a request
     /// that may wait for its grant.
     pub fn admit(self: &Arc<Self>, limit: Leased) -> Result<LeaseHold, Refusal> {
-        let taken = self.try_take(limit);
+        self.admit_amount(limit, 1)
+    }
+
+    /// Takes `amount` of `limit` (a reservation: settle it with
+    /// [`LeaseHold::settle`]): never waits.
+    pub fn admit_amount(
+        self: &Arc<Self>,
+        limit: Leased,
+        amount: u64,
+    ) -> Result<LeaseHold, Refusal> {
+        let taken = self.try_take(limit, amount);
         self.count(limit.kind, &taken);
         taken
     }
@@ -286,11 +341,21 @@ impl Leases {
     /// is reached or no lease holder is reachable. Each waiting request counts as
     /// demand, so a burst asks for a slice its size (up to the largest).
     pub async fn take(self: &Arc<Self>, limit: Leased) -> Result<LeaseHold, Refusal> {
+        self.take_amount(limit, 1).await
+    }
+
+    /// [`Leases::take`] of `amount` (a reservation larger than a slice is granted
+    /// over several asks, within the same wait).
+    pub async fn take_amount(
+        self: &Arc<Self>,
+        limit: Leased,
+        amount: u64,
+    ) -> Result<LeaseHold, Refusal> {
         let deadline = tokio::time::Instant::now() + GRANT_WAIT;
         loop {
             // Registered before the attempt: a grant between the two still wakes it.
             let granted = self.granted.notified();
-            match self.try_take(limit) {
+            match self.try_take(limit, amount) {
                 Err(Refusal::Waiting) => {
                     if tokio::time::timeout_at(deadline, granted).await.is_err() {
                         let taken = Err(Refusal::Waiting);
@@ -306,7 +371,7 @@ impl Leases {
         }
     }
 
-    fn try_take(self: &Arc<Self>, limit: Leased) -> Result<LeaseHold, Refusal> {
+    fn try_take(self: &Arc<Self>, limit: Leased, amount: u64) -> Result<LeaseHold, Refusal> {
         let now = self.now();
         let key = limit.key;
         let (admitted, out) = {
@@ -316,7 +381,7 @@ impl Leases {
             // forgets them and gives back what they did not spend, under the same
             // lock (a no-op unless the window moved on).
             let mut out = holder.retire(key.quota, key.window);
-            let admitted = holder.admit(now, key, limit.limit, limit.on_partition, 1);
+            let admitted = holder.admit(now, key, limit.limit, limit.on_partition, amount);
             out.extend(holder.poll(now));
             (admitted, out)
         };
@@ -326,7 +391,8 @@ impl Leases {
             key,
             kind: limit.kind,
             admission,
-            kept: false,
+            amount,
+            settled: false,
         })
     }
 

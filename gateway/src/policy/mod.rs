@@ -192,6 +192,9 @@ pub struct Ticket {
     lease: Option<leases::LeaseHold>,
     /// The request's unit of its key's leased `rpm_limit`: kept like `lease`.
     rpm: Option<leases::LeaseHold>,
+    /// The request's estimated cost reserved of its budget's leased spend limit:
+    /// settled at its actual cost once answered, given back otherwise.
+    spend: Option<leases::LeaseHold>,
     _slot: Option<Slot>,
     model: String,
     started: Instant,
@@ -206,6 +209,7 @@ pub struct Ticket {
 pub struct Prepared {
     lease: Option<leases::LeaseHold>,
     rpm: Option<leases::LeaseHold>,
+    spend: Option<leases::LeaseHold>,
 }
 
 /// What admission reserves for a request beyond what it asks for: the output it may
@@ -299,7 +303,14 @@ impl Policy {
     /// of a period on a node wait for their grant here instead of being refused; an
     /// exhausted limit or an unreachable lease holder answers at once (admission
     /// then refuses).
-    pub async fn ready(&self, data: &dyn PolicyData, caller: &Caller) -> Prepared {
+    pub async fn ready(
+        &self,
+        data: &dyn PolicyData,
+        caller: &Caller,
+        request: &ChatCompletionRequest,
+        model: &str,
+        allowance: &Allowance<'_>,
+    ) -> Prepared {
         let Some(leases) = self.leases.get() else {
             return Prepared::default();
         };
@@ -309,6 +320,10 @@ impl Policy {
         }
         if let Some(limit) = rpm_leased(data, caller) {
             prepared.rpm = leases.take(limit).await.ok();
+        }
+        if let Some(limit) = spend_leased(data, caller) {
+            let amount = spend_reserved(estimate(data, request, model, allowance));
+            prepared.spend = leases.take_amount(limit, amount).await.ok();
         }
         prepared
     }
@@ -445,6 +460,7 @@ impl Policy {
         }
         let mut reservation = None;
         let mut lease = None;
+        let mut spend = None;
         if let Some((key_id, budget_id)) = key.and_then(|(id, k)| Some((id, k.budget_id.as_ref()?)))
         {
             let Some(Record::Budget(budget)) = data.record(Collection::Budgets, budget_id.as_str())
@@ -456,18 +472,16 @@ impl Policy {
                     budget_id.as_str(),
                 ));
             };
-            let prompt = crate::provider::tokens::prompt(&request.messages);
-            // Every one of `n` completions may run to the cap.
-            let output = u64::from(request.token_cap().unwrap_or(allowance.output_tokens))
-                * u64::from(request.choices());
-            let priced_as = std::iter::once(model).chain(allowance.priced_as.iter().map(|a| &**a));
-            let held = Usage {
-                requests: 1,
-                spend_nanos: reserve::estimate_cost(data, priced_as, prompt, output).nanos(),
-                tokens: 0,
-            };
+            let held = estimate(data, request, model, allowance);
             let reserved = self.reserve_budget(data, budget_id, &budget, held)?;
             lease = self.lease_budget(data, budget_id, &budget, prepared.lease.take())?;
+            spend = self.lease_spend(
+                data,
+                budget_id,
+                &budget,
+                spend_reserved(held),
+                prepared.spend.take(),
+            )?;
             reservation = Some(reserved);
         }
         let mut slot = None;
@@ -506,6 +520,7 @@ impl Policy {
             _reservation: reservation.map(|(r, _)| r),
             lease,
             rpm,
+            spend,
             _slot: slot,
             model: model.to_owned(),
             started: Instant::now(),
@@ -532,9 +547,12 @@ impl Policy {
         // counters lag behind them (the spend limit is still theirs), for the check
         // and the latch alike.
         let counted;
-        let budget = if self.leases.get().is_some() && budget.max_requests.is_some() {
+        let budget = if self.leases.get().is_some()
+            && (budget.max_requests.is_some() || budget.limit.is_some())
+        {
             counted = Budget {
                 max_requests: None,
+                limit: None,
                 ..budget.clone()
             };
             &counted
@@ -615,6 +633,52 @@ impl Policy {
         }
     }
 
+    /// The request's estimated cost (`amount` nano-USD) reserved of `budget`'s spend
+    /// limit, when quota leases grant it (`prepared`: taken by [`Policy::ready`]):
+    /// 402 once the cluster's limit cannot cover it, 429 `budget_pending` while this
+    /// node holds too little, 429 `budget_cut_off` when it cannot reach the lease
+    /// holder.
+    fn lease_spend(
+        &self,
+        data: &dyn PolicyData,
+        id: &RecordId,
+        budget: &Budget,
+        amount: u64,
+        prepared: Option<leases::LeaseHold>,
+    ) -> Result<Option<leases::LeaseHold>, Rejection> {
+        let (Some(leases), Some(limit)) = (self.leases.get(), budget.limit) else {
+            return Ok(None);
+        };
+        let wall = data.wall_ms();
+        let period = budget.period.index(wall);
+        let leased =
+            leases::Leased::budget_spend(id.as_str(), period, limit.nanos(), budget.on_partition);
+        let taken = match prepared {
+            // Taken with the estimate before redaction: an estimate either way.
+            Some(hold) if hold.key() == leased.key => Ok(hold),
+            _ => leases.admit_amount(leased, amount),
+        };
+        match taken {
+            Ok(hold) => Ok(Some(hold)),
+            Err(aurora_core::quota::Refusal::Waiting) => Err(errors::budget_pending(id.as_str())),
+            Err(aurora_core::quota::Refusal::CutOff) => Err(errors::budget_cut_off(id.as_str())),
+            Err(_) => {
+                let used = Usage {
+                    spend_nanos: limit.nanos(),
+                    ..Usage::default()
+                };
+                Err(budget::refusal(
+                    id,
+                    budget,
+                    used,
+                    budget::Reached::Spend,
+                    period,
+                    wall,
+                ))
+            }
+        }
+    }
+
     /// Counts a refused request: metrics always; a usage-log row only once the caller
     /// is authenticated. A 401 (no key, unknown key) is a counter and nothing else, so
     /// a flood of junk keys cannot grow the log's file.
@@ -663,6 +727,51 @@ fn budget_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Lease
         budget.max_requests?,
         budget.on_partition,
     ))
+}
+
+/// `caller`'s budget's spend limit, as the leases admit it, if it has one.
+fn spend_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
+    let Caller::Key { key, .. } = caller else {
+        return None;
+    };
+    let id = key.budget_id.as_ref()?;
+    let Some(Record::Budget(budget)) = data.record(Collection::Budgets, id.as_str()) else {
+        return None;
+    };
+    let period = budget.period.index(data.wall_ms());
+    Some(leases::Leased::budget_spend(
+        id.as_str(),
+        period,
+        budget.limit?.nanos(),
+        budget.on_partition,
+    ))
+}
+
+/// What a request reserves of its budget's leased spend limit: its estimated cost,
+/// at least a nano-USD, so that a spent budget refuses even a request it cannot
+/// price (as the counters' check does).
+fn spend_reserved(estimate: Usage) -> u64 {
+    estimate.spend_nanos.max(1)
+}
+
+/// What a request reserves of its budget: one request and its estimated cost (every
+/// one of `n` completions may run to the cap; the most expensive pricing it may be
+/// billed at).
+fn estimate(
+    data: &dyn PolicyData,
+    request: &ChatCompletionRequest,
+    model: &str,
+    allowance: &Allowance<'_>,
+) -> Usage {
+    let prompt = crate::provider::tokens::prompt(&request.messages);
+    let output = u64::from(request.token_cap().unwrap_or(allowance.output_tokens))
+        * u64::from(request.choices());
+    let priced_as = std::iter::once(model).chain(allowance.priced_as.iter().map(|a| &**a));
+    Usage {
+        requests: 1,
+        spend_nanos: reserve::estimate_cost(data, priced_as, prompt, output).nanos(),
+        tokens: 0,
+    }
 }
 
 /// `caller`'s key's rpm limit, as the leases admit it, if it has one.
@@ -740,6 +849,9 @@ impl Ticket {
             }
             if let Some(lease) = self.lease.take() {
                 lease.keep();
+            }
+            if let Some(spend) = self.spend.take() {
+                spend.settle(cost.nanos());
             }
             if let Some((budget, period)) = &self.budget {
                 let charged = Usage {

@@ -166,7 +166,9 @@ fn open_loop_with(
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
-    let mut senders = Vec::with_capacity(count as usize);
+    // Joined as they finish: a long run at 1,000 req/s would otherwise keep every
+    // finished thread's stack until the end.
+    let mut senders = std::collections::VecDeque::new();
     for i in 0..count {
         let at = start + interval.mul_f64(i as f64);
         if let Some(wait) = at.checked_duration_since(Instant::now()) {
@@ -174,7 +176,15 @@ fn open_loop_with(
         }
         let node = (i % nodes.len() as u64) as usize;
         let (addr, secret, tx) = (nodes[node], secret.to_owned(), tx.clone());
-        senders.push(std::thread::spawn(move || {
+        while senders
+            .front()
+            .is_some_and(std::thread::JoinHandle::is_finished)
+        {
+            if let Some(done) = senders.pop_front() {
+                done.join().expect("sender thread");
+            }
+        }
+        senders.push_back(std::thread::spawn(move || {
             let answer = match request(addr, "POST", "/v1/chat/completions", &secret, Some(body)) {
                 // A node still waiting for its grant of a leased limit.
                 Ok((429, body)) if body.contains("being granted capacity") => Answer::Pending,

@@ -340,40 +340,27 @@ impl Holder {
         let Some((to, _)) = self.grantor else {
             return out;
         };
-        let timing = self.timing;
         for (key, held) in &mut self.slices {
-            let want = want(&timing, held);
-            let low = want.div_ceil(2).max(1).max(held.need);
-            let short = held.available() < low && now.since(held.last_use) < timing.idle_release;
-            let waiting = held
-                .asked
-                .is_some_and(|at| now.since(at) < timing.ask_timeout);
-            let resting = held
-                .exhausted_at
-                .is_some_and(|at| now.since(at) < timing.exhausted_retry);
-            // Timers that have nothing left to do are cleared, so that
-            // `poll_timeout` never names a moment already past.
-            if !resting {
-                held.exhausted_at = None;
-            }
-            if !short {
-                held.asked = None;
-                continue;
-            }
-            if !waiting && !resting {
-                held.asked = Some(now);
+            let ask = ask(&self.timing, self.me, now, *key, held);
+            if let Some(ask) = ask {
                 self.unanswered_since.get_or_insert(now);
-                out.send(
-                    to,
-                    QuotaMessage::Ask {
-                        key: *key,
-                        limit: held.limit,
-                        holder: self.me,
-                        slot: held.slot,
-                        want,
-                    },
-                );
+                out.send(to, ask);
             }
+        }
+        out
+    }
+
+    /// The ask `key` needs at `now`, if any: call after admitting in `key` on the
+    /// request path instead of [`Holder::poll`], which looks at every key (the
+    /// others' asks and releases are due at [`Holder::poll_timeout`]).
+    pub fn poll_key(&mut self, now: Millis, key: QuotaKey) -> QuotaOut {
+        let mut out = QuotaOut::default();
+        let (Some((to, _)), Some(held)) = (self.grantor, self.slices.get_mut(&key)) else {
+            return out;
+        };
+        if let Some(ask) = ask(&self.timing, self.me, now, key, held) {
+            self.unanswered_since.get_or_insert(now);
+            out.send(to, ask);
         }
         out
     }
@@ -426,6 +413,46 @@ impl Holder {
     pub fn slot(&self, key: QuotaKey) -> Slot {
         self.slices.get(&key).map(|h| h.slot).unwrap_or_default()
     }
+}
+
+/// The ask `held` needs at `now`, if any (it is then marked asked); clears the
+/// timers that have nothing left to do.
+fn ask(
+    timing: &QuotaTiming,
+    me: Session,
+    now: Millis,
+    key: QuotaKey,
+    held: &mut Held,
+) -> Option<QuotaMessage> {
+    let want = want(timing, held);
+    let low = want.div_ceil(2).max(1).max(held.need);
+    let short = held.available() < low && now.since(held.last_use) < timing.idle_release;
+    let waiting = held
+        .asked
+        .is_some_and(|at| now.since(at) < timing.ask_timeout);
+    let resting = held
+        .exhausted_at
+        .is_some_and(|at| now.since(at) < timing.exhausted_retry);
+    // Timers that have nothing left to do are cleared, so that `poll_timeout` never
+    // names a moment already past.
+    if !resting {
+        held.exhausted_at = None;
+    }
+    if !short {
+        held.asked = None;
+        return None;
+    }
+    if waiting || resting {
+        return None;
+    }
+    held.asked = Some(now);
+    Some(QuotaMessage::Ask {
+        key,
+        limit: held.limit,
+        holder: me,
+        slot: held.slot,
+        want,
+    })
 }
 
 /// What to ask for: the recent rate over the refill horizon, between the smallest

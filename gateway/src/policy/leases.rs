@@ -382,7 +382,8 @@ impl Leases {
             // lock (a no-op unless the window moved on).
             let mut out = holder.retire(key.quota, key.window);
             let admitted = holder.admit(now, key, limit.limit, limit.on_partition, amount);
-            out.extend(holder.poll(now));
+            // Only this key's ask: the bridge's timer polls the others.
+            out.extend(holder.poll_key(now, key));
             (admitted, out)
         };
         self.send(out.sends);

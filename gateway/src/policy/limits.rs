@@ -56,22 +56,28 @@ pub struct RateHeaders {
     pub tokens: Option<Remaining>,
 }
 
+/// The header names, per limit: (limit, remaining, reset).
+const REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
 impl RateHeaders {
     /// Writes the headers of the limits there are.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for (which, remaining) in [("requests", self.requests), ("tokens", self.tokens)] {
+        for (names, remaining) in [(&REQUESTS, self.requests), (&TOKENS, self.tokens)] {
             let Some(r) = remaining else { continue };
-            for (what, value) in [
-                ("limit", r.limit.to_string()),
-                ("remaining", r.remaining.to_string()),
-                ("reset", openai_duration(r.reset)),
-            ] {
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::try_from(format!("x-ratelimit-{what}-{which}")),
-                    HeaderValue::try_from(value),
-                ) {
-                    headers.insert(name, value);
-                }
+            let [limit, left, reset] = names.clone();
+            headers.insert(limit, HeaderValue::from(r.limit));
+            headers.insert(left, HeaderValue::from(r.remaining));
+            if let Ok(value) = HeaderValue::try_from(openai_duration(r.reset)) {
+                headers.insert(reset, value);
             }
         }
     }

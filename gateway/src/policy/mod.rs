@@ -315,13 +315,14 @@ impl Policy {
             return Prepared::default();
         };
         let mut prepared = Prepared::default();
-        if let Some(limit) = budget_leased(data, caller) {
+        let (requests, spend) = budget_leased(data, caller);
+        if let Some(limit) = requests {
             prepared.lease = leases.take(limit).await.ok();
         }
         if let Some(limit) = rpm_leased(data, caller) {
             prepared.rpm = leases.take(limit).await.ok();
         }
-        if let Some(limit) = spend_leased(data, caller) {
+        if let Some(limit) = spend {
             let amount = spend_reserved(estimate(data, request, model, allowance));
             prepared.spend = leases.take_amount(limit, amount).await.ok();
         }
@@ -459,6 +460,7 @@ impl Policy {
             rewrote = guardrails::apply(data, &workflow, request, model)?.redacted > 0;
         }
         let mut reservation = None;
+        let mut budget_slot = None;
         let mut lease = None;
         let mut spend = None;
         if let Some((key_id, budget_id)) = key.and_then(|(id, k)| Some((id, k.budget_id.as_ref()?)))
@@ -473,7 +475,16 @@ impl Policy {
                 ));
             };
             let held = estimate(data, request, model, allowance);
-            let reserved = self.reserve_budget(data, budget_id, &budget, held)?;
+            if self.leases.get().is_some() {
+                // The leases judge both limits: the counters' check, pacer and
+                // reservation have nothing to add (the usage is still recorded).
+                let period = budget.period.index(data.wall_ms());
+                budget_slot = Some((budget_id.clone(), period));
+            } else {
+                let (reserved, slot) = self.reserve_budget(data, budget_id, &budget, held)?;
+                budget_slot = Some(slot);
+                reservation = Some(reserved);
+            }
             lease = self.lease_budget(data, budget_id, &budget, prepared.lease.take())?;
             spend = self.lease_spend(
                 data,
@@ -482,7 +493,6 @@ impl Policy {
                 spend_reserved(held),
                 prepared.spend.take(),
             )?;
-            reservation = Some(reserved);
         }
         let mut slot = None;
         let mut rpm = None;
@@ -516,8 +526,8 @@ impl Policy {
         }
         Ok(Ticket {
             key_id: key.map(|(id, _)| Arc::clone(id)),
-            budget: reservation.as_ref().map(|(_, slot)| slot.clone()),
-            _reservation: reservation.map(|(r, _)| r),
+            budget: budget_slot,
+            _reservation: reservation,
             lease,
             rpm,
             spend,
@@ -543,22 +553,9 @@ impl Policy {
         budget: &Budget,
         held: Usage,
     ) -> Result<(Reservation, (RecordId, u64)), Rejection> {
-        // A request limit granted by quota leases is the leases' to judge: the
-        // counters lag behind them (the spend limit is still theirs), for the check
-        // and the latch alike.
-        let counted;
-        let budget = if self.leases.get().is_some()
-            && (budget.max_requests.is_some() || budget.limit.is_some())
-        {
-            counted = Budget {
-                max_requests: None,
-                limit: None,
-                ..budget.clone()
-            };
-            &counted
-        } else {
-            budget
-        };
+        // Only without quota leases: with them, the leases judge (see
+        // `admit_prepared`).
+        debug_assert!(self.leases.get().is_none());
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
         let seen = data.usage(id, period);
@@ -711,40 +708,29 @@ impl Policy {
     }
 }
 
-/// `caller`'s budget's request limit, as the leases admit it, if it has one.
-fn budget_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
+/// `caller`'s budget's request and spend limits, as the leases admit them, where it
+/// has them (one lookup of the budget record for both).
+fn budget_leased(
+    data: &dyn PolicyData,
+    caller: &Caller,
+) -> (Option<leases::Leased>, Option<leases::Leased>) {
     let Caller::Key { key, .. } = caller else {
-        return None;
+        return (None, None);
     };
-    let id = key.budget_id.as_ref()?;
+    let Some(id) = key.budget_id.as_ref() else {
+        return (None, None);
+    };
     let Some(Record::Budget(budget)) = data.record(Collection::Budgets, id.as_str()) else {
-        return None;
+        return (None, None);
     };
     let period = budget.period.index(data.wall_ms());
-    Some(leases::Leased::budget_requests(
-        id.as_str(),
-        period,
-        budget.max_requests?,
-        budget.on_partition,
-    ))
-}
-
-/// `caller`'s budget's spend limit, as the leases admit it, if it has one.
-fn spend_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
-    let Caller::Key { key, .. } = caller else {
-        return None;
-    };
-    let id = key.budget_id.as_ref()?;
-    let Some(Record::Budget(budget)) = data.record(Collection::Budgets, id.as_str()) else {
-        return None;
-    };
-    let period = budget.period.index(data.wall_ms());
-    Some(leases::Leased::budget_spend(
-        id.as_str(),
-        period,
-        budget.limit?.nanos(),
-        budget.on_partition,
-    ))
+    let requests = budget
+        .max_requests
+        .map(|max| leases::Leased::budget_requests(id.as_str(), period, max, budget.on_partition));
+    let spend = budget.limit.map(|limit| {
+        leases::Leased::budget_spend(id.as_str(), period, limit.nanos(), budget.on_partition)
+    });
+    (requests, spend)
 }
 
 /// What a request reserves of its budget's leased spend limit: its estimated cost,

@@ -481,7 +481,7 @@ fn a_leased_request_limit_holds_exactly_on_three_processes() {
     let (status, text) =
         http(procs[0].http, "GET", "/admin/api/budgets/leased", None).expect("GET");
     assert_eq!(status, 200, "{text}");
-    let leases = &json(&text)["leases"];
+    let leases = &json(&text)["leases"]["requests"];
     let held = leases["held"]
         .as_u64()
         .unwrap_or_else(|| panic!("no leases in {text}"));
@@ -490,7 +490,12 @@ fn a_leased_request_limit_holds_exactly_on_three_processes() {
     assert!(!by_node.is_empty(), "{text}");
     let summed: u64 = by_node.iter().filter_map(|n| n["held"].as_u64()).sum();
     assert_eq!(summed, held, "{text}");
-    assert_eq!(leases["on_partition"], "spend_leased", "{text}");
+    assert_eq!(
+        json(&text)["leases"]["on_partition"],
+        "spend_leased",
+        "{text}"
+    );
+    assert!(json(&text)["leases"]["spend_nanos"].is_null(), "{text}");
 }
 
 // ---- A key's requests per minute -----------------------------------------------
@@ -792,4 +797,10 @@ fn a_leased_spend_limit_holds_on_three_processes() {
         "spent {spent} of {limit}: {o:?}"
     );
     assert!(o.refused > 0, "the budget was never reached: {o:?}");
+    // The slices per node: what they hold covers what was spent, never the limit over.
+    let (_, text) = http(procs[0].http, "GET", "/admin/api/budgets/spend", None).expect("GET");
+    let held = json(&text)["leases"]["spend_nanos"]["held"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no spend leases in {text}"));
+    assert!(held >= spent && held <= limit, "{text}");
 }

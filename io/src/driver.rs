@@ -339,6 +339,7 @@ pub fn start(
         last_view: None,
         // No version: the first view copies the restored ledger.
         quota_ledger: (u64::MAX, Arc::default()),
+        quota_copied: None,
         dirty: true,
         snapshot,
         state: state_tx,
@@ -381,6 +382,8 @@ struct Driver {
     /// The keeper's ledger as last published, and its version (copied only when it
     /// changed).
     quota_ledger: (u64, Arc<aurora_core::quota::Ledger>),
+    /// When the ledger was last copied.
+    quota_copied: Option<Millis>,
     dirty: bool,
     /// The working copy of the published state snapshot.
     snapshot: StateSnapshot,
@@ -694,9 +697,15 @@ impl Driver {
         self.last_view = Some(now);
         let membership = self.node.view();
         let metrics = self.node.metrics();
+        // The copy costs a walk of the whole ledger: at most once per refresh period
+        // (the admin API reads it; a second's lag is fine there).
         let keeper = self.node.view().quota_keeper();
-        if self.quota_ledger.0 != keeper.version() {
+        let due = self
+            .quota_copied
+            .is_none_or(|at| now.since(at) >= VIEW_REFRESH);
+        if self.quota_ledger.0 != keeper.version() && due {
             self.quota_ledger = (keeper.version(), Arc::new(keeper.ledger().clone()));
+            self.quota_copied = Some(now);
         }
         let view = ClusterView {
             failover: Some(self.node.view().failover_status()),

@@ -350,6 +350,7 @@ impl Node {
     fn observe(&mut self, now: Now) -> Millis {
         self.replica
             .set_wall_clock(now.mono, now.wall, &mut self.outbox);
+        self.quota.wall = now.wall;
         now.mono
     }
 

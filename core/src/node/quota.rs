@@ -30,6 +30,9 @@ pub(super) struct QuotaState {
     /// process's session (its starting incarnation, like the lease rounds'), so a
     /// restarted node never reuses the numbers of its previous life either.
     seq: u64,
+    /// The wall clock of the node's latest call (ms since the Unix epoch): a grantor
+    /// refuses windows far ahead of it.
+    pub(super) wall: u64,
     /// A deliberate mistake for the grantors of this node (feature `testing`).
     #[cfg(feature = "testing")]
     pub(super) bug: Option<crate::quota::QuotaBug>,
@@ -42,6 +45,7 @@ impl QuotaState {
             grantor: None,
             timing: QuotaTiming::default(),
             seq: session << 32,
+            wall: 0,
             #[cfg(feature = "testing")]
             bug: None,
         }
@@ -125,8 +129,10 @@ impl Node {
     }
 
     fn grantor_handle(&mut self, now: Millis, from: NodeId, message: QuotaMessage) -> QuotaOut {
+        let wall = self.quota.wall;
         match &mut self.quota.grantor {
             Some(grantor) => {
+                grantor.set_wall(wall);
                 let out = grantor.handle(now, from, message);
                 self.quota.seq = self.quota.seq.max(grantor.seq());
                 out

@@ -85,8 +85,11 @@ pub struct Grantor {
     seq: u64,
     pending: BTreeMap<u64, Pending>,
     queued: BTreeMap<(QuotaKey, Session), QuotaMessage>,
-    /// When a recall of each key was last sent.
+    /// When a recall of each key was last sent (pruned as they pass
+    /// `exhausted_retry`).
     recalled: BTreeMap<QuotaKey, Millis>,
+    /// The node's wall clock at its latest call, if known ([`Grantor::set_wall`]).
+    wall: Option<u64>,
     #[cfg(any(test, feature = "testing"))]
     bug: Option<QuotaBug>,
 }
@@ -117,6 +120,7 @@ impl Grantor {
             pending: BTreeMap::new(),
             queued: BTreeMap::new(),
             recalled: BTreeMap::new(),
+            wall: None,
             #[cfg(any(test, feature = "testing"))]
             bug: None,
         };
@@ -163,6 +167,13 @@ impl Grantor {
     /// The ledger as this grantor knows it.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Call before each call with the node's wall clock (ms since the Unix epoch):
+    /// windows read from the wall clock are checked against it (see
+    /// [`QuotaLimit::window_ms`]).
+    pub fn set_wall(&mut self, wall: u64) {
+        self.wall = Some(wall);
     }
 
     /// Sets the limit of `quota` (from the replicated record); a quota without one
@@ -328,6 +339,16 @@ impl Grantor {
         if !limit.is_valid() {
             return refuse(self, out);
         }
+        // A window more than a span ahead of this grantor's clock: the holder's clock
+        // runs ahead; granting would make the current windows look past (below).
+        if let (Some(wall), Some(window_ms)) =
+            (self.wall, core::num::NonZeroU64::new(limit.window_ms))
+        {
+            let current = wall / window_ms.get();
+            if key.window > current.saturating_add(u64::from(limit.span)) {
+                return refuse(self, out);
+            }
+        }
         // A window more than a span behind the latest: its neighbours may be
         // forgotten (see `Ledger::forget_old`), and it is past for everyone whose
         // clock is near the others'.
@@ -436,6 +457,8 @@ impl Grantor {
             return;
         }
         self.recalled.insert(key, now);
+        let retry = self.timing.exhausted_retry;
+        self.recalled.retain(|_, at| now.since(*at) < retry);
         let holders: BTreeSet<NodeId> = self
             .ledger
             .range(key)

@@ -128,6 +128,9 @@ pub struct Holder {
     unanswered_since: Option<Millis>,
     /// Per quota, the first window not retired: windows below are refused.
     retired: BTreeMap<u64, u64>,
+    /// Slices retired while an ask was out, and what they had spent: a grant that
+    /// arrives late for one is given back at once.
+    late: BTreeMap<QuotaKey, (Slot, u64)>,
     slices: BTreeMap<QuotaKey, Held>,
 }
 
@@ -141,6 +144,7 @@ impl Holder {
             grantor: None,
             unanswered_since: None,
             retired: BTreeMap::new(),
+            late: BTreeMap::new(),
             slices: BTreeMap::new(),
         }
     }
@@ -192,7 +196,8 @@ impl Holder {
             unleased: 0,
             asked: None,
             exhausted_at: None,
-            room: limit.max,
+            // Unknown until the grantor answers: nothing is promised.
+            room: 0,
             need: 0,
             rate: 0.0,
             last_use: now,
@@ -206,6 +211,10 @@ impl Holder {
         held.last_use = now;
         if cut_off && on_partition == OnPartition::FailClosed {
             return Err(Refusal::CutOff);
+        }
+        if amount > limit.max {
+            // More than the whole limit: no grant can ever cover it.
+            return Err(Refusal::Exhausted);
         }
         if held.available() >= amount {
             held.used += amount;
@@ -242,14 +251,31 @@ impl Holder {
         *floor = window;
         let grantor = self.grantor.map(|(node, _)| node);
         let me = self.me;
+        let late = &mut self.late;
+        // Tombstones of windows well past are dropped (a grant is late by an ask's
+        // round trip, not by windows).
+        late.retain(|k, _| k.quota != quota || k.window.saturating_add(2) >= window);
         self.slices.retain(|k, held| {
             let keep = k.quota != quota || k.window >= window;
-            if let (false, Some(to)) = (keep, grantor) {
-                release(me, *k, held, to, &mut out);
+            if !keep {
+                if let Some(to) = grantor {
+                    release(me, *k, held, to, &mut out);
+                }
+                if held.asked.is_some() {
+                    late.insert(*k, (held.slot, held.used));
+                }
             }
             keep
         });
         out
+    }
+
+    /// The request that could not be admitted in `key` gave up waiting: stop asking
+    /// for what it lacked (only the recent rate is asked for from now on).
+    pub fn give_up(&mut self, key: QuotaKey) {
+        if let Some(held) = self.slices.get_mut(&key) {
+            held.need = 0;
+        }
     }
 
     /// Settles a request `admitted` with `reserved` of `key` that came to `actual`:
@@ -286,6 +312,22 @@ impl Holder {
                     held.asked = None;
                     held.exhausted_at = None;
                     held.room = *room;
+                } else if let Some((known, used)) = self.late.get_mut(key) {
+                    // For a retired slice: nothing more of it is spent, give it back.
+                    let mut merged = known.merge(*slot);
+                    let spare = merged.held().saturating_sub(*used);
+                    if spare > 0 {
+                        merged.released += spare;
+                        out.send(
+                            from,
+                            QuotaMessage::Release {
+                                key: *key,
+                                holder: self.me,
+                                slot: merged,
+                            },
+                        );
+                    }
+                    *known = merged;
                 }
             }
             QuotaMessage::Exhausted { key, holder, .. } if *holder == self.me => {
@@ -626,5 +668,37 @@ mod tests {
             Ok(Admission::Leased)
         );
         assert_eq!(h.used(key), (amount, 0));
+    }
+
+    /// A grant that arrives after its window was retired is given back at once:
+    /// nothing of it can be spent any more.
+    #[test]
+    fn a_grant_for_a_retired_window_is_given_back() {
+        let (me, key) = (ME, KEY);
+        let limit = QuotaLimit::per_window(100);
+        let mut h = Holder::new(me, QuotaTiming::default());
+        let _ = h.set_grantor(Millis(0), Some((NodeId(2), Epoch(1))));
+        assert_eq!(
+            h.admit(Millis(0), key, limit, OnPartition::SpendLeased, 1),
+            Err(Refusal::Waiting)
+        );
+        let asks = h.poll(Millis(0));
+        assert!(!asks.sends.is_empty(), "an ask is out");
+        let _ = h.retire(key.quota, key.window + 1);
+        let grant = QuotaMessage::Grant {
+            epoch: Epoch(1),
+            key,
+            holder: me,
+            slot: crate::quota::Slot {
+                allowance: 4,
+                released: 0,
+            },
+            room: 96,
+        };
+        let out = h.handle(Millis(1), NodeId(2), &grant);
+        assert!(
+            matches!(&out.sends[..], [(NodeId(2), QuotaMessage::Release { slot, .. })] if slot.released == 4),
+            "{out:?}"
+        );
     }
 }

@@ -64,6 +64,11 @@ impl Ledger {
         if !entry.slot.is_valid() {
             return false;
         }
+        // An empty slot adds nothing: no entry (an ask of a holder that holds nothing
+        // must not make its window the latest).
+        if entry.slot == Slot::default() {
+            return false;
+        }
         let slot = self.slots.entry((entry.key, entry.holder)).or_default();
         let merged = slot.merge(entry.slot);
         let grew = merged != *slot;
@@ -136,7 +141,7 @@ impl Ledger {
         let Some(latest) = self.latest(quota) else {
             return Vec::new();
         };
-        let Some(first_kept) = (latest + 1).checked_sub(RETAINED_WINDOWS) else {
+        let Some(first_kept) = latest.checked_sub(RETAINED_WINDOWS - 1) else {
             return Vec::new();
         };
         let low = (

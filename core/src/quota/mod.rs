@@ -108,17 +108,31 @@ pub struct QuotaLimit {
     pub max: u64,
     /// How many consecutive windows share `max` (1 to [`MAX_SPAN`]).
     pub span: u32,
+    /// When windows are read from the wall clock in steps of this many ms (window
+    /// `w` is `[w × window_ms, (w + 1) × window_ms)`): a grantor then refuses windows
+    /// more than a span ahead of its own clock, so that a holder whose clock runs
+    /// far ahead cannot make the current windows look past to everyone. 0: windows
+    /// of another kind (calendar periods), not checked.
+    pub window_ms: u64,
 }
 
 impl QuotaLimit {
     /// `max` in each window, windows independent of each other.
     pub const fn per_window(max: u64) -> QuotaLimit {
-        QuotaLimit { max, span: 1 }
+        QuotaLimit {
+            max,
+            span: 1,
+            window_ms: 0,
+        }
     }
 
-    /// `max` over any `span` consecutive windows.
-    pub const fn rolling(max: u64, span: u32) -> QuotaLimit {
-        QuotaLimit { max, span }
+    /// `max` over any `span` consecutive windows of `window_ms` of wall-clock time.
+    pub const fn rolling(max: u64, span: u32, window_ms: u64) -> QuotaLimit {
+        QuotaLimit {
+            max,
+            span,
+            window_ms,
+        }
     }
 
     /// Whether a grantor can keep it: `span` between 1 and [`MAX_SPAN`].
@@ -137,7 +151,7 @@ pub const MAX_SPAN: u32 = 16;
 /// deleted from the keeper's disk), and asks for windows more than a span behind the
 /// latest are refused. At least `3 × MAX_SPAN`: a window judged needs `2 × span − 1`
 /// windows around it, and a new grantor's latest window is at least every keeper's
-/// of its majority (see `Ledger::forget_before`).
+/// of its majority (see `Ledger::forget_old`).
 pub const RETAINED_WINDOWS: u64 = 64;
 
 const _: () = assert!(RETAINED_WINDOWS >= 3 * MAX_SPAN as u64);

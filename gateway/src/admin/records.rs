@@ -211,21 +211,18 @@ fn add_budget_usage(state: &AppState, id: &RecordId, budget: &Budget, json: &mut
     }
 }
 
-/// `leases` on a budget record's JSON, when its `max_requests` goes through quota
-/// leases (docs/quota.md): the current period's slices as this node's copy of the
-/// ledger records them (a voter's copy: every grant reaches it or a majority that
-/// the lease holder collects from), per node, and what this node holds.
-/// `held` is granted and not given back (spent or still spendable); the sum is
-/// never above `max_requests`.
+/// `leases` on a budget record's JSON, when its limits go through quota leases
+/// (docs/quota.md): the current period's slices of `max_requests` (`requests`) and
+/// of the spend `limit` in nano-USD (`spend`), as this node's copy of the ledger
+/// records them (a voter's copy; every grant given reached a majority of voters, not
+/// necessarily this one), per node, and what this node knows is left. `held` is
+/// granted and not given back: spent, or still spendable by the node holding it.
 fn budget_leases(state: &AppState, id: &RecordId, budget: &Budget, period: u64) -> Option<Value> {
+    use crate::policy::leases::Leased;
     let leases = state.policy.leases()?;
-    let max = budget.max_requests?;
-    let leased = crate::policy::leases::Leased::budget_requests(
-        id.as_str(),
-        period,
-        max,
-        budget.on_partition,
-    );
+    if budget.max_requests.is_none() && budget.limit.is_none() {
+        return None;
+    }
     let view = state.cluster.view();
     let name = |node: aurora_core::NodeId| {
         if view.node_id == Some(node) {
@@ -234,20 +231,43 @@ fn budget_leases(state: &AppState, id: &RecordId, budget: &Budget, period: u64) 
         view.member(node)
             .map_or_else(|| node.to_string(), |m| m.meta.name.clone())
     };
-    let mut by_node: std::collections::BTreeMap<String, u64> = Default::default();
-    for (session, slot) in view.quota_ledger.range(leased.key) {
-        *by_node.entry(name(session.node)).or_default() += slot.held();
-    }
-    let held: u64 = by_node.values().sum();
+    let slices = |leased: Leased| {
+        let mut by_node: std::collections::BTreeMap<String, u64> = Default::default();
+        for (session, slot) in view.quota_ledger.range(leased.key) {
+            *by_node.entry(name(session.node)).or_default() += slot.held();
+        }
+        serde_json::json!({
+            "limit": leased.limit.max,
+            "held": by_node.values().sum::<u64>(),
+            "by_node": by_node
+                .into_iter()
+                .map(|(node, held)| serde_json::json!({"node": node, "held": held}))
+                .collect::<Vec<_>>(),
+            "this_node_remaining": leases.remaining(leased),
+        })
+    };
+    let requests = budget.max_requests.map(|max| {
+        slices(Leased::budget_requests(
+            id.as_str(),
+            budget.period,
+            period,
+            max,
+            budget.on_partition,
+        ))
+    });
+    let spend = budget.limit.map(|limit| {
+        slices(Leased::budget_spend(
+            id.as_str(),
+            budget.period,
+            period,
+            limit.nanos(),
+            budget.on_partition,
+        ))
+    });
     Some(serde_json::json!({
-        "limit": max,
         "on_partition": budget.on_partition,
-        "held": held,
-        "by_node": by_node
-            .into_iter()
-            .map(|(node, held)| serde_json::json!({"node": node, "held": held}))
-            .collect::<Vec<_>>(),
-        "this_node_remaining": leases.remaining(leased),
+        "requests": requests,
+        "spend_nanos": spend,
     }))
 }
 

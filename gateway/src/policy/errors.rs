@@ -1,6 +1,7 @@
 //! The policy layer's refusals, in OpenAI's error shape, with a bounded reason label
 //! for metrics.
 
+use aurora_schema::Money;
 use http::StatusCode;
 
 use super::Rejection;
@@ -228,6 +229,21 @@ pub fn budget_exceeded(budget: &str, what: &str, resets_in_s: Option<u64>) -> Re
             "insufficient_quota",
             "insufficient_quota",
             format!("Budget `{budget}` exceeded: {what}.{when}"),
+        ),
+    }
+}
+
+/// 402: the budget's spend limit, leased, cannot cover this request's estimated
+/// cost: what is left cluster-wide (`left`, as the counters show it; slices other
+/// nodes hold count as spent) is less than the reservation.
+pub fn budget_cannot_cover(budget: &str, left: Money, estimate: Money) -> Rejection {
+    Rejection {
+        reason: "budget_exceeded",
+        error: error(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_quota",
+            format!("Budget `{budget}` cannot cover this request: its estimated cost is {estimate} USD and at most {left} USD of the limit is left. Lower `max_tokens`, or wait for the period to reset."),
         ),
     }
 }

@@ -33,6 +33,8 @@ use aurora_core::quota::{
 use aurora_core::{Command, Event, Millis, NodeId};
 use tokio::sync::Notify;
 
+use aurora_schema::BudgetPeriod;
+
 use crate::cluster::ClusterInfo;
 use crate::metrics::exposition::{Exposition, Kind};
 
@@ -89,18 +91,20 @@ pub struct Leased {
 }
 
 impl Leased {
-    /// A budget's request limit `max` in its period `period`, cut off as
-    /// `on_partition` says (the budget's id names the quota: a stable hash, so every
-    /// node names the same one).
+    /// A budget's request limit `max` in its period `period` (an index of periods
+    /// of `kind`), cut off as `on_partition` says. The budget's id and period kind
+    /// name the quota (a stable hash, so every node names the same one): a budget
+    /// whose period changes is a new quota, never judged by windows of the old kind.
     pub fn budget_requests(
         budget_id: &str,
+        kind: BudgetPeriod,
         period: u64,
         max: u64,
         on_partition: OnPartition,
     ) -> Leased {
         Leased {
             key: QuotaKey {
-                quota: quota_of(b"budget-requests\0", budget_id),
+                quota: quota_of(b"budget-requests\0", budget_id, kind),
                 window: period,
             },
             limit: QuotaLimit::per_window(max),
@@ -109,22 +113,28 @@ impl Leased {
         }
     }
 
-    /// A budget's spend limit of `max_nanos` nano-USD in its period `period`, cut
-    /// off as `on_partition` says.
+    /// A budget's spend limit of `max_nanos` nano-USD in its period `period` (of
+    /// `kind`, as for [`Leased::budget_requests`]). Cut off, it spends what it holds:
+    /// `fail_open` is for the request limit only (a partition never lifts the money
+    /// cap), `fail_closed` holds for both.
     pub fn budget_spend(
         budget_id: &str,
+        kind: BudgetPeriod,
         period: u64,
         max_nanos: u64,
         on_partition: OnPartition,
     ) -> Leased {
         Leased {
             key: QuotaKey {
-                quota: quota_of(b"budget-spend\0", budget_id),
+                quota: quota_of(b"budget-spend\0", budget_id, kind),
                 window: period,
             },
             limit: QuotaLimit::per_window(max_nanos),
             kind: LimitKind::BudgetSpend,
-            on_partition,
+            on_partition: match on_partition {
+                OnPartition::FailOpen => OnPartition::SpendLeased,
+                other => other,
+            },
         }
     }
 
@@ -132,10 +142,10 @@ impl Leased {
     pub fn key_rpm(key_id: &str, wall_ms: u64, rpm: u32) -> Leased {
         Leased {
             key: QuotaKey {
-                quota: quota_of(b"key-rpm\0", key_id),
+                quota: quota_of(b"key-rpm\0", key_id, BudgetPeriod::Total),
                 window: wall_ms / RPM_WINDOW.as_millis() as u64,
             },
-            limit: QuotaLimit::rolling(u64::from(rpm), RPM_SPAN),
+            limit: QuotaLimit::rolling(u64::from(rpm), RPM_SPAN, RPM_WINDOW.as_millis() as u64),
             kind: LimitKind::KeyRpm,
             // A key's rate has no option of its own: the limit holds.
             on_partition: OnPartition::SpendLeased,
@@ -151,10 +161,18 @@ impl Leased {
     }
 }
 
-fn quota_of(kind: &[u8], id: &str) -> u64 {
+fn quota_of(what: &[u8], id: &str, period: BudgetPeriod) -> u64 {
     let mut h = aurora_core::Fnv64::new();
-    h.write(kind);
+    h.write(what);
     h.write(id.as_bytes());
+    h.write(match period {
+        // A key's rpm (and budgets before periods were named) hash nothing more.
+        BudgetPeriod::Total => b"",
+        BudgetPeriod::Hourly => b"\0hourly",
+        BudgetPeriod::Daily => b"\0daily",
+        BudgetPeriod::Weekly => b"\0weekly",
+        BudgetPeriod::Monthly => b"\0monthly",
+    });
     h.finish()
 }
 
@@ -329,6 +347,12 @@ impl Leases {
         taken
     }
 
+    /// A request refused `limit` gave up: the holder stops asking for what it
+    /// lacked (a large reservation would otherwise be gathered for nobody).
+    pub fn give_up(&self, limit: Leased) {
+        self.lock().give_up(limit.key);
+    }
+
     /// What is left of `limit` cluster-wide as this node knows it (its own unspent
     /// slice and what the lease holder could still grant at its last answer); `None`
     /// before this node admitted anything of it.
@@ -358,6 +382,7 @@ impl Leases {
             match self.try_take(limit, amount) {
                 Err(Refusal::Waiting) => {
                     if tokio::time::timeout_at(deadline, granted).await.is_err() {
+                        self.give_up(limit);
                         let taken = Err(Refusal::Waiting);
                         self.count(limit.kind, &taken);
                         return taken;

@@ -190,8 +190,6 @@ pub struct Ticket {
     /// The request's unit of its budget's request limit (quota leases): kept once
     /// the request is answered, given back otherwise.
     lease: Option<leases::LeaseHold>,
-    /// The request's unit of its key's leased `rpm_limit`: kept like `lease`.
-    rpm: Option<leases::LeaseHold>,
     /// The request's estimated cost reserved of its budget's leased spend limit:
     /// settled at its actual cost once answered, given back otherwise.
     spend: Option<leases::LeaseHold>,
@@ -319,12 +317,13 @@ impl Policy {
         if let Some(limit) = requests {
             prepared.lease = leases.take(limit).await.ok();
         }
-        if let Some(limit) = rpm_leased(data, caller) {
-            prepared.rpm = leases.take(limit).await.ok();
-        }
         if let Some(limit) = spend {
             let amount = spend_reserved(estimate(data, request, model, allowance));
             prepared.spend = leases.take_amount(limit, amount).await.ok();
+        }
+        // Last: its 5 s windows are the likeliest to move on during the waits above.
+        if let Some(limit) = rpm_leased(data, caller) {
+            prepared.rpm = leases.take(limit).await.ok();
         }
         prepared
     }
@@ -343,12 +342,11 @@ impl Policy {
         let mut headers = self.limiter.headers(id, now);
         if let (Some(leases), Some(limit)) = (self.leases.get(), rpm_leased(data, caller)) {
             let wall = data.wall_ms();
-            headers.requests = Some(limits::Remaining {
+            // Nothing said when this node has not admitted in the window (a request
+            // refused before its rpm was reached): it knows no figure.
+            headers.requests = leases.remaining(limit).map(|remaining| limits::Remaining {
                 limit: limit.limit.max,
-                remaining: leases
-                    .remaining(limit)
-                    .unwrap_or(limit.limit.max)
-                    .min(limit.limit.max),
+                remaining: remaining.min(limit.limit.max),
                 reset: leases::Leased::next_rpm_window_in(wall),
             });
         }
@@ -476,9 +474,29 @@ impl Policy {
             };
             let held = estimate(data, request, model, allowance);
             if self.leases.get().is_some() {
-                // The leases judge both limits: the counters' check, pacer and
-                // reservation have nothing to add (the usage is still recorded).
-                let period = budget.period.index(data.wall_ms());
+                // The leases judge both limits; the counters only refuse what they
+                // already show spent (usage of the period from before the leases
+                // judged it: a build without them, `request_leases` off). No pacer,
+                // no reservation: the usage is still recorded.
+                // A `fail_open` budget's requests admitted while cut off are beyond
+                // the limit on purpose: they do not refuse afterwards.
+                let wall = data.wall_ms();
+                let period = budget.period.index(wall);
+                let seen = data.usage(budget_id, period);
+                let reached = if budget.limit.is_some_and(|l| seen.spend_nanos >= l.nanos()) {
+                    Some(budget::Reached::Spend)
+                } else if budget.on_partition != aurora_core::quota::OnPartition::FailOpen
+                    && budget.max_requests.is_some_and(|max| seen.requests >= max)
+                {
+                    Some(budget::Reached::Requests)
+                } else {
+                    None
+                };
+                if let Some(reached) = reached {
+                    return Err(budget::refusal(
+                        budget_id, &budget, seen, reached, period, wall,
+                    ));
+                }
                 budget_slot = Some((budget_id.clone(), period));
             } else {
                 let (reserved, slot) = self.reserve_budget(data, budget_id, &budget, held)?;
@@ -495,7 +513,6 @@ impl Policy {
             )?;
         }
         let mut slot = None;
-        let mut rpm = None;
         if let Some((id, k)) = key {
             if let Some(max) = k.max_parallel_requests {
                 match self.parallel.acquire(id, max) {
@@ -507,7 +524,8 @@ impl Policy {
             // this node's buckets'.
             let local_rpm = match (self.leases.get(), k.rpm_limit) {
                 (Some(leases), Some(limit)) => {
-                    rpm = Some(lease_rpm(leases, data, id, limit, prepared.rpm.take())?);
+                    // Counted once admitted, answered or not (as a bucket counts it).
+                    lease_rpm(leases, data, id, limit, prepared.rpm.take())?.keep();
                     None
                 }
                 _ => k.rpm_limit,
@@ -529,7 +547,6 @@ impl Policy {
             budget: budget_slot,
             _reservation: reservation,
             lease,
-            rpm,
             spend,
             _slot: slot,
             model: model.to_owned(),
@@ -601,13 +618,21 @@ impl Policy {
         };
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
-        let leased =
-            leases::Leased::budget_requests(id.as_str(), period, limit, budget.on_partition);
+        let leased = leases::Leased::budget_requests(
+            id.as_str(),
+            budget.period,
+            period,
+            limit,
+            budget.on_partition,
+        );
         let taken = match prepared {
             Some(hold) if hold.key() == leased.key => Ok(hold),
             // Taken for another period (the clock crossed a boundary since): given
-            // back as it drops, and this period's taken now.
-            _ => leases.admit(leased),
+            // back first, then this period's taken now.
+            stale => {
+                drop(stale);
+                leases.admit(leased)
+            }
         };
         match taken {
             Ok(hold) => Ok(Some(hold)),
@@ -648,29 +673,34 @@ impl Policy {
         };
         let wall = data.wall_ms();
         let period = budget.period.index(wall);
-        let leased =
-            leases::Leased::budget_spend(id.as_str(), period, limit.nanos(), budget.on_partition);
+        let leased = leases::Leased::budget_spend(
+            id.as_str(),
+            budget.period,
+            period,
+            limit.nanos(),
+            budget.on_partition,
+        );
         let taken = match prepared {
             // Taken with the estimate before redaction: an estimate either way.
             Some(hold) if hold.key() == leased.key => Ok(hold),
-            _ => leases.admit_amount(leased, amount),
+            stale => {
+                drop(stale);
+                leases.admit_amount(leased, amount)
+            }
         };
+        if taken.is_err() {
+            leases.give_up(leased);
+        }
         match taken {
             Ok(hold) => Ok(Some(hold)),
             Err(aurora_core::quota::Refusal::Waiting) => Err(errors::budget_pending(id.as_str())),
             Err(aurora_core::quota::Refusal::CutOff) => Err(errors::budget_cut_off(id.as_str())),
             Err(_) => {
-                let used = Usage {
-                    spend_nanos: limit.nanos(),
-                    ..Usage::default()
-                };
-                Err(budget::refusal(
-                    id,
-                    budget,
-                    used,
-                    budget::Reached::Spend,
-                    period,
-                    wall,
+                let spent = data.usage(id, period).spend_nanos;
+                Err(errors::budget_cannot_cover(
+                    id.as_str(),
+                    Money::from_nanos(limit.nanos().saturating_sub(spent)),
+                    Money::from_nanos(amount),
                 ))
             }
         }
@@ -724,11 +754,23 @@ fn budget_leased(
         return (None, None);
     };
     let period = budget.period.index(data.wall_ms());
-    let requests = budget
-        .max_requests
-        .map(|max| leases::Leased::budget_requests(id.as_str(), period, max, budget.on_partition));
+    let requests = budget.max_requests.map(|max| {
+        leases::Leased::budget_requests(
+            id.as_str(),
+            budget.period,
+            period,
+            max,
+            budget.on_partition,
+        )
+    });
     let spend = budget.limit.map(|limit| {
-        leases::Leased::budget_spend(id.as_str(), period, limit.nanos(), budget.on_partition)
+        leases::Leased::budget_spend(
+            id.as_str(),
+            budget.period,
+            period,
+            limit.nanos(),
+            budget.on_partition,
+        )
     });
     (requests, spend)
 }
@@ -783,8 +825,12 @@ fn lease_rpm(
     let leased = leases::Leased::key_rpm(id, wall, rpm);
     let taken = match prepared {
         Some(hold) if hold.key() == leased.key => Ok(hold),
-        // Taken in an earlier window: given back as it drops, taken again now.
-        _ => leases.admit(leased),
+        // Taken in an earlier window: given back first (the admission below retires
+        // that window), then taken again now.
+        stale => {
+            drop(stale);
+            leases.admit(leased)
+        }
     };
     taken.map_err(|refusal| match refusal {
         aurora_core::quota::Refusal::Waiting => errors::rpm_pending(id),
@@ -829,10 +875,7 @@ impl Ticket {
             });
         let cost = pricing.map_or(Money::ZERO, |p| usage.cost(&p));
         if outcome.served == Served::Answered {
-            // Counted: its units of leased request limits stay spent.
-            if let Some(rpm) = self.rpm.take() {
-                rpm.keep();
-            }
+            // Counted: its unit of a leased request limit stays spent.
             if let Some(lease) = self.lease.take() {
                 lease.keep();
             }

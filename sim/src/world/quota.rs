@@ -69,7 +69,11 @@ impl World {
                 (
                     ROLLING,
                     load.rolling_window,
-                    QuotaLimit::rolling(load.limit, load.rolling_span),
+                    QuotaLimit::rolling(
+                        load.limit,
+                        load.rolling_span,
+                        load.rolling_window.as_millis() as u64,
+                    ),
                 ),
             ];
             for (quota, window, limit) in quotas {

@@ -902,13 +902,15 @@ async fn metrics_history_shows_the_401s_the_usage_log_does_not_hold() {
             401
         );
     }
-    // The metrics count a request when its body ended: wait for the five.
-    for _ in 0..100 {
+    // The metrics count a request when its body ended: wait for the five (up to
+    // 10 s: under the full test suite's load one second was not always enough).
+    for _ in 0..1000 {
         if s.metrics.sample(0).requests >= 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(s.metrics.sample(0).requests, 5, "the burst was counted");
     tokio::time::sleep(Duration::from_millis(2)).await;
     s.metrics
         .history

@@ -804,3 +804,69 @@ fn a_leased_spend_limit_holds_on_three_processes() {
         .unwrap_or_else(|| panic!("no spend leases in {text}"));
     assert!(held >= spent && held <= limit, "{text}");
 }
+
+/// The tpm must-show in small, in every CI run: three processes, a key of 100 tokens
+/// per minute, requests reserving their prompt and at most 5 output tokens at 200
+/// req/s round-robin for 3 s. Each request reserves its tokens against its node's
+/// slice and settles what it used, so the cluster uses at most 100 tokens (the mock
+/// never uses more than a request reserves), and at least 100 less a request and a
+/// slice per node.
+#[test]
+fn a_leased_tpm_limit_holds_on_three_processes() {
+    let tpm = 100u64;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (_specs, procs) = start_three(root.path(), &["--cluster-failover-mode", "active_active"]);
+    let nodes: Vec<SocketAddr> = procs.iter().map(|p| p.http).collect();
+    wait_for_leader(&procs);
+    let key = format!(r#"{{"id":"tpm","name":"tpm","tpm_limit":{tpm}}}"#);
+    let (status, text) = post(procs[0].http, "/admin/api/keys", &key);
+    assert_eq!(status, 201, "{text}");
+    let secret = json(&text)["secret"].as_str().expect("secret").to_owned();
+    wait_for(Duration::from_secs(10), "the key everywhere", || {
+        procs.iter().all(|p| {
+            matches!(
+                http(p.http, "GET", "/admin/api/keys/tpm", None),
+                Ok((200, _))
+            )
+        })
+    });
+    // One request first: what one costs, and the headers that count it.
+    let (status, head, body) = request_with_head(
+        nodes[0],
+        "POST",
+        "/v1/chat/completions",
+        &secret,
+        Some(SHORT_CHAT),
+    )
+    .expect("first request");
+    assert_eq!(status, 200, "{body}");
+    let per_request = json(&body)["usage"]["total_tokens"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no usage in {body}"));
+    assert_eq!(
+        header(&head, "x-ratelimit-limit-tokens"),
+        Some("100"),
+        "{head}"
+    );
+    let o = open_loop_with(&nodes, &secret, 200, Duration::from_secs(3), SHORT_CHAT);
+    println!("{o:?}, {per_request} tokens a request");
+    assert_eq!(o.other, 0, "only 200 and 429: {o:?}");
+    let used = (o.admitted + 1) * per_request;
+    assert!(used <= tpm, "{used} tokens used of {tpm}: {o:?}");
+    let slack = 3 * (per_request + aurora_core::quota::QuotaTiming::default().max_slice(tpm) + 5);
+    assert!(used + slack >= tpm, "{used} tokens used of {tpm}: {o:?}");
+    let (status, head, body) = request_with_head(
+        nodes[1],
+        "POST",
+        "/v1/chat/completions",
+        &secret,
+        Some(SHORT_CHAT),
+    )
+    .expect("refused request");
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("tokens per minute across the cluster"),
+        "{body}"
+    );
+    assert!(header(&head, "retry-after").is_some(), "{head}");
+}

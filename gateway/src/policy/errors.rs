@@ -144,18 +144,24 @@ pub fn rate_limited(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rej
     }
 }
 
-/// 429: a key's rpm limit, judged across the cluster by quota leases: the rolling
-/// minute is spent; `retry_after` is when its next window begins.
-pub fn rate_limited_cluster(id: &str, limit: u32, retry_after: u64) -> Rejection {
+/// 429: a key's rpm or tpm limit (`tokens`), judged across the cluster by quota
+/// leases: the rolling minute is spent, or cannot cover the request's reserved
+/// tokens; `retry_after` is when its next window begins.
+pub fn rate_limited_cluster(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rejection {
+    let (kind, what, reason) = if tokens {
+        ("tokens", "tokens per minute", "tpm_limit")
+    } else {
+        ("requests", "requests per minute", "rpm_limit")
+    };
     Rejection {
-        reason: "rpm_limit",
+        reason,
         error: ApiError {
             retry_after: Some(retry_after),
             ..error(
                 StatusCode::TOO_MANY_REQUESTS,
-                "requests",
+                kind,
                 "rate_limit_exceeded",
-                format!("Rate limit reached for API key `{id}`: {limit} requests per minute across the cluster. Please try again in {retry_after}s."),
+                format!("Rate limit reached for API key `{id}`: {limit} {what} across the cluster. Please try again in {retry_after}s."),
             )
         },
     }
@@ -166,7 +172,7 @@ pub fn rate_limited_cluster(id: &str, limit: u32, retry_after: u64) -> Rejection
 pub fn rpm_pending(id: &str) -> Rejection {
     lease_retry(
         "rpm_pending",
-        format!("API key `{id}`: this node is being granted capacity of the cluster's requests-per-minute limit. Please try again in 1s."),
+        format!("API key `{id}`: this node is being granted capacity of the cluster's per-minute rate limits. Please try again in 1s."),
     )
 }
 
@@ -175,7 +181,7 @@ pub fn rpm_pending(id: &str) -> Rejection {
 pub fn rpm_cut_off(id: &str) -> Rejection {
     lease_retry(
         "rpm_cut_off",
-        format!("API key `{id}`: this node cannot reach the cluster's lease holder to be granted capacity of the requests-per-minute limit. Please try again in 1s."),
+        format!("API key `{id}`: this node cannot reach the cluster's lease holder to be granted capacity of the per-minute rate limits. Please try again in 1s."),
     )
 }
 

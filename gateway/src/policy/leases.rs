@@ -59,13 +59,16 @@ pub enum LimitKind {
     KeyRpm,
     /// A budget's spend `limit` in one period, in nano-USD.
     BudgetSpend,
+    /// A key's `tpm_limit`, a rolling minute of tokens.
+    KeyTpm,
 }
 
 impl LimitKind {
-    const ALL: [LimitKind; 3] = [
+    const ALL: [LimitKind; 4] = [
         LimitKind::BudgetRequests,
         LimitKind::KeyRpm,
         LimitKind::BudgetSpend,
+        LimitKind::KeyTpm,
     ];
 
     fn label(self) -> &'static str {
@@ -73,6 +76,7 @@ impl LimitKind {
             LimitKind::BudgetRequests => "budget_requests",
             LimitKind::KeyRpm => "key_rpm",
             LimitKind::BudgetSpend => "budget_spend",
+            LimitKind::KeyTpm => "key_tpm",
         }
     }
 }
@@ -152,6 +156,21 @@ impl Leased {
         }
     }
 
+    /// A key's tokens-per-minute limit `tpm` at the wall-clock time `wall_ms`: the
+    /// same rolling minute as [`Leased::key_rpm`], in tokens (a request reserves its
+    /// prompt and the most it may produce, and settles what it used).
+    pub fn key_tpm(key_id: &str, wall_ms: u64, tpm: u32) -> Leased {
+        Leased {
+            key: QuotaKey {
+                quota: quota_of(b"key-tpm\0", key_id, BudgetPeriod::Total),
+                window: wall_ms / RPM_WINDOW.as_millis() as u64,
+            },
+            limit: QuotaLimit::rolling(u64::from(tpm), RPM_SPAN, RPM_WINDOW.as_millis() as u64),
+            kind: LimitKind::KeyTpm,
+            on_partition: OnPartition::SpendLeased,
+        }
+    }
+
     /// Time from `wall_ms` until a key's rolling limit enters its next window (when
     /// capacity admitted a minute before may come back): for `Retry-After` and the
     /// reset headers.
@@ -202,7 +221,7 @@ pub struct Leases {
     /// Woken whenever a grant arrives.
     granted: Notify,
     /// Per [`LimitKind`], in the order of [`LimitKind::ALL`].
-    counters: [Counters; 3],
+    counters: [Counters; 4],
     traffic: Traffic,
 }
 

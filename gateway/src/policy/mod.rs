@@ -193,6 +193,8 @@ pub struct Ticket {
     /// The request's estimated cost reserved of its budget's leased spend limit:
     /// settled at its actual cost once answered, given back otherwise.
     spend: Option<leases::LeaseHold>,
+    /// Its tokens reserved of its key's leased `tpm_limit`: settled like `spend`.
+    tpm: Option<leases::LeaseHold>,
     _slot: Option<Slot>,
     model: String,
     started: Instant,
@@ -208,6 +210,7 @@ pub struct Prepared {
     lease: Option<leases::LeaseHold>,
     rpm: Option<leases::LeaseHold>,
     spend: Option<leases::LeaseHold>,
+    tpm: Option<leases::LeaseHold>,
 }
 
 /// What admission reserves for a request beyond what it asks for: the output it may
@@ -321,7 +324,11 @@ impl Policy {
             let amount = spend_reserved(estimate(data, request, model, allowance));
             prepared.spend = leases.take_amount(limit, amount).await.ok();
         }
-        // Last: its 5 s windows are the likeliest to move on during the waits above.
+        // Last: their 5 s windows are the likeliest to move on during the waits above.
+        if let Some(limit) = tpm_leased(data, caller) {
+            let amount = tokens_reserved(request, allowance);
+            prepared.tpm = leases.take_amount(limit, amount).await.ok();
+        }
         if let Some(limit) = rpm_leased(data, caller) {
             prepared.rpm = leases.take(limit).await.ok();
         }
@@ -340,6 +347,14 @@ impl Policy {
         }
         let now = Instant::now();
         let mut headers = self.limiter.headers(id, now);
+        if let (Some(leases), Some(limit)) = (self.leases.get(), tpm_leased(data, caller)) {
+            let wall = data.wall_ms();
+            headers.tokens = leases.remaining(limit).map(|remaining| limits::Remaining {
+                limit: limit.limit.max,
+                remaining: remaining.min(limit.limit.max),
+                reset: leases::Leased::next_rpm_window_in(wall),
+            });
+        }
         if let (Some(leases), Some(limit)) = (self.leases.get(), rpm_leased(data, caller)) {
             let wall = data.wall_ms();
             // Nothing said when this node has not admitted in the window (a request
@@ -513,6 +528,7 @@ impl Policy {
             )?;
         }
         let mut slot = None;
+        let mut tpm = None;
         if let Some((id, k)) = key {
             if let Some(max) = k.max_parallel_requests {
                 match self.parallel.acquire(id, max) {
@@ -530,10 +546,22 @@ impl Policy {
                 }
                 _ => k.rpm_limit,
             };
-            if let Err(limited) = self
-                .limiter
-                .admit(id, local_rpm, k.tpm_limit, Instant::now())
-            {
+            let local_tpm = match (self.leases.get(), k.tpm_limit) {
+                (Some(leases), Some(limit)) => {
+                    let amount = tokens_reserved(request, allowance);
+                    tpm = Some(lease_tpm(
+                        leases,
+                        data,
+                        id,
+                        limit,
+                        amount,
+                        prepared.tpm.take(),
+                    )?);
+                    None
+                }
+                _ => k.tpm_limit,
+            };
+            if let Err(limited) = self.limiter.admit(id, local_rpm, local_tpm, Instant::now()) {
                 return Err(errors::rate_limited(
                     id,
                     limited.tokens,
@@ -548,6 +576,7 @@ impl Policy {
             _reservation: reservation,
             lease,
             spend,
+            tpm,
             _slot: slot,
             model: model.to_owned(),
             started: Instant::now(),
@@ -802,6 +831,55 @@ fn estimate(
     }
 }
 
+/// `caller`'s key's tpm limit, as the leases admit it, if it has one.
+fn tpm_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
+    let Caller::Key { id, key } = caller else {
+        return None;
+    };
+    Some(leases::Leased::key_tpm(id, data.wall_ms(), key.tpm_limit?))
+}
+
+/// What a request reserves of its key's leased tpm limit: its prompt and the most
+/// every one of its `n` completions may produce (at least 1 token).
+fn tokens_reserved(request: &ChatCompletionRequest, allowance: &Allowance<'_>) -> u64 {
+    let prompt = crate::provider::tokens::prompt(&request.messages);
+    let output = u64::from(request.token_cap().unwrap_or(allowance.output_tokens))
+        * u64::from(request.choices());
+    prompt.saturating_add(output).max(1)
+}
+
+/// The request's tokens (`amount`, reserved) of key `id`'s leased tpm limit `tpm`
+/// (`prepared`: taken by [`Policy::ready`]): 429 as for the rpm limit.
+fn lease_tpm(
+    leases: &Arc<leases::Leases>,
+    data: &dyn PolicyData,
+    id: &str,
+    tpm: u32,
+    amount: u64,
+    prepared: Option<leases::LeaseHold>,
+) -> Result<leases::LeaseHold, Rejection> {
+    let wall = data.wall_ms();
+    let leased = leases::Leased::key_tpm(id, wall, tpm);
+    let taken = match prepared {
+        Some(hold) if hold.key() == leased.key => Ok(hold),
+        stale => {
+            drop(stale);
+            leases.admit_amount(leased, amount)
+        }
+    };
+    if taken.is_err() {
+        leases.give_up(leased);
+    }
+    taken.map_err(|refusal| match refusal {
+        aurora_core::quota::Refusal::Waiting => errors::rpm_pending(id),
+        aurora_core::quota::Refusal::CutOff => errors::rpm_cut_off(id),
+        aurora_core::quota::Refusal::Exhausted => {
+            let wait = leases::Leased::next_rpm_window_in(wall);
+            errors::rate_limited_cluster(id, true, tpm, wait.as_secs_f64().ceil().max(1.0) as u64)
+        }
+    })
+}
+
 /// `caller`'s key's rpm limit, as the leases admit it, if it has one.
 fn rpm_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
     let Caller::Key { id, key } = caller else {
@@ -837,7 +915,7 @@ fn lease_rpm(
         aurora_core::quota::Refusal::CutOff => errors::rpm_cut_off(id),
         aurora_core::quota::Refusal::Exhausted => {
             let wait = leases::Leased::next_rpm_window_in(wall);
-            errors::rate_limited_cluster(id, rpm, wait.as_secs_f64().ceil().max(1.0) as u64)
+            errors::rate_limited_cluster(id, false, rpm, wait.as_secs_f64().ceil().max(1.0) as u64)
         }
     })
 }
@@ -881,6 +959,9 @@ impl Ticket {
             }
             if let Some(spend) = self.spend.take() {
                 spend.settle(cost.nanos());
+            }
+            if let Some(tpm) = self.tpm.take() {
+                tpm.settle(usage.total());
             }
             if let Some((budget, period)) = &self.budget {
                 let charged = Usage {

@@ -590,6 +590,23 @@ fn a_leased_rpm_limit_holds_exactly_on_three_processes() {
             "{head}"
         );
     }
+    // What the nodes hold unspent (the current bound) and what was admitted never
+    // pass the limit together.
+    let unspent: u64 = procs
+        .iter()
+        .map(|p| {
+            let (_, text) = http(p.http, "GET", "/metrics", None).expect("metrics");
+            text.lines()
+                .find(|l| l.starts_with("aurora_quota_unspent{limit=\"key_rpm\"}"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no aurora_quota_unspent in {text}"))
+        })
+        .sum();
+    assert!(
+        admitted + unspent <= rpm,
+        "{admitted} admitted, {unspent} unspent"
+    );
 }
 
 /// A key's rpm limit on three processes at each rate, per arm: `counters` (this

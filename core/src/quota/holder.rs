@@ -451,6 +451,13 @@ impl Holder {
             .map(|h| h.available().saturating_add(h.room))
     }
 
+    /// What each key's slice holds and has not spent, by key: what the cluster
+    /// would not admit elsewhere if this holder were cut off now (its part of the
+    /// bound).
+    pub fn unspent(&self) -> impl Iterator<Item = (QuotaKey, u64)> + '_ {
+        self.slices.iter().map(|(k, h)| (*k, h.available()))
+    }
+
     /// The slot this holder knows for `key`.
     pub fn slot(&self, key: QuotaKey) -> Slot {
         self.slices.get(&key).map(|h| h.slot).unwrap_or_default()

@@ -216,6 +216,8 @@ struct Traffic {
 /// This node's holder and its way to the node (see the module docs).
 pub struct Leases {
     holder: Mutex<Holder>,
+    /// The kind of each quota this node admitted in, for the metrics.
+    kinds: Mutex<std::collections::HashMap<u64, LimitKind>>,
     started: Instant,
     cluster: ClusterInfo,
     /// Woken whenever a grant arrives.
@@ -307,6 +309,7 @@ impl Leases {
         };
         let leases = Arc::new(Leases {
             holder: Mutex::new(Holder::new(session, QuotaTiming::default())),
+            kinds: Mutex::default(),
             started: Instant::now(),
             cluster: cluster.clone(),
             granted: Notify::new(),
@@ -417,6 +420,14 @@ impl Leases {
 
     fn try_take(self: &Arc<Self>, limit: Leased, amount: u64) -> Result<LeaseHold, Refusal> {
         let now = self.now();
+        {
+            let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            if !kinds.contains_key(&limit.key.quota) {
+                // Bounded by the keys and budgets with limits (a deleted one's entry
+                // stays until restart: a few bytes).
+                kinds.insert(limit.key.quota, limit.kind);
+            }
+        }
         let key = limit.key;
         let (admitted, out) = {
             let mut holder = self.lock();
@@ -479,6 +490,23 @@ impl Leases {
                 &[("limit", &limit), ("result", &"cut_off")],
                 r(&c.refused_cut_off),
             );
+        }
+        let mut unspent = [0u64; LimitKind::ALL.len()];
+        {
+            let kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, left) in self.lock().unspent() {
+                if let Some(kind) = kinds.get(&key.quota) {
+                    unspent[*kind as usize] = unspent[*kind as usize].saturating_add(left);
+                }
+            }
+        }
+        out.family(
+            "aurora_quota_unspent",
+            "Capacity of leased limits this node holds and has not spent (units: requests, tokens, nano-USD): what the cluster would not admit elsewhere if this node were cut off now. Summed over the nodes, the current bound of docs/quota.md.",
+            Kind::Gauge,
+        );
+        for kind in LimitKind::ALL {
+            out.sample(&[("limit", &kind.label())], unspent[kind as usize]);
         }
         out.family(
             "aurora_quota_given_back_total",

@@ -421,12 +421,10 @@ impl Leases {
     fn try_take(self: &Arc<Self>, limit: Leased, amount: u64) -> Result<LeaseHold, Refusal> {
         let now = self.now();
         {
+            // Bounded by the keys and budgets with limits (a deleted one's entry stays
+            // until restart: a few bytes).
             let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
-            if !kinds.contains_key(&limit.key.quota) {
-                // Bounded by the keys and budgets with limits (a deleted one's entry
-                // stays until restart: a few bytes).
-                kinds.insert(limit.key.quota, limit.kind);
-            }
+            kinds.entry(limit.key.quota).or_insert(limit.kind);
         }
         let key = limit.key;
         let (admitted, out) = {

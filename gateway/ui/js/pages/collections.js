@@ -383,6 +383,19 @@ export const COLLECTIONS = [
           ["total", "Total (never resets)"],
         ],
       },
+      {
+        name: "on_partition",
+        label: "When cut off",
+        type: "select",
+        required: true,
+        default: "spend_leased",
+        help: "What a node that cannot reach the cluster's lease holder does with Max requests.",
+        options: [
+          ["spend_leased", "Spend what it holds, then refuse"],
+          ["fail_closed", "Refuse at once"],
+          ["fail_open", "Admit past the limit (requests only)"],
+        ],
+      },
     ],
   },
 ];

@@ -10,7 +10,10 @@
 #   leases    a budget with max_requests 10^12, admitted by quota leases;
 #   counters  the same budget with gateway.budgets.request_leases: false;
 #   rpm       no budget, a key rpm_limit of 2*10^9 admitted by quota leases;
-#   rpm_local the same rpm_limit in this node's token bucket (request_leases: false).
+#   rpm_local the same rpm_limit in this node's token bucket (request_leases: false);
+#   spend     the leases arm's budget with a spend limit of 10^6 USD as well (both by
+#             quota leases): the budget arm of limits_cpu.sh;
+#   all       the spend arm's budget and the rpm arm's rpm_limit on one key.
 # Counting starts after 50 warm-up requests and covers N sequential requests on one
 # keep-alive connection, every thread of the process included.
 #
@@ -18,7 +21,7 @@
 # Needs: valgrind, nginx (apt-get install -y valgrind nginx-light).
 set -euo pipefail
 BIN="$1"; N="${2:-1000}"; ARM="${3:-leases}"
-case "$ARM" in none|leases|counters|rpm|rpm_local) ;; *) echo "ARM must be none, leases, counters, rpm or rpm_local"; exit 2 ;; esac
+case "$ARM" in none|leases|counters|rpm|rpm_local|spend|all) ;; *) echo "ARM must be none, leases, counters, rpm, rpm_local, spend or all"; exit 2 ;; esac
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -61,16 +64,23 @@ admin() { # method path [body]
     curl -sf -X "$1" -H "authorization: Bearer $token" "http://127.0.0.1:$port$2" ${3:+-d "$3"}
 }
 for _ in $(seq 1 120); do
-    admin GET /admin/api/cluster/status | grep -q '"leader":"bench"' && break
+    # Read whole before grep: `grep -q` stops early, and under pipefail the writer's
+    # SIGPIPE would fail the test at random.
+    status="$(admin GET /admin/api/cluster/status || true)"
+    grep -q '"leader":"bench"' <<<"$status" && break
     sleep 0.5
 done
 key='{"id":"bench","name":"bench"}'
 case "$ARM" in rpm|rpm_local) key='{"id":"bench","name":"bench","rpm_limit":2000000000}' ;; esac
-if [ "$ARM" = leases ] || [ "$ARM" = counters ]; then
+case "$ARM" in leases|counters|spend|all)
+    spend=null
+    case "$ARM" in spend|all) spend='"1000000"' ;; esac
     admin POST /admin/api/budgets \
-        '{"id":"bench","name":"bench","limit":null,"max_requests":1000000000000,"period":"total"}' >/dev/null
+        '{"id":"bench","name":"bench","limit":'"$spend"',"max_requests":1000000000000,"period":"total"}' >/dev/null
     key='{"id":"bench","name":"bench","budget_id":"bench"}'
-fi
+    [ "$ARM" = all ] && key='{"id":"bench","name":"bench","budget_id":"bench","rpm_limit":2000000000}'
+    ;;
+esac
 secret="$(admin POST /admin/api/keys "$key" | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')"
 BODY='{"model":"up/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
 sequential() { # count
@@ -91,12 +101,13 @@ callgrind_control -i off "$vg" >/dev/null
 callgrind_control -d "$vg" >/dev/null
 sleep 1
 case "$ARM" in
-    leases) limit=budget_requests ;;
+    leases|spend|all) limit=budget_requests ;;
     rpm) limit=key_rpm ;;
     *) limit= ;;
 esac
 if [ -n "$limit" ]; then
-    admin GET /metrics | grep -q "aurora_quota_admissions_total{limit=\"$limit\",result=\"admitted\"} [1-9]" \
+    metrics="$(admin GET /metrics)"
+    grep -q "aurora_quota_admissions_total{limit=\"$limit\",result=\"admitted\"} [1-9]" <<<"$metrics" \
         || { echo "the $ARM arm admitted nothing through quota leases"; exit 1; }
 fi
 total="$(grep -h '^totals:' "$out".1 | awk '{print $2}')"

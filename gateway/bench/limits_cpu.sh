@@ -52,7 +52,10 @@ admin() { # method path [body]
     curl -sf -X "$1" -H "authorization: Bearer $token" "http://127.0.0.1:$port$2" ${3:+-d "$3"}
 }
 for _ in $(seq 1 120); do
-    admin GET /admin/api/cluster/status | grep -q '"leader":"bench"' && break
+    # Read whole before grep: `grep -q` stops early, and under pipefail the writer's
+    # SIGPIPE would fail the test at random.
+    status="$(admin GET /admin/api/cluster/status || true)"
+    grep -q '"leader":"bench"' <<<"$status" && break
     sleep 0.5
 done
 admin POST /admin/api/budgets \
@@ -94,7 +97,8 @@ PY
         tail -n 1 "$results" | awk -F'\t' '{printf "%-7s round %s: %7s us CPU/request  achieved %6s req/s  p50 %s ms  p99 %s ms  200s %s  others %s\n", $1, $2, $3, $4, $5, $6, $7, $8}'
     done
 done
-admin GET /metrics | grep -q 'aurora_quota_admissions_total{limit="key_rpm",result="admitted"} [1-9]' \
+metrics="$(admin GET /metrics)"
+grep -q 'aurora_quota_admissions_total{limit="key_rpm",result="admitted"} [1-9]' <<<"$metrics" \
     || { echo "the rpm arm admitted nothing through quota leases"; exit 1; }
 echo "== medians (vs off)"
 python3 - "$results" <<'PY'

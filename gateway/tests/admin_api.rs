@@ -400,6 +400,48 @@ async fn acknowledged_writes_survive_a_restart() {
     server.stop().await;
 }
 
+/// Usage recorded just before a graceful stop is on disk after it, for a single
+/// node (the driver stops) and a clustered one (it leaves): neither the view's
+/// batched hand-off nor the core's 500 ms usage flush may drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_recorded_just_before_a_graceful_stop_survives_the_restart() {
+    use aurora_core::state::store::Usage;
+    for clustered in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Fresh ports for the restart: the old QUIC socket may linger a moment.
+        let settings = || {
+            if clustered {
+                solo_settings()
+            } else {
+                aurora_io::config::load("", &Default::default()).expect("default settings")
+            }
+        };
+        let server = NodeServer::start_with(dir.path(), &settings()).await;
+        let budget = aurora_schema::RecordId::new("team").expect("id");
+        let one = Usage {
+            spend_nanos: 7,
+            requests: 1,
+            tokens: 3,
+        };
+        let view = server.node.as_ref().expect("node").state_view.clone();
+        for _ in 0..3 {
+            view.record_usage(&budget, 0, one);
+        }
+        assert_eq!(view.usage(&budget, 0).requests, 3, "seen here at once");
+        server.stop().await;
+
+        let server = NodeServer::start_with(dir.path(), &settings()).await;
+        let view = server.node.as_ref().expect("node").state_view.clone();
+        let usage = view.usage(&budget, 0);
+        assert_eq!(
+            (usage.requests, usage.spend_nanos, usage.tokens),
+            (3, 21, 9),
+            "clustered: {clustered}"
+        );
+        server.stop().await;
+    }
+}
+
 const SWITCHOVER: &str = "/admin/api/cluster/switchover";
 const FORGET: &str = "/admin/api/cluster/forget";
 const ADMIT: &str = "/admin/api/cluster/admit";

@@ -75,6 +75,9 @@ struct Outcome {
     /// 429 `budget_pending`: the node had no capacity yet and the grant came late.
     pending: u64,
     other: u64,
+    /// The statuses counted in `other`, how often each (0: no answer: a connection
+    /// refused or reset, a timeout).
+    other_statuses: std::collections::BTreeMap<u16, u64>,
     per_node: [u64; 3],
     /// Admitted requests sent during the last second of the run.
     admitted_in_last_second: u64,
@@ -250,7 +253,10 @@ fn tally(answers: &[(usize, Instant, Answer)], start: Instant, duration: Duratio
                 node_refused[node] = true;
                 o.first_refusal.get_or_insert(at.duration_since(start));
             }
-            Answer::Status(_) => o.other += 1,
+            Answer::Status(status) => {
+                o.other += 1;
+                *o.other_statuses.entry(status).or_default() += 1;
+            }
         }
     }
     o

@@ -528,7 +528,11 @@ impl Driver {
                 Ok(_) => self.leaving.push(reply),
                 Err(e) => round.acks.push((reply, Err(e.into()))),
             },
-            Request::Stop => round.stop = true,
+            Request::Stop => {
+                // Committed by this round's flush, before the loop ends.
+                self.node.publish_usage(now);
+                round.stop = true;
+            }
             Request::Seeds {
                 addrs,
                 pending,

@@ -645,6 +645,9 @@ impl Node {
                 None
             }
             Command::Leave => {
+                // Usage recorded since the last flush is written now: a graceful
+                // restart loses none.
+                self.replica.flush_usage(now, &mut self.outbox);
                 self.failover.resign(now, &mut self.outbox);
                 self.membership_command(now, Command::Leave)?;
                 None
@@ -683,6 +686,16 @@ impl Node {
             | Command::Quota { .. } => {}
         }
         Ok(())
+    }
+
+    /// Call before stopping without leaving (a single node, a stop on purpose), then
+    /// drain [`Node::poll_output`]: the usage recorded since the last usage flush is
+    /// written into the store now instead of at the next flush, so it is persisted
+    /// with that drain and a stop loses none. [`Command::Leave`] does this itself.
+    pub fn publish_usage(&mut self, now: Now) {
+        let now = self.observe(now);
+        self.replica.flush_usage(now, &mut self.outbox);
+        self.exchange_rumors(now);
     }
 
     /// Call when the monotonic clock reached the deadline [`Node::poll_timeout`]

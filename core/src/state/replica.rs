@@ -453,7 +453,7 @@ impl Replica {
     }
 
     /// Publishes accumulated usage as new totals of this node's counters.
-    fn flush_usage(&mut self, now: Millis, out: &mut Outbox) {
+    pub(crate) fn flush_usage(&mut self, now: Millis, out: &mut Outbox) {
         let pending = std::mem::take(&mut self.pending_usage);
         for ((budget, period), delta) in pending {
             let key = Key::Usage {

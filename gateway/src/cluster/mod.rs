@@ -286,8 +286,10 @@ impl Node {
 
     /// Leaves the cluster gracefully (peers learn at once instead of detecting a
     /// failure) and stops the driver; after `deadline` it stops anyway. A single node
-    /// just stops.
+    /// just stops. Usage recorded and not yet handed to the driver is handed over
+    /// first; the core publishes its pending usage as it leaves.
     pub async fn shutdown(self, deadline: Duration) -> Result<(), DriverError> {
+        self.state_view.hand_off_usage().await;
         if self.info.enabled {
             self.handle.leave(deadline).await
         } else {

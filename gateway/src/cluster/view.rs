@@ -16,11 +16,22 @@
 //! `usage = (cluster total − own published) + own running total` counts every
 //! request exactly once.
 //!
+//! Recording usage is synchronous and takes one lock: the increments are handed to
+//! the driver in batches, one command per budget and period every [`USAGE_HANDOFF`]
+//! at most, by a task spawned when the first increment after a hand-off arrives.
+//! A command per request cost the driver a full round (its timers, its outputs, a
+//! publish) for what the core adds to a map and writes once per `usage_flush`
+//! anyway; batched, the hand-off adds at most [`USAGE_HANDOFF`] to when the cluster
+//! sees the usage and nothing on this node (the running total is updated at once).
+//! [`StateView::hand_off_usage`] sends what is waiting now (before leaving the
+//! cluster, so a graceful restart loses no usage).
+//!
 //! A *detached* view ([`StateView::detached`]) has no driver: writes go straight into
 //! an in-memory snapshot. Unit tests and tools use it; `aurora serve` never does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use aurora_core::state::store::{Key, Usage};
 use aurora_core::Command;
@@ -51,8 +62,73 @@ struct Inner {
     backend: Backend,
     /// This node's own usage at start-up (published counters), per (budget, period).
     base: Arc<StateSnapshot>,
-    /// Usage recorded through this view since start-up.
-    local: Mutex<HashMap<(RecordId, u64), Usage>>,
+    /// Usage recorded through this view since start-up, and what of it the driver
+    /// has not been handed yet.
+    local: Mutex<LocalUsage>,
+}
+
+/// Longest an increment of usage waits before it is handed to the driver (see the
+/// module docs): a small part of the core's `usage_flush` (500 ms by default).
+pub const USAGE_HANDOFF: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Default)]
+struct LocalUsage {
+    /// Per budget (looked up by `&str`: no copy of the id per request), its periods
+    /// in the order first recorded (a handful: the current one and its past ones).
+    budgets: HashMap<RecordId, Vec<(u64, LocalSlot)>>,
+    /// Slots with something unsent.
+    unsent: usize,
+    /// Whether a hand-off task is waiting to send the unsent usage (one at a time).
+    handoff_due: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalSlot {
+    /// Recorded through this view since start-up.
+    recorded: Usage,
+    /// Recorded and not yet handed to the driver.
+    unsent: Option<Usage>,
+}
+
+impl LocalUsage {
+    fn recorded(&self, budget: &str, period: u64) -> Usage {
+        self.budgets
+            .get(budget)
+            .and_then(|periods| periods.iter().find(|(p, _)| *p == period))
+            .map_or_else(Usage::default, |(_, slot)| slot.recorded)
+    }
+
+    fn slot(&mut self, budget: &RecordId, period: u64) -> &mut LocalSlot {
+        if !self.budgets.contains_key(budget.as_str()) {
+            self.budgets.insert(budget.clone(), Vec::new());
+        }
+        let periods = self
+            .budgets
+            .get_mut(budget.as_str())
+            .expect("inserted above");
+        let at = match periods.iter().position(|(p, _)| *p == period) {
+            Some(at) => at,
+            None => {
+                periods.push((period, LocalSlot::default()));
+                periods.len() - 1
+            }
+        };
+        &mut periods[at].1
+    }
+
+    /// Every unsent increment, taken.
+    fn take_unsent(&mut self) -> Vec<(RecordId, u64, Usage)> {
+        let mut taken = Vec::with_capacity(self.unsent);
+        for (budget, periods) in &mut self.budgets {
+            for (period, slot) in periods {
+                if let Some(usage) = slot.unsent.take() {
+                    taken.push((budget.clone(), *period, usage));
+                }
+            }
+        }
+        self.unsent = 0;
+        taken
+    }
 }
 
 #[derive(Debug)]
@@ -72,7 +148,7 @@ impl StateView {
                 state,
                 backend: Backend::Driver(commander),
                 base,
-                local: Mutex::new(HashMap::new()),
+                local: Mutex::default(),
             }),
         }
     }
@@ -86,7 +162,7 @@ impl StateView {
                 state: rx,
                 backend: Backend::Detached(tx),
                 base: Arc::new(StateSnapshot::default()),
-                local: Mutex::new(HashMap::new()),
+                local: Mutex::default(),
             }),
         }
     }
@@ -126,15 +202,7 @@ impl StateView {
         let snapshot = self.snapshot();
         let published_own = snapshot.own_usage(budget, period);
         let others = sub(snapshot.usage(budget, period), published_own);
-        let key = (budget.clone(), period);
-        let recorded = self
-            .inner
-            .local
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .copied()
-            .unwrap_or_default();
+        let recorded = self.local().recorded(budget.as_str(), period);
         let running = self
             .inner
             .base
@@ -150,35 +218,81 @@ impl StateView {
     }
 
     /// Adds to this node's usage of `budget` in `period`. Visible to [`StateView::usage`]
-    /// on this node at once; published to the cluster with the node's next usage flush.
-    pub async fn record_usage(
-        &self,
-        budget: RecordId,
-        period: u64,
-        usage: Usage,
-    ) -> Result<(), WriteError> {
-        {
-            let mut local = self
-                .inner
-                .local
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let slot = local.entry((budget.clone(), period)).or_default();
-            *slot = slot.saturating_add(usage);
-        }
-        match &self.inner.backend {
-            Backend::Driver(commander) => {
-                commander
-                    .command(Command::RecordUsage {
-                        budget,
-                        period,
-                        usage,
-                    })
-                    .await?;
+    /// on this node at once; handed to the driver within [`USAGE_HANDOFF`] (by a task on
+    /// the current Tokio runtime) and published to the cluster with the node's next
+    /// usage flush.
+    pub fn record_usage(&self, budget: &RecordId, period: u64, usage: Usage) {
+        let replicated = matches!(self.inner.backend, Backend::Driver(_));
+        let schedule = {
+            let mut local = self.local();
+            let slot = local.slot(budget, period);
+            slot.recorded = slot.recorded.saturating_add(usage);
+            let mut first = false;
+            if replicated {
+                first = slot.unsent.is_none();
+                slot.unsent = Some(slot.unsent.unwrap_or_default().saturating_add(usage));
             }
-            Backend::Detached(_) => {}
+            local.unsent += usize::from(first);
+            let schedule = local.unsent > 0 && !local.handoff_due;
+            local.handoff_due |= schedule;
+            schedule
+        };
+        if !schedule {
+            return;
         }
-        Ok(())
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let view = self.clone();
+                runtime.spawn(async move {
+                    tokio::time::sleep(USAGE_HANDOFF).await;
+                    view.hand_off_usage().await;
+                });
+            }
+            Err(_) => {
+                // Left waiting: the next increment recorded on a runtime (or
+                // `hand_off_usage`) sends it.
+                self.local().handoff_due = false;
+                tracing::warn!("usage recorded outside a Tokio runtime waits to be handed off");
+            }
+        }
+    }
+
+    /// Hands every increment of usage still waiting to the driver now (one command per
+    /// budget and period). Call before leaving the cluster; the view also calls it
+    /// itself, [`USAGE_HANDOFF`] after an increment. A failure is logged (the driver
+    /// stopped: nothing can publish the usage any more).
+    pub async fn hand_off_usage(&self) {
+        let Backend::Driver(commander) = &self.inner.backend else {
+            return;
+        };
+        let unsent = {
+            let mut local = self.local();
+            local.handoff_due = false;
+            local.take_unsent()
+        };
+        for (budget, period, usage) in unsent {
+            let command = Command::RecordUsage {
+                budget: budget.clone(),
+                period,
+                usage,
+            };
+            if let Err(error) = commander.command(command).await {
+                tracing::warn!(%error, %budget, period, "could not record usage");
+            }
+        }
+    }
+
+    /// Increments of usage recorded and not yet handed to the driver (tests and
+    /// diagnostics).
+    pub fn usage_waiting(&self) -> usize {
+        self.local().unsent
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, LocalUsage> {
+        self.inner
+            .local
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Creates or replaces record `id`; returns once it is committed to this node's
@@ -265,8 +379,8 @@ mod tests {
             requests: 1,
             tokens: 7,
         };
-        view.record_usage(id.clone(), 0, one).await.expect("usage");
-        view.record_usage(id.clone(), 0, one).await.expect("usage");
+        view.record_usage(&id, 0, one);
+        view.record_usage(&id, 0, one);
         assert_eq!(view.usage(&id, 0).requests, 2);
         assert_eq!(view.usage(&id, 1), Usage::default());
         view.delete(Collection::Budgets, id).await.expect("delete");

@@ -36,6 +36,14 @@ pub trait PolicyData: Send + Sync + 'static {
     /// Cluster-wide usage of `budget` in period `period` (see the module docs).
     fn usage(&self, budget: &RecordId, period: u64) -> Usage;
 
+    /// Cluster-wide usage of `budget` in `period` as published to the replicated
+    /// store: [`PolicyData::usage`] less what this node has not flushed yet. Enough
+    /// where only usage from well before matters (admission with quota leases
+    /// refuses what the counters show spent before the leases judged), and cheaper.
+    fn published_usage(&self, budget: &RecordId, period: u64) -> Usage {
+        self.usage(budget, period)
+    }
+
     /// This node's own usage of `budget` in `period` as far as it has been published
     /// to the cluster (flushed into the replicated store), if the source publishes in
     /// batches; `None` otherwise. The pacer times this node's flushes with it

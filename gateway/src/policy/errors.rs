@@ -123,35 +123,33 @@ pub fn input_too_large(guardrail: &str, chars: usize, max: u32) -> Rejection {
     }
 }
 
-/// 429: a per-key rate limit.
-pub fn rate_limited(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rejection {
-    let (kind, what, reason) = if tokens {
-        ("tokens", "tokens per minute", "tpm_limit")
-    } else {
-        ("requests", "requests per minute", "rpm_limit")
-    };
-    Rejection {
-        reason,
-        error: ApiError {
-            retry_after: Some(retry_after),
-            ..error(
-                StatusCode::TOO_MANY_REQUESTS,
-                kind,
-                "rate_limit_exceeded",
-                format!("Rate limit reached for API key `{id}`: {limit} {what} on this node. Please try again in {retry_after}s."),
-            )
-        },
-    }
+/// Where a key's rpm or tpm limit was judged: its message says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// This node's token bucket (no leases: each node allows the limit).
+    ThisNode,
+    /// The cluster's quota leases: the rolling minute is spent, or cannot cover the
+    /// request's reserved tokens.
+    Cluster,
 }
 
-/// 429: a key's rpm or tpm limit (`tokens`), judged across the cluster by quota
-/// leases: the rolling minute is spent, or cannot cover the request's reserved
-/// tokens; `retry_after` is when its next window begins.
-pub fn rate_limited_cluster(id: &str, tokens: bool, limit: u32, retry_after: u64) -> Rejection {
+/// 429: key `id`'s rpm or tpm limit (`tokens`) of `limit` is reached where `scope`
+/// says; `retry_after` seconds until it admits again.
+pub fn rate_limited(
+    id: &str,
+    tokens: bool,
+    limit: u32,
+    retry_after: u64,
+    scope: Scope,
+) -> Rejection {
     let (kind, what, reason) = if tokens {
         ("tokens", "tokens per minute", "tpm_limit")
     } else {
         ("requests", "requests per minute", "rpm_limit")
+    };
+    let place = match scope {
+        Scope::ThisNode => "on this node",
+        Scope::Cluster => "across the cluster",
     };
     Rejection {
         reason,
@@ -161,7 +159,7 @@ pub fn rate_limited_cluster(id: &str, tokens: bool, limit: u32, retry_after: u64
                 StatusCode::TOO_MANY_REQUESTS,
                 kind,
                 "rate_limit_exceeded",
-                format!("Rate limit reached for API key `{id}`: {limit} {what} across the cluster. Please try again in {retry_after}s."),
+                format!("Rate limit reached for API key `{id}`: {limit} {what} {place}. Please try again in {retry_after}s."),
             )
         },
     }

@@ -215,9 +215,7 @@ struct Traffic {
 
 /// This node's holder and its way to the node (see the module docs).
 pub struct Leases {
-    holder: Mutex<Holder>,
-    /// The kind of each quota this node admitted in, for the metrics.
-    kinds: Mutex<std::collections::HashMap<u64, LimitKind>>,
+    holder: Mutex<Held>,
     started: Instant,
     cluster: ClusterInfo,
     /// Woken whenever a grant arrives.
@@ -225,6 +223,27 @@ pub struct Leases {
     /// Per [`LimitKind`], in the order of [`LimitKind::ALL`].
     counters: [Counters; 4],
     traffic: Traffic,
+}
+
+/// The holder and, under the same lock (one per admission), the kind of each quota
+/// this node admitted in, for the metrics. Bounded by the keys and budgets with
+/// limits (a deleted one's entry stays until restart: a few bytes).
+struct Held {
+    holder: Holder,
+    kinds: std::collections::HashMap<u64, LimitKind>,
+}
+
+impl std::ops::Deref for Held {
+    type Target = Holder;
+    fn deref(&self) -> &Holder {
+        &self.holder
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Holder {
+        &mut self.holder
+    }
 }
 
 impl std::fmt::Debug for Leases {
@@ -308,8 +327,10 @@ impl Leases {
             session: fastrand::u64(..),
         };
         let leases = Arc::new(Leases {
-            holder: Mutex::new(Holder::new(session, QuotaTiming::default())),
-            kinds: Mutex::default(),
+            holder: Mutex::new(Held {
+                holder: Holder::new(session, QuotaTiming::default()),
+                kinds: Default::default(),
+            }),
             started: Instant::now(),
             cluster: cluster.clone(),
             granted: Notify::new(),
@@ -325,7 +346,7 @@ impl Leases {
         Some(leases)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Holder> {
+    fn lock(&self) -> MutexGuard<'_, Held> {
         // The holder is left consistent by every call before it can panic.
         self.holder.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -397,6 +418,14 @@ impl Leases {
         limit: Leased,
         amount: u64,
     ) -> Result<LeaseHold, Refusal> {
+        // The common case first: the slice covers it, no wait to set up.
+        match self.try_take(limit, amount) {
+            Err(Refusal::Waiting) => {}
+            taken => {
+                self.count(limit.kind, &taken);
+                return taken;
+            }
+        }
         let deadline = tokio::time::Instant::now() + GRANT_WAIT;
         loop {
             // Registered before the attempt: a grant between the two still wakes it.
@@ -420,15 +449,10 @@ impl Leases {
 
     fn try_take(self: &Arc<Self>, limit: Leased, amount: u64) -> Result<LeaseHold, Refusal> {
         let now = self.now();
-        {
-            // Bounded by the keys and budgets with limits (a deleted one's entry stays
-            // until restart: a few bytes).
-            let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
-            kinds.entry(limit.key.quota).or_insert(limit.kind);
-        }
         let key = limit.key;
         let (admitted, out) = {
             let mut holder = self.lock();
+            holder.kinds.entry(key.quota).or_insert(limit.kind);
             // A key of a later window means the earlier ones of its quota (a budget's
             // past periods, a rolling limit's past windows) are done with: the holder
             // forgets them and gives back what they did not spend, under the same
@@ -491,9 +515,9 @@ impl Leases {
         }
         let mut unspent = [0u64; LimitKind::ALL.len()];
         {
-            let kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
-            for (key, left) in self.lock().unspent() {
-                if let Some(kind) = kinds.get(&key.quota) {
+            let held = self.lock();
+            for (key, left) in held.unspent() {
+                if let Some(kind) = held.kinds.get(&key.quota) {
                     unspent[*kind as usize] = unspent[*kind as usize].saturating_add(left);
                 }
             }

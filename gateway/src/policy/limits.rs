@@ -71,28 +71,39 @@ const TOKENS: [HeaderName; 3] = [
 impl RateHeaders {
     /// Writes the headers of the limits there are.
     pub fn apply(&self, headers: &mut HeaderMap) {
+        let limits = usize::from(self.requests.is_some()) + usize::from(self.tokens.is_some());
+        // At most one growth of the map, not one per header.
+        headers.reserve(3 * limits);
         for (names, remaining) in [(&REQUESTS, self.requests), (&TOKENS, self.tokens)] {
             let Some(r) = remaining else { continue };
             let [limit, left, reset] = names.clone();
             headers.insert(limit, HeaderValue::from(r.limit));
             headers.insert(left, HeaderValue::from(r.remaining));
-            if let Ok(value) = HeaderValue::try_from(openai_duration(r.reset)) {
+            let mut text = [0u8; 32];
+            let len = openai_duration(r.reset, &mut text);
+            if let Ok(value) = HeaderValue::from_bytes(&text[..len]) {
                 headers.insert(reset, value);
             }
         }
     }
 }
 
-/// A duration as OpenAI writes its reset headers: `20ms`, `1s`, `6m0s`.
-fn openai_duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        return format!("{}ms", d.as_millis());
-    }
-    let secs = d.as_secs_f64().ceil() as u64;
-    match secs / 60 {
-        0 => format!("{secs}s"),
-        minutes => format!("{minutes}m{}s", secs % 60),
-    }
+/// A duration as OpenAI writes its reset headers: `20ms`, `1s`, `6m0s`, written into
+/// `out` (on the stack: one header per answer); returns its length.
+fn openai_duration(d: Duration, out: &mut [u8; 32]) -> usize {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut out[..]);
+    // 32 bytes hold any u64 pair written here: a write cannot fail.
+    let _ = if d < Duration::from_secs(1) {
+        write!(cursor, "{}ms", d.as_millis())
+    } else {
+        let secs = d.as_secs_f64().ceil() as u64;
+        match secs / 60 {
+            0 => write!(cursor, "{secs}s"),
+            minutes => write!(cursor, "{minutes}m{}s", secs % 60),
+        }
+    };
+    cursor.position() as usize
 }
 
 /// Why a request was refused, and when to come back.
@@ -346,7 +357,19 @@ mod tests {
         assert_eq!(map["x-ratelimit-reset-requests"], "1s");
         assert_eq!(map["x-ratelimit-limit-tokens"], "600");
         assert_eq!(map["x-ratelimit-reset-tokens"], "30s");
-        assert_eq!(openai_duration(Duration::from_millis(20)), "20ms");
-        assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
+        let text = |d| {
+            let mut out = [0u8; 32];
+            let len = openai_duration(d, &mut out);
+            String::from_utf8(out[..len].to_vec()).expect("ascii")
+        };
+        assert_eq!(text(Duration::from_millis(20)), "20ms");
+        assert_eq!(text(Duration::from_secs(360)), "6m0s");
+        assert_eq!(text(Duration::from_millis(4_200)), "5s");
+        let longest = format!("{}m{}s", u64::MAX / 60, u64::MAX % 60);
+        assert_eq!(
+            text(Duration::from_secs(u64::MAX)),
+            longest,
+            "the longest fits"
+        );
     }
 }

@@ -48,6 +48,7 @@ pub mod budget;
 pub mod data;
 pub mod errors;
 pub mod guardrails;
+mod leased;
 pub mod leases;
 pub mod limits;
 pub mod pacing;
@@ -211,6 +212,13 @@ pub struct Prepared {
     rpm: Option<leases::LeaseHold>,
     spend: Option<leases::LeaseHold>,
     tpm: Option<leases::LeaseHold>,
+    /// The request's budget estimate, when a leased limit needed it (before
+    /// redaction: an estimate either way); admission reuses it.
+    estimate: Option<Usage>,
+    /// The caller's budget record as `ready` read it; admission reuses it (read
+    /// microseconds apart, it is the same record but for a write in between,
+    /// which either order could have met).
+    budget: Option<Budget>,
 }
 
 /// What admission reserves for a request beyond what it asks for: the output it may
@@ -315,21 +323,35 @@ impl Policy {
         let Some(leases) = self.leases.get() else {
             return Prepared::default();
         };
-        let mut prepared = Prepared::default();
-        let (requests, spend) = budget_leased(data, caller);
+        let mut prepared = Prepared {
+            budget: leased::caller_budget(data, caller),
+            ..Prepared::default()
+        };
+        let wall = data.wall_ms();
+        let (requests, spend) = match (caller, &prepared.budget) {
+            (Caller::Key { key, .. }, Some(budget)) => match &key.budget_id {
+                Some(id) => leased::budget_limits(id, budget, wall),
+                None => (None, None),
+            },
+            _ => (None, None),
+        };
+        let (rpm, tpm) = leased::key_limits(caller, wall);
+        let sizing =
+            (spend.is_some() || tpm.is_some()).then(|| leased::Sizing::of(request, allowance));
         if let Some(limit) = requests {
             prepared.lease = leases.take(limit).await.ok();
         }
-        if let Some(limit) = spend {
-            let amount = spend_reserved(estimate(data, request, model, allowance));
+        if let (Some(limit), Some(sizing)) = (spend, sizing) {
+            let estimate = sizing.estimate(data, model, allowance);
+            prepared.estimate = Some(estimate);
+            let amount = leased::spend_reserved(estimate);
             prepared.spend = leases.take_amount(limit, amount).await.ok();
         }
         // Last: their 5 s windows are the likeliest to move on during the waits above.
-        if let Some(limit) = tpm_leased(data, caller) {
-            let amount = tokens_reserved(request, allowance);
-            prepared.tpm = leases.take_amount(limit, amount).await.ok();
+        if let (Some(limit), Some(sizing)) = (tpm, sizing) {
+            prepared.tpm = leases.take_amount(limit, sizing.tokens()).await.ok();
         }
-        if let Some(limit) = rpm_leased(data, caller) {
+        if let Some(limit) = rpm {
             prepared.rpm = leases.take(limit).await.ok();
         }
         prepared
@@ -347,23 +369,25 @@ impl Policy {
         }
         let now = Instant::now();
         let mut headers = self.limiter.headers(id, now);
-        if let (Some(leases), Some(limit)) = (self.leases.get(), tpm_leased(data, caller)) {
-            let wall = data.wall_ms();
-            headers.tokens = leases.remaining(limit).map(|remaining| limits::Remaining {
+        let Some(leases) = self.leases.get() else {
+            return Some(headers);
+        };
+        let wall = data.wall_ms();
+        // Nothing said when this node has not admitted in the window (a request
+        // refused before its limit was reached): it knows no figure.
+        let remaining = |limit: leases::Leased| {
+            leases.remaining(limit).map(|remaining| limits::Remaining {
                 limit: limit.limit.max,
                 remaining: remaining.min(limit.limit.max),
                 reset: leases::Leased::next_rpm_window_in(wall),
-            });
+            })
+        };
+        let (rpm, tpm) = leased::key_limits(caller, wall);
+        if let Some(limit) = tpm {
+            headers.tokens = remaining(limit);
         }
-        if let (Some(leases), Some(limit)) = (self.leases.get(), rpm_leased(data, caller)) {
-            let wall = data.wall_ms();
-            // Nothing said when this node has not admitted in the window (a request
-            // refused before its rpm was reached): it knows no figure.
-            headers.requests = leases.remaining(limit).map(|remaining| limits::Remaining {
-                limit: limit.limit.max,
-                remaining: remaining.min(limit.limit.max),
-                reset: leases::Leased::next_rpm_window_in(wall),
-            });
+        if let Some(limit) = rpm {
+            headers.requests = remaining(limit);
         }
         Some(headers)
     }
@@ -478,8 +502,14 @@ impl Policy {
         let mut spend = None;
         if let Some((key_id, budget_id)) = key.and_then(|(id, k)| Some((id, k.budget_id.as_ref()?)))
         {
-            let Some(Record::Budget(budget)) = data.record(Collection::Budgets, budget_id.as_str())
-            else {
+            let budget = match prepared.budget.take() {
+                Some(budget) => Some(budget),
+                None => match data.record(Collection::Budgets, budget_id.as_str()) {
+                    Some(Record::Budget(budget)) => Some(budget),
+                    _ => None,
+                },
+            };
+            let Some(budget) = budget else {
                 return Err(errors::key_misconfigured(
                     key_id,
                     "budget_id",
@@ -487,17 +517,22 @@ impl Policy {
                     budget_id.as_str(),
                 ));
             };
-            let held = estimate(data, request, model, allowance);
-            if self.leases.get().is_some() {
+            let estimate = prepared.estimate.take();
+            let held = || {
+                estimate.unwrap_or_else(|| {
+                    leased::Sizing::of(request, allowance).estimate(data, model, allowance)
+                })
+            };
+            let wall = data.wall_ms();
+            if let Some(leases) = self.leases.get() {
                 // The leases judge both limits; the counters only refuse what they
                 // already show spent (usage of the period from before the leases
                 // judged it: a build without them, `request_leases` off). No pacer,
                 // no reservation: the usage is still recorded.
                 // A `fail_open` budget's requests admitted while cut off are beyond
                 // the limit on purpose: they do not refuse afterwards.
-                let wall = data.wall_ms();
                 let period = budget.period.index(wall);
-                let seen = data.usage(budget_id, period);
+                let seen = data.published_usage(budget_id, period);
                 let reached = if budget.limit.is_some_and(|l| seen.spend_nanos >= l.nanos()) {
                     Some(budget::Reached::Spend)
                 } else if budget.on_partition != aurora_core::quota::OnPartition::FailOpen
@@ -513,19 +548,33 @@ impl Policy {
                     ));
                 }
                 budget_slot = Some((budget_id.clone(), period));
+                let (requests, spend_limit) = leased::budget_limits(budget_id, &budget, wall);
+                if let Some(limit) = requests {
+                    let taken = leased::admitted(leases, prepared.lease.take(), limit, 1);
+                    lease = Some(taken.map_err(|refusal| {
+                        leased::budget_refusal(budget_id, refusal, || {
+                            leased::requests_exhausted(budget_id, &budget, limit.limit.max, wall)
+                        })
+                    })?);
+                }
+                if let (Some(limit), Some(max)) = (spend_limit, budget.limit) {
+                    // What `ready` reserved, if it did (its window may have passed).
+                    let amount = match &prepared.spend {
+                        Some(hold) => hold.amount(),
+                        None => leased::spend_reserved(held()),
+                    };
+                    let taken = leased::admitted(leases, prepared.spend.take(), limit, amount);
+                    spend = Some(taken.map_err(|refusal| {
+                        leased::budget_refusal(budget_id, refusal, || {
+                            leased::spend_exhausted(data, budget_id, &budget, max, amount)
+                        })
+                    })?);
+                }
             } else {
-                let (reserved, slot) = self.reserve_budget(data, budget_id, &budget, held)?;
+                let (reserved, slot) = self.reserve_budget(data, budget_id, &budget, held())?;
                 budget_slot = Some(slot);
                 reservation = Some(reserved);
             }
-            lease = self.lease_budget(data, budget_id, &budget, prepared.lease.take())?;
-            spend = self.lease_spend(
-                data,
-                budget_id,
-                &budget,
-                spend_reserved(held),
-                prepared.spend.take(),
-            )?;
         }
         let mut slot = None;
         let mut tpm = None;
@@ -536,37 +585,37 @@ impl Policy {
                     Err(in_flight) => return Err(errors::too_many_parallel(id, in_flight, max)),
                 }
             }
-            // A leased rpm limit is the leases' to judge; the tokens per minute stay
-            // this node's buckets'.
-            let local_rpm = match (self.leases.get(), k.rpm_limit) {
-                (Some(leases), Some(limit)) => {
+            // Leased limits are the leases' to judge; without leases, this node's
+            // buckets'.
+            let (mut local_rpm, mut local_tpm) = (k.rpm_limit, k.tpm_limit);
+            if let Some(leases) = self.leases.get() {
+                let wall = data.wall_ms();
+                let (rpm, tpm_limit) = leased::key_limits(caller, wall);
+                if let (Some(limit), Some(max)) = (rpm, local_rpm.take()) {
                     // Counted once admitted, answered or not (as a bucket counts it).
-                    lease_rpm(leases, data, id, limit, prepared.rpm.take())?.keep();
-                    None
+                    leased::admitted(leases, prepared.rpm.take(), limit, 1)
+                        .map_err(|refusal| leased::key_refusal(id, false, max, wall, refusal))?
+                        .keep();
                 }
-                _ => k.rpm_limit,
-            };
-            let local_tpm = match (self.leases.get(), k.tpm_limit) {
-                (Some(leases), Some(limit)) => {
-                    let amount = tokens_reserved(request, allowance);
-                    tpm = Some(lease_tpm(
-                        leases,
-                        data,
-                        id,
-                        limit,
-                        amount,
-                        prepared.tpm.take(),
-                    )?);
-                    None
+                if let (Some(limit), Some(max)) = (tpm_limit, local_tpm.take()) {
+                    let amount = match &prepared.tpm {
+                        Some(hold) => hold.amount(),
+                        None => leased::Sizing::of(request, allowance).tokens(),
+                    };
+                    let taken = leased::admitted(leases, prepared.tpm.take(), limit, amount);
+                    tpm =
+                        Some(taken.map_err(|refusal| {
+                            leased::key_refusal(id, true, max, wall, refusal)
+                        })?);
                 }
-                _ => k.tpm_limit,
-            };
+            }
             if let Err(limited) = self.limiter.admit(id, local_rpm, local_tpm, Instant::now()) {
                 return Err(errors::rate_limited(
                     id,
                     limited.tokens,
                     limited.limit,
                     limited.retry_after,
+                    errors::Scope::ThisNode,
                 ));
             }
         }
@@ -631,110 +680,6 @@ impl Policy {
         Ok((reservation, slot))
     }
 
-    /// The request's unit of `budget`'s request limit, when quota leases grant it
-    /// (`prepared`: taken by [`Policy::ready`]): 402 once the cluster's limit is
-    /// reached, 429 `budget_pending` while this node holds no capacity, 429
-    /// `budget_cut_off` when it holds none and cannot reach the lease holder.
-    fn lease_budget(
-        &self,
-        data: &dyn PolicyData,
-        id: &RecordId,
-        budget: &Budget,
-        prepared: Option<leases::LeaseHold>,
-    ) -> Result<Option<leases::LeaseHold>, Rejection> {
-        let (Some(leases), Some(limit)) = (self.leases.get(), budget.max_requests) else {
-            return Ok(None);
-        };
-        let wall = data.wall_ms();
-        let period = budget.period.index(wall);
-        let leased = leases::Leased::budget_requests(
-            id.as_str(),
-            budget.period,
-            period,
-            limit,
-            budget.on_partition,
-        );
-        let taken = match prepared {
-            Some(hold) if hold.key() == leased.key => Ok(hold),
-            // Taken for another period (the clock crossed a boundary since): given
-            // back first, then this period's taken now.
-            stale => {
-                drop(stale);
-                leases.admit(leased)
-            }
-        };
-        match taken {
-            Ok(hold) => Ok(Some(hold)),
-            Err(aurora_core::quota::Refusal::Waiting) => Err(errors::budget_pending(id.as_str())),
-            Err(aurora_core::quota::Refusal::CutOff) => Err(errors::budget_cut_off(id.as_str())),
-            Err(_) => {
-                let used = Usage {
-                    requests: limit,
-                    ..Usage::default()
-                };
-                Err(budget::refusal(
-                    id,
-                    budget,
-                    used,
-                    budget::Reached::Requests,
-                    period,
-                    wall,
-                ))
-            }
-        }
-    }
-
-    /// The request's estimated cost (`amount` nano-USD) reserved of `budget`'s spend
-    /// limit, when quota leases grant it (`prepared`: taken by [`Policy::ready`]):
-    /// 402 once the cluster's limit cannot cover it, 429 `budget_pending` while this
-    /// node holds too little, 429 `budget_cut_off` when it cannot reach the lease
-    /// holder.
-    fn lease_spend(
-        &self,
-        data: &dyn PolicyData,
-        id: &RecordId,
-        budget: &Budget,
-        amount: u64,
-        prepared: Option<leases::LeaseHold>,
-    ) -> Result<Option<leases::LeaseHold>, Rejection> {
-        let (Some(leases), Some(limit)) = (self.leases.get(), budget.limit) else {
-            return Ok(None);
-        };
-        let wall = data.wall_ms();
-        let period = budget.period.index(wall);
-        let leased = leases::Leased::budget_spend(
-            id.as_str(),
-            budget.period,
-            period,
-            limit.nanos(),
-            budget.on_partition,
-        );
-        let taken = match prepared {
-            // Taken with the estimate before redaction: an estimate either way.
-            Some(hold) if hold.key() == leased.key => Ok(hold),
-            stale => {
-                drop(stale);
-                leases.admit_amount(leased, amount)
-            }
-        };
-        if taken.is_err() {
-            leases.give_up(leased);
-        }
-        match taken {
-            Ok(hold) => Ok(Some(hold)),
-            Err(aurora_core::quota::Refusal::Waiting) => Err(errors::budget_pending(id.as_str())),
-            Err(aurora_core::quota::Refusal::CutOff) => Err(errors::budget_cut_off(id.as_str())),
-            Err(_) => {
-                let spent = data.usage(id, period).spend_nanos;
-                Err(errors::budget_cannot_cover(
-                    id.as_str(),
-                    Money::from_nanos(limit.nanos().saturating_sub(spent)),
-                    Money::from_nanos(amount),
-                ))
-            }
-        }
-    }
-
     /// Counts a refused request: metrics always; a usage-log row only once the caller
     /// is authenticated. A 401 (no key, unknown key) is a counter and nothing else, so
     /// a flood of junk keys cannot grow the log's file.
@@ -765,159 +710,6 @@ impl Policy {
             });
         }
     }
-}
-
-/// `caller`'s budget's request and spend limits, as the leases admit them, where it
-/// has them (one lookup of the budget record for both).
-fn budget_leased(
-    data: &dyn PolicyData,
-    caller: &Caller,
-) -> (Option<leases::Leased>, Option<leases::Leased>) {
-    let Caller::Key { key, .. } = caller else {
-        return (None, None);
-    };
-    let Some(id) = key.budget_id.as_ref() else {
-        return (None, None);
-    };
-    let Some(Record::Budget(budget)) = data.record(Collection::Budgets, id.as_str()) else {
-        return (None, None);
-    };
-    let period = budget.period.index(data.wall_ms());
-    let requests = budget.max_requests.map(|max| {
-        leases::Leased::budget_requests(
-            id.as_str(),
-            budget.period,
-            period,
-            max,
-            budget.on_partition,
-        )
-    });
-    let spend = budget.limit.map(|limit| {
-        leases::Leased::budget_spend(
-            id.as_str(),
-            budget.period,
-            period,
-            limit.nanos(),
-            budget.on_partition,
-        )
-    });
-    (requests, spend)
-}
-
-/// What a request reserves of its budget's leased spend limit: its estimated cost,
-/// at least a nano-USD, so that a spent budget refuses even a request it cannot
-/// price (as the counters' check does).
-fn spend_reserved(estimate: Usage) -> u64 {
-    estimate.spend_nanos.max(1)
-}
-
-/// What a request reserves of its budget: one request and its estimated cost (every
-/// one of `n` completions may run to the cap; the most expensive pricing it may be
-/// billed at).
-fn estimate(
-    data: &dyn PolicyData,
-    request: &ChatCompletionRequest,
-    model: &str,
-    allowance: &Allowance<'_>,
-) -> Usage {
-    let prompt = crate::provider::tokens::prompt(&request.messages);
-    let output = u64::from(request.token_cap().unwrap_or(allowance.output_tokens))
-        * u64::from(request.choices());
-    let priced_as = std::iter::once(model).chain(allowance.priced_as.iter().map(|a| &**a));
-    Usage {
-        requests: 1,
-        spend_nanos: reserve::estimate_cost(data, priced_as, prompt, output).nanos(),
-        tokens: 0,
-    }
-}
-
-/// `caller`'s key's tpm limit, as the leases admit it, if it has one.
-fn tpm_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
-    let Caller::Key { id, key } = caller else {
-        return None;
-    };
-    Some(leases::Leased::key_tpm(id, data.wall_ms(), key.tpm_limit?))
-}
-
-/// What a request reserves of its key's leased tpm limit: its prompt and the most
-/// every one of its `n` completions may produce (at least 1 token).
-fn tokens_reserved(request: &ChatCompletionRequest, allowance: &Allowance<'_>) -> u64 {
-    let prompt = crate::provider::tokens::prompt(&request.messages);
-    let output = u64::from(request.token_cap().unwrap_or(allowance.output_tokens))
-        * u64::from(request.choices());
-    prompt.saturating_add(output).max(1)
-}
-
-/// The request's tokens (`amount`, reserved) of key `id`'s leased tpm limit `tpm`
-/// (`prepared`: taken by [`Policy::ready`]): 429 as for the rpm limit.
-fn lease_tpm(
-    leases: &Arc<leases::Leases>,
-    data: &dyn PolicyData,
-    id: &str,
-    tpm: u32,
-    amount: u64,
-    prepared: Option<leases::LeaseHold>,
-) -> Result<leases::LeaseHold, Rejection> {
-    let wall = data.wall_ms();
-    let leased = leases::Leased::key_tpm(id, wall, tpm);
-    let taken = match prepared {
-        Some(hold) if hold.key() == leased.key => Ok(hold),
-        stale => {
-            drop(stale);
-            leases.admit_amount(leased, amount)
-        }
-    };
-    if taken.is_err() {
-        leases.give_up(leased);
-    }
-    taken.map_err(|refusal| match refusal {
-        aurora_core::quota::Refusal::Waiting => errors::rpm_pending(id),
-        aurora_core::quota::Refusal::CutOff => errors::rpm_cut_off(id),
-        aurora_core::quota::Refusal::Exhausted => {
-            let wait = leases::Leased::next_rpm_window_in(wall);
-            errors::rate_limited_cluster(id, true, tpm, wait.as_secs_f64().ceil().max(1.0) as u64)
-        }
-    })
-}
-
-/// `caller`'s key's rpm limit, as the leases admit it, if it has one.
-fn rpm_leased(data: &dyn PolicyData, caller: &Caller) -> Option<leases::Leased> {
-    let Caller::Key { id, key } = caller else {
-        return None;
-    };
-    Some(leases::Leased::key_rpm(id, data.wall_ms(), key.rpm_limit?))
-}
-
-/// The request's unit of key `id`'s leased rpm limit `rpm` (`prepared`: taken by
-/// [`Policy::ready`]): 429 `rate_limit_exceeded` when the cluster's minute is
-/// spent (`Retry-After`: when the next window begins), 429 `rpm_pending` while this
-/// node holds no capacity, 429 `rpm_cut_off` when it cannot reach the lease holder.
-fn lease_rpm(
-    leases: &Arc<leases::Leases>,
-    data: &dyn PolicyData,
-    id: &str,
-    rpm: u32,
-    prepared: Option<leases::LeaseHold>,
-) -> Result<leases::LeaseHold, Rejection> {
-    let wall = data.wall_ms();
-    let leased = leases::Leased::key_rpm(id, wall, rpm);
-    let taken = match prepared {
-        Some(hold) if hold.key() == leased.key => Ok(hold),
-        // Taken in an earlier window: given back first (the admission below retires
-        // that window), then taken again now.
-        stale => {
-            drop(stale);
-            leases.admit(leased)
-        }
-    };
-    taken.map_err(|refusal| match refusal {
-        aurora_core::quota::Refusal::Waiting => errors::rpm_pending(id),
-        aurora_core::quota::Refusal::CutOff => errors::rpm_cut_off(id),
-        aurora_core::quota::Refusal::Exhausted => {
-            let wait = leases::Leased::next_rpm_window_in(wall);
-            errors::rate_limited_cluster(id, false, rpm, wait.as_secs_f64().ceil().max(1.0) as u64)
-        }
-    })
 }
 
 impl Ticket {
@@ -969,7 +761,10 @@ impl Ticket {
                     requests: 1,
                     tokens: usage.total(),
                 };
-                policy.pacer.recorded(budget, *period, charged);
+                // The pacer serves the counters' check only; with leases it is skipped.
+                if policy.leases.get().is_none() {
+                    policy.pacer.recorded(budget, *period, charged);
+                }
                 data.record_usage(budget, *period, charged);
             }
         }

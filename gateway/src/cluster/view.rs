@@ -74,7 +74,8 @@ pub const USAGE_HANDOFF: Duration = Duration::from_millis(50);
 #[derive(Debug, Default)]
 struct LocalUsage {
     /// Per budget (looked up by `&str`: no copy of the id per request), its periods
-    /// in the order first recorded (a handful: the current one and its past ones).
+    /// in the order first recorded (the current one and the past ones of this
+    /// process's life).
     budgets: HashMap<RecordId, Vec<(u64, LocalSlot)>>,
     /// Slots with something unsent.
     unsent: usize,
@@ -94,7 +95,7 @@ impl LocalUsage {
     fn recorded(&self, budget: &str, period: u64) -> Usage {
         self.budgets
             .get(budget)
-            .and_then(|periods| periods.iter().find(|(p, _)| *p == period))
+            .and_then(|periods| periods.iter().rev().find(|(p, _)| *p == period))
             .map_or_else(Usage::default, |(_, slot)| slot.recorded)
     }
 
@@ -106,7 +107,9 @@ impl LocalUsage {
             .budgets
             .get_mut(budget.as_str())
             .expect("inserted above");
-        let at = match periods.iter().position(|(p, _)| *p == period) {
+        // From the newest: the current period is the last one pushed, so a budget
+        // with hourly periods is not scanned through its past on every request.
+        let at = match periods.iter().rposition(|(p, _)| *p == period) {
             Some(at) => at,
             None => {
                 periods.push((period, LocalSlot::default()));
